@@ -1,0 +1,53 @@
+# FieldLink — the two commands a new machine needs: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+MPVM    := hil_tests/mpvm/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps lint test test-fast demo bench firmware flash clean
+
+## setup: venv with pinned dependencies, the MicroPython VM (npm) and Mosquitto (apt, when root)
+setup: $(STAMP) $(MPVM) system-deps
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(MPVM): hil_tests/mpvm/package.json
+	@command -v node >/dev/null || { echo "Node.js is needed for the MicroPython VM: apt-get install nodejs npm"; exit 1; }
+	cd hil_tests/mpvm && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+system-deps:
+	@command -v mosquitto >/dev/null || command -v /usr/sbin/mosquitto >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; \
+	  else echo "Mosquitto is not installed: sudo apt-get install mosquitto (tests that need a broker will fail)"; fi; }
+
+## lint: ruff and mypy (CPython code), mypy against the MicroPython stubs (protocols/, firmware_py/)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy agent protocols simulator hil_tests
+	$(BIN)/python -m hil_tests.mpvm.typecheck
+
+## test: everything, including the MicroPython run and the end-to-end tests with a real Mosquitto
+test: setup lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## demo: embedded broker + simulator (demo.toml) + agent + live monitor; Ctrl-C stops all of it
+demo: setup
+	$(BIN)/python -m hil_tests.demo
+
+bench: setup
+	$(BIN)/python -m hil_tests.bench
+
+firmware: setup
+	$(BIN)/python -m firmware_py.build
+
+flash: firmware
+	$(BIN)/python -m firmware_py.flash --port "$(PORT)" --config "$(CONFIG)"
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

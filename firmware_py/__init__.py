@@ -1,0 +1,1 @@
+"""FieldLink firmware for MicroPython boards (ESP32, RP2040)."""

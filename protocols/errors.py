@@ -1,0 +1,59 @@
+"""One error tree for every codec. Decoders raise only these, whatever bytes they are fed."""
+
+
+class ProtocolError(Exception):
+    """Root of every error a codec raises on bad input."""
+
+
+class FrameError(ProtocolError):
+    """Malformed frame: bad start or end byte, wrong length, truncated, garbage."""
+
+
+class CrcError(FrameError):
+    """A Modbus CRC or a DL/T 645 / CJ/T 188 checksum that does not match."""
+
+
+class EncodingError(ProtocolError):
+    """A value that cannot be encoded or decoded (out of range, not BCD, wrong type)."""
+
+
+class CborError(ProtocolError):
+    """Bytes that are not well-formed CBOR, or a value CBOR cannot carry."""
+
+
+class SenmlError(ProtocolError):
+    """A SenML pack that breaks RFC 8428 (bad name, unknown version, missing value)."""
+
+
+MODBUS_EXCEPTIONS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+class ExceptionResponse(ProtocolError):
+    """A Modbus exception response: the device understood the request and refused it."""
+
+    def __init__(self, function: int, code: int) -> None:
+        self.function = function
+        self.code = code
+        self.meaning = MODBUS_EXCEPTIONS.get(code, "unknown exception")
+        ProtocolError.__init__(
+            self, "exception %02X (%s) for function %02X" % (code, self.meaning, function)
+        )
+
+
+class AbnormalReply(ProtocolError):
+    """A DL/T 645 or CJ/T 188 meter answered with its error flag set."""
+
+    def __init__(self, code: int, meaning: str) -> None:
+        self.code = code
+        self.meaning = meaning
+        ProtocolError.__init__(self, "meter reported error %02X: %s" % (code, meaning))

@@ -1,0 +1,1 @@
+"""Virtual field devices on pseudo-terminal RS-485 buses."""
