@@ -4,6 +4,11 @@
 class ProtocolError(Exception):
     """Root of every error a codec raises on bad input."""
 
+    def __init__(self, *args: object) -> None:
+        # MicroPython has no Exception.__init__ attribute, so the subclasses' explicit
+        # ProtocolError.__init__(self, ...) calls need this Python-level one.
+        super().__init__(*args)
+
 
 class FrameError(ProtocolError):
     """Malformed frame: bad start or end byte, wrong length, truncated, garbage."""

@@ -1,0 +1,112 @@
+"""The agent's configuration as plain dataclasses (filled and validated by agent/config.py).
+
+Times on the bus are milliseconds, as technicians read them off datasheets; poll intervals and
+batching ages are seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class GatewayConfig:
+    site: str
+    id: str
+    prefix: str = "fieldlink"
+    payload: str = "senml"  # "senml" or "compact"
+    health_interval: float = 60.0
+
+
+@dataclass
+class BrokerConfig:
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str | None = None  # default: "<prefix>-<site>-<gateway>"
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    keepalive: int = 30
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+
+
+@dataclass
+class OutboxConfig:
+    path: str = "/var/lib/fieldlink/outbox.sqlite"
+    max_bytes: int = 64 * 1024 * 1024
+    fsync: str = "normal"  # "full": fsync every commit; "normal": WAL, fsync at checkpoints
+    inflight: int = 20  # packs published and awaiting PUBACK at once
+
+
+@dataclass
+class BatchConfig:
+    max_records: int = 200
+    max_age: float = 5.0
+    max_bytes: int = 16 * 1024
+
+
+@dataclass
+class BusConfig:
+    name: str
+    port: str  # device path (/dev/ttyUSB0) or URL (socket://host:502, rfc2217://, loop://)
+    baud: int = 9600
+    parity: str = "N"  # N, E, O
+    bytesize: int = 8
+    stopbits: int = 1
+    timeout_ms: int = 500  # response timeout
+    turnaround_ms: int = 0  # wait after a reply before the next request
+    pause_ms: int = 0  # extra silence between requests
+    line: int = 0  # line in the config file, for messages
+
+
+@dataclass
+class DeviceConfig:
+    id: str
+    bus: str
+    profile: str
+    address: str  # Modbus unit as decimal text, DL/T 645 12 digits, CJ/T 188 14 digits
+    interval: float = 10.0
+    points: list[str] | None = None  # None: all points of the profile
+    max_registers: int | None = None  # override for quirky devices
+    single_point_requests: bool = False
+    options: dict = field(default_factory=dict)  # overrides of the profile's options
+    line: int = 0
+
+
+@dataclass
+class RuleConfig:
+    device: str
+    point: str
+    kind: str = "threshold"
+    above: float | None = None
+    below: float | None = None
+    hysteresis: float = 0.0
+    line: int = 0
+
+
+@dataclass
+class Config:
+    path: str
+    gateway: GatewayConfig
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    buses: list[BusConfig] = field(default_factory=list)
+    devices: list[DeviceConfig] = field(default_factory=list)
+    rules: list[RuleConfig] = field(default_factory=list)
+    format_version: int = FORMAT_VERSION
+    # Filled by agent/config.py (acquisition side): site profile folders from the top-level
+    # `profiles` key, and the loaded Profile of every model the devices use (model -> Profile).
+    profile_dirs: list[str] = field(default_factory=list)
+    profiles: dict = field(default_factory=dict)
+
+    def topic(self, leaf: str) -> str:
+        """`<prefix>/<site>/<gateway>/<leaf>`."""
+        g = self.gateway
+        return "%s/%s/%s/%s" % (g.prefix, g.site, g.id, leaf)

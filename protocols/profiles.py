@@ -1,0 +1,256 @@
+"""Device profiles: what varies by device model, as data (JSON files in protocols/profiles/).
+
+A profile names the protocol, the link defaults and every point: where it lives on the device
+(Modbus table/address/type, DL/T 645 DI and format, CJ/T 188 reply field), how the raw value
+scales to a SenML unit, and whether a command may write it and within which range.
+
+`parse_profile` only checks a decoded dict; `load_profile` reads the packaged JSON file (the one
+deliberate file read in protocols/: profiles are data shipped beside the code).
+"""
+
+import json
+
+PROTOCOLS = ("modbus", "dlt645", "dlt645_1997", "cjt188")
+KINDS = (
+    "electricity_meter",
+    "water_meter",
+    "gas_meter",
+    "heat_meter",
+    "lamp",
+    "cabinet",
+    "level",
+    "pressure",
+    "water_quality",
+    "flow_meter",
+)
+TABLES = ("holding", "input", "coil", "discrete")
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
+
+_POINT_KEYS = (
+    "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values",
+    "description", "table", "address", "type", "order", "di", "format", "signed", "field",
+)
+_PROFILE_KEYS = (
+    "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source",
+)
+
+
+class ProfileError(Exception):
+    """A profile that is not valid: names the profile, the point and the key at fault."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        Exception.__init__(self, "%s: %s" % (source, message))
+
+
+def valid_name(name: object) -> bool:
+    """True for a device or point name usable in a SenML record name."""
+    if not isinstance(name, str) or not name or len(name) > 64:
+        return False
+    if name[0] in "_-.":
+        return False
+    for ch in name:
+        if ch not in NAME_CHARS:
+            return False
+    return True
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class Point:
+    """One readable (and maybe writable) value of a device model."""
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+        self.name = spec["name"]
+        self.unit = spec.get("unit", "")
+        self.scale = spec.get("scale", 1)
+        self.offset = spec.get("offset", 0)
+        self.resolution = spec.get("resolution")
+        self.writable = spec.get("writable", False)
+        self.min = spec.get("min")
+        self.max = spec.get("max")
+        self.values = spec.get("values")
+        self.description = spec.get("description", "")
+        # Modbus
+        self.table = spec.get("table", "holding")
+        self.address = spec.get("address", 0)
+        self.type = spec.get("type", "u16")
+        self.order = spec.get("order", "ABCD")
+        # DL/T 645
+        self.di = spec.get("di")
+        self.format = spec.get("format")
+        self.signed = spec.get("signed", False)
+        # CJ/T 188
+        self.field = spec.get("field")
+
+    def register_count(self) -> int:
+        """How many 16-bit registers (or bits, for coil/discrete tables) the point spans."""
+        if self.table in ("coil", "discrete"):
+            return 1
+        from protocols import points
+
+        return points.register_count(self.type)
+
+    def check_write(self, value: object) -> str | None:
+        """None when a command may write `value` to this point, else the reason it may not."""
+        if not self.writable:
+            return "point %s is not writable" % self.name
+        if self.values is not None:
+            if value not in self.values:
+                return "point %s accepts only %s, not %r" % (self.name, self.values, value)
+            return None
+        if isinstance(value, bool):
+            if self.table == "coil" or self.type.startswith("bit"):
+                return None
+            value = int(value)
+        if not _number(value):
+            return "point %s needs a number, not %r" % (self.name, value)
+        if self.min is not None and value < self.min:  # type: ignore[operator]
+            return "%r is below the minimum %r of point %s" % (value, self.min, self.name)
+        if self.max is not None and value > self.max:  # type: ignore[operator]
+            return "%r is above the maximum %r of point %s" % (value, self.max, self.name)
+        return None
+
+    def __repr__(self) -> str:
+        return "Point(%r)" % self.name
+
+
+class Profile:
+    """A device model: protocol, link defaults, options and points."""
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+        self.model = data["model"]
+        self.kind = data["kind"]
+        self.vendor = data.get("vendor", "")
+        self.description = data.get("description", "")
+        self.protocol = data["protocol"]
+        self.link = data.get("link", {})
+        self.options = data.get("options", {})
+        self.points = [Point(p) for p in data["points"]]
+        self._by_name = {}
+        for p in self.points:
+            self._by_name[p.name] = p
+
+    def point(self, name: str) -> Point:
+        """The point called `name`; KeyError when the model has none."""
+        return self._by_name[name]
+
+    def has_point(self, name: str) -> bool:
+        return name in self._by_name
+
+    def point_names(self) -> list:
+        return [p.name for p in self.points]
+
+    def __repr__(self) -> str:
+        return "Profile(%r)" % self.model
+
+
+def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
+    where = "points[%d]" % index
+    if not isinstance(spec, dict):
+        raise ProfileError(source, "%s must be an object" % where)
+    name = spec.get("name")
+    if not valid_name(name):
+        raise ProfileError(source, "%s: name %r must be letters, digits, _ - . " % (where, name))
+    where = "point %s" % name
+    for key in spec:
+        if key not in _POINT_KEYS:
+            raise ProfileError(source, "%s: unknown key %r" % (where, key))
+    for key in ("scale", "offset", "resolution", "min", "max"):
+        if key in spec and not _number(spec[key]):
+            raise ProfileError(source, "%s: %s must be a number" % (where, key))
+    if "writable" in spec and not isinstance(spec["writable"], bool):
+        raise ProfileError(source, "%s: writable must be true or false" % where)
+    if "unit" in spec and not isinstance(spec["unit"], str):
+        raise ProfileError(source, "%s: unit must be a string" % where)
+    if protocol == "modbus":
+        table = spec.get("table", "holding")
+        if table not in TABLES:
+            raise ProfileError(source, "%s: table must be one of %s" % (where, ", ".join(TABLES)))
+        address = spec.get("address")
+        if not isinstance(address, int) or isinstance(address, bool) or not 0 <= address <= 65535:
+            raise ProfileError(source, "%s: address must be an integer 0..65535" % where)
+        if not isinstance(spec.get("type", "u16"), str):
+            raise ProfileError(source, "%s: type must be a string such as u16 or f32" % where)
+    elif protocol in ("dlt645", "dlt645_1997"):
+        di = spec.get("di")
+        width = 8 if protocol == "dlt645" else 4
+        if not isinstance(di, str) or len(di) != width or not _hex(di):
+            raise ProfileError(source, "%s: di must be %d hex digits" % (where, width))
+        if not isinstance(spec.get("format"), str):
+            raise ProfileError(source, "%s: format (such as XXXXXX.XX) is required" % where)
+    elif protocol == "cjt188":
+        if not isinstance(spec.get("field"), str):
+            raise ProfileError(source, "%s: field (such as flow_total) is required" % where)
+
+
+def _hex(text: str) -> bool:
+    for ch in text:
+        if ch not in "0123456789abcdefABCDEF":
+            return False
+    return True
+
+
+def parse_profile(data: object, source: str = "<profile>") -> Profile:
+    """Check a decoded profile and build it; ProfileError names what is wrong and where."""
+    if not isinstance(data, dict):
+        raise ProfileError(source, "a profile must be a JSON object")
+    for key in data:
+        if key not in _PROFILE_KEYS:
+            raise ProfileError(source, "unknown key %r" % key)
+    for key in ("model", "kind", "protocol", "points"):
+        if key not in data:
+            raise ProfileError(source, "missing key %r" % key)
+    if not valid_name(data["model"]):
+        raise ProfileError(source, "model %r must be letters, digits, _ - ." % data["model"])
+    if data["protocol"] not in PROTOCOLS:
+        raise ProfileError(
+            source, "protocol %r is not one of %s" % (data["protocol"], ", ".join(PROTOCOLS))
+        )
+    if data["kind"] not in KINDS:
+        raise ProfileError(source, "kind %r is not one of %s" % (data["kind"], ", ".join(KINDS)))
+    points = data["points"]
+    if not isinstance(points, list) or not points:
+        raise ProfileError(source, "points must be a non-empty list")
+    seen = {}
+    for i, spec in enumerate(points):
+        _check_point(source, data["protocol"], i, spec)
+        if spec["name"] in seen:
+            raise ProfileError(source, "point %s is defined twice" % spec["name"])
+        seen[spec["name"]] = True
+    return Profile(data)
+
+
+def profile_dir() -> str:
+    """The folder of the packaged profiles."""
+    here = __file__.replace("\\", "/")
+    return here[: here.rfind("/")] + "/profiles"
+
+
+def load_profile(model: str, directory: str | None = None) -> Profile:
+    """Read and check `<directory>/<model>.json` (the packaged profiles by default)."""
+    path = "%s/%s.json" % (directory or profile_dir(), model)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError:
+        raise ProfileError(path, "no profile for model %r" % model) from None
+    except ValueError as exc:
+        raise ProfileError(path, "not valid JSON: %s" % exc) from None
+    profile = parse_profile(data, path)
+    if profile.model != model:
+        raise ProfileError(path, "model %r does not match the file name" % profile.model)
+    return profile
+
+
+def list_profiles(directory: str | None = None) -> list:
+    """Model names of the profiles in `directory` (the packaged ones by default)."""
+    import os
+
+    names = [n[:-5] for n in os.listdir(directory or profile_dir()) if n.endswith(".json")]
+    names.sort()
+    return names
