@@ -1,0 +1,262 @@
+"""SenML (RFC 8428) packs with CBOR integer labels: build them from readings, resolve them back.
+
+A reading is the tuple ``(device, point, value, time)`` (docs/architecture.md). ``pack`` turns a batch
+into one SenML pack: the first record carries the base name (``bn``, e.g. ``"gw-01:"``) and the base
+time (``bt``, the earliest time, always an integer: see the float32 caution in docs/payload.md); each
+record carries its name ``<device>/<point>``, its value (``v``, ``vs``, ``vb`` or ``vd``) and, when it
+differs from the base time, the time offset ``t``. Units live in the birth message; a caller may still
+put them in records.
+
+``resolve`` applies the resolution rules of RFC 8428 section 4 and returns records with text labels
+``n``, ``u`` (when known), one of ``v``/``vs``/``vb``/``vd``, ``s`` (when a sum is present), ``t``
+(absolute POSIX seconds), ``ut`` and ``bver`` (when not 10), sorted by time then name.
+Shared dialect: runs on CPython 3.11+ and MicroPython 1.22+.
+"""
+
+from protocols import cbor
+from protocols.errors import SenmlError
+
+BVER = -1
+BN = -2
+BT = -3
+BU = -4
+BV = -5
+BS = -6
+N = 0
+U = 1
+V = 2
+VS = 3
+VB = 4
+S = 5
+T = 6
+UT = 7
+VD = 8
+
+VERSION = 10
+RELATIVE_LIMIT = 268435456  # 2**28: smaller times are relative to "now"
+_INT_LIMIT = 1 << 64
+_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-:./_"
+_VALUE_KEYS = ((V, "v"), (VS, "vs"), (VB, "vb"), (VD, "vd"))
+_LABELS = {BVER: "bver", BN: "bn", BT: "bt", BU: "bu", BV: "bv", BS: "bs", N: "n", U: "u", S: "s", T: "t",
+           UT: "ut"}
+
+
+def check_name(name: str, where: str = "") -> None:
+    """Raise ``SenmlError`` unless ``name`` is a valid resolved SenML name (RFC 8428 section 4.5.1)."""
+    if type(name) is not str or not name:
+        raise SenmlError("%sthe resolved name is empty" % where)
+    if name[0] in "-:./_":
+        raise SenmlError("%sname %r must start with a letter or a digit" % (where, name))
+    for c in name:
+        if c not in _NAME_CHARS:
+            raise SenmlError("%sname %r has %r; only A-Z a-z 0-9 - : . / _ are allowed" % (where, name, c))
+
+
+def is_number(x: object) -> bool:
+    """True for an int (not bool) inside the 64-bit CBOR range or any float."""
+    t = type(x)
+    return t is float or (t is int and -_INT_LIMIT <= x < _INT_LIMIT)  # type: ignore[operator]
+
+
+def is_finite(x: object) -> bool:
+    """True for a number that is neither infinite nor NaN."""
+    return is_number(x) and x - x == 0  # type: ignore[operator]
+
+
+def floor_int(x: float) -> int:
+    """Largest integer <= ``x`` (finite numbers only; no ``math`` in the shared dialect)."""
+    n = int(x)
+    return n - 1 if n > x else n
+
+
+def exact(x: float) -> object:
+    """``x`` as an int when it is a float holding an integer (keeps CBOR short and ``bt`` integral)."""
+    if type(x) is float and x - x == 0 and x == int(x) and -9007199254740992.0 <= x <= 9007199254740992.0:
+        return int(x)
+    return x
+
+
+def value_field(value: object) -> tuple:
+    """(label, value) for a reading value: bool -> vb, str -> vs, bytes -> vd, number -> v."""
+    t = type(value)
+    if t is bool:
+        return VB, value
+    if t is int or t is float:
+        return V, value
+    if t is str:
+        return VS, value
+    if t is bytes:
+        return VD, value
+    if isinstance(value, (bytearray, memoryview)):
+        return VD, bytes(value)
+    raise SenmlError("reading value must be a number, bool, str or bytes, not %s" % type(value).__name__)
+
+
+def reading_times(readings: list) -> int:
+    """Check every reading's shape and time; return the base time (floor of the earliest time)."""
+    base = None
+    for r in readings:
+        if not isinstance(r, (tuple, list)) or len(r) != 4:
+            raise SenmlError("a reading is a tuple (device, point, value, time), got %r" % (r,))
+        t = r[3]
+        if not is_finite(t):
+            raise SenmlError("reading %s/%s has time %r; a finite number is needed" % (r[0], r[1], t))
+        if base is None or t < base:
+            base = t
+    return 0 if base is None else floor_int(base)
+
+
+def pack(readings: list, base_name: str, units: dict | None = None) -> list:
+    """A SenML pack (list of maps with integer labels) for ``readings`` under ``base_name``.
+
+    ``units`` optionally maps ``(device, point)`` to a SenML unit that then goes in the record.
+    """
+    rows = list(readings)
+    if type(base_name) is not str:
+        raise SenmlError("base name must be text, got %r" % (base_name,))
+    bt = reading_times(rows)
+    checked: dict = {}
+    records: list = []
+    for device, point, value, time in rows:
+        name = "%s/%s" % (device, point)
+        if name not in checked:
+            check_name(base_name + name, "reading %s: " % name)
+            checked[name] = True
+        rec: dict = {N: name}
+        if not records:
+            if base_name:
+                rec[BN] = base_name
+            if bt:
+                rec[BT] = bt
+        if units:
+            unit = units.get((device, point))
+            if unit:
+                rec[U] = unit
+        key, val = value_field(value)
+        rec[key] = val
+        dt = exact(time - bt)
+        if dt:
+            rec[T] = dt
+        records.append(rec)
+    return records
+
+
+def encode(readings: list, base_name: str, units: dict | None = None) -> bytes:
+    """Deterministic SenML-CBOR bytes for ``readings`` (see ``pack``)."""
+    return cbor.dumps(pack(readings, base_name, units))
+
+
+def _field(rec: dict, key: int, kind: str, i: int) -> object:
+    x = rec[key]
+    if kind == "text":
+        ok = type(x) is str
+    elif kind == "number":
+        ok = is_number(x)
+    elif kind == "bool":
+        ok = type(x) is bool
+    else:
+        ok = type(x) is bytes
+    if not ok:
+        label = _LABELS.get(key) or dict(_VALUE_KEYS)[key]
+        raise SenmlError("record %d: %s must be %s, got %r" % (i, label, kind, x))
+    return x
+
+
+def _version(rec: dict, current: int, i: int) -> int:
+    ver = rec[BVER]
+    if type(ver) is not int or ver < 0:
+        raise SenmlError("record %d: bver must be an unsigned integer, got %r" % (i, ver))
+    if ver > VERSION:
+        raise SenmlError("record %d: SenML version %d is not understood (this reader knows 10)" % (i, ver))
+    if i and ver != current:
+        raise SenmlError("record %d: bver %d differs from the pack's version %d" % (i, ver, current))
+    return ver
+
+
+def resolve(records: list, now: float | None = None) -> list:
+    """Resolved records of a decoded pack (RFC 8428 section 4); ``SenmlError`` on any violation.
+
+    Times below 2**28 are relative to ``now`` (POSIX seconds); without ``now`` they are an error.
+    """
+    if not isinstance(records, list):
+        raise SenmlError("a SenML pack is an array of records, got %s" % type(records).__name__)
+    bn = ""
+    bt: object = 0
+    bu = None
+    bv: object = None
+    bs: object = None
+    ver = VERSION
+    out = []
+    for i, rec in enumerate(records):
+        if type(rec) is not dict:
+            raise SenmlError("record %d is not a map" % i)
+        for key in rec:
+            if type(key) is str and key.endswith("_"):
+                raise SenmlError("record %d: must-understand label %r is not supported" % (i, key))
+        if BVER in rec:
+            ver = _version(rec, ver, i)
+        if BN in rec:
+            bn = _field(rec, BN, "text", i)  # type: ignore[assignment]
+        if BT in rec:
+            bt = _field(rec, BT, "number", i)
+        if BU in rec:
+            bu = _field(rec, BU, "text", i)
+        if BV in rec:
+            bv = _field(rec, BV, "number", i)
+        if BS in rec:
+            bs = _field(rec, BS, "number", i)
+        name = bn + (_field(rec, N, "text", i) if N in rec else "")  # type: ignore[operator]
+        check_name(name, "record %d: " % i)
+        res: dict = {"n": name}
+        unit = _field(rec, U, "text", i) if U in rec else bu
+        if unit is not None:
+            res["u"] = unit
+        found = 0
+        for key, label in _VALUE_KEYS:
+            if key in rec:
+                found += 1
+                if key == V:
+                    x = _field(rec, V, "number", i)
+                    res["v"] = x if bv is None else bv + x  # type: ignore[operator]
+                else:
+                    kind = "text" if key == VS else "bool" if key == VB else "bytes"
+                    res[label] = _field(rec, key, kind, i)
+        if found > 1:
+            raise SenmlError("record %d (%s) has more than one value field" % (i, name))
+        has_sum = S in rec or bs is not None
+        if has_sum:
+            s = _field(rec, S, "number", i) if S in rec else 0
+            res["s"] = s if bs is None else bs + s  # type: ignore[operator]
+        if not found:
+            if bv is not None:
+                res["v"] = bv
+            elif not has_sum:
+                raise SenmlError("record %d (%s) has no value and no sum" % (i, name))
+        t = bt + (_field(rec, T, "number", i) if T in rec else 0)  # type: ignore[operator]
+        if not is_finite(t):
+            raise SenmlError("record %d (%s): time %r is not finite" % (i, name, t))
+        if t < RELATIVE_LIMIT:
+            if now is None:
+                raise SenmlError("record %d (%s): time %r is relative (< 2**28) and no now was given"
+                                 % (i, name, t))
+            t = now + t
+        res["t"] = t
+        if UT in rec:
+            res["ut"] = _field(rec, UT, "number", i)
+        if ver != VERSION:
+            res["bver"] = ver
+        out.append(res)
+    out.sort(key=_order)
+    return out
+
+
+def _order(rec: dict) -> tuple:
+    return rec["t"], rec["n"]
+
+
+def decode(data: bytes, now: float | None = None) -> list:
+    """Resolved records of SenML-CBOR ``data``; ``CborError`` or ``SenmlError`` on bad input."""
+    return resolve(cbor.loads(data), now)  # type: ignore[arg-type]
+
+
+__all__ = ["RELATIVE_LIMIT", "VERSION", "check_name", "decode", "encode", "pack", "resolve"]
