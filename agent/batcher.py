@@ -1,0 +1,152 @@
+"""The batcher: groups readings into packs by record count, encoded size and age.
+
+``add()`` may be called from any thread (every bus scheduler). A pack is closed when it holds
+``max_records`` readings, when its estimated encoding reaches ``max_bytes`` or, on ``tick()``, when
+its oldest reading waited ``max_age`` seconds. Closed packs are encoded with the gateway's payload
+profile and handed to ``sink(payload, records)`` -- the outbox -- under the batcher's lock, so packs
+reach the outbox in the order their readings were added.
+
+A pack whose real encoding exceeds ``max_bytes`` is split in halves until each part fits (or holds
+one reading). A reading the encoder refuses (a value type SenML cannot carry, a point missing from
+the birth in the compact profile) is logged, counted in ``rejected`` and left out; the rest of its
+pack is published.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from protocols.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+Reading = tuple[str, str, Any, float]
+Encoder = Callable[[list], bytes]
+Sink = Callable[[bytes, int], Any]
+
+_RECORD_OVERHEAD = 24  # map head, labels, a double value and a time offset
+
+
+def estimate(reading: Reading) -> int:
+    """Upper-bound guess of the encoded size of one reading in a SenML pack."""
+    device, point, value, _ = reading
+    size = len(device) + len(point) + _RECORD_OVERHEAD
+    if isinstance(value, (str, bytes, bytearray)):
+        size += len(value)
+    return size
+
+
+class Batcher:
+    """Thread-safe grouping of readings into encoded packs (see module docstring)."""
+
+    def __init__(
+        self,
+        encode: Encoder,
+        sink: Sink,
+        max_records: int = 200,
+        max_bytes: int = 16 * 1024,
+        max_age: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_records < 1 or max_bytes < 64 or max_age < 0:
+            raise ValueError("batch limits must be positive (max_records >= 1, max_bytes >= 64)")
+        self.encode = encode
+        self.sink = sink
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._pending: list[Reading] = []
+        self._size = 0
+        self._since = 0.0
+        self.counters = {"readings": 0, "packs": 0, "rejected": 0, "unstored": 0, "bytes": 0}
+
+    def add(self, readings: list[Reading] | tuple[Reading, ...]) -> None:
+        """Queue readings; closes packs that reach the record or byte limit."""
+        with self._lock:
+            for reading in readings:
+                size = estimate(reading)
+                if self._pending and self._size + size > self.max_bytes:
+                    self._close()
+                if not self._pending:
+                    self._since = self.clock()
+                self._pending.append(reading)
+                self._size += size
+                self.counters["readings"] += 1
+                if len(self._pending) >= self.max_records:
+                    self._close()
+
+    def tick(self) -> bool:
+        """Close the open pack if its oldest reading is `max_age` old; True if one was closed."""
+        with self._lock:
+            if self._pending and self.clock() - self._since >= self.max_age:
+                self._close()
+                return True
+        return False
+
+    def flush(self) -> None:
+        """Close the open pack now, whatever its age."""
+        with self._lock:
+            if self._pending:
+                self._close()
+
+    @property
+    def pending(self) -> int:
+        """Readings waiting in the open pack."""
+        return len(self._pending)
+
+    def _close(self) -> None:
+        batch, self._pending, self._size = self._pending, [], 0
+        self._emit(batch)
+
+    def _emit(self, batch: list[Reading]) -> None:
+        try:
+            payload = self.encode(batch)
+        except (ProtocolError, TypeError, ValueError) as exc:
+            if len(batch) == 1:
+                self.counters["rejected"] += 1
+                device, point, value, _ = batch[0]
+                log.error("batcher: reading %s/%s = %r left out: %s", device, point, value, exc)
+                return
+            self._split(batch)
+            return
+        if len(payload) > self.max_bytes and len(batch) > 1:
+            self._split(batch)
+            return
+        try:
+            self.sink(payload, len(batch))
+        except Exception as exc:  # disk full, read-only file system: counted, never silent
+            self.counters["unstored"] += len(batch)
+            log.error("batcher: a pack of %d readings could not be stored: %s", len(batch), exc)
+            return
+        self.counters["packs"] += 1
+        self.counters["bytes"] += len(payload)
+
+    def _split(self, batch: list[Reading]) -> None:
+        half = len(batch) // 2
+        self._emit(batch[:half])
+        self._emit(batch[half:])
+
+
+def make_encoder(profile: str, birth: dict) -> Encoder:
+    """The pack encoder of a payload profile: ``senml`` (names, no units) or ``compact`` (aliases)."""
+    if profile == "senml":
+        from protocols import senml
+
+        base_name = birth["base_name"]
+        return lambda readings: senml.encode(readings, base_name)
+    if profile == "compact":
+        from protocols import birth as birth_msg
+        from protocols import compact
+
+        table = birth_msg.alias_table(birth)
+        return lambda readings: compact.encode(readings, table)
+    raise ValueError("payload profile must be 'senml' or 'compact', not %r" % profile)
+
+
+__all__ = ["Batcher", "Reading", "estimate", "make_encoder"]

@@ -1,0 +1,140 @@
+"""The batcher: packs closed by count, size and age; thread-safe; both payload profiles decode."""
+
+from __future__ import annotations
+
+import threading
+
+import cbor2
+import pytest
+
+from agent.batcher import Batcher, make_encoder
+from protocols import birth as birth_msg
+from protocols import compact, senml
+
+INVENTORY = [
+    {"id": "meter-1", "kind": "electricity_meter", "model": "m", "protocol": "dlt645",
+     "address": "000000000161", "points": [{"name": "energy", "unit": "J", "resolution": 3600},
+                                           {"name": "voltage", "unit": "V", "resolution": 0.1}]},
+    {"id": "lamp-2", "kind": "lamp", "model": "l", "protocol": "modbus", "address": "2",
+     "points": [{"name": "on", "unit": ""}, {"name": "dim", "unit": "/", "resolution": 0.01}]},
+]
+BIRTH = birth_msg.make_birth("gw-01", "site-a", INVENTORY, time=1710498000, seq=3)
+
+
+def collect():
+    packs: list[tuple[bytes, int]] = []
+    return packs, lambda payload, n: packs.append((payload, n))
+
+
+def values(packs):
+    return [rec[2] for payload, _ in packs for rec in cbor2.loads(payload)]
+
+
+def plain_encoder(readings):  # what the senml profile sends, minus the codec under test
+    return cbor2.dumps([{0: "%s/%s" % (d, p), 2: v, 6: t} for d, p, v, t in readings])
+
+
+def test_closes_by_record_count_and_flush():
+    packs, sink = collect()
+    b = Batcher(plain_encoder, sink, max_records=3, max_age=60)
+    b.add([("d", "p", i, 1.7e9 + i) for i in range(7)])
+    assert [n for _, n in packs] == [3, 3] and b.pending == 1
+    b.flush()
+    assert [n for _, n in packs] == [3, 3, 1]
+    assert values(packs) == list(range(7))
+
+
+def test_closes_by_encoded_size_and_splits_what_does_not_fit():
+    packs, sink = collect()
+    b = Batcher(plain_encoder, sink, max_records=1000, max_bytes=200, max_age=60)
+    b.add([("device-with-a-long-name", "point", "x" * (i % 40), 1.7e9 + i) for i in range(100)])
+    b.flush()
+    assert all(len(p) <= 200 for p, _ in packs)
+    assert sum(n for _, n in packs) == 100
+    assert values(packs) == ["x" * (i % 40) for i in range(100)]
+
+
+def test_closes_by_age_on_tick():
+    now = [0.0]
+    packs, sink = collect()
+    b = Batcher(plain_encoder, sink, max_records=100, max_age=5.0, clock=lambda: now[0])
+    assert not b.tick()
+    b.add([("d", "p", 1, 1.7e9)])
+    now[0] = 4.9
+    b.add([("d", "p", 2, 1.7e9 + 1)])
+    assert not b.tick() and not packs
+    now[0] = 5.0
+    assert b.tick() and [n for _, n in packs] == [2]
+
+
+def test_concurrent_adds_keep_each_stream_in_order():
+    packs, sink = collect()
+    b = Batcher(plain_encoder, sink, max_records=37, max_age=60)
+
+    def producer(k: int) -> None:
+        for i in range(500):
+            b.add([("dev%d" % k, "n", i, 1.7e9 + i)])
+
+    threads = [threading.Thread(target=producer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    b.flush()
+    records = [rec for payload, _ in packs for rec in cbor2.loads(payload)]
+    assert len(records) == 2000
+    for k in range(4):
+        assert [r[2] for r in records if r[0] == "dev%d/n" % k] == list(range(500))
+
+
+def test_a_bad_reading_is_left_out_and_counted_not_the_pack():
+    packs, sink = collect()
+    b = Batcher(make_encoder("senml", BIRTH), sink, max_records=10, max_age=60)
+    good = [("meter-1", "voltage", 230.5 + i, 1710498030 + i) for i in range(5)]
+    b.add([*good[:2], ("meter-1", "voltage", [1, 2], 1710498032), *good[2:]])
+    b.flush()
+    assert b.counters["rejected"] == 1
+    assert [rec["v"] for p, _ in packs for rec in senml.decode(p)] == [r[2] for r in good]
+
+
+def test_a_store_failure_is_counted():
+    def broken(payload, n):
+        raise OSError("disk full")
+
+    b = Batcher(plain_encoder, broken, max_records=2, max_age=60)
+    b.add([("d", "p", 1, 1.7e9), ("d", "p", 2, 1.7e9 + 1)])
+    assert b.counters["unstored"] == 2
+
+
+READINGS = [("meter-1", "energy", 44444412000, 1710498030), ("meter-1", "voltage", 230.5, 1710498030),
+            ("lamp-2", "on", True, 1710498031), ("lamp-2", "dim", 0.75, 1710498031.5)]
+
+
+def test_senml_profile_is_plain_rfc8428_without_units():
+    packs, sink = collect()
+    b = Batcher(make_encoder("senml", BIRTH), sink, max_records=10, max_age=60)
+    b.add(READINGS)
+    b.flush()
+    pack = cbor2.loads(packs[0][0])
+    assert pack[0][-2] == "gw-01:" and pack[0][-3] == 1710498030
+    assert all(1 not in rec and -4 not in rec for rec in pack), "units live in the birth message"
+    got = [(pack[0][-2] + rec[0], next(rec[k] for k in (2, 4) if k in rec), pack[0][-3] + rec.get(6, 0))
+           for rec in pack]
+    assert got == [("gw-01:%s/%s" % (d, p), v, t) for d, p, v, t in READINGS]
+
+
+def test_compact_profile_decodes_to_the_same_records_as_senml():
+    senml_packs, s1 = collect()
+    compact_packs, s2 = collect()
+    for encoder, sink in ((make_encoder("senml", BIRTH), s1), (make_encoder("compact", BIRTH), s2)):
+        b = Batcher(encoder, sink, max_records=10, max_age=60)
+        b.add(READINGS)
+        b.flush()
+    assert len(compact_packs[0][0]) < len(senml_packs[0][0])
+    assert cbor2.loads(compact_packs[0][0])[1] == 3  # the birth seq
+    assert compact.decode(compact_packs[0][0], BIRTH) == senml.decode(senml_packs[0][0])
+
+
+def test_unknown_profile_is_refused():
+    with pytest.raises(ValueError, match="payload profile"):
+        make_encoder("json", BIRTH)

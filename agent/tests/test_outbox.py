@@ -1,0 +1,145 @@
+"""The durable outbox: FIFO, bound with counted drops, fsync policy, crash and corruption recovery."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from agent.outbox import Outbox
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "outbox.sqlite")
+
+
+def test_put_peek_ack_in_order(path):
+    ob = Outbox(path)
+    ids = [ob.put("t/data", b"p%d" % i, 1, records=2) for i in range(5)]
+    assert ids == sorted(ids)
+    assert [p.payload for p in ob.peek(3)] == [b"p0", b"p1", b"p2"]
+    assert [p.payload for p in ob.peek(10, after=ids[2])] == [b"p3", b"p4"]
+    assert ob.ack(ids[1]) and not ob.ack(ids[1])
+    assert [p.id for p in ob.peek(10)] == [ids[0], ids[2], ids[3], ids[4]]
+    assert len(ob) == 4 and ob.size == 8 and ob.stats()["records"] == 8
+    ob.close()
+
+
+def test_survives_reopen(path):
+    ob = Outbox(path)
+    ids = [ob.put("t", b"x" * 10, 1, 1) for _ in range(3)]
+    ob.ack(ids[2])  # even the newest id is never reused after a reopen
+    ob.close()
+    again = Outbox(path)
+    assert len(again) == 2 and again.size == 20 and again.stats()["records"] == 2
+    assert again.put("t", b"y", 1) > ids[2]
+    again.close()
+
+
+def test_bound_drops_oldest_first_and_counts_persistently(path):
+    ob = Outbox(path, max_bytes=1000)
+    ids = [ob.put("t", bytes([i]) * 100, 1, records=10) for i in range(15)]
+    assert len(ob) == 10 and ob.size == 1000
+    assert [p.id for p in ob.peek(100)] == ids[5:]
+    s = ob.stats()
+    assert (s["dropped_packs"], s["dropped_bytes"], s["dropped_records"]) == (5, 500, 50)
+    ob.close()
+    again = Outbox(path, max_bytes=1000)
+    assert again.stats()["dropped_packs"] == 5 and again.stats()["dropped_records"] == 50
+    again.close()
+
+
+def test_oversized_pack_is_dropped_and_counted(path):
+    ob = Outbox(path, max_bytes=100)
+    keep = ob.put("t", b"a" * 50, 1, 1)
+    assert ob.put("t", b"b" * 101, 1, 7) == 0
+    assert [p.id for p in ob.peek(5)] == [keep]
+    assert ob.stats()["dropped_records"] == 7
+    ob.close()
+
+
+@pytest.mark.parametrize(("policy", "level"), [("full", 2), ("normal", 1)])
+def test_fsync_policy_sets_wal_and_synchronous(path, policy, level):
+    ob = Outbox(path, fsync=policy)
+    assert ob._db is not None
+    assert ob._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    ob.close()
+
+
+def test_bad_settings_are_refused(path):
+    with pytest.raises(ValueError, match="fsync"):
+        Outbox(path, fsync="sometimes")
+    with pytest.raises(ValueError, match="max_bytes"):
+        Outbox(path, max_bytes=0)
+
+
+def test_corrupt_file_is_moved_aside_and_counted(path, caplog):
+    with open(path, "wb") as f:
+        f.write(b"this is not an sqlite database at all" * 200)
+    with caplog.at_level(logging.ERROR, logger="agent.outbox"):
+        ob = Outbox(path)
+    assert "corrupt" in caplog.text and "moved aside" in caplog.text
+    assert ob.stats()["corrupt_resets"] == 1 and len(ob) == 0
+    aside = [n for n in os.listdir(os.path.dirname(path)) if ".corrupt-" in n]
+    assert aside, "the corrupt file is kept for inspection"
+    ob.put("t", b"fresh", 1)
+    ob.close()
+    assert len(Outbox(path)) == 1
+
+
+def test_concurrent_puts_keep_every_pack(path):
+    ob = Outbox(path)
+
+    def writer(k: int) -> None:
+        for i in range(100):
+            ob.put("t", b"%d:%d" % (k, i), 1, 1)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    packs = ob.peek(1000)
+    assert len(packs) == 400
+    for k in range(4):  # each writer's packs are in its own order
+        mine = [int(p.payload.split(b":")[1]) for p in packs if p.payload.startswith(b"%d:" % k)]
+        assert mine == list(range(100))
+    ob.close()
+
+
+_WRITER = """
+import sys
+from agent.outbox import Outbox
+ob = Outbox(sys.argv[1], fsync=sys.argv[2])
+i = 0
+while True:
+    ob.put("t", b"pack %d" % i, 1, 1)
+    print(i, flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("policy", ["normal", "full"])
+def test_sigkill_loses_nothing_committed(path, policy):
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, path, policy], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    last = -1
+    for text in proc.stdout:
+        last = int(text)
+        if last >= 200:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    proc.stdout.close()
+    ob = Outbox(path, fsync=policy)
+    payloads = [p.payload for p in ob.peek(100000)]
+    assert payloads[: last + 1] == [b"pack %d" % i for i in range(last + 1)]
+    assert ob.stats()["corrupt_resets"] == 0
+    ob.close()

@@ -1,0 +1,173 @@
+"""The publisher at the wire, with a real Mosquitto: birth and will, alarms, health, commands."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+
+import cbor2
+import pytest
+
+from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
+from agent.publisher import backoff_delay, recover_command_id
+from agent.uplink import Uplink
+from hil_tests.broker import Subscriber, broker_or_skip
+
+INVENTORY = [{"id": "lamp-1", "kind": "lamp", "model": "generic-lamp", "protocol": "modbus", "address": "1",
+              "points": [{"name": "dim", "unit": "/", "resolution": 0.01}]}]
+
+
+@pytest.fixture
+def broker():
+    b = broker_or_skip()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def sub(broker):
+    s = Subscriber(broker, persistent=False)
+    yield s
+    s.close()
+
+
+def make_config(broker, tmp_path, **gateway) -> Config:
+    return Config(
+        path="<test>",
+        gateway=GatewayConfig(site="s1", id="gw1", **gateway),
+        broker=BrokerConfig(host=broker.host, port=broker.port, reconnect_min=0.1, reconnect_max=0.5),
+        outbox=OutboxConfig(path=str(tmp_path / "outbox.sqlite"), inflight=5),
+        batch=BatchConfig(max_records=10, max_age=0.1),
+    )
+
+
+@pytest.fixture
+def uplink(broker, sub, tmp_path):
+    u = Uplink(make_config(broker, tmp_path, health_interval=0.3), INVENTORY)
+    u.start()
+    assert sub.wait_for(lambda: u.connected, 10)
+    yield u
+    u.stop()
+
+
+def publish_cmd(sub, payload: bytes) -> None:
+    sub.client.publish("fieldlink/s1/gw1/cmd", payload, qos=1).wait_for_publish(5)
+
+
+def test_backoff_grows_with_jitter_and_is_capped():
+    rng = random.Random(1)
+    delays = [backoff_delay(n, 1.0, 60.0, rng) for n in range(10)]
+    for n, d in enumerate(delays):
+        cap = min(60.0, 2.0**n)
+        assert cap / 2 <= d <= cap
+    assert len({round(backoff_delay(3, 1.0, 60.0, rng), 6) for _ in range(20)}) > 1
+
+
+def test_recover_command_id():
+    good = cbor2.dumps({"id": 42, "device": "lamp-1", "point": "dim", "value": 0.5}, canonical=True)
+    assert recover_command_id(good[:12]) == 42
+    assert recover_command_id(cbor2.dumps({"id": "abc", "device": "x"}, canonical=True)[:9]) == "abc"
+    assert recover_command_id(b"\xff\x00garbage") is None
+    assert recover_command_id(b"") is None
+
+
+def test_birth_is_retained_and_stop_publishes_offline(broker, sub, uplink):
+    assert sub.wait_for(lambda: sub.on("status"), 5)
+    birth = sub.decoded("status")[0]
+    assert birth["online"] is True and birth["payload"] == "senml"
+    assert birth["devices"][0]["id"] == "lamp-1" and birth["devices"][0]["points"][0]["unit"] == "/"
+    assert "fieldlink" in birth["versions"] and "paho-mqtt" in birth["versions"]
+    uplink.stop()
+    assert sub.wait_for(lambda: len(sub.on("status")) == 2, 5)
+    assert sub.decoded("status")[-1] == {"online": False, "gateway": "gw1", "site": "s1", "seq": birth["seq"]}
+    late = Subscriber(broker, client_id="late", persistent=False)  # the retained message is the offline one
+    try:
+        assert late.wait_for(lambda: late.on("status"), 5)
+        assert cbor2.loads(late.on("status")[0])["online"] is False
+    finally:
+        late.close()
+
+
+def test_last_will_is_offline_when_the_agent_dies(broker, sub, tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.tests.uplink_driver", "--broker", broker.url,
+         "--outbox", str(tmp_path / "o.sqlite"), "--count", "100000", "--rate", "50"],
+        stdout=subprocess.DEVNULL)
+    try:
+        assert sub.wait_for(lambda: sub.on("data"), 10)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert sub.wait_for(lambda: any(not m["online"] for m in sub.decoded("status")), 10)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    statuses = sub.decoded("status")
+    assert statuses[0]["online"] is True and statuses[-1] == {"online": False, "gateway": "gw1",
+                                                              "site": "s1", "seq": statuses[0]["seq"]}
+
+
+def test_device_state_raises_and_clears_a_comms_alarm(sub, uplink):
+    uplink.device_state("lamp-1", True, "")  # first report online: nothing to say
+    uplink.device_state("lamp-1", False, "no answer at unit 1 on bus rs485-1")
+    uplink.device_state("lamp-1", False, "still no answer")  # no change: no second alarm
+    uplink.device_state("lamp-1", True, "answers again")
+    assert sub.wait_for(lambda: len(sub.on("alarm")) == 2, 5)
+    raised, cleared = sub.decoded("alarm")
+    assert raised["device"] == "lamp-1" and raised["kind"] == "comms" and raised["state"] == "raised"
+    assert raised["value"] == "no answer at unit 1 on bus rs485-1" and isinstance(raised["time"], int)
+    assert cleared["state"] == "cleared"
+
+
+def test_health_carries_the_counters(sub, uplink):
+    uplink.add_counters("polls", lambda: 7)
+    uplink.add_counters("errors", lambda: {"timeout": 2, "crc": 1})
+    uplink.add_counters("broken", lambda: 1 / 0)
+    uplink.submit([("lamp-1", "dim", 0.5, 1710498030 + i) for i in range(25)])
+    assert sub.wait_for(lambda: any(h["readings"]["published"] == 25 for h in sub.decoded("health")), 10)
+    h = sub.decoded("health")[-1]
+    assert h["polls"] == 7 and h["errors"] == {"timeout": 2, "crc": 1} and "error" in h["broken"]
+    assert h["connected"] is True and h["uptime"] >= 0
+    assert h["readings"]["made"] == 25 and h["readings"]["buffered"] == 0 and h["readings"]["dropped"] == 0
+    assert h["outbox"]["packs"] == 0 and h["outbox"]["fsync"] == "normal"
+    assert h["mqtt"]["connects"] == 1
+
+
+def test_commands_get_acks(sub, uplink):
+    seen = []
+
+    def handle(cmd):
+        seen.append(cmd)
+        if cmd["point"] == "boom":
+            raise RuntimeError("bus rs485-1 is gone")
+        if cmd["point"] != "dim":
+            return {"ok": False, "error": "point %s is not writable" % cmd["point"]}
+        return {"ok": True, "value": cmd["value"]}
+
+    uplink.on_command = handle
+    for i, point in enumerate(["dim", "energy", "boom"]):
+        publish_cmd(sub, cbor2.dumps({"id": i, "device": "lamp-1", "point": point, "value": 0.5}))
+    assert sub.wait_for(lambda: len(sub.on("ack")) == 3, 5)
+    acks = {a["id"]: a for a in sub.decoded("ack")}
+    assert acks[0] == {"id": 0, "ok": True, "error": None, "value": 0.5}
+    assert acks[1]["ok"] is False and "not writable" in acks[1]["error"]
+    assert acks[2]["ok"] is False and "bus rs485-1 is gone" in acks[2]["error"]
+    assert len(seen) == 3
+
+
+def test_garbage_on_cmd_gets_an_error_ack_or_a_counter(sub, uplink):
+    uplink.on_command = lambda cmd: {"ok": True, "value": cmd.get("value")}
+    truncated = cbor2.dumps({"id": 9, "device": "lamp-1", "point": "dim", "value": 0.5}, canonical=True)[:15]
+    publish_cmd(sub, truncated)  # id recoverable
+    publish_cmd(sub, b"\xff\xfe\xfd")  # nothing recoverable
+    publish_cmd(sub, cbor2.dumps([1, 2, 3]))  # not a map
+    publish_cmd(sub, cbor2.dumps({"id": 10, "device": "lamp-1"}))  # neither point nor action
+    publish_cmd(sub, cbor2.dumps({"id": 11, "device": "lamp-1", "action": "reboot"}))  # still alive
+    assert sub.wait_for(lambda: len(sub.on("ack")) == 3, 5)
+    acks = {a["id"]: a for a in sub.decoded("ack")}
+    assert acks[9]["ok"] is False and "not valid CBOR" in acks[9]["error"]
+    assert acks[10]["ok"] is False and "point or an action" in acks[10]["error"]
+    assert acks[11]["ok"] is True
+    stats = uplink.publisher.stats()
+    assert stats["commands"] == 5 and stats["commands_bad"] == 4

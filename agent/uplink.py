@@ -1,0 +1,185 @@
+"""The façade the acquisition side calls: readings in, packs on the broker, commands back.
+
+    uplink = Uplink(config, inventory)        # inventory: [{id, kind, model, protocol, address,
+    uplink.on_command = handle                #              points: [{name, unit, resolution}]}]
+    uplink.add_counters("polls", lambda: scheduler.polls)
+    uplink.start()
+    uplink.submit([("meter-1", "energy", 44444412000, 1710498030.0), ...])
+    uplink.device_state("meter-1", False, "no answer at address 000000000161")
+    uplink.stop()                             # flush, drain briefly, offline status, disconnect
+
+Wiring: ``submit`` -> Batcher (pack by count, size, age; encoded with the gateway's payload profile)
+-> Outbox (committed; bounded) -> Publisher (QoS 1 window, delete on PUBACK, replay in order after
+reconnect). ``submit`` never blocks on the network; it returns once the readings are queued in the
+batcher (a full pack is committed to the outbox inside the call).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt
+
+import agent
+import protocols
+from agent.batcher import Batcher, Reading, make_encoder
+from agent.config_model import Config
+from agent.health import Health
+from agent.outbox import Outbox
+from agent.publisher import Publisher
+from protocols import birth as birth_msg
+from protocols import cbor
+
+log = logging.getLogger(__name__)
+
+_TICK = 0.1  # how often the age of the open pack is checked
+_SEQ_LIMIT = 1 << 32
+
+
+def versions() -> dict:
+    """Software versions for the birth message."""
+    return {"fieldlink": agent.__version__, "protocols": protocols.__version__,
+            "python": platform.python_version(), "paho-mqtt": paho.mqtt.__version__}
+
+
+class Uplink:
+    """Batcher + outbox + publisher + health behind one small API (see module docstring)."""
+
+    def __init__(self, config: Config, inventory: list[dict], clock: Callable[[], float] = time.time) -> None:
+        g = config.gateway
+        self.config = config
+        self.clock = clock
+        self.on_command: Callable[[dict], dict] | None = None
+        self.outbox = Outbox(config.outbox.path, config.outbox.max_bytes, config.outbox.fsync)
+        devices = [dict(d) for d in inventory]
+        self.seq = self._birth_seq(devices, g.payload)
+        self._birth_args = {"gateway": g.id, "site": g.site, "devices": devices, "seq": self.seq,
+                            "payload": g.payload, "versions": versions()}
+        self.birth = birth_msg.make_birth(time=int(clock()), **self._birth_args)  # type: ignore[arg-type]
+        self.will = birth_msg.encode(birth_msg.make_will(g.id, g.site, self.seq))
+        b = config.batch
+        self.batcher = Batcher(make_encoder(g.payload, self.birth), self._store,
+                               max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age)
+        self.health = Health(g.id, g.site, clock)
+        self.publisher = Publisher(config, self.outbox, birth=self._birth_bytes, will=self.will,
+                                   health=self.health.encode, on_command=self._command)
+        self.health.add("connected", lambda: self.publisher.connected)
+        self.health.add("readings", self._reading_counters)
+        self.health.add("outbox", self.outbox.stats)
+        self.health.add("mqtt", self.publisher.stats)
+        self._devices_online: dict[str, bool] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background and start the batch-age timer."""
+        if self._ticker is not None:
+            return
+        self._ticker = threading.Thread(target=self._tick, name="fieldlink-batch", daemon=True)
+        self._ticker.start()
+        self.publisher.start()
+
+    def stop(self, flush: bool = True, drain: float = 2.0) -> None:
+        """Flush the open pack to the outbox, publish what fits in `drain` s, go offline, close."""
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join(5)
+            self._ticker = None
+        if flush:
+            self.batcher.flush()
+        self.publisher.stop(drain=drain if flush else 0.0)
+        self.outbox.close()
+
+    # -- what the acquisition side calls -------------------------------------------------------
+
+    def submit(self, readings: list[Reading] | tuple[Reading, ...]) -> None:
+        """Queue readings `(device, point, value, time)` for publishing."""
+        if readings:
+            self.batcher.add(readings)
+
+    def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
+        """Report a device's comms state; a change raises or clears a `comms` alarm."""
+        with self._lock:
+            before = self._devices_online.get(device_id)
+            self._devices_online[device_id] = online
+        if before == online or (before is None and online):
+            return
+        self.alarm(device_id, None, "comms", reason or ("back online" if online else "offline"), not online)
+
+    def alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
+              when: float | None = None) -> None:
+        """Publish an alarm map on `…/alarm` (QoS 1, through the outbox, in order with the data)."""
+        self.publisher.publish_alarm({
+            "device": device, "point": point, "kind": kind, "value": value,
+            "state": "raised" if raised else "cleared", "time": int(self.clock() if when is None else when),
+        })
+
+    def add_counters(self, name: str, getter: Callable[[], Any]) -> None:
+        """Merge `getter()` into the health message under `name` (e.g. "polls", "errors")."""
+        self.health.add(name, getter)
+
+    @property
+    def counters(self) -> dict:
+        """The health map as it would be published now."""
+        return self.health.snapshot()
+
+    @property
+    def connected(self) -> bool:
+        return self.publisher.connected
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _store(self, payload: bytes, records: int) -> None:
+        self.outbox.put(self.publisher.topic_data, payload, 1, records)
+
+    def _birth_bytes(self) -> bytes:
+        return birth_msg.encode(birth_msg.make_birth(time=int(self.clock()), **self._birth_args))  # type: ignore[arg-type]
+
+    def _birth_seq(self, devices: list[dict], payload: str) -> int:
+        """The birth `seq`: kept while the inventory (hence the aliases) stays the same, so compact
+        packs still in the outbox after a restart decode with the new birth; bumped when it changes."""
+        probe = birth_msg.make_birth(self.config.gateway.id, self.config.gateway.site, devices,
+                                     time=0, seq=0, payload=payload)
+        digest = zlib.crc32(cbor.dumps([probe["base_name"], probe["devices"]]))
+        seq = self.outbox.get_meta("birth_seq", -1)
+        if seq < 0 or self.outbox.get_meta("birth_digest", -1) != digest:
+            seq = (seq + 1) % _SEQ_LIMIT
+            self.outbox.set_meta("birth_seq", seq)
+            self.outbox.set_meta("birth_digest", digest)
+            if len(self.outbox):
+                log.warning("inventory changed: birth seq %d; %d packs in the outbox use older aliases",
+                            seq, len(self.outbox))
+        return seq
+
+    def _command(self, cmd: dict) -> dict:
+        handler = self.on_command
+        if handler is None:
+            return {"ok": False, "error": "this gateway accepts no commands"}
+        return handler(cmd)
+
+    def _reading_counters(self) -> dict:
+        stats = self.outbox.stats()
+        pub = self.publisher.stats()
+        bc = self.batcher.counters
+        return {"made": bc["readings"], "published": pub["records_published"],
+                "buffered": stats["records"] + self.batcher.pending,
+                "dropped": stats["dropped_records"] + bc["unstored"], "rejected": bc["rejected"]}
+
+    def _tick(self) -> None:
+        while not self._stopping.wait(_TICK):
+            try:
+                self.batcher.tick()
+            except Exception:
+                log.exception("batcher: closing an aged pack failed")
+
+
+__all__ = ["Uplink", "versions"]
