@@ -1,0 +1,213 @@
+"""`fieldlink firmware-config FILE`: compile the agent's TOML into the firmware's compact JSON.
+
+The TOML is loaded and validated by the agent's own loader (agent/config.py), so a config the agent
+rejects is rejected here with the same messages. The output carries only what the board needs, with
+the work done on the laptop: profiles inlined, the poll plan of agent/planner.py turned into request
+frames ready to send (Modbus RTU ADUs, DL/T 645 and CJ/T 188 read frames) and, per request, how
+each point decodes; the birth inventory precomputed; the RS-485 wiring per board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from agent import planner
+from protocols import birth, modbus
+
+FORMAT = 1
+BOARDS: dict[str, list[dict[str, int]]] = {
+    # bus index -> UART number and pins (tx, rx, DE/RE); see docs/flashing.md for the wiring
+    "esp32": [{"uart": 2, "tx": 17, "rx": 16, "de": 4}, {"uart": 1, "tx": 25, "rx": 26, "de": 27}],
+    "rp2040": [{"uart": 0, "tx": 0, "rx": 1, "de": 2}, {"uart": 1, "tx": 4, "rx": 5, "de": 6}],
+    "host": [{"uart": 0, "de": 2}, {"uart": 1, "de": 6}],
+}
+SAFE_PIN = {"esp32": 0, "rp2040": 22, "host": 0}
+
+
+class FirmwareConfigError(Exception):
+    """The config is valid for the agent but cannot run on a board (says why)."""
+
+
+def _number(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _requests(plan: Any, device: Any) -> list:
+    profile = plan.profile
+    protocol = profile.protocol
+    options = planner.device_options(device, profile)
+    out = []
+    for r in plan.requests:
+        if protocol == "modbus":
+            pdu = modbus.read_request(r.function, r.address, r.count)
+            frame = modbus.rtu_frame(int(device.address), pdu)
+            pts = [[p.name, off, p.type, p.order, _number(p.scale), _number(p.offset)] for p, off in r.points]
+        elif protocol in ("dlt645", "dlt645_1997"):
+            from protocols import dlt645
+
+            version = 1997 if protocol == "dlt645_1997" else 2007
+            frame = dlt645.read_request(device.address, r.di, version, int(options.get("preamble", 4)))
+            pts = [[p.name, p.di, p.format, bool(p.signed), _number(p.scale), _number(p.offset)]
+                   for p, _ in r.points]
+        else:
+            from protocols import cjt188
+
+            meter_type = int(options.get("meter_type", cjt188.METER_COLD_WATER))
+            di_order = str(options.get("di_order", "lo_first"))
+            frame = cjt188.read_request(meter_type, device.address, 0x901F, 0, di_order,
+                                        int(options.get("preamble", 4)))
+            pts = [[p.name, p.field, _number(p.scale), _number(p.offset)] for p, _ in r.points]
+        out.append([frame.hex(), pts])
+    return out
+
+
+def _birth_device(index: int, device: Any, profile: Any, names: list) -> dict:
+    points = []
+    for j, name in enumerate(names):
+        p = profile.point(name)
+        entry: dict = {"name": p.name, "unit": p.unit, "alias": j}
+        if p.resolution is not None:
+            entry["resolution"] = p.resolution
+        points.append(entry)
+    return {"id": device.id, "kind": profile.kind, "model": profile.model, "protocol": profile.protocol,
+            "address": str(device.address), "alias": index, "points": points}
+
+
+def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None, ring_slots: int = 48,
+                   ring_slot_size: int = 1024, bus_pins: dict | None = None, inflight: int = 4,
+                   watchdog_ms: int = 30000) -> dict:
+    """The firmware JSON (a dict) for a loaded agent `Config`."""
+    if board not in BOARDS:
+        raise FirmwareConfigError("board must be one of %s" % ", ".join(BOARDS))
+    plans = planner.plan_config(config)
+    if len(plans) > len(BOARDS[board]):
+        raise FirmwareConfigError("%d buses configured; the firmware drives at most %d UARTs"
+                                  % (len(plans), len(BOARDS[board])))
+    g = config.gateway
+    if g.payload != "senml":
+        raise FirmwareConfigError("gateway.payload = %r: the firmware publishes the senml profile only"
+                                  % g.payload)
+    b = config.broker
+    if b.tls:
+        raise FirmwareConfigError("broker.tls: the firmware's MQTT client has no TLS; use a local broker "
+                                  "or a TLS-terminating bridge")
+    buses = []
+    devices = []
+    birth_devices = []
+    writable: dict = {}
+    for i, plan in enumerate(plans):
+        bus = plan.bus
+        if plan.tcp or "://" in bus.port:
+            raise FirmwareConfigError("bus %s: %s is not a serial line; the firmware has UARTs only"
+                                      % (bus.name, bus.port))
+        spec = {"name": bus.name, "port": bus.port, "baud": bus.baud, "parity": bus.parity,
+                "bytesize": bus.bytesize, "stopbits": bus.stopbits, "timeout_ms": bus.timeout_ms,
+                "turnaround_ms": bus.turnaround_ms, "pause_ms": bus.pause_ms}
+        spec.update(BOARDS[board][i])
+        if bus_pins and bus.name in bus_pins:
+            spec.update(bus_pins[bus.name])
+        buses.append(spec)
+        for dplan in plan.devices:
+            d = dplan.device
+            profile = dplan.profile
+            options = planner.device_options(d, profile)
+            names = [p.name for r in dplan.requests for p, _ in r.points]
+            entry = {"id": d.id, "bus": i, "protocol": profile.protocol, "address": str(d.address),
+                     "interval": _number(d.interval), "requests": _requests(dplan, d)}
+            if profile.protocol == "cjt188":
+                entry["options"] = {k: options[k] for k in ("meter_type", "status") if k in options}
+            devices.append(entry)
+            birth_devices.append(_birth_device(len(birth_devices), d, profile, names))
+            for name in names:
+                p = profile.point(name)
+                if p.writable:
+                    writable["%s/%s" % (d.id, name)] = [p.min, p.max, p.values]
+    base_name = "%s:" % g.id
+    birth.make_birth(g.id, g.site, birth_devices, 0, 0, "senml", {}, base_name)  # validates names
+    out: dict = {
+        "format": FORMAT,
+        "board": board,
+        "gateway": {"site": g.site, "id": g.id, "prefix": g.prefix, "payload": g.payload,
+                    "health": _number(g.health_interval), "base_name": base_name},
+        "broker": {"host": b.host, "port": b.port,
+                   "client_id": b.client_id or "%s-%s-%s" % (g.prefix, g.site, g.id),
+                   "username": b.username, "password": b.password, "keepalive": b.keepalive,
+                   "reconnect_min": _number(b.reconnect_min), "reconnect_max": _number(b.reconnect_max)},
+        "ring": {"path": "/outbox.ring", "slots": ring_slots, "slot_size": ring_slot_size},
+        "batch": {"max_records": config.batch.max_records, "max_age": _number(config.batch.max_age),
+                  "max_bytes": min(config.batch.max_bytes, ring_slot_size - 19)},
+        "inflight": inflight,
+        "watchdog_ms": watchdog_ms,
+        "safe_pin": SAFE_PIN[board],
+        "buses": buses,
+        "devices": devices,
+        "birth_devices": birth_devices,
+        "writable": writable,
+    }
+    if wifi:
+        out["wifi"] = {"ssid": wifi[0], "password": wifi[1]}
+    return out
+
+
+def dumps(compiled: dict) -> str:
+    """Compact JSON (no spaces): the board parses it once at boot."""
+    return json.dumps(compiled, separators=(",", ":"), sort_keys=True)
+
+
+def _pins(text: str) -> tuple:
+    try:
+        name, rest = text.split("=", 1)
+        parts = [int(x) if x not in ("", "-") else None for x in rest.split(":")]
+        keys = ("uart", "tx", "rx", "de")
+        return name, {k: v for k, v in zip(keys, parts)}
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected BUS=UART:TX:RX:DE (DE '-' for auto-direction), got %r"
+                                         % text) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="FILE", help="the agent's TOML config")
+    parser.add_argument("-o", "--output", help="write the JSON here (default: standard output)")
+    parser.add_argument("--board", choices=sorted(BOARDS), default="esp32",
+                        help="default UART pins per board (default esp32)")
+    parser.add_argument("--bus-pins", action="append", type=_pins, default=[], metavar="BUS=UART:TX:RX:DE",
+                        help="UART and pins of one bus (repeatable); DE '-' for auto-direction transceivers")
+    parser.add_argument("--wifi-ssid")
+    parser.add_argument("--wifi-password", default="")
+    parser.add_argument("--ring-slots", type=int, default=48, help="packs the flash ring holds (default 48)")
+    parser.add_argument("--ring-slot-size", type=int, default=1024, help="bytes per ring slot (default 1024)")
+    parser.add_argument("--inflight", type=int, default=4, help="QoS 1 packs awaiting PUBACK at once")
+    parser.add_argument("--watchdog-ms", type=int, default=30000)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print("fieldlink firmware-config: cannot read %s: %s" % (args.config, exc), file=sys.stderr)
+        return 1
+    try:
+        compiled = compile_config(
+            config, args.board, (args.wifi_ssid, args.wifi_password) if args.wifi_ssid else None,
+            args.ring_slots, args.ring_slot_size, dict(args.bus_pins), args.inflight, args.watchdog_ms)
+    except FirmwareConfigError as exc:
+        print("%s: %s" % (args.config, exc), file=sys.stderr)
+        return 1
+    text = dumps(compiled)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print("%s: %d buses, %d devices, %d requests -> %s (%d bytes)" % (
+            args.config, len(compiled["buses"]), len(compiled["devices"]),
+            sum(len(d["requests"]) for d in compiled["devices"]), args.output, len(text)), file=sys.stderr)
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,99 @@
+"""`python -m firmware_py.flash --port P --config F`: put the bundle and a site's config on a board.
+
+Steps (printed before they run; `--dry-run` prints them only): compile the TOML with
+`fieldlink firmware-config` (same validation as the agent), then with mpremote: create folders, copy
+build/firmware/ (protocols/*.mpy, firmware_py/*.mpy, boot.py, main.py) and config.json, reset.
+No umqtt is copied: the firmware has its own MQTT client (docs/flashing.md says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLE = os.path.join(ROOT, "build", "firmware")
+
+
+def find_mpremote() -> list[str] | None:
+    exe = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    if os.path.exists(exe):
+        return [exe]
+    found = shutil.which("mpremote")
+    return [found] if found else None
+
+
+def plan(port: str, config_json: str, bundle: str = BUNDLE,
+         mpremote: list[str] | None = None) -> list[list[str]]:
+    """The mpremote commands, in order."""
+    mp = [*(mpremote or ["mpremote"]), "connect", port]
+    dirs = set()
+    copies = []
+    for dirpath, _dirs, files in os.walk(bundle):
+        rel = os.path.relpath(dirpath, bundle)
+        if rel != ".":
+            dirs.add(rel.replace(os.sep, "/"))
+        for name in sorted(files):
+            src = os.path.join(dirpath, name)
+            dest = name if rel == "." else "%s/%s" % (rel.replace(os.sep, "/"), name)
+            copies.append((src, dest))
+    cmds = [[*mp, "fs", "mkdir", ":" + d] for d in sorted(dirs)]
+    cmds += [[*mp, "fs", "cp", src, ":" + dest] for src, dest in copies]
+    cmds.append([*mp, "fs", "cp", config_json, ":config.json"])
+    cmds.append([*mp, "reset"])
+    return cmds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m firmware_py.flash", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", default="", help="serial port of the board, e.g. /dev/ttyUSB0")
+    parser.add_argument("--config", default="", help="the site's agent TOML")
+    parser.add_argument("--board", default="esp32", choices=("esp32", "rp2040"))
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
+    args, extra = parser.parse_known_args(argv)  # extra: passed to firmware-config (--wifi-ssid ...)
+    if not args.config:
+        print("flash: CONFIG is missing: make flash PORT=/dev/ttyUSB0 CONFIG=site.toml", file=sys.stderr)
+        return 2
+    if not os.path.isdir(BUNDLE):
+        print("flash: no bundle in %s; run `make firmware` first" % BUNDLE, file=sys.stderr)
+        return 2
+    mpremote = find_mpremote()
+    if not args.dry_run:
+        if mpremote is None:
+            print("flash: mpremote is not installed (pip install mpremote==1.22.0); "
+                  "use --dry-run to see the plan", file=sys.stderr)
+            return 2
+        if not args.port:
+            print("flash: PORT is missing: make flash PORT=/dev/ttyUSB0 CONFIG=site.toml", file=sys.stderr)
+            return 2
+        if not args.port.startswith(("rfc2217://", "socket://")) and not os.path.exists(args.port):
+            print("flash: port %s does not exist (board plugged in? try `mpremote devs`)" % args.port,
+                  file=sys.stderr)
+            return 2
+    out = os.path.join(tempfile.mkdtemp(prefix="fieldlink-flash-"), "config.json")
+    from agent.cli import main as fieldlink
+
+    rc = fieldlink(["firmware-config", args.config, "--board", args.board, "-o", out, *extra])
+    if rc != 0:
+        return rc
+    cmds = plan(args.port or "PORT", out, BUNDLE, mpremote)
+    for cmd in cmds:
+        print("$ " + " ".join(cmd))
+        if not args.dry_run:
+            proc = subprocess.run(cmd)
+            if proc.returncode != 0:
+                print("flash: step failed (exit %d); the board keeps what was copied so far"
+                      % proc.returncode, file=sys.stderr)
+                return proc.returncode
+    print("flash: %s %d files and config.json to %s%s" % (
+        "would copy" if args.dry_run else "copied", len(cmds) - 2 - sum(1 for c in cmds if "mkdir" in c),
+        args.port or "PORT", " (dry run)" if args.dry_run else "; board reset"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

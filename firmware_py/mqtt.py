@@ -1,0 +1,295 @@
+"""A small MQTT 3.1.1 client for the firmware, over a non-blocking socket adapter.
+
+Why not umqtt.simple: it waits for each PUBACK before returning (the poll loop would stall on a slow
+broker) and its packet id does not wrap at 65535. Here QoS 1 publishes return at once with their
+packet id; PUBACKs arrive through `poll()` and call `on_puback(pid)`, so the caller can keep a window
+of packs in flight and acknowledge them in the flash ring. Packet ids wrap 1..65535 (0 is never used).
+The keep-alive is our own schedule: PINGREQ when nothing was sent for keepalive/2 seconds, and the
+connection is declared dead when nothing came back within keepalive seconds of a PINGREQ.
+
+The socket adapter (firmware_py.hw) offers: `await connect(host, port)`, `write(buf) -> n`
+(non-blocking, may be short), `readinto(buf) -> n` (0: nothing now, -1: closed), `close()`.
+"""
+
+import struct
+
+from firmware_py import rt
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+CONNECT = 0x10
+CONNACK = 0x20
+PUBLISH = 0x30
+PUBACK = 0x40
+SUBSCRIBE = 0x82
+SUBACK = 0x90
+PINGREQ = b"\xc0\x00"
+PINGRESP = 0xD0
+DISCONNECT = b"\xe0\x00"
+CONNACK_CODES = ("accepted", "unacceptable protocol version", "identifier rejected",
+                 "server unavailable", "bad user name or password", "not authorised")
+
+
+class MqttError(Exception):
+    """The broker refused us or broke the protocol; the caller closes and reconnects."""
+
+
+def topic_item(topic: str) -> bytes:
+    """A topic as MQTT puts it on the wire: 2-byte length + UTF-8 (precomputed once)."""
+    raw = topic.encode()
+    return struct.pack(">H", len(raw)) + raw
+
+
+def remaining_length(n: int, out: bytearray, pos: int) -> int:
+    """Write the variable-byte length `n` at `pos`; returns the position after it."""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out[pos] = b | (0x80 if n else 0)
+        pos += 1
+        if not n:
+            return pos
+
+
+class Client:
+    """One MQTT session at a time; `connect` again after `close` (clean session each time)."""
+
+    def __init__(self, hw, client_id: str, keepalive: int = 30, user=None, password=None,
+                 will=None, rx_size: int = 512) -> None:
+        self.hw = hw
+        self.client_id = client_id
+        self.keepalive = keepalive
+        self.user = user
+        self.password = password
+        self.will = will  # (topic, payload bytes, qos, retain) or None
+        self.sock: Any = None
+        self.pid = 0
+        self.head = bytearray(8)
+        self.rx = bytearray(rx_size)
+        self.rx_len = 0
+        self.skip = 0  # bytes left of an incoming packet too big for rx
+        self.on_puback: Any = None  # callable(pid)
+        self.on_message: Any = None  # callable(topic_bytes_view, payload_view)
+        self.last_tx = 0
+        self.last_rx = 0
+        self.ping_sent = 0
+        self.connected = False
+        self.pings = 0
+
+    # -- output ---------------------------------------------------------------------------------
+    async def _send(self, data) -> None:
+        view = memoryview(data)
+        sent = 0
+        deadline = rt.ticks_add(rt.ticks_ms(), 10000)
+        while sent < len(view):
+            n = self.sock.write(view[sent:])
+            if n is None or n < 0:
+                raise OSError(104)
+            if n == 0:
+                if rt.ticks_diff(deadline, rt.ticks_ms()) < 0:
+                    raise OSError(110)
+                await rt.sleep_ms(2)
+            sent += n
+        self.last_tx = rt.ticks_ms()
+
+    def next_pid(self) -> int:
+        self.pid = self.pid + 1 if self.pid < 0xFFFF else 1
+        return self.pid
+
+    async def connect(self, host: str, port: int, timeout_ms: int = 10000) -> None:
+        """Open the socket, send CONNECT (with the will), wait for CONNACK."""
+        self.close()
+        self.sock = self.hw.socket()
+        await self.sock.connect(host, port)
+        cid = topic_item(self.client_id)
+        flags = 0x02  # clean session: unacknowledged packs are resent from the flash ring
+        size = 10 + len(cid)
+        will_topic = will_msg = None
+        if self.will:
+            will_topic = topic_item(self.will[0])
+            will_msg = struct.pack(">H", len(self.will[1])) + self.will[1]
+            flags |= 0x04 | (self.will[2] << 3) | (0x20 if self.will[3] else 0)
+            size += len(will_topic) + len(will_msg)
+        user = pw = None
+        if self.user:
+            user = topic_item(self.user)
+            flags |= 0x80
+            size += len(user)
+            if self.password:
+                pw = topic_item(self.password)
+                flags |= 0x40
+                size += len(pw)
+        head = self.head
+        head[0] = CONNECT
+        end = remaining_length(size, head, 1)
+        await self._send(memoryview(head)[:end])
+        await self._send(b"\x00\x04MQTT\x04" + bytes((flags,)) + struct.pack(">H", self.keepalive))
+        await self._send(cid)
+        for part in (will_topic, will_msg, user, pw):
+            if part:
+                await self._send(part)
+        self.rx_len = 0
+        self.skip = 0
+        self.connected = False
+        deadline = rt.ticks_add(rt.ticks_ms(), timeout_ms)
+        while not self.connected:
+            self.poll()
+            if rt.ticks_diff(deadline, rt.ticks_ms()) < 0:
+                raise OSError(110)
+            await rt.sleep_ms(5)
+        self.last_rx = rt.ticks_ms()
+        self.ping_sent = 0
+
+    async def publish(self, topic: bytes, payload, qos: int = 0, retain: bool = False) -> int:
+        """Send PUBLISH (topic from `topic_item`); returns the packet id (0 for QoS 0)."""
+        head = self.head
+        head[0] = PUBLISH | (qos << 1) | (1 if retain else 0)
+        size = len(topic) + len(payload) + (2 if qos else 0)
+        end = remaining_length(size, head, 1)
+        pid = 0
+        if qos:
+            pid = self.next_pid()
+            struct.pack_into(">H", head, end, pid)  # sent after the topic, from the same buffer
+        await self._send(memoryview(head)[:end])
+        await self._send(topic)
+        if qos:
+            await self._send(memoryview(head)[end : end + 2])
+        await self._send(payload)
+        return pid
+
+    async def subscribe(self, topic: str, qos: int = 1) -> int:
+        item = topic_item(topic)
+        pid = self.next_pid()
+        body = struct.pack(">H", pid) + item + bytes((qos,))
+        head = self.head
+        head[0] = SUBSCRIBE
+        end = remaining_length(len(body), head, 1)
+        await self._send(memoryview(head)[:end])
+        await self._send(body)
+        return pid
+
+    async def disconnect(self) -> None:
+        """Clean DISCONNECT: the broker discards the will."""
+        if self.sock is not None:
+            try:
+                await self._send(DISCONNECT)
+            except OSError:
+                pass
+        self.close()
+
+    def close(self) -> None:
+        self.connected = False
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    async def keep_alive(self) -> None:
+        """PINGREQ on schedule; OSError(110) when the broker went quiet."""
+        now = rt.ticks_ms()
+        half = self.keepalive * 500
+        if self.ping_sent and rt.ticks_diff(now, self.ping_sent) > half * 2:
+            raise OSError(110)
+        if not self.ping_sent and rt.ticks_diff(now, self.last_tx) >= half:
+            self.ping_sent = now or 1
+            self.pings += 1
+            await self._send(PINGREQ)
+
+    # -- input ----------------------------------------------------------------------------------
+    def poll(self) -> int:
+        """Read what arrived and handle every complete packet; returns how many were handled."""
+        sock = self.sock
+        if sock is None:
+            raise OSError(107)
+        handled = 0
+        rx = self.rx
+        while True:
+            if self.rx_len >= len(rx):  # a packet larger than rx: drop it (see skip)
+                self._drop_oversized()
+            n = sock.readinto(memoryview(rx)[self.rx_len :])
+            if n is None or n == 0:
+                break
+            if n < 0:
+                raise OSError(104)
+            self.last_rx = rt.ticks_ms()
+            self.rx_len += n
+            if self.skip:
+                take = min(self.skip, self.rx_len)
+                self._consume(take)
+                self.skip -= take
+            handled += self._parse()
+        return handled
+
+    def _drop_oversized(self) -> None:
+        size, start = self._length()
+        if size < 0:
+            raise MqttError("malformed remaining length")
+        self.skip = start + size - self.rx_len
+        self.rx_len = 0
+
+    def _length(self) -> tuple:
+        """(remaining length, offset of the body) of the packet at rx[0], or (-1, 0) if incomplete."""
+        rx = self.rx
+        mult = 1
+        value = 0
+        pos = 1
+        while pos < self.rx_len and pos < 5:
+            b = rx[pos]
+            value += (b & 0x7F) * mult
+            pos += 1
+            if not b & 0x80:
+                return value, pos
+            mult <<= 7
+        return -1, 0
+
+    def _consume(self, n: int) -> None:
+        left = self.rx_len - n
+        if left > 0:
+            self.rx[0:left] = self.rx[n : self.rx_len]
+        self.rx_len = left
+
+    def _parse(self) -> int:
+        handled = 0
+        rx = self.rx
+        while self.rx_len >= 2:
+            size, start = self._length()
+            if size < 0 or start + size > self.rx_len:
+                break
+            kind = rx[0] & 0xF0
+            if kind == CONNACK:
+                if rx[start + 1] != 0:
+                    code = rx[start + 1]
+                    raise MqttError("broker refused: %s" % (
+                        CONNACK_CODES[code] if code < len(CONNACK_CODES) else code))
+                self.connected = True
+            elif kind == PUBACK:
+                if self.on_puback is not None:
+                    self.on_puback((rx[start] << 8) | rx[start + 1])
+            elif kind == PINGRESP:
+                self.ping_sent = 0
+            elif kind == PUBLISH:
+                self._incoming(start, size)
+            self._consume(start + size)
+            handled += 1
+        return handled
+
+    def _incoming(self, start: int, size: int) -> None:
+        rx = self.rx
+        qos = (rx[0] >> 1) & 3
+        tlen = (rx[start] << 8) | rx[start + 1]
+        topic_end = start + 2 + tlen
+        body = topic_end + (2 if qos else 0)
+        if self.on_message is not None:
+            view = memoryview(rx)
+            self.on_message(view[start + 2 : topic_end], view[body : start + size])
+        if qos == 1:  # PUBACK straight away; a command is handled once per arrival
+            ack = bytearray(4)
+            ack[0] = PUBACK
+            ack[1] = 2
+            ack[2] = rx[topic_end]
+            ack[3] = rx[topic_end + 1]
+            self.sock.write(ack)

@@ -1,0 +1,209 @@
+"""SenML-CBOR packs written straight into one preallocated buffer (no per-record objects).
+
+The bytes are exactly what `protocols.senml.encode` produces for the same readings (the tests check
+it on CPython and MicroPython): an array of maps with integer labels; the first record carries
+`bn` and `bt` (the floor of the first reading's time), every record its name `<device>/<point>`,
+its value (`v`, `vb` or `vs`) and `t` relative to `bt` when not zero. Map keys are in the
+deterministic order n(0) v(2) vs(3) vb(4) t(6) bn(-2) bt(-3).
+
+Readings must be added in non-decreasing time order (the poll loop does); `add` returns False when
+the record does not fit or goes back in time, and the caller then finishes the pack and starts another.
+"""
+
+import struct
+
+from protocols.compat import const
+
+_RESERVE = const(3)  # array head: up to 0x99 + u16 records
+
+
+def text_item(text: str) -> bytes:
+    """The CBOR encoding of a text string (precomputed once per point name)."""
+    raw = text.encode()
+    return _head_bytes(0x60, len(raw)) + raw
+
+
+def _head_bytes(major: int, n: int) -> bytes:
+    if n < 24:
+        return bytes((major | n,))
+    if n < 0x100:
+        return bytes((major | 24, n))
+    if n < 0x10000:
+        return struct.pack(">BH", major | 25, n)
+    return struct.pack(">BI", major | 26, n)
+
+
+def half_bits(x: float) -> int:
+    """The binary16 pattern of `x` when it is exactly representable, else -1 (x finite, not NaN)."""
+    bits = struct.unpack(">I", struct.pack(">f", x))[0]
+    sign = (bits >> 16) & 0x8000
+    exp = (bits >> 23) & 0xFF
+    mant = bits & 0x7FFFFF
+    if exp == 0xFF:
+        return sign | 0x7C00
+    if exp == 0:
+        return sign if mant == 0 else -1
+    e = exp - 127
+    if -14 <= e <= 15:
+        return -1 if mant & 0x1FFF else sign | ((e + 15) << 10) | (mant >> 13)
+    if -24 <= e < -14:
+        sig = mant | 0x800000
+        shift = -1 - e
+        return -1 if sig & ((1 << shift) - 1) else sign | (sig >> shift)
+    return -1
+
+
+class PackWriter:
+    """Builds one SenML-CBOR pack at a time in a fixed buffer of `size` bytes."""
+
+    def __init__(self, size: int, base_name: str, reserve: int = _RESERVE) -> None:
+        """`reserve` >= 3 bytes stay free in front for the array head (more: room for a prefix)."""
+        self.reserve = reserve
+        self.buf = bytearray(size + reserve - _RESERVE)
+        self.view = memoryview(self.buf)
+        self.base_item = text_item(base_name) if base_name else b""
+        self.pos = reserve
+        self.count = 0
+        self.bt = 0
+        self.last = 0
+
+    def reset(self) -> None:
+        self.pos = self.reserve
+        self.count = 0
+
+    def _put(self, data) -> None:
+        n = len(data)
+        if self.pos + n > len(self.buf):
+            raise IndexError
+        self.view[self.pos : self.pos + n] = data
+        self.pos += n
+
+    def _byte(self, b: int) -> None:
+        if self.pos >= len(self.buf):
+            raise IndexError
+        self.buf[self.pos] = b
+        self.pos += 1
+
+    def _uint(self, major: int, n: int) -> None:
+        buf = self.buf
+        pos = self.pos
+        if n < 24:
+            size = 1
+        elif n < 0x100:
+            size = 2
+        elif n < 0x10000:
+            size = 3
+        elif n < 0x100000000:
+            size = 5
+        else:
+            size = 9
+        if pos + size > len(buf):
+            raise IndexError
+        if size == 1:
+            buf[pos] = major | n
+        elif size == 2:
+            buf[pos] = major | 24
+            buf[pos + 1] = n
+        elif size == 3:
+            struct.pack_into(">BH", buf, pos, major | 25, n)
+        elif size == 5:
+            struct.pack_into(">BI", buf, pos, major | 26, n)
+        else:
+            struct.pack_into(">BQ", buf, pos, major | 27, n)
+        self.pos = pos + size
+
+    def _int(self, n: int) -> None:
+        if n >= 0:
+            self._uint(0x00, n)
+        else:
+            self._uint(0x20, -1 - n)
+
+    def _number(self, x) -> None:
+        if type(x) is int:
+            self._int(x)
+            return
+        if x != x:
+            self._put(b"\xf9\x7e\x00")
+            return
+        try:
+            single = struct.pack(">f", x)
+            exact = struct.unpack(">f", single)[0] == x
+        except OverflowError:
+            exact = False
+        if not exact:
+            self._byte(0xFB)
+            if self.pos + 8 > len(self.buf):
+                raise IndexError
+            struct.pack_into(">d", self.buf, self.pos, x)
+            self.pos += 8
+            return
+        half = half_bits(x)
+        if half >= 0:
+            self._byte(0xF9)
+            self._byte(half >> 8)
+            self._byte(half & 0xFF)
+        else:
+            self._byte(0xFA)
+            self._put(single)
+
+    def add(self, name_item: bytes, value, time: int) -> bool:
+        """Append a record (name as `text_item`, value, integer POSIX seconds). False: no room or
+        time went back; the pack is unchanged then."""
+        first = self.count == 0
+        if first:
+            self.bt = time
+        elif time < self.last or self.count >= 0xFFFF:
+            return False
+        start = self.pos
+        dt = time - self.bt
+        fields = 2 + (1 if dt else 0)
+        if first:
+            fields += (1 if self.base_item else 0) + (1 if time else 0)
+        try:
+            self._byte(0xA0 | fields)
+            self._byte(0x00)  # n
+            self._put(name_item)
+            t = type(value)
+            if t is bool:
+                self._byte(0x04)  # vb
+                self._byte(0xF5 if value else 0xF4)
+            elif t is str:
+                self._byte(0x03)  # vs
+                raw = value.encode()
+                self._uint(0x60, len(raw))
+                self._put(raw)
+            else:
+                self._byte(0x02)  # v
+                self._number(value)
+            if dt:
+                self._byte(0x06)
+                self._int(dt)
+            if first:
+                if self.base_item:
+                    self._byte(0x21)  # bn
+                    self._put(self.base_item)
+                if time:
+                    self._byte(0x22)  # bt
+                    self._int(time)
+        except IndexError:
+            self.pos = start
+            return False
+        self.count += 1
+        self.last = time
+        return True
+
+    def finish(self):
+        """The finished pack as a memoryview into the buffer (valid until the next `reset`)."""
+        n = self.count
+        r = self.reserve
+        if n < 24:
+            start = r - 1
+            self.buf[start] = 0x80 | n
+        elif n < 0x100:
+            start = r - 2
+            self.buf[start] = 0x98
+            self.buf[start + 1] = n
+        else:
+            start = r - 3
+            struct.pack_into(">BH", self.buf, start, 0x99, n)
+        return self.view[start : self.pos]

@@ -1,0 +1,244 @@
+"""The offline buffer: an append-only ring of packs in one fixed-size file on flash.
+
+The file is `slots` slots of `slot_size` bytes. A slot holds one pack:
+
+    0  magic  b"FR"                      2
+    2  seq    u32 little-endian           4   (monotonic; the order of the ring)
+    6  len    u16                         2
+    8  crc    u32 CRC-32 of seq, len, dropped and the payload
+   12  dropped u32                        4   (packs dropped so far, survives reset)
+   16  payload                            len
+   +0  ack    0x00 pending, 0xA5 acked    1
+   +1  commit b"\\x5a\\xc3"                2
+
+Appending writes header + payload + ack byte, flushes, then writes the commit marker and flushes:
+a record is committed when `append()` returns. A power cut at any byte leaves a slot whose
+commit marker or CRC does not check, and recovery skips it. Acknowledging rewrites one byte in
+place. When the ring is full the oldest pending pack is overwritten and counted in `dropped`.
+Reads check the CRC again, so a pack that rotted on flash is skipped, never sent.
+
+The file object needs only seek/write/readinto/flush: a MicroPython or CPython binary file, or a
+test double that cuts the power at a chosen byte.
+"""
+
+import binascii
+import struct
+
+from protocols.compat import const
+
+HEADER = const(16)
+TRAILER = const(3)
+OVERHEAD = const(19)
+MAGIC = b"FR"
+COMMIT = b"\x5a\xc3"
+ACKED = const(0xA5)
+EMPTY = const(0)  # slot state: nothing valid
+PENDING = const(1)
+DONE = const(2)
+_FMT = "<2sIHII"
+
+
+class Ring:
+    """Bounded, power-cut safe FIFO of packs (bytes) with acknowledgements by sequence number."""
+
+    def __init__(self, f, slots: int, slot_size: int) -> None:
+        if slots < 2 or slot_size <= OVERHEAD or slot_size - OVERHEAD > 0xFFFF:
+            raise ValueError("ring needs >= 2 slots of more than %d bytes" % OVERHEAD)
+        self.f = f
+        self.slots = slots
+        self.slot_size = slot_size
+        self.max_payload = slot_size - OVERHEAD
+        self.seqs = [0] * slots
+        self.lens = [0] * slots
+        self.state = bytearray(slots)
+        self.dropped = 0
+        self.skipped = 0  # torn or corrupt slots seen by recovery and reads
+        self.next_seq = 1
+        self.head = 0  # slot the next append writes
+        self._hdr = bytearray(HEADER)
+        self._one = bytearray(1)
+        self._two = bytearray(2)
+        self._scratch = bytearray(64)
+        self.recover()
+
+    # -- recovery ---------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Scan every slot; rebuild the state, the next sequence number and the drop counter."""
+        newest = -1
+        top = 0
+        self.dropped = 0
+        self.skipped = 0
+        for i in range(self.slots):
+            st = self._check(i)
+            self.state[i] = st
+            if st == EMPTY:
+                continue
+            if self.seqs[i] > top:
+                top = self.seqs[i]
+                newest = i
+        self.next_seq = top + 1
+        self.head = (newest + 1) % self.slots
+
+    def _check(self, i: int) -> int:
+        """Validate slot i (header, commit marker, CRC); EMPTY when torn, blank or corrupt."""
+        f = self.f
+        hdr = self._hdr
+        f.seek(i * self.slot_size)
+        if f.readinto(hdr) != HEADER or hdr[0] != 0x46 or hdr[1] != 0x52:  # b"FR"
+            return EMPTY
+        _magic, seq, length, crc, dropped = struct.unpack(_FMT, hdr)
+        if length > self.max_payload:
+            self.skipped += 1
+            return EMPTY
+        f.seek(i * self.slot_size + HEADER + length)
+        one = self._one
+        two = self._two
+        if f.readinto(one) != 1 or f.readinto(two) != 2 or two != COMMIT:
+            self.skipped += 1
+            return EMPTY
+        if self._crc_of_slot(i, length) != crc:
+            self.skipped += 1
+            return EMPTY
+        self.seqs[i] = seq
+        self.lens[i] = length
+        if dropped > self.dropped:
+            self.dropped = dropped
+        return DONE if one[0] == ACKED else PENDING
+
+    def _crc_of_slot(self, i: int, length: int) -> int:
+        hdr = self._hdr
+        crc = binascii.crc32(memoryview(hdr)[2:8])
+        crc = binascii.crc32(memoryview(hdr)[12:16], crc)
+        f = self.f
+        f.seek(i * self.slot_size + HEADER)
+        buf = self._scratch
+        view = memoryview(buf)
+        left = length
+        while left > 0:  # through a small fixed buffer: recovery must not need a pack-sized one
+            n = left if left < len(buf) else len(buf)
+            f.readinto(view[:n])
+            crc = binascii.crc32(view[:n], crc)
+            left -= n
+        return crc & 0xFFFFFFFF
+
+    # -- writing ----------------------------------------------------------------------------
+    def append(self, payload) -> int:
+        """Store one pack durably; returns its sequence number. Drops the oldest when full."""
+        length = len(payload)
+        if length > self.max_payload:
+            raise ValueError("pack of %d bytes exceeds the slot payload %d" % (length, self.max_payload))
+        i = self.head
+        if self.state[i] == PENDING:
+            self.dropped += 1
+        self.state[i] = EMPTY
+        seq = self.next_seq
+        hdr = self._hdr
+        struct.pack_into(_FMT, hdr, 0, MAGIC, seq, length, 0, self.dropped)
+        crc = binascii.crc32(memoryview(hdr)[2:8])
+        crc = binascii.crc32(memoryview(hdr)[12:16], crc)
+        crc = binascii.crc32(payload, crc) & 0xFFFFFFFF
+        struct.pack_into("<I", hdr, 8, crc)
+        f = self.f
+        f.seek(i * self.slot_size)
+        f.write(hdr)
+        f.write(payload)
+        self._one[0] = 0
+        f.write(self._one)
+        f.flush()
+        f.write(COMMIT)
+        f.flush()
+        self.seqs[i] = seq
+        self.lens[i] = length
+        self.state[i] = PENDING
+        self.next_seq = seq + 1
+        self.head = (i + 1) % self.slots
+        return seq
+
+    def ack(self, seq: int) -> bool:
+        """Mark the pack `seq` delivered (PUBACK). False when it is no longer in the ring."""
+        i = self._slot_of(seq)
+        if i < 0:
+            return False
+        self._one[0] = ACKED
+        self.f.seek(i * self.slot_size + HEADER + self.lens[i])
+        self.f.write(self._one)
+        self.f.flush()
+        self.state[i] = DONE
+        return True
+
+    # -- reading ----------------------------------------------------------------------------
+    def _slot_of(self, seq: int) -> int:
+        for i in range(self.slots):
+            if self.state[i] == PENDING and self.seqs[i] == seq:
+                return i
+        return -1
+
+    def next_pending(self, after: int = 0) -> int:
+        """Sequence number of the oldest pending pack newer than `after`; 0 when none."""
+        best = 0
+        for i in range(self.slots):
+            if self.state[i] == PENDING:
+                s = self.seqs[i]
+                if s > after and (best == 0 or s < best):
+                    best = s
+        return best
+
+    def read(self, seq: int, buf):
+        """Copy pack `seq` into `buf` (bytearray of >= max_payload); a memoryview of it, or None
+        when it is gone or fails its CRC (then it is skipped for good)."""
+        i = self._slot_of(seq)
+        if i < 0:
+            return None
+        if self._check(i) != PENDING or self.seqs[i] != seq:
+            self.state[i] = EMPTY
+            return None
+        length = self.lens[i]
+        view = memoryview(buf)[:length]
+        self.f.seek(i * self.slot_size + HEADER)
+        self.f.readinto(view)
+        hdr = self._hdr
+        crc = binascii.crc32(memoryview(hdr)[2:8])
+        crc = binascii.crc32(memoryview(hdr)[12:16], crc)
+        if binascii.crc32(view, crc) & 0xFFFFFFFF != struct.unpack_from("<I", hdr, 8)[0]:
+            self.skipped += 1
+            self.state[i] = EMPTY
+            return None
+        return view
+
+    def pending(self) -> int:
+        """How many packs wait for a PUBACK."""
+        n = 0
+        for st in self.state:
+            if st == PENDING:
+                n += 1
+        return n
+
+    def used_bytes(self) -> int:
+        """Bytes of pending packs (for health: store size)."""
+        n = 0
+        for i in range(self.slots):
+            if self.state[i] == PENDING:
+                n += self.lens[i]
+        return n
+
+
+def create(path: str, slots: int, slot_size: int):
+    """Open the ring file at `path`, creating it blank (0xFF) at its full size when missing."""
+    size = slots * slot_size
+    try:
+        f = open(path, "r+b")
+        f.seek(0, 2)
+        if f.tell() >= size:
+            f.seek(0)
+            return f
+        f.close()
+    except OSError:
+        pass
+    f = open(path, "wb")
+    blank = b"\xff" * 256
+    left = size
+    while left > 0:
+        f.write(blank[: min(256, left)])
+        left -= 256
+    f.close()
+    return open(path, "r+b")

@@ -1,0 +1,72 @@
+"""Host tools: the config compiler, the build and the flash plan (no board needed)."""
+
+import json
+import os
+
+import pytest
+
+from agent.cli import main as fieldlink
+from firmware_py import build, flash
+from firmware_py.tests.site import write_site
+
+
+def test_firmware_config_cli_compiles_and_rejects(tmp_path, capsys):
+    out = write_site(str(tmp_path), "/dev/ttyS9", 1883, [1, 2])
+    cfg = json.load(open(out))
+    assert [d["id"] for d in cfg["devices"]] == ["m1", "m2"]
+    frame = bytes.fromhex(cfg["devices"][0]["requests"][0][0])
+    from protocols import modbus
+
+    unit, pdu = modbus.rtu_parse(frame)
+    assert unit == 1 and pdu[0] in (3, 4)
+    assert cfg["writable"]["m1/setpoint"] == [0, 100, None]
+    assert cfg["batch"]["max_bytes"] <= cfg["ring"]["slot_size"] - 19
+    toml = str(tmp_path / "site.toml")
+    rc = fieldlink(["firmware-config", toml, "--board", "rp2040", "--bus-pins", "rs485a=1:8:9:-",
+                    "-o", str(tmp_path / "x.json")])
+    assert rc == 0
+    x = json.load(open(tmp_path / "x.json"))
+    assert x["buses"][0]["uart"] == 1 and x["buses"][0]["de"] is None and x["safe_pin"] == 22
+    with open(toml, "a") as f:
+        f.write('[[devices]]\nid = "bad"\nbus = "nope"\nprofile = "fw-meter"\naddress = 3\n')
+    assert fieldlink(["firmware-config", toml]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
+def test_build_bundle(tmp_path, capsys):
+    sizes = build.build(str(tmp_path / "b"))
+    assert "firmware_py/ring.mpy" in sizes and "protocols/modbus.mpy" in sizes and "main.py" in sizes
+    assert not any("hw_host" in k or "build" in k or "tests" in k for k in sizes)
+    with open(tmp_path / "b" / "firmware_py" / "ring.mpy", "rb") as f:
+        head = f.read(2)
+    assert head == b"M\x06"  # bytecode v6: MicroPython 1.22 and later
+    assert "total" in capsys.readouterr().out
+
+
+def test_flash_dry_run_plan(tmp_path, capsys, monkeypatch):
+    write_site(str(tmp_path), "/dev/ttyS9", 1883, [1])
+    bundle = tmp_path / "bundle"
+    build.build(str(bundle), verbose=False)
+    monkeypatch.setattr(flash, "BUNDLE", str(bundle))
+    rc = flash.main(["--port", "/dev/ttyUSB7", "--config", str(tmp_path / "site.toml"), "--dry-run"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "fs mkdir :firmware_py" in out and ":config.json" in out and out.strip().endswith("(dry run)")
+    assert "umqtt" not in out and "reset" in out
+
+
+def test_flash_says_what_is_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(flash, "find_mpremote", lambda: None)
+    assert flash.main(["--port", "/dev/ttyUSB0"]) == 2
+    assert "CONFIG" in capsys.readouterr().err
+    if os.path.isdir(flash.BUNDLE):
+        assert flash.main(["--port", "/dev/ttyUSB0", "--config", "x.toml"]) == 2
+        assert "mpremote is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pins", ["rs485a=2:17:16:4", "rs485a=0:0:1:-"])
+def test_pins_parse(pins):
+    from agent.commands.firmware_config import _pins
+
+    name, spec = _pins(pins)
+    assert name == "rs485a" and spec["uart"] in (0, 2)
