@@ -96,7 +96,7 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
                                   "or a TLS-terminating bridge")
     buses = []
     devices = []
-    birth_devices = []
+    birth_devices: list = []
     writable: dict = {}
     for i, plan in enumerate(plans):
         bus = plan.bus

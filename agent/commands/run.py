@@ -1,0 +1,53 @@
+"""`fieldlink run FILE`: the gateway in the foreground; SIGTERM/SIGINT stop polling, flush, exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from agent.config import ConfigError, load_config
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="gateway config (TOML)")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="log verbosity (default INFO)")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+def run(args: Any) -> int:
+    setup_logging(args.log_level)
+    log = logging.getLogger("fieldlink.run")
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 2
+    from agent.gateway import Gateway
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("event=signal signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    gateway = Gateway(config)
+    gateway.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        gateway.stop()
+    return 0

@@ -1,0 +1,99 @@
+"""The running gateway: config -> links, drivers and bus owners (scheduler) -> the uplink façade."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agent.config_model import Config
+from agent.link import Link, open_link
+from agent.planner import plan_config
+from agent.scheduler import Scheduler
+
+__all__ = ["Gateway", "inventory"]
+
+log = logging.getLogger("fieldlink.gateway")
+
+
+def inventory(config: Config) -> list[dict]:
+    """The device inventory for the birth message: one dict per device with its polled points."""
+    out = []
+    for device in config.devices:
+        profile = config.profiles[device.profile]
+        names = device.points if device.points is not None else profile.point_names()
+        points = []
+        for name in names:
+            p = profile.point(name)
+            entry: dict[str, Any] = {"name": p.name, "unit": p.unit}
+            if p.resolution is not None:
+                entry["resolution"] = p.resolution
+            points.append(entry)
+        out.append({"id": device.id, "kind": profile.kind, "model": profile.model,
+                    "protocol": profile.protocol, "address": device.address, "points": points})
+    return out
+
+
+class Gateway:
+    """Owns the scheduler and the uplink; `start`, then `stop` (flushes)."""
+
+    def __init__(self, config: Config, uplink: Any = None,
+                 link_factory: Callable[[Any], Link] = open_link, **scheduler_options: Any) -> None:
+        self.config = config
+        if uplink is None:
+            from agent.uplink import Uplink
+
+            uplink = Uplink(config, inventory(config))
+        self.uplink = uplink
+        self.scheduler = Scheduler(config, self._sink, self._event, link_factory=link_factory,
+                                   **scheduler_options)
+        self.uplink.on_command = self.scheduler.command
+        self.uplink.add_counters("polls", lambda: self._counters()["polls"])
+        self.uplink.add_counters("errors", lambda: self._counters()["errors"])
+        self.uplink.add_counters("buses", self._bus_counters)
+        self._stopped = threading.Event()
+
+    def _counters(self) -> dict:
+        return self.scheduler.counters()
+
+    def _bus_counters(self) -> dict:
+        out = {}
+        for name, bus in self.scheduler.counters()["buses"].items():
+            out[name] = {
+                "port_up": bus["port_up"], "polls": bus["polls"], "readings": bus["readings"],
+                "late": bus["late"], "errors": {k: v for k, v in bus["errors"].items() if v},
+                "online": sorted(d for d, c in bus["devices"].items() if c["online"]),
+                "offline": sorted(d for d, c in bus["devices"].items() if c["online"] is False),
+            }
+        return out
+
+    def _sink(self, readings: list) -> None:
+        self.uplink.submit(readings)
+
+    def _event(self, device: str, online: bool, reason: str) -> None:
+        self.uplink.device_state(device, online, reason)
+
+    def start(self) -> None:
+        g = self.config.gateway
+        log.info("event=starting site=%s gateway=%s buses=%d devices=%d", g.site, g.id,
+                 len(self.scheduler.workers), len(self.scheduler.drivers))
+        for plan in plan_config(self.config):
+            if plan.devices:
+                log.info("bus=%s port=%s line=%r requests_per_cycle=%d cycle_ms=%.1f utilisation=%.1f%%",
+                         plan.bus.name, plan.bus.port, plan.line_text, plan.requests, plan.cycle_time * 1000,
+                         plan.utilisation * 100)
+        self.uplink.start()
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        """Stop polling, flush what was read to the outbox, close the uplink."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("event=stopping")
+        self.scheduler.stop()
+        self.uplink.stop(flush=True)
+        c = self.scheduler.counters()
+        log.info("event=stopped polls=%d readings=%d errors=%s", c["polls"], c["readings"],
+                 ",".join("%s:%d" % kv for kv in c["errors"].items() if kv[1]) or "none")

@@ -1,0 +1,242 @@
+"""The Link base class: framing, timeouts, inter-frame silence and reopening live here.
+
+Implementations override only the raw byte I/O (`_open`, `_close`, `_write(data)`,
+`_read(max_bytes, timeout)`), the way python-can backends implement only `_recv_internal`.
+A frame reader is any object with `feed(chunk) -> list`, `take_errors() -> list` and `reset()`
+(the codecs' `RtuFrameReader`, `Dlt645FrameReader`, `Cjt188FrameReader`, or the MBAP reader in
+`agent.link.tcp_link`).
+
+A link is owned by one thread (the bus owner in agent/scheduler.py); it is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from protocols.errors import ProtocolError
+
+__all__ = ["FrameReader", "Link", "LinkClosed", "LinkError", "LinkTimeout"]
+
+
+class LinkError(Exception):
+    """Root of transport errors: names the bus and what happened."""
+
+
+class LinkTimeout(LinkError):
+    """No complete reply within the response timeout."""
+
+
+class LinkClosed(LinkError):
+    """The port or connection is not open (gone, refused, or waiting to be retried)."""
+
+
+class FrameReader(Protocol):
+    def feed(self, chunk: bytes) -> list: ...
+
+    def take_errors(self) -> list: ...
+
+    def reset(self) -> Any: ...
+
+
+class Link:
+    """A byte transport to one bus, with the protocol framing and timing on top.
+
+    `timeout` is the response timeout (seconds, counted from the end of the request on the line);
+    `silence` the minimum idle line time between frames (Modbus t3.5); `turnaround` the wait after
+    a reply before the next request; `pause` extra idle time between requests. `char_time` is
+    the time of one character on the line (0 for TCP), used to count transmit time.
+    """
+
+    #: how long to keep listening after a bad frame in case a good one follows (seconds)
+    error_quiet = 0.03
+    #: reopen backoff bounds (seconds)
+    reopen_min = 0.5
+    reopen_max = 30.0
+
+    def __init__(self, name: str, port: str, timeout: float = 0.5, silence: float = 0.0,
+                 turnaround: float = 0.0, pause: float = 0.0, char_time: float = 0.0) -> None:
+        self.name = name
+        self.port = port
+        self.timeout = timeout
+        self.silence = silence
+        self.turnaround = turnaround
+        self.pause = pause
+        self.char_time = char_time
+        self.is_open = False
+        self.last_error = ""
+        #: called with ("tx" | "rx", bytes) for every write and read (fieldlink read --verbose)
+        self.trace: Callable[[str, bytes], None] | None = None
+        self.counters = {"tx_bytes": 0, "rx_bytes": 0, "opens": 0, "open_failures": 0,
+                         "closes": 0, "skipped_frames": 0, "discarded_bytes": 0}
+        self._idle_from = 0.0  # monotonic time the line became idle
+        self._retry_at = 0.0
+        self._retry_delay = self.reopen_min
+
+    # ------------------------------------------------------------------ hooks
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _read(self, max_bytes: int, timeout: float) -> bytes:
+        """Return at least one byte, or b"" after `timeout` seconds; LinkClosed when gone."""
+        raise NotImplementedError
+
+    def _discard_input(self) -> int:
+        """Drop whatever is waiting in the receive buffer; return how many bytes."""
+        dropped = 0
+        while True:
+            chunk = self._read(4096, 0)
+            if not chunk:
+                return dropped
+            dropped += len(chunk)
+
+    # ------------------------------------------------------------------ open / close
+    def open(self) -> None:
+        """Open now; LinkClosed (with the reason) when the port cannot be opened."""
+        if self.is_open:
+            return
+        try:
+            self._open()
+        except LinkError as exc:
+            self.counters["open_failures"] += 1
+            self.last_error = str(exc)
+            raise
+        except Exception as exc:  # pyserial raises SerialException, sockets OSError
+            self.counters["open_failures"] += 1
+            self.last_error = "%s: cannot open %s: %s" % (self.name, self.port, exc)
+            raise LinkClosed(self.last_error) from None
+        self.is_open = True
+        self.counters["opens"] += 1
+        self._retry_delay = self.reopen_min
+        self._idle_from = time.monotonic()
+
+    def ensure_open(self) -> None:
+        """Open if closed, with exponential backoff between attempts; LinkClosed while waiting."""
+        if self.is_open:
+            return
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise LinkClosed("%s: port %s unavailable (%s), next try in %.1f s"
+                             % (self.name, self.port, self.last_error or "closed", self._retry_at - now))
+        try:
+            self.open()
+        except LinkClosed:
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, self.reopen_max)
+            raise
+
+    def retry_in(self) -> float:
+        """Seconds until the next reopen attempt (0 when open or due)."""
+        if self.is_open:
+            return 0.0
+        return max(0.0, self._retry_at - time.monotonic())
+
+    def close(self) -> None:
+        if self.is_open:
+            self.is_open = False
+            self.counters["closes"] += 1
+            try:
+                self._close()
+            except Exception:  # closing a vanished port may fail; it is closed either way
+                pass
+
+    def lost(self, reason: str) -> LinkClosed:
+        """Close after the port vanished; the next `ensure_open` retries after a backoff."""
+        self.last_error = reason
+        self.close()
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, self.reopen_max)
+        return LinkClosed("%s: %s" % (self.name, reason))
+
+    def __enter__(self) -> Link:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ frames
+    def send(self, data: bytes) -> None:
+        """Send one request after the required line silence, dropping stale input first."""
+        self.ensure_open()
+        wait = self._idle_from + max(self.silence, self.turnaround) + self.pause - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        dropped = self._discard_input()
+        if dropped:
+            self.counters["discarded_bytes"] += dropped
+        if self.trace is not None:
+            self.trace("tx", bytes(data))
+        self._write(bytes(data))
+        self.counters["tx_bytes"] += len(data)
+        # the request is on the line for len(data) characters from now
+        self._idle_from = time.monotonic() + len(data) * self.char_time
+
+    def read_frame(self, reader: FrameReader, timeout: float | None = None,
+                   accept: Callable[[Any], bool] | None = None) -> Any:
+        """Read bytes into `reader` until it completes a frame `accept` takes, or time runs out.
+
+        Frames `accept` refuses (our own echo, another unit's reply) are skipped. Raises
+        LinkTimeout when nothing (or only a fragment) arrived, the codec's ProtocolError (CRC,
+        frame) when only bad frames arrived, LinkClosed when the port went away.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        start = max(time.monotonic(), self._idle_from)
+        deadline = start + timeout
+        quiet_until = 0.0
+        first_error: ProtocolError | None = None
+        received = 0
+        try:
+            while True:
+                now = time.monotonic()
+                limit = min(deadline, quiet_until) if first_error is not None else deadline
+                if now >= limit:
+                    break
+                chunk = self._read(512, limit - now)
+                if not chunk:
+                    continue
+                received += len(chunk)
+                if self.trace is not None:
+                    self.trace("rx", chunk)
+                self.counters["rx_bytes"] += len(chunk)
+                frames = reader.feed(chunk)
+                errors = reader.take_errors()
+                for frame in frames:
+                    if accept is None or accept(frame):
+                        return frame
+                    self.counters["skipped_frames"] += 1
+                if errors and first_error is None:
+                    first_error = errors[0]
+                if first_error is not None:
+                    quiet_until = time.monotonic() + self.error_quiet
+        finally:
+            self._idle_from = time.monotonic()
+        leftover = reader.reset() or []
+        errors = reader.take_errors()
+        for frame in leftover:
+            if accept is None or accept(frame):
+                return frame
+        if first_error is not None:
+            raise first_error
+        if received:
+            if errors:
+                raise errors[0]
+            raise LinkTimeout("%s: incomplete reply (%d bytes) within %d ms"
+                              % (self.name, received, round(timeout * 1000)))
+        raise LinkTimeout("%s: no reply within %d ms" % (self.name, round(timeout * 1000)))
+
+    def transact(self, request: bytes, reader: FrameReader, timeout: float | None = None,
+                 accept: Callable[[Any], bool] | None = None) -> Any:
+        """Send `request` and return the reply frame (see `read_frame`)."""
+        self.send(request)
+        return self.read_frame(reader, timeout, accept)
+
+    def __repr__(self) -> str:
+        return "%s(%r, %r)" % (type(self).__name__, self.name, self.port)

@@ -1,0 +1,130 @@
+"""Serial links through pyserial's `serial_for_url`: a device path or a URL (`socket://`, `rfc2217://`,
+`loop://`), with 8E1-style framing from the bus config.
+
+A port that disappears (USB adapter unplugged) raises LinkClosed; the link closes itself and
+`ensure_open` reopens it with a backoff once the device node is back.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import termios
+import time
+from typing import Any
+
+import serial
+
+from agent.link.base import Link, LinkClosed
+
+__all__ = ["SerialLink", "char_bits", "inter_frame_silence"]
+
+_PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+
+
+def is_pty(path: str) -> bool:
+    """True for a Unix98 pseudo-terminal slave (/dev/pts/N: major 136..143), e.g. the simulator's buses."""
+    try:
+        return 136 <= os.major(os.stat(path).st_rdev) <= 143
+    except (OSError, ValueError):
+        return False
+
+
+def char_bits(bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> int:
+    """Bits of one character on the line: start + data + parity + stop."""
+    return 1 + bytesize + (0 if parity == "N" else 1) + stopbits
+
+
+def inter_frame_silence(baud: int, bits: int) -> float:
+    """Modbus t3.5 in seconds (3.5 characters, fixed 1.75 ms above 19200 baud)."""
+    return 0.00175 if baud > 19200 else 3.5 * bits / baud
+
+
+class SerialLink(Link):
+    """RS-485 through a pyserial port."""
+
+    def __init__(self, name: str, port: str, baud: int = 9600, parity: str = "N", bytesize: int = 8,
+                 stopbits: int = 1, timeout: float = 0.5, turnaround: float = 0.0,
+                 pause: float = 0.0) -> None:
+        bits = char_bits(bytesize, parity, stopbits)
+        Link.__init__(self, name, port, timeout=timeout, silence=inter_frame_silence(baud, bits),
+                      turnaround=turnaround, pause=pause, char_time=bits / baud)
+        self.baud = baud
+        self.parity = parity
+        self.bytesize = bytesize
+        self.stopbits = stopbits
+        self._serial: Any = None
+        self._fd_mode = True
+
+    @classmethod
+    def from_bus(cls, bus: Any) -> SerialLink:
+        """Build from a BusConfig (times in milliseconds there)."""
+        return cls(bus.name, bus.port, baud=bus.baud, parity=bus.parity, bytesize=bus.bytesize,
+                   stopbits=bus.stopbits, timeout=bus.timeout_ms / 1000.0,
+                   turnaround=bus.turnaround_ms / 1000.0, pause=bus.pause_ms / 1000.0)
+
+    def _open(self) -> None:
+        port = serial.serial_for_url(self.port, do_not_open=True)
+        port.baudrate = self.baud
+        port.bytesize = self.bytesize
+        # A pty has no parity: Linux refuses PARENB on it, and a tcsetattr whose only change is
+        # PARENB fails with EINVAL (POSIX: success only if some change was made) — so reopening a
+        # pty at 8E1 would fail. The line timing is unchanged (char_time keeps the parity bit).
+        pty = "://" not in self.port and is_pty(self.port)
+        port.parity = serial.PARITY_NONE if pty else _PARITY[self.parity]
+        port.stopbits = self.stopbits
+        # Timeouts never change after opening (changing one re-runs tcsetattr, which some drivers and
+        # ptys refuse): device files are read non-blocking behind select(); URL handlers with a
+        # short fixed timeout, polled until the deadline.
+        self._fd_mode = "://" not in self.port
+        port.timeout = 0 if self._fd_mode else 0.01
+        port.write_timeout = max(2.0, self.timeout * 4)
+        port.open()
+        self._serial = port
+
+    def _close(self) -> None:
+        port, self._serial = self._serial, None
+        if port is not None:
+            port.close()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._serial.write(data)
+        except (serial.SerialException, OSError, termios.error) as exc:
+            raise self.lost("write failed on %s: %s" % (self.port, exc)) from None
+
+    def _read(self, max_bytes: int, timeout: float) -> bytes:
+        port = self._serial
+        if port is None:
+            raise LinkClosed("%s: port %s is closed" % (self.name, self.port))
+        try:
+            if self._fd_mode:
+                ready, _, _ = select.select([port.fileno()], [], [], max(0.0, timeout))
+                if not ready:
+                    return b""
+                data = port.read(max_bytes)
+                if not data:  # readable but empty: the device node went away
+                    raise serial.SerialException("device disconnected")
+                return bytes(data)
+            end = time.monotonic() + timeout
+            while True:
+                first = port.read(1)
+                if first or time.monotonic() >= end:
+                    break
+            if not first:
+                return b""
+            waiting = port.in_waiting
+            if waiting and max_bytes > 1:
+                return first + port.read(min(waiting, max_bytes - 1))
+            return bytes(first)
+        except (serial.SerialException, OSError, termios.error) as exc:
+            raise self.lost("read failed on %s: %s" % (self.port, exc)) from None
+
+    def _discard_input(self) -> int:
+        port = self._serial
+        try:
+            waiting = port.in_waiting
+            port.reset_input_buffer()
+        except (serial.SerialException, OSError, termios.error) as exc:
+            raise self.lost("port %s failed: %s" % (self.port, exc)) from None
+        return int(waiting or 0)

@@ -1,0 +1,424 @@
+"""The bus scheduler: one owner thread per bus serialises every request on it.
+
+Devices are polled in deadline order at their own intervals. A device that stops answering is
+backed off exponentially (from max(interval, 10 response timeouts), doubling up to `backoff_max`)
+and reported offline after `offline_after` failed cycles, so its neighbours keep their poll rate;
+it is reported online again on its first answer. Commands and ad-hoc reads queue on the bus
+owner and run between two transactions, so they wait at most one transaction. Readings are
+timestamped (time.time()) when their reply arrives and handed to `sink(readings)` as
+(device, point, value, time) tuples; online/offline transitions go to `events(device, online, reason)`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from agent.drivers import Driver, WriteRefused, error_kind, make_driver
+from agent.link import Link, LinkClosed, LinkError, open_link
+from agent.planner import PlannedRequest
+from protocols.errors import AbnormalReply, ExceptionResponse, ProtocolError
+
+__all__ = ["BusWorker", "DeviceState", "Scheduler"]
+
+log = logging.getLogger("fieldlink.bus")
+
+Reading = tuple[str, str, Any, float]
+Sink = Callable[[list[Reading]], None]
+Events = Callable[[str, bool, str], None]
+ERROR_KINDS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "port", "other")
+
+
+def _new_counters() -> dict:
+    return {"polls": 0, "requests": 0, "replies": 0, "readings": 0, "bad_points": 0,
+            "errors": {k: 0 for k in ERROR_KINDS}}
+
+
+class DeviceState:
+    """Scheduling and health of one device on its bus."""
+
+    def __init__(self, driver: Driver, due: float) -> None:
+        self.driver = driver
+        self.interval = float(driver.device.interval)
+        self.due = due
+        self.failures = 0
+        self.online: bool | None = None
+        self.last_error = ""
+        self.last_ok = 0.0
+        self.counters = _new_counters()
+
+    @property
+    def id(self) -> str:
+        return self.driver.id
+
+
+class BusWorker:
+    """The owner of one bus: its link, its devices, its thread and its job queue."""
+
+    #: a silent device's first retry waits at least this many response timeouts
+    backoff_timeouts = 10.0
+
+    def __init__(self, bus: Any, link: Link, drivers: list[Driver], sink: Sink,
+                 events: Events | None = None, offline_after: int = 3, backoff_max: float = 300.0) -> None:
+        self.bus = bus
+        self.name = str(bus.name)
+        self.link = link
+        self.sink = sink
+        self.events = events
+        self.offline_after = max(1, offline_after)
+        self.backoff_max = backoff_max
+        now = time.monotonic()
+        # stagger first polls a little so devices with equal intervals do not bunch forever
+        self.devices = {d.id: DeviceState(d, now + 0.001 * i) for i, d in enumerate(drivers)}
+        self.counters = _new_counters()
+        self.counters.update({"port_down": 0, "commands": 0, "late": 0})
+        self.port_up: bool | None = None
+        self._jobs: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+        self._heap: list[tuple[float, int, str]] = []
+        for state in self.devices.values():
+            self._push(state)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="bus-%s" % self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._jobs.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.link.close()
+
+    def run_on_bus(self, fn: Callable[[Link], Any]) -> Future:
+        """Run `fn(link)` on the bus owner between two transactions; a Future of its result."""
+        future: Future = Future()
+        if self._stop.is_set():
+            future.set_exception(LinkClosed("bus %s is stopping" % self.name))
+            return future
+        self._jobs.put((fn, future))
+        return future
+
+    # ------------------------------------------------------------------ loop
+    def _push(self, state: DeviceState) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (state.due, self._seq, state.id))
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, running queued jobs as they arrive."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                job = self._jobs.get(timeout=left)
+            except queue.Empty:
+                return
+            self._run_job(job)
+
+    def _run_jobs(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            self._run_job(job)
+
+    def _run_job(self, job: Any) -> None:
+        if job is None:
+            return
+        fn, future = job
+        if not future.set_running_or_notify_cancel():
+            return
+        self.counters["commands"] += 1
+        try:
+            future.set_result(fn(self.link))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def _run(self) -> None:
+        log.info("bus=%s port=%s devices=%d event=started", self.name, self.link.port, len(self.devices))
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception:  # a bug must not kill the bus owner; log it and carry on
+                log.exception("bus=%s event=error", self.name)
+                self._wait(1.0)
+        self._run_jobs()
+        log.info("bus=%s event=stopped", self.name)
+
+    def _step(self) -> None:
+        self._run_jobs()
+        if not self.link.is_open:
+            try:
+                self.link.ensure_open()
+            except LinkClosed as exc:
+                self._port_down(str(exc))
+                self._wait(min(max(self.link.retry_in(), 0.05), 1.0))
+                return
+            self._port_up()
+        if not self._heap:
+            self._wait(1.0)
+            return
+        due, _, device_id = self._heap[0]
+        now = time.monotonic()
+        if due > now:
+            self._wait(due - now)
+            return
+        heapq.heappop(self._heap)
+        state = self.devices[device_id]
+        self._poll(state)
+        self._push(state)
+
+    def _port_down(self, reason: str) -> None:
+        if self.port_up is not False:
+            self.port_up = False
+            self.counters["port_down"] += 1
+            log.warning("bus=%s port=%s event=port_down reason=%r", self.name, self.link.port, reason)
+            for state in self.devices.values():
+                if state.online is not False:
+                    self._set_online(state, False, "port %s unavailable: %s" % (self.link.port, reason))
+
+    def _port_up(self) -> None:
+        if self.port_up is not True:
+            if self.port_up is False:
+                log.info("bus=%s port=%s event=port_reopened", self.name, self.link.port)
+            self.port_up = True
+            now = time.monotonic()
+            for state in self.devices.values():  # poll everyone soon after the port returns
+                if state.online is False and state.failures == 0:
+                    state.due = min(state.due, now)
+            self._heap = []
+            for state in self.devices.values():
+                self._push(state)
+
+    def _set_online(self, state: DeviceState, online: bool, reason: str) -> None:
+        if state.online is online:
+            return
+        state.online = online
+        log.log(logging.INFO if online else logging.WARNING, "bus=%s device=%s event=%s reason=%r",
+                self.name, state.id, "online" if online else "offline", reason)
+        if self.events is not None:
+            try:
+                self.events(state.id, online, reason)
+            except Exception:
+                log.exception("bus=%s device=%s event=events_callback_failed", self.name, state.id)
+
+    def _count_error(self, state: DeviceState, kind: str) -> None:
+        state.counters["errors"][kind] = state.counters["errors"].get(kind, 0) + 1
+        self.counters["errors"][kind] = self.counters["errors"].get(kind, 0) + 1
+
+    def _poll(self, state: DeviceState) -> None:
+        """One poll cycle of a device: its planned requests, commands interleaved between them."""
+        answered = False
+        failed = False
+        readings: list[Reading] = []
+        state.counters["polls"] += 1
+        self.counters["polls"] += 1
+        for request in state.driver.requests:
+            self._run_jobs()
+            if self._stop.is_set():
+                return
+            ok, kind, exc = self._transaction(state, request, readings)
+            if ok:
+                answered = True
+                continue
+            if kind == "port":
+                self._deliver(readings)
+                self._port_down(str(exc))
+                state.due = time.monotonic()  # retry as soon as the port is back; not the device's fault
+                return
+            failed = True
+            state.last_error = "%s: %s" % (kind, exc)
+            if kind in ("exception", "abnormal"):
+                answered = True  # the device is there; it refused this request
+                continue
+            if kind == "timeout":
+                break  # a silent device gets no more of the line this cycle
+        self._deliver(readings)
+        now = time.monotonic()
+        if answered:
+            state.failures = 0
+            state.last_ok = time.time()
+            self._set_online(state, True, "answering" if not failed else "answering with errors")
+            next_due = state.due + state.interval
+            if next_due < now:
+                self.counters["late"] += 1
+                next_due = now
+            state.due = next_due
+            return
+        state.failures += 1
+        if state.failures >= self.offline_after:
+            self._set_online(state, False, "no reply to %d polls (%s)" % (state.failures, state.last_error))
+        # Back off from max(interval, 10 timeouts): a silent device then costs its neighbours at most
+        # a tenth of the line, halving with every further failure.
+        base = max(state.interval, self.backoff_timeouts * self.link.timeout)
+        delay = min(base * (2 ** (state.failures - 1)), max(self.backoff_max, state.interval))
+        state.due = now + delay
+        log.debug("bus=%s device=%s event=poll_failed failures=%d retry_in=%.1f error=%r", self.name,
+                  state.id, state.failures, delay, state.last_error)
+
+    def _transaction(self, state: DeviceState, request: PlannedRequest,
+                     readings: list[Reading]) -> tuple[bool, str, BaseException | None]:
+        state.counters["requests"] += 1
+        self.counters["requests"] += 1
+        try:
+            result = state.driver.read(self.link, request)
+        except (LinkError, ProtocolError) as exc:
+            kind = error_kind(exc)
+            self._count_error(state, kind)
+            if isinstance(exc, (ExceptionResponse, AbnormalReply)):
+                state.counters["replies"] += 1
+                self.counters["replies"] += 1
+            return False, kind, exc
+        stamp = time.time()
+        state.counters["replies"] += 1
+        self.counters["replies"] += 1
+        for point, value in result.values:
+            readings.append((state.id, point, value, stamp))
+        if result.bad:
+            state.counters["bad_points"] += len(result.bad)
+            self.counters["bad_points"] += len(result.bad)
+            log.debug("bus=%s device=%s event=bad_points points=%r", self.name, state.id, result.bad)
+        return True, "", None
+
+    def _deliver(self, readings: list[Reading]) -> None:
+        if not readings:
+            return
+        device = readings[0][0]
+        self.devices[device].counters["readings"] += len(readings)
+        self.counters["readings"] += len(readings)
+        try:
+            self.sink(readings)
+        except Exception:
+            log.exception("bus=%s event=sink_failed", self.name)
+
+    # ------------------------------------------------------------------ reporting
+    def snapshot(self) -> dict:
+        """Counters of the bus and each device (a copy, safe to read from another thread)."""
+        devices = {}
+        for state in self.devices.values():
+            entry = dict(state.counters)
+            entry["errors"] = dict(state.counters["errors"])
+            entry["online"] = state.online
+            entry["failures"] = state.failures
+            entry["last_error"] = state.last_error
+            devices[state.id] = entry
+        bus = dict(self.counters)
+        bus["errors"] = dict(self.counters["errors"])
+        bus["port_up"] = self.port_up
+        bus["link"] = dict(self.link.counters)
+        bus["devices"] = devices
+        return bus
+
+
+class Scheduler:
+    """All buses of a config: builds the links, drivers and owners; routes commands."""
+
+    def __init__(self, config: Any, sink: Sink, events: Events | None = None,
+                 link_factory: Callable[[Any], Link] = open_link, offline_after: int = 3,
+                 backoff_max: float = 300.0) -> None:
+        self.config = config
+        self.workers: dict[str, BusWorker] = {}
+        self.drivers: dict[str, tuple[BusWorker, Driver]] = {}
+        by_bus: dict[str, list[Driver]] = {bus.name: [] for bus in config.buses}
+        buses = {bus.name: bus for bus in config.buses}
+        for device in config.devices:
+            profile = config.profiles[device.profile]
+            by_bus[device.bus].append(make_driver(device, profile, buses[device.bus]))
+        for bus in config.buses:
+            if not by_bus[bus.name]:
+                continue
+            worker = BusWorker(bus, link_factory(bus), by_bus[bus.name], sink, events,
+                               offline_after=offline_after, backoff_max=backoff_max)
+            self.workers[bus.name] = worker
+            for driver in by_bus[bus.name]:
+                self.drivers[driver.id] = (worker, driver)
+
+    def start(self) -> None:
+        for worker in self.workers.values():
+            worker.start()
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker._stop.set()
+            worker._jobs.put(None)
+        for worker in self.workers.values():
+            worker.stop()
+
+    def command(self, cmd: dict, timeout: float = 15.0) -> dict:
+        """Validate and execute a command {device, point, value} or {device, action: "read", point}.
+
+        Returns the ack fields {ok, error, value}. A refused command sends nothing on the bus.
+        """
+        device = cmd.get("device")
+        point = cmd.get("point")
+        action = cmd.get("action", "write")
+        entry = self.drivers.get(str(device))
+        if entry is None:
+            return {"ok": False, "error": "unknown device %r" % (device,), "value": None}
+        worker, driver = entry
+        if not isinstance(point, str):
+            return {"ok": False, "error": "command needs a point name", "value": None}
+        if action == "read":
+            def job(link: Link) -> Any:
+                result = driver.read_points(link, [point])
+                if not result.values:
+                    raise ProtocolError("point %s has no value (%s)" % (point, result.bad or "not read"))
+                return result.values[0][1]
+        elif action == "write":
+            if "value" not in cmd:
+                return {"ok": False, "error": "write command needs a value", "value": None}
+            value = cmd["value"]
+            try:
+                driver.check_write(point, value)
+            except WriteRefused as exc:
+                return {"ok": False, "error": str(exc), "value": None}
+
+            def job(link: Link) -> Any:
+                return driver.write(link, point, value)
+        else:
+            return {"ok": False, "error": "unknown action %r; expected write or read" % (action,),
+                    "value": None}
+        future = worker.run_on_bus(job)
+        try:
+            value = future.result(timeout)
+        except WriteRefused as exc:
+            return {"ok": False, "error": str(exc), "value": None}
+        except (LinkError, ProtocolError) as exc:
+            return {"ok": False, "error": "%s: %s" % (error_kind(exc), exc), "value": None}
+        except TimeoutError:
+            future.cancel()
+            return {"ok": False, "error": "bus %s busy: no result within %g s" % (worker.name, timeout),
+                    "value": None}
+        log.info("bus=%s device=%s point=%s event=command action=%s value=%r", worker.name, device, point,
+                 action, value)
+        if value is not None:
+            worker._deliver([(str(device), point, value, time.time())])
+        return {"ok": True, "error": None, "value": value}
+
+    def counters(self) -> dict:
+        """Totals plus per bus and per device counters."""
+        buses = {name: w.snapshot() for name, w in self.workers.items()}
+        total = _new_counters()
+        for b in buses.values():
+            for key in ("polls", "requests", "replies", "readings", "bad_points"):
+                total[key] += b[key]
+            for kind, n in b["errors"].items():
+                total["errors"][kind] = total["errors"].get(kind, 0) + n
+        total["devices_online"] = sum(1 for b in buses.values() for d in b["devices"].values() if d["online"])
+        total["devices_offline"] = sum(1 for b in buses.values() for d in b["devices"].values()
+                                       if d["online"] is False)
+        total["buses"] = buses
+        return total
