@@ -1,0 +1,119 @@
+"""Against the simulator: `fieldlink sim` on ptys, `fieldlink sim-config`, the gateway polling it, a
+device that stops answering (fault injected through the control channel) and comes back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from agent.config import load_config
+from agent.gateway import Gateway
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class FakeUplink:
+    """Stands in for agent.uplink.Uplink: records what the acquisition side hands over."""
+
+    def __init__(self) -> None:
+        self.readings: list = []
+        self.states: list = []
+        self.counters: dict = {}
+        self.on_command: Any = None
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, flush: bool = True) -> None:
+        self.stopped = flush
+
+    def submit(self, readings: list) -> None:
+        with self.lock:
+            self.readings.extend(readings)
+
+    def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
+        with self.lock:
+            self.states.append((device_id, online, reason))
+
+    def add_counters(self, name: str, getter) -> None:
+        self.counters[name] = getter
+
+    def count(self, device: str, since: float = 0.0) -> int:
+        with self.lock:
+            return sum(1 for r in self.readings if r[0] == device and r[3] >= since)
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def simulator(tmp_path):
+    pytest.importorskip("simulator.cli")
+    ports = os.path.join(str(tmp_path), "ports.json")
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "sim", "demo", "--instant",
+                             "--ports-file", ports],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not wait_for(lambda: os.path.exists(ports), 20):
+            pytest.skip("simulator did not start")
+        yield ports
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_gateway_polls_the_simulated_site_and_backs_off_a_silent_lamp(tmp_path, simulator):
+    from simulator.control import SimClient
+
+    out = os.path.join(str(tmp_path), "agent.toml")
+    result = subprocess.run([sys.executable, "-m", "agent.cli", "sim-config", simulator, "--interval", "1",
+                             "--timeout-ms", "200", "--outbox", os.path.join(str(tmp_path), "o.sqlite"),
+                             "-o", out], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    config = load_config(out)
+    with open(simulator) as f:
+        ports = json.load(f)
+    ids = [d["id"] for b in ports["buses"] for d in b["devices"]]
+    uplink = FakeUplink()
+    gateway = Gateway(config, uplink=uplink, backoff_max=1.0)
+    gateway.start()
+    try:
+        assert wait_for(lambda: all(uplink.count(i) for i in ids), 20), uplink.states
+        with SimClient(ports["control"]) as sim:
+            assert dict((r[1], r[2]) for r in uplink.readings if r[0] == "lamp-01")["dim"] == \
+                pytest.approx(sim.truth("lamp-01", "dim"))
+            sim.fault("lamp-02", "no_answer")
+            assert wait_for(lambda: ("lamp-02", False) in [s[:2] for s in uplink.states], 15), uplink.states
+            start = time.time()
+            time.sleep(3.0)
+            # the neighbours keep their 1 s rate while lamp-02 is silent
+            assert uplink.count("lamp-01", start) >= 2 and uplink.count("lamp-03", start) >= 2
+            assert uplink.count("lamp-02", start) == 0
+            sim.clear("lamp-02")
+            assert wait_for(lambda: uplink.states[-1][:2] == ("lamp-02", True), 15), uplink.states
+        ack = uplink.on_command({"device": "lamp-03", "point": "dim", "value": 0.5})
+        assert ack["ok"] is True and ack["value"] == pytest.approx(0.5), ack
+        refused = uplink.on_command({"device": "lamp-03", "point": "voltage", "value": 1})
+        assert refused["ok"] is False and "not writable" in refused["error"]
+    finally:
+        gateway.stop()
+    counters = uplink.counters["errors"]()
+    assert counters["timeout"] >= 1
