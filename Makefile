@@ -49,5 +49,10 @@ firmware: setup
 flash: firmware
 	$(BIN)/python -m firmware_py.flash --port "$(PORT)" --config "$(CONFIG)"
 
+## install-pi: install the agent as a systemd service on this Pi (as root; docs/install-pi.md)
+.PHONY: install-pi
+install-pi:
+	bash agent/install/install-pi.sh $(INSTALL_PI_ARGS)
+
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
