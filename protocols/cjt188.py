@@ -11,6 +11,7 @@ import binascii
 
 from protocols.bcd import bcd_to_int, int_to_bcd, is_bcd
 from protocols.errors import AbnormalReply, CrcError, EncodingError, FrameError, ProtocolError
+from protocols.framing import MeterFrameReader
 
 __all__ = [
     "HEAT_LAYOUT", "KNOWN_DIS", "METER_COLD_WATER", "METER_COOLING", "METER_GAS", "METER_HEAT",
@@ -402,13 +403,10 @@ def read_address_reply(meter_type: int, address: str, ser: int = 0, di_order: st
     return _request(meter_type, address, 0x83, DI_ADDRESS, ser, di_order, b"", preamble)
 
 
-class Cjt188FrameReader:
+class Cjt188FrameReader(MeterFrameReader):
     """Incremental frame reader: skips FE and noise, resyncs one byte after a bad candidate."""
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._noise = 0
-        self.errors = []  # type: list
+    name = "CJ/T 188"
 
     def feed(self, chunk: bytes) -> list:
         """Append ``chunk``; return the frames completed by it, in order."""
@@ -436,25 +434,5 @@ class Cjt188FrameReader:
             frames.append(parse_frame(bytes(buf[pos:end])))
             self._flush_noise()
             pos = end
-        self._buf = bytearray(buf[pos:])
-        if not self._buf:
-            self._flush_noise()
+        self._keep(buf, pos)
         return frames
-
-    def _flush_noise(self) -> None:
-        if self._noise:
-            self.errors.append(FrameError("CJ/T 188: discarded %d noise bytes" % self._noise))
-            self._noise = 0
-
-    def take_errors(self) -> list:
-        """Errors since the last call, oldest first."""
-        errors = self.errors
-        self.errors = []
-        return errors
-
-    def reset(self) -> None:
-        """Drop a partial frame (after a silence); it is recorded as an error."""
-        if self._buf:
-            self.errors.append(FrameError("CJ/T 188: dropped %d bytes of a partial frame" % len(self._buf)))
-        self._buf = bytearray()
-        self._noise = 0

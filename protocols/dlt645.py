@@ -25,6 +25,7 @@ from protocols.dlt645_table import (
     format_info,
 )
 from protocols.errors import AbnormalReply, CrcError, EncodingError, FrameError, ProtocolError
+from protocols.framing import MeterFrameReader
 
 __all__ = [
     "BROADCAST", "DI_1997_TO_2007", "DI_TABLE", "ERR_BITS", "QUALITY_BAD_BCD", "QUALITY_GOOD",
@@ -427,17 +428,14 @@ def relay_reply(address: str, preamble: int = 0) -> bytes:
     return build_frame(address, 0x9C, b"", preamble)
 
 
-class Dlt645FrameReader:
+class Dlt645FrameReader(MeterFrameReader):
     """Incremental frame reader: feed received chunks, get complete frames.
 
     Skips FE preambles and line noise; a candidate with a bad checksum or end byte is reported in
     ``errors`` and the search resumes one byte later. Call ``reset()`` after a long silence.
     """
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._noise = 0
-        self.errors = []  # type: list
+    name = "DL/T 645"
 
     def feed(self, chunk: bytes) -> list:
         """Append ``chunk``; return the frames completed by it, in order."""
@@ -469,25 +467,5 @@ class Dlt645FrameReader:
             except FrameError as e:
                 self.errors.append(e)
                 pos += 1
-        self._buf = bytearray(buf[pos:])
-        if not self._buf:
-            self._flush_noise()
+        self._keep(buf, pos)
         return frames
-
-    def _flush_noise(self) -> None:
-        if self._noise:
-            self.errors.append(FrameError("DL/T 645: discarded %d bytes of line noise" % self._noise))
-            self._noise = 0
-
-    def take_errors(self) -> list:
-        """Errors since the last call, oldest first."""
-        errors = self.errors
-        self.errors = []
-        return errors
-
-    def reset(self) -> None:
-        """Drop a partial frame (after a silence); it is recorded as an error."""
-        if self._buf:
-            self.errors.append(FrameError("DL/T 645: dropped %d bytes of a partial frame" % len(self._buf)))
-        self._buf = bytearray()
-        self._noise = 0
