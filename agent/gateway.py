@@ -30,8 +30,10 @@ def inventory(config: Config) -> list[dict]:
             if p.resolution is not None:
                 entry["resolution"] = p.resolution
             points.append(entry)
+        # docs/payload.md: a Modbus unit id is a uint, a meter address its printed digits (text).
+        address: int | str = int(device.address) if profile.protocol == "modbus" else device.address
         out.append({"id": device.id, "kind": profile.kind, "model": profile.model,
-                    "protocol": profile.protocol, "address": device.address, "points": points})
+                    "protocol": profile.protocol, "address": address, "points": points})
     return out
 
 

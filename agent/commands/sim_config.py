@@ -86,9 +86,10 @@ def render(ports: dict, args: Any) -> str:
             note = "# devices on this bus poll every %g s: one cycle does not fit in %g s"
             lines.insert(len(lines) - 1, note % (interval, args.interval))
         for dev in bus.get("devices", []):
-            address = str(dev["address"])
+            # A Modbus unit is a number; a meter address is text (leading zeros matter).
+            address = str(dev["address"]) if dev.get("protocol") == "modbus" else _q(str(dev["address"]))
             devices += ["[[devices]]", "id = %s" % _q(dev["id"]), "bus = %s" % _q(bus["name"]),
-                        "profile = %s" % _q(dev["profile"]), "address = %s" % _q(address),
+                        "profile = %s" % _q(dev["profile"]), "address = %s" % address,
                         "interval = %g" % interval, ""]
     return "\n".join(lines + devices)
 
