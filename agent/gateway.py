@@ -11,6 +11,7 @@ from agent.config_model import Config
 from agent.link import Link, open_link
 from agent.planner import plan_config
 from agent.scheduler import Scheduler
+from protocols.rules import Rule, RuleSet
 
 __all__ = ["Gateway", "inventory"]
 
@@ -50,6 +51,8 @@ class Gateway:
         self.uplink = uplink
         self.scheduler = Scheduler(config, self._sink, self._event, link_factory=link_factory,
                                    **scheduler_options)
+        self.rules = RuleSet([Rule(r.device, r.point, r.kind, r.above, r.below, r.hysteresis)
+                              for r in config.rules])
         self.uplink.on_command = self.scheduler.command
         self.uplink.add_counters("polls", lambda: self._counters()["polls"])
         self.uplink.add_counters("errors", lambda: self._counters()["errors"])
@@ -72,6 +75,10 @@ class Gateway:
 
     def _sink(self, readings: list) -> None:
         self.uplink.submit(readings)
+        for rule, value, raised, when in self.rules.check(readings):
+            log.warning("event=alarm device=%s point=%s kind=%s state=%s value=%r", rule.device, rule.point,
+                        rule.kind, "raised" if raised else "cleared", value)
+            self.uplink.alarm(rule.device, rule.point, rule.kind, value, raised, when=when)
 
     def _event(self, device: str, online: bool, reason: str) -> None:
         self.uplink.device_state(device, online, reason)

@@ -1,0 +1,89 @@
+"""Alarm rules in the running gateway: a real poll over a pty raises and clears a threshold alarm."""
+
+from __future__ import annotations
+
+import time
+
+from agent.config import load_config
+from agent.gateway import Gateway
+from agent.tests.conftest import METER_REGISTERS, basic_config
+from agent.tests.fakes import FakeModbus
+
+
+class FakeUplink:
+    """Records what the gateway hands to the uplink."""
+
+    def __init__(self) -> None:
+        self.readings: list = []
+        self.alarms: list = []
+        self.on_command = None
+
+    def submit(self, readings: list) -> None:
+        self.readings.extend(readings)
+
+    def alarm(self, device, point, kind, value, raised, when=None) -> None:  # type: ignore[no-untyped-def]
+        self.alarms.append((device, point, kind, value, raised, when))
+
+    def device_state(self, device: str, online: bool, reason: str) -> None:
+        pass
+
+    def add_counters(self, name, getter) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, flush: bool = True) -> None:
+        pass
+
+
+RULES = """
+[[devices]]
+id = "m1"
+bus = "line1"
+profile = "test-meter"
+address = 1
+interval = 0.05
+points = ["voltage"]
+
+[[rules]]
+device = "m1"
+point = "voltage"
+above = 240.0
+hysteresis = 5.0
+"""
+
+
+def wait_for(predicate, seconds: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_threshold_rule_raises_and_clears_once_each(tmp_path, profile_dir, fake_bus) -> None:  # type: ignore[no-untyped-def]
+    device = FakeModbus(dict(METER_REGISTERS))  # voltage register 0 = 230.1 V
+    fake_bus.devices[1] = device
+    config = load_config(basic_config(str(tmp_path), fake_bus.path, RULES))
+    uplink = FakeUplink()
+    gateway = Gateway(config, uplink=uplink)
+    gateway.start()
+    try:
+        assert wait_for(lambda: len(uplink.readings) >= 3)
+        assert uplink.alarms == []
+        device.holding[0] = 2453  # 245.3 V: above 240
+        assert wait_for(lambda: len(uplink.alarms) == 1)
+        device.holding[0] = 2380  # 238.0 V: inside the hysteresis band, still raised
+        n = len(uplink.readings)
+        assert wait_for(lambda: len(uplink.readings) >= n + 3)
+        assert len(uplink.alarms) == 1
+        device.holding[0] = 2340  # 234.0 V: below 240 - 5, cleared
+        assert wait_for(lambda: len(uplink.alarms) == 2)
+    finally:
+        gateway.stop()
+    raised, cleared = uplink.alarms
+    assert raised[:5] == ("m1", "voltage", "threshold", 245.3, True)
+    assert cleared[:5] == ("m1", "voltage", "threshold", 234.0, False)
+    assert raised[5] is not None and cleared[5] > raised[5]
