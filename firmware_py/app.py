@@ -1,47 +1,61 @@
 """The firmware's main loop: poll buses, batch into SenML-CBOR packs, store in the flash ring, publish.
 
 Tasks (asyncio, so the same loop runs on a board and under the WebAssembly VM):
-- one poller per bus: devices in turn when due; readings go into the pack writer;
-- the uplink: connect with a will, birth (retained), subscribe to …/cmd, send pending packs from
-  the ring with a window of QoS 1 publishes in flight, acknowledge them in the ring on PUBACK, ping
-  on schedule, health every `health` seconds; on any error close and reconnect with backoff;
+- one poller per bus: devices in turn when due, commands between polls; readings go into the pack
+  writer and through the threshold rules; a device that stops answering is backed off and raises a
+  `comms` alarm (cleared when it answers again), as the agent's scheduler does;
+- the uplink: connect with a will, subscribe to …/cmd, birth (retained, streamed from flash), health,
+  then the packs from the ring with a window of QoS 1 publishes in flight, acknowledged in the ring on
+  PUBACK; acks of commands; ping on schedule; on any error close and reconnect with backoff;
 - the watchdog is fed by the main loop only while every task made progress recently.
 
-Ring records start with one byte naming the topic (0 data, 1 alarm), then the CBOR payload.
+Only the uplink task writes to the MQTT socket. Ring records start with one byte naming the topic
+(0 data, 1 alarm), then the CBOR payload; alarms go through the ring in order with the data.
+State is preallocated at start (see docs/flashing.md, "Memory"): polling allocates only the
+short-lived values the codecs return.
 """
 
 import asyncio
 import gc
 
 from firmware_py import rt
-from firmware_py.bus import Bus, Device
+from firmware_py.bus import FAILED, OK, Bus, WriteRefused
+from firmware_py.inventory import MODBUS, Inventory
 from firmware_py.mqtt import Client, MqttError, topic_item
-from firmware_py.pack import PackWriter, text_item
+from firmware_py.pack import PackWriter, uint_item
 from firmware_py.ring import Ring
+from protocols import cbor
+from protocols.errors import ProtocolError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-VERSION = "0.1.0"
 KIND_DATA = 0
 KIND_ALARM = 1
 ERRORS = ("timeout", "crc", "frame", "exception", "decode", "quality")
+COUNTERS = ("made", "connects", "disconnects", "connect_failures", "packs", "alarms", "commands",
+            "commands_bad", "acks", "acks_dropped")
+BIRTH_PATH = "/birth.cbor"
+OFFLINE_AFTER = 3  # failed poll cycles before a device is reported offline
+BACKOFF_TIMEOUTS = 10  # a silent device is retried after max(interval, 10 response timeouts), doubling
+BACKOFF_MAX_MS = 300000
 
 
 class Gateway:
     def __init__(self, cfg: dict, hw) -> None:
-        self.cfg = cfg
+        """Build everything from the compiled config; `cfg` is not kept (drop it after this)."""
         self.hw = hw
         g = cfg["gateway"]
-        self.gw = g
+        self.gateway_id = g["id"]
+        self.site = g["site"]
         prefix = "%s/%s/%s/" % (g["prefix"], g["site"], g["id"])
-        self.topics = [topic_item(prefix + "data"), topic_item(prefix + "alarm")]
+        self.topics = (topic_item(prefix + "data"), topic_item(prefix + "alarm"))
         self.t_status = topic_item(prefix + "status")
         self.t_health = topic_item(prefix + "health")
         self.t_ack = topic_item(prefix + "ack")
         self.cmd_topic = prefix + "cmd"
-        self.status_topic = prefix + "status"
+        self.health_ms = int(g.get("health", 60) * 1000)
         r = cfg["ring"]
         self.ring = Ring(hw.open_ring(r["path"], r["slots"], r["slot_size"]), r["slots"], r["slot_size"])
         b = cfg["batch"]
@@ -51,53 +65,76 @@ class Gateway:
         self.writer = PackWriter(size - 1, g["base_name"], 4)  # a byte in front for the record kind
         self.batch_started = 0
         self.txbuf = bytearray(self.ring.max_payload)
+        self.chunk = bytearray(128)  # the birth is streamed from flash through this
         self.stats = {"polls": 0}
         for k in ERRORS:
             self.stats[k] = 0
-        self.counters = {"made": 0, "published": 0, "connects": 0, "disconnects": 0,
-                         "connect_failures": 0, "packs": 0}
-        self.buses = []
-        for spec in cfg["buses"]:
-            self.buses.append(Bus(spec, hw.uart(spec), self.stats))
-        self.devices = []
-        self.names = []  # per device: {point: cbor name item}
-        for i, spec in enumerate(cfg["devices"]):
-            d = Device(spec, i)
-            self.devices.append(d)
-            self.buses[spec["bus"]].devices.append(d)
-            items = {}
-            for _frame, pts in d.requests:
-                for name, _args in pts:
-                    items[name] = text_item("%s/%s" % (d.id, name))
-            self.names.append(items)
+        self.counters = {}
+        for k in COUNTERS:
+            self.counters[k] = 0
+        inv = Inventory(cfg)
+        self.inv = inv
+        self.buses = [Bus(spec, hw.uart(spec), self.stats) for spec in cfg["buses"]]
+        n = inv.count
+        self.due = [0] * n
+        self.failures = bytearray(n)
+        self.online = bytearray(b"\x01" * n)
+        self.last_error: list = [None] * n
+        for d in range(n):
+            bus = self.buses[inv.bus[d]]
+            bus.devices.append(d)
+            bus.reader(inv.protocol[d])  # codec modules and frame readers are loaded now, not later
+        if inv.uses(MODBUS) or inv.writes:
+            from protocols import points  # noqa: F401  (register decoding, writes)
+        if inv.writes:
+            from protocols import profiles  # noqa: F401  (Point.check_write for commands)
+        # the birth: head + CBOR(time) + tail; the tail (the inventory) waits on flash, not in RAM
+        import binascii
+
+        self.birth_head = binascii.unhexlify(cfg["birth"][0])
+        tail = binascii.unhexlify(cfg["birth"][1])
+        with open(BIRTH_PATH, "wb") as f:
+            f.write(tail)
+        self.birth_tail = len(tail)
+        del tail
+        self.will = binascii.unhexlify(cfg["will"])
         m = cfg["broker"]
-        self.broker = m
-        self.birth_seq = cfg.get("birth_seq", 0)  # the will carries the birth's seq
+        self.host = m["host"]
+        self.port = m["port"]
+        self.reconnect_min_ms = int(m.get("reconnect_min", 1) * 1000)
+        self.reconnect_max_ms = int(m.get("reconnect_max", 60) * 1000)
         self.client = Client(hw, m["client_id"], m.get("keepalive", 30), m.get("username"),
-                             m.get("password"), None, 512)
+                             m.get("password"), (prefix + "status", self.will, 1, True), 512)
         self.client.on_puback = self._puback
         self.client.on_message = self._message
         self.window = cfg.get("inflight", 4)
         self.inflight_pid = [0] * self.window
         self.inflight_seq = [0] * self.window
         self.cursor = 0
+        self.watchdog_ms = cfg.get("watchdog_ms", 30000)
         self.started = rt.ticks_ms()
         self.beats = [rt.ticks_ms()] * (len(self.buses) + 1)
         self.running = True
-        self.commands: list = []
+        self.commands: list = []  # raw payloads from …/cmd, at most 4 waiting
+        self.acks: list = []  # encoded acks waiting for the uplink, at most 8
 
     # -- acquisition ------------------------------------------------------------------------------
-    def sink(self, device, name: str, value, now: int) -> None:
+    def sink(self, d: int, spec: int, value, now: int) -> None:
         """One reading into the current pack; a full or time-jumping pack is committed first."""
-        item = self.names[device.index][name]
+        inv = self.inv
+        ni = inv.specs[spec][0]
+        front = inv.ids[d]
+        point = inv.names[ni]
         w = self.writer
-        if w.count >= self.max_records or not w.add(item, value, now):
+        if w.count >= self.max_records or not w.add_name(front, point, value, now):
             self.commit()
-            if not w.add(item, value, now):
+            if not w.add_name(front, point, value, now):
                 return
         if w.count == 1:
             self.batch_started = rt.ticks_ms()
         self.counters["made"] += 1
+        if inv.ruled[d]:
+            self.check_rules(d, ni, value, now)
 
     def commit(self) -> None:
         """Store the current pack in the flash ring (committed when this returns)."""
@@ -109,12 +146,59 @@ class Gateway:
         self.ring.append(w.view[head - 1 : w.pos])
         w.reset()
 
-    def _append_copy(self, kind: int, payload) -> None:
-        buf = self.txbuf
-        buf[0] = kind
-        n = len(payload)
-        buf[1 : 1 + n] = payload
-        self.ring.append(memoryview(buf)[: 1 + n])
+    def check_rules(self, d: int, ni: int, value, now: int) -> None:
+        """The shared alarm rules (protocols/rules.py, as the agent): an alarm when one starts or ends."""
+        for rd, rn, rule in self.inv.rules:
+            if rd == d and rn == ni:
+                change = rule.update(value)
+                if change is not None:
+                    self.alarm(d, rule.point, rule.kind, value, change, now)
+
+    def alarm(self, d: int, point, kind: str, value, raised: bool, now: int) -> None:
+        """An alarm map (the agent's) into the ring, after the readings made before it."""
+        msg = {"device": self.inv.device_id(d), "point": point, "kind": kind, "value": value,
+               "state": "raised" if raised else "cleared", "time": now}
+        self.commit()
+        self.ring.append(b"\x01" + cbor.dumps(msg))
+        self.counters["alarms"] += 1
+
+    async def poll_device(self, bus, d: int) -> None:
+        """One poll cycle of device `d`; schedules the next, with backoff while it is silent."""
+        inv = self.inv
+        answered = False
+        failed = False
+        for r in inv.requests(d):
+            outcome = await bus.request(inv, d, r, self.sink, rt.now())
+            if outcome == OK:
+                answered = True
+            elif outcome == FAILED:
+                answered = True  # the device is there; it refused or garbled this request
+                failed = True
+                self.last_error[d] = "error"
+            else:
+                self.last_error[d] = "timeout"
+                break  # a silent device gets no more of the line this cycle
+        interval = inv.interval_ms[d]
+        t = rt.ticks_ms()
+        if answered:
+            self.failures[d] = 0
+            if not self.online[d]:
+                self.online[d] = 1
+                self.alarm(d, None, "comms", "answering" if not failed else "answering with errors",
+                           False, rt.now())
+            due = rt.ticks_add(self.due[d], interval)
+            self.due[d] = due if rt.ticks_diff(due, t) > 0 else t
+            return
+        if self.failures[d] < 255:
+            self.failures[d] += 1
+        fails = self.failures[d]
+        if fails >= OFFLINE_AFTER and self.online[d]:
+            self.online[d] = 0
+            self.alarm(d, None, "comms", "no reply to %d polls (%s)" % (fails, self.last_error[d]), True,
+                       rt.now())
+        base = max(interval, BACKOFF_TIMEOUTS * bus.timeout_ms)
+        delay = min(base << min(fails - 1, 16), max(BACKOFF_MAX_MS, interval))
+        self.due[d] = rt.ticks_add(t, delay)
 
     async def poll_bus(self, bus, slot: int) -> None:
         while self.running:
@@ -122,15 +206,103 @@ class Gateway:
             self.beats[slot] = now_ms
             idle = True
             for d in bus.devices:
-                if rt.ticks_diff(now_ms, d.due) >= 0:
-                    d.due = rt.ticks_add(now_ms, d.interval_ms)
-                    await bus.poll(d, self.sink, rt.now())
+                while bus.jobs:
+                    await self.run_job(bus, bus.jobs.pop(0))
+                if rt.ticks_diff(now_ms, self.due[d]) >= 0:
+                    await self.poll_device(bus, d)
                     self.beats[slot] = rt.ticks_ms()
                     idle = False
+            while bus.jobs:
+                await self.run_job(bus, bus.jobs.pop(0))
             if self.writer.count and rt.ticks_diff(rt.ticks_ms(), self.batch_started) >= self.max_age_ms:
                 self.commit()
             if idle:
                 await rt.sleep_ms(20)
+
+    # -- commands ---------------------------------------------------------------------------------
+    def take_command(self, data) -> None:
+        """Check a command from …/cmd: a refusal is acked now; a write or read waits for its bus.
+
+        The checks and their texts are the agent's (agent/publisher.py, agent/scheduler.py) and the
+        profile's own `Point.check_write`, so both gateways refuse the same commands the same way."""
+        self.counters["commands"] += 1
+        try:
+            cmd: Any = cbor.loads(data)
+        except Exception:
+            self.counters["commands_bad"] += 1
+            return
+        if type(cmd) is not dict:
+            self.counters["commands_bad"] += 1
+            return
+        cid = cmd.get("id")
+        if type(cid) is not int and type(cid) is not str:
+            self.counters["commands_bad"] += 1
+            return
+        device = cmd.get("device")
+        point = cmd.get("point")
+        action = cmd.get("action", "write")
+        if type(device) is not str:
+            return self.ack(cid, False, "command needs a device (text)")
+        if type(point) is not str and type(action) is not str:
+            return self.ack(cid, False, "command needs a point or an action (text)")
+        inv = self.inv
+        d = inv.find_device(device)
+        if d < 0:
+            return self.ack(cid, False, "unknown device %r" % (device,))
+        if type(point) is not str:
+            return self.ack(cid, False, "command needs a point name")
+        ni = inv.find_name(point)
+        if action == "read":
+            return self.buses[inv.bus[d]].jobs.append((cid, d, ni, None, None, True))
+        if action != "write":
+            return self.ack(cid, False, "unknown action %r; expected write or read" % (action,))
+        if "value" not in cmd:
+            return self.ack(cid, False, "write command needs a value")
+        value = cmd["value"]
+        from protocols.profiles import Point
+
+        ws = inv.writes.get(d << 16 | ni) if ni >= 0 else None
+        spec: dict
+        if ws is None:
+            spec = {"name": point}
+        else:
+            spec = {"name": point, "writable": True, "min": ws[1], "max": ws[2], "values": ws[3]}
+            if inv.protocol[d] == MODBUS:
+                spec["table"] = ws[4]
+                spec["type"] = ws[6]
+        reason = Point(spec).check_write(value)
+        if reason is not None:
+            return self.ack(cid, False, reason)
+        self.buses[inv.bus[d]].jobs.append((cid, d, ni, ws, value, False))
+
+    async def run_job(self, bus, job) -> None:
+        cid, d, ni, ws, value, read = job
+        inv = self.inv
+        try:
+            if read:
+                got: list = []
+                for r in inv.requests(d):
+                    await bus.request(inv, d, r, lambda _d, spec, v, _t: got.append((spec, v)), 0)
+                for spec, v in got:
+                    if inv.specs[spec][0] == ni:
+                        return self.ack(cid, True, None, v)
+                return self.ack(cid, False, "point has no value (not read)")
+            v = await bus.write(inv, d, ws, value)
+            self.ack(cid, True, None, v)
+        except WriteRefused as exc:
+            self.ack(cid, False, str(exc))
+        except ProtocolError as exc:
+            from firmware_py.bus import _kind
+
+            self.ack(cid, False, "%s: %s" % (_kind(exc), exc))
+        except Exception as exc:  # as the agent: an error ack, the poller goes on
+            self.ack(cid, False, "command failed: %s" % exc)
+
+    def ack(self, cid, ok: bool, error, value=None) -> None:
+        if len(self.acks) >= 8 or not self.client.connected:
+            self.counters["acks_dropped"] += 1
+            return
+        self.acks.append(cbor.dumps({"id": cid, "ok": ok, "error": error, "value": value}))
 
     # -- uplink -----------------------------------------------------------------------------------
     def _puback(self, pid: int) -> None:
@@ -144,39 +316,47 @@ class Gateway:
     def _message(self, topic, payload) -> None:
         if len(self.commands) < 4:
             self.commands.append(bytes(payload))
+        else:
+            self.counters["commands_bad"] += 1
 
-    def birth(self) -> bytes:
-        from protocols import birth
-
-        g = self.gw
-        msg = birth.make_birth(g["id"], g["site"], self.cfg["birth_devices"], rt.now(), self.birth_seq,
-                               g.get("payload", "senml"), {"fieldlink": VERSION, "firmware": VERSION},
-                               g["base_name"])
-        return birth.encode(msg)
-
-    def will(self) -> bytes:
-        from protocols import birth
-
-        g = self.gw
-        return birth.encode(birth.make_will(g["id"], g["site"], self.birth_seq))
+    async def publish_birth(self) -> None:
+        """The retained birth: its head, the time, then the inventory streamed from flash."""
+        c = self.client
+        t = uint_item(rt.now())
+        await c.begin_publish(self.t_status, len(self.birth_head) + len(t) + self.birth_tail, 1, True)
+        await c.send(self.birth_head)
+        await c.send(t)
+        buf = self.chunk
+        left = self.birth_tail
+        with open(BIRTH_PATH, "rb") as f:
+            while left > 0:
+                n = f.readinto(buf)
+                if not n:
+                    raise OSError(5)
+                n = min(n, left)
+                await c.send(memoryview(buf)[:n])
+                left -= n
 
     def health(self) -> bytes:
-        from protocols import cbor
-
         ring = self.ring
+        c = self.counters
         msg = {
-            "gateway": self.gw["id"], "site": self.gw["site"], "time": rt.now(),
+            "gateway": self.gateway_id, "site": self.site, "time": rt.now(),
             "uptime": rt.ticks_diff(rt.ticks_ms(), self.started) // 1000, "connected": self.client.connected,
-            "readings": {"made": self.counters["made"], "published": self.counters["packs"],
-                         "buffered": self.writer.count, "dropped": ring.dropped},
+            "readings": {"made": c["made"], "published": c["packs"], "buffered": self.writer.count,
+                         "dropped": ring.dropped},
             "outbox": {"packs": ring.pending(), "bytes": ring.used_bytes(),
                        "max_bytes": ring.slots * ring.max_payload, "dropped_packs": ring.dropped,
                        "corrupt_skipped": ring.skipped},
-            "mqtt": {"connects": self.counters["connects"], "disconnects": self.counters["disconnects"],
-                     "connect_failures": self.counters["connect_failures"],
-                     "packs_published": self.counters["packs"], "pings": self.client.pings},
+            "mqtt": {"connects": c["connects"], "disconnects": c["disconnects"],
+                     "connect_failures": c["connect_failures"], "packs_published": c["packs"],
+                     "pings": self.client.pings, "commands": c["commands"], "commands_bad": c["commands_bad"],
+                     "acks": c["acks"], "acks_dropped": c["acks_dropped"],
+                     "oversized_dropped": self.client.oversized},
             "polls": self.stats["polls"],
             "errors": {k: self.stats[k] for k in ERRORS},
+            "alarms": c["alarms"],
+            "devices_offline": self.inv.count - sum(self.online),
             "mem_free": gc.mem_free(),
         }
         return cbor.dumps(msg)
@@ -184,17 +364,15 @@ class Gateway:
     async def uplink(self) -> None:
         failures = 0
         c = self.client
-        m = self.broker
         slot = len(self.buses)
         while self.running:
             self.beats[slot] = rt.ticks_ms()
             try:
-                c.will = (self.status_topic, self.will(), 1, True)
-                await c.connect(m["host"], m["port"])
+                await c.connect(self.host, self.port)
                 self.counters["connects"] += 1
                 failures = 0
-                await c.publish(self.t_status, self.birth(), 1, True)
                 await c.subscribe(self.cmd_topic, 1)
+                await self.publish_birth()
                 await self.session()
             except (OSError, MqttError):
                 c.close()
@@ -204,8 +382,7 @@ class Gateway:
                 failures += 1
             for i in range(self.window):
                 self.inflight_pid[i] = 0
-            low = m.get("reconnect_min", 1) * 1000
-            delay = min(m.get("reconnect_max", 60) * 1000, low * (1 << min(failures, 10)))
+            delay = min(self.reconnect_max_ms, self.reconnect_min_ms << min(failures, 10))
             waited = 0
             while waited < delay and self.running:  # backoff without starving the watchdog
                 self.beats[slot] = rt.ticks_ms()
@@ -217,15 +394,22 @@ class Gateway:
         slot = len(self.buses)
         self.cursor = 0
         next_health = rt.ticks_ms()
-        interval = int(self.gw.get("health", 60) * 1000)
         while self.running:
             self.beats[slot] = rt.ticks_ms()
             c.poll()
             while self.commands:
-                await self.command(self.commands.pop(0))
+                data = self.commands.pop(0)
+                try:
+                    self.take_command(data)
+                except Exception as exc:  # a bug must not take the uplink down
+                    self.counters["commands_bad"] += 1
+                    print("fieldlink: command failed:", repr(exc))
+            while self.acks:
+                await c.publish(self.t_ack, self.acks.pop(0), 1, False)
+                self.counters["acks"] += 1
             await self._pump()
             if rt.ticks_diff(rt.ticks_ms(), next_health) >= 0:
-                next_health = rt.ticks_add(rt.ticks_ms(), interval)
+                next_health = rt.ticks_add(rt.ticks_ms(), self.health_ms)
                 await c.publish(self.t_health, self.health(), 0, False)
             await c.keep_alive()
             await rt.sleep_ms(10)
@@ -235,12 +419,13 @@ class Gateway:
             if self.inflight_pid[i]:
                 continue
             seq = self.ring.next_pending(self.cursor)
+            view = None
             while seq:
                 view = self.ring.read(seq, self.txbuf)
                 if view is not None:
                     break
                 seq = self.ring.next_pending(seq)
-            if not seq:
+            if not seq or view is None:
                 return
             self.cursor = seq
             topic = self.topics[view[0]] if view[0] < 2 else self.topics[0]
@@ -248,32 +433,13 @@ class Gateway:
             self.inflight_seq[i] = seq
             self.inflight_pid[i] = pid
 
-    async def command(self, data: bytes) -> None:
-        """…/cmd: only a writable point within its range is written; anything else is refused."""
-        from protocols import cbor
-
-        ack: dict = {"id": None, "ok": False}
-        try:
-            cmd: Any = cbor.loads(data)
-            ack["id"] = cmd.get("id")
-            ack["error"] = self.refuse(cmd)
-        except Exception as exc:
-            ack["error"] = "bad command: %s" % exc
-        await self.client.publish(self.t_ack, cbor.dumps(ack), 1, False)
-
-    def refuse(self, cmd: dict) -> str:
-        writable = self.cfg.get("writable", {}).get("%s/%s" % (cmd.get("device"), cmd.get("point")))
-        if writable is None:
-            return "point %s of device %s is not writable" % (cmd.get("point"), cmd.get("device"))
-        return "writes are not enabled on this firmware build"
-
     # -- supervision ------------------------------------------------------------------------------
     async def main(self, run_ms: int = 0) -> None:
         """Run everything; feed the watchdog while every task shows progress. `run_ms` > 0 stops."""
         tasks = [asyncio.create_task(self.poll_bus(b, i)) for i, b in enumerate(self.buses)]
         tasks.append(asyncio.create_task(self.uplink()))
-        wdt = self.hw.wdt(self.cfg.get("watchdog_ms", 30000))
-        limit = self.cfg.get("watchdog_ms", 30000) // 2
+        wdt = self.hw.wdt(self.watchdog_ms)
+        limit = self.watchdog_ms // 2
         start = rt.ticks_ms()
         while self.running:
             now = rt.ticks_ms()

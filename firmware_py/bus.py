@@ -1,42 +1,29 @@
 """One RS-485 bus: send the precomputed request frames of each device, decode replies to readings.
 
 The compiled config carries, per device, its requests ready to send (Modbus RTU ADUs, DL/T 645 and
-CJ/T 188 frames), and per request the points with how to decode them, so the board does no planning.
-Codecs are the shared `protocols/` modules, imported only for the protocols a site uses.
+CJ/T 188 frames), and per request the points as indexes into the shared decode specs (see
+firmware_py/inventory.py), so the board does no planning. Codecs are the shared `protocols/`
+modules; the gateway imports those its site uses once, at start. Writes (commands) run here too, on
+the line between polls: Modbus FC 05/06/16 through `protocols.points.encode`, the CJ/T 188 valve.
 """
 
-import binascii
-
 from firmware_py import rt
+from firmware_py.inventory import CJT188, DLT645_1997, MODBUS
 from protocols.errors import ProtocolError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-TIMEOUT = "timeout"
+OK = 0  # a request's outcome
+FAILED = 1  # the device answered with an error (exception, abnormal reply, bad frame)
+TIMEOUT = 2  # no reply
+FUNCTIONS = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+VALVE = {"open": "open", "closed": "close", "close": "close", True: "open", False: "close"}
 
 
-class Device:
-    """A configured device: its requests and its polling schedule."""
-
-    def __init__(self, spec: dict, index: int) -> None:
-        self.id = spec["id"]
-        self.index = index
-        self.protocol = spec["protocol"]
-        self.address = spec["address"]
-        self.interval_ms = int(spec["interval"] * 1000)
-        self.options = spec.get("options") or {}
-        self.requests = []
-        for r in spec["requests"]:
-            frame = binascii.unhexlify(r[0])
-            pts = []
-            for p in r[1]:
-                pts.append((p[0], p[1:]))  # (name, decode args)
-            self.requests.append((frame, pts))
-        self.due = 0
-        self.failures = 0
-        self.online = True
+class WriteRefused(Exception):
+    """A command that cannot be run; nothing was sent on the bus."""
 
 
 class Bus:
@@ -50,19 +37,22 @@ class Bus:
         self.pause_ms = spec.get("pause_ms", 0)
         baud = spec.get("baud", 9600)
         self.gap_ms = max(2, (11 * 35 * 1000) // (10 * baud) + 1)  # t3.5, rounded up
-        self.devices: list = []
+        self.devices = bytearray()  # device indexes, in poll order
+        self.jobs: list = []  # commands waiting for the line
         self.rx = bytearray(256)
         self.stats = stats
         self.readers: dict = {}
+        self.ser = 0  # CJ/T 188 sequence number of writes
 
-    def reader(self, protocol: str):
+    def reader(self, protocol: int):
+        """The frame reader of `protocol` on this bus (made once, at start)."""
         r = self.readers.get(protocol)
         if r is None:
-            if protocol == "modbus":
+            if protocol == MODBUS:
                 from protocols import modbus
 
                 r = modbus.RtuFrameReader("response")
-            elif protocol == "cjt188":
+            elif protocol == CJT188:
                 from protocols import cjt188
 
                 r = cjt188.Cjt188FrameReader()
@@ -73,10 +63,15 @@ class Bus:
             self.readers[protocol] = r
         return r
 
-    async def transact(self, frame, protocol: str, accept):
+    async def transact(self, frame, protocol: int, accept):
         """Write `frame` and return the first reply frame `accept(frame)` takes, or None on timeout."""
+        if self.turnaround_ms or self.pause_ms:
+            await rt.sleep_ms(self.turnaround_ms + self.pause_ms)
+        else:
+            await rt.sleep_ms(self.gap_ms)
         reader = self.reader(protocol)
         reader.reset()
+        reader.take_errors()
         uart = self.uart
         while uart.readinto(self.rx) > 0:  # stale bytes from a late reply
             pass
@@ -95,91 +90,187 @@ class Bus:
                 await rt.sleep_ms(2)
         return None
 
-    async def poll(self, device: Device, sink, now: int) -> int:
-        """One poll cycle of `device`: every request, readings to `sink(device, name, value, now)`."""
-        made = 0
-        for frame, pts in device.requests:
-            if self.turnaround_ms or self.pause_ms:
-                await rt.sleep_ms(self.turnaround_ms + self.pause_ms)
-            else:
-                await rt.sleep_ms(self.gap_ms)
-            self.stats["polls"] += 1
-            try:
-                made += await self._one(device, frame, pts, sink, now)
-            except ProtocolError as exc:
-                self.stats[_kind(exc)] += 1
-                device.failures += 1
-        return made
+    # -- polling -----------------------------------------------------------------------------------
+    async def request(self, inv, d: int, r: int, sink, now: int) -> int:
+        """Run request `r` of device `d`; readings go to `sink(d, spec, value, now)`. OK, FAILED or
+        TIMEOUT; errors are counted by kind."""
+        self.stats["polls"] += 1
+        try:
+            return await self._request(inv, d, r, sink, now)
+        except ProtocolError as exc:
+            self.stats[_kind(exc)] += 1
+            return FAILED
 
-    async def _one(self, device, frame, pts, sink, now) -> int:
-        proto = device.protocol
-        made = 0
-        if proto == "modbus":
+    async def _request(self, inv, d: int, r: int, sink, now: int) -> int:
+        proto = inv.protocol[d]
+        frame = inv.frame(r)
+        pts = inv.points
+        first = inv.points_at[r]
+        last = inv.points_at[r + 1]
+        specs = inv.specs
+        if proto == MODBUS:
             from protocols import modbus, points
 
             unit = frame[0]
-            pdu = frame[1:-2]
+            pdu = bytes(frame[1:-2])
             reply = await self.transact(frame, proto, lambda f: f[0] == unit and f[1] != pdu)
             if reply is None:
-                return self._timeout(device)
+                return self._timeout()
             values: Any = modbus.parse_response(pdu, reply[1])
-            for name, (off, typ, order, scale, offset) in pts:
-                if typ.startswith("bit") or frame[1] <= 2:
-                    v = values[off]
-                    if typ.startswith("bit"):
-                        v = points.decode([values[off]], typ, order)
+            coils = frame[1] <= 2
+            for k in range(first, last):
+                spec = pts[k]
+                _n, off, typ, order, scale, offset = specs[spec]
+                v: Any
+                if coils:
+                    v = bool(values[off])
+                elif typ.startswith("bit"):
+                    v = points.decode([values[off]], typ, order)
                 else:
                     n = points.register_count(typ)
                     v = points.decode(values[off : off + n], typ, order, scale, offset)
                     if type(v) is float:
                         v = round(v, 9)
-                sink(device, name, v, now)
-                made += 1
-        elif proto == "cjt188":
+                sink(d, spec, v, now)
+        elif proto == CJT188:
             from protocols import cjt188
 
-            addr = device.address
+            addr = inv.address[d]
             reply = await self.transact(frame, proto, lambda f: f.is_reply and f.address == addr)
             if reply is None:
-                return self._timeout(device)
-            fields = cjt188.parse_901f(reply, device.options.get("meter_type"), None,
-                                       device.options.get("status"))
-            for name, (field, scale, offset) in pts:
+                return self._timeout()
+            meter_type, status, units = inv.options[d] or (None, None, None)
+            fields = cjt188.parse_901f(reply, meter_type, None, status)
+            for k in range(first, last):
+                spec = pts[k]
+                _n, field, scale, offset = specs[spec]
                 v = fields.get(field)
                 if v is None:
                     self.stats["quality"] += 1
                     continue
-                sink(device, name, _scaled(v, scale, offset), now)
-                made += 1
+                want = units.get(field) if units else None
+                got = fields.get(field + "_unit")
+                if want is not None and got is not None and got != want and type(v) is not bool \
+                        and type(v) is not str:
+                    have, unit = cjt188.primary_value(v, got)
+                    base, want_unit = cjt188.primary_value(1, want)
+                    if unit != want_unit:
+                        self.stats["decode"] += 1
+                        continue
+                    v = have / base
+                sink(d, spec, scaled(v, scale, offset), now)
         else:
             from protocols import dlt645
 
-            version = 1997 if proto == "dlt645_1997" else 2007
-            addr = device.address
-            reply = await self.transact(frame, proto, lambda f: f.is_reply)
+            version = 1997 if proto == DLT645_1997 else 2007
+            addr = inv.address[d]
+            reply = await self.transact(frame, proto,
+                                        lambda f: f.is_reply and dlt645.address_matches(addr, f.address))
             if reply is None:
-                return self._timeout(device)
-            for name, (di, fmt, signed, scale, offset) in pts:
+                return self._timeout()
+            for k in range(first, last):
+                spec = pts[k]
+                _n, di, fmt, signed, scale, offset = specs[spec]
                 raw = dlt645.parse_read_reply(reply, di, version, addr)
                 v, _quality = dlt645.decode_reading(bytes(raw), fmt, signed)
                 if v is None:
                     self.stats["quality"] += 1
                     continue
-                sink(device, name, _scaled(v, scale, offset), now)
-                made += 1
-        device.failures = 0
-        device.online = True
-        return made
+                sink(d, spec, scaled(v, scale, offset), now)
+        return OK
 
-    def _timeout(self, device) -> int:
+    def _timeout(self) -> int:
         self.stats["timeout"] += 1
-        device.failures += 1
-        if device.failures >= 3:
-            device.online = False
-        return 0
+        return TIMEOUT
+
+    # -- commands ----------------------------------------------------------------------------------
+    async def write(self, inv, d: int, ws: tuple, value) -> Any:
+        """Write `value` to the point of write spec `ws` (already checked against the profile's
+        limits); returns the value read back (None when the read-back failed). ProtocolError when the
+        device refused or did not answer the write; WriteRefused when it cannot be written at all."""
+        proto = inv.protocol[d]
+        name = inv.names[ws[0]].decode()
+        if proto == MODBUS:
+            return await self._write_modbus(inv.address[d], ws, name, value)
+        if proto == CJT188:
+            return await self._write_valve(inv, d, ws, name, value)
+        raise WriteRefused("point %s: DL/T 645 writes are not supported by the firmware" % name)
+
+    async def _modbus(self, unit: int, pdu: bytes):
+        from protocols import modbus
+        from protocols.errors import FrameError
+
+        reply = await self.transact(modbus.rtu_frame(unit, pdu), MODBUS, lambda f: f[0] == unit)
+        if reply is None:
+            raise FrameError("unit %d: no reply to FC%02d" % (unit, pdu[0]))
+        return modbus.parse_response(pdu, reply[1])
+
+    async def _write_modbus(self, unit: int, ws: tuple, name: str, value) -> Any:
+        from protocols import modbus, points
+        from protocols.errors import EncodingError
+
+        table, address, typ, order, scale, offset = ws[4:10]
+        if table == "input" or table == "discrete":
+            raise WriteRefused("point %s is in the %s table, which cannot be written" % (name, table))
+        try:
+            if table == "coil":
+                pdu = modbus.write_coil_request(address, bool(value))
+            elif typ.startswith("bit"):
+                register = (await self._modbus(unit, modbus.read_request(3, address, 1)))[0]
+                mask = points.encode(True, typ, order)[0]
+                register = (register | mask) if value else (register & ~mask & 0xFFFF)
+                pdu = modbus.write_register_request(address, register)
+            else:
+                regs = points.encode(value, typ, order, scale, offset)
+                if len(regs) == 1:
+                    pdu = modbus.write_register_request(address, regs[0])
+                else:
+                    pdu = modbus.write_registers_request(address, regs)
+        except EncodingError as exc:
+            raise WriteRefused("point %s cannot carry %r: %s" % (name, value, exc)) from None
+        await self._modbus(unit, pdu)
+        try:  # read back
+            count = 1 if table == "coil" else points.register_count(typ)
+            values: Any = await self._modbus(unit, modbus.read_request(FUNCTIONS[table], address, count))
+            if table == "coil":
+                return bool(values[0])
+            if typ.startswith("bit"):
+                return points.decode([values[0]], typ, order)
+            v = points.decode(values, typ, order, scale, offset)
+            return round(v, 9) if type(v) is float else v
+        except ProtocolError:
+            return None
+
+    async def _write_valve(self, inv, d: int, ws: tuple, name: str, value) -> Any:
+        from protocols import cjt188
+        from protocols.errors import FrameError
+
+        field, meter_type, di_order, preamble = ws[4:8]
+        if field != "valve":
+            raise WriteRefused("CJ/T 188 meters accept writes to the valve only, not %s" % name)
+        action = VALVE.get(value)
+        if action is None:
+            raise WriteRefused("valve needs open or closed, not %r" % (value,))
+        addr = inv.address[d]
+        self.ser = (self.ser + 1) & 0xFF
+        status = (inv.options[d] or (None, None, None))[1]
+        frame = cjt188.valve_request(meter_type, addr, action, self.ser, di_order, preamble)
+        reply = await self.transact(frame, CJT188, lambda f: f.is_reply and f.address == addr)
+        if reply is None:
+            raise FrameError("meter %s: no reply to the valve command" % addr)
+        cjt188.parse_write_reply(reply, cjt188.DI_VALVE, self.ser, status)
+        got: list = []
+        for r in inv.requests(d):  # read back: the 901F request carries the valve state
+            await self.request(inv, d, r, lambda _d, spec, v, _t: got.append((spec, v)), 0)
+        for spec, v in got:
+            if inv.specs[spec][1] == "valve":
+                return v
+        return None
 
 
-def _scaled(v, scale, offset):
+def scaled(v, scale, offset):
+    """The published value: `v * scale + offset` (bools and text unchanged), floats rounded to 9
+    decimals as the agent does (2301 * 0.1 -> 230.1)."""
     if type(v) is bool or type(v) is str:
         return v
     if scale == 1 and offset == 0:

@@ -3,6 +3,18 @@
 import sys
 
 
+def build(board):
+    """Wi-Fi up, then the gateway from /config.json; the decoded JSON is not kept."""
+    import json
+
+    from firmware_py import app, net
+
+    with open("/config.json") as f:
+        cfg = json.load(f)
+    net.up(cfg)
+    return app.Gateway(cfg, board)
+
+
 def start() -> None:
     try:
         from boot import SAFE  # type: ignore[import-not-found]
@@ -12,14 +24,12 @@ def start() -> None:
         print("fieldlink: safe mode (pin low or /safe present): main loop skipped")
         return
     import asyncio
-    import json
+    import gc
 
-    from firmware_py import app, hw, net
+    from firmware_py import hw
 
-    with open("/config.json") as f:
-        cfg = json.load(f)
-    net.up(cfg)
-    gw = app.Gateway(cfg, hw.Board())
+    gw = build(hw.Board())
+    gc.collect()  # the decoded config is gone: only the gateway's tables stay
     try:
         asyncio.run(gw.main())
     except Exception as exc:  # log, then let the watchdog reset the board

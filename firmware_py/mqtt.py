@@ -25,6 +25,10 @@ PUBLISH = 0x30
 PUBACK = 0x40
 SUBSCRIBE = 0x82
 SUBACK = 0x90
+UNSUBACK = 0xB0
+PUBREC = 0x50
+PUBREL = 0x60
+PUBCOMP = 0x70
 PINGREQ = b"\xc0\x00"
 PINGRESP = 0xD0
 DISCONNECT = b"\xe0\x00"
@@ -70,6 +74,7 @@ class Client:
         self.rx = bytearray(rx_size)
         self.rx_len = 0
         self.skip = 0  # bytes left of an incoming packet too big for rx
+        self.oversized = 0  # incoming packets dropped because they do not fit rx
         self.on_puback: Any = None  # callable(pid)
         self.on_message: Any = None  # callable(topic_bytes_view, payload_view)
         self.last_tx = 0
@@ -142,12 +147,12 @@ class Client:
         self.last_rx = rt.ticks_ms()
         self.ping_sent = 0
 
-    async def publish(self, topic: bytes, payload, qos: int = 0, retain: bool = False) -> int:
-        """Send PUBLISH (topic from `topic_item`); returns the packet id (0 for QoS 0)."""
+    async def begin_publish(self, topic: bytes, length: int, qos: int = 0, retain: bool = False) -> int:
+        """Send the head of a PUBLISH whose payload of `length` bytes follows through `send`;
+        returns the packet id (0 for QoS 0). Lets a payload be streamed from flash."""
         head = self.head
         head[0] = PUBLISH | (qos << 1) | (1 if retain else 0)
-        size = len(topic) + len(payload) + (2 if qos else 0)
-        end = remaining_length(size, head, 1)
+        end = remaining_length(len(topic) + length + (2 if qos else 0), head, 1)
         pid = 0
         if qos:
             pid = self.next_pid()
@@ -156,6 +161,15 @@ class Client:
         await self._send(topic)
         if qos:
             await self._send(memoryview(head)[end : end + 2])
+        return pid
+
+    async def send(self, data) -> None:
+        """Part of a payload announced by `begin_publish`."""
+        await self._send(data)
+
+    async def publish(self, topic: bytes, payload, qos: int = 0, retain: bool = False) -> int:
+        """Send PUBLISH (topic from `topic_item`); returns the packet id (0 for QoS 0)."""
+        pid = await self.begin_publish(topic, len(payload), qos, retain)
         await self._send(payload)
         return pid
 
@@ -228,16 +242,20 @@ class Client:
         size, start = self._length()
         if size < 0:
             raise MqttError("malformed remaining length")
+        self.oversized += 1
         self.skip = start + size - self.rx_len
         self.rx_len = 0
 
     def _length(self) -> tuple:
-        """(remaining length, offset of the body) of the packet at rx[0], or (-1, 0) if incomplete."""
+        """(remaining length, offset of the body) of the packet at rx[0], or (-1, 0) if incomplete.
+        MqttError when the length field runs past its 4 bytes."""
         rx = self.rx
         mult = 1
         value = 0
         pos = 1
-        while pos < self.rx_len and pos < 5:
+        while pos < self.rx_len:
+            if pos == 5:
+                raise MqttError("malformed remaining length")
             b = rx[pos]
             value += (b & 0x7F) * mult
             pos += 1
@@ -253,6 +271,8 @@ class Client:
         self.rx_len = left
 
     def _parse(self) -> int:
+        """Handle every complete packet in rx. A packet that breaks the protocol raises MqttError
+        (the caller closes and reconnects); nothing a broker sends can raise anything else."""
         handled = 0
         rx = self.rx
         while self.rx_len >= 2:
@@ -261,18 +281,24 @@ class Client:
                 break
             kind = rx[0] & 0xF0
             if kind == CONNACK:
+                if size != 2:
+                    raise MqttError("malformed CONNACK")
                 if rx[start + 1] != 0:
                     code = rx[start + 1]
                     raise MqttError("broker refused: %s" % (
                         CONNACK_CODES[code] if code < len(CONNACK_CODES) else code))
                 self.connected = True
             elif kind == PUBACK:
+                if size != 2:
+                    raise MqttError("malformed PUBACK")
                 if self.on_puback is not None:
                     self.on_puback((rx[start] << 8) | rx[start + 1])
             elif kind == PINGRESP:
                 self.ping_sent = 0
             elif kind == PUBLISH:
                 self._incoming(start, size)
+            elif kind not in (SUBACK, UNSUBACK, PUBREC, PUBREL, PUBCOMP):
+                raise MqttError("unexpected packet type %d from the broker" % (kind >> 4))
             self._consume(start + size)
             handled += 1
         return handled
@@ -280,13 +306,17 @@ class Client:
     def _incoming(self, start: int, size: int) -> None:
         rx = self.rx
         qos = (rx[0] >> 1) & 3
+        if qos == 3 or size < 2:
+            raise MqttError("malformed PUBLISH")
         tlen = (rx[start] << 8) | rx[start + 1]
         topic_end = start + 2 + tlen
         body = topic_end + (2 if qos else 0)
+        if body > start + size:
+            raise MqttError("malformed PUBLISH: topic longer than the packet")
         if self.on_message is not None:
             view = memoryview(rx)
             self.on_message(view[start + 2 : topic_end], view[body : start + size])
-        if qos == 1:  # PUBACK straight away; a command is handled once per arrival
+        if qos:  # PUBACK straight away (QoS 2 is never subscribed); a command is handled once per arrival
             ack = bytearray(4)
             ack[0] = PUBACK
             ack[1] = 2

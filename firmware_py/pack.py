@@ -149,6 +149,14 @@ class PackWriter:
     def add(self, name_item: bytes, value, time: int) -> bool:
         """Append a record (name as `text_item`, value, integer POSIX seconds). False: no room or
         time went back; the pack is unchanged then."""
+        return self._add(name_item, None, value, time)
+
+    def add_name(self, front: bytes, point: bytes, value, time: int) -> bool:
+        """`add` with the record name given as two UTF-8 parts, `b"<device>/"` and `b"<point>"`
+        (no name item per point needs to be kept)."""
+        return self._add(front, point, value, time)
+
+    def _add(self, front, point, value, time: int) -> bool:
         first = self.count == 0
         if first:
             self.bt = time
@@ -162,7 +170,12 @@ class PackWriter:
         try:
             self._byte(0xA0 | fields)
             self._byte(0x00)  # n
-            self._put(name_item)
+            if point is None:
+                self._put(front)
+            else:
+                self._uint(0x60, len(front) + len(point))
+                self._put(front)
+                self._put(point)
             t = type(value)
             if t is bool:
                 self._byte(0x04)  # vb
@@ -207,3 +220,8 @@ class PackWriter:
             start = r - 3
             struct.pack_into(">BH", self.buf, start, 0x99, n)
         return self.view[start : self.pos]
+
+
+def uint_item(n: int) -> bytes:
+    """The CBOR encoding of an unsigned integer (the birth's time)."""
+    return _head_bytes(0x00, n)

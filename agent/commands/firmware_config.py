@@ -2,9 +2,11 @@
 
 The TOML is loaded and validated by the agent's own loader (agent/config.py), so a config the agent
 rejects is rejected here with the same messages. The output carries only what the board needs, with
-the work done on the laptop: profiles inlined, the poll plan of agent/planner.py turned into request
-frames ready to send (Modbus RTU ADUs, DL/T 645 and CJ/T 188 read frames) and, per request, how
-each point decodes; the birth inventory precomputed; the RS-485 wiring per board.
+the work done on the laptop: the poll plan of agent/planner.py turned into request frames ready to
+send (Modbus RTU ADUs, DL/T 645 and CJ/T 188 read frames) and, per request, indexes into shared
+tables of point names and decode specs; the writable points with the profile's limits; the
+threshold rules; the birth message as CBOR bytes around its time; the RS-485 wiring per board.
+The layout is described in docs/flashing.md ("The compiled config").
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from agent import planner
 from protocols import birth, modbus
 
-FORMAT = 1
+FORMAT = 2
 BOARDS: dict[str, list[dict[str, int]]] = {
     # bus index -> UART number and pins (tx, rx, DE/RE); see docs/flashing.md for the wiring
     "esp32": [{"uart": 2, "tx": 17, "rx": 16, "de": 4}, {"uart": 1, "tx": 25, "rx": 26, "de": 27}],
@@ -25,6 +27,8 @@ BOARDS: dict[str, list[dict[str, int]]] = {
     "host": [{"uart": 0, "de": 2}, {"uart": 1, "de": 6}],
 }
 SAFE_PIN = {"esp32": 0, "rp2040": 22, "host": 0}
+# two birth times whose CBOR encodings have the same length and differ in every argument byte
+_T_A, _T_B = 0x40000000, 0x7FFFFFFF
 
 
 class FirmwareConfigError(Exception):
@@ -35,23 +39,43 @@ def _number(v: Any) -> Any:
     return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
-def _requests(plan: Any, device: Any) -> list:
+class _Table:
+    """Unique entries in first-seen order: the board keeps one copy of what devices share."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.index: dict = {}
+
+    def add(self, item: Any) -> int:
+        key = json.dumps(item, sort_keys=True)
+        if key not in self.index:
+            self.index[key] = len(self.items)
+            self.items.append(item)
+        return int(self.index[key])
+
+
+def _spec(protocol: str, p: Any, off: int, name: int) -> list:
+    """How one point decodes from its request's reply: [name index, protocol-specific arguments]."""
+    if protocol == "modbus":
+        return [name, off, p.type, p.order, _number(p.scale), _number(p.offset)]
+    if protocol in ("dlt645", "dlt645_1997"):
+        return [name, p.di, p.format, bool(p.signed), _number(p.scale), _number(p.offset)]
+    return [name, p.field, _number(p.scale), _number(p.offset)]
+
+
+def _requests(plan: Any, device: Any, names: _Table, specs: _Table) -> list:
     profile = plan.profile
     protocol = profile.protocol
     options = planner.device_options(device, profile)
     out = []
     for r in plan.requests:
         if protocol == "modbus":
-            pdu = modbus.read_request(r.function, r.address, r.count)
-            frame = modbus.rtu_frame(int(device.address), pdu)
-            pts = [[p.name, off, p.type, p.order, _number(p.scale), _number(p.offset)] for p, off in r.points]
+            frame = modbus.rtu_frame(int(device.address), modbus.read_request(r.function, r.address, r.count))
         elif protocol in ("dlt645", "dlt645_1997"):
             from protocols import dlt645
 
             version = 1997 if protocol == "dlt645_1997" else 2007
             frame = dlt645.read_request(device.address, r.di, version, int(options.get("preamble", 4)))
-            pts = [[p.name, p.di, p.format, bool(p.signed), _number(p.scale), _number(p.offset)]
-                   for p, _ in r.points]
         else:
             from protocols import cjt188
 
@@ -59,9 +83,22 @@ def _requests(plan: Any, device: Any) -> list:
             di_order = str(options.get("di_order", "lo_first"))
             frame = cjt188.read_request(meter_type, device.address, 0x901F, 0, di_order,
                                         int(options.get("preamble", 4)))
-            pts = [[p.name, p.field, _number(p.scale), _number(p.offset)] for p, _ in r.points]
+        pts = [specs.add(_spec(protocol, p, off, names.add(p.name))) for p, off in r.points]
         out.append([frame.hex(), pts])
     return out
+
+
+def _write_spec(protocol: str, p: Any, name: int, options: dict) -> list:
+    """What a command needs to check and write a point: the profile's limits, then how to write."""
+    limits = (name, _number(p.min), _number(p.max), p.values)
+    if protocol == "modbus":
+        return [*limits, p.table, p.address, p.type, p.order, _number(p.scale), _number(p.offset)]
+    if protocol == "cjt188":
+        from protocols import cjt188
+
+        return [*limits, p.field, int(options.get("meter_type", cjt188.METER_COLD_WATER)),
+                str(options.get("di_order", "lo_first")), int(options.get("preamble", 4))]
+    return [*limits, p.di]
 
 
 def _birth_device(index: int, device: Any, profile: Any, names: list) -> dict:
@@ -76,10 +113,29 @@ def _birth_device(index: int, device: Any, profile: Any, names: list) -> dict:
             "address": str(device.address), "alias": index, "points": points}
 
 
+def birth_parts(gateway: Any, devices: list, base_name: str, seq: int = 0) -> tuple:
+    """(head, tail): the birth for POSIX time T is head + CBOR(T) + tail, T in 2**16 .. 2**32-1.
+
+    The board never builds the inventory map: it sends these bytes around the time it read."""
+    from firmware_py import VERSION
+
+    versions = {"fieldlink": VERSION, "firmware": VERSION}
+    a, b = (birth.encode(birth.make_birth(gateway.id, gateway.site, devices, t, seq, "senml", versions,
+                                          base_name)) for t in (_T_A, _T_B))
+    diff = [i for i in range(len(a)) if a[i] != b[i]]
+    start = diff[0] - 1
+    if len(a) != len(b) or diff[-1] != start + 4 or a[start] != 0x1A:
+        raise FirmwareConfigError("cannot locate the time in the birth message")  # pragma: no cover
+    return a[:start], a[start + 5:]
+
+
 def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None, ring_slots: int = 48,
                    ring_slot_size: int = 1024, bus_pins: dict | None = None, inflight: int = 4,
                    watchdog_ms: int = 30000) -> dict:
-    """The firmware JSON (a dict) for a loaded agent `Config`."""
+    """The firmware JSON (a dict) for a loaded agent `Config`.
+
+    Per-point data is stored once in shared tables (`names`, `specs`, `wspecs`) that devices refer
+    to by index, so 16 meters of one model cost the board one copy of the model's point list."""
     if board not in BOARDS:
         raise FirmwareConfigError("board must be one of %s" % ", ".join(BOARDS))
     plans = planner.plan_config(config)
@@ -94,10 +150,12 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
     if b.tls:
         raise FirmwareConfigError("broker.tls: the firmware's MQTT client has no TLS; use a local broker "
                                   "or a TLS-terminating bridge")
-    buses = []
-    devices = []
+    buses: list = []
+    devices: list = []
     birth_devices: list = []
-    writable: dict = {}
+    names, specs, wspecs = _Table(), _Table(), _Table()
+    writes: list = []
+    index: dict = {}  # device id -> position
     for i, plan in enumerate(plans):
         bus = plan.bus
         if plan.tcp or "://" in bus.port:
@@ -114,19 +172,32 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
             d = dplan.device
             profile = dplan.profile
             options = planner.device_options(d, profile)
-            names = [p.name for r in dplan.requests for p, _ in r.points]
+            polled = [p.name for r in dplan.requests for p, _ in r.points]
+            index[d.id] = len(devices)
             entry = {"id": d.id, "bus": i, "protocol": profile.protocol, "address": str(d.address),
-                     "interval": _number(d.interval), "requests": _requests(dplan, d)}
+                     "interval": _number(d.interval), "requests": _requests(dplan, d, names, specs)}
             if profile.protocol == "cjt188":
-                entry["options"] = {k: options[k] for k in ("meter_type", "status") if k in options}
-            devices.append(entry)
-            birth_devices.append(_birth_device(len(birth_devices), d, profile, names))
-            for name in names:
+                from protocols import cjt188
+
+                opts = {k: options[k] for k in ("meter_type", "unit_code") if k in options}
+                if isinstance(options.get("status"), dict):  # as the agent's driver: over the defaults
+                    opts["status"] = dict(cjt188.STATUS_DEFAULT, **options["status"])
+                entry["options"] = opts
+            birth_devices.append(_birth_device(len(birth_devices), d, profile, polled))
+            for name in polled:
                 p = profile.point(name)
                 if p.writable:
-                    writable["%s/%s" % (d.id, name)] = [p.min, p.max, p.values]
+                    writes.append([len(devices), wspecs.add(_write_spec(profile.protocol, p, names.add(name),
+                                                                        options))])
+            devices.append(entry)
+    rules = []
+    for rule in config.rules:
+        if rule.device in index:
+            rules.append([index[rule.device], names.add(rule.point), rule.kind, _number(rule.above),
+                          _number(rule.below), _number(rule.hysteresis)])
     base_name = "%s:" % g.id
-    birth.make_birth(g.id, g.site, birth_devices, 0, 0, "senml", {}, base_name)  # validates names
+    seq = 0
+    head, tail = birth_parts(g, birth_devices, base_name, seq)
     out: dict = {
         "format": FORMAT,
         "board": board,
@@ -143,9 +214,15 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
         "watchdog_ms": watchdog_ms,
         "safe_pin": SAFE_PIN[board],
         "buses": buses,
+        "names": names.items,
+        "specs": specs.items,
         "devices": devices,
-        "birth_devices": birth_devices,
-        "writable": writable,
+        "wspecs": wspecs.items,
+        "writes": writes,
+        "rules": rules,
+        "birth": [head.hex(), tail.hex()],
+        "birth_seq": seq,
+        "will": birth.encode(birth.make_will(g.id, g.site, seq)).hex(),
     }
     if wifi:
         out["wifi"] = {"ssid": wifi[0], "password": wifi[1]}

@@ -1,7 +1,7 @@
-"""A Modbus RTU bus on a pty with devices whose registers are known (ground truth for the tests).
+"""A Modbus RTU bus on a pty with many identical meters (the heap test's 16 devices, 100 points).
 
-Used while the shared simulator is not available; the devices answer FC 3/4 from fixed register
-images derived from their unit address, and log every request they served.
+The devices answer FC 3/4 from fixed register images derived from their unit address. The
+end-to-end test uses the shared simulator instead (firmware_py/tests/simsite.py).
 """
 
 from __future__ import annotations
@@ -26,13 +26,6 @@ def registers(unit: int) -> dict:
         regs[("input", addr)] = values.get(addr, 0)
         regs[("holding", addr)] = 40 + unit if addr == 0 else 0
     return regs
-
-
-def expected(unit: int) -> dict:
-    """The readings the firmware must publish for device at `unit` (profile fw-meter)."""
-    return {"voltage": round((2300 + unit) * 0.1, 9), "current": round((-1500 - unit) * 0.001, 9),
-            "power": 1000.5 + unit, "energy": (36000 + unit) * 3600, "setpoint": 40 + unit,
-            "frequency": round((5000 + unit) * 0.01, 9), "pf": round((-900 + unit) * 0.001, 9)}
 
 
 class FakeBus:

@@ -44,7 +44,8 @@ def run(code: str, files: dict | None = None, packages=("protocols", "firmware_p
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
     try:
-        proc = subprocess.run(["node", HOST, f.name], capture_output=True, text=True, timeout=timeout + 30)
+        proc = subprocess.run(["node", "--expose-gc", HOST, f.name], capture_output=True, text=True,
+                              timeout=timeout + 30)
     finally:
         os.unlink(f.name)
     return Result(proc)

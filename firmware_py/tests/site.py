@@ -12,8 +12,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def write_site(tmp: str, port: str, broker_port: int, units: list[int], interval: float = 0.5,
-               health: float = 2.0, max_age: float = 1.0, points: dict | None = None) -> str:
-    """Write site.toml for the fw-meter devices at `units`; returns the path of the compiled JSON."""
+               health: float = 2.0, max_age: float = 1.0, points: dict | None = None,
+               ring_slots: int = 16, rules: list[dict] | None = None) -> str:
+    """Write site.toml for the fw-meter devices at `units`; returns the path of the compiled JSON.
+    `rules`: [[rules]] tables as dicts."""
     lines = ["format = 1", 'profiles = ["%s"]' % os.path.join(HERE, "site", "profiles"),
              "[gateway]", 'site = "lab"', 'id = "fw-01"', "health_interval = %s" % health,
              "[broker]", 'host = "127.0.0.1"', "port = %d" % broker_port, "keepalive = 10",
@@ -25,10 +27,14 @@ def write_site(tmp: str, port: str, broker_port: int, units: list[int], interval
                   "address = %d" % u, "interval = %s" % interval]
         if points and u in points:
             lines.append("points = %s" % json.dumps(points[u]))
+    for rule in rules or []:
+        lines.append("[[rules]]")
+        lines += ["%s = %s" % (k, json.dumps(v)) for k, v in rule.items()]
     toml = os.path.join(tmp, "site.toml")
     with open(toml, "w") as f:
         f.write("\n".join(lines) + "\n")
-    compiled = compile_config(load_config(toml), board="host", ring_slots=16, ring_slot_size=1024)
+    compiled = compile_config(load_config(toml), board="host", ring_slots=ring_slots,
+                              ring_slot_size=1024)
     out = os.path.join(tmp, "fw.json")
     with open(out, "w") as f:
         f.write(dumps(compiled))

@@ -1,4 +1,13 @@
-"""The real main loop under genuine MicroPython: pty bus in, Mosquitto out, decoded and checked."""
+"""The real main loop under genuine MicroPython against the shared simulator and a real Mosquitto.
+
+`fieldlink sim demo` serves two RS-485 buses on ptys: street lamps, a Modbus meter and a pressure
+sensor (9600 8N1), a DL/T 645 meter and a CJ/T 188 water meter (2400 8E1). The firmware polls both
+UARTs and publishes; every reading on the broker must be what the simulator says the device answered
+(ground truth over its control channel). During the run a lamp goes silent and comes back (comms
+alarm raised, then cleared), commands arrive on …/cmd (Modbus write with read-back, CJ/T 188 valve,
+refusals, garbage), a threshold rule fires and clears, and the TCP connection is cut once (last will,
+then a new birth).
+"""
 
 import threading
 import time
@@ -6,27 +15,28 @@ import time
 import pytest
 
 from firmware_py.tests import mpvm
-from firmware_py.tests.fakebus import FakeBus, expected
-from firmware_py.tests.site import write_site
+from firmware_py.tests.simsite import Simulator, SimulatorMissing
 from hil_tests.broker import broker_or_skip
 from protocols import birth, cbor, senml
 
 pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
 
 RUN = """
-import json, fwhost
+import json, fwhost, asyncio
 from firmware_py import app, hw_host
-cfg = json.load(open('/config.json'))
-gw = app.Gateway(cfg, hw_host.Host())
-import asyncio
+
+def make():
+    cfg = json.load(open('/config.json'))
+    return app.Gateway(cfg, hw_host.Host())
+
+gw = make()
 async def chaos():
     await asyncio.sleep_ms(%(drop_at)d)
-    if %(drop_at)d:
-        fwhost.kill_tcp()
+    fwhost.kill_tcp()
 asyncio.create_task(chaos())
 await gw.main(run_ms=%(run_ms)d)
-fwhost.emit(json.dumps({"made": gw.counters["made"], "packs": gw.counters["packs"],
-    "connects": gw.counters["connects"], "pending": gw.ring.pending(), "errors": gw.stats}))
+fwhost.emit(json.dumps({"made": gw.counters, "pending": gw.ring.pending(), "errors": gw.stats,
+    "online": list(gw.online)}))
 """
 
 
@@ -34,7 +44,7 @@ class Collector:
     def __init__(self, port: int, topic: str) -> None:
         import paho.mqtt.client as mqtt
 
-        self.msgs = []
+        self.msgs: list = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="collector")
         self.client.on_message = self._on
@@ -45,7 +55,7 @@ class Collector:
 
     def _on(self, client, userdata, msg):
         with self.lock:
-            self.msgs.append((msg.topic, bytes(msg.payload), msg.retain))
+            self.msgs.append((msg.topic, bytes(msg.payload), msg.retain, time.time()))
 
     def close(self):
         self.client.loop_stop()
@@ -55,41 +65,119 @@ class Collector:
         with self.lock:
             return [m for m in self.msgs if m[0].endswith("/" + leaf)]
 
+    def wait(self, leaf, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.of(leaf):
+                return True
+            time.sleep(0.05)
+        return False
 
-def test_gateway_publishes_ground_truth_through_mosquitto(tmp_path):
+
+def command(col, topic, **cmd):
+    col.client.publish(topic, cbor.dumps(cmd), qos=1)
+    time.sleep(0.15)
+
+
+def test_firmware_against_the_simulator(tmp_path):
     broker = broker_or_skip()
+    errors: list = []
     try:
-        with FakeBus([1, 2, 3]) as bus:
-            cfg = write_site(str(tmp_path), bus.path, broker.port, [1, 2, 3])
-            col = Collector(broker.port, "fieldlink/lab/fw-01/#")
-            res = mpvm.run(RUN % {"run_ms": 7000, "drop_at": 3500}, files={"/config.json": cfg})
+        with Simulator("demo", str(tmp_path)) as sim:
+            rules = [{"device": "lamp-03", "point": "dim", "below": 0.6, "hysteresis": 0.05}]
+            cfg = sim.firmware_config(broker.port, interval=1.0, timeout_ms=100, rules=rules)
+            col = Collector(broker.port, "fieldlink/demo/gw1/#")
+            cmd_topic = "fieldlink/demo/gw1/cmd"
+
+            def director():
+                try:
+                    assert col.wait("status"), "no birth"
+                    time.sleep(0.3)
+                    sim.client.fault("lamp-02", "no_answer")
+                    command(col, cmd_topic, id="c1", device="lamp-03", point="dim", value=0.5)
+                    command(col, cmd_topic, id="c2", device="lamp-03", point="voltage", value=1)
+                    command(col, cmd_topic, id="c3", device="lamp-03", point="dim", value=1.5)
+                    command(col, cmd_topic, id="c4", device="nope", point="dim", value=1)
+                    col.client.publish(cmd_topic, b"\xff\x00 not cbor", qos=1)
+                    time.sleep(0.15)
+                    command(col, cmd_topic, id="c6", device="flat-101-water", point="valve", value="closed")
+                    command(col, cmd_topic, id="c7", device="feeder-meter", action="read", point="frequency")
+                    time.sleep(3.5)
+                    sim.client.clear("lamp-02")
+                    command(col, cmd_topic, id="c8", device="lamp-03", point="dim", value=0.7)
+                except Exception as exc:  # reported by the main thread
+                    errors.append(exc)
+
+            t = threading.Thread(target=director, daemon=True)
+            t.start()
+            res = mpvm.run(RUN % {"run_ms": 12000, "drop_at": 6000}, files={"/config.json": cfg})
+            t.join(5)
             time.sleep(0.5)
             col.close()
-        assert res.returncode == 0, res.stderr[-3000:]
-        summary = res.values()[-1]
-        assert summary["made"] > 30 and summary["connects"] >= 2, summary
-        # data: every reading decodes and equals the device's registers
-        records = []
-        for _topic, payload, _ in col.of("data"):
-            records += senml.decode(payload)
-        assert len(records) >= 30
-        seen = set()
-        for r in records:
-            device, point = r["n"].split(":")[1].split("/")
-            want = expected(int(device[1:]))[point]
-            assert r["v"] == pytest.approx(want, rel=1e-9), r
-            seen.add((device, point))
-        assert seen == {("m%d" % u, p) for u in (1, 2, 3) for p in expected(1)}
-        # birth (retained, online) and, after the dropped connection, the will (offline), then birth again
-        status = [birth.decode(p) for _t, p, _r in col.of("status")]
+            assert not errors, errors
+            assert res.returncode == 0, res.stderr[-3000:]
+            summary = res.values()[-1]
+
+            # data: every reading of every device is what the simulator answered
+            records = []
+            for _topic, payload, _r, _w in col.of("data"):
+                records += senml.decode(payload)
+            devices = {d["id"] for b in sim.ports["buses"] for d in b["devices"]}
+            seen: dict = {}
+            wrong = []
+            for r in records:
+                device, point = r["n"].split(":", 1)[1].split("/")
+                value = r.get("v", r.get("vs", r.get("vb")))
+                seen.setdefault(device, set()).add(point)
+                if not sim.matches(device, point, value, r["t"]):
+                    wrong.append((device, point, value, r["t"], sim.truth(device, point, r["t"])))
+            assert not wrong, wrong[:10]
+            assert set(seen) == devices, (sorted(seen), summary)
+            assert {"energy_import", "voltage_a", "frequency"} <= seen["flat-101-power"]  # DL/T 645
+            assert {"volume", "valve", "battery_low"} <= seen["flat-101-water"]  # CJ/T 188
+            assert len(records) > 300, len(records)
+
+            # commands: acks as the agent sends them
+            acks = {a["id"]: a for a in (cbor.loads(p) for _t, p, _r, _w in col.of("ack"))}
+            when = {cbor.loads(p)["id"]: w for _t, p, _r, w in col.of("ack")}
+            assert acks["c1"] == {"id": "c1", "ok": True, "error": None, "value": 0.5}
+            assert acks["c2"]["ok"] is False and acks["c2"]["error"] == "point voltage is not writable"
+            assert acks["c3"]["error"] == "1.5 is above the maximum 1 of point dim"
+            assert acks["c4"]["error"] == "unknown device 'nope'"
+            assert acks["c6"] == {"id": "c6", "ok": True, "error": None, "value": "closed"}
+            assert acks["c7"]["ok"] is True and sim.matches("feeder-meter", "frequency", acks["c7"]["value"],
+                                                            int(when["c7"]) - 3, 4.0)
+            assert acks["c8"]["ok"] is True and acks["c8"]["value"] == 0.7
+            assert summary["made"]["commands_bad"] == 1 and summary["made"]["commands"] == 8
+            assert sim.client.truth("lamp-03", "dim") == pytest.approx(0.7)
+            assert sim.client.truth("flat-101-water", "valve") == "closed"
+
+            # alarms: comms for the silent lamp (raised, cleared), the dim rule (raised, cleared)
+            alarms = [cbor.loads(p) for _t, p, _r, _w in col.of("alarm")]
+            comms = [(a["device"], a["state"]) for a in alarms if a["kind"] == "comms"]
+            assert comms == [("lamp-02", "raised"), ("lamp-02", "cleared")], alarms
+            raised = next(a for a in alarms if a["kind"] == "comms")
+            assert raised["point"] is None and raised["value"] == "no reply to 3 polls (timeout)"
+            rule = [(a["point"], a["state"], a["value"]) for a in alarms if a["kind"] == "threshold"]
+            assert rule == [("dim", "raised", 0.5), ("dim", "cleared", 0.7)], alarms
+            assert set(alarms[0]) == {"device", "point", "kind", "value", "state", "time"}
+            assert summary["online"] == [1] * len(devices)
+
+        # birth (retained, online); after the dropped connection the will (offline), then birth again
+        status = [birth.decode(p) for _t, p, _r, _w in col.of("status")]
         online = [s["online"] for s in status]
         assert online[0] is True and False in online and online[-1] is True, online
-        assert status[0]["devices"][0]["points"][0]["unit"] == "%"
-        health = [cbor.loads(p) for _t, p, _r in col.of("health")]
-        assert health and health[-1]["polls"] > 0 and "mem_free" in health[-1]
-        # hardware contract: DE pin high and low around every UART write; watchdog fed in time
+        assert [d["id"] for d in status[0]["devices"]] == [d["id"] for b in sim.ports["buses"]
+                                                          for d in b["devices"]]
+        assert abs(status[0]["time"] - time.time()) < 30
+        health = [cbor.loads(p) for _t, p, _r, _w in col.of("health")]
+        assert health and health[-1]["polls"] > 0 and health[-1]["errors"]["timeout"] > 0
+        # hardware contract: DE pins of both buses high and low around every UART write; watchdog fed
         host = res.host
         assert host["pins"]["%2"][1] == host["pins"]["%2"][0] > 0
+        assert host["pins"]["%6"][1] == host["pins"]["%6"][0] > 0
         assert host["wdt_feeds"] > 10 and host["wdt_max_gap_ms"] < host["wdt_timeout"]
+    except SimulatorMissing as exc:
+        pytest.skip(str(exc))
     finally:
         broker.close()

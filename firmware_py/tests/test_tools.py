@@ -19,7 +19,11 @@ def test_firmware_config_cli_compiles_and_rejects(tmp_path, capsys):
 
     unit, pdu = modbus.rtu_parse(frame)
     assert unit == 1 and pdu[0] in (3, 4)
-    assert cfg["writable"]["m1/setpoint"] == [0, 100, None]
+    # shared tables: one decode spec per point of the model, whatever the number of devices
+    assert cfg["names"][cfg["specs"][cfg["devices"][1]["requests"][0][1][0]][0]] == "setpoint"
+    assert len(cfg["specs"]) == 7 and len(cfg["wspecs"]) == 1
+    assert cfg["writes"] == [[0, 0], [1, 0]]
+    assert cfg["wspecs"][0] == [0, 0, 100, None, "holding", 0, "u16", "ABCD", 1, 0]
     assert cfg["batch"]["max_bytes"] <= cfg["ring"]["slot_size"] - 19
     toml = str(tmp_path / "site.toml")
     rc = fieldlink(["firmware-config", toml, "--board", "rp2040", "--bus-pins", "rs485a=1:8:9:-",
@@ -70,3 +74,27 @@ def test_pins_parse(pins):
 
     name, spec = _pins(pins)
     assert name == "rs485a" and spec["uart"] in (0, 2)
+
+
+def test_birth_bytes_are_the_agents_birth(tmp_path):
+    """The board sends head + CBOR(time) + tail: byte for byte protocols.birth's message."""
+    from agent.commands.firmware_config import birth_parts, compile_config
+    from agent.config import load_config
+    from firmware_py import VERSION
+    from firmware_py.pack import uint_item
+    from protocols import birth
+
+    write_site(str(tmp_path), "/dev/ttyS9", 1883, [1, 2, 7])
+    cfg = load_config(str(tmp_path / "site.toml"))
+    compiled = compile_config(cfg)
+    head, tail = bytes.fromhex(compiled["birth"][0]), bytes.fromhex(compiled["birth"][1])
+    for t in (1_710_498_030, 70_000, 4_000_000_000):
+        msg = birth.decode(head + uint_item(t) + tail)
+        assert msg["time"] == t and msg["online"] is True and msg["seq"] == 0
+        assert [d["id"] for d in msg["devices"]] == ["m1", "m2", "m7"]
+        assert msg["versions"] == {"fieldlink": VERSION, "firmware": VERSION}
+        assert head + uint_item(t) + tail == birth.encode(birth.make_birth(
+            "fw-01", "lab", msg["devices"], t, 0, "senml", msg["versions"], "fw-01:"))
+    assert birth.decode(bytes.fromhex(compiled["will"])) == {"online": False, "gateway": "fw-01",
+                                                             "site": "lab", "seq": 0}
+    assert birth_parts(cfg.gateway, [], "fw-01:")[1].startswith(b"\x66online\xf5")

@@ -76,6 +76,10 @@ const fwhost = {
     lastFeed = now; report.wdt_feeds += 1;
   },
   kill_tcp: () => { for (const s of socks) if (s.sock) s.sock.destroy(); },
+  // Python objects handed to JS (callbacks of asyncio's timers...) stay referenced until the JS
+  // garbage collector finalizes their proxies: a heap measurement runs the JS GC first (node is
+  // started with --expose-gc by firmware_py/tests/mpvm.py); returns false when it cannot.
+  js_gc: () => { if (typeof globalThis.gc !== "function") return false; globalThis.gc(); return true; },
 };
 
 const mp = await loadMicroPython({
@@ -85,15 +89,17 @@ const mp = await loadMicroPython({
 });
 mp.registerJsModule("fwhost", fwhost);
 
+// Only modules are copied, as on a board (the bundle of `make firmware`): a folder without any, such
+// as protocols/profiles/ (JSON), must not exist in the VM, where it would shadow protocols/profiles.py.
 function mount(hostDir, vmDir) {
-  mp.FS.mkdirTree(vmDir);
   for (const name of fs.readdirSync(hostDir)) {
     const full = path.join(hostDir, name);
     const st = fs.statSync(full);
     if (st.isDirectory()) {
       if (name === "tests" || name === "__pycache__" || name === "node_modules") continue;
       mount(full, vmDir + "/" + name);
-    } else if (/\.(py|mpy|json)$/.test(name)) {
+    } else if (/\.(py|mpy)$/.test(name)) {
+      mp.FS.mkdirTree(vmDir);
       mp.FS.writeFile(vmDir + "/" + name, fs.readFileSync(full));
     }
   }
