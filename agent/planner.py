@@ -2,7 +2,8 @@
 
 Modbus points of one device are merged per table (function code) into requests of at most
 `max_registers` registers (profile option, device override; 125 at most), bridging gaps of up to
-`max_gap` unused registers. DL/T 645 needs one request per data identifier; CJ/T 188 reads every
+`max_gap` unused registers. DL/T 645 needs one request per data identifier (the members of a
+block DI such as 0001FF00, named by their `block_index`, share it); CJ/T 188 reads every
 field with one 901F request. Line times follow protocol-facts §3.5 (Modbus: characters on the
 line plus t3.5 around the reply) and §1.8 (DL/T 645: wake-up preamble plus the meter's reply delay),
 plus the bus's turnaround and pause.
@@ -28,7 +29,7 @@ class PlannedRequest:
 
     device: str
     protocol: str
-    points: list[tuple[Point, int]]  # the point and its offset (registers or bits) in the reply
+    points: list[tuple[Point, int]]  # the point and its offset in the reply (registers, bits; DL/T 645 bytes)
     function: int = 0  # Modbus function code
     table: str = ""
     address: int = 0  # Modbus start register / bit
@@ -187,12 +188,17 @@ def plan_device(device: Any, profile: Profile, bus: Any) -> DevicePlan:
         by_di: dict[str, PlannedRequest] = {}
         for p in points:
             di = str(p.di)
-            if di in by_di:  # two points of one DI (e.g. scaled twice) share the request
-                by_di[di].points.append((p, 0))
+            # a block DI (0001FF00): the point's byte offset in the value and the reply up to its member
+            size = _dlt645_reply_bytes(p.format or "")
+            index = p.block_index or 0
+            reply_bytes = 12 + di_len + (index + 1) * size  # replies: FE optional; follow-ups not counted
+            if di in by_di:  # points of one DI (block members, or scaled twice) share the request
+                by_di[di].points.append((p, index * size))
+                by_di[di].reply_bytes = max(by_di[di].reply_bytes, reply_bytes)
                 continue
-            r = PlannedRequest(device.id, protocol, [(p, 0)], di=p.di)
+            r = PlannedRequest(device.id, protocol, [(p, index * size)], di=p.di)
             r.request_bytes = preamble + 12 + di_len
-            r.reply_bytes = 12 + di_len + _dlt645_reply_bytes(p.format or "")  # replies: FE optional
+            r.reply_bytes = reply_bytes
             by_di[di] = r
             requests.append(r)
     elif protocol == "cjt188":

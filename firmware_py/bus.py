@@ -2,9 +2,12 @@
 
 The compiled config carries, per device, its requests ready to send (Modbus RTU ADUs, DL/T 645 and
 CJ/T 188 frames), and per request the points as indexes into the shared decode specs (see
-firmware_py/inventory.py), so the board does no planning. Codecs are the shared `protocols/`
-modules; the gateway imports those its site uses once, at start. Writes (commands) run here too, on
-the line between polls: Modbus FC 05/06/16 through `protocols.points.encode`, the CJ/T 188 valve.
+firmware_py/inventory.py), so the board does no planning. A DL/T 645 reply with the follow-up flag
+(B1) is followed by read-follow-up requests (C=12) through `protocols.dlt645.FollowupAssembler`,
+bounded by the device's `max_followups`; a block DI's value is split into its points by the byte
+offset and length each spec carries. Codecs are the shared `protocols/` modules; the gateway imports
+those its site uses once, at start. Writes (commands) run here too, on the line between polls:
+Modbus FC 05/06/16 through `protocols.points.encode`, the CJ/T 188 valve.
 """
 
 from firmware_py import rt
@@ -161,18 +164,32 @@ class Bus:
                 sink(d, spec, scaled(v, scale, offset), now)
         else:
             from protocols import dlt645
+            from protocols.errors import EncodingError
 
             version = 1997 if proto == DLT645_1997 else 2007
             addr = inv.address[d]
-            reply = await self.transact(frame, proto,
-                                        lambda f: f.is_reply and dlt645.address_matches(addr, f.address))
-            if reply is None:
-                return self._timeout()
+            di = specs[pts[first]][1]  # the request's DI: every point of it has the same
+            limit, seq_start, reply_seq, preamble = inv.options[d]
+            value = dlt645.FollowupAssembler(addr, di, version, limit, seq_start, reply_seq, preamble)
+
+            def accept(f) -> bool:
+                return f.is_reply and dlt645.address_matches(addr, f.address)
+
+            request: Any = frame
+            while request is not None:  # a B1 reply is followed by C=12 requests until the last frame
+                reply = await self.transact(request, proto, accept)
+                if reply is None:
+                    return self._timeout()
+                request = value.feed(reply)
+            raw = value.value
             for k in range(first, last):
                 spec = pts[k]
-                _n, di, fmt, signed, scale, offset = specs[spec]
-                raw = dlt645.parse_read_reply(reply, di, version, addr)
-                v, _quality = dlt645.decode_reading(bytes(raw), fmt, signed)
+                _n, _di, off, size, fmt, signed, scale, offset = specs[spec]
+                try:  # a block member that is short, all FF or not BCD is a bad point on its own
+                    v, _quality = dlt645.decode_reading(raw[off : off + size] if size else raw, fmt, signed)
+                except EncodingError:
+                    self.stats["decode"] += 1
+                    continue
                 if v is None:
                     self.stats["quality"] += 1
                     continue

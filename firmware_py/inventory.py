@@ -6,10 +6,14 @@ with an offset table, the points of each request as indexes into one shared tabl
 (`specs`, one entry per distinct point of a model, not per device), and the point names once each.
 A reading is then (device index, spec index, value): no per-reading or per-point objects.
 
-Decode specs (from agent/commands/firmware_config.py):
+Decode specs (from agent/commands/firmware_config.py, config format 3):
     modbus       [name, offset in the reply, type, order, scale, offset]
-    dlt645       [name, DI, format, signed, scale, offset]
+    dlt645       [name, DI, byte offset in the value, length (0: the whole value), format, signed,
+                  scale, offset]; the members of a block DI (0001FF00) share one request
     cjt188       [name, 901F field, scale, offset]
+Device options: CJ/T 188 (meter type, status map, unit codes); DL/T 645 follow-ups
+(max follow-ups, SEQ of the first C=12, replies end with SEQ (0/1), preamble), one tuple shared by
+the devices that have the same.
 Write specs: [name, min, max, values, ...] then modbus [table, address, type, order, scale, offset],
 cjt188 [field, meter type, DI order, preamble], dlt645 [DI].
 Rules: [device, name, kind, above, below, hysteresis], evaluated by the shared protocols/rules.py.
@@ -18,6 +22,7 @@ Rules: [device, name, kind, above, below, hysteresis], evaluated by the shared p
 import array
 import binascii
 
+FORMAT = 3  # the compiled config's layout this firmware reads; fieldlink firmware-config writes it
 PROTOCOLS = ("modbus", "dlt645", "dlt645_1997", "cjt188")
 MODBUS = 0
 DLT645 = 1
@@ -29,6 +34,9 @@ class Inventory:
     """Devices, requests, point specs, writable points and rules of one gateway."""
 
     def __init__(self, cfg: dict) -> None:
+        if cfg.get("format") != FORMAT:
+            raise ValueError("config.json is format %r, this firmware reads format %d: compile it again "
+                             "with this release's `fieldlink firmware-config`" % (cfg.get("format"), FORMAT))
         self.names = [n.encode() for n in cfg["names"]]
         self.specs = [tuple(s) for s in cfg["specs"]]
         devices = cfg["devices"]
@@ -39,7 +47,8 @@ class Inventory:
         self.protocol = bytearray(n)
         self.address: list = []  # Modbus unit (int) or meter address (str)
         self.interval_ms: list = []
-        self.options: list = []  # CJ/T 188: (meter type, status map, unit codes); else None
+        self.options: list = []  # CJ/T 188: (meter type, status map, unit codes); DL/T 645: follow-ups
+        shared: dict = {}
         frames = bytearray()
         frame_at = [0]
         pts: list = []
@@ -53,7 +62,11 @@ class Inventory:
             self.address.append(int(d["address"]) if proto == MODBUS else d["address"])
             self.interval_ms.append(int(d["interval"] * 1000))
             o = d.get("options")
-            self.options.append((o.get("meter_type"), o.get("status"), o.get("unit_code")) if o else None)
+            f = d.get("followup")
+            if f:
+                f = tuple(f)
+                f = shared.setdefault(f, f)
+            self.options.append((o.get("meter_type"), o.get("status"), o.get("unit_code")) if o else f)
             for frame, idx in d["requests"]:
                 frames.extend(binascii.unhexlify(frame))
                 frame_at.append(len(frames))

@@ -3,70 +3,63 @@
 Frame: [FE..] 68 A0..A5 68 C L DATA CS 16; DATA travels +0x33 per byte, CS is the byte sum from the
 first 68 through DATA. Addresses are strings as printed on the meter ("000000000161"); DIs are strings
 in printed order ("02010100", 1997: "B611"). ``Frame.data`` always has the 0x33 offset removed.
-Uncertain points (protocol-facts §1.11) are arguments: time-sync byte order, relay layout.
+Uncertain points (protocol-facts §1.11) are arguments: time-sync byte order, relay layout, and the
+follow-up frame numbering (see ``read_followup_request``).
 """
 
 import binascii
 
-from protocols.bcd import bcd_to_int, int_to_bcd
+from protocols.bcd import bcd_to_int
 from protocols.dlt645_table import (
     DI_1997_TO_2007,
     DI_TABLE,
+    ERR_BITS,
     QUALITY_BAD_BCD,
     QUALITY_GOOD,
     QUALITY_NOT_AVAILABLE,
+    RELAY_ALARM,
+    RELAY_ALARM_RELEASE,
+    RELAY_CLOSE_ALLOWED,
+    RELAY_CLOSE_DIRECT,
+    RELAY_KEEP_POWER,
+    RELAY_KEEP_POWER_RELEASE,
+    RELAY_TRIP,
     _hex,
     _reverse,
+    _time_bytes,
+    abbreviated_address,
+    address_matches,
     decode_block,
     decode_raw,
     decode_reading,
     decode_value,
     encode_value,
+    err_meaning,
+    format_address,
     format_info,
+    parse_address,
 )
 from protocols.errors import AbnormalReply, CrcError, EncodingError, FrameError, ProtocolError
 from protocols.framing import MeterFrameReader
 
 __all__ = [
-    "BROADCAST", "DI_1997_TO_2007", "DI_TABLE", "ERR_BITS", "QUALITY_BAD_BCD", "QUALITY_GOOD",
-    "QUALITY_NOT_AVAILABLE", "WILDCARD", "Dlt645AbnormalReply", "Dlt645FrameReader", "Frame",
-    "abbreviated_address", "abnormal_reply", "address_matches", "build_frame", "decode_block",
-    "decode_raw", "decode_reading", "decode_value", "encode_value", "err_meaning", "format_address",
-    "format_info", "parse_address", "parse_frame", "parse_read_address_reply", "parse_read_reply",
-    "parse_read_request", "parse_relay_request", "parse_reply", "parse_time_sync", "parse_write_request",
-    "read_address_reply", "read_address_request", "read_reply", "read_request", "relay_reply",
+    "BROADCAST", "DI_1997_TO_2007", "DI_TABLE", "ERR_BITS", "MAX_FOLLOWUPS", "QUALITY_BAD_BCD",
+    "QUALITY_GOOD", "QUALITY_NOT_AVAILABLE", "RELAY_ALARM", "RELAY_ALARM_RELEASE", "RELAY_CLOSE_ALLOWED",
+    "RELAY_CLOSE_DIRECT", "RELAY_KEEP_POWER", "RELAY_KEEP_POWER_RELEASE", "RELAY_TRIP", "WILDCARD",
+    "Dlt645AbnormalReply", "Dlt645FrameReader", "FollowupAssembler", "Frame", "abbreviated_address",
+    "abnormal_reply", "address_matches", "build_frame", "decode_block", "decode_raw", "decode_reading",
+    "decode_value", "encode_value", "err_meaning", "followup_reply", "format_address", "format_info",
+    "parse_address", "parse_followup_reply", "parse_followup_request", "parse_frame",
+    "parse_read_address_reply", "parse_read_reply", "parse_read_request", "parse_relay_request",
+    "parse_reply", "parse_time_sync", "parse_write_request", "read_address_reply", "read_address_request",
+    "read_followup_request", "read_reply", "read_reply_frames", "read_request", "relay_reply",
     "relay_request", "time_sync_request", "write_reply", "write_request",
 ]
 
 BROADCAST = "999999999999"
 WILDCARD = "AAAAAAAAAAAA"
 ZERO4 = b"\x00\x00\x00\x00"
-
-# relay control (C=1C, Q/GDW extension); action codes as commonly documented, unverified here
-RELAY_TRIP = 0x1A
-RELAY_CLOSE_ALLOWED = 0x1B
-RELAY_CLOSE_DIRECT = 0x1C
-RELAY_ALARM = 0x2A
-RELAY_ALARM_RELEASE = 0x2B
-RELAY_KEEP_POWER = 0x3A
-RELAY_KEEP_POWER_RELEASE = 0x3B
-
-ERR_BITS = {
-    0: "other error",
-    1: "no requested data (DI unknown or not supported)",
-    2: "password error or not authorised",
-    3: "baud rate cannot be changed",
-    4: "year time-zone count exceeded",
-    5: "daily time-slot count exceeded",
-    6: "tariff count exceeded",
-    7: "reserved bit 7",
-}
-
-
-def err_meaning(err: int) -> str:
-    """Every meaning of the ERR byte of an abnormal reply, joined by "; "."""
-    parts = [ERR_BITS[b] for b in range(8) if err & (1 << b)]
-    return "; ".join(parts) if parts else "no error bit set"
+MAX_FOLLOWUPS = 16
 
 
 class Dlt645AbnormalReply(AbnormalReply):
@@ -77,9 +70,7 @@ class Dlt645AbnormalReply(AbnormalReply):
         self.meaning = err_meaning(code)
         self.address = address
         self.di = di
-        ProtocolError.__init__(
-            self, "meter %s DI %s: error %02X: %s" % (address, di, code, self.meaning)
-        )
+        ProtocolError.__init__(self, "meter %s DI %s: error %02X: %s" % (address, di, code, self.meaning))
 
 
 class Frame:
@@ -111,61 +102,12 @@ class Frame:
         return self.control & 0x1F
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Frame)
-            and self.address == other.address
-            and self.control == other.control
-            and self.data == other.data
-        )
+        if not isinstance(other, Frame):
+            return False
+        return self.address == other.address and self.control == other.control and self.data == other.data
 
     def __repr__(self) -> str:
         return "Frame(%r, 0x%02X, %s)" % (self.address, self.control, _hex(self.data))
-
-
-def format_address(raw: bytes) -> str:
-    """Six address bytes in wire order (A0 first) -> the address as printed (AA stays "AA")."""
-    if len(raw) != 6:
-        raise EncodingError("DL/T 645 address needs 6 bytes, got %d" % len(raw))
-    return _hex(_reverse(raw))
-
-
-def parse_address(address: str) -> bytes:
-    """Printed address -> 6 wire bytes (A0 first).
-
-    Shorter digit strings are padded with leading zeros; a byte may be "AA" (wildcard or
-    abbreviated addressing). Anything else raises EncodingError.
-    """
-    if not isinstance(address, str) or not 0 < len(address) <= 12:
-        raise EncodingError("meter address must be 1..12 digits, got %r" % (address,))
-    s = ("0" * (12 - len(address)) + address).upper()
-    out = bytearray(6)
-    for i in range(6):
-        pair = s[10 - 2 * i:12 - 2 * i]
-        if pair == "AA":
-            out[i] = 0xAA
-        elif "0" <= pair[0] <= "9" and "0" <= pair[1] <= "9":
-            out[i] = int(pair[0]) * 16 + int(pair[1])
-        else:
-            raise EncodingError("meter address %s: %r is neither two digits nor AA" % (address, pair))
-    return bytes(out)
-
-
-def abbreviated_address(address: str, keep_bytes: int) -> str:
-    """Keep the low ``keep_bytes`` bytes of ``address`` and fill the rest with AA."""
-    s = format_address(parse_address(address))
-    if not 0 <= keep_bytes <= 6:
-        raise EncodingError("keep_bytes must be 0..6, got %d" % keep_bytes)
-    return "AA" * (6 - keep_bytes) + s[12 - 2 * keep_bytes:]
-
-
-def address_matches(requested: str, replied: str) -> bool:
-    """True when ``replied`` fits ``requested``; AA bytes in the request match any byte."""
-    a = parse_address(requested)
-    b = parse_address(replied)
-    for i in range(6):
-        if a[i] != 0xAA and a[i] != b[i]:
-            return False
-    return True
 
 
 def build_frame(address: str, control: int, data: bytes = b"", preamble: int = 4) -> bytes:
@@ -202,19 +144,16 @@ def parse_frame(buf: bytes) -> Frame:
     end = i + 12 + length
     address = _hex(_reverse(bytes(buf[i + 1:i + 7])))
     if n < end:
-        raise FrameError(
-            "DL/T 645 frame from %s truncated: L=%d needs %d bytes, got %d"
-            % (address, length, end - i, n - i)
-        )
+        msg = "DL/T 645 frame from %s truncated: L=%d needs %d bytes, got %d"
+        raise FrameError(msg % (address, length, end - i, n - i))
     if n > end:
         raise FrameError("DL/T 645 frame from %s: %d extra bytes after the end" % (address, n - end))
     if buf[end - 1] != 0x16:
         raise FrameError("DL/T 645 frame from %s must end with 16, got %02X" % (address, buf[end - 1]))
     cs = sum(buf[i:end - 2]) & 0xFF
     if cs != buf[end - 2]:
-        raise CrcError(
-            "DL/T 645 checksum from %s: frame says %02X, computed %02X" % (address, buf[end - 2], cs)
-        )
+        msg = "DL/T 645 checksum from %s: frame says %02X, computed %02X"
+        raise CrcError(msg % (address, buf[end - 2], cs))
     data = bytearray(length)
     for k in range(length):
         data[k] = (buf[i + 10 + k] - 0x33) & 0xFF
@@ -270,31 +209,33 @@ def parse_reply(frame: Frame, request_control: int, address: "str | None" = None
         err = frame.data[0] if frame.data else 0
         raise Dlt645AbnormalReply(err, frame.address, di)
     if frame.control != func | 0x80 and frame.control != func | 0xA0:
-        raise FrameError(
-            "meter %s DI %s: expected reply C=%02X, got %02X"
-            % (frame.address, di, func | 0x80, frame.control)
-        )
+        msg = "meter %s DI %s: expected reply C=%02X, got %02X"
+        raise FrameError(msg % (frame.address, di, func | 0x80, frame.control))
     return frame.data
+
+
+def _after_di(frame: Frame, data: bytes, di: str, wire: bytes, tail: int = 0) -> bytes:
+    """The value bytes after the echoed DI (and before ``tail`` trailing bytes); checks the echo."""
+    n = len(wire)
+    if len(data) < n + tail:
+        raise FrameError(
+            "meter %s DI %s: reply carries %d data bytes, need the %d-byte DI echo%s"
+            % (frame.address, di, len(data), n, " and SEQ" if tail else "")
+        )
+    if data[:n] != wire:
+        echoed = _hex(_reverse(data[:n]))
+        raise FrameError("meter %s: asked DI %s, reply echoes DI %s" % (frame.address, di, echoed))
+    return data[n:len(data) - tail]
 
 
 def parse_read_reply(frame: Frame, di: str, version: int = 2007, address: "str | None" = None) -> bytes:
     """The value bytes after the echoed DI of a read reply (91/B1, 1997: 81).
 
     Checks the echoed DI (the checksum cannot catch a DI byte-order error); abnormal replies raise
-    Dlt645AbnormalReply with the ERR bits decoded.
+    Dlt645AbnormalReply with the ERR bits decoded. ``frame.has_more`` tells whether follow-ups exist.
     """
     wire = _di_bytes(di, version)
-    data = parse_reply(frame, _read_control(version), address, di)
-    n = len(wire)
-    if len(data) < n:
-        raise FrameError(
-            "meter %s DI %s: reply carries %d data bytes, need the %d-byte DI echo"
-            % (frame.address, di, len(data), n)
-        )
-    if data[:n] != wire:
-        echoed = _hex(_reverse(data[:n]))
-        raise FrameError("meter %s: asked DI %s, reply echoes DI %s" % (frame.address, di, echoed))
-    return data[n:]
+    return _after_di(frame, parse_reply(frame, _read_control(version), address, di), di, wire)
 
 
 def read_reply(
@@ -303,6 +244,117 @@ def read_reply(
     """Server side: normal read reply (91, B1 when ``more``, 1997: 81) echoing ``di``."""
     control = _read_control(version) | (0xA0 if more else 0x80)
     return build_frame(address, control, _di_bytes(di, version) + bytes(value_bytes), preamble)
+
+
+# Read follow-up (C=12, 2007 only). Layout as the 2007 implementations and captures agree:
+# request DATA = DI0..DI3 + SEQ; reply 92 (last) / B2 (more follow) DATA = DI0..DI3 + data + SEQ;
+# abnormal D2. Not seen in the standard text (protocol-facts §1.4 [X]), hence settings:
+# ``seq_start`` is the SEQ of the first C=12 (1 by default: the B1 reply counts as frame 0), and
+# ``reply_seq`` says whether 92/B2 replies end with the SEQ byte (True by default). SEQ is binary.
+
+
+def read_followup_request(address: str, di: str, seq: int, version: int = 2007, preamble: int = 4) -> bytes:
+    """Read-follow-up request (C=12) for frame ``seq`` of ``di`` after a B1 / B2 reply."""
+    if version != 2007:
+        raise EncodingError("DL/T 645-%r: follow-up reads (C=12) are a 2007 feature" % (version,))
+    if not 0 <= seq <= 255:
+        raise EncodingError("follow-up SEQ must be 0..255, got %r" % (seq,))
+    return build_frame(address, 0x12, _di_bytes(di, 2007) + bytes([seq]), preamble)
+
+
+def parse_followup_request(frame: Frame) -> tuple:
+    """Server side: (printed DI, SEQ) of a C=12 request."""
+    if frame.control != 0x12 or len(frame.data) != 5:
+        raise FrameError(
+            "expected read-follow-up request C=12 L=5, got C=%02X L=%d" % (frame.control, len(frame.data))
+        )
+    return (_hex(_reverse(frame.data[:4])), frame.data[4])
+
+
+def followup_reply(
+    address: str, di: str, value_bytes: bytes, seq: int, more: bool = False, reply_seq: bool = True,
+    preamble: int = 0,
+) -> bytes:
+    """Server side: follow-up reply 92 (B2 when ``more``): DI + value bytes [+ SEQ]."""
+    tail = bytes([seq & 0xFF]) if reply_seq else b""
+    return build_frame(address, 0xB2 if more else 0x92, _di_bytes(di, 2007) + bytes(value_bytes) + tail,
+                       preamble)
+
+
+def parse_followup_reply(
+    frame: Frame, di: str, seq: int, address: "str | None" = None, reply_seq: bool = True
+) -> bytes:
+    """The value bytes of a 92 / B2 reply to follow-up ``seq``; checks the DI and SEQ echoes."""
+    data = parse_reply(frame, 0x12, address, di)
+    value = _after_di(frame, data, di, _di_bytes(di, 2007), 1 if reply_seq else 0)
+    if reply_seq and data[-1] != seq & 0xFF:
+        msg = "meter %s DI %s: asked follow-up frame %d, reply carries frame %d"
+        raise FrameError(msg % (frame.address, di, seq, data[-1]))
+    return value
+
+
+def read_reply_frames(
+    address: str, di: str, value_bytes: bytes, size: int = 0, seq_start: int = 1, reply_seq: bool = True,
+    preamble: int = 0,
+) -> list:
+    """Server side: the reply to a read, split into frames of ``size`` value bytes when longer.
+
+    Item 0 answers the C=11 (91, or B1 when split); item k >= 1 answers the C=12 with SEQ
+    ``seq_start + k - 1`` (B2 .. 92). ``size`` <= 0 never splits.
+    """
+    value = bytes(value_bytes)
+    if size <= 0 or len(value) <= size:
+        return [read_reply(address, di, value, 2007, False, preamble)]
+    parts = [value[i:i + size] for i in range(0, len(value), size)]
+    out = [read_reply(address, di, parts[0], 2007, True, preamble)]
+    for k in range(1, len(parts)):
+        out.append(followup_reply(address, di, parts[k], seq_start + k - 1, k < len(parts) - 1, reply_seq,
+                                  preamble))
+    return out
+
+
+class FollowupAssembler:
+    """Client side: one value spread over a read reply (B1) and follow-up replies (B2 .. 92).
+
+    ``feed`` takes each reply in turn and returns the next request to send (C=12, SEQ counting up
+    from ``seq_start``), or None when the value is complete (``value``). More than ``max_followups``
+    follow-ups raise FrameError (a meter that never says "last frame").
+    """
+
+    def __init__(
+        self, address: str, di: str, version: int = 2007, max_followups: int = MAX_FOLLOWUPS,
+        seq_start: int = 1, reply_seq: bool = True, preamble: int = 4,
+    ) -> None:
+        self.address, self.di, self.version, self.preamble = address, di, version, preamble
+        self.max_followups, self.seq_start, self.reply_seq = max_followups, seq_start, reply_seq
+        self.followups = 0  # C=12 requests handed out
+        self.done = False
+        self._value = bytearray()
+
+    def feed(self, frame: Frame) -> "bytes | None":
+        """Take the reply to the last request; the next request, or None when the value is complete."""
+        seq = self.seq_start + self.followups - 1
+        if self.followups == 0:
+            part = parse_read_reply(frame, self.di, self.version, self.address)
+        else:
+            part = parse_followup_reply(frame, self.di, seq, self.address, self.reply_seq)
+        self._value.extend(part)
+        if not frame.has_more:
+            self.done = True
+            return None
+        if self.version != 2007 or self.followups >= self.max_followups:
+            raise FrameError(
+                "meter %s DI %s: more data announced after %d follow-up frames (limit %d%s)"
+                % (frame.address, self.di, self.followups, self.max_followups,
+                   "" if self.version == 2007 else "; DL/T 645-1997 follow-ups are not supported")
+            )
+        self.followups += 1
+        return read_followup_request(self.address, self.di, seq + 1, 2007, self.preamble)
+
+    @property
+    def value(self) -> bytes:
+        """The value bytes joined so far (complete once ``done``)."""
+        return bytes(self._value)
 
 
 def abnormal_reply(
@@ -330,22 +382,6 @@ def parse_read_address_reply(frame: Frame) -> str:
     if len(data) != 6:
         raise FrameError("read-address reply from %s has %d bytes, need 6" % (frame.address, len(data)))
     return format_address(data)
-
-
-def _time_bytes(when: tuple, order: str) -> bytes:
-    """(Y, M, D, h, m, s) -> 6 BCD bytes ss mm hh DD MM YY (ss_first) or YY .. ss (yy_first)."""
-    if len(when) < 6:
-        raise EncodingError("time must be (year, month, day, hour, minute, second), got %r" % (when,))
-    y, mo, d, h, mi, s = when[0], when[1], when[2], when[3], when[4], when[5]
-    ok = 2000 <= y <= 2099 and 1 <= mo <= 12 and 1 <= d <= 31
-    if not (ok and 0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 59):
-        raise EncodingError("time %r out of range for DL/T 645 (years 2000..2099)" % (when,))
-    digits = int_to_bcd(((((y % 100) * 100 + mo) * 100 + d) * 100 + h) * 10000 + mi * 100 + s, 6)
-    if order == "ss_first":
-        return digits
-    if order == "yy_first":
-        return _reverse(digits)
-    raise EncodingError("time byte order must be 'ss_first' or 'yy_first', got %r" % (order,))
 
 
 def time_sync_request(when: tuple, order: str = "ss_first", preamble: int = 4) -> bytes:

@@ -1,4 +1,5 @@
-"""DL/T 645 data identifiers (DI) and BCD value formats: names, formats, meter units, sign.
+"""DL/T 645 data identifiers (DI), BCD value formats (names, formats, meter units, sign), the BCD
+meter address and time formats, ERR bits and relay action codes; re-exported by protocols.dlt645.
 
 Keys are DIs as printed in documents (DI3 DI2 DI1 DI0 for 2007, DI1 DI0 for 1997), upper-case hex.
 Values are ``(name, format, unit, signed)``. Units are the meter's own (kWh, kW ...); profiles convert
@@ -15,6 +16,33 @@ from protocols.errors import EncodingError
 QUALITY_GOOD = "good"
 QUALITY_NOT_AVAILABLE = "not_available"
 QUALITY_BAD_BCD = "bad_bcd"
+
+# relay control (C=1C, Q/GDW extension); action codes as commonly documented, unverified here
+RELAY_TRIP = 0x1A
+RELAY_CLOSE_ALLOWED = 0x1B
+RELAY_CLOSE_DIRECT = 0x1C
+RELAY_ALARM = 0x2A
+RELAY_ALARM_RELEASE = 0x2B
+RELAY_KEEP_POWER = 0x3A
+RELAY_KEEP_POWER_RELEASE = 0x3B
+
+# the ERR byte of an abnormal reply (protocol-facts §1.4)
+ERR_BITS = {
+    0: "other error",
+    1: "no requested data (DI unknown or not supported)",
+    2: "password error or not authorised",
+    3: "baud rate cannot be changed",
+    4: "year time-zone count exceeded",
+    5: "daily time-slot count exceeded",
+    6: "tariff count exceeded",
+    7: "reserved bit 7",
+}
+
+
+def err_meaning(err: int) -> str:
+    """Every meaning of the ERR byte of an abnormal reply, joined by "; "."""
+    parts = [ERR_BITS[b] for b in range(8) if err & (1 << b)]
+    return "; ".join(parts) if parts else "no error bit set"
 
 
 DI_TABLE = {
@@ -63,6 +91,10 @@ DI_TABLE = {
     "04000402": ("meter_number", "NNNNNNNNNNNN", "", False),
     # DL/T 645-1997 (2-byte DI); formats not verified against the standard text
     "9010": ("forward_active_total", "XXXXXX.XX", "kWh", False),
+    "9011": ("forward_active_tariff1", "XXXXXX.XX", "kWh", False),
+    "9012": ("forward_active_tariff2", "XXXXXX.XX", "kWh", False),
+    "9013": ("forward_active_tariff3", "XXXXXX.XX", "kWh", False),
+    "9014": ("forward_active_tariff4", "XXXXXX.XX", "kWh", False),
     "901F": ("forward_active_block", "XXXXXX.XX", "kWh", False),
     "9020": ("reverse_active_total", "XXXXXX.XX", "kWh", False),
     "B611": ("voltage_a", "XXX", "V", False),
@@ -85,6 +117,10 @@ DI_TABLE = {
 # protocol-facts.md §1.6: the 1997 -> 2007 map (same quantity, new DI)
 DI_1997_TO_2007 = {
     "9010": "00010000",
+    "9011": "00010100",
+    "9012": "00010200",
+    "9013": "00010300",
+    "9014": "00010400",
     "B611": "02010100",
     "B621": "02020100",
     "B630": "02030000",
@@ -205,3 +241,65 @@ def encode_value(value: "int | float | str", fmt: str, signed: bool = False) -> 
         if mantissa < 0:
             out[nbytes - 1] |= 0x80
     return bytes(out)
+
+
+def format_address(raw: bytes) -> str:
+    """Six address bytes in wire order (A0 first) -> the address as printed (AA stays "AA")."""
+    if len(raw) != 6:
+        raise EncodingError("DL/T 645 address needs 6 bytes, got %d" % len(raw))
+    return _hex(_reverse(raw))
+
+
+def parse_address(address: str) -> bytes:
+    """Printed address -> 6 wire bytes (A0 first).
+
+    Shorter digit strings are padded with leading zeros; a byte may be "AA" (wildcard or
+    abbreviated addressing). Anything else raises EncodingError.
+    """
+    if not isinstance(address, str) or not 0 < len(address) <= 12:
+        raise EncodingError("meter address must be 1..12 digits, got %r" % (address,))
+    s = ("0" * (12 - len(address)) + address).upper()
+    out = bytearray(6)
+    for i in range(6):
+        pair = s[10 - 2 * i:12 - 2 * i]
+        if pair == "AA":
+            out[i] = 0xAA
+        elif "0" <= pair[0] <= "9" and "0" <= pair[1] <= "9":
+            out[i] = int(pair[0]) * 16 + int(pair[1])
+        else:
+            raise EncodingError("meter address %s: %r is neither two digits nor AA" % (address, pair))
+    return bytes(out)
+
+
+def abbreviated_address(address: str, keep_bytes: int) -> str:
+    """Keep the low ``keep_bytes`` bytes of ``address`` and fill the rest with AA."""
+    s = format_address(parse_address(address))
+    if not 0 <= keep_bytes <= 6:
+        raise EncodingError("keep_bytes must be 0..6, got %d" % keep_bytes)
+    return "AA" * (6 - keep_bytes) + s[12 - 2 * keep_bytes:]
+
+
+def address_matches(requested: str, replied: str) -> bool:
+    """True when ``replied`` fits ``requested``; AA bytes in the request match any byte."""
+    a = parse_address(requested)
+    b = parse_address(replied)
+    for i in range(6):
+        if a[i] != 0xAA and a[i] != b[i]:
+            return False
+    return True
+
+
+def _time_bytes(when: tuple, order: str) -> bytes:
+    """(Y, M, D, h, m, s) -> 6 BCD bytes ss mm hh DD MM YY (ss_first) or YY .. ss (yy_first)."""
+    if len(when) < 6:
+        raise EncodingError("time must be (year, month, day, hour, minute, second), got %r" % (when,))
+    y, mo, d, h, mi, s = when[0], when[1], when[2], when[3], when[4], when[5]
+    ok = 2000 <= y <= 2099 and 1 <= mo <= 12 and 1 <= d <= 31
+    if not (ok and 0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 59):
+        raise EncodingError("time %r out of range for DL/T 645 (years 2000..2099)" % (when,))
+    digits = int_to_bcd(((((y % 100) * 100 + mo) * 100 + d) * 100 + h) * 10000 + mi * 100 + s, 6)
+    if order == "ss_first":
+        return digits
+    if order == "yy_first":
+        return _reverse(digits)
+    raise EncodingError("time byte order must be 'ss_first' or 'yy_first', got %r" % (order,))

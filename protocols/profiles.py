@@ -28,7 +28,7 @@ NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 _POINT_KEYS = (
     "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values",
-    "description", "table", "address", "type", "order", "di", "format", "signed", "field",
+    "description", "table", "address", "type", "order", "di", "format", "signed", "block_index", "field",
 )
 _PROFILE_KEYS = (
     "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source",
@@ -83,6 +83,7 @@ class Point:
         self.di = spec.get("di")
         self.format = spec.get("format")
         self.signed = spec.get("signed", False)
+        self.block_index = spec.get("block_index")  # member of a block DI (FF); None: a single item
         # CJ/T 188
         self.field = spec.get("field")
 
@@ -167,6 +168,8 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
         raise ProfileError(source, "%s: writable must be true or false" % where)
     if "unit" in spec and not isinstance(spec["unit"], str):
         raise ProfileError(source, "%s: unit must be a string" % where)
+    if "block_index" in spec and protocol not in ("dlt645", "dlt645_1997"):
+        raise ProfileError(source, "%s: block_index is for DL/T 645 points only" % where)
     if protocol == "modbus":
         table = spec.get("table", "holding")
         if table not in TABLES:
@@ -183,9 +186,25 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
             raise ProfileError(source, "%s: di must be %d hex digits" % (where, width))
         if not isinstance(spec.get("format"), str):
             raise ProfileError(source, "%s: format (such as XXXXXX.XX) is required" % where)
+        member = spec.get("block_index")
+        if member is not None:
+            if not isinstance(member, int) or isinstance(member, bool) or member < 0:
+                raise ProfileError(source, "%s: block_index must be an integer >= 0" % where)
+            if not _block_di(di, protocol):
+                raise ProfileError(source, "%s: block_index needs a block DI (FF in DI1 or DI0, 1997: an F "
+                                           "digit), %s is a single item" % (where, di))
     elif protocol == "cjt188":
         if not isinstance(spec.get("field"), str):
             raise ProfileError(source, "%s: field (such as flow_total) is required" % where)
+
+
+def _block_di(di: str, protocol: str) -> bool:
+    """True for a DL/T 645 block DI: 2007 FF in DI1 or DI0 (0001FF00); 1997 an F digit below DI1's high
+    digit (901F, B61F)."""
+    di = di.upper()
+    if protocol == "dlt645":
+        return di[4:6] == "FF" or di[6:8] == "FF"
+    return "F" in di[1:]
 
 
 def _hex(text: str) -> bool:

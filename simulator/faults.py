@@ -15,6 +15,8 @@ time they are set (they are timeline events, so ground truth knows about them).
 | wrong_address   | device | address (own + 1), rate (1.0): another unit answers |
 | exception       | device | code (4), rate (1.0): Modbus exception response     |
 | abnormal        | device | code (0x02 / ST1 0x03), rate (1.0): DL/T 645 ERR or CJ/T 188 abnormal reply |
+| followup        | device | size (8) value bytes per frame, seq_start (1), reply_seq (1), rate (1.0):   |
+|                 |        | DL/T 645-2007 reads longer than size answer B1, the rest to C=12 (B2 .. 92) |
 | reboot          | model  | duration s (5, simulated), keep_counters (false)    |
 | lamp_failure, cable_fault, over_temperature, door_open, battery_low | model | - |
 | leak            | model  | rate m3/s (0.002), drop Pa (60000), level_rate m/s (0.0001) |
@@ -26,7 +28,7 @@ import random
 import threading
 
 WIRE_KINDS = ("no_answer", "late", "bad_crc", "bit_flip", "truncate", "noise")
-DEVICE_KINDS = ("wrong_address", "exception", "abnormal")
+DEVICE_KINDS = ("wrong_address", "exception", "abnormal", "followup")
 MODEL_KINDS = (
     "reboot", "lamp_failure", "cable_fault", "over_temperature", "door_open", "battery_low", "leak",
 )
@@ -42,6 +44,7 @@ DEFAULTS: dict[str, dict] = {
     "wrong_address": {"rate": 1.0},
     "exception": {"code": 4, "rate": 1.0},
     "abnormal": {"rate": 1.0},
+    "followup": {"size": 8, "seq_start": 1, "reply_seq": 1, "rate": 1.0},
     "reboot": {"duration": 5.0, "keep_counters": False},
     "leak": {"rate": 0.002, "drop": 60000.0, "level_rate": 0.0001},
 }
@@ -71,6 +74,9 @@ def check(kind: str, params: dict, bus_level: bool = False) -> dict:
     rate = out.get("rate", 1.0)
     if not 0.0 <= rate <= 1.0:
         raise FaultError("fault %s: rate must be within 0..1, not %r" % (kind, rate))
+    if kind == "followup" and (out["size"] < 1 or not 0 <= out["seq_start"] <= 255):
+        raise FaultError("fault followup: size must be >= 1 and seq_start within 0..255, not %r / %r"
+                         % (out["size"], out["seq_start"]))
     if "keep" in out and not 0.0 <= out["keep"] < 1.0:
         raise FaultError("fault %s: keep must be within 0..1 (exclusive), not %r" % (kind, out["keep"]))
     return out

@@ -4,8 +4,10 @@ The TOML is loaded and validated by the agent's own loader (agent/config.py), so
 rejects is rejected here with the same messages. The output carries only what the board needs, with
 the work done on the laptop: the poll plan of agent/planner.py turned into request frames ready to
 send (Modbus RTU ADUs, DL/T 645 and CJ/T 188 read frames) and, per request, indexes into shared
-tables of point names and decode specs; the writable points with the profile's limits; the
-threshold rules; the birth message as CBOR bytes around its time; the RS-485 wiring per board.
+tables of point names and decode specs (a DL/T 645 block DI such as 0001FF00 is one request whose
+points carry their byte offset and length in the value); the DL/T 645 follow-up settings; the
+writable points with the profile's limits; the threshold rules; the birth message as CBOR bytes
+around its time; the RS-485 wiring per board.
 The layout is described in docs/flashing.md ("The compiled config").
 """
 
@@ -17,9 +19,9 @@ import sys
 from typing import Any
 
 from agent import planner
+from firmware_py.inventory import FORMAT
 from protocols import birth, modbus
 
-FORMAT = 2
 BOARDS: dict[str, list[dict[str, int]]] = {
     # bus index -> UART number and pins (tx, rx, DE/RE); see docs/flashing.md for the wiring
     "esp32": [{"uart": 2, "tx": 17, "rx": 16, "de": 4}, {"uart": 1, "tx": 25, "rx": 26, "de": 27}],
@@ -59,7 +61,11 @@ def _spec(protocol: str, p: Any, off: int, name: int) -> list:
     if protocol == "modbus":
         return [name, off, p.type, p.order, _number(p.scale), _number(p.offset)]
     if protocol in ("dlt645", "dlt645_1997"):
-        return [name, p.di, p.format, bool(p.signed), _number(p.scale), _number(p.offset)]
+        from protocols import dlt645
+
+        # a block member: its bytes in the value; a point of its own: length 0, the whole value
+        size = dlt645.format_info(p.format)[0] if p.block_index is not None else 0
+        return [name, p.di, off, size, p.format, bool(p.signed), _number(p.scale), _number(p.offset)]
     return [name, p.field, _number(p.scale), _number(p.offset)]
 
 
@@ -183,6 +189,14 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
                 if isinstance(options.get("status"), dict):  # as the agent's driver: over the defaults
                     opts["status"] = dict(cjt188.STATUS_DEFAULT, **options["status"])
                 entry["options"] = opts
+            elif profile.protocol in ("dlt645", "dlt645_1997"):
+                from protocols import dlt645
+
+                # how a B1 reply is followed up (C=12): bound, first SEQ, SEQ byte in replies, preamble
+                entry["followup"] = [int(options.get("max_followups", dlt645.MAX_FOLLOWUPS)),
+                                     int(options.get("followup_seq_start", 1)),
+                                     int(bool(options.get("followup_reply_seq", True))),
+                                     int(options.get("preamble", 4))]
             birth_devices.append(_birth_device(len(birth_devices), d, profile, polled))
             for name in polled:
                 p = profile.point(name)

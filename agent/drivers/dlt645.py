@@ -1,4 +1,12 @@
-"""DL/T 645-2007 (and -1997) electricity meters: one read per data identifier."""
+"""DL/T 645-2007 (and -1997) electricity meters: one read per data identifier.
+
+A reply with the follow-up flag (B1) is followed by read-follow-up requests (C=12, SEQ counting up)
+until the last frame (92), at most `max_followups` of them; the value is the frames' data joined. A
+block DI (0001FF00: total + tariffs) is read once and split into its points by `block_index`; a member
+that is all FF or not BCD is a bad point on its own. Options (profile, device override):
+`max_followups` (16), `followup_seq_start` (SEQ of the first C=12, 1), `followup_reply_seq` (the
+92/B2 replies end with the SEQ byte, true) — the last two are not settled without the standard's text.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +39,9 @@ class Dlt645Driver(Driver):
         default_version = 1997 if profile.protocol == "dlt645_1997" else 2007
         self.version = int(self.options.get("version", default_version))
         self.preamble = int(self.options.get("preamble", 4))
+        self.max_followups = int(self.options.get("max_followups", dlt645.MAX_FOLLOWUPS))
+        self.seq_start = int(self.options.get("followup_seq_start", 1))
+        self.reply_seq = bool(self.options.get("followup_reply_seq", True))
 
     def _reply(self, frame: Any) -> bool:
         return bool(frame.is_reply)  # skips our own request echoed by the adapter
@@ -38,14 +49,36 @@ class Dlt645Driver(Driver):
     def transact(self, link: Link, request: bytes) -> Any:
         return link.transact(request, dlt645.Dlt645FrameReader(), accept=self._reply)
 
+    def read_value(self, link: Link, di: str) -> bytes:
+        """The value bytes of one DI, following a B1 reply with C=12 requests until the last frame."""
+        assembler = dlt645.FollowupAssembler(self.address, di, self.version, self.max_followups,
+                                             self.seq_start, self.reply_seq, self.preamble)
+        request: bytes | None = dlt645.read_request(self.address, di, self.version, self.preamble)
+        while request is not None:
+            try:
+                request = assembler.feed(self.transact(link, request))
+            except ProtocolError as exc:
+                if assembler.followups:
+                    exc.args = ("%s (device %s, follow-up frame %d)" % (exc, self.id, assembler.followups),)
+                raise
+        return assembler.value
+
     def read(self, link: Link, request: PlannedRequest) -> ReadResult:
-        di = str(request.di)
-        frame = self.transact(link, dlt645.read_request(self.address, di, self.version, self.preamble))
-        raw = dlt645.parse_read_reply(frame, di, self.version, self.address)
+        raw = self.read_value(link, str(request.di))
         result = ReadResult()
         for point, _ in request.points:
+            fmt = str(point.format)
+            member = bytes(raw)
             try:
-                value, quality = dlt645.decode_reading(bytes(raw), str(point.format), point.signed)
+                if point.block_index is not None:
+                    size = dlt645.format_info(fmt)[0]
+                    start = point.block_index * size
+                    member = member[start:start + size]
+                    if len(member) < size:
+                        result.bad.append((point.name, "decode: block %s has %d bytes, member %d needs %d"
+                                           % (request.di, len(raw), point.block_index, start + size)))
+                        continue
+                value, quality = dlt645.decode_reading(member, fmt, point.signed)
             except EncodingError as exc:
                 result.bad.append((point.name, "decode: %s" % exc))
                 continue

@@ -50,24 +50,34 @@ class FakeModbus:
 
 
 class FakeMeter645:
-    """A DL/T 645-2007 meter: DI -> value bytes (codec order)."""
+    """A DL/T 645-2007 meter: DI -> value bytes (codec order). With `followup` = N, values longer than
+    N bytes answer B1 and the rest to C=12 requests (logged as "DI+SEQ")."""
 
-    def __init__(self, address: str, values: dict[str, bytes]) -> None:
+    def __init__(self, address: str, values: dict[str, bytes], followup: int = 0) -> None:
         self.address = address
         self.values = dict(values)
+        self.followup = followup
         self.dead = False
         self.requests: list[str] = []
+        self.frames: list[bytes] = []
 
     def handle(self, frame: Any) -> bytes | None:
         if self.dead or not dlt645.address_matches(frame.address, self.address):
             return None
         if frame.control == 0x13:
             return dlt645.read_address_reply(self.address)
+        if frame.control == 0x12:
+            di, seq = dlt645.parse_followup_request(frame)
+            self.requests.append("%s+%d" % (di, seq))
+            if not 1 <= seq < len(self.frames):
+                return dlt645.abnormal_reply(self.address, 0x02, control=0x12)
+            return self.frames[seq]
         di = dlt645.parse_read_request(frame)
         self.requests.append(di)
         if di not in self.values:
             return dlt645.abnormal_reply(self.address, 0x02)
-        return dlt645.read_reply(self.address, di, self.values[di], preamble=2)
+        self.frames = dlt645.read_reply_frames(self.address, di, self.values[di], self.followup, preamble=2)
+        return self.frames[0]
 
 
 class FakeMeter188:

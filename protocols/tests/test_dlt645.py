@@ -231,6 +231,109 @@ def test_follow_up_flag_and_properties():
     assert d.parse_read_reply(f, "0001FF00") == b"\x00" * 8
 
 
+# read follow-up (C=12): frames built here, checksums computed by the codec and checked by hand:
+# 68 61 01 00 00 00 00 68 12 05 | 33 32 34 33 34 (DI 0001FF00 + SEQ 1, each +33) | CS 49 | 16
+FOLLOWUP_1 = "FE FE FE FE 68 61 01 00 00 00 00 68 12 05 33 32 34 33 34 49 16"
+
+
+def test_followup_request_layout_and_server_side():
+    raw = d.read_followup_request(A, "0001FF00", 1)
+    assert raw == h(FOLLOWUP_1)
+    assert sum(raw[4:-2]) & 0xFF == raw[-2]
+    f = d.parse_frame(raw)
+    assert (f.control, f.data) == (0x12, h("00FF010001"))
+    assert d.parse_followup_request(f) == ("0001FF00", 1)
+    f200 = d.parse_frame(d.read_followup_request(A, "0001FF00", 200, preamble=0))
+    assert d.parse_followup_request(f200) == ("0001FF00", 200)
+    with pytest.raises(FrameError, match="C=12 L=5"):
+        d.parse_followup_request(d.parse_frame(d.read_request(A, "0001FF00")))
+    with pytest.raises(EncodingError, match="2007"):
+        d.read_followup_request(A, "901F", 1, version=1997)
+    with pytest.raises(EncodingError, match="SEQ"):
+        d.read_followup_request(A, "0001FF00", 256)
+
+
+def test_followup_reply_layout_seq_echo_and_abnormal():
+    more = d.parse_frame(d.followup_reply(A, "0001FF00", h("11223344"), 1, more=True))
+    assert more.control == 0xB2 and more.has_more and more.function == 0x12
+    assert more.data == h("00FF0100") + h("11223344") + b"\x01"  # DI + data + SEQ
+    assert d.parse_followup_reply(more, "0001FF00", 1, A) == h("11223344")
+    last = d.parse_frame(d.followup_reply(A, "0001FF00", h("55"), 2))
+    assert last.control == 0x92 and not last.has_more
+    with pytest.raises(FrameError, match="asked follow-up frame 3, reply carries frame 2"):
+        d.parse_followup_reply(last, "0001FF00", 3)
+    with pytest.raises(FrameError, match="reply echoes DI 0001FF00"):
+        d.parse_followup_reply(last, "0201FF00", 2)
+    with pytest.raises(FrameError, match="expected reply C=92"):
+        d.parse_followup_reply(d.parse_frame(d.read_reply(A, "0001FF00", h("55"))), "0001FF00", 2)
+    # a meter whose follow-up replies carry no SEQ byte: a per-meter setting
+    bare = d.parse_frame(d.followup_reply(A, "0001FF00", h("55"), 2, reply_seq=False))
+    assert bare.data == h("00FF0100 55")
+    assert d.parse_followup_reply(bare, "0001FF00", 2, reply_seq=False) == h("55")
+    with pytest.raises(FrameError, match="DI echo and SEQ"):
+        d.parse_followup_reply(d.parse_frame(d.followup_reply(A, "0001FF00", b"", 0, reply_seq=False)),
+                               "0001FF00", 0)
+    abnormal = d.parse_frame(d.abnormal_reply(A, 0x02, control=0x12))
+    assert abnormal.control == 0xD2
+    with pytest.raises(d.Dlt645AbnormalReply) as err:
+        d.parse_followup_reply(abnormal, "0001FF00", 1)
+    assert err.value.code == 0x02 and err.value.di == "0001FF00"
+
+
+def _assemble(frames, asm):
+    """Drive ``asm`` with the server's frames, as a client on the wire would; the requests it sent."""
+    sent = []
+    request = d.read_request(asm.address, asm.di)
+    while request is not None:
+        sent.append(d.parse_frame(request))
+        k = 0 if request[4 + 8] == 0x11 else 1 + d.parse_followup_request(sent[-1])[1] - asm.seq_start
+        request = asm.feed(d.parse_frame(frames[k]))
+    return sent
+
+
+def test_tariff_block_over_followups():
+    # total 12345.67 kWh = tariffs 1234.56 + 4567.89 + 3456.78 + 3086.44, one frame per 8 value bytes
+    values = [12345.67, 1234.56, 4567.89, 3456.78, 3086.44]
+    raw = b"".join(d.encode_value(v, "XXXXXX.XX") for v in values)
+    frames = d.read_reply_frames(A, "0001FF00", raw, 8)
+    assert [d.parse_frame(f).control for f in frames] == [0xB1, 0xB2, 0x92]
+    asm = d.FollowupAssembler(A, "0001FF00")
+    sent = _assemble(frames, asm)
+    assert [(f.control, f.data[4:]) for f in sent] == [(0x11, b""), (0x12, b"\x01"), (0x12, b"\x02")]
+    assert asm.done and asm.followups == 2 and asm.value == raw
+    assert [v for v, _ in d.decode_block(asm.value, "XXXXXX.XX")] == values
+    # no split: one 91 reply, no follow-up
+    one = d.FollowupAssembler(A, "0001FF00")
+    assert one.feed(d.parse_frame(d.read_reply_frames(A, "0001FF00", raw)[0])) is None
+    assert one.value == raw and one.followups == 0
+
+
+@given(st.binary(min_size=0, max_size=120), st.integers(0, 40), st.integers(0, 3), st.booleans())
+def test_followup_round_trip(value, size, seq_start, reply_seq):
+    frames = d.read_reply_frames(A, "0001FF00", value, size, seq_start, reply_seq)
+    asm = d.FollowupAssembler(A, "0001FF00", max_followups=120, seq_start=seq_start, reply_seq=reply_seq)
+    sent = _assemble(frames, asm)
+    assert asm.value == value and len(sent) == len(frames)
+    seqs = [d.parse_followup_request(f)[1] for f in sent[1:]]
+    assert seqs == list(range(seq_start, seq_start + len(sent) - 1))
+
+
+def test_followups_are_bounded():
+    # a meter that keeps saying "more follows": 3 follow-ups allowed, the 3rd B2 is one too many
+    asm = d.FollowupAssembler(A, "0001FF00", max_followups=3)
+    request = asm.feed(d.parse_frame(d.read_reply(A, "0001FF00", b"\x01", more=True)))
+    for seq in (1, 2):
+        assert request is not None and d.parse_followup_request(d.parse_frame(request)) == ("0001FF00", seq)
+        request = asm.feed(d.parse_frame(d.followup_reply(A, "0001FF00", b"\x01", seq, more=True)))
+    assert request is not None and d.parse_followup_request(d.parse_frame(request)) == ("0001FF00", 3)
+    with pytest.raises(FrameError, match="more data announced after 3 follow-up frames \\(limit 3\\)"):
+        asm.feed(d.parse_frame(d.followup_reply(A, "0001FF00", b"\x01", 3, more=True)))
+    assert not asm.done
+    old = d.FollowupAssembler(A, "901F", version=1997)
+    with pytest.raises(FrameError, match="1997 follow-ups are not supported"):
+        old.feed(d.parse_frame(d.build_frame(A, 0xA1, h("1F90 01"))))
+
+
 def test_non_bcd_gives_quality_flag():
     assert d.decode_reading(b"\xff\xff", "XXX.X") == (None, d.QUALITY_NOT_AVAILABLE)
     assert d.decode_reading(b"\x0a\x23", "XXX.X") == (None, d.QUALITY_BAD_BCD)
@@ -390,3 +493,30 @@ def test_profiles_match_di_table(model):
         decimals = d.format_info(fmt)[1]
         assert point.resolution == pytest.approx(point.scale / 10**decimals)
         d.read_request(A, point.di, version)  # every DI builds a request
+
+
+def test_profile_block_index_is_checked():
+    from protocols.profiles import ProfileError, load_profile, parse_profile
+
+    tariffs = [p for p in load_profile("dlt645-3p").points if p.di == "0001FF00"]
+    assert [p.block_index for p in tariffs] == [0, 1, 2, 3, 4]
+
+    def profile(protocol, **point):
+        spec = {"name": "x", "di": "0001FF00", "format": "XXXXXX.XX", **point}
+        if protocol == "modbus":
+            spec = {"name": "x", "address": 0, **point}
+        return {"model": "m", "kind": "electricity_meter", "protocol": protocol, "points": [spec]}
+
+    assert parse_profile(profile("dlt645", block_index=3)).points[0].block_index == 3
+    assert parse_profile(profile("dlt645_1997", di="901F", block_index=1)).points[0].block_index == 1
+    assert parse_profile(profile("dlt645")).points[0].block_index is None
+    for protocol, point, message in (
+        ("dlt645", {"block_index": -1}, "block_index must be an integer >= 0"),
+        ("dlt645", {"block_index": True}, "block_index must be an integer >= 0"),
+        ("dlt645", {"block_index": "1"}, "block_index must be an integer >= 0"),
+        ("dlt645", {"di": "00010100", "block_index": 1}, "needs a block DI .* 00010100 is a single item"),
+        ("dlt645_1997", {"di": "9010", "block_index": 1}, "needs a block DI"),
+        ("modbus", {"block_index": 1}, "block_index is for DL/T 645 points only"),
+    ):
+        with pytest.raises(ProfileError, match=message):
+            parse_profile(profile(protocol, **point))

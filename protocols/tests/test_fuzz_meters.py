@@ -30,8 +30,8 @@ def dlt_frames():
     return st.builds(
         lambda a, c_, data, p: d.build_frame("%012d" % a, c_, data, p),
         st.integers(0, 999999999999),
-        st.sampled_from([0x91, 0xB1, 0xD1, 0x81, 0xC1, 0x93, 0x11, 0x08]),
-        st.binary(max_size=40),
+        st.sampled_from([0x91, 0xB1, 0xD1, 0x81, 0xC1, 0x93, 0x11, 0x08, 0x12, 0x92, 0xB2, 0xD2]),
+        st.one_of(st.binary(max_size=40), st.binary(max_size=36).map(lambda b: b"\x00\xff\x01\x00" + b)),
         st.integers(0, 4),
     )
 
@@ -63,11 +63,29 @@ def test_dlt645_parse_frame_and_replies(data):
         lambda: d.parse_time_sync(f),
         lambda: d.parse_write_request(f),
         lambda: d.parse_relay_request(f),
+        lambda: d.parse_followup_request(f),
+        lambda: d.parse_followup_reply(f, "0001FF00", 1, d.WILDCARD),
+        lambda: d.parse_followup_reply(f, "0001FF00", 0, reply_seq=False),
     ):
         try:
             call()
         except ProtocolError:
             pass
+
+
+@given(st.lists(dlt_frames(), min_size=1, max_size=20), st.integers(0, 3), st.integers(0, 2), st.booleans())
+def test_dlt645_followup_assembler(frames, max_followups, seq_start, reply_seq):
+    """Any reply sequence: the assembler asks for follow-ups, finishes, or raises a ProtocolError."""
+    asm = d.FollowupAssembler(d.WILDCARD, "0001FF00", 2007, max_followups, seq_start, reply_seq)
+    try:
+        for raw in frames:
+            request = asm.feed(d.parse_frame(raw))
+            if request is None:
+                assert asm.done
+                return
+            assert d.parse_followup_request(d.parse_frame(request))[1] == seq_start + asm.followups - 1
+    except ProtocolError:
+        assert not asm.done
 
 
 @given(st.lists(st.one_of(st.binary(max_size=40), dlt_frames()), max_size=8))

@@ -89,3 +89,91 @@ def test_read_address_and_relay(make_site) -> None:  # type: ignore[no-untyped-d
         # broadcast time sync: obeyed silently
         port.write(dlt645.time_sync_request((2024, 6, 1, 8, 0, 0)))
         assert read_silence(port, 0.3) == b""
+
+
+def _mantissas(raw: bytes) -> list[int]:
+    return [dlt645.decode_raw(raw[i:i + 4], "XXXXXX.XX") for i in range(0, len(raw), 4)]
+
+
+def test_tariff_block_sums_to_the_total(meters) -> None:  # type: ignore[no-untyped-def]
+    with open_port(meters, "meters") as port:
+        frame = ask(port, dlt645.read_request("000000000161", "0001FF00"))
+        assert frame.control == 0x91  # no follow-up unless asked for
+        block = _mantissas(dlt645.parse_read_reply(frame, "0001FF00", address="000000000161"))
+        assert len(block) == 5 and all(t > 0 for t in block[1:])
+        assert sum(block[1:]) == block[0]  # tariffs 1..4 add up to the total, to the 0.01 kWh
+        # single tariff DIs read the same registers (energy moves on: compare within a few 0.01 kWh)
+        for k, di in enumerate(("00010100", "00010200", "00010300", "00010400"), 1):
+            raw = dlt645.parse_read_reply(ask(port, dlt645.read_request("000000000161", di)), di)
+            assert abs(dlt645.decode_raw(raw, "XXXXXX.XX") - block[k]) <= 5
+        # the 1997 meter's 901F block: total + tariffs too
+        frame = ask(port, dlt645.read_request("000000000197", "901F", version=1997))
+        old = _mantissas(dlt645.parse_read_reply(frame, "901F", version=1997))
+        assert len(old) == 5 and sum(old[1:]) == old[0]
+    e1 = meters.device("e1")
+    now = meters.clock.now()
+    truths = [e1.truth("energy_import_t%d" % k, now) for k in range(1, 5)]
+    assert sum(truths) == pytest.approx(e1.truth("energy_import_total", now))
+
+
+def _read_split(port, address: str, di: str, seq_start: int = 1, reply_seq: bool = True):  # type: ignore[no-untyped-def]
+    """Read ``di`` following B1 replies on the wire: (value bytes, controls of the replies)."""
+    asm = dlt645.FollowupAssembler(address, di, seq_start=seq_start, reply_seq=reply_seq)
+    request: bytes | None = dlt645.read_request(address, di)
+    controls = []
+    while request is not None:
+        frame = ask(port, request)
+        controls.append(frame.control)
+        request = asm.feed(frame)
+    return asm.value, controls
+
+
+def test_followup_fault_splits_long_replies(meters) -> None:  # type: ignore[no-untyped-def]
+    e1 = meters.device("e1")
+    e1.inject("followup", {"size": 8})
+    with open_port(meters, "meters") as port:
+        raw, controls = _read_split(port, "000000000161", "0001FF00")
+        assert controls == [0xB1, 0xB2, 0x92]
+        block = _mantissas(raw)
+        assert len(block) == 5 and sum(block[1:]) == block[0]
+        # a short value is not split; a follow-up nobody announced: abnormal "no requested data" (D2)
+        assert ask(port, dlt645.read_request("000000000161", "02010100")).control == 0x91
+        frame = ask(port, dlt645.read_followup_request("000000000161", "0001FF00", 1))
+        assert frame.control == 0xD2 and frame.data == b"\x02"
+        # a follow-up frame may be asked again (a client retrying after a lost reply)
+        ask(port, dlt645.read_request("000000000161", "0001FF00"))
+        again = [ask(port, dlt645.read_followup_request("000000000161", "0001FF00", 1)) for _ in range(2)]
+        assert again[0] == again[1] and again[0].control == 0xB2
+        e1.clear("followup")
+        assert _read_split(port, "000000000161", "0001FF00")[1] == [0x91]
+
+
+def test_followup_per_meter_setting_without_seq_byte(make_site) -> None:  # type: ignore[no-untyped-def]
+    params = "params = {followup = 6, followup_seq_start = 0, followup_reply_seq = false}"
+    site = make_site(METERS.replace('address = "000000000161"', 'address = "000000000161"\n' + params))
+    with open_port(site, "meters") as port:
+        raw, controls = _read_split(port, "000000000161", "0001FF00", seq_start=0, reply_seq=False)
+        assert controls == [0xB1, 0xB2, 0xB2, 0x92]  # 20 bytes: 6 + 6 + 6 + 2
+        assert len(raw) == 20 and sum(_mantissas(raw)[1:]) == _mantissas(raw)[0]
+
+
+def test_pypi_dlt645_reads_tariffs_but_has_no_followup(meters) -> None:  # type: ignore[no-untyped-def]
+    from dlt645.model.types.dlt645_type import CtrlCode
+
+    # dlt645 3.2.0 knows no read-follow-up control code (C=12) and accepts only C=91 replies: it cannot
+    # read a split value or a block DI. It reads the tariff DIs one by one, which a split never touches.
+    assert 0x12 not in {int(c) for c in CtrlCode}
+    meters.device("e1").inject("followup", {"size": 4})  # the 20-byte block would be split, 4 bytes not
+    svc = MeterClientService.new_rtu_client(meters.bus("meters").device_path, 2400, 8, 1, "N", 3.0)
+    try:
+        svc.set_address("610100000000")
+        tariffs = []
+        for di in (0x00010100, 0x00010200, 0x00010300, 0x00010400):
+            item = svc.read_00(di)
+            assert item is not None, hex(di)
+            tariffs.append(round(item.value * 100))
+        total = svc.read_00(0x00010000)
+        assert total is not None
+        assert abs(sum(tariffs) - round(total.value * 100)) <= 8
+    finally:
+        svc.disconnect()

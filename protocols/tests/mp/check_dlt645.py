@@ -112,3 +112,34 @@ for i in range(0, len(stream), 5):
 reader.reset()
 check("reader frames", " ".join(got), "999999999999:08:302010150324 000000000161:91:000101020523")
 check("reader errors", str(len(reader.take_errors())), "3")
+
+# read follow-up (C=12 / 92 / B2) and a tariff block (0001FF00) spread over three frames
+B = "0001FF00"
+check("build followup_1", hx(d.read_followup_request(A, B, 1)), "fefefefe6861010000000068120533323433344916")
+check("parse followup", str(d.parse_followup_request(d.parse_frame(d.read_followup_request(A, B, 2)))),
+      "('0001FF00', 2)")
+check("followup B2", hx(d.followup_reply(A, B, un("11223344"), 1, True)),
+      "6861010000000068b20933323433445566773463" + "16")
+last = d.parse_frame(d.followup_reply(A, B, b"", 2))
+check("followup seq echo", error_name(d.parse_followup_reply, last, B, 3), "FrameError")
+d2 = d.parse_frame(d.abnormal_reply(A, 2, control=0x12))
+check("followup D2", error_name(d.parse_followup_reply, d2, B, 1), "Dlt645AbnormalReply")
+# mantissas (0.01 kWh): total 12345.67 = 1234.56 + 4567.89 + 3456.78 + 3086.44
+block = b"".join(d.encode_value(v, "XXXXXXXX") for v in (1234567, 123456, 456789, 345678, 308644))
+frames = d.read_reply_frames(A, B, block, 8)
+check("block frames", " ".join("%02x" % d.parse_frame(f).control for f in frames), "b1 b2 92")
+asm = d.FollowupAssembler(A, B)
+seqs = []
+k = 0
+req = asm.feed(d.parse_frame(frames[0]))
+while req is not None:
+    seqs.append(d.parse_followup_request(d.parse_frame(req))[1])
+    k += 1
+    req = asm.feed(d.parse_frame(frames[k]))
+check("block seqs", str(seqs), "[1, 2]")
+check("block values", " ".join("%d" % d.decode_raw(asm.value[i:i + 4], "XXXXXX.XX") for i in range(0, 20, 4)),
+      "1234567 123456 456789 345678 308644")
+loop = d.FollowupAssembler(A, B, max_followups=1)
+loop.feed(d.parse_frame(d.read_reply(A, B, b"\x01", more=True)))
+again = d.parse_frame(d.followup_reply(A, B, b"\x01", 1, True))
+check("followup bound", error_name(loop.feed, again), "FrameError")
