@@ -50,7 +50,7 @@ class Gateway:
             uplink = Uplink(config, inventory(config))
         self.uplink = uplink
         self.scheduler = Scheduler(config, self._sink, self._event, link_factory=link_factory,
-                                   **scheduler_options)
+                                   quality=self._quality, **scheduler_options)
         self.rules = RuleSet([Rule(r.device, r.point, r.kind, r.above, r.below, r.hysteresis)
                               for r in config.rules])
         self.uplink.on_command = self.scheduler.command
@@ -70,6 +70,10 @@ class Gateway:
                 "late": bus["late"], "errors": {k: v for k, v in bus["errors"].items() if v},
                 "online": sorted(d for d, c in bus["devices"].items() if c["online"]),
                 "offline": sorted(d for d, c in bus["devices"].items() if c["online"] is False),
+                # per device, per point: bad answers so far, and the points that are bad right now
+                "bad_points": {d: dict(c["bad_by_point"]) for d, c in bus["devices"].items()
+                               if c["bad_by_point"]},
+                "quality": {d: dict(c["quality"]) for d, c in bus["devices"].items() if c["quality"]},
             }
         return out
 
@@ -82,6 +86,16 @@ class Gateway:
 
     def _event(self, device: str, online: bool, reason: str) -> None:
         self.uplink.device_state(device, online, reason)
+
+    def _quality(self, device: str, point: str, quality: str | None, when: float) -> None:
+        """A point turned bad (`quality` is why, e.g. "not_available") or good again (None): a
+        `quality` alarm, raised with the quality text as its value, cleared with "good"."""
+        raised = quality is not None
+        value = quality if raised else "good"
+        log.log(logging.WARNING if raised else logging.INFO,
+                "event=alarm device=%s point=%s kind=quality state=%s value=%r", device, point,
+                "raised" if raised else "cleared", value)
+        self.uplink.alarm(device, point, "quality", value, raised, when=when)
 
     def start(self) -> None:
         g = self.config.gateway

@@ -15,13 +15,20 @@ then the backlog; the last will (registered at CONNECT) is the retained "offline
 wait ``uniform(d/2, d)`` with ``d = min(reconnect_max, reconnect_min * 2**failures)``.
 Commands are decoded here and run on a worker thread (a command may wait for a bus); their acks are
 published directly (QoS 1), not through the outbox: an ack is only useful while the requester waits.
+
+A connection attempt that does not reach an accepted CONNACK counts in ``connect_failures`` and is logged
+once per distinct cause in words a technician can act on: the broker's host:port, the refusal reason
+(bad credentials, not authorised), the TLS problem (which file, the certificate check that failed).
+Nothing leaves the outbox meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
+import socket
 import ssl
 import threading
 import time
@@ -43,6 +50,114 @@ CommandHandler = Callable[[dict], dict]
 _CONNACK_TIMEOUT = 10.0
 _LOOP_TIMEOUT = 0.05
 _ID_PREFIX = b"\x62id"  # text "id": the first key of a deterministically encoded command map
+# paho 2 reports an MQTT 3.1.1 CONNACK code as an MQTT 5 reason code; the 3.1.1 numbers for the log
+_CONNACK_V311 = {0: 0, 132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
+_CONNACK_TEXT = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "broker unavailable",
+                 4: "bad user name or password", 5: "not authorised"}
+
+
+class TlsSetupError(ValueError):
+    """The TLS files of the broker config cannot be used (the message names the file and why)."""
+
+
+def tls_context(broker: Any) -> ssl.SSLContext:
+    """The client TLS context of a `BrokerConfig`: the broker's certificate is checked against
+    `ca_file` (else the system CAs) and its name against `host`; `cert_file`/`key_file` is our identity.
+    Raises TlsSetupError naming the file that is missing or unusable."""
+    ca = broker.ca_file
+    if ca is not None and not os.path.isfile(ca):
+        raise TlsSetupError("broker.ca_file %s does not exist" % ca)
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise TlsSetupError("broker.ca_file %s is not a PEM CA certificate: %s" % (ca, exc)) from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if broker.cert_file is not None:
+        for key in ("cert_file", "key_file"):
+            path = getattr(broker, key)
+            if path is not None and not os.path.isfile(path):
+                raise TlsSetupError("broker.%s %s does not exist" % (key, path))
+        try:
+            context.load_cert_chain(broker.cert_file, broker.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise TlsSetupError(
+                "client certificate broker.cert_file %s / broker.key_file %s cannot be used: %s (both PEM, "
+                "the key unencrypted and belonging to the certificate)"
+                % (broker.cert_file, broker.key_file or "(in the cert file)", exc)) from None
+    return context
+
+
+def describe_refusal(code: int, broker: Any, config_path: str) -> str:
+    """Why the broker refused our CONNECT (MQTT 3.1.1 CONNACK `code`) and what to check."""
+    where = "broker %s:%d refused the connection: %s (CONNACK %d)" % (
+        broker.host, broker.port, _CONNACK_TEXT.get(code, "unknown reason"), code)
+    if code in (4, 5):
+        if broker.username is not None:
+            hint = ("check broker.username (%r) and broker.password in %s against the broker's password file"
+                    % (broker.username, config_path))
+        elif broker.cert_file is not None:
+            hint = ("the broker does not accept the identity of broker.cert_file %s (with "
+                    "use_identity_as_username its CN is the user name): check the broker's users and ACL"
+                    % broker.cert_file)
+        else:
+            hint = "the broker wants credentials: set broker.username and broker.password in %s" % config_path
+        return "%s; %s" % (where, hint)
+    if code == 2:
+        return "%s; set another broker.client_id in %s" % (where, config_path)
+    if code == 1:
+        return "%s; this agent speaks MQTT 3.1.1" % where
+    return where
+
+
+def describe_connect_error(exc: BaseException, broker: Any) -> str:
+    """A failed TCP connect or TLS handshake, with the likely fix."""
+    where = "%s:%d" % (broker.host, broker.port)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = (exc.verify_message or str(exc)).rstrip(".")
+        text = "TLS: the certificate of broker %s was not accepted: %s" % (where, reason)
+        if exc.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH
+            return "%s; broker.host %r must be a name (or IP) in the broker's certificate" % (
+                text, broker.host)
+        if exc.verify_code in (9, 10):  # not yet valid / expired
+            return "%s; check the certificate's dates and this gateway's clock" % text
+        if broker.ca_file is not None:
+            return "%s; is broker.ca_file %s the CA that signed the broker's certificate?" % (
+                text, broker.ca_file)
+        return "%s; set broker.ca_file to the CA that signed the broker's certificate" % text
+    if isinstance(exc, ssl.SSLError):
+        text = "TLS handshake with broker %s failed: %s" % (where, exc)
+        if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
+            return "%s; is %d a TLS port (MQTT over TLS is usually 8883, plain 1883)?" % (text, broker.port)
+        return text
+    if isinstance(exc, socket.gaierror):
+        return "cannot resolve broker.host %r: %s" % (broker.host, exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return "cannot connect to broker %s: connection refused (is the broker running on that port?)" % where
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "cannot connect to broker %s: no answer (timeout)" % where
+    if isinstance(exc, ConnectionResetError) and broker.tls:
+        return ("cannot connect to broker %s: connection reset during the TLS handshake (%s; is it a TLS "
+                "port, and does it want a client certificate?)" % (where, exc))
+    return "cannot connect to broker %s: %s" % (where, exc)
+
+
+def describe_lost_before_connack(broker: Any, detail: str) -> str:
+    """The connection closed before the broker answered CONNECT."""
+    text = "broker %s:%d closed the connection before answering CONNECT" % (broker.host, broker.port)
+    if detail:
+        text += ": " + detail
+    low = detail.lower()
+    if not broker.tls:
+        return text
+    if "certificate required" in low:
+        return "%s; the broker requires a client certificate: set broker.cert_file and broker.key_file" % text
+    if broker.cert_file is not None and ("certificate" in low or "alert" in low or "eof" in low):
+        return ("%s; the broker did not accept our client certificate %s (is it signed by the CA the broker "
+                "trusts, and still valid?)" % (text, broker.cert_file))
+    if broker.cert_file is None and ("ssl" in low or "eof" in low):
+        return ("%s; the broker ended the TLS session: if it requires client certificates, set "
+                "broker.cert_file and broker.key_file" % text)
+    return text
 
 
 def backoff_delay(failures: int, low: float, high: float, rng: random.Random | None = None) -> float:
@@ -107,6 +222,7 @@ class Publisher:
         # session state (network thread only)
         self._client: mqtt.Client | None = None
         self._connack: int | None = None
+        self._paho_error = ""  # paho's last error log line of the current session (e.g. a TLS alert)
         self._inflight: dict[int, tuple[int, int]] = {}  # mid -> (outbox id, records)
         self._last_sent = 0
         self.connected = False
@@ -116,7 +232,8 @@ class Publisher:
             "packs_published": 0, "records_published": 0, "bytes_published": 0, "packs_resent": 0,
             "commands": 0, "commands_bad": 0, "acks": 0, "acks_dropped": 0,
         }
-        self.last_error = ""
+        self.last_error = ""  # the latest connection problem (also in health as mqtt.last_error)
+        self._logged_errors: set[str] = set()  # causes logged since the last connect (retries are quiet)
 
     # -- public --------------------------------------------------------------------------------
 
@@ -164,6 +281,7 @@ class Publisher:
             out: dict[str, Any] = dict(self._counters)
         out["connected"] = self.connected
         out["inflight"] = len(self._inflight)
+        out["last_error"] = self.last_error or None
         return out
 
     # -- network thread ------------------------------------------------------------------------
@@ -201,9 +319,9 @@ class Publisher:
         if b.username is not None:
             client.username_pw_set(b.username, b.password)
         if b.tls:
-            client.tls_set(ca_certs=b.ca_file, certfile=b.cert_file, keyfile=b.key_file,
-                           cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set_context(tls_context(b))  # TlsSetupError names the unusable file
         client.will_set(self.topic_status, self._will, qos=1, retain=True)
+        client.on_log = self._on_log
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -211,7 +329,12 @@ class Publisher:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if client is self._client:
-            self._connack = int(reason.value) if hasattr(reason, "value") else int(reason)
+            code = int(reason.value) if hasattr(reason, "value") else int(reason)
+            self._connack = _CONNACK_V311.get(code, code)
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        if level in (mqtt.MQTT_LOG_ERR, mqtt.MQTT_LOG_WARNING) and client is self._client:
+            self._paho_error = text
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         if client is not self._client:
@@ -228,9 +351,15 @@ class Publisher:
     def _session(self) -> bool:
         """One connection, from CONNECT to its end. True if the broker accepted it."""
         b = self.config.broker
-        client = self._make_client()
+        try:
+            client = self._make_client()
+        except TlsSetupError as exc:
+            self._note_error("cannot connect to broker %s:%d: %s" % (b.host, b.port, exc), logging.ERROR)
+            self._count("connect_failures")
+            return False
         self._client = client
         self._connack = None
+        self._paho_error = ""
         self._inflight.clear()
         self._last_sent = 0
         up = False
@@ -238,26 +367,33 @@ class Publisher:
             try:
                 client.connect(b.host, b.port, keepalive=b.keepalive)
             except (OSError, ssl.SSLError, ValueError) as exc:
-                self._note_error("cannot connect to %s:%d: %s" % (b.host, b.port, exc))
-                self._count("connect_failures")
+                self._note_error(describe_connect_error(exc, b),
+                                 logging.ERROR if isinstance(exc, ssl.SSLError) else logging.WARNING)
                 return False
             started = time.monotonic()
             next_health = 0.0
             while True:
                 rc = client.loop(_LOOP_TIMEOUT)
+                if self._connack is not None and self._connack != 0:
+                    # paho ends the loop with MQTT_ERR_CONN_REFUSED right after the refusing CONNACK
+                    self._note_error(describe_refusal(self._connack, b, self.config.path), logging.ERROR)
+                    break
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    self._note_error("connection to %s:%d lost: %s" % (b.host, b.port, mqtt.error_string(rc)))
+                    if not up:
+                        self._note_error(describe_lost_before_connack(b, self._paho_error),
+                                         logging.ERROR if b.tls and self._paho_error else logging.WARNING)
+                    else:
+                        self._note_error("connection to broker %s:%d lost: %s" % (
+                            b.host, b.port, self._paho_error or mqtt.error_string(rc)))
                     break
                 if self._connack is None:
-                    if time.monotonic() - started > _CONNACK_TIMEOUT or self._stopping.is_set():
-                        self._note_error("no CONNACK from %s:%d" % (b.host, b.port))
+                    if self._stopping.is_set():
+                        break
+                    if time.monotonic() - started > _CONNACK_TIMEOUT:
+                        self._note_error("no CONNACK from broker %s:%d within %g s"
+                                         % (b.host, b.port, _CONNACK_TIMEOUT))
                         break
                     continue
-                if self._connack != 0:
-                    self._note_error("broker %s:%d refused the connection: %s"
-                                     % (b.host, b.port, mqtt.connack_string(self._connack)))
-                    self._count("connect_failures")
-                    break
                 if not up:
                     up = True
                     self._on_up(client)
@@ -274,6 +410,8 @@ class Publisher:
         finally:
             if up:
                 self._count("disconnects")
+            else:
+                self._count("connect_failures")  # no accepted CONNACK: refused, TLS, timeout, closed
             self._count("packs_resent", len(self._inflight))  # sent again by the next session
             self._inflight.clear()
             self.connected = False
@@ -287,7 +425,9 @@ class Publisher:
 
     def _on_up(self, client: mqtt.Client) -> None:
         b = self.config.broker
-        log.info("mqtt: connected to %s:%d; %d packs waiting in the outbox", b.host, b.port, len(self.outbox))
+        log.info("mqtt: connected to %s:%d%s; %d packs waiting in the outbox", b.host, b.port,
+                 " (TLS)" if b.tls else "", len(self.outbox))
+        self._logged_errors.clear()  # the next problem is news again
         self.connected = True
         self._count("connects")
         client.subscribe(self.topic_cmd, qos=1)
@@ -334,9 +474,13 @@ class Publisher:
         client.loop(_LOOP_TIMEOUT)
         log.info("mqtt: disconnected (offline status published)")
 
-    def _note_error(self, text: str) -> None:
-        if text != self.last_error:
-            log.warning("mqtt: %s", text)
+    def _note_error(self, text: str, level: int = logging.WARNING) -> None:
+        """Log a connection problem once per distinct text until the next connect (retries repeat it)."""
+        if text not in self._logged_errors:
+            if len(self._logged_errors) >= 32:
+                self._logged_errors.clear()
+            self._logged_errors.add(text)
+            log.log(level, "mqtt: %s", text)
         self.last_error = text
 
     # -- commands ------------------------------------------------------------------------------
@@ -402,4 +546,5 @@ class Publisher:
                        "value": result.get("value")})
 
 
-__all__ = ["CommandHandler", "Publisher", "backoff_delay", "recover_command_id"]
+__all__ = ["CommandHandler", "Publisher", "TlsSetupError", "backoff_delay", "describe_connect_error",
+           "describe_refusal", "recover_command_id", "tls_context"]

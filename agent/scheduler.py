@@ -7,6 +7,12 @@ it is reported online again on its first answer. Commands and ad-hoc reads queue
 owner and run between two transactions, so they wait at most one transaction. Readings are
 timestamped (time.time()) when their reply arrives and handed to `sink(readings)` as
 (device, point, value, time) tuples; online/offline transitions go to `events(device, online, reason)`.
+
+Point quality: a point the device answered for but whose value could not be decoded (DL/T 645 all-FF
+"not available", non-BCD nibbles, a CJ/T 188 field with bad BCD) is not a reading. It is counted per
+point, and its transitions go to `quality(device, point, quality, time)`: the quality text when the point
+turns bad (first bad answer, or bad after good), None when it is good again. A point that was never bad
+reports nothing; a failed transaction (timeout, CRC, ...) is a comms matter and leaves quality alone.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ log = logging.getLogger("fieldlink.bus")
 Reading = tuple[str, str, Any, float]
 Sink = Callable[[list[Reading]], None]
 Events = Callable[[str, bool, str], None]
+Quality = Callable[[str, str, str | None, float], None]
 ERROR_KINDS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "port", "other")
 
 
@@ -52,6 +59,8 @@ class DeviceState:
         self.last_error = ""
         self.last_ok = 0.0
         self.counters = _new_counters()
+        self.bad_by_point: dict[str, int] = {}  # point -> bad answers since start
+        self.quality: dict[str, str] = {}  # point -> quality text, for the points that are bad now
 
     @property
     def id(self) -> str:
@@ -65,12 +74,14 @@ class BusWorker:
     backoff_timeouts = 10.0
 
     def __init__(self, bus: Any, link: Link, drivers: list[Driver], sink: Sink,
-                 events: Events | None = None, offline_after: int = 3, backoff_max: float = 300.0) -> None:
+                 events: Events | None = None, offline_after: int = 3, backoff_max: float = 300.0,
+                 quality: Quality | None = None) -> None:
         self.bus = bus
         self.name = str(bus.name)
         self.link = link
         self.sink = sink
         self.events = events
+        self.quality = quality
         self.offline_after = max(1, offline_after)
         self.backoff_max = backoff_max
         now = time.monotonic()
@@ -287,11 +298,31 @@ class BusWorker:
         self.counters["replies"] += 1
         for point, value in result.values:
             readings.append((state.id, point, value, stamp))
+            if point in state.quality:
+                self._set_quality(state, point, None, stamp)
         if result.bad:
             state.counters["bad_points"] += len(result.bad)
             self.counters["bad_points"] += len(result.bad)
-            log.debug("bus=%s device=%s event=bad_points points=%r", self.name, state.id, result.bad)
+            for point, quality in result.bad:
+                state.bad_by_point[point] = state.bad_by_point.get(point, 0) + 1
+                if point not in state.quality:
+                    self._set_quality(state, point, str(quality), stamp)
         return True, "", None
+
+    def _set_quality(self, state: DeviceState, point: str, quality: str | None, stamp: float) -> None:
+        """Record a quality transition of one point and report it (bad: its text; good again: None)."""
+        if quality is None:
+            was = state.quality.pop(point, "")
+            log.info("bus=%s device=%s point=%s event=quality_good was=%r", self.name, state.id, point, was)
+        else:
+            state.quality[point] = quality
+            log.info("bus=%s device=%s point=%s event=quality_bad quality=%r", self.name, state.id, point,
+                     quality)
+        if self.quality is not None:
+            try:
+                self.quality(state.id, point, quality, stamp)
+            except Exception:
+                log.exception("bus=%s device=%s event=quality_callback_failed", self.name, state.id)
 
     def _deliver(self, readings: list[Reading]) -> None:
         if not readings:
@@ -314,6 +345,8 @@ class BusWorker:
             entry["online"] = state.online
             entry["failures"] = state.failures
             entry["last_error"] = state.last_error
+            entry["bad_by_point"] = dict(state.bad_by_point)
+            entry["quality"] = dict(state.quality)
             devices[state.id] = entry
         bus = dict(self.counters)
         bus["errors"] = dict(self.counters["errors"])
@@ -328,7 +361,7 @@ class Scheduler:
 
     def __init__(self, config: Any, sink: Sink, events: Events | None = None,
                  link_factory: Callable[[Any], Link] = open_link, offline_after: int = 3,
-                 backoff_max: float = 300.0) -> None:
+                 backoff_max: float = 300.0, quality: Quality | None = None) -> None:
         self.config = config
         self.workers: dict[str, BusWorker] = {}
         self.drivers: dict[str, tuple[BusWorker, Driver]] = {}
@@ -341,7 +374,7 @@ class Scheduler:
             if not by_bus[bus.name]:
                 continue
             worker = BusWorker(bus, link_factory(bus), by_bus[bus.name], sink, events,
-                               offline_after=offline_after, backoff_max=backoff_max)
+                               offline_after=offline_after, backoff_max=backoff_max, quality=quality)
             self.workers[bus.name] = worker
             for driver in by_bus[bus.name]:
                 self.drivers[driver.id] = (worker, driver)

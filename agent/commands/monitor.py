@@ -1,6 +1,7 @@
 """`fieldlink monitor`: subscribe to a broker and show decoded readings live.
 
     fieldlink monitor --broker HOST[:PORT] [--site S] [--gateway G] [--once N] [--json]
+                      [--username U --password P] [--tls | --ca-file CA [--cert-file C --key-file K]]
 
 Subscribes to ``<prefix>/<site|+>/<gateway|+>/#``, keeps each gateway's birth (units, aliases, payload
 profile), decodes SenML-CBOR and compact packs with our codecs and shows a table (device, point, value,
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -183,17 +186,18 @@ def table(state: MonitorState, now: float, width: int = 100) -> str:
     return "\n".join(out)
 
 
-def parse_broker(text: str) -> tuple[str, int]:
+def parse_broker(text: str, default_port: int = 1883) -> tuple[str, int]:
     host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
     if not port:
-        return text, 1883
+        return text, default_port
     if not port.isdigit():
         raise argparse.ArgumentTypeError("--broker wants HOST[:PORT], got %r" % text)
     return host, int(port)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--broker", required=True, help="HOST[:PORT] of the MQTT broker (default port 1883)")
+    parser.add_argument("--broker", required=True,
+                        help="HOST[:PORT] of the MQTT broker (default port 1883, 8883 with TLS)")
     parser.add_argument("--site", default="+", help="only this site")
     parser.add_argument("--gateway", default="+", help="only this gateway")
     parser.add_argument("--prefix", default="fieldlink", help="topic prefix (default fieldlink)")
@@ -204,6 +208,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--username")
     parser.add_argument("--password")
     parser.add_argument("--tls", action="store_true", help="TLS with the system CA store")
+    parser.add_argument("--ca-file", help="TLS, checking the broker against this CA (PEM); implies --tls")
+    parser.add_argument("--cert-file", help="client certificate (PEM) for brokers that require one")
+    parser.add_argument("--key-file", help="key of --cert-file (PEM), if not in the same file")
 
 
 def _json(event: dict) -> str:
@@ -213,9 +220,12 @@ def _json(event: dict) -> str:
     return json.dumps(event, default=default, sort_keys=True)
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None, stop: threading.Event | None = None) -> int:
+    """Monitor until --once/--timeout, Ctrl-C, or `stop` is set (for callers running it on a thread)."""
     out = out or sys.stdout
-    host, port = parse_broker(args.broker)
+    ca_file, cert_file = getattr(args, "ca_file", None), getattr(args, "cert_file", None)
+    tls = bool(args.tls or ca_file or cert_file)
+    host, port = parse_broker(args.broker, 8883 if tls else 1883)
     state = MonitorState(prefix=args.prefix)
     live = out.isatty() and not args.json
     events: list[dict] = []
@@ -224,7 +234,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         events.extend(state.handle(msg.topic, bytes(msg.payload), time.time()))
 
+    refused: list[str] = []
+
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            if str(reason) not in refused:  # once per reason; it retries
+                refused.append(str(reason))
+                print("fieldlink monitor: %s:%d refused the connection: %s (check --username/--password)"
+                      % (host, port, reason), file=sys.stderr)
+            return
         client.subscribe("%s/%s/%s/#" % (args.prefix, args.site, args.gateway), qos=1)
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, clean_session=True)
@@ -232,18 +250,27 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     client.on_connect = on_connect
     if args.username:
         client.username_pw_set(args.username, args.password)
-    if args.tls:
-        client.tls_set()
+    if tls:
+        try:
+            client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=getattr(args, "key_file", None))
+        except (OSError, ssl.SSLError) as exc:
+            print("fieldlink monitor: cannot use the TLS files (--ca-file %s, --cert-file %s): %s"
+                  % (ca_file, cert_file, exc), file=sys.stderr)
+            return 2
     client.reconnect_delay_set(1, 10)
     try:
         client.connect(host, port, keepalive=30)
+    except ssl.SSLCertVerificationError as exc:
+        print("fieldlink monitor: the certificate of %s:%d was not accepted: %s (--ca-file %s)"
+              % (host, port, exc.verify_message, ca_file or "system CAs"), file=sys.stderr)
+        return 2
     except OSError as exc:
         print("fieldlink monitor: cannot connect to %s:%d: %s" % (host, port, exc), file=sys.stderr)
         return 2
     started = time.monotonic()
     last_draw = 0.0
     try:
-        while True:
+        while stop is None or not stop.is_set():
             rc = client.loop(0.1)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 time.sleep(0.5)
@@ -277,6 +304,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 0
     finally:
         client.disconnect()
+    return 0
 
 
 __all__ = ["MonitorState", "add_arguments", "line", "parse_broker", "run", "table"]
