@@ -2,7 +2,7 @@
 
 The main loop talks only to an object with `uart(spec)`, `socket()`, `wdt(ms)`, `open_ring(...)`
 and `pin_low(n)`. This module is the board implementation (machine, socket, select); hw_host.py
-is the one the WebAssembly VM uses, bridged to the host through the `fwhost` JS module.
+is the one the WebAssembly VM uses, bridged to hil_tests/mpvm/runner.mjs through `hostio`.
 """
 
 import select

@@ -1,51 +1,53 @@
-"""Run Python under genuine MicroPython (WebAssembly, Node.js) through hil_tests/mpvm/firmware_host.mjs."""
+"""Run firmware code under genuine MicroPython (WebAssembly, Node.js) on hil_tests/mpvm's runner.
+
+The VM is laid out as a board's flash: packages at /protocols, /firmware_py (copied from `root`, the
+repository or a `make firmware` bundle), extra files at their VM paths, working directory `/`. The
+code may `await` at top level; what it reports with `hostio.emit(json)` comes back in `values()`, and
+the host's pin and watchdog bookkeeping in `host`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import tempfile
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HOST = os.path.join(ROOT, "hil_tests", "mpvm", "firmware_host.mjs")
-WASM = os.path.join(ROOT, "hil_tests", "mpvm", "node_modules", "@micropython",
-                    "micropython-webassembly-pyscript", "micropython.mjs")
+from hil_tests.mpvm.vm import ROOT as _ROOT
+from hil_tests.mpvm.vm import VmResult, micropython_available, node_executable, run_micropython
+
+ROOT = str(_ROOT)
+HEAP = 8 * 1024 * 1024  # initial heap; this build grows it, the tests measure live bytes
 
 
 def available() -> str | None:
     """None when the VM can run here, else why not."""
-    if shutil.which("node") is None:
+    if node_executable() is None:
         return "node is not installed"
-    if not os.path.exists(WASM):
+    if not micropython_available():
         return "the MicroPython VM is not installed (make setup: npm install in hil_tests/mpvm)"
     return None
 
 
 class Result:
-    def __init__(self, proc: subprocess.CompletedProcess) -> None:
-        self.returncode = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-        self.lines = [ln[3:] for ln in proc.stdout.splitlines() if ln.startswith("@@ ")]
-        host = [ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("@@HOST ")]
-        self.host = json.loads(host[-1]) if host else {}
+    def __init__(self, run: VmResult) -> None:
+        self.returncode = run.returncode
+        self.stdout = run.stdout
+        self.stderr = run.stderr
+        self.lines = [ln[3:] for ln in run.stdout.splitlines() if ln.startswith("@@ ")]
+        self.host = run.host
 
     def values(self) -> list:
         return [json.loads(ln) for ln in self.lines]
 
 
-def run(code: str, files: dict | None = None, packages=("protocols", "firmware_py"), root: str = ROOT,
-        timeout: float = 180, **extra: object) -> Result:
-    spec = {"root": root, "packages": list(packages), "files": files or {}, "code": code,
-            "timeout_s": int(timeout)}
-    spec.update(extra)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(spec, f)
-    try:
-        proc = subprocess.run(["node", "--expose-gc", HOST, f.name], capture_output=True, text=True,
-                              timeout=timeout + 30)
-    finally:
-        os.unlink(f.name)
-    return Result(proc)
+def run(
+    code: str,
+    files: dict | None = None,
+    packages=("protocols", "firmware_py"),
+    root: str = ROOT,
+    timeout: float = 180,
+    pins_low=(),
+) -> Result:
+    """Run `code` with `packages` of `root` and `files` ({VM path: host path}, copied after them)."""
+    mounts = {"/" + pkg: Path(root) / pkg for pkg in packages}
+    mounts.update({vm: Path(host) for vm, host in (files or {}).items()})
+    return Result(run_micropython(code, mounts, timeout=timeout, cwd="/", heap=HEAP, pins_low=list(pins_low)))

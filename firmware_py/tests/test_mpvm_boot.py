@@ -1,7 +1,7 @@
 """Safe-mode boot under genuine MicroPython: boot.py decides, main.py starts nothing in safe mode.
 
 The VM has no `machine` module; a stand-in reads the pin levels the host was told to hold low
-(firmware_host.mjs `pins_low`), so the real boot.py runs unchanged.
+(the runner's --pin-low, through hostio.Pin), so the real boot.py runs unchanged.
 """
 
 import json
@@ -14,7 +14,7 @@ from firmware_py.tests import mpvm
 pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
 
 MACHINE = """
-import fwhost
+import hostio
 
 class Pin:
     IN = 0
@@ -25,19 +25,19 @@ class Pin:
         self.n = n
 
     def value(self, v=None):
-        return 0 if fwhost.pin_low(self.n) else 1
+        return hostio.Pin(self.n).value()
 """
 BOOT = """
-import sys, json, fwhost
+import sys, json, hostio
 sys.path.insert(0, '/')
 import boot
-fwhost.emit(json.dumps(boot.SAFE))
+hostio.emit(json.dumps(boot.SAFE))
 """
 MAIN = """
-import sys, json, fwhost
+import sys, json, hostio
 sys.path.insert(0, '/')
 import main
-fwhost.emit(json.dumps(sorted(m for m in sys.modules if m.startswith('firmware_py'))))
+hostio.emit(json.dumps(sorted(m for m in sys.modules if m.startswith('firmware_py'))))
 """
 FW = os.path.join(mpvm.ROOT, "firmware_py")
 

@@ -22,7 +22,7 @@ from protocols import birth, cbor, senml
 pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
 
 RUN = """
-import json, fwhost, asyncio
+import json, hostio, asyncio
 from firmware_py import app, hw_host
 
 def make():
@@ -32,10 +32,10 @@ def make():
 gw = make()
 async def chaos():
     await asyncio.sleep_ms(%(drop_at)d)
-    fwhost.kill_tcp()
+    hostio.tcp_drop_all()
 asyncio.create_task(chaos())
 await gw.main(run_ms=%(run_ms)d)
-fwhost.emit(json.dumps({"made": gw.counters, "pending": gw.ring.pending(), "errors": gw.stats,
+hostio.emit(json.dumps({"made": gw.counters, "pending": gw.ring.pending(), "errors": gw.stats,
     "online": list(gw.online)}))
 """
 

@@ -27,12 +27,12 @@ pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.av
 SIX = ["setpoint", "voltage", "current", "power", "energy", "frequency"]
 STATE_LIMIT = 32 * 1024
 MEASURE = """
-import gc, json, sys, fwhost, asyncio
+import gc, json, sys, hostio, asyncio
 
 async def live(n):
     best = 1 << 30
     for i in range(n):
-        fwhost.js_gc()  # JS lets go of the Python objects it was handed (timer callbacks)
+        hostio.js_gc()  # JS lets go of the Python objects it was handed (timer callbacks)
         await asyncio.sleep_ms(5)  # ...in its finalizers, which run as later JS tasks
         gc.collect()
         await asyncio.sleep_ms(1)  # the pending collection runs in the JS event loop
@@ -65,7 +65,7 @@ async def go():
     for d in range(gw.inv.count):
         for r in gw.inv.requests(d):
             npoints += gw.inv.points_at[r + 1] - gw.inv.points_at[r]
-    fwhost.emit(json.dumps({"base": base, "code": code, "built": built, "samples": samples,
+    hostio.emit(json.dumps({"base": base, "code": code, "built": built, "samples": samples,
         "late_modules": sorted(m for m in sys.modules if m not in known), "devices": gw.inv.count,
         "points": npoints, "made": gw.counters["made"], "packs": gw.counters["packs"],
         "rules": len(gw.inv.rules), "ring_slots": gw.ring.slots}))
@@ -77,7 +77,7 @@ await go()
 def test_gc_collect_runs_only_in_the_event_loop():
     """Why the measurement yields after gc.collect(): this port defers the collection."""
     res = mpvm.run("""
-import gc, json, fwhost, asyncio
+import gc, json, hostio, asyncio
 async def go():
     gc.collect()
     await asyncio.sleep_ms(1)
@@ -88,7 +88,7 @@ async def go():
     b = gc.mem_alloc()
     await asyncio.sleep_ms(1)
     c = gc.mem_alloc()
-    fwhost.emit(json.dumps([a, b, c]))
+    hostio.emit(json.dumps([a, b, c]))
 await go()
 """)
     assert res.returncode == 0, res.stderr

@@ -10,12 +10,12 @@ pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.av
 
 def test_power_cuts_under_micropython():
     code = """
-import sys, json, fwhost
+import sys, json, hostio
 sys.path.insert(0, '/')
 from firmware_py.tests import powercut
 r = powercut.run_many(1, 60)
-fwhost.emit(json.dumps(r))
-fwhost.emit(json.dumps(sys.implementation.name))
+hostio.emit(json.dumps(r))
+hostio.emit(json.dumps(sys.implementation.name))
 """
     res = mpvm.run(code, packages=("protocols", "firmware_py", "firmware_py/tests"))
     assert res.returncode == 0, res.stderr
@@ -26,7 +26,7 @@ fwhost.emit(json.dumps(sys.implementation.name))
 
 def test_pack_bytes_match_cpython_senml():
     code = """
-import fwhost, binascii
+import hostio, binascii
 from firmware_py.pack import PackWriter, text_item
 w = PackWriter(512, 'gw-01:')
 rows = [('m1', 'voltage', 230.1, 1700000000), ('m1', 'energy', 123456789, 1700000000),
@@ -34,7 +34,7 @@ rows = [('m1', 'voltage', 230.1, 1700000000), ('m1', 'energy', 123456789, 170000
         ('m1', 'current', -1.25, 1700000010)]
 for d, p, v, t in rows:
     assert w.add(text_item(d + '/' + p), v, t)
-fwhost.emit('"%s"' % binascii.hexlify(bytes(w.finish())).decode())
+hostio.emit('"%s"' % binascii.hexlify(bytes(w.finish())).decode())
 """
     res = mpvm.run(code)
     assert res.returncode == 0, res.stderr

@@ -11,22 +11,22 @@
 //   --pystack N       Python stack in words (default 2048)
 //   --call MOD:FUNC   after the script, import MOD and call FUNC(); a coroutine is awaited
 //   --timeout SEC     give up after SEC seconds: exit 124
+//   --pin-low N       input pin N reads 0 (a button held at reset); other pins read 1 (repeatable)
+//   --report PATH     write the host's bookkeeping as JSON at exit (pins, watchdog, bytes moved)
 //   --quiet-bridge    do not print bridge handles left open at exit
 //
 // SCRIPT.py is a host path: inside a mounted directory it runs from its VM path (so tracebacks and
-// __file__ name it there); otherwise it is copied to /app/<name>. Exit status: 0, the SystemExit code,
-// 1 for an uncaught exception (MicroPython's traceback on stderr), 2 for a usage error, 124 on timeout.
+// __file__ name it there); otherwise it is copied to /app/<name>. The script or code may `await` at top
+// level. Exit status: 0, the SystemExit code, 1 for an uncaught exception (MicroPython's traceback on
+// stderr), 2 for a usage error, 124 on timeout.
 //
-// The host bridge (see README.md): functions on the JS global object, reached from Python with
-// `import js`, named host_*. Synchronous ones never throw (a throw would abort the VM): they return a
-// value or a negative errno. Asynchronous ones return promises that Python awaits inside
-// runPythonAsync; they reject with an Error carrying a positive `errno`.
+// The host bridge (host/, see README.md): functions on the JS global object, reached from Python with
+// `import js`, named host_*, wrapped by vmlib/hostio.py.
 
 import fs from "node:fs";
-import net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { createHost } from "./host/index.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PACKAGE = path.join(HERE, "node_modules", "@micropython", "micropython-webassembly-pyscript",
@@ -56,10 +56,15 @@ const stdout = makeSink(process.stdout);
 const stderr = makeSink(process.stderr);
 const errText = (text) => stderr.put(Buffer.from(text));
 
+let host = null; // the bridge, once the VM is loaded
+
 function finish(code) {
   stdout.flush();
   stderr.flush();
-  bridge.closeAll();
+  if (host !== null) {
+    host.closeAll();
+    if (opts.report) fs.writeFileSync(opts.report, JSON.stringify(host.report()) + "\n");
+  }
   process.exit(code);
 }
 
@@ -68,7 +73,8 @@ function finish(code) {
 function usage(message) {
   errText("runner.mjs: " + message + "\n");
   errText("usage: node runner.mjs [--mount VM=HOST]... [--path VM]... [--cwd VM] [--heap SIZE] " +
-    "[--pystack N] [--call MOD:FUNC] [--timeout SEC] (SCRIPT.py | -c CODE) [-- ARGS...]\n");
+    "[--pystack N] [--call MOD:FUNC] [--timeout SEC] [--pin-low N]... [--report PATH] " +
+    "(SCRIPT.py | -c CODE) [-- ARGS...]\n");
   finish(2);
 }
 
@@ -82,7 +88,7 @@ const vmPath = (p) => (p.startsWith("/") ? path.posix.normalize(p) : path.posix.
 
 function parseArgs(argv) {
   const opts = { mounts: [], paths: [], cwd: VM_ROOT, heap: 1048576, pystack: 2048, call: null,
-    timeout: 0, script: null, code: null, args: [], quietBridge: false };
+    timeout: 0, script: null, code: null, args: [], quietBridge: false, pinsLow: [], report: null };
   let i = 0;
   const value = (name) => {
     if (i + 1 >= argv.length) usage(name + " needs a value");
@@ -103,6 +109,8 @@ function parseArgs(argv) {
     else if (a === "--call") opts.call = value(a);
     else if (a === "--timeout") opts.timeout = parseFloat(value(a));
     else if (a === "--quiet-bridge") opts.quietBridge = true;
+    else if (a === "--pin-low") opts.pinsLow.push(parseSize(value(a)));
+    else if (a === "--report") opts.report = path.resolve(value(a));
     else if (a === "-c") { opts.code = value(a); opts.args = argv.slice(i + 1).filter((x) => x !== "--"); break; }
     else if (a.startsWith("-")) usage("unknown option " + a);
     else { opts.script = a; opts.args = argv.slice(i + 1).filter((x, k) => !(k === 0 && x === "--")); break; }
@@ -114,12 +122,19 @@ function parseArgs(argv) {
 
 // ---- filesystem: copy host trees into MEMFS (this build has no NODEFS) ------------------------
 
+// A folder beside a module of the same name is left out: MicroPython would import the folder (a
+// namespace package) instead of the module, as protocols/profiles/ (JSON) would hide profiles.py.
+const shadowsModule = (names, dir) => names.has(dir + ".py") || names.has(dir + ".mpy");
+
 function copyIn(FS, vmDest, hostSrc) {
   const st = fs.statSync(hostSrc);
   if (st.isDirectory()) {
     FS.mkdirTree(vmDest);
-    for (const entry of fs.readdirSync(hostSrc, { withFileTypes: true })) {
-      if (entry.isDirectory() && (SKIP_DIRS.has(entry.name) || entry.name.startsWith("."))) continue;
+    const entries = fs.readdirSync(hostSrc, { withFileTypes: true });
+    const names = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
+    for (const entry of entries) {
+      if (entry.isDirectory() && (SKIP_DIRS.has(entry.name) || entry.name.startsWith(".") ||
+          shadowsModule(names, entry.name))) continue;
       if (entry.isFile() || entry.isDirectory()) {
         copyIn(FS, path.posix.join(vmDest, entry.name), path.join(hostSrc, entry.name));
       }
@@ -142,153 +157,6 @@ function scriptVmPath(FS, mounts, hostScript) {
   return dest;
 }
 
-// ---- host bridge ------------------------------------------------------------------------------
-
-const ERRNO = { EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EBUSY: 16,
-  EEXIST: 17, ENOTDIR: 20, EINVAL: 22, EPIPE: 32, ENOTCONN: 107, ETIMEDOUT: 110, ECONNREFUSED: 111,
-  ECONNRESET: 104, EHOSTUNREACH: 113, ECONNABORTED: 103, ENETUNREACH: 101, EADDRINUSE: 98 };
-
-function errnoOf(error) {
-  if (error && typeof error.code === "string" && ERRNO[error.code]) return ERRNO[error.code];
-  if (error && typeof error.errno === "number") return Math.abs(error.errno);
-  return ERRNO.EIO;
-}
-
-function osError(code, message) {
-  const e = new Error(message + " [" + code + "]");
-  e.code = code;
-  e.errno = ERRNO[code] || ERRNO.EIO;
-  return e;
-}
-
-function toU8(data) {
-  if (data instanceof Uint8Array) return data;
-  if (typeof data === "string") return Buffer.from(data, "utf8");
-  return null; // a Python bytes object arrives as a PyProxy: the caller must pass js.Uint8Array.new(b)
-}
-
-const bridge = {
-  fds: new Set(),
-  sockets: new Map(),
-  nextSocket: 1,
-  closeAll() {
-    for (const fd of this.fds) { try { fs.closeSync(fd); } catch { /* already gone */ } }
-    this.fds.clear();
-    for (const s of this.sockets.values()) s.sock.destroy();
-    this.sockets.clear();
-  },
-};
-
-const host = {
-  // -- file descriptors (ptys, FIFOs, files): synchronous, non-blocking, never throw --
-  // mode "r", "w" or "rw" (default); opened non-blocking and without becoming a controlling tty.
-  host_open(p, mode) {
-    const c = fs.constants;
-    const access = { r: c.O_RDONLY, w: c.O_WRONLY }[String(mode ?? "rw")] ?? c.O_RDWR;
-    try {
-      const fd = fs.openSync(String(p), access | c.O_NONBLOCK | c.O_NOCTTY);
-      bridge.fds.add(fd);
-      return fd;
-    } catch (e) { return -errnoOf(e); }
-  },
-  host_read(fd, n) {
-    const buf = Buffer.alloc(n);
-    try {
-      return new Uint8Array(buf.buffer, buf.byteOffset, fs.readSync(fd, buf, 0, n, null));
-    } catch (e) { return -errnoOf(e); }   // EAGAIN: nothing to read yet
-  },
-  host_write(fd, data) {
-    const u8 = toU8(data);
-    if (u8 === null) return -ERRNO.EINVAL;
-    try { return fs.writeSync(fd, u8); } catch (e) { return -errnoOf(e); }
-  },
-  host_close(fd) {
-    bridge.fds.delete(fd);
-    try { fs.closeSync(fd); return 0; } catch (e) { return -errnoOf(e); }
-  },
-  // Resolves with up to n bytes once some are readable, or an empty array after timeout_ms.
-  host_read_wait(fd, n, timeoutMs) {
-    const deadline = Date.now() + (timeoutMs ?? 1000);
-    return new Promise((resolve, reject) => {
-      const poll = () => {
-        const r = host.host_read(fd, n);
-        if (typeof r !== "number") { resolve(r); return; }
-        if (r !== -ERRNO.EAGAIN) { reject(osError(Object.keys(ERRNO).find((k) => ERRNO[k] === -r) || "EIO", "read fd " + fd)); return; }
-        if (Date.now() >= deadline) { resolve(new Uint8Array(0)); return; }
-        setTimeout(poll, 2);
-      };
-      poll();
-    });
-  },
-
-  // -- TCP client sockets (node:net): asynchronous, reject with Error.errno --
-  host_tcp_connect(hostname, port, timeoutMs) {
-    return new Promise((resolve, reject) => {
-      const sock = net.createConnection({ host: String(hostname), port: Number(port) });
-      const entry = { sock, chunks: [], size: 0, eof: false, error: null, waiter: null };
-      const timer = setTimeout(() => { sock.destroy(); reject(osError("ETIMEDOUT", "connect " + hostname + ":" + port)); },
-        timeoutMs ?? 5000);
-      const wake = () => { if (entry.waiter) { const w = entry.waiter; entry.waiter = null; w(); } };
-      sock.on("data", (d) => { entry.chunks.push(d); entry.size += d.length; wake(); });
-      sock.on("end", () => { entry.eof = true; wake(); });
-      sock.on("close", () => { entry.eof = true; wake(); });
-      sock.on("error", (e) => { entry.error = e; clearTimeout(timer); reject(osError(e.code || "EIO", e.message)); wake(); });
-      sock.on("connect", () => {
-        clearTimeout(timer);
-        sock.setNoDelay(true);
-        const id = bridge.nextSocket++;
-        bridge.sockets.set(id, entry);
-        resolve(id);
-      });
-    });
-  },
-  host_tcp_send(id, data) {
-    const entry = bridge.sockets.get(id);
-    const u8 = toU8(data);
-    if (!entry) return Promise.reject(osError("EBADF", "socket " + id));
-    if (u8 === null) return Promise.reject(osError("EINVAL", "send wants a Uint8Array"));
-    return new Promise((resolve, reject) => {
-      entry.sock.write(u8, (e) => (e ? reject(osError(e.code || "EPIPE", e.message)) : resolve(u8.length)));
-    });
-  },
-  // Resolves with 1..n bytes, an empty array at end of stream; rejects ETIMEDOUT after timeout_ms.
-  host_tcp_recv(id, n, timeoutMs) {
-    const entry = bridge.sockets.get(id);
-    if (!entry) return Promise.reject(osError("EBADF", "socket " + id));
-    const take = () => {
-      const all = Buffer.concat(entry.chunks);
-      const out = all.subarray(0, n);
-      entry.chunks = all.length > n ? [all.subarray(n)] : [];
-      entry.size = all.length - out.length;
-      return new Uint8Array(out);
-    };
-    return new Promise((resolve, reject) => {
-      const attempt = () => {
-        if (entry.size > 0) return resolve(take());
-        if (entry.error) return reject(osError(entry.error.code || "ECONNRESET", entry.error.message));
-        if (entry.eof) return resolve(new Uint8Array(0));
-        return false;
-      };
-      if (attempt() !== false) return;
-      const timer = setTimeout(() => { entry.waiter = null; reject(osError("ETIMEDOUT", "recv socket " + id)); },
-        timeoutMs ?? 5000);
-      entry.waiter = () => { clearTimeout(timer); attempt(); };
-    });
-  },
-  host_tcp_close(id) {
-    const entry = bridge.sockets.get(id);
-    if (!entry) return -ERRNO.EBADF;
-    bridge.sockets.delete(id);
-    entry.sock.end();
-    entry.sock.destroy();
-    return 0;
-  },
-
-  // -- misc --
-  host_env(name) { return process.env[String(name)] ?? null; },
-  host_platform() { return os.platform(); },
-};
-
 // ---- main -------------------------------------------------------------------------------------
 
 const opts = parseArgs(process.argv.slice(2));
@@ -309,7 +177,8 @@ const mp = await loadMicroPython({
   stderr: (b) => stderr.put(b),
 });
 const startMs = performance.now() - t0;
-Object.assign(globalThis, host);
+host = createHost(mp, { pinsLow: opts.pinsLow });
+Object.assign(globalThis, host.functions);
 
 let scriptVm = null;
 try {
@@ -322,57 +191,84 @@ try {
 }
 if (process.env.MPVM_TIMING) errText("mpvm: VM started in " + startMs.toFixed(1) + " ms\n");
 
-// The driver runs inside runPythonAsync so that host promises can be awaited. Results travel back
-// through __main__ globals rather than exceptions, so a Python error never reaches JS as a throw.
+// The driver runs in two steps. Setup runs the script's top level: it is handed to runPythonAsync and
+// holds no `await` itself, so it runs at once, while the port compiles with top-level await allowed;
+// a script that awaits at top level comes back from exec() as a coroutine. The second step, async,
+// awaits that coroutine, the asyncio.run() tasks and --call. The script's globals are __main__'s own
+// (a resumed coroutine stores names there), holding only the driver's _mpvm_* names besides.
+// Results travel back through __main__ globals rather than exceptions, so a Python error never
+// reaches JS as a throw.
 const py = JSON.stringify;
-const driver = `
-import sys, os
-sys.argv[:] = ${py([scriptVm ?? "-c", ...opts.args])}
-os.chdir(${py(opts.cwd)})
-for _p in reversed(${py((scriptVm !== null ? [path.posix.dirname(scriptVm)] : []).concat(opts.paths))}):
-    sys.path.insert(0, _p)
-import asyncio
-_mpvm_tasks = []
-if not hasattr(asyncio, "run"):
-    # This port drives asyncio from the JS event loop: run() schedules the coroutine, and the
-    # runner awaits it after the script's top level has finished.
-    def _mpvm_run(coro):
-        _mpvm_tasks.append(asyncio.create_task(coro))
-    asyncio.run = _mpvm_run
-_mpvm_status = 0
-def _mpvm_exit_code(e):
+const [callModule, callFunction] = opts.call !== null ? opts.call.split(":") : [null, null];
+const setup = `
+def _mpvm_setup():
+    import sys, os, asyncio
+    sys.argv[:] = ${py([scriptVm ?? "-c", ...opts.args])}
+    os.chdir(${py(opts.cwd)})
+    for p in reversed(${py((scriptVm !== null ? [path.posix.dirname(scriptVm)] : []).concat(opts.paths))}):
+        sys.path.insert(0, p)
+    tasks = []
+    if not hasattr(asyncio, "run"):
+        # This port drives asyncio from the JS event loop: run() schedules the coroutine, and the
+        # runner awaits it after the script's top level has finished.
+        def run(coro):
+            tasks.append(asyncio.create_task(coro))
+        asyncio.run = run
+    return tasks
+def _mpvm_failed(e):
+    import sys
+    global _mpvm_status, _mpvm_done
+    _mpvm_done = True
+    if not isinstance(e, SystemExit):
+        sys.print_exception(e, sys.stderr)
+        _mpvm_status = 1
+        return
     c = e.args[0] if e.args else 0
     if c is None:
-        return 0
-    if isinstance(c, int):
-        return c
-    print(c, file=sys.stderr)
-    return 1
+        _mpvm_status = 0
+    elif isinstance(c, int):
+        _mpvm_status = c
+    else:
+        print(c, file=sys.stderr)
+        _mpvm_status = 1
+_mpvm_tasks = _mpvm_setup()
+_mpvm_status = 0
+_mpvm_done = False
+_mpvm_pending = None
+__file__ = ${py(scriptVm ?? "-c")}
 try:
-    _mpvm_g = {"__name__": "__main__", "__file__": sys.argv[0]}
     ${scriptVm !== null
-      ? `with open(${py(scriptVm)}) as _f:\n        _mpvm_src = _f.read()\n    exec(compile(_mpvm_src, ${py(scriptVm)}, "exec"), _mpvm_g)`
-      : opts.code !== null ? `exec(compile(${py(opts.code)}, "<string>", "exec"), _mpvm_g)` : "pass"}
-    del _mpvm_g
-    for _t in _mpvm_tasks:
-        await _t
-    ${opts.call !== null ? `_mpvm_m = __import__(${py(opts.call.split(":")[0])}, None, None, ["_"])
-    _mpvm_r = getattr(_mpvm_m, ${py(opts.call.split(":")[1])})()
-    if hasattr(_mpvm_r, "send"):
-        await _mpvm_r` : "pass"}
-except SystemExit as _e:
-    _mpvm_status = _mpvm_exit_code(_e)
-except BaseException as _e:
-    sys.print_exception(_e, sys.stderr)
-    _mpvm_status = 1
+      ? `with open(${py(scriptVm)}) as _mpvm_f:\n        _mpvm_code = compile(_mpvm_f.read(), ${py(scriptVm)}, "exec")\n    del _mpvm_f`
+      : `_mpvm_code = compile(${py(opts.code ?? "")}, "<string>", "exec")`}
+    _mpvm_pending = exec(_mpvm_code, globals())  # None, or the coroutine of a top level that awaits
+    del _mpvm_code
+except BaseException as _mpvm_e:
+    _mpvm_failed(_mpvm_e)
+    del _mpvm_e
+`;
+const finishing = `
+try:
+    if not _mpvm_done:
+        if _mpvm_pending is not None:
+            await _mpvm_pending
+            _mpvm_pending = None
+        for _mpvm_t in _mpvm_tasks:
+            await _mpvm_t
+        ${callModule !== null ? `_mpvm_r = getattr(__import__(${py(callModule)}, None, None, ["_"]), ${py(callFunction)})()
+        if hasattr(_mpvm_r, "send"):
+            await _mpvm_r` : "pass"}
+except BaseException as _mpvm_e:
+    _mpvm_failed(_mpvm_e)
+    del _mpvm_e
 `;
 
 try {
-  await mp.runPythonAsync(driver);
+  await mp.runPythonAsync(setup);
+  await mp.runPythonAsync(finishing);
   const status = mp.globals.get("_mpvm_status");
-  if (bridge.fds.size + bridge.sockets.size > 0 && !opts.quietBridge) {
-    errText("mpvm: closing bridge handles left open: fds " + [...bridge.fds] + " sockets " +
-      [...bridge.sockets.keys()] + "\n");
+  const left = host.openHandles();
+  if (left.fds.length + left.sockets.length > 0 && !opts.quietBridge) {
+    errText("mpvm: closing bridge handles left open: fds " + left.fds + " sockets " + left.sockets + "\n");
   }
   finish(typeof status === "number" ? status : 1);
 } catch (e) {

@@ -105,3 +105,58 @@ def test_tcp_bridge(echo_server: int) -> None:
     result = run_micropython(code, args=[str(echo_server)], timeout=20)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "b'PING\\x00'\nrefused 111\n"
+
+
+def test_top_level_await_pins_watchdog_and_report() -> None:
+    code = (
+        "import asyncio, hostio\n"
+        "de = hostio.Pin(4)\n"
+        "wdt = hostio.WDT(3000)\n"
+        "for level in (1, 0, 1, 0):\n"
+        "    de.value(level)\n"
+        "    await asyncio.sleep_ms(20)\n"
+        "    wdt.feed()\n"
+        "print(hostio.Pin(22).value(), hostio.Pin(0).value(), hostio.js_gc())\n"
+    )
+    result = run_micropython(code, pins_low=[22])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "0 1 True\n"
+    host: dict = result.host
+    assert host["pins"] == {"%4": [2, 2]}
+    assert host["wdt_timeout"] == 3000 and host["wdt_feeds"] == 4 and 15 <= host["wdt_max_gap_ms"] < 1000
+
+
+def test_folder_beside_a_module_is_not_copied(tmp_path: Path) -> None:
+    """MicroPython would import the folder (namespace package) instead of profiles.py."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "profiles.py").write_text("NAME = 'module'\n")
+    (tmp_path / "pkg" / "profiles").mkdir()
+    (tmp_path / "pkg" / "profiles" / "meter.json").write_text("{}\n")
+    (tmp_path / "pkg" / "data").mkdir()
+    (tmp_path / "pkg" / "data" / "table.json").write_text("{}\n")
+    code = "import os, pkg.profiles\nprint(pkg.profiles.NAME, sorted(os.listdir('pkg')))\n"
+    result = run_micropython(code, {"pkg": tmp_path / "pkg"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "module ['data', 'profiles.py']\n"
+
+
+def test_tcp_non_blocking_and_cut(echo_server: int) -> None:
+    code = (
+        "import sys, asyncio, hostio\n"
+        "s = await hostio.TcpStream.connect('127.0.0.1', int(sys.argv[1]))\n"
+        "buf = bytearray(8)\n"
+        "print(s.readinto(buf), s.write(memoryview(b'xxabc')[2:]))\n"
+        "while s.readinto(buf) is None:\n"
+        "    await asyncio.sleep_ms(2)\n"
+        "print(bytes(buf[:3]), hostio.tcp_drop_all())\n"
+        "await asyncio.sleep_ms(50)\n"
+        "print(s.readinto(buf))\n"
+        "try:\n"
+        "    s.write(b'more')\n"
+        "except OSError as e:\n"
+        "    print('closed', e.errno)\n"
+    )
+    result = run_micropython(code, args=[str(echo_server)], timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "None 3\nb'ABC' 1\n0\nclosed 32\n"
+    assert result.host["tcp_connects"] == 1 and result.host["tcp_tx"] == 3 and result.host["tcp_rx"] == 3

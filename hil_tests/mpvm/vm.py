@@ -3,18 +3,21 @@
     result = run_micropython(ROOT / "protocols/tests/mp/check_cbor.py", {"protocols": ROOT / "protocols"})
     assert result.returncode == 0, result.stderr
 
-A `Path` is a script (run from its place in the mounts when it lies inside one); a `str` is source code.
-Mount keys are VM paths; a relative key lands under /app, the VM's working directory, so
-{"protocols": ROOT / "protocols"} makes `import protocols` work as it does from the repository root.
+A `Path` is a script (run from its place in the mounts when it lies inside one); a `str` is source code
+(it may `await` at top level). Mount keys are VM paths; a relative key lands under /app, the VM's
+working directory, so {"protocols": ROOT / "protocols"} makes `import protocols` work as it does from
+the repository root. `result.host` is the host's report: DE pin and watchdog bookkeeping, bytes moved.
 `python -m hil_tests.mpvm.vm [MODULE...]` prints the VM report (version, live heap after imports).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +29,7 @@ TIMEOUT_STATUS = 124
 
 __all__ = [
     "ROOT",
+    "VmResult",
     "micropython_available",
     "project_mounts",
     "run_micropython",
@@ -48,6 +52,24 @@ def project_mounts(*folders: str) -> dict[str, Path]:
     return {name: ROOT / name for name in folders}
 
 
+class VmResult(subprocess.CompletedProcess[str]):
+    """A finished VM run: returncode, stdout, stderr, and `host`, the host's report (runner.mjs
+    --report): {"pins": {"%N": [times set low, times set high]}, "wdt_timeout", "wdt_feeds",
+    "wdt_max_gap_ms", "fd_tx", "fd_rx", "tcp_connects", "tcp_tx", "tcp_rx"}; {} if the run wrote none."""
+
+    host: dict[str, object]
+
+
+def _result(cmd: list[str], returncode: int, stdout: str, stderr: str, report: str) -> VmResult:
+    result = VmResult(cmd, returncode, stdout, stderr)
+    try:
+        with open(report) as f:
+            result.host = json.load(f)
+    except (OSError, ValueError):
+        result.host = {}
+    return result
+
+
 def run_micropython(
     script_or_code: Path | str,
     mounts: Mapping[str, Path] | None = None,
@@ -58,18 +80,23 @@ def run_micropython(
     heap: int | None = None,
     call: str | None = None,
     env: Mapping[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run a script (Path) or code (str) under MicroPython; returns stdout, stderr and returncode.
+    cwd: str | None = None,
+    pins_low: Sequence[int] = (),
+) -> VmResult:
+    """Run a script (Path) or code (str) under MicroPython; returns stdout, stderr, returncode, host.
 
     returncode is 0, the script's SystemExit code, 1 for an uncaught exception (MicroPython's
     traceback is in stderr), 2 for a runner usage error, 124 when `timeout` seconds ran out.
     `paths` are VM directories put first on sys.path; `call` ("module:function") is called after
-    the script, and awaited when it returns a coroutine (a firmware main loop).
+    the script, and awaited when it returns a coroutine (a firmware main loop). `cwd` is the VM's
+    working directory (default /app); `pins_low` are the input pins that read 0.
     """
     node = node_executable()
     if node is None or not PACKAGE.is_file():
         raise RuntimeError("MicroPython VM missing: needs node and `make setup` (npm install in %s)" % HERE)
-    cmd = [node, str(RUNNER), "--timeout", str(timeout)]
+    fd, report = tempfile.mkstemp(prefix="mpvm-report-", suffix=".json")
+    os.close(fd)
+    cmd = [node, str(RUNNER), "--timeout", str(timeout), "--report", report]
     for vm_path, host_path in (mounts or {}).items():
         cmd += ["--mount", "%s=%s" % (vm_path, Path(host_path).resolve())]
     for vm_path in paths:
@@ -78,18 +105,25 @@ def run_micropython(
         cmd += ["--heap", str(heap)]
     if call is not None:
         cmd += ["--call", call]
+    if cwd is not None:
+        cmd += ["--cwd", cwd]
+    for pin in pins_low:
+        cmd += ["--pin-low", str(pin)]
     if isinstance(script_or_code, Path):
         cmd += [str(script_or_code.resolve()), "--", *args]
     else:
         cmd += ["-c", script_or_code, "--", *args]
     try:
-        return subprocess.run(
+        proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout + 15, env=None if env is None else dict(env)
         )
+        return _result(cmd, proc.returncode, proc.stdout, proc.stderr, report)
     except subprocess.TimeoutExpired as e:  # the runner's own timer failed: subprocess.run killed it
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
-        return subprocess.CompletedProcess(cmd, TIMEOUT_STATUS, out, err + "\nkilled after %s s" % timeout)
+        return _result(cmd, TIMEOUT_STATUS, out, err + "\nkilled after %s s" % timeout, report)
+    finally:
+        os.unlink(report)
 
 
 _REPORT = """

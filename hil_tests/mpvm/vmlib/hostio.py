@@ -1,10 +1,14 @@
 """MicroPython side of the mpvm host bridge (runs only inside hil_tests/mpvm/runner.mjs).
 
-Wraps the runner's `js.host_*` functions: Python bytes in and out, failures as OSError(errno), the
-same shapes the firmware's real transports have (a UART-like `HostFd`, a stream-like `TcpStream`).
+Wraps the runner's `js.host_*` functions in the shapes a board's own objects have: a UART-like
+`HostFd`, a non-blocking socket `TcpStream`, `Pin` and `WDT` as in `machine`. Bytes cross as the
+address and length of a Python buffer (`uctypes.addressof`): the host copies straight from or into
+it, so no call makes garbage or leaves an object for the JS garbage collector. Failures are
+OSError(errno).
 """
 
 import js  # type: ignore[import-not-found]
+from uctypes import addressof  # type: ignore[import-not-found]
 
 EAGAIN = 11
 
@@ -29,27 +33,60 @@ async def _wait(promise):
         raise
 
 
+def _into(call, handle, buf):
+    """Host read into buf: the count, 0 at end of stream, None when nothing is there yet."""
+    if not len(buf):
+        return None
+    n = call(handle, addressof(buf), len(buf))
+    if n == -EAGAIN:
+        return None
+    return _check(n)
+
+
+def _take(stream, n):
+    buf = bytearray(n)
+    got = stream.readinto(buf)
+    return None if got is None else bytes(buf[:got])
+
+
+def emit(text):
+    """A result line for the test that started the VM (`@@ text` on stdout)."""
+    print("@@ " + text)
+
+
+def js_gc():
+    """Run the JS garbage collector: Python objects handed to JS are released in its finalizers,
+    which run as later JS tasks (yield before measuring the heap). True when it ran."""
+    return bool(js.host_js_gc())
+
+
+def tcp_drop_all():
+    """Cut every TCP connection the host holds for this VM, as a lost link does; returns how many."""
+    return js.host_tcp_drop_all()
+
+
 class HostFd:
     """A host file descriptor (pty, FIFO) with machine.UART-like non-blocking read and write."""
 
     def __init__(self, path, mode="rw"):
         self.fd = _check(js.host_open(path, mode))
 
+    def readinto(self, buf):
+        """Bytes that are ready into buf: the count, or None when nothing is (like UART.readinto)."""
+        return _into(js.host_read, self.fd, buf) or None
+
     def read(self, n=256):
         """Up to n bytes that are ready, or None when nothing is (like UART.read)."""
-        result = js.host_read(self.fd, n)
-        if isinstance(result, int):
-            if result == -EAGAIN:
-                return None
-            raise OSError(-result)
-        return bytes(result) if result.length else None
+        return _take(self, n)
 
     async def read_wait(self, n=256, timeout_ms=1000):
         """Up to n bytes once some are readable; b"" after timeout_ms."""
-        return bytes(await _wait(js.host_read_wait(self.fd, n, timeout_ms)))
+        if not await _wait(js.host_read_wait(self.fd, timeout_ms)):
+            return b""
+        return self.read(n) or b""
 
     def write(self, data):
-        return _check(js.host_write(self.fd, js.Uint8Array.new(data)))
+        return _check(js.host_write(self.fd, addressof(data), len(data)))
 
     def close(self):
         if self.fd is not None:
@@ -58,21 +95,33 @@ class HostFd:
 
 
 class TcpStream:
-    """A TCP client connection made by the host (node:net)."""
+    """A TCP client connection made by the host (node:net): non-blocking write/readinto as a socket
+    has them, and awaitable send/recv."""
 
     def __init__(self, handle):
         self.handle = handle
 
     @classmethod
     async def connect(cls, host, port, timeout_ms=5000):
+        """OSError(ECONNREFUSED), OSError(ETIMEDOUT) after timeout_ms, ..."""
         return cls(await _wait(js.host_tcp_connect(host, port, timeout_ms)))
 
+    def write(self, data):
+        """Queue all of data at once; its length. OSError(EPIPE) once the connection is closed."""
+        return _check(js.host_tcp_write(self.handle, addressof(data), len(data)))
+
+    def readinto(self, buf):
+        """Received bytes into buf: the count, 0 at end of stream, None when none are there yet."""
+        return _into(js.host_tcp_read, self.handle, buf)
+
     async def send(self, data):
-        return await _wait(js.host_tcp_send(self.handle, js.Uint8Array.new(data)))
+        return self.write(data)
 
     async def recv(self, n=512, timeout_ms=5000):
         """1..n bytes; b"" at end of stream; OSError(ETIMEDOUT) after timeout_ms."""
-        return bytes(await _wait(js.host_tcp_recv(self.handle, n, timeout_ms)))
+        if not await _wait(js.host_tcp_wait(self.handle, timeout_ms)):
+            return b""
+        return _take(self, n) or b""
 
     async def recv_exactly(self, n, timeout_ms=5000):
         out = b""
@@ -87,3 +136,27 @@ class TcpStream:
         if self.handle is not None:
             js.host_tcp_close(self.handle)
             self.handle = None
+
+
+class Pin:
+    """machine.Pin-like: writes are counted by the host (the run's report), reads give the level the
+    runner was told (--pin-low N: 0, else 1)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def value(self, v=None):
+        if v is None:
+            return js.host_pin_get(self.n)
+        js.host_pin_set(self.n, 1 if v else 0)
+        return None
+
+
+class WDT:
+    """machine.WDT-like: the host records the timeout, the feeds and the longest gap between them."""
+
+    def __init__(self, timeout=5000):
+        js.host_wdt_start(timeout)
+
+    def feed(self):
+        js.host_wdt_feed()
