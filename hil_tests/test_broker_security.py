@@ -299,3 +299,17 @@ def test_client_certificate_identity(tmp_path, meter, certs, caplog):
         if sub is not None:
             sub.close()
         broker.close()
+
+
+def test_monitor_with_wrong_password_says_so_and_exits_non_zero() -> None:
+    broker = broker_or_skip(users=USERS)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "monitor", "--broker", "127.0.0.1:%d" % broker.port,
+             "--username", "platform", "--password", "wrong", "--timeout", "2"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    finally:
+        broker.close()
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert result.stderr.count("refused the connection") == 1, result.stderr  # once, not per retry
+    assert "check --username/--password" in result.stderr

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from agent.commands.display import show_value
 from protocols import birth as birth_msg
 from protocols import cbor, compact, senml
 from protocols.errors import ProtocolError
@@ -125,17 +126,6 @@ class MonitorState:
             events.append({"kind": "reading", "site": key[0], "gateway": key[1], "name": name,
                            "device": device, "point": point, "value": value, "unit": unit, "time": rec["t"]})
         return events
-
-
-def show_value(value: Any) -> str:
-    """A reading value for a human: floats with up to 10 significant digits, bytes in hex."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return "%.10g" % value
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
 
 
 def show_age(seconds: float) -> str:
@@ -295,6 +285,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, stop: threading.Eve
             if args.once is not None and state.packs >= args.once:
                 return 0
             if args.timeout is not None and time.monotonic() - started > args.timeout:
+                if refused and state.packs == 0:
+                    return 1  # the broker never let us in: say so in the exit status too
                 if args.once is None:
                     return 0
                 print("fieldlink monitor: %d of %d packs within %.0f s" % (state.packs, args.once or 0,

@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from agent.commands.display import show_value
 from agent.config import find_profile, normalise_address
 from agent.config_model import BusConfig, DeviceConfig
 from agent.drivers import Driver, error_kind, make_driver
@@ -73,14 +74,6 @@ def _hex(data: bytes) -> str:
     return data.hex(" ").upper()
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return "%.10g" % value
-    return str(value)
-
-
 def run(args: Any) -> int:
     profile = load_cli_profile(args)
     bus = cli_bus(args, profile)
@@ -131,7 +124,7 @@ def run(args: Any) -> int:
             for name, value in result.values:
                 if name in wanted:
                     unit = profile.point(name).unit
-                    print("%-*s  %s%s" % (width, name, _format(value), " " + unit if unit else ""))
+                    print("%-*s  %s%s" % (width, name, show_value(value), " " + unit if unit else ""))
             for name, quality in result.bad:
                 if name in wanted:
                     failures += 1
