@@ -143,12 +143,19 @@ def check_broker(ck: Checker, broker: dict, base_dir: str) -> BrokerConfig:
     return BrokerConfig(**vals)
 
 
+LINK_KEYS = ("baud", "parity", "stopbits", "bytesize")
+
+
 def check_buses(ck: Checker, buses: object) -> list[BusConfig]:
     """The [[buses]] tables: unique names, a tcp:// port that parses."""
     out: list[BusConfig] = []
     names: dict[str, int] = {}
     for path, bus in ck.tables(buses, "buses"):
+        before = len(ck.issues)
         vals = fill(ck, bus, path, BUS, required=("name", "port"))
+        bad_link = any(issue.key.rsplit(".", 1)[-1] in LINK_KEYS for issue in ck.issues[before:])
+        if bad_link and "name" in vals:
+            ck.bad_links.add(vals["name"])  # no warning about settings already reported as errors
         if "name" not in vals or "port" not in vals:
             continue
         if not ck.unique(names, path, "bus", "name", vals["name"]):
@@ -220,7 +227,7 @@ def _check_link(ck: Checker, path: tuple, profile: Profile, bus: BusConfig, tcp:
                  'Modbus TCP (%s); expected a serial bus' % (profile.model, profile.protocol,
                                                             bus.name, bus.port))
         return False
-    if not tcp:
+    if not tcp and bus.name not in ck.bad_links:
         want = profile.link
         got = {"baud": bus.baud, "parity": bus.parity, "stopbits": bus.stopbits}
         diff = ["%s %s" % (k, want[k]) for k in ("baud", "parity", "stopbits")

@@ -92,6 +92,7 @@ class Checker:
         self.lines = lines
         self.issues: list[ConfigIssue] = []
         self.warnings: list[ConfigIssue] = []
+        self.bad_links: set[str] = set()  # buses whose line settings are already errors
 
     def line_of(self, path: tuple) -> int:
         """The line of `path`, else of its nearest parent written in the file, else 1."""

@@ -212,6 +212,15 @@ def test_check_config_ok_and_profile_link_warning(tmp_path, profile_dir):
         'parity N stopbits 1 (warning)' % path2 in result.stderr
 
 
+def test_a_bad_line_setting_gives_one_error_and_no_misleading_warning(tmp_path, profile_dir):
+    path = basic_config(str(tmp_path), "/dev/ttyFAKE0", DEVICE)
+    path = write_config(str(tmp_path), open(path).read().replace('parity = "E"', 'parity = "even"'), "e.toml")
+    result = check_config(path)
+    assert result.returncode == 1
+    assert 'buses[0].parity: expected one of "N", "E", "O", got "even"' in result.stderr
+    assert "(warning)" not in result.stderr, result.stderr  # not "bus has parity N": that was a fallback
+
+
 def test_tls_files_and_rules_are_checked(tmp_path, profile_dir):
     extra = DEVICE + """
 [[rules]]
