@@ -134,6 +134,8 @@ def test_firmware_against_the_simulator(tmp_path):
             assert not wrong, wrong[:10]
             assert set(seen) == devices, (sorted(seen), summary)
             assert {"energy_import", "voltage_a", "frequency"} <= seen["flat-101-power"]  # DL/T 645
+            tariffs = {"energy_import_total"} | {"energy_import_t%d" % i for i in range(1, 5)}
+            assert tariffs <= seen["flat-101-power"], seen["flat-101-power"]  # the 0001FF00 block
             assert {"volume", "valve", "battery_low"} <= seen["flat-101-water"]  # CJ/T 188
             assert len(records) > 300, len(records)
 
