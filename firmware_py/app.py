@@ -3,10 +3,13 @@
 Tasks (asyncio, so the same loop runs on a board and under the WebAssembly VM):
 - one poller per bus: devices in turn when due, commands between polls; readings go into the pack
   writer and through the threshold rules; a device that stops answering is backed off and raises a
-  `comms` alarm (cleared when it answers again), as the agent's scheduler does;
+  `comms` alarm (cleared when it answers again), as the agent's scheduler does; a point answered
+  without a usable value raises a `quality` alarm once (its quality text), cleared ("good") by its
+  next good value: one byte of state per point (`quality`), a count of bad answers per point;
 - the uplink: connect with a will, subscribe to …/cmd, birth (retained, streamed from flash), health,
   then the packs from the ring with a window of QoS 1 publishes in flight, acknowledged in the ring on
-  PUBACK; acks of commands; ping on schedule; on any error close and reconnect with backoff;
+  PUBACK; acks of commands; ping on schedule; on any error close and reconnect with exponential
+  backoff and jitter (mqtt.Backoff, seeded per board);
 - the watchdog is fed by the main loop only while every task made progress recently.
 
 Only the uplink task writes to the MQTT socket. Ring records start with one byte naming the topic
@@ -15,13 +18,14 @@ State is preallocated at start (see docs/flashing.md, "Memory"): polling allocat
 short-lived values the codecs return.
 """
 
+import array
 import asyncio
 import gc
 
 from firmware_py import rt
 from firmware_py.bus import FAILED, OK, Bus, WriteRefused
 from firmware_py.inventory import MODBUS, Inventory
-from firmware_py.mqtt import Client, MqttError, topic_item
+from firmware_py.mqtt import Backoff, Client, MqttError, jitter_bits, topic_item
 from firmware_py.pack import PackWriter, uint_item
 from firmware_py.ring import Ring
 from protocols import cbor
@@ -40,6 +44,7 @@ BIRTH_PATH = "/birth.cbor"
 OFFLINE_AFTER = 3  # failed poll cycles before a device is reported offline
 BACKOFF_TIMEOUTS = 10  # a silent device is retried after max(interval, 10 response timeouts), doubling
 BACKOFF_MAX_MS = 300000
+QUALITY = ("good", "not_available", "bad_bcd", "decode", "unit", "other")  # a point's quality code
 
 
 class Gateway:
@@ -80,6 +85,12 @@ class Gateway:
         self.failures = bytearray(n)
         self.online = bytearray(b"\x01" * n)
         self.last_error: list = [None] * n
+        slots = len(inv.points)  # one slot per polled point of each device (inventory.points)
+        self.quality = bytearray(slots)  # QUALITY code of each point; 0: good
+        self.bad_answers = array.array("H", bytes(2 * slots))  # answers without a value, per point
+        for bus in self.buses:
+            bus.quality = self.quality
+            bus.on_quality = self.point_quality
         for d in range(n):
             bus = self.buses[inv.bus[d]]
             bus.devices.append(d)
@@ -101,8 +112,8 @@ class Gateway:
         m = cfg["broker"]
         self.host = m["host"]
         self.port = m["port"]
-        self.reconnect_min_ms = int(m.get("reconnect_min", 1) * 1000)
-        self.reconnect_max_ms = int(m.get("reconnect_max", 60) * 1000)
+        self.backoff = Backoff(int(m.get("reconnect_min", 1) * 1000), int(m.get("reconnect_max", 60) * 1000),
+                               jitter_bits(m["client_id"]))
         self.client = Client(hw, m["client_id"], m.get("keepalive", 30), m.get("username"),
                              m.get("password"), (prefix + "status", self.will, 1, True), 512)
         self.client.on_puback = self._puback
@@ -162,13 +173,34 @@ class Gateway:
         self.ring.append(b"\x01" + cbor.dumps(msg))
         self.counters["alarms"] += 1
 
+    def point_quality(self, d: int, k: int, text, now: int) -> None:
+        """From the bus: point slot `k` of device `d` answered without a value (`text` says why), or
+        gave a good value after bad ones (None). An alarm on each change, as agent/gateway.py: raised
+        with the quality text, cleared with "good"; repeated bad answers are only counted."""
+        q = self.quality
+        if text is None:
+            was = q[k]
+            q[k] = 0
+            if was:
+                self.alarm(d, self.inv.name(self.inv.points[k]), "quality", "good", False, now)
+            return
+        if self.bad_answers[k] < 0xFFFF:
+            self.bad_answers[k] += 1
+        if q[k]:
+            return
+        code = QUALITY.index(text) if text in QUALITY else 0
+        if not code:
+            code = 3 if text.startswith("decode") else 4 if text.startswith("unit") else 5
+        q[k] = code
+        self.alarm(d, self.inv.name(self.inv.points[k]), "quality", text, True, now)
+
     async def poll_device(self, bus, d: int) -> None:
         """One poll cycle of device `d`; schedules the next, with backoff while it is silent."""
         inv = self.inv
         answered = False
         failed = False
         for r in inv.requests(d):
-            outcome = await bus.request(inv, d, r, self.sink, rt.now())
+            outcome = await bus.request(inv, d, r, self.sink, rt.now(), True)
             if outcome == OK:
                 answered = True
             elif outcome == FAILED:
@@ -337,6 +369,24 @@ class Gateway:
                 await c.send(memoryview(buf)[:n])
                 left -= n
 
+    def points_health(self) -> dict:
+        """Per bus, as the agent's health: bad answers per point so far, the points bad now."""
+        inv = self.inv
+        out = {}
+        for bus in self.buses:
+            counts: dict = {}
+            bad: dict = {}
+            for d in bus.devices:
+                for r in inv.requests(d):
+                    for k in range(inv.points_at[r], inv.points_at[r + 1]):
+                        if self.bad_answers[k]:
+                            point = inv.name(inv.points[k])
+                            counts.setdefault(inv.device_id(d), {})[point] = self.bad_answers[k]
+                            if self.quality[k]:
+                                bad.setdefault(inv.device_id(d), {})[point] = QUALITY[self.quality[k]]
+            out[bus.name] = {"bad_points": counts, "quality": bad}
+        return out
+
     def health(self) -> bytes:
         ring = self.ring
         c = self.counters
@@ -352,25 +402,27 @@ class Gateway:
                      "connect_failures": c["connect_failures"], "packs_published": c["packs"],
                      "pings": self.client.pings, "commands": c["commands"], "commands_bad": c["commands_bad"],
                      "acks": c["acks"], "acks_dropped": c["acks_dropped"],
-                     "oversized_dropped": self.client.oversized},
+                     "oversized_dropped": self.client.oversized, "reconnect_ms": self.backoff.last_ms},
             "polls": self.stats["polls"],
             "errors": {k: self.stats[k] for k in ERRORS},
             "alarms": c["alarms"],
             "devices_offline": self.inv.count - sum(self.online),
+            "points_bad": sum(1 for q in self.quality if q),
+            "buses": self.points_health(),
             "mem_free": gc.mem_free(),
         }
         return cbor.dumps(msg)
 
     async def uplink(self) -> None:
-        failures = 0
         c = self.client
         slot = len(self.buses)
         while self.running:
             self.beats[slot] = rt.ticks_ms()
+            up = False
             try:
                 await c.connect(self.host, self.port)
                 self.counters["connects"] += 1
-                failures = 0
+                up = True
                 await c.subscribe(self.cmd_topic, 1)
                 await self.publish_birth()
                 await self.session()
@@ -379,15 +431,16 @@ class Gateway:
                 if self.counters["connects"]:
                     self.counters["disconnects"] += 1
                 self.counters["connect_failures"] += 1
-                failures += 1
             for i in range(self.window):
                 self.inflight_pid[i] = 0
-            delay = min(self.reconnect_max_ms, self.reconnect_min_ms << min(failures, 10))
-            waited = 0
-            while waited < delay and self.running:  # backoff without starving the watchdog
+            delay = self.backoff.next_ms(up)  # after a session from reconnect_min, else doubling
+            start = rt.ticks_ms()
+            while self.running:  # backoff without starving the watchdog
                 self.beats[slot] = rt.ticks_ms()
-                await rt.sleep_ms(100)
-                waited += 100
+                left = delay - rt.ticks_diff(rt.ticks_ms(), start)
+                if left <= 0:
+                    break
+                await rt.sleep_ms(min(left, 100))
 
     async def session(self) -> None:
         c = self.client

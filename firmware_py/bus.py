@@ -8,6 +8,13 @@ bounded by the device's `max_followups`; a block DI's value is split into its po
 offset and length each spec carries. Codecs are the shared `protocols/` modules; the gateway imports
 those its site uses once, at start. Writes (commands) run here too, on the line between polls:
 Modbus FC 05/06/16 through `protocols.points.encode`, the CJ/T 188 valve.
+
+Point quality (as agent/scheduler.py): a point the device answered for without a usable value (DL/T
+645 all-FF "not_available", non-BCD "bad_bcd", a block member the reply does not reach, a CJ/T 188
+field with bad BCD or in another unit) is no reading. While polling (`track`), each such answer goes
+to `on_quality(d, k, text, now)` (k: the point's slot, its index in `inv.points`), and so does the
+first good value of a point whose slot in `quality` is not 0 (text None). A failed transaction
+(timeout, CRC, ...) reports nothing: it is a comms matter.
 """
 
 from firmware_py import rt
@@ -46,6 +53,8 @@ class Bus:
         self.stats = stats
         self.readers: dict = {}
         self.ser = 0  # CJ/T 188 sequence number of writes
+        self.quality: Any = None  # the gateway's quality code per point slot (bytearray), if it tracks
+        self.on_quality: Any = None  # callable(d, k, text or None, now)
 
     def reader(self, protocol: int):
         """The frame reader of `protocol` on this bus (made once, at start)."""
@@ -94,17 +103,23 @@ class Bus:
         return None
 
     # -- polling -----------------------------------------------------------------------------------
-    async def request(self, inv, d: int, r: int, sink, now: int) -> int:
+    async def request(self, inv, d: int, r: int, sink, now: int, track: bool = False) -> int:
         """Run request `r` of device `d`; readings go to `sink(d, spec, value, now)`. OK, FAILED or
-        TIMEOUT; errors are counted by kind."""
+        TIMEOUT; errors are counted by kind. `track`: a poll, whose point quality is followed (a
+        command's read is not)."""
         self.stats["polls"] += 1
         try:
-            return await self._request(inv, d, r, sink, now)
+            return await self._request(inv, d, r, sink, now, track and self.on_quality is not None)
         except ProtocolError as exc:
             self.stats[_kind(exc)] += 1
             return FAILED
 
-    async def _request(self, inv, d: int, r: int, sink, now: int) -> int:
+    def _good(self, d: int, k: int, now: int) -> None:
+        """A good value at slot `k`: a point that was bad is good again."""
+        if self.quality[k]:
+            self.on_quality(d, k, None, now)
+
+    async def _request(self, inv, d: int, r: int, sink, now: int, track: bool) -> int:
         proto = inv.protocol[d]
         frame = inv.frame(r)
         pts = inv.points
@@ -134,6 +149,8 @@ class Bus:
                     v = points.decode(values[off : off + n], typ, order, scale, offset)
                     if type(v) is float:
                         v = round(v, 9)
+                if track:
+                    self._good(d, k, now)
                 sink(d, spec, v, now)
         elif proto == CJT188:
             from protocols import cjt188
@@ -150,6 +167,9 @@ class Bus:
                 v = fields.get(field)
                 if v is None:
                     self.stats["quality"] += 1
+                    if track:
+                        text = fields.get("quality", "missing")
+                        self.on_quality(d, k, text if text != "good" else "missing", now)
                     continue
                 want = units.get(field) if units else None
                 got = fields.get(field + "_unit")
@@ -159,8 +179,13 @@ class Bus:
                     base, want_unit = cjt188.primary_value(1, want)
                     if unit != want_unit:
                         self.stats["decode"] += 1
+                        if track:
+                            self.on_quality(d, k, "unit: %s arrives in unit code %02X, expected %02X"
+                                            % (field, got, want), now)
                         continue
                     v = have / base
+                if track:
+                    self._good(d, k, now)
                 sink(d, spec, scaled(v, scale, offset), now)
         else:
             from protocols import dlt645
@@ -186,13 +211,22 @@ class Bus:
                 spec = pts[k]
                 _n, _di, off, size, fmt, signed, scale, offset = specs[spec]
                 try:  # a block member that is short, all FF or not BCD is a bad point on its own
-                    v, _quality = dlt645.decode_reading(raw[off : off + size] if size else raw, fmt, signed)
-                except EncodingError:
+                    if size and off + size > len(raw):  # the agent's words (agent/drivers/dlt645.py)
+                        raise EncodingError("block %s has %d bytes, member %d needs %d"
+                                            % (di, len(raw), off // size, off + size))
+                    v, quality = dlt645.decode_reading(raw[off : off + size] if size else raw, fmt, signed)
+                except EncodingError as exc:
                     self.stats["decode"] += 1
+                    if track:
+                        self.on_quality(d, k, "decode: %s" % exc, now)
                     continue
                 if v is None:
                     self.stats["quality"] += 1
+                    if track:
+                        self.on_quality(d, k, quality, now)  # not_available (all FF), bad_bcd
                     continue
+                if track:
+                    self._good(d, k, now)
                 sink(d, spec, scaled(v, scale, offset), now)
         return OK
 
@@ -201,7 +235,7 @@ class Bus:
         return TIMEOUT
 
     # -- commands ----------------------------------------------------------------------------------
-    async def write(self, inv, d: int, ws: tuple, value) -> Any:
+    async def write(self, inv, d: int, ws: tuple, value) -> "Any":
         """Write `value` to the point of write spec `ws` (already checked against the profile's
         limits); returns the value read back (None when the read-back failed). ProtocolError when the
         device refused or did not answer the write; WriteRefused when it cannot be written at all."""
@@ -222,7 +256,7 @@ class Bus:
             raise FrameError("unit %d: no reply to FC%02d" % (unit, pdu[0]))
         return modbus.parse_response(pdu, reply[1])
 
-    async def _write_modbus(self, unit: int, ws: tuple, name: str, value) -> Any:
+    async def _write_modbus(self, unit: int, ws: tuple, name: str, value) -> "Any":
         from protocols import modbus, points
         from protocols.errors import EncodingError
 
@@ -258,7 +292,7 @@ class Bus:
         except ProtocolError:
             return None
 
-    async def _write_valve(self, inv, d: int, ws: tuple, name: str, value) -> Any:
+    async def _write_valve(self, inv, d: int, ws: tuple, name: str, value) -> "Any":
         from protocols import cjt188
         from protocols.errors import FrameError
 

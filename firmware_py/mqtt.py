@@ -7,10 +7,16 @@ of packs in flight and acknowledge them in the flash ring. Packet ids wrap 1..65
 The keep-alive is our own schedule: PINGREQ when nothing was sent for keepalive/2 seconds, and the
 connection is declared dead when nothing came back within keepalive seconds of a PINGREQ.
 
+Reconnects (`Backoff`) wait as the agent's publisher does: exponential from reconnect_min, capped at
+reconnect_max, each delay a random point of its upper half, from a generator seeded per board (client
+id and clock), so a street of gateways that lost the same broker does not come back in lockstep.
+
 The socket adapter (firmware_py.hw) offers: `await connect(host, port)`, `write(buf) -> n`
 (non-blocking, may be short), `readinto(buf) -> n` (0: nothing now, -1: closed), `close()`.
 """
 
+import binascii
+import random
 import struct
 
 from firmware_py import rt
@@ -34,6 +40,48 @@ PINGRESP = 0xD0
 DISCONNECT = b"\xe0\x00"
 CONNACK_CODES = ("accepted", "unacceptable protocol version", "identifier rejected",
                  "server unavailable", "bad user name or password", "not authorised")
+
+
+JITTER_BITS = 10  # the jitter's resolution: 1/1024 of the delay (small ints, no long arithmetic)
+
+
+def jitter_bits(client_id: str):
+    """`getrandbits(n)` of a generator seeded from this board: its client id (unique on a street) and
+    the clock (ticks since reset, which differ between boards that power up together by the time
+    Wi-Fi is up). MicroPython has one generator (`random.seed`); CPython gets its own instance."""
+    seed = binascii.crc32(client_id.encode()) ^ rt.ticks_ms()
+    seed &= 0x3FFFFFFF
+    try:
+        return random.Random(seed).getrandbits  # type: ignore[attr-defined]
+    except AttributeError:  # MicroPython
+        random.seed(seed)
+        return random.getrandbits
+
+
+class Backoff:
+    """Reconnect delays (ms): `next_ms(up)` after a session ends (`up`: it reached CONNACK) or an
+    attempt fails. As agent/publisher.py's backoff_delay: d = min(high, low * 2**failures), failures
+    counted since the last session that was up, and the delay drawn from [d/2, d] with `bits`
+    (a getrandbits; tests pass their own)."""
+
+    def __init__(self, low_ms: int, high_ms: int, bits) -> None:
+        self.low_ms = low_ms
+        self.high_ms = high_ms
+        self.bits = bits
+        self.failures = 0
+        self.last_ms = 0
+
+    def next_ms(self, up: bool) -> int:
+        self.failures = 0 if up else min(self.failures + 1, 64)
+        d = self.low_ms
+        for _ in range(self.failures):  # doubling stops at the cap: no long integers
+            if d >= self.high_ms:
+                break
+            d <<= 1
+        d = min(d, self.high_ms)
+        half = d >> 1
+        self.last_ms = half + ((d - half) * self.bits(JITTER_BITS) >> JITTER_BITS)
+        return self.last_ms
 
 
 class MqttError(Exception):
