@@ -38,6 +38,9 @@ def inventory(config: Config) -> list[dict]:
     return out
 
 
+LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "open_failures")
+
+
 class Gateway:
     """Owns the scheduler and the uplink; `start`, then `stop` (flushes)."""
 
@@ -74,6 +77,8 @@ class Gateway:
                 "bad_points": {d: dict(c["bad_by_point"]) for d, c in bus["devices"].items()
                                if c["bad_by_point"]},
                 "quality": {d: dict(c["quality"]) for d, c in bus["devices"].items() if c["quality"]},
+                # what the line did: noise and torn frames show here even when a good reply followed
+                "link": {k: bus["link"][k] for k in LINK_COUNTERS},
             }
         return out
 

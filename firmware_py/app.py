@@ -302,6 +302,8 @@ class Gateway:
             if inv.protocol[d] == MODBUS:
                 spec["table"] = ws[4]
                 spec["type"] = ws[6]
+                spec["scale"] = ws[8]  # the register grid: a write must not be rounded on the wire
+                spec["offset"] = ws[9]
         reason = Point(spec).check_write(value)
         if reason is not None:
             return self.ack(cid, False, reason)

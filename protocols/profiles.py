@@ -24,6 +24,7 @@ KINDS = (
     "flow_meter",
 )
 TABLES = ("holding", "input", "coil", "discrete")
+_INF = float("inf")
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 _POINT_KEYS = (
@@ -109,10 +110,20 @@ class Point:
             value = int(value)
         if not _number(value):
             return "point %s needs a number, not %r" % (self.name, value)
+        if value != value or value in (_INF, -_INF):  # NaN passes every comparison below
+            return "point %s needs a finite number, not %r" % (self.name, value)
         if self.min is not None and value < self.min:  # type: ignore[operator]
             return "%r is below the minimum %r of point %s" % (value, self.min, self.name)
         if self.max is not None and value > self.max:  # type: ignore[operator]
             return "%r is above the maximum %r of point %s" % (value, self.max, self.name)
+        if self.table == "coil" or self.type.startswith("bit"):
+            if value not in (0, 1):
+                return "point %s is on/off (0 or 1, true or false), not %r" % (self.name, value)
+        elif self.type[:1] in "usb" and not self.type.startswith("str"):
+            # an integer register: the value must sit on its grid, or the write would round it
+            steps = (value - self.offset) / self.scale  # type: ignore[operator]
+            if abs(steps - round(steps)) > 1e-5 * max(1.0, abs(steps)):
+                return "%r is not a multiple of the step %r of point %s" % (value, self.scale, self.name)
         return None
 
     def __repr__(self) -> str:

@@ -69,7 +69,7 @@ class Link:
         #: called with ("tx" | "rx", bytes) for every write and read (fieldlink read --verbose)
         self.trace: Callable[[str, bytes], None] | None = None
         self.counters = {"tx_bytes": 0, "rx_bytes": 0, "opens": 0, "open_failures": 0,
-                         "closes": 0, "skipped_frames": 0, "discarded_bytes": 0}
+                         "closes": 0, "skipped_frames": 0, "discarded_bytes": 0, "line_errors": 0}
         self._idle_from = 0.0  # monotonic time the line became idle
         self._retry_at = 0.0
         self._retry_delay = self.reopen_min
@@ -208,6 +208,7 @@ class Link:
                 self.counters["rx_bytes"] += len(chunk)
                 frames = reader.feed(chunk)
                 errors = reader.take_errors()
+                self.counters["line_errors"] += len(errors)  # noise, bad CRC, torn frames: all counted
                 for frame in frames:
                     if accept is None or accept(frame):
                         return frame
@@ -220,6 +221,7 @@ class Link:
             self._idle_from = time.monotonic()
         leftover = reader.reset() or []
         errors = reader.take_errors()
+        self.counters["line_errors"] += len(errors)
         for frame in leftover:
             if accept is None or accept(frame):
                 return frame

@@ -1,0 +1,59 @@
+"""protocols.profiles: every shipped profile loads; what a command may write to a point."""
+
+import math
+
+import pytest
+
+from protocols.profiles import ProfileError, list_profiles, load_profile, parse_profile
+
+LAMP: dict = {
+    "model": "t-lamp", "kind": "lamp", "protocol": "modbus",
+    "points": [
+        {"name": "on", "table": "holding", "address": 0, "type": "u16", "writable": True, "min": 0, "max": 1},
+        {"name": "dim", "unit": "/", "scale": 0.01, "table": "holding", "address": 1, "type": "u16",
+         "writable": True, "min": 0, "max": 1},
+        {"name": "relay", "table": "coil", "address": 0, "writable": True},
+        {"name": "setpoint", "unit": "Cel", "table": "holding", "address": 2, "type": "f32",
+         "writable": True, "min": -20, "max": 60},
+        {"name": "power", "unit": "W", "table": "input", "address": 3, "type": "u16"},
+    ],
+}
+
+
+def test_every_shipped_profile_loads() -> None:
+    names = list_profiles()
+    assert {"dlt645-3p", "cjt188-water", "dtsu666", "generic-lamp"} <= set(names)
+    for name in names:
+        assert load_profile(name).model == name
+
+
+def test_writes_inside_range_and_on_the_register_grid_are_allowed() -> None:
+    lamp = parse_profile(LAMP)
+    assert lamp.point("dim").check_write(0.3) is None
+    assert lamp.point("dim").check_write(1) is None
+    assert lamp.point("on").check_write(True) is None
+    assert lamp.point("relay").check_write(False) is None
+    assert lamp.point("setpoint").check_write(21.37) is None  # float registers have no grid
+
+
+@pytest.mark.parametrize("point, value, reason", [
+    ("power", 5, "not writable"),
+    ("dim", 1.5, "above the maximum"),
+    ("dim", -0.1, "below the minimum"),
+    ("dim", 0.305, "not a multiple of the step 0.01"),  # would be rounded to 0.3 on the wire
+    ("on", 0.5, "not a multiple of the step 1"),        # would be rounded to 0: the lamp off
+    ("relay", 2, "on/off"),
+    ("dim", math.nan, "finite number"),
+    ("setpoint", math.inf, "finite number"),
+    ("dim", "half", "needs a number"),
+])
+def test_refused_writes_say_why(point: str, value: object, reason: str) -> None:
+    message = parse_profile(LAMP).point(point).check_write(value)
+    assert message is not None and reason in message, message
+
+
+def test_a_bad_profile_names_the_point_and_key() -> None:
+    bad: dict = dict(LAMP)
+    bad["points"] = [dict(LAMP["points"][0], table="register")]
+    with pytest.raises(ProfileError, match="point on: table must be one of"):
+        parse_profile(bad, "t-lamp.json")
