@@ -11,7 +11,7 @@ import binascii
 
 from protocols.bcd import bcd_to_int, int_to_bcd, is_bcd
 from protocols.errors import AbnormalReply, CrcError, EncodingError, FrameError, ProtocolError
-from protocols.framing import MeterFrameReader
+from protocols.framing import NEED_MORE, NOT_A_FRAME, MeterFrameReader
 
 __all__ = [
     "HEAT_LAYOUT", "KNOWN_DIS", "METER_COLD_WATER", "METER_COOLING", "METER_GAS", "METER_HEAT",
@@ -408,31 +408,15 @@ class Cjt188FrameReader(MeterFrameReader):
 
     name = "CJ/T 188"
 
-    def feed(self, chunk: bytes) -> list:
-        """Append ``chunk``; return the frames completed by it, in order."""
-        self._buf.extend(chunk)
-        buf = self._buf
-        n = len(buf)
-        pos = 0
-        frames = []
-        while pos < n:
-            b = buf[pos]
-            if b != 0x68:
-                if b != 0xFE:
-                    self._noise += 1
-                pos += 1
-                continue
-            if n - pos < 11:
-                break
-            end = pos + 13 + buf[pos + 10]
-            if n < end:
-                break
-            if buf[end - 1] != 0x16 or (sum(buf[pos:end - 2]) & 0xFF) != buf[end - 2]:
-                self._noise += 1
-                pos += 1
-                continue
-            frames.append(parse_frame(bytes(buf[pos:end])))
-            self._flush_noise()
-            pos = end
-        self._keep(buf, pos)
-        return frames
+    def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
+        if n - pos < 11:
+            return NEED_MORE
+        end = pos + 13 + buf[pos + 10]
+        if n < end:
+            return NEED_MORE
+        if buf[end - 1] != 0x16 or (sum(buf[pos:end - 2]) & 0xFF) != buf[end - 2]:
+            return NOT_A_FRAME  # a 0x68 inside noise or data: not counted as a checksum error
+        return end
+
+    def _parse(self, frame: bytes) -> object:
+        return parse_frame(frame)

@@ -40,7 +40,7 @@ from protocols.dlt645_table import (
     parse_address,
 )
 from protocols.errors import AbnormalReply, CrcError, EncodingError, FrameError, ProtocolError
-from protocols.framing import MeterFrameReader
+from protocols.framing import NEED_MORE, NOT_A_FRAME, MeterFrameReader
 
 __all__ = [
     "BROADCAST", "DI_1997_TO_2007", "DI_TABLE", "ERR_BITS", "MAX_FOLLOWUPS", "QUALITY_BAD_BCD",
@@ -473,35 +473,13 @@ class Dlt645FrameReader(MeterFrameReader):
 
     name = "DL/T 645"
 
-    def feed(self, chunk: bytes) -> list:
-        """Append ``chunk``; return the frames completed by it, in order."""
-        self._buf.extend(chunk)
-        buf = self._buf
-        n = len(buf)
-        pos = 0
-        frames = []
-        while pos < n:
-            b = buf[pos]
-            if b != 0x68:
-                if b != 0xFE:
-                    self._noise += 1
-                pos += 1
-                continue
-            if n - pos < 10:
-                break
-            if buf[pos + 7] != 0x68:
-                self._noise += 1
-                pos += 1
-                continue
-            end = pos + 12 + buf[pos + 9]
-            if n < end:
-                break
-            try:
-                frames.append(parse_frame(bytes(buf[pos:end])))
-                self._flush_noise()
-                pos = end
-            except FrameError as e:
-                self.errors.append(e)
-                pos += 1
-        self._keep(buf, pos)
-        return frames
+    def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
+        if n - pos < 10:
+            return NEED_MORE
+        if buf[pos + 7] != 0x68:
+            return NOT_A_FRAME
+        end = pos + 12 + buf[pos + 9]
+        return end if n >= end else NEED_MORE
+
+    def _parse(self, frame: bytes) -> object:
+        return parse_frame(frame)

@@ -1,11 +1,14 @@
 """What every incremental frame reader of the 0x68-framed meter protocols shares.
 
 A reader is fed bytes as a UART delivers them; it keeps a partial frame, counts line noise, and
-records what it discarded in ``errors`` (taken by the caller with ``take_errors()``). Subclasses
-implement ``feed`` only.
+records what it discarded in ``errors`` (taken by the caller with ``take_errors()``). Subclasses say
+only where a frame that starts at a 0x68 byte ends (``_frame_end``) and how to parse it (``_parse``).
 """
 
-from protocols.errors import FrameError
+from protocols.errors import FrameError, ProtocolError
+
+NEED_MORE = 0  # _frame_end: the frame is not complete yet
+NOT_A_FRAME = -1  # _frame_end: this 0x68 is noise
 
 
 class MeterFrameReader:
@@ -17,6 +20,48 @@ class MeterFrameReader:
         self._buf = bytearray()
         self._noise = 0
         self.errors = []  # type: list
+
+    def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
+        """The end offset of a frame starting at ``pos``, NEED_MORE or NOT_A_FRAME."""
+        raise NotImplementedError
+
+    def _parse(self, frame: bytes) -> object:
+        raise NotImplementedError
+
+    def feed(self, chunk: bytes) -> list:
+        """Append ``chunk``; return the frames completed by it, in order.
+
+        FE preambles are skipped; other bytes before a frame are counted as noise; a candidate that
+        does not parse is recorded in ``errors`` and the search resumes one byte later.
+        """
+        self._buf.extend(chunk)
+        buf = self._buf
+        n = len(buf)
+        pos = 0
+        frames = []
+        while pos < n:
+            b = buf[pos]
+            if b != 0x68:
+                if b != 0xFE:
+                    self._noise += 1
+                pos += 1
+                continue
+            end = self._frame_end(buf, pos, n)
+            if end == NEED_MORE:
+                break
+            if end == NOT_A_FRAME:
+                self._noise += 1
+                pos += 1
+                continue
+            try:
+                frames.append(self._parse(bytes(buf[pos:end])))
+                self._flush_noise()
+                pos = end
+            except ProtocolError as e:
+                self.errors.append(e)
+                pos += 1
+        self._keep(buf, pos)
+        return frames
 
     def _keep(self, buf: bytearray, pos: int) -> None:
         """Keep the unparsed tail from ``pos``; report noise once nothing is pending."""
