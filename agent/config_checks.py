@@ -53,6 +53,13 @@ PROTOCOL_OPTIONS = {"modbus": MODBUS_OPTIONS, "dlt645": DLT645_OPTIONS, "dlt645_
 INT_OPTIONS = {"max_registers": (1, 125), "max_bits": (1, 2000), "max_gap": (0, 124), "preamble": (0, 8),
                "reply_delay_ms": (0, 60000), "meter_type": (1, 255)}
 RULE_KINDS = ("threshold", "fault", "leak")
+# DL/T 645 options of 4 bytes written as 8 hex digits (PA P0 P1 P2, C0..C3)
+HEX4_OPTIONS = ("password", "operator")
+
+
+def _hex4(value: object) -> bool:
+    return (isinstance(value, str) and len(value) == 8
+            and all(c in "0123456789abcdefABCDEF" for c in value))
 
 GATEWAY: dict[str, Spec] = {
     "site": name(), "id": name(), "prefix": topic_prefix(), "payload": choice("senml", "compact"),
@@ -191,6 +198,11 @@ def _check_options(ck: Checker, path: tuple, options: object, profile: Profile |
             if not is_int(value) or not low <= value <= high:
                 ck.error((*path, key), "expected an integer up to %d, got %s" % (high, show(value)))
                 continue
+        if key in HEX4_OPTIONS and profile.protocol in ("dlt645", "dlt645_1997") and not _hex4(value):
+            # never echo a password
+            got = "the value is not shown" if key == "password" else "got %s" % show(value)
+            ck.error((*path, key), "expected 8 hex digits as a string (such as \"00000000\"); %s" % got)
+            continue
         out[key] = value
     return out
 

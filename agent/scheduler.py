@@ -391,7 +391,8 @@ class Scheduler:
             worker.stop()
 
     def command(self, cmd: dict, timeout: float = 15.0) -> dict:
-        """Validate and execute a command {device, point, value} or {device, action: "read", point}.
+        """Validate and execute a command {device, point, value}, {device, action: "read", point} or
+        {device, action} for an action the device's profile lists (such as "relay_trip").
 
         Returns the ack fields {ok, error, value}. A refused command sends nothing on the bus.
         """
@@ -402,15 +403,23 @@ class Scheduler:
         if entry is None:
             return {"ok": False, "error": "unknown device %r" % (device,), "value": None}
         worker, driver = entry
-        if not isinstance(point, str):
+        if action not in ("read", "write"):
+            try:
+                driver.check_action(action)
+            except WriteRefused as exc:
+                return {"ok": False, "error": str(exc), "value": None}
+
+            def job(link: Link) -> Any:
+                return driver.action(link, action)
+        elif not isinstance(point, str):
             return {"ok": False, "error": "command needs a point name", "value": None}
-        if action == "read":
+        elif action == "read":
             def job(link: Link) -> Any:
                 result = driver.read_points(link, [point])
                 if not result.values:
                     raise ProtocolError("point %s has no value (%s)" % (point, result.bad or "not read"))
                 return result.values[0][1]
-        elif action == "write":
+        else:  # write
             if "value" not in cmd:
                 return {"ok": False, "error": "write command needs a value", "value": None}
             value = cmd["value"]
@@ -421,9 +430,6 @@ class Scheduler:
 
             def job(link: Link) -> Any:
                 return driver.write(link, point, value)
-        else:
-            return {"ok": False, "error": "unknown action %r; expected write or read" % (action,),
-                    "value": None}
         future = worker.run_on_bus(job)
         try:
             value = future.result(timeout)
@@ -437,7 +443,7 @@ class Scheduler:
                     "value": None}
         log.info("bus=%s device=%s point=%s event=command action=%s value=%r", worker.name, device, point,
                  action, value)
-        if value is not None:
+        if value is not None and isinstance(point, str) and action in ("read", "write"):
             worker._deliver([(str(device), point, value, time.time())])
         return {"ok": True, "error": None, "value": value}
 

@@ -4,6 +4,9 @@ A profile names the protocol, the link defaults and every point: where it lives 
 (Modbus table/address/type, DL/T 645 DI and format, CJ/T 188 reply field), how the raw value
 scales to a SenML unit, and whether a command may write it and within which range.
 
+Actions (`"actions": [{"name": "relay_trip"}, ...]`) are the commands other than point writes that a
+model allows; which names a protocol can carry out is `ACTIONS` (DL/T 645-2007: relay trip / close, C=1C).
+
 `parse_profile` only checks a decoded dict; `load_profile` reads the packaged JSON file (the one
 deliberate file read in protocols/: profiles are data shipped beside the code).
 """
@@ -32,8 +35,11 @@ _POINT_KEYS = (
     "description", "table", "address", "type", "order", "di", "format", "signed", "block_index", "field",
 )
 _PROFILE_KEYS = (
-    "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source",
+    "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source", "actions",
 )
+_ACTION_KEYS = ("name", "description")
+# protocol -> the action names its drivers can carry out
+ACTIONS = {"dlt645": ("relay_trip", "relay_close")}
 
 
 class ProfileError(Exception):
@@ -143,6 +149,7 @@ class Profile:
         self.link = data.get("link", {})
         self.options = data.get("options", {})
         self.points = [Point(p) for p in data["points"]]
+        self.actions = [dict(a) for a in data.get("actions", [])]
         self._by_name = {}
         for p in self.points:
             self._by_name[p.name] = p
@@ -156,6 +163,13 @@ class Profile:
 
     def point_names(self) -> list:
         return [p.name for p in self.points]
+
+    def has_action(self, name: object) -> bool:
+        """True when the profile lists the action `name` (such as "relay_trip")."""
+        return any(a["name"] == name for a in self.actions)
+
+    def action_names(self) -> list:
+        return [a["name"] for a in self.actions]
 
     def __repr__(self) -> str:
         return "Profile(%r)" % self.model
@@ -209,6 +223,28 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
             raise ProfileError(source, "%s: field (such as flow_total) is required" % where)
 
 
+def _check_actions(source: str, protocol: str, actions: object) -> None:
+    if not isinstance(actions, list):
+        raise ProfileError(source, "actions must be a list of objects such as {\"name\": \"relay_trip\"}")
+    allowed = ACTIONS.get(protocol, ())
+    seen = []
+    for i, spec in enumerate(actions):
+        if not isinstance(spec, dict):
+            raise ProfileError(source, "actions[%d] must be an object" % i)
+        for key in spec:
+            if key not in _ACTION_KEYS:
+                raise ProfileError(source, "actions[%d]: unknown key %r" % (i, key))
+        name = spec.get("name")
+        if name not in allowed:
+            raise ProfileError(source, "actions[%d]: %s devices can carry out %s, not %r" % (
+                i, protocol, ", ".join(allowed) if allowed else "no actions", name))
+        if "description" in spec and not isinstance(spec["description"], str):
+            raise ProfileError(source, "action %s: description must be a string" % name)
+        if name in seen:
+            raise ProfileError(source, "action %s is listed twice" % name)
+        seen.append(name)
+
+
 def _block_di(di: str, protocol: str) -> bool:
     """True for a DL/T 645 block DI: 2007 FF in DI1 or DI0 (0001FF00); 1997 an F digit below DI1's high
     digit (901F, B61F)."""
@@ -252,6 +288,8 @@ def parse_profile(data: object, source: str = "<profile>") -> Profile:
         if spec["name"] in seen:
             raise ProfileError(source, "point %s is defined twice" % spec["name"])
         seen[spec["name"]] = True
+    if "actions" in data:
+        _check_actions(source, data["protocol"], data["actions"])
     return Profile(data)
 
 

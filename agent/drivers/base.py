@@ -109,3 +109,27 @@ class Driver:
     def write(self, link: Link, name: str, value: Any) -> Any:
         """Write one point (checked first; nothing is sent when refused); returns the value read back."""
         raise WriteRefused("%s devices take no writes" % self.protocol)
+
+    #: the actions this driver can carry out (a profile lists those a model allows)
+    actions: tuple[str, ...] = ()
+
+    def check_action(self, name: Any) -> None:
+        """Nothing when a command may run action `name` on this device; WriteRefused saying why not."""
+        if not self.profile.has_action(name):
+            listed = ", ".join(self.profile.action_names()) or "none"
+            raise WriteRefused('device %s (profile %s) has no action %s; expected write, read or an action '
+                               "the profile lists (%s)"
+                               % (self.id, self.profile.model, _quoted(name), listed))
+        if name not in self.actions:
+            raise WriteRefused("device %s: %s devices cannot carry out action %s"
+                               % (self.id, self.protocol, _quoted(name)))
+
+    def action(self, link: Link, name: str) -> Any:
+        """Run an action the profile allows (checked first; nothing is sent when refused); the state read
+        back, or None when the device has no point for it."""
+        self.check_action(name)
+        raise WriteRefused("%s devices carry out no actions" % self.protocol)
+
+
+def _quoted(name: Any) -> str:
+    return '"%s"' % name if isinstance(name, str) else repr(name)

@@ -248,3 +248,27 @@ def test_the_shipped_example_is_valid():
     result = check_config(os.path.join(ROOT, "agent", "examples", "site.toml"))
     assert result.returncode == 0, result.stderr
     assert "OK (3 buses, 6 devices, 1 rule)" in result.stdout
+
+
+def test_meter_password_and_operator_must_be_8_hex_digits_and_the_password_is_never_shown(tmp_path,
+                                                                                         profile_dir):
+    meters = """
+[[devices]]
+id = "e%d"
+bus = "line1"
+profile = "dlt645-1p"
+address = "%d"
+interval = 10
+options = %s
+"""
+    opts = ['{ password = "02123456", operator = "0000abcd" }', '{ password = "s3cret-pw" }',
+            '{ password = 2123456 }', '{ operator = "12345" }']
+    body = "".join(meters % (i, 100 + i, o) for i, o in enumerate(opts))
+    path = basic_config(str(tmp_path), "/dev/ttyFAKE0", body)
+    _config, issues, _ = validate(path)
+    got = [(i.key, i.message) for i in issues]
+    hidden = 'expected 8 hex digits as a string (such as "00000000"); the value is not shown'
+    assert got == [("devices[1].options.password", hidden), ("devices[2].options.password", hidden),
+                   ("devices[3].options.operator",
+                    'expected 8 hex digits as a string (such as "00000000"); got "12345"')], got
+    assert not any("s3cret" in m or "2123456" in m for _, m in got)

@@ -57,3 +57,36 @@ def test_a_bad_profile_names_the_point_and_key() -> None:
     bad["points"] = [dict(LAMP["points"][0], table="register")]
     with pytest.raises(ProfileError, match="point on: table must be one of"):
         parse_profile(bad, "t-lamp.json")
+
+
+METER: dict = {
+    "model": "t-meter", "kind": "electricity_meter", "protocol": "dlt645",
+    "points": [{"name": "power", "unit": "W", "di": "02030000", "format": "XX.XXXX", "scale": 1000}],
+}
+
+
+def test_actions_are_listed_per_model() -> None:
+    for model in ("dlt645-1p", "dlt645-3p"):
+        profile = load_profile(model)
+        assert profile.action_names() == ["relay_trip", "relay_close"]
+        assert profile.has_action("relay_trip") and not profile.has_action("relay_pulse")
+    lamp = parse_profile(LAMP, "t-lamp.json")
+    assert lamp.actions == [] and not lamp.has_action("relay_trip")
+
+
+@pytest.mark.parametrize("protocol, actions, message", [
+    ("dlt645", {"name": "relay_trip"}, "actions must be a list"),
+    ("dlt645", ["relay_trip"], r"actions\[0\] must be an object"),
+    ("dlt645", [{"name": "relay_pulse"}],
+     "dlt645 devices can carry out relay_trip, relay_close, not 'relay_pulse'"),
+    ("dlt645", [{"name": "relay_trip", "code": 26}], r"actions\[0\]: unknown key 'code'"),
+    ("dlt645", [{"name": "relay_trip"}, {"name": "relay_trip"}], "action relay_trip is listed twice"),
+    ("dlt645", [{"name": "relay_trip", "description": 1}], "description must be a string"),
+    ("dlt645_1997", [{"name": "relay_trip"}], "dlt645_1997 devices can carry out no actions"),
+])
+def test_bad_actions_are_refused(protocol: str, actions: object, message: str) -> None:
+    bad = dict(METER, protocol=protocol, actions=actions)
+    if protocol == "dlt645_1997":
+        bad["points"] = [{"name": "power", "di": "B630", "format": "XX.XXXX"}]
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(bad, "t-meter.json")

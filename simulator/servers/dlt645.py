@@ -7,6 +7,12 @@ exactly to the total (DIs 00010100.. and the block 0001FF00 = total + tariffs).
 Follow-up frames: with `params.followup = N` (value bytes per frame) or a `followup` fault (`size`),
 a read whose value is longer is answered B1 + the first N bytes; C=12 requests (SEQ from `seq_start`,
 default 1) get the rest, B2 .. 92, each ending with the SEQ byte unless `reply_seq` is 0.
+
+Relay control (C=1C): 1A trips (relay "open": power and current 0, energy stops), 1B / 1C close. The
+request's password must equal `params.password` (8 hex digits, default DEFAULT_PASSWORD "00000000"), and
+its operator code `params.operator` when that is set; otherwise the meter answers DC with ERR 04
+(password error / not authorised) and the relay stays as it was. Every C=1C request the meter gets is
+counted in the device counter `relay_requests` (writes counts the relay changes).
 """
 
 from __future__ import annotations
@@ -50,6 +56,18 @@ ERR_OTHER = 0x01
 ERR_NO_DATA = 0x02
 ERR_PASSWORD = 0x04
 DEFAULT_TARIFFS = 4
+DEFAULT_PASSWORD = "00000000"
+
+
+def _hex4(device: Device, key: str, value: object) -> bytes:
+    """4 bytes from 8 hex digits (params.password / params.operator); ValueError naming the device."""
+    try:
+        raw = bytes.fromhex(str(value))
+    except ValueError:
+        raw = b""
+    if len(raw) != 4:
+        raise ValueError("device %s: params.%s must be 8 hex digits such as \"00000000\"" % (device.id, key))
+    return raw
 
 
 class Dlt645Server:
@@ -71,6 +89,10 @@ class Dlt645Server:
                                for k, b in enumerate(base[:self.tariffs])]
         self._followup: tuple[str, list[bytes]] | None = None  # the DI and reply frames of a split read
         self._seq_start = 1
+        self.password = _hex4(device, "password", device.params.get("password", DEFAULT_PASSWORD))
+        operator = device.params.get("operator")
+        self.operator = None if operator is None else _hex4(device, "operator", operator)
+        device.counts.setdefault("relay_requests", 0)
 
     # ---------------------------------------------------------------- values
     def _di2007(self, di: str) -> str:
@@ -236,10 +258,14 @@ class Dlt645Server:
         return pending[1][k]
 
     def _relay(self, frame: dlt645.Frame, t: float) -> bytes | None:
+        self.device.counts["relay_requests"] += 1
         try:
-            action = dlt645.parse_relay_request(frame)[0]
+            action, _until, password, operator = dlt645.parse_relay_request(frame)
         except ProtocolError:
             return dlt645.abnormal_reply(self._reply_address(), ERR_OTHER, self.version, 0x1C, self.preamble)
+        if password != self.password or (self.operator is not None and operator != self.operator):
+            return dlt645.abnormal_reply(self._reply_address(), ERR_PASSWORD, self.version, 0x1C,
+                                         self.preamble)
         if action == dlt645.RELAY_TRIP:
             self.device.write("relay", "open", t)
         elif action in (dlt645.RELAY_CLOSE_ALLOWED, dlt645.RELAY_CLOSE_DIRECT):

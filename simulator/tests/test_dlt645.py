@@ -91,6 +91,50 @@ def test_read_address_and_relay(make_site) -> None:  # type: ignore[no-untyped-d
         assert read_silence(port, 0.3) == b""
 
 
+RELAY_METER = """
+[[bus]]
+name = "meters"
+line = "2400 8E1"
+instant = true
+[[bus.device]]
+id = "e1"
+profile = "dlt645-1p"
+address = "000000000161"
+params = { password = "02123456", operator = "00000007" }
+"""
+
+
+def test_relay_needs_the_meter_password_and_operator(make_site) -> None:  # type: ignore[no-untyped-def]
+    site = make_site(RELAY_METER)
+    e1 = site.device("e1")
+    until = (2099, 1, 1, 0, 0, 0)
+    good, operator = bytes.fromhex("02123456"), bytes.fromhex("00000007")
+    with open_port(site, "meters") as port:
+        for password, op in ((dlt645.ZERO4, operator), (bytes.fromhex("02123457"), operator),
+                             (good, dlt645.ZERO4)):
+            frame = ask(port, dlt645.relay_request("000000000161", dlt645.RELAY_TRIP, until, password, op))
+            assert frame.control == 0xDC and frame.data == b"\x04"  # password error / not authorised
+            with pytest.raises(AbnormalReply, match="password error or not authorised"):
+                dlt645.parse_reply(frame, 0x1C)
+        assert e1.counts["writes"] == 0 and e1.quantity("relay", site.clock.now()) == "closed"
+        assert e1.truth("active_power", site.clock.now()) > 0
+        frame = ask(port, dlt645.relay_request("000000000161", dlt645.RELAY_TRIP, until, good, operator))
+        assert frame.control == 0x9C and e1.quantity("relay", site.clock.now()) == "open"
+        now = site.clock.now()
+        assert e1.truth("active_power", now) == 0 and e1.truth("current", now) == 0
+        assert e1.quantity("energy_import", now + 3600) == e1.quantity("energy_import", now + 2)
+        close = dlt645.RELAY_CLOSE_DIRECT
+        frame = ask(port, dlt645.relay_request("000000000161", close, until, good, operator))
+        assert frame.control == 0x9C and e1.quantity("relay", site.clock.now()) == "closed"
+        assert e1.truth("active_power", site.clock.now()) > 0
+        assert e1.counts["writes"] == 2 and e1.counts["relay_requests"] == 5
+
+
+def test_bad_password_param_names_the_device(make_site) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=r"device e1: params\.password must be 8 hex digits"):
+        make_site(RELAY_METER.replace('"02123456"', '"0212"'))
+
+
 def _mantissas(raw: bytes) -> list[int]:
     return [dlt645.decode_raw(raw[i:i + 4], "XXXXXX.XX") for i in range(0, len(raw), 4)]
 
