@@ -7,11 +7,12 @@ profiles set per meter: the DI byte order ("lo_first" sends 901F as 1F 90, "hi_f
 ST1 status-bit map, the FE preamble length. Replies are accepted in either DI order.
 """
 
-import binascii
 
 from protocols.bcd import bcd_to_int, int_to_bcd, is_bcd
 from protocols.errors import AbnormalReply, CrcError, EncodingError, FrameError, ProtocolError
 from protocols.framing import NEED_MORE, NOT_A_FRAME, MeterFrameReader
+from protocols.framing import hex_upper as _hex
+from protocols.framing import reversed_bytes as _reverse
 
 __all__ = [
     "HEAT_LAYOUT", "KNOWN_DIS", "METER_COLD_WATER", "METER_COOLING", "METER_GAS", "METER_HEAT",
@@ -149,18 +150,6 @@ class Frame:
     def __repr__(self) -> str:
         t, c = self.meter_type, self.control
         return "Frame(0x%02X, %r, 0x%02X, %s)" % (t, self.address, c, _hex(self.data))
-
-
-def _hex(data: bytes) -> str:
-    return binascii.hexlify(bytes(data)).decode().upper()
-
-
-def _reverse(data: bytes) -> bytes:
-    n = len(data)
-    out = bytearray(n)
-    for i in range(n):
-        out[i] = data[n - 1 - i]
-    return bytes(out)
 
 
 def format_address(raw: bytes) -> str:

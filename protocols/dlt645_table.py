@@ -12,6 +12,8 @@ import binascii
 
 from protocols.bcd import bcd_to_int, int_to_bcd, is_bcd
 from protocols.errors import EncodingError
+from protocols.framing import hex_upper as _hex
+from protocols.framing import reversed_bytes as _reverse
 
 QUALITY_GOOD = "good"
 QUALITY_NOT_AVAILABLE = "not_available"
@@ -127,18 +129,6 @@ DI_1997_TO_2007 = {
     "901F": "0001FF00",
     "B61F": "0201FF00",
 }
-
-
-def _hex(data: bytes) -> str:
-    return binascii.hexlify(bytes(data)).decode().upper()
-
-
-def _reverse(data: bytes) -> bytes:
-    n = len(data)
-    out = bytearray(n)
-    for i in range(n):
-        out[i] = data[n - 1 - i]
-    return bytes(out)
 
 
 def format_info(fmt: str) -> tuple:

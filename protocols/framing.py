@@ -5,7 +5,25 @@ records what it discarded in ``errors`` (taken by the caller with ``take_errors(
 only where a frame that starts at a 0x68 byte ends (``_frame_end``) and how to parse it (``_parse``).
 """
 
+import binascii
+
 from protocols.errors import FrameError, ProtocolError
+
+
+def hex_upper(data: bytes) -> str:
+    """Upper-case hex without spaces, as addresses and DIs are printed on meters."""
+    return binascii.hexlify(bytes(data)).decode().upper()
+
+
+def reversed_bytes(data: bytes) -> bytes:
+    """The bytes in reverse order (the wire sends the low byte first); MicroPython has no [::-1] on all
+    ports' bytes, so this is spelled out."""
+    n = len(data)
+    out = bytearray(n)
+    for i in range(n):
+        out[i] = data[n - 1 - i]
+    return bytes(out)
+
 
 NEED_MORE = 0  # _frame_end: the frame is not complete yet
 NOT_A_FRAME = -1  # _frame_end: this 0x68 is noise
