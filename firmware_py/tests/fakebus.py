@@ -1,4 +1,5 @@
-"""A Modbus RTU bus on a pty with many identical meters (the heap test's 16 devices, 100 points).
+"""Fake devices on ptys: `PtyServer` (the serving thread), and a Modbus RTU bus with many identical
+meters (the heap test's 16 devices, 100 points).
 
 The devices answer FC 3/4 from fixed register images derived from their unit address. The
 end-to-end test uses the shared simulator instead (firmware_py/tests/simsite.py).
@@ -11,6 +12,7 @@ import select
 import struct
 import threading
 import tty
+from typing import Any, Self
 
 from protocols import modbus
 
@@ -28,18 +30,27 @@ def registers(unit: int) -> dict:
     return regs
 
 
-class FakeBus:
-    def __init__(self, units: list[int]) -> None:
+class PtyServer:
+    """A device side on a pty, answering in a thread; stopped and closed on exit.
+
+    Subclasses give the frame reader (`reader()`) and the answer to one frame (`answer(frame)`,
+    bytes or None for silence)."""
+
+    def __init__(self) -> None:
         self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
         tty.setraw(self.master)
+        tty.setraw(self.slave)
         self.path = os.ttyname(self.slave)
-        self.units = {u: registers(u) for u in units}
-        self.served = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> FakeBus:
+    def reader(self) -> Any:
+        raise NotImplementedError
+
+    def answer(self, frame: Any) -> bytes | None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -50,21 +61,36 @@ class FakeBus:
         os.close(self.slave)
 
     def _run(self) -> None:
-        reader = modbus.RtuFrameReader("request")
+        reader = self.reader()
         while not self.stop.is_set():
-            r, _, _ = select.select([self.master], [], [], 0.1)
-            if not r:
+            if not select.select([self.master], [], [], 0.05)[0]:
                 continue
             try:
                 chunk = os.read(self.master, 512)
             except OSError:
                 return
-            for unit, pdu in reader.feed(chunk):
-                regs = self.units.get(unit)
-                if regs is None:
-                    continue
-                req = modbus.parse_request(pdu)
-                table = "holding" if req.function == 3 else "input"
-                values = [regs[(table, req.address + i)] for i in range(req.count)]
-                os.write(self.master, modbus.rtu_frame(unit, modbus.read_response(req.function, values)))
-                self.served += 1
+            for frame in reader.feed(chunk):
+                reply = self.answer(frame)
+                if reply is not None:
+                    os.write(self.master, reply)
+
+
+class FakeBus(PtyServer):
+    def __init__(self, units: list[int]) -> None:
+        PtyServer.__init__(self)
+        self.units = {u: registers(u) for u in units}
+        self.served = 0
+
+    def reader(self) -> Any:
+        return modbus.RtuFrameReader("request")
+
+    def answer(self, frame: Any) -> bytes | None:
+        unit, pdu = frame
+        regs = self.units.get(unit)
+        if regs is None:
+            return None
+        req = modbus.parse_request(pdu)
+        table = "holding" if req.function == 3 else "input"
+        values = [regs[(table, req.address + i)] for i in range(req.count)]
+        self.served += 1
+        return modbus.rtu_frame(unit, modbus.read_response(req.function, values))

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import threading
 import time
-import tty
+from typing import Any
 
 import pytest
 
@@ -19,6 +17,7 @@ from agent.commands.firmware_config import compile_config, dumps
 from agent.config import load_config
 from firmware_py.inventory import FORMAT, Inventory
 from firmware_py.tests import mpvm
+from firmware_py.tests.fakebus import PtyServer
 from protocols import dlt645
 
 BLOCK = "0001FF00"
@@ -120,42 +119,17 @@ class Meter:
         return self.frames[0]
 
 
-class MeterBus:
-    """Meters on one pty, answering in a thread; stopped and closed on exit."""
-
+class MeterBus(PtyServer):
     def __init__(self, meters: list[Meter]) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.master)
-        tty.setraw(self.slave)
-        self.path = os.ttyname(self.slave)
+        PtyServer.__init__(self)
         self.meters = {m.address: m for m in meters}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> MeterBus:
-        self.thread.start()
-        return self
+    def reader(self) -> Any:
+        return dlt645.Dlt645FrameReader()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        os.close(self.master)
-        os.close(self.slave)
-
-    def _run(self) -> None:
-        reader = dlt645.Dlt645FrameReader()
-        while not self.stop.is_set():
-            if not select.select([self.master], [], [], 0.05)[0]:
-                continue
-            try:
-                chunk = os.read(self.master, 512)
-            except OSError:
-                return
-            for frame in reader.feed(chunk):
-                meter = self.meters.get(frame.address)
-                reply = meter.handle(frame) if meter is not None and not frame.is_reply else None
-                if reply is not None:
-                    os.write(self.master, reply)
+    def answer(self, frame: Any) -> bytes | None:
+        meter = self.meters.get(frame.address)
+        return meter.handle(frame) if meter is not None and not frame.is_reply else None
 
 
 POLL = """

@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
 import threading
 import time
-import tty
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -26,6 +25,7 @@ from firmware_py import app
 from firmware_py.bus import OK, TIMEOUT, Bus
 from firmware_py.inventory import Inventory
 from firmware_py.tests import mpvm
+from firmware_py.tests.fakebus import PtyServer
 from protocols import dlt645
 
 ADDRESS = "000000000161"
@@ -202,41 +202,18 @@ def agent_bad(tmp: str, meter: Meter, points: list) -> list:
 
 
 # -- MicroPython: the main loop, a meter on a pty, a real Mosquitto -----------------------------------
-class PtyMeter:
+class PtyMeter(PtyServer):
     """`meter` on a pty, answering in a thread; stopped and closed on exit."""
 
     def __init__(self, meter: Meter) -> None:
+        PtyServer.__init__(self)
         self.meter = meter
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.master)
-        tty.setraw(self.slave)
-        self.path = os.ttyname(self.slave)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PtyMeter:
-        self.thread.start()
-        return self
+    def reader(self) -> Any:
+        return dlt645.Dlt645FrameReader()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        os.close(self.master)
-        os.close(self.slave)
-
-    def _run(self) -> None:
-        reader = dlt645.Dlt645FrameReader()
-        while not self.stop.is_set():
-            if not select.select([self.master], [], [], 0.05)[0]:
-                continue
-            try:
-                chunk = os.read(self.master, 512)
-            except OSError:
-                return
-            for frame in reader.feed(chunk):
-                reply = self.meter.answer(frame)
-                if reply is not None:
-                    os.write(self.master, reply)
+    def answer(self, frame: Any) -> bytes | None:
+        return self.meter.answer(frame)
 
 
 RUN = """
