@@ -125,8 +125,9 @@ def bench(hil_link: Link, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield from start_bench(str(tmp_path_factory.mktemp("commands")), SCENARIO, name="commands")
 
 
-@pytest.fixture
-def platform(bench: Bench) -> Iterator[Platform]:
+@pytest.fixture(name="platform")
+def platform_fixture(bench: Bench) -> Iterator[Platform]:
+    """A platform client on the broker; faults cleared before and after (the relay tests use it too)."""
     bench.clear_all()
     bench.settle()
     p = Platform(bench)

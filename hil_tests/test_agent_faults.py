@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,8 +232,11 @@ class Bench:
 
 
 def start_bench(workdir: str, scenario: str, rules: str = "", interval: float = INTERVAL,
-                timeout_ms: int = TIMEOUT_MS, name: str = "hil") -> Iterator[Bench]:
-    """Start the simulator (scenario text), Mosquitto and the agent; yield the Bench; stop each by PID."""
+                timeout_ms: int = TIMEOUT_MS, name: str = "hil",
+                edit: Callable[[str], str] | None = None) -> Iterator[Bench]:
+    """Start the simulator (scenario text), Mosquitto and the agent; yield the Bench; stop each by PID.
+
+    `rules` is appended to the generated agent config; `edit` may rewrite its text before the start."""
     os.makedirs(workdir, exist_ok=True)
     scenario_path = os.path.join(workdir, "%s.toml" % name)
     with open(scenario_path, "w") as f:
@@ -248,9 +251,10 @@ def start_bench(workdir: str, scenario: str, rules: str = "", interval: float = 
         config = sim_agent_config(sim.ports_file, os.path.join(workdir, "agent.toml"), broker.url,
                                   os.path.join(workdir, "outbox.sqlite"), interval=interval,
                                   timeout_ms=timeout_ms, settings=FAST)
-        if rules:
-            with open(config, "a") as f:
-                f.write(rules)
+        with open(config) as f:
+            text = f.read() + rules
+        with open(config, "w") as f:
+            f.write(edit(text) if edit is not None else text)
         agent = start_agent(config, os.path.join(workdir, "agent.log"))
         ok = wait_until(lambda: not agent.alive or bool(feed.sub.on("status")), 20)  # type: ignore[union-attr]
         assert agent.alive, "the agent exited (%s):\n%s" % (agent.returncode, agent.log()[-3000:])

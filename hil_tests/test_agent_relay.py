@@ -22,9 +22,8 @@ from typing import Any
 
 import pytest
 
-import hil_tests.test_agent_faults as faults
 from hil_tests.link import SIM_ONLY, Link, wait_until
-from hil_tests.test_agent_commands import Platform, values, writes
+from hil_tests.test_agent_commands import Platform, platform_fixture, values, writes  # noqa: F401  (fixture)
 from hil_tests.test_agent_faults import Bench, start_bench
 
 pytestmark = pytest.mark.slow
@@ -85,30 +84,7 @@ def with_options(text: str) -> str:
 def bench(hil_link: Link, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     if not hil_link.is_sim:
         pytest.skip("%s (--hil-link=%s)" % (SIM_ONLY, hil_link.spec))
-    make_config = faults.sim_agent_config
-
-    def config_with_options(*args: Any, **kw: Any) -> str:
-        path = make_config(*args, **kw)
-        with open(path) as f:
-            text = f.read()
-        with open(path, "w") as f:
-            f.write(with_options(text))
-        return path
-
-    with pytest.MonkeyPatch.context() as mp:  # start_bench writes the config, then starts the agent
-        mp.setattr(faults, "sim_agent_config", config_with_options)
-        yield from start_bench(str(tmp_path_factory.mktemp("relay")), SCENARIO, name="relay")
-
-
-@pytest.fixture
-def platform(bench: Bench) -> Iterator[Platform]:
-    bench.clear_all()
-    bench.settle()
-    p = Platform(bench)
-    try:
-        yield p
-    finally:
-        p.close()
+    yield from start_bench(str(tmp_path_factory.mktemp("relay")), SCENARIO, name="relay", edit=with_options)
 
 
 def relay_requests(bench: Bench) -> dict[str, int]:
