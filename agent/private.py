@@ -1,0 +1,71 @@
+"""Files only the agent may read: the outbox, the command-id store, keys (0600 in a 0700 folder).
+
+    private_dir("/var/lib/fieldlink")          # created 0700 if missing; PrivateFileError if others
+                                               # may write into it (or read it, when strict)
+    private_file("/var/lib/fieldlink/x.db")    # created 0600 if missing, else tightened to 0600
+    check_secret_file("/etc/fieldlink/gw.key") # PrivateFileError when group or others can read it
+
+A folder we create ourselves is made 0700; an existing folder that is not ours (for instance /tmp, or
+a folder a technician made) is left as it is unless others may write into it, which would let them
+swap our files. Every message names the path and what to run to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+__all__ = ["PrivateFileError", "check_secret_file", "private_dir", "private_file"]
+
+
+class PrivateFileError(OSError):
+    """A file or folder whose permissions would expose or endanger what it holds."""
+
+
+def private_dir(path: str, strict: bool = False) -> str:
+    """Make sure `path` exists as a folder only we control; return it.
+
+    A missing folder (and its missing parents' last level) is created 0700. An existing folder that
+    group or others may write to is refused unless it has the sticky bit (as /tmp); with `strict`,
+    an existing folder that group or others may read is tightened to 0700 when we own it.
+    """
+    path = path or "."
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)  # makedirs honours the umask; be exact
+        return path
+    st = os.stat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        raise PrivateFileError("folder %s may be written by other users (mode %04o): run chmod 700 %s"
+                               % (path, mode, path))
+    if strict and mode & 0o077 and st.st_uid == os.getuid():
+        os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: str) -> str:
+    """Create `path` empty with mode 0600 if it does not exist; tighten an existing one of ours to 0600."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        st = os.stat(path)
+        if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, 0o600)
+        return path
+    os.close(fd)
+    return path
+
+
+def check_secret_file(path: str, what: str = "key file") -> None:
+    """PrivateFileError when a secret `path` may be read by group or others (or is not a file)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise PrivateFileError("%s %s cannot be read: %s" % (what, path, exc.strerror)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise PrivateFileError("%s %s is not a file" % (what, path))
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise PrivateFileError("%s %s may be read by other users (mode %04o): run chmod 600 %s"
+                               % (what, path, mode, path))

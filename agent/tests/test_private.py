@@ -1,0 +1,63 @@
+"""agent/private.py: secret files 0600 in 0700 folders, and refusals that say how to fix them."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from agent.private import PrivateFileError, check_secret_file, private_dir, private_file
+
+
+def mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_new_folder_and_file_are_private(tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        folder = private_dir(str(tmp_path / "a" / "b"))
+        target = private_file(os.path.join(folder, "outbox.sqlite"))
+    finally:
+        os.umask(old)
+    assert mode(folder) == 0o700
+    assert mode(target) == 0o600
+
+
+def test_existing_file_is_tightened(tmp_path) -> None:
+    target = tmp_path / "ids.sqlite"
+    target.write_bytes(b"")
+    target.chmod(0o644)
+    private_file(str(target))
+    assert mode(str(target)) == 0o600
+
+
+def test_world_writable_folder_is_refused_but_sticky_tmp_is_not(tmp_path) -> None:
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(PrivateFileError, match=r"chmod 700 .*open"):
+        private_dir(str(open_dir))
+    open_dir.chmod(0o1777)
+    assert private_dir(str(open_dir)) == str(open_dir)
+
+
+def test_strict_tightens_a_readable_folder_of_ours(tmp_path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    folder.chmod(0o755)
+    private_dir(str(folder), strict=True)
+    assert mode(str(folder)) == 0o700
+
+
+def test_secret_readable_by_others_is_refused(tmp_path) -> None:
+    key = tmp_path / "gw.key"
+    key.write_text("00" * 32)
+    key.chmod(0o644)
+    with pytest.raises(PrivateFileError, match=r"may be read by other users \(mode 0644\): run chmod 600"):
+        check_secret_file(str(key))
+    key.chmod(0o600)
+    check_secret_file(str(key))
+    with pytest.raises(PrivateFileError, match="cannot be read"):
+        check_secret_file(str(tmp_path / "missing.key"))
