@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,7 @@ def inventory(config: Config) -> list[dict]:
     return out
 
 
+STOP_BUDGET = 4.5  # seconds from SIGTERM to a closed outbox and a clean DISCONNECT (systemd waits 90)
 LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "open_failures")
 
 
@@ -115,13 +117,16 @@ class Gateway:
         self.scheduler.start()
 
     def stop(self) -> None:
-        """Stop polling, flush what was read to the outbox, close the uplink."""
+        """Stop polling (the poll in flight is finished), commit every reading made to the outbox, publish
+        for a moment, go offline, disconnect: all within STOP_BUDGET seconds."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        began = time.monotonic()
         log.info("event=stopping")
-        self.scheduler.stop()
-        self.uplink.stop(flush=True)
+        self.scheduler.stop(timeout=2.0)
+        left = STOP_BUDGET - (time.monotonic() - began)
+        self.uplink.stop(flush=True, drain=max(0.2, min(1.2, left - 1.0)), timeout=0.8)
         c = self.scheduler.counters()
         log.info("event=stopped polls=%d readings=%d errors=%s", c["polls"], c["readings"],
                  ",".join("%s:%d" % kv for kv in c["errors"].items() if kv[1]) or "none")

@@ -8,6 +8,11 @@ owner and run between two transactions, so they wait at most one transaction. Re
 timestamped (time.time()) when their reply arrives and handed to `sink(readings)` as
 (device, point, value, time) tuples; online/offline transitions go to `events(device, online, reason)`.
 
+Stopping (SIGTERM) loses no reading: the poll in flight goes on for up to `STOP_GRACE` seconds and then
+ends after its current transaction, and every reading it made is handed to `sink` before the owner
+thread ends. A transaction still waiting for its reply when `stop(timeout)` gives up (a response
+timeout of seconds) is abandoned: no reading is made from it.
+
 Point quality: a point the device answered for but whose value could not be decoded (DL/T 645 all-FF
 "not available", non-BCD nibbles, a CJ/T 188 field with bad BCD) is not a reading. It is counted per
 point, and its transitions go to `quality(device, point, quality, time)`: the quality text when the point
@@ -40,6 +45,7 @@ Sink = Callable[[list[Reading]], None]
 Events = Callable[[str, bool, str], None]
 Quality = Callable[[str, str, str | None, float], None]
 ERROR_KINDS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "port", "other")
+STOP_GRACE = 1.0  # seconds the poll in flight may go on after stop()
 
 
 def _new_counters() -> dict:
@@ -92,6 +98,9 @@ class BusWorker:
         self.port_up: bool | None = None
         self._jobs: queue.Queue = queue.Queue()
         self._stop = threading.Event()
+        self._finish_by = 0.0  # after stop(): the poll in flight ends after the transaction at this time
+        self._deliver_lock = threading.Lock()
+        self._closed = False  # after a stop that gave up waiting: late readings are not made at all
         self._thread: threading.Thread | None = None
         self._seq = 0
         self._heap: list[tuple[float, int, str]] = []
@@ -103,11 +112,25 @@ class BusWorker:
         self._thread = threading.Thread(target=self._run, name="bus-%s" % self.name, daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the owner to stop: the poll in flight may go on for STOP_GRACE s, then its readings go out."""
+        if not self._stop.is_set():
+            self._finish_by = time.monotonic() + STOP_GRACE
+            self._stop.set()
+            self._jobs.put(None)
+
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._jobs.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Stop and wait up to `timeout` s for the owner thread, then close the link (if it ended)."""
+        self.request_stop()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                with self._deliver_lock:
+                    self._closed = True
+                log.warning("bus=%s event=stop_abandoned reason='a transaction still waits for its reply'",
+                            self.name)
+                return  # the thread still uses the link; the process is ending anyway
             self._thread = None
         self.link.close()
 
@@ -239,12 +262,14 @@ class BusWorker:
         self.counters["polls"] += 1
         for request in state.driver.requests:
             self._run_jobs()
-            if self._stop.is_set():
-                return
+            if self._stop.is_set() and time.monotonic() >= self._finish_by:
+                break  # stopping: what this poll read so far is delivered below
             ok, kind, exc = self._transaction(state, request, readings)
             if ok:
                 answered = True
                 continue
+            if self._stop.is_set():
+                break
             if kind == "port":
                 self._deliver(readings)
                 self._port_down(str(exc))
@@ -327,13 +352,16 @@ class BusWorker:
     def _deliver(self, readings: list[Reading]) -> None:
         if not readings:
             return
-        device = readings[0][0]
-        self.devices[device].counters["readings"] += len(readings)
-        self.counters["readings"] += len(readings)
-        try:
-            self.sink(readings)
-        except Exception:
-            log.exception("bus=%s event=sink_failed", self.name)
+        with self._deliver_lock:
+            if self._closed:
+                return
+            device = readings[0][0]
+            self.devices[device].counters["readings"] += len(readings)
+            self.counters["readings"] += len(readings)
+            try:
+                self.sink(readings)
+            except Exception:
+                log.exception("bus=%s event=sink_failed", self.name)
 
     # ------------------------------------------------------------------ reporting
     def snapshot(self) -> dict:
@@ -383,12 +411,13 @@ class Scheduler:
         for worker in self.workers.values():
             worker.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every bus at once (each finishes its poll in flight) and wait up to `timeout` s in all."""
+        end = time.monotonic() + timeout
         for worker in self.workers.values():
-            worker._stop.set()
-            worker._jobs.put(None)
+            worker.request_stop()
         for worker in self.workers.values():
-            worker.stop()
+            worker.stop(max(0.0, end - time.monotonic()))
 
     def command(self, cmd: dict, timeout: float = 15.0) -> dict:
         """Validate and execute a command {device, point, value}, {device, action: "read", point} or
