@@ -474,7 +474,7 @@ def test_deleted_outbox_is_noticed_within_one_batch(
     left = outbox_records(outbox)
     assert wait_until(lambda: len(set(wire.unique()) | left) >= made, 15)
     got = set(wire.unique()) | left
-    print("\ndeleted outbox noticed after %.2f s (batch max_age %.1f s); made %d, arrived or stored %d"
+    print("\ndeleted outbox noticed after %.2f s (batch max_age %s s); made %d, arrived or stored %d"
           % (noticed, FAST["batch"]["max_age"], made, len(got)))
     assert rc == 0 and len(got) == made
     assert noticed < 5.0
