@@ -18,6 +18,8 @@ Point quality: a point the device answered for but whose value could not be deco
 point, and its transitions go to `quality(device, point, quality, time)`: the quality text when the point
 turns bad (first bad answer, or bad after good), None when it is good again. A point that was never bad
 reports nothing; a failed transaction (timeout, CRC, ...) is a comms matter and leaves quality alone.
+A value the profile says cannot physically be (its `plausible` range or rule, protocols/plausible.py)
+is a bad point of quality "implausible" in the same way: not a reading, counted, reported once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from agent.drivers import Driver, WriteRefused, error_kind, make_driver
 from agent.link import Link, LinkClosed, LinkError, open_link
 from agent.planner import PlannedRequest
 from protocols.errors import AbnormalReply, ExceptionResponse, ProtocolError
+from protocols.plausible import IMPLAUSIBLE, for_points
 
 __all__ = ["BusWorker", "DeviceState", "Scheduler"]
 
@@ -67,6 +70,7 @@ class DeviceState:
         self.counters = _new_counters()
         self.bad_by_point: dict[str, int] = {}  # point -> bad answers since start
         self.quality: dict[str, str] = {}  # point -> quality text, for the points that are bad now
+        self.plausible = for_points(driver.profile.points)  # point -> its range/rule and last good value
 
     @property
     def id(self) -> str:
@@ -321,14 +325,17 @@ class BusWorker:
         stamp = time.time()
         state.counters["replies"] += 1
         self.counters["replies"] += 1
-        for point, value in result.values:
+        values, bad = result.values, result.bad
+        if state.plausible:
+            values, bad = _screen(state, values, bad)
+        for point, value in values:
             readings.append((state.id, point, value, stamp))
             if point in state.quality:
                 self._set_quality(state, point, None, stamp)
-        if result.bad:
-            state.counters["bad_points"] += len(result.bad)
-            self.counters["bad_points"] += len(result.bad)
-            for point, quality in result.bad:
+        if bad:
+            state.counters["bad_points"] += len(bad)
+            self.counters["bad_points"] += len(bad)
+            for point, quality in bad:
                 state.bad_by_point[point] = state.bad_by_point.get(point, 0) + 1
                 if point not in state.quality:
                     self._set_quality(state, point, str(quality), stamp)
@@ -382,6 +389,20 @@ class BusWorker:
         bus["link"] = dict(self.link.counters)
         bus["devices"] = devices
         return bus
+
+
+def _screen(state: DeviceState, values: list, bad: list) -> tuple[list, list]:
+    """Split off the values the profile says cannot be (range, never decreasing) as bad points."""
+    kept, refused = [], list(bad)
+    for point, value in values:
+        check = state.plausible.get(point)
+        if check is None or check.check(value):
+            kept.append((point, value))
+        else:
+            refused.append((point, IMPLAUSIBLE))
+            log.debug("device=%s point=%s event=implausible value=%r reference=%r", state.id, point, value,
+                      check.last)
+    return kept, refused
 
 
 class Scheduler:

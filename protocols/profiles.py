@@ -4,6 +4,10 @@ A profile names the protocol, the link defaults and every point: where it lives 
 (Modbus table/address/type, DL/T 645 DI and format, CJ/T 188 reply field), how the raw value
 scales to a SenML unit, and whether a command may write it and within which range.
 
+A point may carry `"plausible": {"min": .., "max": .., "rule": "non_decreasing"}`: the values it can
+physically have (protocols/plausible.py); a reading outside them is not published but raises a `quality`
+alarm "implausible".
+
 Actions (`"actions": [{"name": "relay_trip"}, ...]`) are the commands other than point writes that a
 model allows; which names a protocol can carry out is `ACTIONS` (DL/T 645-2007: relay trip / close, C=1C).
 
@@ -33,6 +37,7 @@ NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 _POINT_KEYS = (
     "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values",
     "description", "table", "address", "type", "order", "di", "format", "signed", "block_index", "field",
+    "plausible",
 )
 _PROFILE_KEYS = (
     "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source", "actions",
@@ -47,7 +52,7 @@ class ProfileError(Exception):
 
     def __init__(self, source: str, message: str) -> None:
         self.source = source
-        Exception.__init__(self, "%s: %s" % (source, message))
+        super().__init__("%s: %s" % (source, message))  # MicroPython has no Exception.__init__
 
 
 def valid_name(name: object) -> bool:
@@ -93,6 +98,8 @@ class Point:
         self.block_index = spec.get("block_index")  # member of a block DI (FF); None: a single item
         # CJ/T 188
         self.field = spec.get("field")
+        # {"min", "max", "rule"}: what the value can physically be (protocols/plausible.py)
+        self.plausible = spec.get("plausible")
 
     def register_count(self) -> int:
         """How many 16-bit registers (or bits, for coil/discrete tables) the point spans."""
@@ -193,6 +200,12 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
         raise ProfileError(source, "%s: writable must be true or false" % where)
     if "unit" in spec and not isinstance(spec["unit"], str):
         raise ProfileError(source, "%s: unit must be a string" % where)
+    if "plausible" in spec:
+        from protocols.plausible import check_spec
+
+        problem = check_spec(spec["plausible"])
+        if problem is not None:
+            raise ProfileError(source, "%s: %s" % (where, problem))
     if "block_index" in spec and protocol not in ("dlt645", "dlt645_1997"):
         raise ProfileError(source, "%s: block_index is for DL/T 645 points only" % where)
     if protocol == "modbus":
