@@ -635,10 +635,15 @@ class Outbox:
                     out.append(Pack(pack_id, p.topic, p.payload, p.qos, p.records))
             return out
 
-    def ack(self, pack_id: int) -> bool:
+    def ack(self, pack_id: int, generation: int | None = None) -> bool:
         """Delete a pack the broker acknowledged; False if it was already gone. Never raises on a disk
-        fault: a delete that cannot be written is remembered and written later."""
+        fault: a delete that cannot be written is remembered and written later.
+
+        With `generation` (the one the pack was peeked in), a PUBACK from before packs were renumbered
+        is ignored: its id may name another pack now, which must not be deleted unsent."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return False
             held = self._held.pop(pack_id, None)
             if held is not None:
                 self._held_bytes -= len(held.payload)

@@ -228,7 +228,8 @@ class Publisher:
         self._client: mqtt.Client | None = None
         self._connack: int | None = None
         self._paho_error = ""  # paho's last error log line of the current session (e.g. a TLS alert)
-        self._inflight: dict[int, tuple[int, int, float]] = {}  # mid -> (outbox id, records, sent at)
+        # mid -> (outbox id, records, sent at, outbox generation when it was read)
+        self._inflight: dict[int, tuple[int, int, float, int]] = {}
         self._last_sent = 0
         self._generation = outbox.generation
         self.connected = False
@@ -352,9 +353,9 @@ class Publisher:
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return  # birth, ack, health: not in the outbox
-        pack_id, records, _ = entry
+        pack_id, records, _, generation = entry
         try:
-            self.outbox.ack(pack_id)
+            self.outbox.ack(pack_id, generation)
         except Exception:  # never into paho: an exception here would end the session and resend all
             log.exception("outbox: recording the PUBACK of pack %d failed", pack_id)
         with self._state_lock:
@@ -455,7 +456,7 @@ class Publisher:
         """Why the session must end when the oldest pack in flight waited longer than puback_timeout."""
         if not self._inflight:
             return ""
-        oldest = min(sent for _, _, sent in self._inflight.values())
+        oldest = min(entry[2] for entry in self._inflight.values())
         waited = time.monotonic() - oldest
         if waited < self.config.broker.puback_timeout:
             return ""
@@ -465,36 +466,32 @@ class Publisher:
 
     def _pump(self, client: mqtt.Client) -> None:
         """Fill the in-flight window from the outbox, oldest first."""
-        if self.outbox.generation != self._generation:
-            # older packs appeared (a file that could only be opened late): read from the start again
-            self._generation = self.outbox.generation
+        generation = self.outbox.generation
+        if generation != self._generation:
+            # older packs appeared (a file that could only be opened late, held packs renumbered after
+            # it): read from the start again; PUBACKs for what is in flight no longer delete anything,
+            # so those packs are sent again (at most one window of duplicates)
+            self._generation = generation
             self._last_sent = 0
+            self._count("packs_resent", len(self._inflight))
+            self._inflight.clear()
         free = self.window - len(self._inflight)
         if free <= 0:
             return
-        flying = {entry[0] for entry in self._inflight.values()}
-        if flying and max(flying) <= self._last_sent:
-            flying = set()  # the usual case: everything in flight is behind the read position
         try:
-            packs = self.outbox.peek(free + len(flying), after=self._last_sent)
+            packs = self.outbox.peek(free, after=self._last_sent)
         except Exception:
             log.exception("outbox: reading packs to publish failed")
             return
         for pack in packs:
-            if free <= 0:
-                return
-            if pack.id in flying:
-                self._last_sent = pack.id
-                continue
             info = client.publish(pack.topic, pack.payload, qos=pack.qos)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return  # the connection is going away; the next session replays it
             self._last_sent = pack.id
-            free -= 1
             if pack.qos == 0:
-                self.outbox.ack(pack.id)
+                self.outbox.ack(pack.id, generation)
             else:
-                self._inflight[info.mid] = (pack.id, pack.records, time.monotonic())
+                self._inflight[info.mid] = (pack.id, pack.records, time.monotonic(), generation)
             self._count("bytes_published", len(pack.payload))
 
     def _send_direct(self, client: mqtt.Client) -> None:

@@ -203,6 +203,26 @@ def test_cannot_open_at_start_then_the_file_appears(path, disk):
     assert [i for i, _ in stored(path)] == ids
 
 
+def test_a_file_opened_late_keeps_its_packs_first_and_stale_acks_delete_nothing(path, disk):
+    ob = Outbox(path)
+    old = [ob.put("t/data", payload(i), 1, 1) for i in range(5)]  # a backlog from the last run
+    ob.close()
+    disk.open_fault = (14, "unable to open database file")
+    ob = Outbox(path)
+    held = [ob.put("t/data", payload(10 + i), 1, 1) for i in range(3)]
+    assert held == [1, 2, 3], "with no file, ids start at 1 and collide with the file's"
+    before = ob.generation
+    disk.open_fault = None
+    ob.maintain()
+    assert ob.state == "ok" and ob.generation == before + 1
+    assert not ob.ack(1, generation=before), "a PUBACK for held pack 1 must not delete the file's pack 1"
+    packs = ob.peek(10)
+    assert [p.id for p in packs][:5] == old, "the older packs of the file come first"
+    assert [p.payload for p in packs[5:]] == [payload(10 + i) for i in range(3)]
+    ob.close()
+    assert len(stored(path)) == 8
+
+
 def test_a_dead_disk_is_not_mistaken_for_damage(path, disk):
     ob = Outbox(path)
     ids = [ob.put("t/data", payload(i), 1, 2) for i in range(4)]
