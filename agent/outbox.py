@@ -222,7 +222,7 @@ class Outbox:
             db.close()
             raise
         self._db = db
-        self._ident = _identity(self.path)
+        self._ident = _identity(self.path) if self.path != ":memory:" else None
         self._disk = [int(count), int(size), int(records)]
         first_free = max(int(top) + 1, (int(seq[0]) + 1) if seq else 1)
         self._next_id = max(self._next_id, first_free)
