@@ -198,6 +198,8 @@ def build_frame(frame: Frame, preamble: int = 0) -> bytes:
         raise EncodingError("address type must be 0..3 and logic address 0..3")
     if not 0 <= frame.client <= 255 or not 0 <= frame.control <= 255:
         raise EncodingError("client address and control must be one byte each")
+    if frame.address_type == ADDRESS_BROADCAST and raw != b"\xaa":
+        raise EncodingError("a broadcast server address is the one byte AA, got %s" % frame.address)
     length = 2 + 1 + 1 + len(raw) + 1 + 2 + len(frame.apdu) + 2
     if length + 2 > MAX_FRAME:
         raise EncodingError("DL/T 698.45 frame of %d bytes is longer than %d" % (length + 2, MAX_FRAME))
@@ -378,11 +380,14 @@ def get_request(oads: "list | str", piid: int = 0, time_tag: "tuple | None" = No
     """GET-Request APDU: Normal (05 01) for one OAD, NormalList (05 02) for a list of several.
 
     A one-item list is still sent as NormalList when ``oads`` is a list of one; a single OAD string
-    gives Normal. ``time_tag`` is ((y, mo, d, h, mi, s), (TI unit, interval)) or None (00).
+    gives Normal. PIID: bit 7 priority, bits 0-5 the service number, bit 6 reserved.
+    ``time_tag`` is ((y, mo, d, h, mi, s), (TI unit, interval)) or None (00).
     """
     single = isinstance(oads, str)
     oads = _check_oads(oads)
-    out = bytearray([GET_REQUEST, NORMAL if single else NORMAL_LIST, _check_piid(piid)])
+    if _check_piid(piid) & 0x40:
+        raise EncodingError("PIID %02X: bit 6 is reserved in a request (it is ACD in the response)" % piid)
+    out = bytearray([GET_REQUEST, NORMAL if single else NORMAL_LIST, piid])
     if not single:
         out.append(len(oads))
     for oad in oads:
