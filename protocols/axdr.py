@@ -36,6 +36,10 @@ import struct
 
 from protocols.errors import EncodingError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
     "MAX_DEPTH", "MAX_ITEMS", "NAMES", "array", "decode", "decode_all", "decode_length", "encode",
     "encode_length", "name", "plain", "structure",
@@ -434,7 +438,7 @@ def encode(data: tuple) -> bytes:
     return bytes(out)
 
 
-def plain(data: tuple) -> object:
+def plain(data: tuple) -> "Any":
     """The Python value without type tags: arrays and structures become lists of plain values."""
     if not isinstance(data, tuple) or len(data) != 2:
         raise EncodingError("A-XDR data must be a (tag, value) tuple, got %r" % (data,))

@@ -16,6 +16,10 @@ published captures. Verified entries are tested against the package in test_dlt6
 
 from protocols.errors import EncodingError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
     "DAR_MEANINGS", "OAD_TABLE", "UNIT_CODES", "attribute_oad", "dar_meaning", "element_index",
     "scaled", "unit_symbol",
@@ -111,7 +115,7 @@ def _scale(raw: object, scaler: int, oad: str) -> "int | float":
     return raw / 10 ** (-scaler)
 
 
-def scaled(oad: str, data: tuple, element: int = 0) -> object:
+def scaled(oad: str, data: tuple, element: int = 0) -> "Any":
     """The value of ``data`` read for ``oad``, in the meter's unit (OAD_TABLE's scaler applied).
 
     ``element`` (1-based) picks one element of an array read as a whole; with an OAD that already
