@@ -264,23 +264,29 @@ def all_ints():  # type: ignore[no-untyped-def]
     return st.one_of(*[st.integers(lo, hi).map(tagged(t)) for t, (_f, _n, lo, hi) in axdr._NUMBERS.items()])
 
 
-def data_values(depth: int = 3):  # type: ignore[no-untyped-def]
-    ints = all_ints()
+def data_values(depth: int = 3, peer: bool = False):  # type: ignore[no-untyped-def]
+    """Random A-XDR data. ``peer``: only what PyPI dlt698 also accepts (printable visible-strings,
+    bit-strings without set padding bits, valid dates, TI units 0..5)."""
+    text = st.characters(min_codepoint=0x20, max_codepoint=0x7E) if peer else st.characters(max_codepoint=255)
+    dates = (st.tuples(st.integers(2000, 2099), st.integers(1, 12), st.integers(1, 28), st.integers(0, 23),
+                       st.integers(0, 59), st.integers(0, 59)) if peer
+             else st.tuples(st.integers(0, 65535), *[st.integers(0, 255)] * 5))
     leaves = st.one_of(
-        st.just((axdr.NULL, None)), ints, st.booleans().map(lambda b: (axdr.BOOL, b)),
-        st.binary(max_size=300).map(lambda b: (axdr.OCTET_STRING, b)),
-        st.text(st.characters(max_codepoint=255), max_size=20).map(lambda s: (axdr.VISIBLE_STRING, s)),
-        st.text(max_size=20).map(lambda s: (axdr.UTF8_STRING, s)),
-        bit_strings(),
-        st.tuples(st.integers(0, 65535), *[st.integers(0, 255)] * 5).map(lambda t: (axdr.DATE_TIME_S, t)),
-        st.tuples(st.integers(-128, 127), st.integers(0, 255)).map(lambda t: (axdr.SCALER_UNIT, t)),
+        st.just((axdr.NULL, None)), all_ints(), st.booleans().map(tagged(axdr.BOOL)),
+        st.binary(max_size=300).map(tagged(axdr.OCTET_STRING)),
+        st.text(text, max_size=20).map(tagged(axdr.VISIBLE_STRING)),
+        st.text(max_size=20).map(tagged(axdr.UTF8_STRING)),
+        bit_strings(clear_padding=peer),
+        dates.map(tagged(axdr.DATE_TIME_S)),
+        st.tuples(st.integers(-128, 127), st.integers(0, 255)).map(tagged(axdr.SCALER_UNIT)),
         st.integers(0, 0xFFFFFFFF).map(lambda v: (axdr.OAD, "%08X" % v)),
-        st.tuples(st.integers(0, 255), st.integers(0, 65535)).map(lambda t: (axdr.TI, t)),
-        st.floats(allow_nan=False, width=32).map(lambda f: (axdr.FLOAT32, f)),
+        st.tuples(st.integers(0, 5 if peer else 255), st.integers(0, 65535)).map(tagged(axdr.TI)),
+        st.floats(allow_nan=False, width=32).map(tagged(axdr.FLOAT32)),
+        st.floats(allow_nan=False).map(tagged(axdr.FLOAT64)),
     )
     if depth == 0:
         return leaves
-    inner = data_values(depth - 1)
+    inner = data_values(depth - 1, peer)
     return st.one_of(leaves, st.lists(inner, max_size=5).map(axdr.array),
                      st.lists(inner, max_size=5).map(axdr.structure))
 

@@ -26,7 +26,7 @@ from dlt698 import _native as n  # noqa: E402
 
 from protocols import axdr  # noqa: E402
 from protocols import dlt698 as d  # noqa: E402
-from protocols.tests.test_dlt698 import addresses, all_ints, bit_strings  # noqa: E402
+from protocols.tests.test_dlt698 import addresses, data_values  # noqa: E402
 
 TYPES = [d.ADDRESS_SINGLE, d.ADDRESS_WILDCARD, d.ADDRESS_GROUP, d.ADDRESS_BROADCAST]
 
@@ -78,6 +78,7 @@ def to_theirs(value: tuple):  # type: ignore[no-untyped-def]
         axdr.OCTET_STRING: lambda: n.Data.octet_string(v),
         axdr.VISIBLE_STRING: lambda: n.Data.visible_string(v),
         axdr.UTF8_STRING: lambda: n.Data.utf8_string(v), axdr.FLOAT64: lambda: n.Data.float64(v),
+        axdr.FLOAT32: lambda: n.Data.float32(v),
         axdr.BIT_STRING: lambda: n.Data.bit_string(v[0], v[1]),
         axdr.DATE_TIME_S: lambda: n.Data.date_time_s([v[0] >> 8, v[0] & 0xFF, *v[1:]]),
         axdr.SCALER_UNIT: lambda: n.Data.scaler_unit(n.ScalerUnit(scaler=v[0], unit=v[1])),
@@ -89,30 +90,7 @@ def to_theirs(value: tuple):  # type: ignore[no-untyped-def]
     return make[tag]()
 
 
-def comparable(depth: int = 2):  # type: ignore[no-untyped-def]
-    ints = all_ints()
-    leaves = st.one_of(
-        st.just((axdr.NULL, None)), ints, st.booleans().map(lambda b: (axdr.BOOL, b)),
-        st.binary(max_size=200).map(lambda b: (axdr.OCTET_STRING, b)),
-        st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20).map(
-            lambda s: (axdr.VISIBLE_STRING, s)),
-        st.text(max_size=10).map(lambda s: (axdr.UTF8_STRING, s)),
-        st.floats(allow_nan=False).map(lambda f: (axdr.FLOAT64, f)),
-        bit_strings(clear_padding=True),  # the package refuses set padding bits
-        st.tuples(st.integers(2000, 2099), st.integers(1, 12), st.integers(1, 28), st.integers(0, 23),
-                  st.integers(0, 59), st.integers(0, 59)).map(lambda t: (axdr.DATE_TIME_S, t)),
-        st.tuples(st.integers(-128, 127), st.integers(0, 255)).map(lambda t: (axdr.SCALER_UNIT, t)),
-        st.tuples(st.integers(0, 5), st.integers(0, 65535)).map(lambda t: (axdr.TI, t)),
-        st.integers(0, 0xFFFFFFFF).map(lambda v: (axdr.OAD, "%08X" % v)),
-    )
-    if depth == 0:
-        return leaves
-    inner = comparable(depth - 1)
-    return st.one_of(leaves, st.lists(inner, max_size=4).map(axdr.array),
-                     st.lists(inner, max_size=4).map(axdr.structure))
-
-
-@given(comparable())
+@given(data_values(2, peer=True))
 def test_axdr_both_ways(value) -> None:  # type: ignore[no-untyped-def]
     ours = axdr.encode(value)
     theirs = n.encode_data(to_theirs(value))
@@ -148,7 +126,7 @@ def test_get_request_both_ways(oads, piid, single) -> None:  # type: ignore[no-u
 
 
 @given(st.lists(st.tuples(st.integers(0, 0xFFFFFFFF).map(lambda v: "%08X" % v),
-                          st.one_of(comparable(1), st.integers(0, 255))), min_size=1, max_size=6),
+                          st.one_of(data_values(1, peer=True), st.integers(0, 255))), min_size=1, max_size=6),
        st.integers(0, 255))
 def test_get_response_both_ways(pairs, piid) -> None:  # type: ignore[no-untyped-def]
     results = [d.Result(o, v) if isinstance(v, tuple) else d.Result(o, dar=v) for o, v in pairs]
