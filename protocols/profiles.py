@@ -99,14 +99,11 @@ class Point:
         self.block_index = spec.get("block_index")  # member of a block DI (FF); None: a single item
         # CJ/T 188
         self.field = spec.get("field")
-<<<<<<< HEAD
-        # {"min", "max", "rule"}: what the value can physically be (protocols/plausible.py)
-        self.plausible = spec.get("plausible")
-=======
         # DL/T 698.45: the attribute's OAD and, for an array read whole, the element (1-based)
         self.oad = spec.get("oad")
         self.element = spec.get("element")
->>>>>>> main
+        # {"min", "max", "rule"}: what the value can physically be (protocols/plausible.py)
+        self.plausible = spec.get("plausible")
 
     def register_count(self) -> int:
         """How many 16-bit registers (or bits, for coil/discrete tables) the point spans."""
