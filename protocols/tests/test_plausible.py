@@ -100,6 +100,7 @@ PACKAGED: dict[str, dict[str, dict]] = {
                   "power_factor": {"min": -1, "max": 1}},
     "dlt645-3p": {"voltage_a": V500, "energy_import_t1": COUNTER},
     "dlt645-1997": {"voltage_a": V500, "energy_import": COUNTER},
+    "dlt698-3p": {"voltage_c": V500, "energy_import": COUNTER, "power_factor": {"min": -1, "max": 1}},
     "dtsu666": {"voltage_a": V500, "voltage_ab": {"min": 0, "max": 866}, "energy_import": COUNTER},
     "cjt188-water": {"volume": COUNTER},
     "cjt188-gas": {"volume": COUNTER},
