@@ -10,9 +10,9 @@ import sys
 import cbor2
 import pytest
 
-from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
 from agent.command_gate import CommandGate
 from agent.command_store import IdStore
+from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
 from agent.publisher import backoff_delay
 from agent.uplink import Uplink
 from hil_tests.broker import Subscriber, broker_or_skip
@@ -185,9 +185,9 @@ def test_commands_get_acks(sub, uplink, tmp_path):
 
 
 def test_retained_and_oversized_commands_are_refused(sub, uplink, tmp_path):
-    gate, scheduler = gate_for(uplink, tmp_path, lambda cmd: {"ok": True, "value": None})
-    sub.client.publish("fieldlink/s1/gw1/cmd", cbor2.dumps({"id": "r1", "device": "lamp-1", "point": "dim",
-                                                           "value": 0.1}), qos=1, retain=True).wait_for_publish(5)
+    _gate, scheduler = gate_for(uplink, tmp_path, lambda cmd: {"ok": True, "value": None})
+    retained = cbor2.dumps({"id": "r1", "device": "lamp-1", "point": "dim", "value": 0.1})
+    sub.client.publish("fieldlink/s1/gw1/cmd", retained, qos=1, retain=True).wait_for_publish(5)
     # the retained message is delivered live (retain 0 on MQTT 3.1.1) and again, flagged, on resubscribe
     assert sub.wait_for(lambda: len(sub.on("ack")) >= 1, 5)
     big = cbor2.dumps({"id": "big", "device": "lamp-1", "point": "dim", "value": "x" * 5000}, canonical=True)
