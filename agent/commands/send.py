@@ -77,12 +77,14 @@ def _positive(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--broker", required=True, metavar="HOST:PORT", help="MQTT broker (port 1883 if left out)")
+    parser.add_argument("--broker", required=True, metavar="HOST:PORT",
+                        help="MQTT broker (port 1883 if left out)")
     parser.add_argument("--site", required=True)
     parser.add_argument("--gateway", required=True, help="gateway id (also the kid of a signed command)")
     parser.add_argument("--device", required=True)
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--action", metavar="NAME", help="an action the device's profile lists (relay_trip ...)")
+    what.add_argument("--action", metavar="NAME",
+                      help="an action the device's profile lists (relay_trip ...)")
     what.add_argument("--point", metavar="P", help="write point P (with --value)")
     what.add_argument("--read", metavar="P", help="read point P now")
     parser.add_argument("--value", metavar="V", help="the value to write: a number, true/false or text")
@@ -91,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exp = now + SECONDS (default %d s when signing, none otherwise)" % DEFAULT_TTL)
     parser.add_argument("--id", metavar="ID", help="command id (default: send-<random>)")
     parser.add_argument("--prefix", default="fieldlink", help="topic prefix (default fieldlink)")
-    parser.add_argument("--timeout", type=_positive, default=10.0, help="seconds to wait for the ack (default 10)")
+    parser.add_argument("--timeout", type=_positive, default=10.0,
+                        help="seconds to wait for the ack (default 10)")
     parser.add_argument("--username")
     parser.add_argument("--password")
 

@@ -55,7 +55,7 @@ def reason(data, keys, kid):
 check("wrong-kid", reason(MESSAGE, [KEY], b"gw2"), "kid")
 check("wrong-key", reason(MESSAGE, [bytes(32)], b"gw1"), "tag")
 check("second-key", reason(MESSAGE, [bytes(32), KEY], b"gw1"), "verified")
-flips = {}
+flips: dict = {}
 for i in range(len(MESSAGE)):
     m = bytearray(MESSAGE)
     m[i] ^= 0x01
@@ -65,7 +65,8 @@ check("every-flip-fails", "verified" in flips, False)
 check("flip-reasons", sorted(flips.items()), [("algorithm", 2), ("kid", 4), ("malformed", 10), ("tag", 89)])
 
 # the command rules
-signed = cose.sign(cbor.dumps({"id": "c9", "device": "m1", "action": "relay_trip", "exp": NOW + 60}), KEY, b"gw1")
+trip = {"id": "c9", "device": "m1", "action": "relay_trip", "exp": NOW + 60}
+signed = cose.sign(cbor.dumps(trip), KEY, b"gw1")
 cmd = open_command(signed, [KEY], "gw1")
 check("open-signed", (cmd.id, cmd.signed, cmd.exp, cmd.what), ("c9", True, NOW + 60, "relay_trip on m1"))
 commands.check_policy(cmd, "switching", True, NOW, 86400)
@@ -83,13 +84,13 @@ def refusal(fn, *args):
 unsigned = open_command(cbor.dumps({"id": "u1", "device": "wm", "point": "valve", "value": "closed"}), [KEY],
                         "gw1")
 check("unsigned-switching", refusal(commands.check_policy, unsigned, "switching", True, NOW, 86400),
-      ("unsigned", "u1", "write valve of wm is refused unsigned: this gateway wants switching commands signed "
-       "(COSE_Mac0)"))
+      ("unsigned", "u1", "write valve of wm is refused unsigned: this gateway wants switching commands "
+       "signed (COSE_Mac0)"))
 check("expired", refusal(commands.check_policy, cmd, "switching", True, NOW + 61, 86400)[0], "expired")
 check("no-clock", refusal(commands.check_policy, cmd, "switching", True, 86400, 86400)[2],
       "command has an expiry but this gateway's clock is not set (it reads 86400)")
-check("forged", refusal(open_command, cose.sign(cbor.dumps({"id": "f"}), bytes(32), b"gw1"), [KEY], "gw1")[:2],
-      ("bad_tag", "f"))
+forged = cose.sign(cbor.dumps({"id": "f"}), bytes(32), b"gw1")
+check("forged", refusal(open_command, forged, [KEY], "gw1")[:2], ("bad_tag", "f"))
 check("retained-text", commands.refusal("retained"), "retained commands are not executed")
 
 memory = IdMemory(4)
@@ -98,8 +99,8 @@ check("running", memory.check(cmd), commands.RUNNING)
 memory.finish("c9", commands.ack_bytes("c9", True))
 check("repeat", cbor.loads(memory.check(open_command(signed, [KEY], "gw1"))),
       {"id": "c9", "ok": True, "error": None, "value": None})
-other = open_command(cose.sign(cbor.dumps({"id": "c9", "device": "m1", "action": "relay_close", "exp": NOW}), KEY,
-                               b"gw1"), [KEY], "gw1")
+close = {"id": "c9", "device": "m1", "action": "relay_close", "exp": NOW}
+other = open_command(cose.sign(cbor.dumps(close), KEY, b"gw1"), [KEY], "gw1")
 check("duplicate", refusal(memory.check, other)[0], "duplicate_id")
 restored = IdMemory(4)
 check("load", restored.load(memory.rows(), NOW), 0)
