@@ -44,7 +44,8 @@ def test_keys_are_read_and_the_id_store_sits_beside_the_outbox(tmp_path, profile
         tmp_path, "# gw key\n%s\n\n%s\n" % (KEY, "ab" * 32)))
     config = load_config(path)
     c = config.commands
-    assert c.keys == [bytes.fromhex(KEY), bytes.fromhex("ab" * 32)] and c.queue == 8 and c.signed == "switching"
+    assert c.keys == [bytes.fromhex(KEY), bytes.fromhex("ab" * 32)]
+    assert c.queue == 8 and c.signed == "switching"
     assert c.id_store == os.path.join(str(tmp_path), "command-ids.sqlite")
     assert KEY not in repr(config)
 
@@ -64,14 +65,15 @@ def test_a_key_file_others_can_read_is_an_error_that_never_shows_the_key(tmp_pat
 def test_a_bad_key_line_names_the_line_not_the_key(tmp_path, profile_dir):
     path = with_commands(tmp_path, 'key_file = "%s"\n' % key_file(tmp_path, "#\n%sZZ\n" % KEY[:62]))
     errors, _ = issues(path)
-    assert any("line 2: expected 64 hex characters (32 random bytes), got 64 characters (the key is not shown)"
-               in e for e in errors), errors
+    want = "line 2: expected 64 hex characters (32 random bytes), got 64 characters (the key is not shown)"
+    assert any(want in e for e in errors), errors
     assert not any(KEY[:62] in e for e in errors)
 
 
 def test_warnings_no_key_and_signed_none(tmp_path, profile_dir):
     _, warnings = issues(with_commands(tmp_path, 'signed = "switching"\n'))
-    assert any('no key_file: switching commands of lamp-1 (on) will be refused' in w for w in warnings), warnings
+    want = "no key_file: switching commands of lamp-1 (on) will be refused"
+    assert any(want in w for w in warnings), warnings
     _, warnings = issues(with_commands(tmp_path, 'signed = "none"\n'))
     assert any('signed = "none": every command runs unsigned' in w for w in warnings), warnings
     errors, _ = issues(with_commands(tmp_path, 'signed = "some"\nmax_bytes = 10\n'))
