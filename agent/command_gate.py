@@ -34,7 +34,7 @@ class CommandGate:
     """Checks, remembers and queues the commands from the broker; see the module docstring."""
 
     def __init__(self, config: Any, scheduler: Any, store: IdStore | None,
-                 send_ack: Callable[[bytes], None] | None = None,
+                 send_ack: Callable[[bytes, bool], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         c = config.commands
         self.gateway_id = config.gateway.id
@@ -44,7 +44,7 @@ class CommandGate:
         self.id_window = c.id_window
         self.scheduler = scheduler
         self.store = store
-        self.send_ack = send_ack or (lambda ack: None)
+        self.send_ack = send_ack or (lambda ack, ran: None)
         self.clock = clock
         self._lock = threading.Lock()
         self._counters = {"received": 0, "queued": 0, "done": 0, "failed": 0, "repeats": 0, "refused": 0}
@@ -79,7 +79,7 @@ class CommandGate:
             log.info("event=command_repeat id=%r device=%s: %s", cmd.id, cmd.device,
                      "original ack sent again" if prior else "still running; its ack follows")
             if prior:
-                self.send_ack(prior)
+                self.send_ack(prior, False)
             return
         self._queue(cmd, switching, now)
 
@@ -118,7 +118,7 @@ class CommandGate:
             except Exception:
                 log.exception("event=command_store_failed id=%r", cmd.id)
         self._count("done" if ok else "failed")
-        self.send_ack(ack)
+        self.send_ack(ack, True)
 
     # -- counters and refusals -------------------------------------------------------------------
 
@@ -139,7 +139,7 @@ class CommandGate:
             log.warning("event=command_refused reason=%s id=%r: %s%s", reason, cmd_id, text,
                         " (more of these this minute are counted, not logged)" if n == _LOG_BURST - 1 else "")
         if rules.valid_id(cmd_id):
-            self.send_ack(rules.ack_bytes(cmd_id, False, text))
+            self.send_ack(rules.ack_bytes(cmd_id, False, text), False)
 
     def stats(self) -> dict:
         """`…/health` → `commands`: received, queued, done, failed, repeats, refused (and by reason),

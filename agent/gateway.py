@@ -73,10 +73,10 @@ class Gateway:
         store = IdStore(c.id_store) if c.id_store else None
         return CommandGate(config, self.scheduler, store, send_ack=self._send_ack)
 
-    def _send_ack(self, payload: bytes) -> None:
+    def _send_ack(self, payload: bytes, ran: bool = False) -> None:
         send = getattr(self.uplink, "send_ack", None)
         if send is not None:
-            send(payload)
+            send(payload, ran)
 
     def _counters(self) -> dict:
         return self.scheduler.counters()

@@ -45,7 +45,7 @@ from protocols import cbor
 
 log = logging.getLogger(__name__)
 
-ACK_BACKLOG = 1000  # acks waiting for the network loop; beyond that they are dropped and counted
+ACK_BACKLOG = 1000  # refusal acks waiting for the network loop; beyond that they are dropped and counted
 
 _CONNACK_TIMEOUT = 10.0
 _LOOP_TIMEOUT = 0.05
@@ -469,10 +469,11 @@ class Publisher:
         except Exception:  # a bug must not end the session; the command is not run
             log.exception("mqtt: command on %s could not be handled", self.topic_cmd)
 
-    def send_ack(self, payload: bytes) -> None:
-        """Publish an ack (QoS 1) on the next loop turn; counted in acks_dropped while offline or when
-        more than `ACK_BACKLOG` are waiting (a command flood must not grow memory)."""
-        if not self.connected or self._direct.qsize() >= ACK_BACKLOG:
+    def send_ack(self, payload: bytes, ran: bool = False) -> None:
+        """Publish an ack (QoS 1) on the next loop turn; counted in acks_dropped while offline or, for a
+        refusal, when `ACK_BACKLOG` messages already wait (a command flood must not grow memory). The ack of
+        a command that ran (`ran`) is always queued: those are bounded by the bus queues."""
+        if not self.connected or (not ran and self._direct.qsize() >= ACK_BACKLOG):
             self._count("acks_dropped")
             return
         self._count("acks")

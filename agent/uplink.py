@@ -168,9 +168,10 @@ class Uplink:
     def commands(self, gate: Any) -> None:
         self.publisher.commands = gate
 
-    def send_ack(self, payload: bytes) -> None:
-        """Publish an encoded ack on `…/ack` (QoS 1; dropped and counted while offline)."""
-        self.publisher.send_ack(payload)
+    def send_ack(self, payload: bytes, ran: bool = False) -> None:
+        """Publish an encoded ack on `…/ack` (QoS 1; dropped and counted while offline; a refusal also
+        when a flood of them is waiting, `ran` = the ack of a command that ran is always sent)."""
+        self.publisher.send_ack(payload, ran)
 
     def _reading_counters(self) -> dict:
         stats = self.outbox.stats()
