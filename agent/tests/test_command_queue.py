@@ -31,7 +31,7 @@ class IdleLink:
         pass
 
 
-def IDLE() -> Any:  # noqa: N802  (a Link as far as the bus owner is concerned)
+def IDLE() -> Any:
     return IdleLink()
 
 
