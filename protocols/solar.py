@@ -122,7 +122,7 @@ def _noon(days: int, longitude: float) -> float:
     return minutes
 
 
-def sun_event(year: int, month: int, day: int, latitude: float, longitude: float, event: str) -> object:
+def sun_event(year: int, month: int, day: int, latitude: float, longitude: float, event: str) -> "int | str":
     """The instant (POSIX seconds, int) of `event` (SUNRISE, SUNSET, DAWN, DUSK) in the solar day of
     the date at that place, or ABOVE / BELOW when the sun does not cross the event's altitude then.
 
@@ -144,10 +144,14 @@ def sun_event(year: int, month: int, day: int, latitude: float, longitude: float
         a, b = noon, noon + 720.0
     fa = _altitude(days, a, latitude, longitude) - target
     fb = _altitude(days, b, latitude, longitude) - target
-    if fa >= 0.0 and fb >= 0.0:
-        return ABOVE
-    if fa < 0.0 and fb < 0.0:
+    # a crossing in the event's direction: below then above when rising, above then below when setting
+    # (within a degree of a pole the day's drift in declination can outrun the daily circle)
+    up_at_noon = fb >= 0.0 if RISING[event] else fa >= 0.0
+    down_at_midnight = fa < 0.0 if RISING[event] else fb < 0.0
+    if not up_at_noon:
         return BELOW
+    if not down_at_midnight:
+        return ABOVE
     side = 0
     x = a
     for _ in range(60):

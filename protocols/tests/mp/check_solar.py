@@ -55,6 +55,9 @@ for name, lat, lon in PLACES:
 for name, lat, lon in PLACES[:5]:
     rise = solar.sun_event(2026, 6, 21, lat, lon, solar.SUNRISE)
     dusk = solar.sun_event(2026, 6, 21, lat, lon, solar.DUSK)
+    if not isinstance(rise, int) or not isinstance(dusk, int):
+        check("%s events" % name, (rise, dusk), "instants")
+        continue
     check("%s altitude at sunrise" % name, round(solar.elevation(rise, lat, lon), 2), -0.83)
     check("%s altitude at dusk" % name, round(solar.elevation(dusk, lat, lon), 2), -6.0)
 
