@@ -331,7 +331,7 @@ def _parse_step(name: str, number: int, raw: object) -> Step:
     for point, value in values.items():
         if not isinstance(point, str) or not point:
             raise ScheduleError(name, number, "set", "%r is not a point name" % (point,))
-        if not isinstance(value, (bool, int, float)):
+        if not isinstance(value, (bool, int, float)) or (isinstance(value, float) and value - value != 0):
             raise ScheduleError(name, number, "set",
-                                "%s = %r: a value is true/false or a number" % (point, value))
+                                "%s = %r: a value is true/false or a finite number" % (point, value))
     return Step(raw["at"], event, seconds, minutes, days, dict(values))

@@ -45,6 +45,7 @@ TITLES = {
     "L2P4": "monitored network length",
 }
 TOTAL_KEYS = ("public_lights", "households", "network_length_m")
+INVALID = "devices with invalid lights, households or length_m"
 
 
 class TotalsError(ValueError):
@@ -158,6 +159,9 @@ def lamp_counts(lamps: list[DeviceFacts], now: float, stale_hours: float) -> tup
     counted = 0
     excluded: dict[str, int] = {}
     for lamp in lamps:
+        if invalid(lamp):
+            excluded[INVALID] = excluded.get(INVALID, 0) + 1
+            continue
         reason = _lamp_reason(lamp, now, stale_hours)
         if reason:
             excluded[reason] = excluded.get(reason, 0) + lamp.lights
@@ -167,7 +171,24 @@ def lamp_counts(lamps: list[DeviceFacts], now: float, stale_hours: float) -> tup
 
 
 def _stale(device: DeviceFacts, now: float, stale_hours: float) -> bool:
-    return device.last_seen is None or now - device.last_seen > stale_hours * 3600
+    return device.last_seen is None or not now - device.last_seen <= stale_hours * 3600  # NaN is stale
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def invalid(device: DeviceFacts) -> bool:
+    """Facts no count can use (they come from a broker: hostile until checked): `lights` or
+    `households` not a whole number >= 0, `length_m` not a finite number >= 0."""
+    length = device.length_m
+    return (
+        not _whole(device.lights)
+        or not _whole(device.households)
+        or isinstance(length, bool)
+        or not isinstance(length, (int, float))
+        or not 0 <= length < math.inf
+    )
 
 
 def _lamp_reason(lamp: DeviceFacts, now: float, stale_hours: float) -> str:
@@ -248,7 +269,7 @@ def l1p9(
     served = dict.fromkeys(UTILITIES, 0)
     for d in devices:
         utility = METER_UTILITY.get(d.kind)
-        if utility and not _stale(d, now, stale_hours):
+        if utility and not _stale(d, now, stale_hours) and not invalid(d):
             served[utility] += d.households
     parts = [Part(u, Fraction(served[u]), Fraction(households[u])) for u in UTILITIES]
     return _composite("L1P9", parts, "{n} more household{s} on {part}")
@@ -260,7 +281,7 @@ def l2p4(
     """L2P4 from the reporting network sensors among `devices`."""
     monitored = dict.fromkeys(NETWORKS, Fraction(0))
     for d in devices:
-        if d.network in monitored and not _stale(d, now, stale_hours):
+        if d.network in monitored and not _stale(d, now, stale_hours) and not invalid(d):
             monitored[d.network] += Fraction(str(d.length_m))
     parts = [Part(n, monitored[n], lengths[n]) for n in NETWORKS]
     return _composite("L2P4", parts, "{n} m more of the {part} network")
@@ -273,11 +294,11 @@ def scope_report(
     excluded: dict[str, int] = {}
     _, lamp_excluded = lamp_counts([d for d in devices if d.kind in LAMP_KINDS], now, stale_hours)
     excluded.update(lamp_excluded)
-    stale_others = sum(
-        1
-        for d in devices
-        if d.kind not in LAMP_KINDS and _stale(d, now, stale_hours) and (d.kind in METER_UTILITY or d.network)
-    )
+    others = [d for d in devices if d.kind not in LAMP_KINDS and (d.kind in METER_UTILITY or d.network)]
+    bad = sum(1 for d in others if invalid(d))
+    if bad:
+        excluded[INVALID] = excluded.get(INVALID, 0) + bad
+    stale_others = sum(1 for d in others if not invalid(d) and _stale(d, now, stale_hours))
     if stale_others:
         excluded["meters and sensors not reporting for %g h" % stale_hours] = stale_others
     return ScopeReport(

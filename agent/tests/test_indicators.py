@@ -16,7 +16,7 @@ NOW = 1_800_000_000.0
 HOUR = 3600.0
 
 
-def lamp(n: int = 0, lights: int = 1, **kw: object) -> DeviceFacts:
+def lamp(n: int = 0, lights: object = 1, **kw: object) -> DeviceFacts:
     facts: dict = dict(
         gateway="gw",
         device="lamp-%d" % n,
@@ -408,3 +408,32 @@ def test_totals_example_in_the_docs_is_valid(tmp_path: Path) -> None:
     path.write_text(textwrap.dedent(example))
     totals = load_totals(str(path))
     assert totals.city.public_lights > 0 and totals.districts
+
+
+def test_hostile_inventory_is_left_out_and_counted_never_a_crash() -> None:
+    """Facts come from births on a broker: a negative or fractional count, a NaN or infinite length
+    or time are not counted, and the report says how many devices were left out for it."""
+    totals = parse_totals(
+        {"public_lights": 10, "households": 10, "network_length_m": {"water": 10, "power": 10, "gas": 10}}
+    )
+    devices = [
+        lamp(1),
+        lamp(2, lights=-5),
+        lamp(3, lights=2.5),
+        meter("water_meter", households=-3, n=4),
+        meter("gas_meter", households=2, n=5),
+        sensor("water", float("nan"), 6),
+        sensor("power", float("inf"), 7),
+        sensor("gas", -1.0, 8),
+        sensor("gas", 4.0, 9, last_seen=float("nan")),
+        sensor("water", 5.0, 10),
+    ]
+    (city,) = ind.report(devices, totals, NOW)
+    lights, households, network = city.indicators
+    assert lights.ratio == Fraction(1, 10)
+    assert [p.counted for p in households.parts] == [0, 0, 2]
+    assert [p.counted for p in network.parts] == [5, 0, 0]
+    assert city.excluded == {
+        "devices with invalid lights, households or length_m": 6,
+        "meters and sensors not reporting for 24 h": 1,
+    }

@@ -174,7 +174,15 @@ def test_days_spelling(spec: object, days: tuple) -> None:
         ),
         (
             {"steps": [{"at": "18:30", "set": {"on": "yes"}}]},
-            "schedule 'main street', step 1, key 'set': on = 'yes': a value is true/false or a number",
+            "schedule 'main street', step 1, key 'set': on = 'yes': a value is true/false or a finite number",
+        ),
+        (
+            {"steps": [{"at": "18:30", "set": {"dim": float("nan")}}]},
+            "schedule 'main street', step 1, key 'set': dim = nan: a value is true/false or a finite number",
+        ),
+        (
+            {"steps": [{"at": "18:30", "set": {"dim": float("inf")}}]},
+            "schedule 'main street', step 1, key 'set': dim = inf: a value is true/false or a finite number",
         ),
         (
             {"steps": [{"at": "18:30", "set": {"on": True}, "days": "weekdays"}]},

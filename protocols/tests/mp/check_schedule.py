@@ -95,7 +95,8 @@ check("polar last sunrise", local(BERLIN, must(only_sun.in_force(noon, lyr)).ins
 check("polar next sunset", local(BERLIN, must(only_sun.next_change(noon, lyr)).instant)[:7], "2026-08")
 
 for bad, key in (({"at": "sunset+10", "set": {"on": True}}, "at"), ({"at": "18:00", "set": {}}, "set"),
-                 ({"at": "18:00", "set": {"on": True}, "days": "weekdays"}, "days")):
+                 ({"at": "18:00", "set": {"on": True}, "days": "weekdays"}, "days"),
+                 ({"at": "18:00", "set": {"dim": float("nan")}}, "set")):
     try:
         parse_schedule({"name": "x", "devices": ["l"], "steps": [bad]})
         check("refused %s" % key, "accepted", "ScheduleError")
