@@ -11,6 +11,9 @@ alarm "implausible".
 
 Actions (`"actions": [{"name": "relay_trip"}, ...]`) are the commands other than point writes that a
 model allows; which names a protocol can carry out is `ACTIONS` (DL/T 645-2007: relay trip / close, C=1C).
+A writable point marked `"switching": true` switches supply (a lamp on/off, a valve, a contactor): with
+the default `[commands] signed = "switching"` a command may write it only when signed, as the relay
+actions (protocols/commands.py).
 
 `parse_profile` only checks a decoded dict; `load_profile` reads the packaged JSON file (the one
 deliberate file read in protocols/: profiles are data shipped beside the code).
@@ -38,7 +41,7 @@ NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 _POINT_KEYS = (
     "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values",
     "description", "table", "address", "type", "order", "di", "format", "signed", "block_index", "field",
-    "oad", "element", "plausible",
+    "oad", "element", "switching", "plausible",
 )
 _PROFILE_KEYS = (
     "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source", "actions",
@@ -87,6 +90,8 @@ class Point:
         self.max = spec.get("max")
         self.values = spec.get("values")
         self.description = spec.get("description", "")
+        # a write switches supply (a lamp on/off, a valve, a contactor): signed commands only by default
+        self.switching = spec.get("switching", False)
         # Modbus
         self.table = spec.get("table", "holding")
         self.address = spec.get("address", 0)
@@ -202,6 +207,10 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
             raise ProfileError(source, "%s: %s must be a number" % (where, key))
     if "writable" in spec and not isinstance(spec["writable"], bool):
         raise ProfileError(source, "%s: writable must be true or false" % where)
+    if "switching" in spec and not isinstance(spec["switching"], bool):
+        raise ProfileError(source, "%s: switching must be true or false" % where)
+    if spec.get("switching") and not spec.get("writable"):
+        raise ProfileError(source, "%s: switching applies to writable points only" % where)
     if "unit" in spec and not isinstance(spec["unit"], str):
         raise ProfileError(source, "%s: unit must be a string" % where)
     if "plausible" in spec:
