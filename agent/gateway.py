@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -69,10 +70,17 @@ class Gateway:
     def _command_gate(self, config: Config) -> Any:
         """The command gate: rules of protocols/commands.py, ids in the store beside the outbox."""
         from agent.command_gate import CommandGate
-        from agent.command_store import IdStore
+        from agent.command_store import IdStore, PendingIdStore
 
         c = config.commands
-        store = IdStore(c.id_store) if c.id_store else None
+        store: Any = None
+        if c.id_store:
+            try:
+                store = IdStore(c.id_store)
+            except (sqlite3.Error, OSError) as exc:  # a read-only or full disk must not stop the polling
+                log.error("event=command_store_unavailable path=%s error=%r: commands are refused (no_store) "
+                          "until it can be opened", c.id_store, str(exc))
+                store = PendingIdStore(c.id_store, str(exc))
         return CommandGate(config, self.scheduler, store, send_ack=self._send_ack)
 
     def _send_ack(self, payload: bytes, ran: bool = False) -> None:
