@@ -188,6 +188,9 @@ class Publisher:
         self._offline = offline or (lambda: will)
         self._health = health
         self.commands: Any = None  # the command gate (agent/command_gate.py): take(payload, retained)
+        # called (network thread) when the outbox became empty or a session began: the uplink is idle,
+        # so the batcher may close its open pack at once (agent/uplink.py, "latency adapts")
+        self.on_idle: Callable[[], None] | None = None
         self.topic_status = config.topic("status")
         self.topic_data = config.topic("data")
         self.topic_alarm = config.topic("alarm")
@@ -333,6 +336,14 @@ class Publisher:
         with self._state_lock:
             self._counters["packs_published"] += 1
             self._counters["records_published"] += records
+        if not self._inflight and self.on_idle is not None and len(self.outbox) == 0:
+            self._idle_now()
+
+    def _idle_now(self) -> None:
+        try:
+            self.on_idle()  # type: ignore[misc]
+        except Exception:  # never into paho
+            log.exception("mqtt: the idle callback failed")
 
     def _session(self) -> bool:
         """One connection, from CONNECT to its end. True if the broker accepted it."""
@@ -423,6 +434,8 @@ class Publisher:
         self._count("connects")
         client.subscribe(self.topic_cmd, qos=1)
         client.publish(self.topic_status, self._birth(), qos=1, retain=True)
+        if self.on_idle is not None and len(self.outbox) == 0:
+            self._idle_now()
 
     def _puback_overdue(self) -> str:
         """Why the session must end when the oldest pack in flight waited longer than puback_timeout."""

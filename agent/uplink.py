@@ -12,6 +12,13 @@ Wiring: ``submit`` -> Batcher (pack by count, size, age; encoded with the gatewa
 -> Outbox (committed; bounded) -> Publisher (QoS 1 window, delete on PUBACK, replay in order after
 reconnect). ``submit`` never blocks on the network; it returns once the readings are queued in the
 batcher (a full pack is committed to the outbox inside the call).
+
+Latency adapts like Nagle's algorithm: while the uplink is idle (connected, every pack acknowledged)
+the readings of a poll are closed into a pack at once, by the batch thread, so they reach the broker
+a few milliseconds after the poll; while a pack waits for its PUBACK, or while offline, readings
+gather in the open pack until the outbox is empty again (the publisher says so) or until the batch
+limits (``max_records``, ``max_bytes``, ``max_age``) close it. Under load packs therefore grow to
+the batch limits, and at field rates each poll is published as soon as it completes.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ class Uplink:
         self.health = Health(g.id, g.site, clock)
         self.publisher = Publisher(config, self.outbox, birth=self._birth_bytes, will=self.will,
                                    health=self.health.encode)
+        self.publisher.on_idle = self._wake_batcher
         self.health.add("connected", lambda: self.publisher.connected)
         self.health.add("readings", self._reading_counters)
         self.health.add("outbox", self.outbox.stats)
@@ -76,6 +84,7 @@ class Uplink:
         self._devices_online: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # the uplink is idle and readings wait: close the pack now
         self._ticker: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -92,6 +101,7 @@ class Uplink:
         """Flush the open pack to the outbox, publish what fits in `drain` s, go offline (waiting at most
         `timeout` s for that), disconnect, close the outbox."""
         self._stopping.set()
+        self._wake.set()
         if self._ticker is not None:
             self._ticker.join(5)
             self._ticker = None
@@ -105,9 +115,12 @@ class Uplink:
     # -- what the acquisition side calls -------------------------------------------------------
 
     def submit(self, readings: list[Reading] | tuple[Reading, ...]) -> None:
-        """Queue readings `(device, point, value, time)` for publishing."""
+        """Queue readings `(device, point, value, time)` for publishing: at once when the uplink is idle
+        (the batch thread closes the pack), else with the next pack (module docstring)."""
         if readings:
             self.batcher.add(readings)
+            if self.idle:
+                self._wake.set()
 
     def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
         """Report a device's comms state; a change raises or clears a `comms` alarm."""
@@ -138,6 +151,11 @@ class Uplink:
     @property
     def connected(self) -> bool:
         return self.publisher.connected
+
+    @property
+    def idle(self) -> bool:
+        """Connected and nothing waiting for a PUBACK or in the outbox: a pack closed now goes out now."""
+        return self.publisher.connected and len(self.outbox) == 0
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -189,16 +207,31 @@ class Uplink:
                 "buffered": stats["records"] + self.batcher.pending,
                 "dropped": sum(dropped_by.values()), "dropped_by": dropped_by, "rejected": bc["rejected"]}
 
+    def _wake_batcher(self) -> None:
+        """From the publisher: the outbox is empty (a PUBACK emptied it, or a session began)."""
+        if self.batcher.pending:
+            self._wake.set()
+
     def _tick(self) -> None:
-        while not self._stopping.wait(_TICK):
+        next_maintain = time.monotonic() + _TICK
+        while not self._stopping.is_set():
+            self._wake.wait(_TICK)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
             try:
-                self.batcher.tick()
+                if self.batcher.pending and self.idle:
+                    self.batcher.flush()  # idle: a poll's readings go out as soon as it is done
+                else:
+                    self.batcher.tick()
             except Exception:
-                log.exception("batcher: closing an aged pack failed")
-            try:
-                self.outbox.maintain()  # a failing disk is retried from here too, packs or not
-            except Exception:
-                log.exception("outbox: retrying the disk failed")
+                log.exception("batcher: closing a pack failed")
+            if time.monotonic() >= next_maintain:
+                next_maintain = time.monotonic() + _TICK
+                try:
+                    self.outbox.maintain()  # a failing disk is retried from here too, packs or not
+                except Exception:
+                    log.exception("outbox: retrying the disk failed")
 
 
 __all__ = ["Uplink", "versions"]
