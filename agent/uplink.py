@@ -65,16 +65,18 @@ class Uplink:
         o = config.outbox
         self.outbox = Outbox(o.path, o.max_bytes, o.fsync, memory_bytes=o.memory_bytes)  # OutboxInUse
         devices = [dict(d) for d in inventory]
-        self.seq = self._birth_seq(devices, g.payload)
-        self._birth_args = {"gateway": g.id, "site": g.site, "devices": devices, "seq": self.seq,
-                            "payload": g.payload, "versions": versions()}
-        self.birth = birth_msg.make_birth(time=int(clock()), **self._birth_args)  # type: ignore[arg-type]
-        self.will = birth_msg.encode(birth_msg.make_will(g.id, g.site, self.seq))
+        self.seq = self._inventory_seq(devices, g.payload)
+        #: the inventory map (retained on …/inventory), its bytes and their digest (in every status)
+        self.inventory = birth_msg.make_inventory(g.id, g.site, devices, seq=self.seq, payload=g.payload,
+                                                  versions=versions())
+        self.inventory_bytes = birth_msg.encode(self.inventory)
+        self.inventory_digest = birth_msg.digest(self.inventory_bytes)
         b = config.batch
-        self.batcher = Batcher(make_encoder(g.payload, self.birth), self._store,
+        self.batcher = Batcher(make_encoder(g.payload, self.inventory), self._store,
                                max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age)
         self.health = Health(g.id, g.site, clock)
-        self.publisher = Publisher(config, self.outbox, birth=self._birth_bytes, will=self.will,
+        self.publisher = Publisher(config, self.outbox, status=self._status,
+                                   inventory=lambda: (self.inventory_bytes, self.inventory_digest),
                                    health=self.health.encode)
         self.publisher.on_idle = self._wake_batcher
         self.health.add("connected", lambda: self.publisher.connected)
@@ -162,14 +164,19 @@ class Uplink:
     def _store(self, payload: bytes, records: int) -> None:
         self.outbox.put(self.publisher.topic_data, payload, 1, records)
 
-    def _birth_bytes(self) -> bytes:
-        return birth_msg.encode(birth_msg.make_birth(time=int(self.clock()), **self._birth_args))  # type: ignore[arg-type]
+    def _status(self, session: int, online: bool) -> bytes:
+        """The status map of connection `session`: online (with the inventory's digest) or the will."""
+        g = self.config.gateway
+        if online:
+            return birth_msg.encode(birth_msg.make_status(g.id, g.site, self.seq, session, int(self.clock()),
+                                                          self.inventory_digest))
+        return birth_msg.encode(birth_msg.make_will(g.id, g.site, self.seq, session))
 
-    def _birth_seq(self, devices: list[dict], payload: str) -> int:
-        """The birth `seq`: kept while the inventory (hence the aliases) stays the same, so compact
-        packs still in the outbox after a restart decode with the new birth; bumped when it changes."""
-        probe = birth_msg.make_birth(self.config.gateway.id, self.config.gateway.site, devices,
-                                     time=0, seq=0, payload=payload)
+    def _inventory_seq(self, devices: list[dict], payload: str) -> int:
+        """The inventory's `seq`: kept while the devices (hence the aliases) stay the same, so compact
+        packs still in the outbox after a restart decode with the new inventory; bumped when they change."""
+        probe = birth_msg.make_inventory(self.config.gateway.id, self.config.gateway.site, devices,
+                                         seq=0, payload=payload)
         digest = zlib.crc32(cbor.dumps([probe["base_name"], probe["devices"]]))
         seq = self.outbox.get_meta("birth_seq", -1)
         if seq < 0 or self.outbox.get_meta("birth_digest", -1) != digest:
@@ -177,7 +184,7 @@ class Uplink:
             self.outbox.set_meta("birth_seq", seq)
             self.outbox.set_meta("birth_digest", digest)
             if len(self.outbox):
-                log.warning("inventory changed: birth seq %d; %d packs in the outbox use older aliases",
+                log.warning("inventory changed: seq %d; %d packs in the outbox use older aliases",
                             seq, len(self.outbox))
         return seq
 
