@@ -10,9 +10,10 @@ The rules (docs/broker.md, "Endpoints and failover"):
 * Every endpoint keeps its own schedule (`next_try`). The next attempt goes to the endpoint whose turn
   comes first; on a tie, one that had a session before (known good) goes first, then the configured
   order, starting after the endpoint used last, so a lost node hands over to the next one.
-* A session that ends (the node died, the network dropped): that endpoint may be tried again after
-  `uniform(0, reconnect_min)`, and so may every other endpoint: a street of gateways that lost the
-  same node spreads its reconnects over that second instead of arriving in one burst.
+* A session that ends (the node died, the network dropped): every endpoint may be tried after one
+  draw of `uniform(0, reconnect_min)`: a street of gateways that lost the same node spreads its
+  reconnects over that second instead of arriving in one burst. The node is retried first (known
+  good; it refuses at once if it is gone), then the next endpoint in order.
 * An endpoint that cannot be reached (connection refused, no route, timeout, a name that does not
   resolve) costs the broker nothing but a TCP SYN, so a known-good one is *probed* every
   `uniform(probe_interval / 2, probe_interval)` seconds for `probe_window` seconds of outage: when the
@@ -170,8 +171,9 @@ class Failover:
         s = self.state(endpoint)
         self.current = None
         s.down_since = now
+        gate = now + self.rng.uniform(0, self.reconnect_min)  # one draw: the order below still holds
         for other in self.states:
-            other.next_try = max(other.next_try, now + self.rng.uniform(0, self.reconnect_min))
+            other.next_try = max(other.next_try, gate)
 
     def failed(self, endpoint: Endpoint, kind: str, error: str = "") -> float:
         """An attempt on `endpoint` did not reach an accepted session; returns its delay (seconds)."""

@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import socket
 import ssl
 import threading
 import time
@@ -130,6 +131,8 @@ class Publisher:
         self.window = max(1, int(config.outbox.inflight))
         b = config.broker
         self.failover = Failover(b.endpoint_list(), b)
+        # how a host name becomes addresses (tests give their own)
+        self.resolve: Callable[..., list] = socket.getaddrinfo
         self.memory = BrokerMemory(outbox, b.persistent_session)
         self.state_file = StateFile(state_path(config.outbox.path))
         self._stopping = threading.Event()
@@ -352,7 +355,7 @@ class Publisher:
         """One connection to `ep`, from CONNECT to its end: UP if the broker accepted it, else why not."""
         state = self.failover.state(ep)
         try:
-            candidates = addresses(ep, state.last_address)
+            candidates = addresses(ep, state.last_address, self.resolve)
         except OSError as exc:  # socket.gaierror: the name does not resolve (now)
             self._note_error(describe_connect_error(exc, ep))
             self._count("connect_failures")

@@ -6,10 +6,13 @@ Tasks (asyncio, so the same loop runs on a board and under the WebAssembly VM):
   `comms` alarm (cleared when it answers again), as the agent's scheduler does; a point answered
   without a usable value raises a `quality` alarm once (its quality text), cleared ("good") by its
   next good value: one byte of state per point (`quality`), a count of bad answers per point;
-- the uplink: connect with a will, subscribe to …/cmd, birth (retained, streamed from flash), health,
-  then the packs from the ring with a window of QoS 1 publishes in flight, acknowledged in the ring on
-  PUBACK; acks of commands; ping on schedule; on any error close and reconnect with exponential
-  backoff and jitter (mqtt.Backoff, seeded per board);
+- the uplink: connect with a persistent session and a will (the offline status, with this
+  connection's number); subscribe to …/cmd unless the broker still holds that subscription, and wait
+  for the SUBACK before the backlog; the status (retained, small); the inventory (retained, streamed
+  from flash) only when the broker does not hold this one (the agent's rule: agent/broker_memory.py,
+  records in BROKER_RECORD); health; then the packs from the ring with a window of QoS 1 publishes in
+  flight, acknowledged in the ring on PUBACK; acks of commands; ping on schedule; on any error close
+  and reconnect on the agent's schedule (mqtt.Backoff, seeded per board);
 - the watchdog is fed by the main loop only while every task made progress recently.
 
 Only the uplink task writes to the MQTT socket. Ring records start with one byte naming the topic
@@ -26,8 +29,8 @@ from firmware_py import rt
 from firmware_py.bus import FAILED, OK, Bus, WriteRefused
 from firmware_py.commands import Remote
 from firmware_py.inventory import MODBUS, Inventory
-from firmware_py.mqtt import Backoff, Client, MqttError, jitter_bits, topic_item
-from firmware_py.pack import PackWriter, uint_item
+from firmware_py.mqtt import REFUSED, UNREACHABLE, UP, Backoff, Client, MqttError, jitter_bits, topic_item
+from firmware_py.pack import PackWriter
 from firmware_py.ring import Ring
 from protocols import cbor
 from protocols import commands as rules
@@ -41,8 +44,10 @@ KIND_DATA = 0
 KIND_ALARM = 1
 ERRORS = ("timeout", "crc", "frame", "exception", "decode", "quality")
 COUNTERS = ("made", "connects", "disconnects", "connect_failures", "packs", "alarms", "commands",
-            "commands_bad", "acks", "acks_dropped")
-BIRTH_PATH = "/birth.cbor"
+            "commands_bad", "acks", "acks_dropped", "inventories", "subscribes")
+INVENTORY_PATH = "/inventory.cbor"
+BOOTS_PATH = "/boots"  # boots so far: connection numbers are boots * 65536 + connects since boot
+BROKER_RECORD = "/broker.rec"  # "<subscription crc> <inventory crc>" the broker acknowledged
 OFFLINE_AFTER = 3  # failed poll cycles before a device is reported offline
 BACKOFF_TIMEOUTS = 10  # a silent device is retried after max(interval, 10 response timeouts), doubling
 BACKOFF_MAX_MS = 300000
@@ -59,6 +64,7 @@ class Gateway:
         prefix = "%s/%s/%s/" % (g["prefix"], g["site"], g["id"])
         self.topics = (topic_item(prefix + "data"), topic_item(prefix + "alarm"))
         self.t_status = topic_item(prefix + "status")
+        self.t_inventory = topic_item(prefix + "inventory")
         self.t_health = topic_item(prefix + "health")
         self.t_ack = topic_item(prefix + "ack")
         self.cmd_topic = prefix + "cmd"
@@ -72,7 +78,7 @@ class Gateway:
         self.writer = PackWriter(size - 1, g["base_name"], 4)  # a byte in front for the record kind
         self.batch_started = 0
         self.txbuf = bytearray(self.ring.max_payload)
-        self.chunk = bytearray(128)  # the birth is streamed from flash through this
+        self.chunk = bytearray(128)  # the inventory is streamed from flash through this
         self.stats = {"polls": 0}
         for k in ERRORS:
             self.stats[k] = 0
@@ -101,24 +107,37 @@ class Gateway:
             from protocols import points  # noqa: F401  (register decoding, writes)
         if inv.writes:
             from protocols import profiles  # noqa: F401  (Point.check_write for commands)
-        # the birth: head + CBOR(time) + tail; the tail (the inventory) waits on flash, not in RAM
+        # the inventory waits on flash, not in RAM; the status and the will are small maps made per connect
         import binascii
 
-        self.birth_head = binascii.unhexlify(cfg["birth"][0])
-        tail = binascii.unhexlify(cfg["birth"][1])
-        with open(BIRTH_PATH, "wb") as f:
-            f.write(tail)
-        self.birth_tail = len(tail)
-        del tail
-        self.will = binascii.unhexlify(cfg["will"])
+        inventory = binascii.unhexlify(cfg["inventory"])
+        with open(INVENTORY_PATH, "wb") as f:
+            f.write(inventory)
+        self.inventory_len = len(inventory)
+        del inventory
+        self.seq = cfg["seq"]
+        self.inventory_crc = cfg["inventory_crc"]
+        self.sub_crc = binascii.crc32(self.cmd_topic.encode() + b"\x01") & 0xFFFFFFFF or 1
+        self.status_topic = prefix + "status"
+        self.boot = self._count_boot()
+        self.connection = 0  # connections since boot
+        self.session_no = 0  # this connection's number, in the status and the will
+        self.sub_pid = 0  # the SUBSCRIBE the backlog waits for
+        self.next_health = rt.ticks_ms()
+        self.sub_sent = 0
+        self.inventory_pid = 0  # the retained inventory in flight
         m = cfg["broker"]
         self.host = m["host"]
         self.port = m["port"]
         self.backoff = Backoff(int(m.get("reconnect_min", 1) * 1000), int(m.get("reconnect_max", 60) * 1000),
-                               jitter_bits(m["client_id"]))
+                               jitter_bits(m["client_id"]), int(m.get("probe_interval", 1.5) * 1000),
+                               int(m.get("probe_window", 300) * 1000))
+        self.persistent = m.get("persistent_session", True)
         self.client = Client(hw, m["client_id"], m.get("keepalive", 30), m.get("username"),
-                             m.get("password"), (prefix + "status", self.will, 1, True), 512)
+                             m.get("password"), None, 512, not self.persistent)
+        self.client.on_open = self._on_open
         self.client.on_puback = self._puback
+        self.client.on_suback = self._suback
         self.client.on_message = self._message
         self.window = cfg.get("inflight", 4)
         self.inflight_pid = [0] * self.window
@@ -377,6 +396,10 @@ class Gateway:
 
     # -- uplink -----------------------------------------------------------------------------------
     def _puback(self, pid: int) -> None:
+        if pid == self.inventory_pid:
+            self.inventory_pid = 0
+            self._record(None, self.inventory_crc)
+            return
         for i in range(self.window):
             if self.inflight_pid[i] == pid:
                 self.ring.ack(self.inflight_seq[i])
@@ -390,16 +413,72 @@ class Gateway:
         else:
             self.counters["commands_bad"] += 1
 
-    async def publish_birth(self) -> None:
-        """The retained birth: its head, the time, then the inventory streamed from flash."""
+    def _suback(self, pid: int, granted: bool) -> None:
+        if pid != self.sub_pid:
+            return
+        self.sub_pid = 0
+        if granted:
+            self._record(self.sub_crc, None)
+        else:
+            print("fieldlink: the broker refused our subscription to", self.cmd_topic, "(check its ACL)")
+
+    # -- what the broker holds of ours ------------------------------------------------------------
+    def _count_boot(self) -> int:
+        try:
+            with open(BOOTS_PATH) as f:
+                boots = int(f.read() or "0") + 1
+        except (OSError, ValueError):
+            boots = 1
+        try:
+            with open(BOOTS_PATH, "w") as f:
+                f.write("%d" % boots)
+        except OSError:
+            pass
+        return boots
+
+    def _held(self) -> list:
+        """[subscription crc, inventory crc] the broker acknowledged (0: not held)."""
+        try:
+            with open(BROKER_RECORD) as f:
+                parts = f.read().split()
+            return [int(parts[0]), int(parts[1])]
+        except (OSError, ValueError, IndexError):
+            return [0, 0]
+
+    def _record(self, sub, inv) -> None:
+        held = self._held()
+        if sub is not None:
+            held[0] = sub
+        if inv is not None:
+            held[1] = inv
+        try:
+            with open(BROKER_RECORD, "w") as f:
+                f.write("%d %d" % (held[0], held[1]))
+        except OSError:
+            pass
+
+    def _on_open(self) -> None:
+        """TCP is up, CONNECT goes next: number this connection, register its will (the offline status)."""
+        self.connection += 1
+        self.session_no = (self.boot << 16) + (self.connection & 0xFFFF)
+        self.client.will = (self.status_topic, self.status(False), 1, True)
+
+    def status(self, online: bool) -> bytes:
+        """The status map of this connection (protocols/birth.py make_status / make_will, same bytes)."""
+        msg = {"online": online, "gateway": self.gateway_id, "site": self.site, "seq": self.seq,
+               "session": self.session_no}
+        if online:
+            msg["time"] = rt.now()
+            msg["inventory"] = self.inventory_crc
+        return cbor.dumps(msg)
+
+    async def publish_inventory(self) -> int:
+        """The retained inventory streamed from flash; returns its packet id."""
         c = self.client
-        t = uint_item(rt.now())
-        await c.begin_publish(self.t_status, len(self.birth_head) + len(t) + self.birth_tail, 1, True)
-        await c.send(self.birth_head)
-        await c.send(t)
+        pid = await c.begin_publish(self.t_inventory, self.inventory_len, 1, True)
         buf = self.chunk
-        left = self.birth_tail
-        with open(BIRTH_PATH, "rb") as f:
+        left = self.inventory_len
+        with open(INVENTORY_PATH, "rb") as f:
             while left > 0:
                 n = f.readinto(buf)
                 if not n:
@@ -407,6 +486,7 @@ class Gateway:
                 n = min(n, left)
                 await c.send(memoryview(buf)[:n])
                 left -= n
+        return pid
 
     def points_health(self) -> dict:
         """Per bus, as the agent's health: bad answers per point so far, the points bad now."""
@@ -441,7 +521,9 @@ class Gateway:
                      "connect_failures": c["connect_failures"], "packs_published": c["packs"],
                      "pings": self.client.pings, "commands": c["commands"], "commands_bad": c["commands_bad"],
                      "acks": c["acks"], "acks_dropped": c["acks_dropped"],
-                     "oversized_dropped": self.client.oversized, "reconnect_ms": self.backoff.last_ms},
+                     "oversized_dropped": self.client.oversized, "reconnect_ms": self.backoff.last_ms,
+                     "inventories": c["inventories"], "subscribes": c["subscribes"],
+                     "session": self.session_no, "session_present": self.client.session_present},
             "polls": self.stats["polls"],
             "errors": {k: self.stats[k] for k in ERRORS},
             "alarms": c["alarms"],
@@ -463,17 +545,17 @@ class Gateway:
                 await c.connect(self.host, self.port)
                 self.counters["connects"] += 1
                 up = True
-                await c.subscribe(self.cmd_topic, 1)
-                await self.publish_birth()
+                await self.begin_session()
                 await self.session()
             except (OSError, MqttError):
                 c.close()
-                if self.counters["connects"]:
-                    self.counters["disconnects"] += 1
-                self.counters["connect_failures"] += 1
+                self.counters["disconnects" if up else "connect_failures"] += 1
             for i in range(self.window):
                 self.inflight_pid[i] = 0
-            delay = self.backoff.next_ms(up)  # after a session from reconnect_min, else doubling
+            self.sub_pid = 0
+            self.inventory_pid = 0
+            outcome = UP if up else UNREACHABLE if not c.tcp_up else REFUSED
+            delay = self.backoff.next_ms(outcome)
             start = rt.ticks_ms()
             while self.running:  # backoff without starving the watchdog
                 self.beats[slot] = rt.ticks_ms()
@@ -482,11 +564,28 @@ class Gateway:
                     break
                 await rt.sleep_ms(min(left, 100))
 
+
+    async def begin_session(self) -> None:
+        """After CONNACK: the subscription (unless the broker holds it), the status, the inventory (unless
+        the broker holds this one). With no session present the broker holds nothing of ours."""
+        c = self.client
+        held = self._held() if c.session_present else [0, 0]
+        if not c.session_present and held != self._held():
+            self._record(0, 0)
+        if held[0] != self.sub_crc:
+            self.sub_pid = await c.subscribe(self.cmd_topic, 1)
+            self.sub_sent = rt.ticks_ms()
+            self.counters["subscribes"] += 1
+        await c.publish(self.t_status, self.status(True), 1, True)
+        if held[1] != self.inventory_crc:
+            self.inventory_pid = await self.publish_inventory()
+            self.counters["inventories"] += 1
+
     async def session(self) -> None:
         c = self.client
         slot = len(self.buses)
         self.cursor = 0
-        next_health = rt.ticks_ms()
+        next_health = self.next_health
         while self.running:
             self.beats[slot] = rt.ticks_ms()
             c.poll()
@@ -500,9 +599,13 @@ class Gateway:
             while self.acks:
                 await c.publish(self.t_ack, self.acks.pop(0), 1, False)
                 self.counters["acks"] += 1
-            await self._pump()
-            if rt.ticks_diff(rt.ticks_ms(), next_health) >= 0:
+            if not self.sub_pid:  # the backlog waits for the SUBACK: no command is missed
+                await self._pump()
+            elif rt.ticks_diff(rt.ticks_ms(), self.sub_sent) > c.keepalive * 1000:
+                raise OSError(110)  # no SUBACK: start again
+            if rt.ticks_diff(rt.ticks_ms(), next_health) >= 0:  # on its schedule, across reconnects
                 next_health = rt.ticks_add(rt.ticks_ms(), self.health_ms)
+                self.next_health = next_health
                 await c.publish(self.t_health, self.health(), 0, False)
             await c.keep_alive()
             await rt.sleep_ms(10)
@@ -550,4 +653,9 @@ class Gateway:
         await rt.sleep_ms(50)
         for t in tasks:
             t.cancel()
+        if self.client.connected:  # a clean stop says offline itself: DISCONNECT discards the will
+            try:
+                await self.client.publish(self.t_status, self.status(False), 1, True)
+            except OSError:
+                pass
         await self.client.disconnect()

@@ -80,7 +80,8 @@ def test_alarm_status_and_ack_lines():
     assert line(e) == "ALARM s/g raised comms meter-1 : no answer"
     (e,) = st.handle("fieldlink/s/g/status", birth_msg.encode(birth_msg.make_will("g", "s", 2, 9)), NOW)
     assert line(e) == "* s/g OFFLINE (inventory seq 2, connection 9)" and st.status[("s", "g")] == "offline"
-    (e,) = st.handle("fieldlink/s/g/status", birth_msg.encode(birth_msg.make_status("g", "s", 2, 10, 1, 5)), NOW)
+    online = birth_msg.encode(birth_msg.make_status("g", "s", 2, 10, 1, 5))
+    (e,) = st.handle("fieldlink/s/g/status", online, NOW)
     assert "online" in line(e) and st.status[("s", "g")] == "online"
     (e,) = st.handle("fieldlink/s/g/ack", cbor2.dumps({"id": 3, "ok": False, "error": "not writable"}), NOW)
     assert line(e) == "ack s/g id=3 ok=False not writable"

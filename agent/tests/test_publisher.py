@@ -82,8 +82,8 @@ def test_status_and_inventory_are_retained_and_stop_publishes_offline(broker, su
     assert "fieldlink" in inv["versions"] and "paho-mqtt" in inv["versions"]
     uplink.stop()
     assert sub.wait_for(lambda: len(sub.on("status")) == 2, 5)
-    assert sub.decoded("status")[-1] == {"online": False, "gateway": "gw1", "site": "s1", "seq": status["seq"],
-                                         "session": status["session"]}
+    assert sub.decoded("status")[-1] == {"online": False, "gateway": "gw1", "site": "s1",
+                                         "seq": status["seq"], "session": status["session"]}
     late = Subscriber(broker, client_id="late", persistent=False)  # the retained message is the offline one
     try:
         assert late.wait_for(lambda: late.on("status") and late.on("inventory"), 5)

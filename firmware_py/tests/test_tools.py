@@ -2,6 +2,7 @@
 
 import json
 import os
+import zlib
 
 import pytest
 
@@ -76,25 +77,33 @@ def test_pins_parse(pins):
     assert name == "rs485a" and spec["uart"] in (0, 2)
 
 
-def test_birth_bytes_are_the_agents_birth(tmp_path):
-    """The board sends head + CBOR(time) + tail: byte for byte protocols.birth's message."""
-    from agent.commands.firmware_config import birth_parts, compile_config
+def test_inventory_status_and_will_bytes_are_the_agents(tmp_path):
+    """The board sends the compiled inventory from flash as it is, and makes its status and will with
+    cbor.dumps: byte for byte what protocols.birth encodes (the agent's shapes)."""
+    from types import SimpleNamespace
+
+    from agent.commands.firmware_config import compile_config
     from agent.config import load_config
     from firmware_py import VERSION
-    from firmware_py.pack import uint_item
+    from firmware_py.app import Gateway
     from protocols import birth
 
     write_site(str(tmp_path), "/dev/ttyS9", 1883, [1, 2, 7])
     cfg = load_config(str(tmp_path / "site.toml"))
     compiled = compile_config(cfg)
-    head, tail = bytes.fromhex(compiled["birth"][0]), bytes.fromhex(compiled["birth"][1])
-    for t in (1_710_498_030, 70_000, 4_000_000_000):
-        msg = birth.decode(head + uint_item(t) + tail)
-        assert msg["time"] == t and msg["online"] is True and msg["seq"] == 0
-        assert [d["id"] for d in msg["devices"]] == ["m1", "m2", "m7"]
-        assert msg["versions"] == {"fieldlink": VERSION, "firmware": VERSION}
-        assert head + uint_item(t) + tail == birth.encode(birth.make_birth(
-            "fw-01", "lab", msg["devices"], t, 0, "senml", msg["versions"], "fw-01:"))
-    assert birth.decode(bytes.fromhex(compiled["will"])) == {"online": False, "gateway": "fw-01",
-                                                             "site": "lab", "seq": 0}
-    assert birth_parts(cfg.gateway, [], "fw-01:")[1].startswith(b"\x66online\xf5")
+    data = bytes.fromhex(compiled["inventory"])
+    inventory = birth.decode(data)
+    assert [d["id"] for d in inventory["devices"]] == ["m1", "m2", "m7"] and inventory["seq"] == 0
+    assert inventory["versions"] == {"fieldlink": VERSION, "firmware": VERSION}
+    assert data == birth.encode(birth.make_inventory("fw-01", "lab", inventory["devices"], 0, "senml",
+                                                     inventory["versions"], "fw-01:"))
+    assert compiled["inventory_crc"] == zlib.crc32(data) and compiled["seq"] == 0
+    board = SimpleNamespace(gateway_id="fw-01", site="lab", seq=0, session_no=(3 << 16) + 2,
+                            inventory_crc=compiled["inventory_crc"])
+    online = Gateway.status(board, True)  # type: ignore[arg-type]
+    t = birth.decode(online)["time"]
+    assert online == birth.encode(birth.make_status("fw-01", "lab", 0, (3 << 16) + 2, t, zlib.crc32(data)))
+    assert Gateway.status(board, False) == birth.encode(birth.make_will("fw-01", "lab", 0, (3 << 16) + 2))
+    assert compiled["broker"]["persistent_session"] is True and compiled["broker"]["probe_interval"] == 1.5
+
+

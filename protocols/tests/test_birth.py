@@ -65,7 +65,8 @@ def test_will() -> None:
     assert cbor2.loads(data) == will
     assert data == cbor2.dumps(will, canonical=True)  # core deterministic encoding, by another encoder
     assert binascii.hexlify(data).decode() == (
-        "a56373657102647369746567706c616e742d33666f6e6c696e65f46767617465776179656777" "2d30316773657373696f6e11")
+        "a56373657102647369746567706c616e742d33666f6e6c696e65f4676761746577617965677"
+        "72d30316773657373696f6e11")
     assert birth.decode(data) == will
     with pytest.raises(EncodingError):
         birth.alias_table(will)
