@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             print("  %-12s %-22s %-18s %3d devices%s" % (
                 bus.name, bus.device_path, bus.line.describe(), len(bus.devices),
                 "  tcp %s:%d" % tcp if tcp else ""))
+            print("  %-12s %s  %s" % ("", bus.describe()["rfc2217"], bus.describe()["socket"]))
         if args.ports_file:
             site.write_ports_file(args.ports_file)
             print("ports file: %s" % args.ports_file)

@@ -40,6 +40,21 @@ def inter_frame_silence(baud: int, bits: int) -> float:
     return 0.00175 if baud > 19200 else 3.5 * bits / baud
 
 
+def _open_failure(port: str, exc: Exception) -> str:
+    """Why a port did not open, without pyserial's repetition of the port name, with what to check."""
+    text = str(exc)
+    prefix = "Could not open port %s: " % port
+    if text.startswith(prefix):
+        text = text[len(prefix):]
+    if "://" not in port:
+        return text
+    host = port.split("://", 1)[1].split("?", 1)[0]
+    if "does not seem to support RFC2217" in text:
+        return ("the server at %s does not speak RFC 2217 (a raw TCP port? then use socket://%s)"
+                % (host, host))
+    return "%s (is the serial device server at %s on, and is its TCP port right?)" % (text, host)
+
+
 class SerialLink(Link):
     """RS-485 through a pyserial port."""
 
@@ -78,8 +93,13 @@ class SerialLink(Link):
         # short fixed timeout, polled until the deadline.
         self._fd_mode = "://" not in self.port
         port.timeout = 0 if self._fd_mode else 0.01
-        port.write_timeout = max(2.0, self.timeout * 4)
-        port.open()
+        if not self.port.startswith("rfc2217://"):  # pyserial's RFC 2217 client refuses a write timeout
+            port.write_timeout = max(2.0, self.timeout * 4)  # (its socket has its own 5 s timeout)
+        try:
+            port.open()
+        except (serial.SerialException, OSError) as exc:
+            reason = _open_failure(self.port, exc)
+            raise LinkClosed("%s: cannot open %s: %s" % (self.name, self.port, reason)) from None
         self._serial = port
 
     def _close(self) -> None:
