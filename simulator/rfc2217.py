@@ -43,7 +43,7 @@ PARITY_CODES = {1: "N", 2: "O", 3: "E", 4: "M", 5: "S"}
 STOP_CODES = {1: 1.0, 2: 2.0, 3: 1.5}
 LINE_BITS = {"break": 0x10, "framing": 0x08, "parity": 0x04}
 MODEM_READY = 0x80 | 0x20 | 0x10  # CD, DSR, CTS
-MAX_SUBNEGOTIATION = 64  # longer ones are hostile: dropped
+MAX_SUBNEGOTIATION = 64  # longer ones are hostile: swallowed to their IAC SE and refused
 
 # SET-CONTROL values: (group, state); a request value answers with the group's state
 CONTROL_SET = {1: ("flow", 1), 2: ("flow", 2), 3: ("flow", 3), 17: ("flow", 17), 18: ("flow", 18),
@@ -80,6 +80,7 @@ class ComPort:
         self._state = 0  # 0 data, 1 after IAC, 2 after WILL/WONT/DO/DONT
         self._verb = 0
         self._sub: bytearray | None = None
+        self._sub_overflow = False
         self._events: list[tuple] = []
         self._data = bytearray()
 
@@ -123,7 +124,10 @@ class ComPort:
                     self._sub = bytearray()
                 elif byte == SE:
                     sub, self._sub = self._sub, None
-                    if sub is not None:
+                    if self._sub_overflow:
+                        self._sub_overflow = False
+                        self.counts["refused"] += 1
+                    elif sub is not None:
                         self._subnegotiation(bytes(sub))
                 elif byte in (WILL, WONT, DO, DONT):
                     self._verb, self._state = byte, 2
@@ -138,11 +142,10 @@ class ComPort:
 
     def _sub_byte(self, byte: int) -> None:
         assert self._sub is not None
-        if len(self._sub) >= MAX_SUBNEGOTIATION:
-            self._sub = None  # hostile or broken: forget it (its IAC SE ends nothing)
-            self.counts["refused"] += 1
-            return
-        self._sub.append(byte)
+        if len(self._sub) < MAX_SUBNEGOTIATION:
+            self._sub.append(byte)
+        else:
+            self._sub_overflow = True  # hostile or broken: the rest is swallowed up to IAC SE
 
     def _flush(self) -> None:
         if self._data:

@@ -71,6 +71,12 @@ class SerialServer:
             current = self._current
         return {"url": self.url, "client": current.peer if current is not None else None, **self.counts}
 
+    def forget(self, conn: _Connection) -> None:
+        """A connection ended: the port is free."""
+        with self._lock:
+            if self._current is conn:
+                self._current = None
+
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
@@ -91,7 +97,8 @@ class SerialServer:
                 conn = _Connection(self, sock, "%s:%d" % peer[:2], self.counts["connections"])
                 self._current = conn
             if previous is not None:
-                self.counts["takeovers"] += 1
+                if not previous.closed.is_set():
+                    self.counts["takeovers"] += 1  # the previous client was still connected
                 previous.close()
                 previous.join()
             conn.start()
@@ -182,6 +189,7 @@ class _Connection:
         finally:
             bus.detach(access)
             self.closed.set()
+            self.server.forget(self)
             try:
                 self.sock.close()
             except OSError:
