@@ -39,6 +39,7 @@ class Access:
                 self.readers[key] = reader_for(d.protocol)
         self.gap = max(bus.line.frame_gap(k) for k in self.readers) if self.readers else 0.5
         self.since = time.time()
+        self.handled = 0  # bytes from the client whose requests have been answered (or not) in full
         self._burst_start = 0.0
         self._burst_bytes = 0
         self._last_rx = 0.0
@@ -59,9 +60,7 @@ class Access:
         self._burst_bytes += len(chunk)
         self._last_rx = now
         self._dirty = True
-        if not data:
-            return
-        found = [(key, reader.feed(data)) for key, reader in self.readers.items()]
+        found = [(key, reader.feed(data)) for key, reader in self.readers.items()] if data else []
         for key, frames in found:
             if frames and len(self.readers) > 1:
                 self._resync_others(key)
@@ -71,6 +70,7 @@ class Access:
                 end = max(time.monotonic(), self._burst_start + self.wire_time(self._burst_bytes))
                 self._burst_bytes = 0
                 self.bus.handle(self, key, frame, end)
+        self.handled += len(chunk)
 
     def idle(self, now: float) -> None:
         """Nothing arrived for a while: a silence longer than the frame gap ends a partial request."""
@@ -90,6 +90,12 @@ class Access:
         out, offsets = self.wire.to_client(data, faults, sender, across)
         return (self.write if asked else self.write_now, out, offsets)
 
+    def rest(self, faults: LineFaults) -> None:
+        """The line's faults changed (or this client just came): what its UART sees of the resting line."""
+        out = self.wire.rest(faults)
+        if out:
+            self.write_now(out)
+
     def _resync_others(self, key: str) -> None:
         """A frame of one protocol was found: what the other readers hold was that frame, not theirs."""
         for other, reader in self.readers.items():
@@ -99,5 +105,5 @@ class Access:
 
     def describe(self) -> dict:
         info = self.wire.snapshot()
-        info.update({"name": self.name, "peer": self.peer, "since": self.since})
+        info.update({"name": self.name, "peer": self.peer, "since": self.since, "handled": self.handled})
         return info

@@ -31,7 +31,7 @@ class Bus:
     """One simulated RS-485 line with its devices."""
 
     def __init__(self, name: str, line: Line, devices: list[Device], clock: Clock, seed: int = 0,
-                 link: str | None = None, uart_errors: str = "drop") -> None:
+                 link: str | None = None, uart_errors: str = "drop", pty: bool = True) -> None:
         if uart_errors not in UART_ERRORS:
             raise ValueError("uart_errors must be one of %s, not %r" % (", ".join(UART_ERRORS), uart_errors))
         self.name = name
@@ -41,6 +41,7 @@ class Bus:
         self.link = link
         self.seed = seed
         self.uart_errors = uart_errors
+        self.has_pty = pty  # False: reached only through its serial device servers
         self.faults = FaultSet(seed, bus_level=True)
         self.counts = {"frames": 0, "bad_frames": 0, "unaddressed": 0, "replies": 0}
         self.path = ""
@@ -77,6 +78,8 @@ class Bus:
         return self.path
 
     def start(self) -> None:
+        if not self.has_pty:
+            return
         if self._server_fd < 0:
             self.open()
         fd, stop = self._server_fd, self._stop
@@ -106,13 +109,13 @@ class Bus:
     @property
     def device_path(self) -> str:
         """The path to give a client: the stable link when there is one, else the pty itself."""
-        return self.link or self.path
+        return (self.link or self.path) if self.has_pty else ""
 
     def describe(self) -> dict:
         return {
-            "name": self.name, "path": self.device_path, "pty": self.path, "baud": self.line.baud,
-            "framing": self.line.framing, "bytesize": self.line.bytesize, "parity": self.line.parity,
-            "stopbits": self.line.stopbits, "instant": self.line.instant,
+            "name": self.name, "path": self.device_path or None, "pty": self.path or None,
+            "baud": self.line.baud, "framing": self.line.framing, "bytesize": self.line.bytesize,
+            "parity": self.line.parity, "stopbits": self.line.stopbits, "instant": self.line.instant,
             "rfc2217": "rfc2217://%s:%d" % self.rfc2217_address if self.rfc2217_address else None,
             "socket": "socket://%s:%d" % self.socket_address if self.socket_address else None,
             "devices": [d.describe() for d in self.devices],
@@ -122,6 +125,24 @@ class Bus:
     def attach(self, access: Access) -> None:
         with self.lock:
             self._accesses.append(access)
+            access.rest(self.faults.line())
+
+    def set_fault(self, kind: str, params: dict | None = None) -> dict:
+        """Switch a wire or line fault on for the whole bus; returns the parameters in force."""
+        with self.lock:
+            checked = self.faults.set(kind, params)
+            self._line_changed()
+            return checked
+
+    def clear_fault(self, kind: str | None = None) -> None:
+        with self.lock:
+            self.faults.clear(kind)
+            self._line_changed()
+
+    def _line_changed(self) -> None:
+        faults = self.faults.line()
+        for access in self._accesses:
+            access.rest(faults)
 
     def detach(self, access: Access) -> None:
         with self.lock:

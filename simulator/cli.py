@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         for bus in site.buses:
             tcp = bus.tcp_address
             print("  %-12s %-22s %-18s %3d devices%s" % (
-                bus.name, bus.device_path, bus.line.describe(), len(bus.devices),
+                bus.name, bus.device_path or "(no pty)", bus.line.describe(), len(bus.devices),
                 "  tcp %s:%d" % tcp if tcp else ""))
             print("  %-12s %s  %s" % ("", bus.describe()["rfc2217"], bus.describe()["socket"]))
         if args.ports_file:

@@ -133,12 +133,12 @@ class ControlServer:
             target = str(req["target"])
             params = req.get("params") or {}
             if target.startswith("bus:"):
-                return {"fault": site.bus(target[4:]).faults.set(req["kind"], params)}
+                return {"fault": site.bus(target[4:]).set_fault(req["kind"], params)}
             return {"fault": site.device(target).inject(req["kind"], params, req.get("sim"))}
         if op == "clear":
             target = str(req["target"])
             if target.startswith("bus:"):
-                site.bus(target[4:]).faults.clear(req.get("kind"))
+                site.bus(target[4:]).clear_fault(req.get("kind"))
             else:
                 site.device(target).clear(req.get("kind"), req.get("sim"))
             return {}

@@ -16,6 +16,7 @@ instant = false          # true: no wire time, no reply delay
 reply_delay = 0.05       # DL/T 645 / CJ/T 188 reply delay, s (clamped to 0.02..0.5)
 turnaround = 0.0         # Modbus: extra delay after t3.5, s
 link = "/tmp/fieldlink-lighting"  # optional symlink to the pty
+pty = true               # false: no pty, the bus is reached through its serial device servers only
 tcp = 5020               # optional Modbus TCP server on 127.0.0.1 (0: any free port)
 rfc2217 = 0              # RFC 2217 serial device server on 127.0.0.1 (0, the default: any free port)
 socket = 0               # raw TCP serial device server on 127.0.0.1 (0, the default: any free port)
@@ -79,6 +80,7 @@ class BusSpec:
     reply_delay: float | None = None
     turnaround: float = 0.0
     link: str | None = None
+    pty: bool = True
     tcp: int | None = None
     rfc2217: int = 0
     socket: int = 0
@@ -302,9 +304,9 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         where = "bus[%d]" % i
         if not isinstance(bus, dict):
             raise ScenarioError(source, where, "must be a table")
-        _unknown(bus, ("name", "line", "instant", "reply_delay", "turnaround", "link", "tcp", "rfc2217",
-                       "socket", "uart_errors", "ab_swapped", "termination", "cable_length", "bit_error_rate",
-                       "faults", "device"), source, where)
+        _unknown(bus, ("name", "line", "instant", "reply_delay", "turnaround", "link", "pty", "tcp",
+                       "rfc2217", "socket", "uart_errors", "ab_swapped", "termination", "cable_length",
+                       "bit_error_rate", "faults", "device"), source, where)
         name = str(_get(bus, "name", (str,), source, where, "bus%d" % (i + 1)))
         if name in names:
             raise ScenarioError(source, where + ".name", "bus %r is defined twice" % name)
@@ -321,6 +323,9 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         spec.reply_delay = None if rd is None else float(rd)  # type: ignore[arg-type]
         spec.turnaround = float(_get(bus, "turnaround", (int, float), source, where, 0.0))  # type: ignore[arg-type]
         spec.link = _get(bus, "link", (str,), source, where)  # type: ignore[assignment]
+        spec.pty = bool(_get(bus, "pty", (bool,), source, where, True))
+        if spec.link and not spec.pty:
+            raise ScenarioError(source, where + ".link", "a link points at the pty: not with pty = false")
         spec.tcp = _get(bus, "tcp", (int,), source, where)  # type: ignore[assignment]
         _physical(bus, spec, source, where)
         spec.faults = _faults(bus.get("faults"), source, where + ".faults", True)

@@ -61,9 +61,9 @@ class Site:
                 self.devices[ds.id] = device
             line = self._line(spec, devices[0], instant)
             bus = Bus(spec.name, line, devices, self.clock, derive_seed(scenario.seed, "bus:" + spec.name),
-                      spec.link, getattr(spec, "uart_errors", "drop"))
+                      spec.link, getattr(spec, "uart_errors", "drop"), getattr(spec, "pty", True))
             for kind, params in list(spec.line_faults()) + list(spec.faults):
-                bus.faults.set(kind, params)
+                bus.set_fault(kind, params)
             bus.tcp_port = spec.tcp
             bus.rfc2217_port = spec.rfc2217
             bus.socket_port = spec.socket

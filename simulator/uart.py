@@ -174,6 +174,12 @@ class Receiver:
 
     def receive(self, wave: Waveform, rng: random.Random) -> list[Char]:
         """Every character this receiver assembles from `wave` (and the idle line after it)."""
+        out = self._receive(wave, rng)
+        if wave.idle == 1:
+            self.in_break = False  # the line rests at mark after the transmission
+        return out
+
+    def _receive(self, wave: Waveform, rng: random.Random) -> list[Char]:
         fr = self.framing
         bit = fr.bit_time
         out: list[Char] = []

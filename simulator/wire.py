@@ -142,6 +142,27 @@ class Wire:
                     self._errors.add("parity")
             return bytes(c.value for c in chars), [c.at for c in chars]
 
+    def rest(self, faults: LineFaults) -> bytes:
+        """The line is resting with `faults` in force (they changed, or the client just came): on
+        swapped wires it rests at space, so each UART that was waiting sees one break (the client
+        gets a 0x00, the devices drop theirs); on a healthy line both wait for a start bit."""
+        with self.lock:
+            if not faults.swapped:
+                self.device_rx.in_break = self.client_rx.in_break = False
+                return b""
+            out = b""
+            if not self.device_rx.in_break:
+                self.device_rx.in_break = True
+                for key in ("chars", "breaks", "dropped"):
+                    self.counts["to_devices"][key] += 1
+            if not self.client_rx.in_break:
+                self.client_rx.in_break = True
+                self.counts["to_client"]["chars"] += 1
+                self.counts["to_client"]["breaks"] += 1
+                self._errors.add("break")
+                out = b"\x00"
+            return out
+
     def take_errors(self) -> set[str]:
         """The kinds of receive error ("parity", "framing", "break") the client's UART saw since the
         last call (for RFC 2217 NOTIFY-LINESTATE)."""
