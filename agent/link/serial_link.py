@@ -55,6 +55,14 @@ def _open_failure(port: str, exc: Exception) -> str:
     return "%s (is the serial device server at %s on, and is its TCP port right?)" % (text, host)
 
 
+def _io_failure(exc: Exception) -> str:
+    """pyserial's words for a lost network port, in a technician's."""
+    text = str(exc)
+    if "reader thread died" in text or "socket error" in text or "Broken pipe" in text:
+        return "the serial device server closed the connection (%s)" % text
+    return text
+
+
 class SerialLink(Link):
     """RS-485 through a pyserial port."""
 
@@ -111,7 +119,7 @@ class SerialLink(Link):
         try:
             self._serial.write(data)
         except (serial.SerialException, OSError, termios.error) as exc:
-            raise self.lost("write failed on %s: %s" % (self.port, exc)) from None
+            raise self.lost("write failed on %s: %s" % (self.port, _io_failure(exc))) from None
 
     def _read(self, max_bytes: int, timeout: float) -> bytes:
         port = self._serial
@@ -138,13 +146,19 @@ class SerialLink(Link):
                 return first + port.read(min(waiting, max_bytes - 1))
             return bytes(first)
         except (serial.SerialException, OSError, termios.error) as exc:
-            raise self.lost("read failed on %s: %s" % (self.port, exc)) from None
+            raise self.lost("read failed on %s: %s" % (self.port, _io_failure(exc))) from None
 
     def _discard_input(self) -> int:
         port = self._serial
         try:
             waiting = port.in_waiting
-            port.reset_input_buffer()
+            if self.port.startswith("rfc2217://"):
+                # Only what has arrived: pyserial's reset_input_buffer sends a PURGE-DATA and polls for
+                # its answer every 50 ms (50 ms more per request), 3 s when the server is gone.
+                if waiting:
+                    port.read(waiting)
+            else:
+                port.reset_input_buffer()
         except (serial.SerialException, OSError, termios.error) as exc:
-            raise self.lost("port %s failed: %s" % (self.port, exc)) from None
+            raise self.lost("port %s failed: %s" % (self.port, _io_failure(exc))) from None
         return int(waiting or 0)
