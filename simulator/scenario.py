@@ -300,6 +300,7 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(source, "bus", "a scenario needs at least one [[bus]]")
     names: set[str] = set()
     ids: set[str] = set()
+    ports: dict[int, str] = {}  # fixed TCP ports: each may be used once
     for i, bus in enumerate(buses):
         where = "bus[%d]" % i
         if not isinstance(bus, dict):
@@ -330,6 +331,13 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         _physical(bus, spec, source, where)
         spec.faults = _faults(bus.get("faults"), source, where + ".faults", True)
         spec.devices = _devices(bus, source, where)
+        for key in ("tcp", "rfc2217", "socket"):
+            port = getattr(spec, key)
+            if port:
+                if port in ports:
+                    raise ScenarioError(source, "%s.%s" % (where, key),
+                                        "port %d is already %s" % (port, ports[port]))
+                ports[port] = "%s.%s" % (where, key)
         for dev in spec.devices:
             if dev.id in ids:
                 raise ScenarioError(source, where + ".device", "device id %r is used twice" % dev.id)

@@ -111,9 +111,10 @@ class Wire:
             chars, flips = transfer(data, self.client, self.device_rx, self.rng, faults.swapped,
                                     faults.bit_error_rate(self.client.baud))
             self._count(counts, chars, flips)
-            if self.uart_errors == "keep":
-                return bytes(c.value for c in chars if not c.brk)
-            kept = bytes(c.value for c in chars if not c.bad)
+            if self.uart_errors == "keep":  # every character but a break, as assembled
+                kept = bytes(c.value for c in chars if not c.brk)
+            else:
+                kept = bytes(c.value for c in chars if not c.bad)
             counts["dropped"] += len(chars) - len(kept)
             return kept
 

@@ -168,6 +168,7 @@ def test_two_masters_hear_each_other(make_site) -> None:  # type: ignore[no-unty
     ("termination = false\nbit_error_rate = 2", "bus[0]", "within 0..0.5"),
     ('link = "/tmp/x"', "bus[0].link", "pty = false"),
     ('ab_swapped = "yes"', "bus[0].ab_swapped", "must be bool"),
+    ("tcp = 5020\nsocket = 5020", "bus[0].socket", "already bus[0].tcp"),
 ])
 def test_scenario_keys_are_checked(extra: str, where: str, message: str) -> None:
     import tomllib
