@@ -24,16 +24,18 @@ import gc
 
 from firmware_py import rt
 from firmware_py.bus import FAILED, OK, Bus, WriteRefused
+from firmware_py.commands import Remote
 from firmware_py.inventory import MODBUS, Inventory
 from firmware_py.mqtt import Backoff, Client, MqttError, jitter_bits, topic_item
 from firmware_py.pack import PackWriter, uint_item
 from firmware_py.ring import Ring
 from protocols import cbor
+from protocols import commands as rules
 from protocols.errors import ProtocolError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    pass
 
 KIND_DATA = 0
 KIND_ALARM = 1
@@ -126,7 +128,9 @@ class Gateway:
         self.started = rt.ticks_ms()
         self.beats = [rt.ticks_ms()] * (len(self.buses) + 1)
         self.running = True
-        self.commands: list = []  # raw payloads from …/cmd, at most 4 waiting
+        self.commands: list = []  # (payload, retained) from …/cmd, at most 4 waiting
+        spec = cfg.get("commands") or {}
+        self.remote = Remote(spec, self.gateway_id, spec.get("path", "/cmdids.cbor"))
         self.acks: list = []  # encoded acks waiting for the uplink, at most 8
 
     # -- acquisition ------------------------------------------------------------------------------
@@ -252,45 +256,47 @@ class Gateway:
                 await rt.sleep_ms(20)
 
     # -- commands ---------------------------------------------------------------------------------
-    def take_command(self, data) -> None:
-        """Check a command from …/cmd: a refusal is acked now; a write or read waits for its bus.
+    def take_command(self, data, retained: bool = False) -> None:
+        """Check a command from …/cmd (firmware_py/commands.py: the agent's rules, ids in flash): a
+        refusal or a repeat is acked now; a write or read waits for its bus, at most `queue` per bus.
 
-        The checks and their texts are the agent's (agent/publisher.py, agent/scheduler.py) and the
+        The checks and their texts are the agent's (protocols/commands.py, agent/scheduler.py) and the
         profile's own `Point.check_write`, so both gateways refuse the same commands the same way."""
         self.counters["commands"] += 1
+        remote = self.remote
+        now = rt.now()
         try:
-            cmd: Any = cbor.loads(data)
-        except Exception:
-            self.counters["commands_bad"] += 1
-            return
-        if type(cmd) is not dict:
-            self.counters["commands_bad"] += 1
-            return
-        cid = cmd.get("id")
-        if type(cid) is not int and type(cid) is not str:
-            self.counters["commands_bad"] += 1
-            return
-        device = cmd.get("device")
-        point = cmd.get("point")
-        action = cmd.get("action", "write")
-        if type(device) is not str:
-            return self.ack(cid, False, "command needs a device (text)")
-        if type(point) is not str and type(action) is not str:
-            return self.ack(cid, False, "command needs a point or an action (text)")
+            cmd = remote.open(data, retained, now)
+        except rules.Refused as exc:
+            return self.refuse(exc)
+        cid = cmd.id
+        device = cmd.device
+        point = cmd.point
+        action = cmd.fields.get("action", "write")
         inv = self.inv
         d = inv.find_device(device)
-        if d < 0:
-            return self.ack(cid, False, "unknown device %r" % (device,))
-        if type(point) is not str:
-            return self.ack(cid, False, "command needs a point name")
         ni = inv.find_name(point)
+        marked = d >= 0 and ni >= 0 and (d << 16 | ni) in inv.switching
+        try:
+            prior = remote.check(cmd, rules.is_switching(action, marked), now)
+        except rules.Refused as exc:
+            return self.refuse(exc)
+        if prior is not None:
+            if prior:
+                self.ack_raw(prior)  # a repeat: the original ack again, nothing runs
+            return
+        if d < 0:
+            return self.ack(cid, False, rules.refusal("unknown_device", repr(device)))
+        if type(point) is not str:
+            return self.ack(cid, False, rules.refusal("no_point"))
+        bus = self.buses[inv.bus[d]]
         if action == "read":
-            return self.buses[inv.bus[d]].jobs.append((cid, d, ni, None, None, True))
+            return self.queue(bus, cmd, (cid, d, ni, None, None, True), now)
         if action != "write":
             return self.ack(cid, False, "unknown action %r; expected write or read" % (action,))
-        if "value" not in cmd:
-            return self.ack(cid, False, "write command needs a value")
-        value = cmd["value"]
+        if "value" not in cmd.fields:
+            return self.ack(cid, False, rules.refusal("no_value"))
+        value = cmd.fields["value"]
         from protocols.profiles import Point
 
         ws = inv.writes.get(d << 16 | ni) if ni >= 0 else None
@@ -307,7 +313,23 @@ class Gateway:
         reason = Point(spec).check_write(value)
         if reason is not None:
             return self.ack(cid, False, reason)
-        self.buses[inv.bus[d]].jobs.append((cid, d, ni, ws, value, False))
+        self.queue(bus, cmd, (cid, d, ni, ws, value, False), now)
+
+    def refuse(self, exc) -> None:
+        """A refusal: counted by reason, acked when the command had an id (else counted as bad)."""
+        self.remote.refuse(exc.reason)
+        if rules.valid_id(exc.cmd_id):
+            self.ack(exc.cmd_id, False, exc.text)
+        else:
+            self.counters["commands_bad"] += 1
+
+    def queue(self, bus, cmd, job, now: int) -> None:
+        """Onto the bus's job list unless `queue` jobs already wait (busy); remembered in flash first."""
+        if len(bus.jobs) >= self.remote.queue:
+            self.remote.refuse("busy")
+            return self.ack(cmd.id, False, rules.refusal("busy", bus.name, len(bus.jobs)))
+        self.remote.begin(cmd, now)
+        bus.jobs.append(job)
 
     async def run_job(self, bus, job) -> None:
         cid, d, ni, ws, value, read = job
@@ -319,18 +341,33 @@ class Gateway:
                     await bus.request(inv, d, r, lambda _d, spec, v, _t: got.append((spec, v)), 0)
                 for spec, v in got:
                     if inv.specs[spec][0] == ni:
-                        return self.ack(cid, True, None, v)
-                return self.ack(cid, False, "point has no value (not read)")
+                        return self.done(cid, True, None, v)
+                return self.done(cid, False, "point has no value (not read)")
             v = await bus.write(inv, d, ws, value)
-            self.ack(cid, True, None, v)
+            self.done(cid, True, None, v)
         except WriteRefused as exc:
-            self.ack(cid, False, str(exc))
+            self.done(cid, False, str(exc))
         except ProtocolError as exc:
             from firmware_py.bus import _kind
 
-            self.ack(cid, False, "%s: %s" % (_kind(exc), exc))
+            self.done(cid, False, "%s: %s" % (_kind(exc), exc))
         except Exception as exc:  # as the agent: an error ack, the poller goes on
-            self.ack(cid, False, "command failed: %s" % exc)
+            self.done(cid, False, "command failed: %s" % exc)
+
+    def done(self, cid, ok: bool, error, value=None) -> None:
+        """A command finished: its ack is kept with its id in flash, then sent."""
+        ack = rules.ack_bytes(cid, ok, error, value)
+        try:
+            self.remote.finish(cid, ok, ack)
+        except OSError as exc:
+            print("fieldlink: command id store:", exc.args[0] if exc.args else exc)
+        self.ack_raw(ack)
+
+    def ack_raw(self, ack: bytes) -> None:
+        if len(self.acks) >= 8 or not self.client.connected:
+            self.counters["acks_dropped"] += 1
+            return
+        self.acks.append(ack)
 
     def ack(self, cid, ok: bool, error, value=None) -> None:
         if len(self.acks) >= 8 or not self.client.connected:
@@ -347,9 +384,9 @@ class Gateway:
                 self.counters["packs"] += 1
                 return
 
-    def _message(self, topic, payload) -> None:
+    def _message(self, topic, payload, retained=False) -> None:
         if len(self.commands) < 4:
-            self.commands.append(bytes(payload))
+            self.commands.append((bytes(payload), retained))
         else:
             self.counters["commands_bad"] += 1
 
@@ -408,6 +445,7 @@ class Gateway:
             "polls": self.stats["polls"],
             "errors": {k: self.stats[k] for k in ERRORS},
             "alarms": c["alarms"],
+            "commands": self.remote.stats(),
             "devices_offline": self.inv.count - sum(self.online),
             "points_bad": sum(1 for q in self.quality if q),
             "buses": self.points_health(),
@@ -453,9 +491,9 @@ class Gateway:
             self.beats[slot] = rt.ticks_ms()
             c.poll()
             while self.commands:
-                data = self.commands.pop(0)
+                data, retained = self.commands.pop(0)
                 try:
-                    self.take_command(data)
+                    self.take_command(data, retained)
                 except Exception as exc:  # a bug must not take the uplink down
                     self.counters["commands_bad"] += 1
                     print("fieldlink: command failed:", repr(exc))

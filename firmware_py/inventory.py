@@ -14,6 +14,7 @@ Decode specs (from agent/commands/firmware_config.py, config format 3):
 Device options: CJ/T 188 (meter type, status map, unit codes); DL/T 645 follow-ups
 (max follow-ups, SEQ of the first C=12, replies end with SEQ (0/1), preamble), one tuple shared by
 the devices that have the same.
+Writes: [device, write spec, switching (1: a signed command only, per `commands.signed`)].
 Write specs: [name, min, max, values, ...] then modbus [table, address, type, order, scale, offset],
 cjt188 [field, meter type, DI order, preamble], dlt645 [DI].
 Rules: [device, name, kind, above, below, hysteresis], evaluated by the shared protocols/rules.py.
@@ -81,8 +82,12 @@ class Inventory:
         # writable points: (device << 16 | name) -> write spec (shared between devices of a model)
         wspecs = [tuple(w) for w in cfg.get("wspecs", ())]
         self.writes: dict = {}
-        for d, w in cfg.get("writes", ()):
+        self.switching: dict = {}  # (device << 16 | name) of the writable points that switch supply
+        for entry in cfg.get("writes", ()):
+            d, w = entry[0], entry[1]
             self.writes[d << 16 | wspecs[w][0]] = wspecs[w]
+            if len(entry) > 2 and entry[2]:
+                self.switching[d << 16 | wspecs[w][0]] = True
         self.rules: list = []  # (device, name, protocols.rules.Rule)
         self.ruled = bytearray(n)  # devices with at least one rule
         if cfg.get("rules"):

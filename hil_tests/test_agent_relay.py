@@ -84,7 +84,9 @@ def with_options(text: str) -> str:
 def bench(hil_link: Link, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     if not hil_link.is_sim:
         pytest.skip("%s (--hil-link=%s)" % (SIM_ONLY, hil_link.spec))
-    yield from start_bench(str(tmp_path_factory.mktemp("relay")), SCENARIO, name="relay", edit=with_options)
+    # relay control itself; signatures on relay actions are hil_tests/test_agent_signed.py's
+    yield from start_bench(str(tmp_path_factory.mktemp("relay")), SCENARIO, '\n[commands]\nsigned = "none"\n',
+                           name="relay", edit=with_options)
 
 
 def relay_requests(bench: Bench) -> dict[str, int]:

@@ -28,6 +28,10 @@ def make_server(device: Device):  # type: ignore[no-untyped-def]
         from simulator.servers.cjt188 import Cjt188Server
 
         return Cjt188Server(device)
+    if protocol == "dlt698":
+        from simulator.servers.dlt698 import Dlt698Server
+
+        return Dlt698Server(device)
     raise ValueError("device %s: protocol %r is not simulated" % (device.id, protocol))
 
 
@@ -41,6 +45,10 @@ def reader_for(protocol: str):  # type: ignore[no-untyped-def]
         from protocols.dlt645 import Dlt645FrameReader
 
         return Dlt645FrameReader()
+    if protocol == "dlt698":
+        from protocols.dlt698 import Dlt698FrameReader
+
+        return Dlt698FrameReader()
     from protocols.cjt188 import Cjt188FrameReader
 
     return Cjt188FrameReader()
