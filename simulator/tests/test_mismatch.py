@@ -209,3 +209,24 @@ def test_two_stop_bits_on_a_one_stop_bit_modbus_bus_work(make_site) -> None:  # 
         client = next(c for c in site.bus("street").accesses() if c.name == "rfc2217").wire.counts
     assert client["to_devices"]["framing_errors"] == 0
     assert client["to_client"]["framing_errors"] == 22  # every reply byte but the last
+
+
+def test_a_dlt698_meter_through_rfc2217_answers_at_its_settings_only(make_site) -> None:  # type: ignore[no-untyped-def]
+    """DL/T 698.45 meters (2400 8E1, HDLC-like frames with CRC-16) behave as the DL/T 645 one does."""
+    from protocols import axdr, dlt698
+    from simulator.tests.test_dlt698 import METERS as DLT698_METERS
+
+    site = make_site(DLT698_METERS.replace("instant = true", "instant = true\npty = false"), speed=1e-6)
+    request = dlt698.read_request("000000000698", ["00100200"], piid=0x11, client=0x10, preamble=4)
+    with open_url(site, "meters", timeout=0.05) as port:
+        port.write(request)
+        frame = read_frame(port, dlt698.Dlt698FrameReader())
+        assert frame is not None
+        (result,) = dlt698.parse_read_response(frame, ["00100200"], piid=0x11, address="000000000698")
+        energy = axdr.plain(result.value(frame.address))
+        assert len(energy) == 5 and sum(energy[1:]) == energy[0] > 0  # total and four tariffs
+        port.apply_settings({"baudrate": 9600, "parity": "N"})
+        port.reset_input_buffer()
+        port.write(request)
+        assert listen(port, 0.5) == b""
+    assert site.device("m1").counts["answered"] == 1
