@@ -221,7 +221,7 @@ def test_a_dlt698_meter_through_rfc2217_answers_at_its_settings_only(make_site) 
     with open_url(site, "meters", timeout=0.05) as port:
         port.write(request)
         frame = read_frame(port, dlt698.Dlt698FrameReader())
-        assert frame is not None
+        assert isinstance(frame, dlt698.Frame)
         (result,) = dlt698.parse_read_response(frame, ["00100200"], piid=0x11, address="000000000698")
         energy = axdr.plain(result.value(frame.address))
         assert len(energy) == 5 and sum(energy[1:]) == energy[0] > 0  # total and four tariffs
