@@ -81,7 +81,10 @@ log = logging.getLogger(__name__)
 
 ACK_BACKLOG = 1000  # refusal acks waiting for the network loop; beyond that they are dropped and counted
 
-_CONNACK_TIMEOUT = 10.0
+_CONNACK_TIMEOUT = 10.0  # seconds a broker may take to answer CONNECT
+# ... when there are other endpoints to try: a node that accepts TCP but cannot answer (a cluster node
+# just restarted, still setting up; one that lost its peers) is passed over for the next one
+_CONNACK_TIMEOUT_SEVERAL = 4.0
 _LOOP_TIMEOUT = 0.05
 _REASSERT_EVERY = 5.0  # seconds between two "online" statuses sent because a stale will came back
 # a stale "offline" that arrives this long after our "online" replaced the retained status (a late will);
@@ -415,9 +418,10 @@ class Publisher:
                 if self._connack is None:
                     if self._stopping.is_set():
                         break
-                    if time.monotonic() - started > _CONNACK_TIMEOUT:
+                    wait = _CONNACK_TIMEOUT if len(self.failover.states) == 1 else _CONNACK_TIMEOUT_SEVERAL
+                    if time.monotonic() - started > wait:
                         self._note_error("no CONNACK from broker %s:%d within %g s"
-                                         % (ep.host, ep.port, _CONNACK_TIMEOUT))
+                                         % (ep.host, ep.port, wait))
                         break
                     continue
                 if not up:
