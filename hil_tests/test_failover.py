@@ -290,15 +290,15 @@ def run_failover(brokers: Brokers, collectors: list[Collector], workdir: str, la
     missing = made - len(unique | set(left))
     print("\n%s: %d readings made, %d received (%d unique, %d duplicates), %d still in the outbox, %d lost"
           % (label, made, len(got), len(unique), len(got) - len(unique), len(left), missing))
-    for f in (first, second):
+    for kill in (first, second):
         print("  %s of node %d: now on node %s; online again after %.2f s, first data after %.2f s"
-              % (f["which"], f["killed"], f["now_on"], f["online_after"], f["data_after"]))
+              % (kill["which"], kill["killed"], kill["now_on"], kill["online_after"], kill["data_after"]))
     print("  health names %s; state file: %s on %s; command acks %s; lamp-02 writes %s -> %s"
           % (endpoint, state.get("endpoint"), state.get("address"), [(a["id"], a["ok"]) for a in acks],
              writes_before, writes_after))
     assert missing == 0 and len(unique | set(left)) == made, "every reading reaches a surviving subscriber"
-    for f in (first, second):
-        assert f["data_after"] < PUBLISH_AGAIN_WITHIN, f
+    for kill in (first, second):
+        assert kill["data_after"] < PUBLISH_AGAIN_WITHIN, kill
     assert endpoint == brokers.endpoints[second["now_on"]] and state["endpoint"] == endpoint
     assert state["connected"] is True
     assert [a["id"] for a in acks] == ["during-failover"] and acks[0]["ok"] is True, acks
