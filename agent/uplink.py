@@ -135,9 +135,13 @@ class Uplink:
 
     def alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
               when: float | None = None) -> None:
-        """Publish an alarm map on `…/alarm` (QoS 1, through the outbox, in order with the data)."""
+        """Publish an alarm map on `…/alarm` (QoS 1, through the outbox, in order with the data). Its `n`
+        (one more per alarm, kept in the outbox file) lets a consumer drop an alarm sent twice."""
+        with self._lock:
+            number = self.outbox.get_meta("alarm_n", 0) + 1
+            self.outbox.set_meta("alarm_n", number)
         self.publisher.publish_alarm({
-            "device": device, "point": point, "kind": kind, "value": value,
+            "device": device, "point": point, "kind": kind, "value": value, "n": number,
             "state": "raised" if raised else "cleared", "time": int(self.clock() if when is None else when),
         })
 

@@ -121,6 +121,7 @@ class Gateway:
         self.status_topic = prefix + "status"
         self.boot = self._count_boot()
         self.connection = 0  # connections since boot
+        self.alarms = 0  # alarms since boot
         self.session_no = 0  # this connection's number, in the status and the will
         self.sub_pid = 0  # the SUBSCRIBE the backlog waits for
         self.next_health = rt.ticks_ms()
@@ -190,8 +191,10 @@ class Gateway:
 
     def alarm(self, d: int, point, kind: str, value, raised: bool, now: int) -> None:
         """An alarm map (the agent's) into the ring, after the readings made before it."""
+        self.alarms += 1  # n: one more per alarm, boots * 65536 + alarms since boot (see BOOTS_PATH)
         msg = {"device": self.inv.device_id(d), "point": point, "kind": kind, "value": value,
-               "state": "raised" if raised else "cleared", "time": now}
+               "n": (self.boot << 16) + (self.alarms & 0xFFFF), "state": "raised" if raised else "cleared",
+               "time": now}
         self.commit()
         self.ring.append(b"\x01" + cbor.dumps(msg))
         self.counters["alarms"] += 1

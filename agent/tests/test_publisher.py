@@ -226,3 +226,19 @@ def test_garbage_on_cmd_gets_an_error_ack_or_a_counter(sub, uplink, tmp_path):
     stats = gate.stats()
     assert stats["received"] == 5 and stats["refused"] == 4, stats
     assert stats["refused_by"] == {"not_cbor": 2, "not_command": 1, "no_target": 1}, stats
+
+
+def test_alarms_are_numbered_across_restarts(broker, sub, tmp_path):
+    """`n` identifies an alarm: a consumer drops one it has seen (an alarm in flight when a connection broke
+    is sent again, byte for byte). The number goes on after a restart (it is kept in the outbox file)."""
+    for run in range(2):
+        u = Uplink(make_config(broker, tmp_path), INVENTORY)
+        u.start()
+        try:
+            assert sub.wait_for(lambda: u.connected, 10)
+            u.alarm("lamp-1", "dim", "threshold", 0.9, True)
+            u.alarm("lamp-1", "dim", "threshold", 0.5, False)
+            assert sub.wait_for(lambda run=run: len(sub.on("alarm")) == 2 * (run + 1), 10)
+        finally:
+            u.stop()
+    assert [a["n"] for a in sub.decoded("alarm")] == [1, 2, 3, 4]

@@ -201,7 +201,9 @@ def test_firmware_against_the_simulator(tmp_path):
             assert raised["point"] is None and raised["value"] == "no reply to 3 polls (timeout)"
             rule = [(a["point"], a["state"], a["value"]) for a in alarms if a["kind"] == "threshold"]
             assert rule == [("dim", "raised", 0.5), ("dim", "cleared", 0.7)], alarms
-            assert set(alarms[0]) == {"device", "point", "kind", "value", "state", "time"}
+            assert set(alarms[0]) == {"device", "point", "kind", "value", "n", "state", "time"}
+            numbers = [a["n"] for a in alarms]
+            assert numbers == sorted(set(numbers)), "every alarm has its own number, increasing"
             assert summary["online"] == [1] * len(devices)
 
         # status (retained, online); after the dropped connection its will (offline, same connection number),
