@@ -235,7 +235,7 @@ def test_alarms_are_numbered_across_restarts(broker, sub, tmp_path):
         u = Uplink(make_config(broker, tmp_path), INVENTORY)
         u.start()
         try:
-            assert sub.wait_for(lambda: u.connected, 10)
+            assert sub.wait_for(lambda u=u: u.connected, 10)
             u.alarm("lamp-1", "dim", "threshold", 0.9, True)
             u.alarm("lamp-1", "dim", "threshold", 0.5, False)
             assert sub.wait_for(lambda run=run: len(sub.on("alarm")) == 2 * (run + 1), 10)
