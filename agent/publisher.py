@@ -132,6 +132,7 @@ class Publisher:
         self.topic_cmd = config.topic("cmd")
         self.topic_ack = config.topic("ack")
         self.window = max(1, int(config.outbox.inflight))
+        self._window_now = self.window  # the window of this connection (a broker may want fewer)
         b = config.broker
         self.failover = Failover(b.endpoint_list(), b)
         # how a host name becomes addresses (tests give their own)
@@ -305,6 +306,13 @@ class Publisher:
             code = int(reason.value) if hasattr(reason, "value") else int(reason)
             self._connack_reason = str(reason)
             self._session_present = bool(getattr(flags, "session_present", False))
+            receive_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
+            if receive_max:
+                # MQTT 5: the broker takes at most this many QoS 1 publishes unacknowledged (HiveMQ's
+                # default is 10); paho does not read it, so its limit (it queues beyond) and our window
+                # follow it. paho 2.1 (pinned) allows no public change while connected.
+                client._max_inflight_messages = int(receive_max)
+                self._window_now = max(1, min(self.window, int(receive_max) - 4))
             self._connack = CONNACK_V311.get(code, code)
 
     def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
@@ -386,6 +394,7 @@ class Publisher:
         self._suback_mid = None
         self._inventory_mid = None
         self._last_sent = 0
+        self._window_now = self.window
         up = False
         b = self.config.broker
         try:
@@ -521,7 +530,7 @@ class Publisher:
             self._last_sent = 0
             self._count("packs_resent", len(self._inflight))
             self._inflight.clear()
-        free = self.window - len(self._inflight)
+        free = self._window_now - len(self._inflight)
         if free <= 0:
             return
         try:

@@ -282,3 +282,36 @@ def test_a_retained_command_published_while_subscribed(tmp_path, broker, sub, ve
     else:
         assert ack == {"id": "r1", "ok": False, "error": "retained commands are not executed", "value": None}
         assert ran == []
+
+
+def test_a_broker_that_takes_few_publishes_at_once_is_not_overrun(tmp_path):
+    """MQTT 5 Receive Maximum (Mosquitto's max_inflight_messages, HiveMQ's 10 by default): never more QoS 1
+    publishes unacknowledged than the broker said in CONNACK, whatever outbox.inflight says."""
+    broker = broker_or_skip(max_inflight_messages=5)
+    try:
+        with Relay(broker.host, broker.port) as relay:
+            cfg = config(tmp_path, relay.port)
+            cfg.batch.max_records = 2  # many small packs: a window of 20 would have 20 out at once
+            cfg.outbox.inflight = 20
+            uplink = Uplink(cfg, lamps(4))
+            uplink.start()
+            try:
+                assert wait(lambda: uplink.connected)
+                for i in range(400):
+                    uplink.submit([("lamp-%02d" % (i % 4 + 1), "dim", 0.5, T0 + i)])
+                assert wait(lambda: uplink.publisher.stats()["records_published"] == 400, 30)
+                stats = uplink.publisher.stats()
+                packets = relay.packets()
+            finally:
+                uplink.stop()
+    finally:
+        broker.close()
+    outstanding = peak = 0
+    for _t, direction, kind, _length, _body, first in packets:
+        if kind == "PUBLISH" and direction == "up" and first & 0x06:
+            outstanding += 1
+            peak = max(peak, outstanding)
+        elif kind == "PUBACK" and direction == "down":
+            outstanding -= 1
+    assert stats["connects"] == 1 and stats["protocol"] == "5"
+    assert 1 < peak <= 5, peak
