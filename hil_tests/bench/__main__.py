@@ -21,7 +21,7 @@ import sys
 import time
 
 from hil_tests.bench import codec, e2e, poll
-from hil_tests.bench.common import load_average, machine, say
+from hil_tests.bench.common import load_average, machine, ratio, say
 from hil_tests.bench.e2e import print_sizes
 from hil_tests.link import ROOT
 
@@ -62,12 +62,25 @@ def main(argv: list[str] | None = None) -> int:
         print("\nReading -> broker latency at field rates (line timing on, polls every 5 s or what fits, "
               "default batching), %g s per site" % seconds)
         print("  %-10s %9s %9s %9s %9s %9s" % ("site", "readings", "per s", "p50 s", "p99 s", "max s"))
-        published = {site: e2e.latency(site, args.dir, seconds) for site in ("demo", "street")}
+        runs = {site: e2e.latency(site, args.dir, seconds) for site in ("demo", "street")}
+        for site, (_, _, polls) in runs.items():
+            print("  %s polls: %s" % (site, polls))
         print("  goal (issue #12, item 3): p99 <= 0.5 s on the demo and street sites")
+        published = {site: (sizes, steps) for site, (sizes, steps, _) in runs.items()}
         print("\nPayload bytes per reading at field rates (same packs: SenML-CBOR as published, the rest "
               "computed from the decoded readings)")
-        for site, sizes in published.items():
+        for site, (sizes, steps) in published.items():
             print_sizes(site, sizes)
+            if steps:
+                tb = sizes.per("tb")
+                print("    what each SenML choice of issue #12 saves, same packs (B/reading, vs TB JSON):")
+                before = None
+                for step, size, count in steps:
+                    per = size / count
+                    saved = "" if before is None else "saves %5.2f" % (before - per)
+                    print("      %-64s %6.2f %6s %s" % (step, per, ratio(per, tb), saved))
+                    if not step.startswith("(not taken)"):
+                        before = per
         print("  goal (issue #12, item 1): SenML-CBOR <= 0.8x ThingsBoard JSON on the street and demo sites; "
               "compact <= 0.25x")
     if "throughput" in rows:

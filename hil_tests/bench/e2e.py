@@ -9,7 +9,7 @@ from typing import Any
 from hil_tests.bench.common import NOT_INSTALLED, Tap, percentile, ratio, say
 from hil_tests.bench.peers import TbGateway, pymodbus_reads, tb_installed
 from hil_tests.bench.site import SiteRun, lamp_scenario
-from hil_tests.bench.wire import Sizes, data_records, last_birth, sizes
+from hil_tests.bench.wire import Sizes, data_records, last_birth, layout_steps, sizes
 
 BATCH_AGE = 5.0  # the agent's default batch.max_age: a reading is published at most this late
 
@@ -29,9 +29,11 @@ def print_sizes(title: str, s: Sizes, tb_real: tuple[int, int] | None = None) ->
 def street_cpu(workdir: str, seconds: float) -> None:
     """Agent CPU per 1k readings and per Modbus transaction on the street site (instant simulator, 1 s
     polls), then a pymodbus sync client doing only the same reads, then the ThingsBoard gateway."""
-    print("\nAgent CPU end to end: street site (42 Modbus devices), simulator without line timing, polls "
-          "every 1 s, %g s windows, one run" % seconds)
+    print("\nAgent CPU end to end: street site (42 Modbus devices), simulator without line timing, %g s "
+          "windows, one run" % seconds)
     with SiteRun("street", os.path.join(workdir, "street-cpu"), instant=True, interval=1.0) as run:
+        print("  poll intervals (1 s asked; fieldlink sim-config raises it to what the bus's line time "
+              "allows at 9600 baud): %s" % intervals(run.config))
         say("street site: agent running, waiting for its first pack")
         run.wait_data()
         time.sleep(min(3.0, seconds))  # past start-up
@@ -73,6 +75,17 @@ def street_cpu(workdir: str, seconds: float) -> None:
     print_sizes("payload, this run", published, (tb["values"], tb["bytes"]) if tb else None)
 
 
+def intervals(config_path: str) -> str:
+    """`bus: interval s` for each bus of an agent config."""
+    from agent.config import load_config
+
+    config = load_config(config_path)
+    by_bus: dict[str, set[float]] = {}
+    for d in config.devices:
+        by_bus.setdefault(d.bus, set()).add(d.interval)
+    return ", ".join("%s %s s" % (bus, "/".join("%g" % i for i in sorted(v))) for bus, v in by_bus.items())
+
+
 def tb_window(run: SiteRun, seconds: float) -> dict[str, Any]:
     from hil_tests.bench.common import tb_version
     from hil_tests.bench.site import requests
@@ -94,10 +107,11 @@ def tb_window(run: SiteRun, seconds: float) -> dict[str, Any]:
         gw.close()
 
 
-def latency(scenario: str, workdir: str, seconds: float) -> Sizes:
+def latency(scenario: str, workdir: str, seconds: float) -> tuple[Sizes, list[tuple[str, int, int]], str]:
     """Reading -> broker latency at field rates (real line timing, the agent's default batching)."""
     with SiteRun(scenario, os.path.join(workdir, "latency-" + scenario), instant=False, interval=5.0) as run:
-        say("%s site with line timing: waiting for the first pack" % scenario)
+        polls = intervals(run.config)
+        say("%s site with line timing (%s): waiting for the first pack" % (scenario, polls))
         run.wait_data(timeout=120)
         start = time.time()
         say("collecting for %g s" % seconds)
@@ -106,11 +120,12 @@ def latency(scenario: str, workdir: str, seconds: float) -> Sizes:
         messages = run.tap.on("/data", start)
         delays = [m.arrived - r.time for m, records in data_records(messages) for r in records]
         published = sizes(messages, last_birth(run.tap.messages))
+        steps = layout_steps(messages, last_birth(run.tap.messages))
     rate = len(delays) / seconds
     worst = max(delays) if delays else float("nan")
     print("  %-10s %9d %9.1f %9.3f %9.3f %9.3f" % (scenario, len(delays), rate, percentile(delays, 50),
                                                    percentile(delays, 99), worst))
-    return published
+    return published, steps, polls
 
 
 def throughput(workdir: str, total: int) -> None:

@@ -86,6 +86,95 @@ def sizes(messages: list[Message], birth_payload: bytes | None) -> Sizes:
     return out
 
 
+STEPS = (
+    "one name <device>/<point> per record, bt + float t (before #12)",
+    "+ base name per device, point name in n",
+    "+ base time per time change, no t",
+    "+ integers for integral values",
+    "+ decimal fractions (tag 4) where shorter (= what is sent)",
+    "(not taken) + times rounded down to whole seconds",
+)
+
+
+def _layout(readings: list, base: str, per_device: bool, per_time: bool, numbers: Any) -> bytes:
+    """A SenML pack of `readings` built with some of the #12 choices (for measuring each one)."""
+    from protocols import cbor
+    from protocols.senml import exact, floor_int
+
+    records: list = []
+    bn, bt = "", 0.0
+    first = floor_int(min(r[3] for r in readings))
+    for device, point, value, time in readings:
+        rec: dict = {}
+        name = point if per_device else "%s/%s" % (device, point)
+        front = base + device + "/" if per_device else base
+        rec[0] = name
+        if front != bn:
+            rec[-2] = bn = front
+        if per_time:
+            if time != bt:
+                rec[-3] = exact(time)
+                bt = time
+        else:
+            if not records and first:
+                rec[-3] = first
+                bt = first
+            if exact(time - bt):
+                rec[6] = exact(time - bt)
+        key = 4 if type(value) is bool else 3 if type(value) is str else 8 if type(value) is bytes else 2
+        rec[key] = numbers(value) if key == 2 else value
+        records.append(rec)
+    return cbor.dumps(records)
+
+
+def layout_steps(messages: list[Message], birth_payload: bytes | None) -> list[tuple[str, int, int]]:
+    """(step, bytes, readings) of every data pack re-encoded with the #12 choices added one at a time.
+
+    The readings come off the wire; a value that a float-producing point (non-integer scale or offset,
+    f32/f64 registers) made is a float again, as the drivers produced it before the encoder saw it."""
+    from agent.batcher import by_device
+    from protocols import birth as birth_msg
+    from protocols import cbor, senml
+    from protocols.profiles import load_profile
+
+    if birth_payload is None:
+        return []
+    b = birth_msg.decode(birth_payload)
+    floaty: set[tuple[str, str]] = set()
+    for d in b["devices"]:
+        try:
+            profile = load_profile(d["model"])
+        except Exception:
+            continue
+        for p in d["points"]:
+            pt = profile.point(p["name"])
+            if type(pt.scale) is float or type(pt.offset) is float or pt.type in ("f32", "f64"):
+                floaty.add((d["id"], p["name"]))
+
+    def binary(x: Any) -> Any:  # the shortest exact binary float, integers stay integers
+        return x
+
+    def integral(x: Any) -> Any:
+        return senml.exact(x) if type(x) is float else x
+
+    totals = [0] * len(STEPS)
+    count = 0
+    for _, records in data_records(messages):
+        raw = [(r.device, r.point, float(plain(r.value)) if (r.device, r.point) in floaty
+                and type(plain(r.value)) in (int, float) else plain(r.value), r.time) for r in records]
+        grouped = by_device(raw)
+        count += len(raw)
+        totals[0] += len(_layout(raw, b["base_name"], False, False, binary))
+        totals[1] += len(_layout(grouped, b["base_name"], True, False, binary))
+        totals[2] += len(_layout(grouped, b["base_name"], True, True, binary))
+        totals[3] += len(_layout(grouped, b["base_name"], True, True, integral))
+        totals[4] += len(senml.encode(grouped, b["base_name"]))
+        totals[5] += len(senml.encode([(d, p, v, int(t)) for d, p, v, t in grouped], b["base_name"]))
+        assert len(cbor.dumps(senml.pack(grouped, b["base_name"]))) == len(_layout(
+            grouped, b["base_name"], True, True, senml.number))
+    return [(step, total, count) for step, total in zip(STEPS, totals)]
+
+
 def last_birth(messages: list[Message]) -> bytes | None:
     """The newest birth (online status) payload."""
     for m in reversed(messages):
