@@ -53,9 +53,12 @@ def cbor_speed(repeat: int) -> list[tuple[str, float, float]]:
     b = meter_birth()
     records = senml.pack(meter_batch(1), b["base_name"])
     data = cbor.dumps(records)
-    assert cbor2.loads(data) == records
+    # the same items for cbor2: its own tag type for the decimal fractions (tag 4)
+    theirs = [{k: cbor2.CBORTag(v.tag, v.value) if isinstance(v, cbor.Tag) else v for k, v in rec.items()}
+              for rec in records]
+    assert cbor2.dumps(theirs, canonical=True) == data and cbor.loads(data) == records
     ours_enc = _best(lambda: cbor.dumps(records), 50, repeat)
-    theirs_enc = _best(lambda: cbor2.dumps(records, canonical=True), 50, repeat)
+    theirs_enc = _best(lambda: cbor2.dumps(theirs, canonical=True), 50, repeat)
     ours_dec = _best(lambda: cbor.loads(data), 50, repeat)
     theirs_dec = _best(lambda: cbor2.loads(data), 50, repeat)
     return [
