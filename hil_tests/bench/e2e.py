@@ -6,6 +6,8 @@ import os
 import time
 from typing import Any
 
+import cbor2
+
 from hil_tests.bench.common import NOT_INSTALLED, Tap, percentile, ratio, say
 from hil_tests.bench.peers import TbGateway, pymodbus_reads, tb_installed
 from hil_tests.bench.site import SiteRun, lamp_scenario
@@ -212,7 +214,7 @@ def reconnect(workdir: str, outages: list[float]) -> None:
                 birth_bytes = sum(len(m.payload) for m in births)
             finally:
                 tap.close()
-        devices = 42
+        devices = len(cbor2.loads(first_birth)["devices"]) if first_birth else 1
         print("  broker down %5.1f s: first new publish %.2f s after it was back; birth on reconnect %d B "
               "(%d B/device), first birth %d B" % (outage, first, birth_bytes, birth_bytes // devices,
                                                  len(first_birth or b"")))
