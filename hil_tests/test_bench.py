@@ -29,7 +29,8 @@ ROWS = (
     "compact, same packs", "ThingsBoard gateway JSON, same readings",
     # throughput, reconnect and birth, scale
     "Readings/s under load with the durable outbox", "acknowledged by the broker",
-    "Back online after the broker returns", "first new publish", "birth on reconnect",
+    "Back online after the broker returns", "first new publish", "on status at reconnect",
+    "back online: worst",
     "How costs grow with devices", "peak RSS", "birth B",
 )
 

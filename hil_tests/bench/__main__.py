@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         e2e.throughput(args.dir, 5000 if quick else 100000)
     if "reconnect" in rows:
         print("\nBack online after the broker returns (street site, default reconnect settings)")
-        e2e.reconnect(args.dir, [1.0] if quick else [5.0, 20.0])
+        e2e.reconnect(args.dir, [1.0] if quick else [5.0, 5.0, 5.0, 20.0, 20.0, 20.0])
     if "scale" in rows:
         seconds = 10.0 if quick else 30.0
         print("\nHow costs grow with devices (generic-lamp sites, 100 per 9600-baud bus, simulator without "
