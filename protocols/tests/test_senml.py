@@ -70,6 +70,20 @@ def test_numbers_take_their_shortest_exact_form() -> None:
     assert nan != nan and senml.number(float("inf")) == float("inf")
 
 
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.integers(-10**9, 10**9).map(lambda n: n / 1000)
+       | st.integers(-10**6, 10**6).map(lambda n: round(n * 0.1, 9)))
+def test_a_number_is_never_longer_than_its_float_and_always_exact(x: float) -> None:
+    item = senml.number(x)
+    data = cbor.dumps(item)
+    if x == int(x) and abs(x) <= 2**53:
+        assert type(item) is int  # integral: an integer (energy counters stay exact integers, §3)
+    else:
+        assert len(data) <= cbor.float_size(x)  # never longer than the shortest exact binary float
+    back = cbor2.loads(data)  # an independent decoder, then RFC 8428 section 6: convert to binary64
+    assert (float(back) if isinstance(back, Decimal) else back) == x
+    assert senml.decode(senml.encode([("d", "p", x, T0)], BN))[0]["v"] == x
+
+
 @pytest.mark.parametrize("item,message", [
     (cbor.Tag(4, [-1000, 1]), "out of range"), (cbor.Tag(4, [1, 2**70]), "out of range"),
     (cbor.Tag(5, [-1, 3]), "decimal fraction"), (cbor.Tag(4, [1.5, 2]), "decimal fraction"),
