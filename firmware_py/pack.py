@@ -129,7 +129,8 @@ class PackWriter:
         if finite and -9007199254740992.0 <= x <= 9007199254740992.0 and x == int(x):
             self._int(int(x))
             return
-        found = decimal_fraction(x, float_size(x)) if finite and float_size(x) > 4 else None
+        size = float_size(x) if finite else 9
+        found = decimal_fraction(x, size) if size > 4 else None
         if found is not None:
             self._byte(0xC4)  # tag 4: decimal fraction [exponent, mantissa]
             self._byte(0x82)

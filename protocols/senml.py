@@ -140,14 +140,15 @@ def pack(readings: list, base_name: str, units: dict | None = None) -> list:
     if type(base_name) is not str:
         raise SenmlError("base name must be text, got %r" % (base_name,))
     reading_times(rows)
-    checked: dict = {}
+    fronts: dict = {}  # device -> its base name
+    checked: dict = {}  # (device, point) whose full name was checked
     records: list = []
     bn = ""  # the base fields in force (RFC 8428: none yet means "" and 0)
     bt: object = 0
     for device, point, value, time in rows:
-        front = checked.get(device)
+        front = fronts.get(device)
         if front is None:
-            front = checked[device] = "%s%s/" % (base_name, device)
+            front = fronts[device] = "%s%s/" % (base_name, device)
         if (device, point) not in checked:
             check_name(front + point, "reading %s/%s: " % (device, point))
             checked[(device, point)] = True

@@ -13,7 +13,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from hil_tests.bench.common import pkg_version, ratio
+from hil_tests.bench.common import pkg_version, ratio, say
+from hil_tests.bench.responder import ADDRESS, UNIT
 from hil_tests.link import ROOT
 
 EXPECTED = list(range(1, 11))
@@ -39,9 +40,9 @@ def fieldlink_client(path: str) -> tuple[Callable[[], list], Callable[[], None]]
     from protocols.profiles import parse_profile
 
     profile = parse_profile({"model": "ten", "kind": "lamp", "protocol": "modbus",
-                             "points": [{"name": "r%d" % i, "address": i} for i in range(10)]})
+                             "points": [{"name": "r%d" % i, "address": ADDRESS + i} for i in range(10)]})
     bus = BusConfig(name="bench", port=path, baud=BAUD)
-    driver = ModbusDriver(DeviceConfig(id="d", bus="bench", profile="ten", address="1"), profile, bus)
+    driver = ModbusDriver(DeviceConfig(id="d", bus="bench", profile="ten", address=str(UNIT)), profile, bus)
     assert len(driver.requests) == 1 and driver.requests[0].count == 10
     request = driver.requests[0]
     link = SerialLink.from_bus(bus)
@@ -61,7 +62,7 @@ def pymodbus_client(path: str) -> tuple[Callable[[], list], Callable[[], None]]:
         raise RuntimeError("pymodbus could not open %s" % path)
 
     def poll() -> list:
-        reply = client.read_holding_registers(0, count=10, device_id=1)
+        reply = client.read_holding_registers(ADDRESS, count=10, device_id=UNIT)
         return list(reply.registers)
 
     return poll, client.close
@@ -76,7 +77,7 @@ def bare_client(path: str) -> tuple[Callable[[], list], Callable[[], None]]:
     from protocols import modbus
 
     port = serial.Serial(path, BAUD, timeout=0.5)
-    request = modbus.rtu_frame(1, modbus.read_request(3, 0, 10))
+    request = modbus.rtu_frame(UNIT, modbus.read_request(3, ADDRESS, 10))
     unpack = struct.Struct(">10H").unpack_from
 
     def poll() -> list:
@@ -94,39 +95,57 @@ CLIENTS = (
 )
 
 
-def measure(polls: int, rounds: int) -> list[tuple[str, float, float]]:
-    """(client, CPU s per poll, wall s per poll), best round each."""
+def measure(polls: int, rounds: int) -> tuple[list[tuple[str, float, float]], int]:
+    """(client, CPU s per poll, wall s per poll), best round each; and the polls that failed.
+
+    A failed poll (a reply taken by another program that opened the same pty, see the responder) is
+    counted and its round measured again, at most three times."""
     proc, path = start_responder()
     best: dict[str, tuple[float, float]] = {}
+    failed = 0
     try:
         for _ in range(rounds):
             for name, make in CLIENTS:
-                poll, close = make(path)
-                try:
-                    for _ in range(20):
-                        got = poll()
-                    if got != EXPECTED:
-                        raise RuntimeError("%s read %r, expected %r" % (name, got, EXPECTED))
-                    cpu0, wall0 = time.process_time(), time.perf_counter()
-                    for _ in range(polls):
-                        poll()
-                    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-                finally:
-                    close()
-                mine = (cpu / polls, wall / polls)
-                if name not in best or mine[0] < best[name][0]:
-                    best[name] = mine
+                for _attempt in range(3):
+                    try:
+                        mine = _round(make, path, name, polls)
+                    except Exception as exc:  # pymodbus raises its own types; ours LinkError/ProtocolError
+                        failed += 1
+                        say("%s: a poll failed (%s); measuring the round again" % (name, exc))
+                        continue
+                    if name not in best or mine[0] < best[name][0]:
+                        best[name] = mine
+                    break
+                else:
+                    raise RuntimeError("%s: polls keep failing on %s; is another program using it?"
+                                       % (name, path))
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(10)
-    return [(name, best[name][0], best[name][1]) for name, _ in CLIENTS]
+    return [(name, best[name][0], best[name][1]) for name, _ in CLIENTS], failed
+
+
+def _round(make: Callable, path: str, name: str, polls: int) -> tuple[float, float]:
+    poll, close = make(path)
+    try:
+        for _ in range(20):
+            got = poll()
+        if got != EXPECTED:
+            raise RuntimeError("%s read %r, expected %r" % (name, got, EXPECTED))
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for _ in range(polls):
+            poll()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    finally:
+        close()
+    return cpu / polls, wall / polls
 
 
 def report(polls: int, rounds: int) -> None:
     print("\nClient CPU per Modbus RTU poll (read 10 holding registers, %d baud settings, pty, device "
           "answers at once; best of %d rounds of %d polls)" % (BAUD, rounds, polls))
-    rows = measure(polls, rounds)
+    rows, failed = measure(polls, rounds)
     ours = rows[0][1]
     print("  %-36s %12s %12s %14s" % ("client", "CPU/poll", "wall/poll", "FieldLink is"))
     for name, cpu, wall in rows:
@@ -134,3 +153,6 @@ def report(polls: int, rounds: int) -> None:
                                                   "-" if name == rows[0][0] else ratio(ours, cpu)))
     print("  goal (issue #12, item 2): <= 0.25x pymodbus and <= 1.5x the bare loop; today %s and %s"
           % (ratio(ours, rows[1][1]), ratio(ours, rows[2][1])))
+    if failed:
+        print("  (%d rounds were measured again after a failed poll: another program opened the pty)"
+              % failed)

@@ -2,9 +2,11 @@
 
     python -m hil_tests.bench.responder      # prints the pty path, serves until stdin closes or SIGTERM
 
-It answers unit 1's "read holding registers" with the registers' addresses + 1 (register 0 holds 1), so
-every client sees the same bytes with the same (zero) device delay; anything else is dropped and counted
-on stderr at exit. It runs in its own process so the clients' CPU time is theirs alone.
+It answers unit 201's "read holding registers" at address 1000 and up with the registers' offsets + 1
+(register 1000 holds 1), so every client sees the same bytes with the same (zero) device delay; anything
+else is dropped and counted on stderr at exit. It runs in its own process so the clients' CPU time is
+theirs alone. A rare unit and address: on a shared machine another program that kept the path of a
+closed pty may open the same /dev/pts/N when it is reused, and poll it with its own requests.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import tty
 
 from protocols import modbus
 from protocols.errors import ProtocolError
+
+UNIT = 201
+ADDRESS = 1000
 
 
 def serve(master: int) -> int:
@@ -42,11 +47,11 @@ def serve(master: int) -> int:
                 dropped += 1
                 buf = b""
                 break
-            if unit != 1 or request.function != 3:
+            if unit != UNIT or request.function != 3 or request.address != ADDRESS:
                 dropped += 1
                 continue
-            values = [(request.address + i + 1) & 0xFFFF for i in range(request.count)]
-            os.write(master, modbus.rtu_frame(1, modbus.read_response(3, values)))
+            values = [(i + 1) & 0xFFFF for i in range(request.count)]
+            os.write(master, modbus.rtu_frame(UNIT, modbus.read_response(3, values)))
 
 
 def main() -> int:
