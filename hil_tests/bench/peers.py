@@ -65,9 +65,11 @@ def _read_loop(bus: dict, until: float, counts: dict[str, float], lock: threadin
     try:
         while time.monotonic() < until:
             for unit, function, address, count in bus["requests"]:
-                reply = calls[function](address, count=count, device_id=unit)
                 done += 1
-                if reply.isError():
+                try:
+                    if calls[function](address, count=count, device_id=unit).isError():
+                        errors += 1
+                except Exception:  # pymodbus raises ModbusIOException on a timeout: counted, go on
                     errors += 1
     finally:
         client.close()
