@@ -54,16 +54,32 @@ def serve(master: int) -> int:
             os.write(master, modbus.rtu_frame(UNIT, modbus.read_response(3, values)))
 
 
+def quiet_pty(listen: float = 1.5, tries: int = 8) -> tuple[int, int, list[int]]:
+    """A pty nobody else writes to: (master, slave, fds of ptys set aside).
+
+    A pty on which bytes arrive before any client of ours opened it has been opened by a stale program
+    (one that kept the path of a closed pty and reopens it): it is kept open, so that program keeps
+    talking to nobody, and another is taken."""
+    aside: list[int] = []
+    for _ in range(tries):
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        ready, _, _ = select.select([master], [], [], listen)
+        if not ready:
+            return master, slave, aside
+        aside += [master, slave]
+    raise SystemExit("responder: every pty taken was written to by another program")
+
+
 def main() -> int:
-    master, slave = os.openpty()
-    tty.setraw(slave)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    master, slave, aside = quiet_pty()
     print(os.ttyname(slave), flush=True)
     try:
         dropped = serve(master)
     finally:
-        os.close(slave)
-        os.close(master)
+        for fd in [slave, master, *aside]:
+            os.close(fd)
     if dropped:
         print("responder: %d requests dropped" % dropped, file=sys.stderr)
     return 0
