@@ -54,3 +54,45 @@ def test_bench_quick_run_reports_every_row(tmp_path: object) -> None:
         assert re.search(r"^ +%d +[\d.]+ +[\d.]+ " % devices, out, re.M), devices
     # the ThingsBoard gateway is measured when installed, and said to be missing otherwise
     assert "ThingsBoard IoT Gateway 3.8.5" in out or "peer not installed: run make bench-peers" in out
+
+
+def test_thingsboard_json_is_its_documented_telemetry_shape() -> None:
+    from hil_tests.bench.wire import Record, tb_json
+
+    records = [Record("lamp-01", "voltage", 230.1, 1710498030.25), Record("lamp-01", "on", 1, 1710498030.25),
+               Record("lamp-01", "dim", 0.7, 1710498031.0), Record("cab", "door", False, 1710498030.0)]
+    assert tb_json(records) == (b'{"lamp-01":[{"ts":1710498030250,"values":{"voltage":230.1,"on":1}},'
+                                b'{"ts":1710498031000,"values":{"dim":0.7}}],'
+                                b'"cab":[{"ts":1710498030000,"values":{"door":false}}]}')
+
+
+def test_wire_resolution_and_layout_steps_agree_with_what_is_sent() -> None:
+    import cbor2
+
+    from hil_tests.bench.common import Message
+    from hil_tests.bench.wire import STEPS, layout_steps, resolve, sizes
+    from protocols import birth, senml
+
+    b = birth.make_birth("gw1", "s", [{"id": "lamp-01", "model": "generic-lamp", "points": [
+        {"name": "voltage", "unit": "V", "resolution": 0.1}, {"name": "on", "unit": "/"}]}], time=0)
+    readings = [("lamp-01", "voltage", 230.1, 1710498030.25), ("lamp-01", "on", 1, 1710498031)]
+    data = senml.encode(readings, "gw1:")
+    assert [(r.device, r.point, float(r.value), r.time) for r in resolve(cbor2.loads(data))] == readings
+    messages = [Message(0.0, "fieldlink/s/gw1/status", birth.encode(b), True),
+                Message(0.0, "fieldlink/s/gw1/data", data, False)]
+    s = sizes(messages, birth.encode(b))
+    assert (s.readings, s.packs, s.senml) == (2, 1, len(data)) and 0 < s.compact < s.senml
+    steps = layout_steps(messages, birth.encode(b))
+    assert [step for step, _, _ in steps] == list(STEPS)
+    assert steps[4][1] == len(data)  # the last cumulative step is exactly what is sent
+
+
+def test_thingsboard_config_maps_profile_points() -> None:
+    from hil_tests.bench.peers import tb_timeseries
+    from protocols.profiles import load_profile
+
+    lamp = {e["tag"]: e for e in tb_timeseries(load_profile("generic-lamp"), ["voltage", "energy", "on"])}
+    assert lamp["voltage"] == {"tag": "voltage", "functionCode": 4, "address": 0, "type": "16uint",
+                               "objectsCount": 1, "multiplier": 0.1}
+    assert lamp["energy"]["type"] == "32uint" and lamp["energy"]["objectsCount"] == 2
+    assert lamp["on"]["functionCode"] == 3 and "multiplier" not in lamp["on"]
