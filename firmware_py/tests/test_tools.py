@@ -107,3 +107,25 @@ def test_inventory_status_and_will_bytes_are_the_agents(tmp_path):
     assert compiled["broker"]["persistent_session"] is True and compiled["broker"]["probe_interval"] == 1.5
 
 
+
+
+def test_firmware_config_takes_one_plain_endpoint(tmp_path):
+    """The board connects to one broker without TLS: one mqtt:// endpoint is its broker, more are refused."""
+    from agent.commands.firmware_config import FirmwareConfigError, compile_config
+    from agent.config import load_config
+
+    write_site(str(tmp_path), "/dev/ttyS9", 1883, [1])
+    toml = tmp_path / "site.toml"
+    text = toml.read_text().replace('host = "127.0.0.1"\nport = 1883\n', "endpoints = [%s]\n")
+    cases = [('"mqtt://10.0.0.9:1884"', None),
+             ('"mqtt://a:1883", "mqtt://b:1883"', "lists 2 brokers; the firmware connects to one"),
+             ('"mqtts://a:8883"', r"broker.endpoints\[0\]: the firmware's MQTT client has no TLS")]
+    for endpoints, error in cases:
+        toml.write_text(text % endpoints)
+        config = load_config(str(toml))
+        if error is None:
+            broker = compile_config(config, board="host")["broker"]
+            assert (broker["host"], broker["port"]) == ("10.0.0.9", 1884)
+        else:
+            with pytest.raises(FirmwareConfigError, match=error):
+                compile_config(config, board="host")
