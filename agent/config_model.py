@@ -99,6 +99,7 @@ class BatchConfig:
     max_records: int = 200
     max_age: float = 5.0
     max_bytes: int = 16 * 1024
+    adaptive: bool = True  # an idle uplink publishes each poll at once; false: packs close at the limits only
 
 
 @dataclass

@@ -160,8 +160,9 @@ class Uplink:
 
     @property
     def idle(self) -> bool:
-        """Connected and nothing waiting for a PUBACK or in the outbox: a pack closed now goes out now."""
-        return self.publisher.connected and len(self.outbox) == 0
+        """Connected and nothing waiting for a PUBACK or in the outbox: a pack closed now goes out now
+        (never with `batch.adaptive = false`: packs then close at the batch limits only)."""
+        return self.config.batch.adaptive and self.publisher.connected and len(self.outbox) == 0
 
     # -- internals -----------------------------------------------------------------------------
 
