@@ -8,6 +8,8 @@ latency figures themselves come from `make bench` (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import time
+
 import cbor2
 import pytest
 
@@ -107,3 +109,21 @@ def test_under_load_readings_gather_while_a_puback_is_awaited(broker, sub, tmp_p
     print("\n2000 polls submitted back to back: %d packs, largest %d readings" % (len(sizes), max(sizes)))
     assert len(sizes) < 2000 / 4, "packs grew under load"
     assert max(sizes) == 50  # the record limit closed packs while PUBACKs were awaited
+
+
+def test_adaptive_off_keeps_packs_to_the_batch_limits(broker, sub, tmp_path):
+    """batch.adaptive = false (a metered link): an idle uplink keeps the open pack until a limit closes it."""
+    uplink = make_uplink(broker, tmp_path, max_records=6)
+    uplink.config.batch.adaptive = False
+    uplink.start()
+    try:
+        assert sub.wait_for(lambda: uplink.connected, 10)
+        uplink.submit(poll(1, T0))
+        uplink.submit(poll(2, T0 + 1))
+        time.sleep(1.0)  # an adaptive uplink would have sent both by now (the test above)
+        assert count(sub) == 0 and uplink.batcher.pending == 4
+        uplink.submit(poll(3, T0 + 2))  # the sixth reading: max_records closes the pack
+        assert sub.wait_for(lambda: count(sub) == 6, 10)
+    finally:
+        uplink.stop()
+    assert len(packs(sub)) == 1
