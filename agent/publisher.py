@@ -396,6 +396,7 @@ class Publisher:
         self._last_sent = 0
         self._window_now = self.window
         up = False
+        wrong_version = False
         b = self.config.broker
         try:
             try:
@@ -411,6 +412,7 @@ class Publisher:
                 rc = client.loop(_LOOP_TIMEOUT)
                 if self._connack is not None and self._connack != 0:
                     if self._connack == 1 and version == V5 and b.mqtt_version == "auto":
+                        wrong_version = True  # not a failure: the same attempt goes on in 3.1.1
                         return _WRONG_VERSION
                     # paho ends the loop with MQTT_ERR_CONN_REFUSED right after the refusing CONNACK
                     text = describe_refusal(self._connack, ep, self.config.path, self._connack_reason)
@@ -455,7 +457,7 @@ class Publisher:
         finally:
             if up:
                 self._count("disconnects")
-            else:
+            elif not wrong_version:
                 self._count("connect_failures")  # no accepted CONNACK: refused, TLS, timeout, closed
             self._count("packs_resent", len(self._inflight))  # sent again by the next session
             self._inflight.clear()

@@ -115,6 +115,7 @@ class Brokers:
 
     endpoints: list[str]
     survivor: int  # a node never killed (its subscriber sees everything) or -1 with a subscriber on each
+    protocol: str  # the MQTT version the agent ends up speaking (NATS: 3.1.1 only)
 
     def node_of(self, client_id: str) -> int | None:
         raise NotImplementedError
@@ -137,6 +138,7 @@ class Nats(Brokers):
         self.cluster = cluster
         self.endpoints = cluster.endpoints
         self.survivor = len(cluster.nodes) - 1
+        self.protocol = "3.1.1"
 
     def node_of(self, client_id: str) -> int | None:
         name = self.cluster.node_of(client_id)
@@ -213,9 +215,10 @@ def failover(brokers: Brokers, collectors: list[Collector], agent: Process, whic
             "data_after": first_data - killed, "session": status["session"]}
 
 
-def health_endpoint(collectors: list[Collector], since: float) -> str | None:
-    health = [cbor2.loads(m.payload) for c in collectors for m in c.on("health", since)]
-    return health[-1]["mqtt"]["endpoint"] if health else None
+def last_health(collectors: list[Collector], since: float) -> dict | None:
+    health = sorted(((m.arrived, cbor2.loads(m.payload)) for c in collectors for m in c.on("health", since)),
+                    key=lambda x: x[0])
+    return health[-1][1] if health else None
 
 
 def leftover(outbox: str) -> list[tuple[str, float]]:
@@ -262,8 +265,10 @@ def run_failover(brokers: Brokers, collectors: list[Collector], workdir: str, la
         second = failover(brokers, collectors, agent, "second kill",
                           command=send_command if brokers.survivor < 0 else None)
         since = time.time()
-        assert wait_until(lambda: health_endpoint(collectors, since) is not None, 15)
-        endpoint = health_endpoint(collectors, since)
+        assert wait_until(lambda: last_health(collectors, since) is not None, 15)
+        health = last_health(collectors, since)
+        assert health is not None
+        endpoint = health["mqtt"]["endpoint"]
         state_file = os.path.join(workdir, "outbox.sqlite.uplink.json")
         with open(state_file) as f:
             state = json.load(f)
@@ -301,6 +306,7 @@ def run_failover(brokers: Brokers, collectors: list[Collector], workdir: str, la
         assert kill["data_after"] < PUBLISH_AGAIN_WITHIN, kill
     assert endpoint == brokers.endpoints[second["now_on"]] and state["endpoint"] == endpoint
     assert state["connected"] is True
+    assert health["mqtt"]["protocol"] == brokers.protocol and health["mqtt"]["failovers"] >= 2
     assert [a["id"] for a in acks] == ["during-failover"] and acks[0]["ok"] is True, acks
     assert writes_after == writes_before + 1, "the command ran once"
 
@@ -359,6 +365,7 @@ class Pair(Brokers):
         self.collectors = collectors
         self.endpoints = ["mqtt://%s:%d" % (b.host, b.port) for b in brokers]
         self.survivor = -1
+        self.protocol = "5"
 
     def node_of(self, client_id: str) -> int | None:
         latest: tuple[int, int] | None = None  # (broker, connection number): retained copies are older
