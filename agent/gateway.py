@@ -11,6 +11,8 @@ from agent.config_model import Config
 from agent.link import Link, open_link
 from agent.planner import plan_config
 from agent.scheduler import Scheduler
+from protocols import registry
+from protocols.quality import GOOD_VALUE
 from protocols.rules import Rule, RuleSet
 
 __all__ = ["Gateway", "inventory"]
@@ -32,7 +34,7 @@ def inventory(config: Config) -> list[dict]:
                 entry["resolution"] = p.resolution
             points.append(entry)
         # docs/payload.md: a Modbus unit id is a uint, a meter address its printed digits (text).
-        address: int | str = int(device.address) if profile.protocol == "modbus" else device.address
+        address = registry.family(profile.protocol).birth_address(device.address)
         out.append({"id": device.id, "kind": profile.kind, "model": profile.model,
                     "protocol": profile.protocol, "address": address, "points": points})
     return out
@@ -96,7 +98,7 @@ class Gateway:
         """A point turned bad (`quality` is why, e.g. "not_available") or good again (None): a
         `quality` alarm, raised with the quality text as its value, cleared with "good"."""
         raised = quality is not None
-        value = quality if raised else "good"
+        value = quality if raised else GOOD_VALUE
         log.log(logging.WARNING if raised else logging.INFO,
                 "event=alarm device=%s point=%s kind=quality state=%s value=%r", device, point,
                 "raised" if raised else "cleared", value)

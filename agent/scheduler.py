@@ -3,7 +3,8 @@
 Devices are polled in deadline order at their own intervals. A device that stops answering is
 backed off exponentially (from max(interval, 10 response timeouts), doubling up to `backoff_max`)
 and reported offline after `offline_after` failed cycles, so its neighbours keep their poll rate;
-it is reported online again on its first answer. Commands and ad-hoc reads queue on the bus
+it is reported online again on its first answer (the rule of protocols/poll.py, shared with the
+board). Commands and ad-hoc reads queue on the bus
 owner and run between two transactions, so they wait at most one transaction. Readings are
 timestamped (time.time()) when their reply arrives and handed to `sink(readings)` as
 (device, point, value, time) tuples; online/offline transitions go to `events(device, online, reason)`.
@@ -12,7 +13,8 @@ Point quality: a point the device answered for but whose value could not be deco
 "not available", non-BCD nibbles, a CJ/T 188 field with bad BCD) is not a reading. It is counted per
 point, and its transitions go to `quality(device, point, quality, time)`: the quality text when the point
 turns bad (first bad answer, or bad after good), None when it is good again. A point that was never bad
-reports nothing; a failed transaction (timeout, CRC, ...) is a comms matter and leaves quality alone.
+reports nothing; a failed transaction (timeout, CRC, ...) is a comms matter and leaves quality alone
+(the rule of protocols/quality.py, shared with the board).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from agent.drivers import Driver, WriteRefused, error_kind, make_driver
 from agent.link import Link, LinkClosed, LinkError, open_link
 from agent.planner import PlannedRequest
+from protocols import poll, quality
 from protocols.errors import AbnormalReply, ExceptionResponse, ProtocolError
 
 __all__ = ["BusWorker", "DeviceState", "Scheduler"]
@@ -70,11 +73,9 @@ class DeviceState:
 class BusWorker:
     """The owner of one bus: its link, its devices, its thread and its job queue."""
 
-    #: a silent device's first retry waits at least this many response timeouts
-    backoff_timeouts = 10.0
-
     def __init__(self, bus: Any, link: Link, drivers: list[Driver], sink: Sink,
-                 events: Events | None = None, offline_after: int = 3, backoff_max: float = 300.0,
+                 events: Events | None = None, offline_after: int = poll.OFFLINE_AFTER,
+                 backoff_max: float = poll.BACKOFF_MAX_S,
                  quality: Quality | None = None) -> None:
         self.bus = bus
         self.name = str(bus.name)
@@ -262,20 +263,15 @@ class BusWorker:
         if answered:
             state.failures = 0
             state.last_ok = time.time()
-            self._set_online(state, True, "answering" if not failed else "answering with errors")
-            next_due = state.due + state.interval
-            if next_due < now:
+            self._set_online(state, True, poll.online_reason(failed))
+            if state.due + state.interval < now:
                 self.counters["late"] += 1
-                next_due = now
-            state.due = next_due
+            state.due = poll.next_due(state.due, state.interval, now)
             return
         state.failures += 1
-        if state.failures >= self.offline_after:
-            self._set_online(state, False, "no reply to %d polls (%s)" % (state.failures, state.last_error))
-        # Back off from max(interval, 10 timeouts): a silent device then costs its neighbours at most
-        # a tenth of the line, halving with every further failure.
-        base = max(state.interval, self.backoff_timeouts * self.link.timeout)
-        delay = min(base * (2 ** (state.failures - 1)), max(self.backoff_max, state.interval))
+        if poll.offline_now(state.failures, self.offline_after):
+            self._set_online(state, False, poll.offline_reason(state.failures, state.last_error))
+        delay = poll.retry_delay(state.failures, state.interval, self.link.timeout, self.backoff_max)
         state.due = now + delay
         log.debug("bus=%s device=%s event=poll_failed failures=%d retry_in=%.1f error=%r", self.name,
                   state.id, state.failures, delay, state.last_error)
@@ -298,15 +294,15 @@ class BusWorker:
         self.counters["replies"] += 1
         for point, value in result.values:
             readings.append((state.id, point, value, stamp))
-            if point in state.quality:
+            if quality.change(point in state.quality, None) == quality.CLEARED:
                 self._set_quality(state, point, None, stamp)
         if result.bad:
             state.counters["bad_points"] += len(result.bad)
             self.counters["bad_points"] += len(result.bad)
-            for point, quality in result.bad:
+            for point, text in result.bad:
                 state.bad_by_point[point] = state.bad_by_point.get(point, 0) + 1
-                if point not in state.quality:
-                    self._set_quality(state, point, str(quality), stamp)
+                if quality.change(point in state.quality, str(text)) == quality.RAISED:
+                    self._set_quality(state, point, str(text), stamp)
         return True, "", None
 
     def _set_quality(self, state: DeviceState, point: str, quality: str | None, stamp: float) -> None:
@@ -360,8 +356,8 @@ class Scheduler:
     """All buses of a config: builds the links, drivers and owners; routes commands."""
 
     def __init__(self, config: Any, sink: Sink, events: Events | None = None,
-                 link_factory: Callable[[Any], Link] = open_link, offline_after: int = 3,
-                 backoff_max: float = 300.0, quality: Quality | None = None) -> None:
+                 link_factory: Callable[[Any], Link] = open_link, offline_after: int = poll.OFFLINE_AFTER,
+                 backoff_max: float = poll.BACKOFF_MAX_S, quality: Quality | None = None) -> None:
         self.config = config
         self.workers: dict[str, BusWorker] = {}
         self.drivers: dict[str, tuple[BusWorker, Driver]] = {}

@@ -33,8 +33,8 @@ from agent.config_model import Config
 from agent.health import Health
 from agent.outbox import Outbox
 from agent.publisher import Publisher
+from protocols import alarms, cbor
 from protocols import birth as birth_msg
-from protocols import cbor
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +118,8 @@ class Uplink:
     def alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
               when: float | None = None) -> None:
         """Publish an alarm map on `…/alarm` (QoS 1, through the outbox, in order with the data)."""
-        self.publisher.publish_alarm({
-            "device": device, "point": point, "kind": kind, "value": value,
-            "state": "raised" if raised else "cleared", "time": int(self.clock() if when is None else when),
-        })
+        self.publisher.publish_alarm(alarms.alarm(device, point, kind, value, raised,
+                                                  self.clock() if when is None else when))
 
     def add_counters(self, name: str, getter: Callable[[], Any]) -> None:
         """Merge `getter()` into the health message under `name` (e.g. "polls", "errors")."""

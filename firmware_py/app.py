@@ -23,28 +23,27 @@ import asyncio
 import gc
 
 from firmware_py import rt
-from firmware_py.bus import FAILED, OK, Bus, WriteRefused
-from firmware_py.inventory import MODBUS, Inventory
+from firmware_py.bus import FAILED, OK, Bus
+from firmware_py.inventory import Inventory
 from firmware_py.mqtt import Backoff, Client, MqttError, jitter_bits, topic_item
 from firmware_py.pack import PackWriter, uint_item
 from firmware_py.ring import Ring
-from protocols import cbor
-from protocols.errors import ProtocolError
+from protocols import alarms, cbor, poll, quality
+from protocols.errors import ProtocolError, WriteRefused, error_kind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+ACTION_VALID_S = 300  # a relay command is valid at the meter until now + this (local time)
 KIND_DATA = 0
 KIND_ALARM = 1
-ERRORS = ("timeout", "crc", "frame", "exception", "decode", "quality")
+ERRORS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "quality")
 COUNTERS = ("made", "connects", "disconnects", "connect_failures", "packs", "alarms", "commands",
             "commands_bad", "acks", "acks_dropped")
 BIRTH_PATH = "/birth.cbor"
-OFFLINE_AFTER = 3  # failed poll cycles before a device is reported offline
-BACKOFF_TIMEOUTS = 10  # a silent device is retried after max(interval, 10 response timeouts), doubling
-BACKOFF_MAX_MS = 300000
-QUALITY = ("good", "not_available", "bad_bcd", "decode", "unit", "other")  # a point's quality code
+BACKOFF_MAX_MS = poll.BACKOFF_MAX_S * 1000
+QUALITY = quality.QUALITY  # a point's quality code -> its name
 
 
 class Gateway:
@@ -94,9 +93,7 @@ class Gateway:
         for d in range(n):
             bus = self.buses[inv.bus[d]]
             bus.devices.append(d)
-            bus.reader(inv.protocol[d])  # codec modules and frame readers are loaded now, not later
-        if inv.uses(MODBUS) or inv.writes:
-            from protocols import points  # noqa: F401  (register decoding, writes)
+            bus.reader(inv, d)  # device steps, codecs and frame readers are loaded now, not later
         if inv.writes:
             from protocols import profiles  # noqa: F401  (Point.check_write for commands)
         # the birth: head + CBOR(time) + tail; the tail (the inventory) waits on flash, not in RAM
@@ -167,8 +164,7 @@ class Gateway:
 
     def alarm(self, d: int, point, kind: str, value, raised: bool, now: int) -> None:
         """An alarm map (the agent's) into the ring, after the readings made before it."""
-        msg = {"device": self.inv.device_id(d), "point": point, "kind": kind, "value": value,
-               "state": "raised" if raised else "cleared", "time": now}
+        msg = alarms.alarm(self.inv.device_id(d), point, kind, value, raised, now)
         self.commit()
         self.ring.append(b"\x01" + cbor.dumps(msg))
         self.counters["alarms"] += 1
@@ -178,21 +174,15 @@ class Gateway:
         gave a good value after bad ones (None). An alarm on each change, as agent/gateway.py: raised
         with the quality text, cleared with "good"; repeated bad answers are only counted."""
         q = self.quality
-        if text is None:
-            was = q[k]
-            q[k] = 0
-            if was:
-                self.alarm(d, self.inv.name(self.inv.points[k]), "quality", "good", False, now)
-            return
-        if self.bad_answers[k] < 0xFFFF:
+        if text is not None and self.bad_answers[k] < 0xFFFF:
             self.bad_answers[k] += 1
-        if q[k]:
-            return
-        code = QUALITY.index(text) if text in QUALITY else 0
-        if not code:
-            code = 3 if text.startswith("decode") else 4 if text.startswith("unit") else 5
-        q[k] = code
-        self.alarm(d, self.inv.name(self.inv.points[k]), "quality", text, True, now)
+        change = quality.change(q[k] != 0, text)  # the shared rule (protocols/quality.py)
+        if change == quality.CLEARED:
+            q[k] = 0
+            self.alarm(d, self.inv.name(self.inv.points[k]), "quality", quality.GOOD_VALUE, False, now)
+        elif change == quality.RAISED:
+            q[k] = quality.code(text)
+            self.alarm(d, self.inv.name(self.inv.points[k]), "quality", text, True, now)
 
     async def poll_device(self, bus, d: int) -> None:
         """One poll cycle of device `d`; schedules the next, with backoff while it is silent."""
@@ -212,25 +202,21 @@ class Gateway:
                 break  # a silent device gets no more of the line this cycle
         interval = inv.interval_ms[d]
         t = rt.ticks_ms()
-        if answered:
+        if answered:  # the shared rule (protocols/poll.py), in ticks relative to when it was due
             self.failures[d] = 0
             if not self.online[d]:
                 self.online[d] = 1
-                self.alarm(d, None, "comms", "answering" if not failed else "answering with errors",
-                           False, rt.now())
-            due = rt.ticks_add(self.due[d], interval)
-            self.due[d] = due if rt.ticks_diff(due, t) > 0 else t
+                self.alarm(d, None, "comms", poll.online_reason(failed), False, rt.now())
+            due = self.due[d]
+            self.due[d] = rt.ticks_add(due, poll.next_due(0, interval, rt.ticks_diff(t, due)))
             return
         if self.failures[d] < 255:
             self.failures[d] += 1
         fails = self.failures[d]
-        if fails >= OFFLINE_AFTER and self.online[d]:
+        if poll.offline_now(fails) and self.online[d]:
             self.online[d] = 0
-            self.alarm(d, None, "comms", "no reply to %d polls (%s)" % (fails, self.last_error[d]), True,
-                       rt.now())
-        base = max(interval, BACKOFF_TIMEOUTS * bus.timeout_ms)
-        delay = min(base << min(fails - 1, 16), max(BACKOFF_MAX_MS, interval))
-        self.due[d] = rt.ticks_add(t, delay)
+            self.alarm(d, None, "comms", poll.offline_reason(fails, self.last_error[d]), True, rt.now())
+        self.due[d] = rt.ticks_add(t, poll.retry_delay(fails, interval, bus.timeout_ms, BACKOFF_MAX_MS))
 
     async def poll_bus(self, bus, slot: int) -> None:
         while self.running:
@@ -281,13 +267,18 @@ class Gateway:
         d = inv.find_device(device)
         if d < 0:
             return self.ack(cid, False, "unknown device %r" % (device,))
+        bus = self.buses[inv.bus[d]]
+        if action != "read" and action != "write":  # an action the profile lists (DL/T 645 relay)
+            try:
+                bus.check_action(inv, d, action)
+            except WriteRefused as exc:
+                return self.ack(cid, False, str(exc))
+            return bus.jobs.append((cid, d, -1, action, None, False))
         if type(point) is not str:
             return self.ack(cid, False, "command needs a point name")
         ni = inv.find_name(point)
         if action == "read":
-            return self.buses[inv.bus[d]].jobs.append((cid, d, ni, None, None, True))
-        if action != "write":
-            return self.ack(cid, False, "unknown action %r; expected write or read" % (action,))
+            return bus.jobs.append((cid, d, ni, None, None, True))
         if "value" not in cmd:
             return self.ack(cid, False, "write command needs a value")
         value = cmd["value"]
@@ -298,16 +289,12 @@ class Gateway:
         if ws is None:
             spec = {"name": point}
         else:
-            spec = {"name": point, "writable": True, "min": ws[1], "max": ws[2], "values": ws[3]}
-            if inv.protocol[d] == MODBUS:
-                spec["table"] = ws[4]
-                spec["type"] = ws[6]
-                spec["scale"] = ws[8]  # the register grid: a write must not be rounded on the wire
-                spec["offset"] = ws[9]
+            spec = inv.steps(d).point_spec(ws[4:])  # e.g. the register grid: no rounding on the wire
+            spec.update({"name": point, "writable": True, "min": ws[1], "max": ws[2], "values": ws[3]})
         reason = Point(spec).check_write(value)
         if reason is not None:
             return self.ack(cid, False, reason)
-        self.buses[inv.bus[d]].jobs.append((cid, d, ni, ws, value, False))
+        bus.jobs.append((cid, d, ni, ws, value, False))
 
     async def run_job(self, bus, job) -> None:
         cid, d, ni, ws, value, read = job
@@ -321,14 +308,15 @@ class Gateway:
                     if inv.specs[spec][0] == ni:
                         return self.ack(cid, True, None, v)
                 return self.ack(cid, False, "point has no value (not read)")
-            v = await bus.write(inv, d, ws, value)
+            if ni < 0:  # an action: its validity deadline in the board's local time
+                v = await bus.action(inv, d, ws, rt.localtime(rt.now() + ACTION_VALID_S))
+            else:
+                v = await bus.write(inv, d, ws, value)
             self.ack(cid, True, None, v)
         except WriteRefused as exc:
             self.ack(cid, False, str(exc))
         except ProtocolError as exc:
-            from firmware_py.bus import _kind
-
-            self.ack(cid, False, "%s: %s" % (_kind(exc), exc))
+            self.ack(cid, False, "%s: %s" % (error_kind(exc), exc))
         except Exception as exc:  # as the agent: an error ack, the poller goes on
             self.ack(cid, False, "command failed: %s" % exc)
 

@@ -29,9 +29,13 @@ def mpy_cross() -> list[str]:
 def sources() -> list[tuple[str, str]]:
     """(source path, path inside the bundle) of everything the board runs."""
     out = []
-    for name in sorted(os.listdir(os.path.join(ROOT, "protocols"))):
-        if name.endswith(".py"):
-            out.append((os.path.join(ROOT, "protocols", name), "protocols/" + name))
+    base = os.path.join(ROOT, "protocols")
+    for folder, dirs, files in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if d not in ("tests", "profiles", "__pycache__"))
+        for name in sorted(files):
+            if name.endswith(".py") and name != "family.py":  # a family's answers serve the host only
+                path = os.path.join(folder, name)
+                out.append((path, "protocols/" + os.path.relpath(path, base).replace(os.sep, "/")))
     for name in sorted(os.listdir(os.path.join(ROOT, "firmware_py"))):
         if name.endswith(".py") and name not in HOST_ONLY:
             rel = name if name in ENTRY else "firmware_py/" + name

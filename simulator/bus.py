@@ -133,7 +133,7 @@ class Bus:
                 continue
             if not chunk:
                 continue
-            if burst_bytes == 0 or now - last_rx > self.line.frame_gap("modbus"):
+            if burst_bytes == 0 or now - last_rx > self.line.silence_gap():
                 burst_start, burst_bytes = now, 0
             burst_bytes += len(chunk)
             last_rx = now

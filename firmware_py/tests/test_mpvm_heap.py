@@ -49,6 +49,8 @@ async def go():
     base = await live(5)
     from firmware_py import app, hw_host, bus, inventory, mqtt, pack, ring, rt
     from protocols import modbus, points, profiles, rules, cbor, errors, compat, bcd
+    from protocols import registry, compiled, scaling, quality, poll, alarms, framing
+    from protocols.modbus import device
     known = set(sys.modules)
     code = await live(5) - base
     gw = make(app, hw_host)

@@ -39,7 +39,9 @@ def test_firmware_config_cli_compiles_and_rejects(tmp_path, capsys):
 
 def test_build_bundle(tmp_path, capsys):
     sizes = build.build(str(tmp_path / "b"))
-    assert "firmware_py/ring.mpy" in sizes and "protocols/modbus.mpy" in sizes and "main.py" in sizes
+    assert "firmware_py/ring.mpy" in sizes and "protocols/modbus/__init__.mpy" in sizes and "main.py" in sizes
+    assert "protocols/modbus/device.mpy" in sizes and "protocols/registry.mpy" in sizes
+    assert not any(k.endswith("family.mpy") for k in sizes)  # host-side answers stay on the host
     assert not any("hw_host" in k or "build" in k or "tests" in k for k in sizes)
     with open(tmp_path / "b" / "firmware_py" / "ring.mpy", "rb") as f:
         head = f.read(2)
