@@ -44,10 +44,10 @@ bench: setup
 	$(BIN)/python -m hil_tests.bench
 
 firmware: setup
-	$(BIN)/python -m firmware_py.build
+	$(BIN)/fieldlink firmware build
 
 flash: firmware
-	$(BIN)/python -m firmware_py.flash --port "$(PORT)" --config "$(CONFIG)"
+	$(BIN)/fieldlink firmware flash --port "$(PORT)" --config "$(CONFIG)"
 
 ## install-pi: install the agent as a systemd service on this Pi (as root; docs/install-pi.md)
 .PHONY: install-pi

@@ -25,14 +25,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["FAILED", "OK", "TIMEOUT", "Bus", "WriteRefused"]
+__all__ = ["FAILED", "OK", "TIMEOUT", "UartBus", "WriteRefused"]
 
 OK = 0  # a request's outcome
 FAILED = 1  # the device answered with an error (exception, abnormal reply, bad frame)
 TIMEOUT = 2  # no reply
 
 
-class Bus:
+class UartBus:
     """Serialised transactions on one UART with the protocol's timeouts and silences."""
 
     def __init__(self, spec: dict, uart, stats: dict) -> None:

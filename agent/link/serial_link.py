@@ -77,6 +77,10 @@ class SerialLink(Link):
         # ptys refuse): device files are read non-blocking behind select(); URL handlers with a
         # short fixed timeout, polled until the deadline.
         self._fd_mode = "://" not in self.port
+        if self._fd_mode:
+            # one owner per port: a second process (another agent, a stray test) gets a clear "could not
+            # exclusively lock port" instead of stealing half the replies
+            port.exclusive = True
         port.timeout = 0 if self._fd_mode else 0.01
         port.write_timeout = max(2.0, self.timeout * 4)
         port.open()

@@ -202,3 +202,19 @@ def test_modbus_tcp_driver_over_a_socket():
     finally:
         server.close()
         thread.join(2)
+
+
+def test_a_serial_port_has_one_owner(fake_bus):
+    """Ports are opened exclusive: a second link (another agent, a stray test) is refused clearly
+    instead of stealing half the replies; once the owner closes, the port opens again."""
+    bus = bus_for(fake_bus.path)
+    first = open_link(bus)
+    first.open()
+    try:
+        with pytest.raises(LinkClosed, match="exclusively lock"):
+            open_link(bus).open()
+    finally:
+        first.close()
+    second = open_link(bus)
+    second.open()
+    second.close()

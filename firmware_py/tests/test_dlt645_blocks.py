@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.commands.firmware_config import compile_config, dumps
 from agent.config import load_config
+from agent.firmware.config import compile_config, dumps
 from firmware_py.inventory import FORMAT, Inventory
 from firmware_py.tests import mpvm
 from firmware_py.tests.fakebus import PtyServer
@@ -134,8 +134,8 @@ class MeterBus(PtyServer):
 
 POLL = """
 import json, hostio, asyncio
-from firmware_py import hw_host
-from firmware_py.bus import Bus
+import hw_host
+from firmware_py.bus import UartBus
 from firmware_py.inventory import Inventory
 
 cfg = json.load(open('/config.json'))
@@ -146,7 +146,7 @@ except ValueError as exc:
 inv = Inventory(cfg)
 spec = cfg["buses"][0]
 stats = {"polls": 0, "timeout": 0, "crc": 0, "frame": 0, "exception": 0, "decode": 0, "quality": 0}
-bus = Bus(spec, hw_host.Host().uart(spec), stats)
+bus = UartBus(spec, hw_host.Host().uart(spec), stats)
 del cfg
 
 async def go():
@@ -242,8 +242,8 @@ def test_tariff_points_and_split_values_under_micropython(tmp_path):
 
 HEAP = """
 import gc, json, hostio, asyncio
-from firmware_py import hw_host
-from firmware_py.bus import Bus
+import hw_host
+from firmware_py.bus import UartBus
 from firmware_py.inventory import Inventory
 
 async def live(n):
@@ -262,7 +262,7 @@ def make():
     cfg = json.load(open('/config.json'))
     spec = cfg["buses"][0]
     stats = {"polls": 0, "timeout": 0, "crc": 0, "frame": 0, "exception": 0, "decode": 0, "quality": 0}
-    return Inventory(cfg), Bus(spec, hw_host.Host().uart(spec), stats), stats
+    return Inventory(cfg), UartBus(spec, hw_host.Host().uart(spec), stats), stats
 
 async def go():
     inv, bus, stats = make()
@@ -303,8 +303,8 @@ def test_follow_ups_do_not_grow_the_heap(tmp_path):
 # -- the shared simulator -----------------------------------------------------------------------------
 SIM = """
 import json, hostio, asyncio
-from firmware_py import hw_host
-from firmware_py.bus import Bus
+import hw_host
+from firmware_py.bus import UartBus
 from firmware_py.inventory import Inventory
 
 cfg = json.load(open('/config.json'))
@@ -312,7 +312,7 @@ inv = Inventory(cfg)
 d = inv.find_device("flat-101-power")
 spec = cfg["buses"][inv.bus[d]]
 stats = {"polls": 0, "timeout": 0, "crc": 0, "frame": 0, "exception": 0, "decode": 0, "quality": 0}
-bus = Bus(spec, hw_host.Host().uart(spec), stats)
+bus = UartBus(spec, hw_host.Host().uart(spec), stats)
 del cfg
 
 async def go():

@@ -23,11 +23,12 @@ pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.av
 
 RUN = """
 import json, hostio, asyncio
-from firmware_py import app, hw_host
+import hw_host
+from firmware_py import app
 
 def make():
     cfg = json.load(open('/config.json'))
-    return app.Gateway(cfg, hw_host.Host())
+    return app.Firmware(cfg, hw_host.Host())
 
 gw = make()
 async def chaos():

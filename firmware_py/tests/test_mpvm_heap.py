@@ -13,7 +13,6 @@ code. The test fails if the gateway imports a module after the code was measured
 loads lands silently in either figure.
 """
 
-import os
 
 import pytest
 
@@ -43,11 +42,12 @@ async def live(n):
 
 def make(app, hw_host):  # as main.py: the decoded config dies with this frame
     cfg = json.load(open('/config.json'))
-    return app.Gateway(cfg, hw_host.Host())
+    return app.Firmware(cfg, hw_host.Host())
 
 async def go():
     base = await live(5)
-    from firmware_py import app, hw_host, bus, inventory, mqtt, pack, ring, rt
+    import hw_host
+    from firmware_py import app, bus, inventory, mqtt, pack, ring, rt
     from protocols import modbus, points, profiles, rules, cbor, errors, compat, bcd
     from protocols import registry, compiled, scaling, quality, poll, alarms, framing
     from protocols.modbus import device
@@ -100,7 +100,7 @@ await go()
 
 @pytest.mark.parametrize("code_form", ["mpy", "source"])
 def test_heap_16_devices_100_points(tmp_path, code_form):
-    from firmware_py import build
+    from agent.firmware import build
 
     broker = broker_or_skip()
     run_args: dict = {}
@@ -108,7 +108,6 @@ def test_heap_16_devices_100_points(tmp_path, code_form):
         out = str(tmp_path / "bundle")
         build.build(out, verbose=False)
         run_args = {"root": out, "packages": ("protocols", "firmware_py")}
-        run_args["files"] = {"/firmware_py/hw_host.py": os.path.join(mpvm.ROOT, "firmware_py", "hw_host.py")}
     units = list(range(1, 17))
     rules = [{"device": "m1", "point": "voltage", "above": 250, "hysteresis": 1},
              {"device": "m2", "point": "frequency", "below": 49.5, "above": 50.5}]

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from agent.commands.firmware_config import compile_config, dumps
 from agent.config import load_config
+from agent.firmware.config import compile_config, dumps
 from firmware_py import app
-from firmware_py.bus import OK, TIMEOUT, Bus
+from firmware_py.alarms import Alarms
+from firmware_py.bus import OK, TIMEOUT, UartBus
 from firmware_py.inventory import Inventory
 from firmware_py.tests import mpvm
 from firmware_py.tests.fakebus import PtyServer
@@ -99,8 +100,8 @@ class MemoryUart:
         return n
 
 
-class Poller:
-    """One Bus and the gateway's `point_quality` (the real method, on a stand-in for the rest)."""
+class BusUnderTest:
+    """One UartBus and the firmware's `point_quality` (the real method, on a stand-in for the rest)."""
 
     def __init__(self, tmp: str, meter: Meter, points: list | None = None) -> None:
         cfg = compiled(tmp, "/dev/null", points=points)
@@ -113,9 +114,9 @@ class Poller:
         gw.alarm = lambda d, point, kind, value, raised, now: self.alarms.append((point, kind, value, raised))
         self.gw = gw
         self.stats = dict.fromkeys(("polls", *app.ERRORS), 0)
-        self.bus = Bus(cfg["buses"][0], MemoryUart(meter), self.stats)
+        self.bus = UartBus(cfg["buses"][0], MemoryUart(meter), self.stats)
         self.bus.quality = gw.quality
-        self.bus.on_quality = lambda d, k, text, now: app.Gateway.point_quality(gw, d, k, text, now)
+        self.bus.on_quality = lambda d, k, text, now: Alarms.point_quality(gw, d, k, text, now)
 
     def poll(self, track: bool = True) -> list:
         def sink(_d, spec, value, _now):
@@ -134,7 +135,7 @@ class Poller:
 
 def test_one_alarm_when_a_point_turns_bad_and_one_when_it_is_good_again(tmp_path):
     meter = Meter(GOOD)
-    p = Poller(str(tmp_path), meter)
+    p = BusUnderTest(str(tmp_path), meter)
     for _ in range(3):
         assert p.poll() == [OK] * 4
     assert p.alarms == [("voltage_a", "quality", "not_available", True)]
@@ -166,7 +167,7 @@ def test_quality_texts_are_the_agents(tmp_path):
     meter = Meter(values)
     meter.bad = False
     points = ["voltage_a", "energy_import_total", "energy_import_t2", "energy_import_t3"]
-    p = Poller(str(tmp_path), meter, points)
+    p = BusUnderTest(str(tmp_path), meter, points)
     p.poll()
     p.poll()
     short = "decode: block 0001FF00 has 12 bytes, member 3 needs 16"
@@ -218,11 +219,12 @@ class PtyMeter(PtyServer):
 
 RUN = """
 import json, hostio
-from firmware_py import app, hw_host
+import hw_host
+from firmware_py import app
 
 def make():
     cfg = json.load(open('/config.json'))
-    return app.Gateway(cfg, hw_host.Host())
+    return app.Firmware(cfg, hw_host.Host())
 
 gw = make()
 await gw.main(run_ms=%(run_ms)d)

@@ -75,7 +75,7 @@ def unit7(frame):
     if req.function == 3:
         return modbus.rtu_frame(unit, modbus.read_response(3, REGS[req.address:req.address + req.count]))
     if req.function == 6:
-        REGS[req.address] = req.values[0] if hasattr(req, "values") else REGS[req.address]
+        REGS[req.address] = (req.values or [REGS[req.address]])[0]
         return modbus.rtu_frame(unit, modbus.write_response(req))
     return modbus.rtu_frame(unit, modbus.exception_response(req.function, 1))
 
@@ -140,7 +140,7 @@ steps = registry.device("cjt188")
 
 def meter188(frame):
     f = cjt188.parse_frame(frame)
-    di, ser, _payload, order = cjt188.parse_request(f)
+    _di, ser, _payload, order = cjt188.parse_request(f)
     return cjt188.encode_901f_reply(0x10, W, {"flow_total": 12345, "flow_total_unit": 0x29,
                                              "flow_settlement": 12.5, "valve": "open"}, ser, order)
 
