@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 MPVM    := hil_tests/mpvm/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps lint test test-fast demo bench firmware flash clean
+.PHONY: setup system-deps lint test test-fast test-slow demo bench firmware flash clean
 
 ## setup: venv with pinned dependencies, the MicroPython VM (npm) and Mosquitto (apt, when root)
 setup: $(STAMP) $(MPVM) system-deps
@@ -35,6 +35,14 @@ lint: $(STAMP)
 ## test: everything, including the MicroPython run and the end-to-end tests with a real Mosquitto
 test: setup lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## test-fast: codecs, rules and units (not `slow`: no end-to-end runs or VM), two workers, under 90 s
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 $(PYTEST_ARGS)
+
+## test-slow: only the end-to-end, broker and MicroPython VM tests
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 ## demo: embedded broker + simulator (demo.toml) + agent + live monitor; Ctrl-C stops all of it
 demo: setup

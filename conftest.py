@@ -30,3 +30,25 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
             import _pytest._code
 
             call.excinfo = _pytest._code.ExceptionInfo.from_current()
+
+
+# Whole modules that start processes, brokers or the MicroPython VM (besides the tests that mark
+# themselves `slow`, such as firmware_py/tests' VM tests through firmware_py/tests/mpvm.needs_vm).
+# `make test-fast` runs everything else: codecs, rules and units, in well under 90 s.
+SLOW_PATHS = (
+    "hil_tests/",  # the end-to-end suite: Mosquitto, simulator and agent subprocesses, the VM
+    "agent/tests/test_install.py",  # builds wheels into a fresh venv
+    "agent/tests/test_sim_e2e.py",  # `fieldlink sim` and `fieldlink run` as subprocesses
+    "protocols/tests/test_micropython.py",  # every check script under the VM
+)
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    import pytest
+
+    root = str(config.rootpath) + os.sep
+    for item in items:
+        path = str(item.path)
+        rel = path[len(root):] if path.startswith(root) else path
+        if rel.replace(os.sep, "/").startswith(SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)

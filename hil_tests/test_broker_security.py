@@ -33,8 +33,9 @@ import pytest
 from agent.commands import monitor
 from agent.config import load_config
 from agent.gateway import Gateway
-from agent.tests.fakes import FakeBus, FakeMeter645
+from agent.tests.fakes import FakeMeter645
 from hil_tests.broker import Subscriber, TlsFiles, broker_or_skip, certs_or_skip
+from hil_tests.buses import PtyBus
 from protocols import dlt645
 
 pytestmark = pytest.mark.slow
@@ -45,8 +46,8 @@ NAME = "gw1:m1/voltage"
 
 
 @pytest.fixture
-def meter() -> Iterator[FakeBus]:
-    bus = FakeBus("dlt645")
+def meter() -> Iterator[PtyBus]:
+    bus = PtyBus("dlt645")
     bus.devices["m1"] = FakeMeter645("000000000001", {"02010100": dlt645.encode_value(230.1, "XXX.X")})
     yield bus
     bus.close()

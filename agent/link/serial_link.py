@@ -107,9 +107,9 @@ class SerialLink(Link):
                 if not ready:
                     return b""
                 data = port.read(max_bytes)
-                if not data:  # readable but empty: the device node went away
+                if not data and self._hung_up(port.fileno()):  # readable but empty: the node went away
                     raise serial.SerialException("device disconnected")
-                return bytes(data)
+                return bytes(data)  # empty: the bytes went elsewhere (a flush, another reader): no data yet
             end = time.monotonic() + timeout
             while True:
                 first = port.read(1)
@@ -123,6 +123,15 @@ class SerialLink(Link):
             return bytes(first)
         except (serial.SerialException, OSError, termios.error) as exc:
             raise self.lost("read failed on %s: %s" % (self.port, exc)) from None
+
+    def _hung_up(self, fd: int) -> bool:
+        """True when the port is gone: a hang-up or error on its fd, or its device node removed."""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        for _fd, events in poller.poll(0):
+            if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return True
+        return not os.path.exists(self.port)
 
     def _discard_input(self) -> int:
         port = self._serial

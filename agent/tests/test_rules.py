@@ -63,10 +63,10 @@ def wait_for(predicate, seconds: float = 5.0) -> bool:  # type: ignore[no-untype
     return False
 
 
-def test_threshold_rule_raises_and_clears_once_each(tmp_path, profile_dir, fake_bus) -> None:  # type: ignore[no-untyped-def]
+def test_threshold_rule_raises_and_clears_once_each(tmp_path, profile_dir, virtual_bus) -> None:  # type: ignore[no-untyped-def]
     device = FakeModbus(dict(METER_REGISTERS))  # voltage register 0 = 230.1 V
-    fake_bus.devices[1] = device
-    config = load_config(basic_config(str(tmp_path), fake_bus.path, RULES))
+    virtual_bus.devices[1] = device
+    config = load_config(basic_config(str(tmp_path), virtual_bus.path, RULES))
     uplink = FakeUplink()
     gateway = Gateway(config, uplink=uplink)
     gateway.start()

@@ -19,7 +19,7 @@ from firmware_py.tests.simsite import Simulator, SimulatorMissing
 from hil_tests.broker import broker_or_skip
 from protocols import birth, cbor, senml
 
-pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
+pytestmark = mpvm.vm_module()
 
 RUN = """
 import json, hostio, asyncio

@@ -21,7 +21,7 @@ from firmware_py.tests.fakebus import FakeBus
 from firmware_py.tests.site import write_site
 from hil_tests.broker import broker_or_skip
 
-pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
+pytestmark = mpvm.vm_module()
 
 SIX = ["setpoint", "voltage", "current", "power", "energy", "frequency"]
 STATE_LIMIT = 32 * 1024
@@ -56,13 +56,21 @@ async def go():
     gw = make(app, hw_host)
     built = await live(5) - base - code
     samples = []
+    async def until(ready, ms):  # wait for a condition, with a deadline (not a fixed time)
+        left = ms
+        while not ready() and left > 0:
+            await asyncio.sleep_ms(50)
+            left -= 50
     async def sampler():
-        await asyncio.sleep_ms(%(settle)d)
+        # settled: connected, every device polled, packs going out; then samples 700 ms apart
+        await until(lambda: gw.counters["packs"] >= 2 and 0 not in gw.poller.due, %(deadline_ms)d)
         for i in range(6):
             await asyncio.sleep_ms(700)
             samples.append(await live(3) - base - code)
+        await until(lambda: gw.counters["made"] > 400 and gw.counters["packs"] > 3, %(deadline_ms)d)
+        gw.running = False
     asyncio.create_task(sampler())
-    await gw.main(run_ms=%(run_ms)d)
+    await gw.main()
     npoints = 0
     for d in range(gw.inv.count):
         for r in gw.inv.requests(d):
@@ -116,7 +124,7 @@ def test_heap_16_devices_100_points(tmp_path, code_form):
             cfg = write_site(str(tmp_path), fake.path, broker.port, units, interval=1.0, health=2.0,
                              points={u: SIX for u in range(1, 13)}, ring_slots=48, rules=rules)
             files = dict(run_args.pop("files", {}), **{"/config.json": cfg})
-            res = mpvm.run(MEASURE % {"settle": 2500, "run_ms": 7500}, files=files, **run_args)
+            res = mpvm.run(MEASURE % {"deadline_ms": 60000}, files=files, **run_args)
     finally:
         broker.close()
     assert res.returncode == 0, res.stderr[-3000:]
