@@ -7,7 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from agent.config_model import Config
+from agent import seams
+from agent.config_model import BusConfig, Config
 from agent.link import Link, open_link
 from agent.planner import plan_config
 from agent.scheduler import Scheduler
@@ -46,14 +47,14 @@ LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "o
 class Gateway:
     """Owns the scheduler and the uplink; `start`, then `stop` (flushes)."""
 
-    def __init__(self, config: Config, uplink: Any = None,
-                 link_factory: Callable[[Any], Link] = open_link, **scheduler_options: Any) -> None:
+    def __init__(self, config: Config, uplink: seams.Uplink | None = None,
+                 link_factory: Callable[[BusConfig], Link] = open_link, **scheduler_options: Any) -> None:
         self.config = config
         if uplink is None:
             from agent.uplink import Uplink
 
             uplink = Uplink(config, inventory(config))
-        self.uplink = uplink
+        self.uplink: seams.Uplink = uplink
         self.scheduler = Scheduler(config, self._sink, self._event, link_factory=link_factory,
                                    quality=self._quality, **scheduler_options)
         self.rules = RuleSet([Rule(r.device, r.point, r.kind, r.above, r.below, r.hysteresis)

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from agent import seams
+from agent.config_model import BusConfig, Config
 from agent.drivers import Driver, WriteRefused, error_kind, make_driver
 from agent.link import Link, LinkClosed, LinkError, open_link
 from agent.planner import PlannedRequest
@@ -38,10 +40,10 @@ __all__ = ["BusWorker", "DeviceState", "Scheduler"]
 
 log = logging.getLogger("fieldlink.bus")
 
-Reading = tuple[str, str, Any, float]
-Sink = Callable[[list[Reading]], None]
-Events = Callable[[str, bool, str], None]
-Quality = Callable[[str, str, str | None, float], None]
+Reading = seams.Reading
+Sink = seams.Sink
+Events = seams.Events
+Quality = seams.QualityReport
 ERROR_KINDS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "port", "other")
 
 
@@ -73,7 +75,7 @@ class DeviceState:
 class BusWorker:
     """The owner of one bus: its link, its devices, its thread and its job queue."""
 
-    def __init__(self, bus: Any, link: Link, drivers: list[Driver], sink: Sink,
+    def __init__(self, bus: BusConfig, link: Link, drivers: list[Driver], sink: Sink,
                  events: Events | None = None, offline_after: int = poll.OFFLINE_AFTER,
                  backoff_max: float = poll.BACKOFF_MAX_S,
                  quality: Quality | None = None) -> None:
@@ -355,9 +357,10 @@ class BusWorker:
 class Scheduler:
     """All buses of a config: builds the links, drivers and owners; routes commands."""
 
-    def __init__(self, config: Any, sink: Sink, events: Events | None = None,
-                 link_factory: Callable[[Any], Link] = open_link, offline_after: int = poll.OFFLINE_AFTER,
-                 backoff_max: float = poll.BACKOFF_MAX_S, quality: Quality | None = None) -> None:
+    def __init__(self, config: Config, sink: Sink, events: Events | None = None,
+                 link_factory: Callable[[BusConfig], Link] = open_link,
+                 offline_after: int = poll.OFFLINE_AFTER, backoff_max: float = poll.BACKOFF_MAX_S,
+                 quality: Quality | None = None) -> None:
         self.config = config
         self.workers: dict[str, BusWorker] = {}
         self.drivers: dict[str, tuple[BusWorker, Driver]] = {}

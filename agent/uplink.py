@@ -28,6 +28,7 @@ import paho.mqtt
 
 import agent
 import protocols
+from agent import seams
 from agent.batcher import Batcher, Reading, make_encoder
 from agent.config_model import Config
 from agent.health import Health
@@ -55,7 +56,7 @@ class Uplink:
         g = config.gateway
         self.config = config
         self.clock = clock
-        self.on_command: Callable[[dict], dict] | None = None
+        self.on_command: seams.CommandHandler | None = None
         self.outbox = Outbox(config.outbox.path, config.outbox.max_bytes, config.outbox.fsync)
         devices = [dict(d) for d in inventory]
         self.seq = self._birth_seq(devices, g.payload)
@@ -67,8 +68,9 @@ class Uplink:
         self.batcher = Batcher(make_encoder(g.payload, self.birth), self._store,
                                max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age)
         self.health = Health(g.id, g.site, clock)
-        self.publisher = Publisher(config, self.outbox, birth=self._birth_bytes, will=self.will,
-                                   health=self.health.encode, on_command=self._command)
+        self.publisher: seams.Publisher = Publisher(config, self.outbox, birth=self._birth_bytes,
+                                                    will=self.will, health=self.health.encode,
+                                                    on_command=self._command)
         self.health.add("connected", lambda: self.publisher.connected)
         self.health.add("readings", self._reading_counters)
         self.health.add("outbox", self.outbox.stats)

@@ -3,6 +3,7 @@ hil_tests/buses.py: a `VirtualBus` (in memory) or a `PtyBus` (behind a real pty)
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -96,3 +97,43 @@ class FakeMeter188:
             self.fields["valve"] = "open" if payload[:1] == b"\x55" else "closed"
             return cjt188.write_reply(self.meter_type, self.address, di, ser, order)
         return cjt188.encode_901f_reply(self.meter_type, self.address, self.fields, ser, order)
+
+
+class RecordingUplink:
+    """Stands in for agent.uplink.Uplink (the `agent.seams.Uplink` contract): records what the
+    acquisition side hands over — readings, comms states, alarms, counter sources."""
+
+    def __init__(self) -> None:
+        self.readings: list = []
+        self.states: list = []
+        self.alarms: list = []
+        self.counters: dict = {}
+        self.on_command: Any = None
+        self.stopped: bool | None = None
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, flush: bool = True, drain: float = 2.0) -> None:
+        self.stopped = flush
+
+    def submit(self, readings: list[Any] | tuple[Any, ...]) -> None:
+        with self.lock:
+            self.readings.extend(readings)
+
+    def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
+        with self.lock:
+            self.states.append((device_id, online, reason))
+
+    def alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
+              when: float | None = None) -> None:
+        with self.lock:
+            self.alarms.append((device, point, kind, value, raised, when))
+
+    def add_counters(self, name: str, getter: Any) -> None:
+        self.counters[name] = getter
+
+    def count(self, device: str, since: float = 0.0) -> int:
+        with self.lock:
+            return sum(1 for r in self.readings if r[0] == device and r[3] >= since)
