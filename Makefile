@@ -3,17 +3,25 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+COSE_VENV := .venv-pycose
+COSE_STAMP := $(COSE_VENV)/.installed
 MPVM    := hil_tests/mpvm/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps lint test test-fast test-slow demo bench firmware flash clean
 
-## setup: venv with pinned dependencies, the MicroPython VM (npm) and Mosquitto (apt, when root)
-setup: $(STAMP) $(MPVM) system-deps
+## setup: venv with pinned dependencies, the MicroPython VM (npm), Mosquitto (apt, when root) and
+## .venv-pycose (pycose 1.1.0 needs cbor2 5: the COSE cross-checks run it apart; hil_tests/pycose_env.py)
+setup: $(STAMP) $(MPVM) $(COSE_STAMP) system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(COSE_STAMP): hil_tests/pycose_env.py
+	test -x $(COSE_VENV)/bin/python || $(PY) -m venv $(COSE_VENV)
+	$(COSE_VENV)/bin/pip install -q pycose==1.1.0 cbor2==5.9.0
 	touch $@
 
 $(MPVM): hil_tests/mpvm/package.json

@@ -52,3 +52,19 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
         rel = path[len(root):] if path.startswith(root) else path
         if rel.replace(os.sep, "/").startswith(SLOW_PATHS):
             item.add_marker(pytest.mark.slow)
+
+
+import threading as _threading  # noqa: E402
+
+import pytest as _pytest  # noqa: E402
+
+
+@_pytest.fixture(autouse=True)
+def _no_bus_owner_outlives_its_test():  # type: ignore[no-untyped-def]
+    """A bus owner thread (agent/scheduler.py: "bus-<name>") left running by a test keeps reopening its
+    port, and the next test's pty may get the same /dev/pts number: every test stops what it started."""
+    before = {t.ident for t in _threading.enumerate()}
+    yield
+    left = [t.name for t in _threading.enumerate()
+            if t.ident not in before and t.name.startswith("bus-") and t.is_alive()]
+    assert not left, "bus owner threads still running after the test: %s" % left

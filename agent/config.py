@@ -22,11 +22,13 @@ from agent.config_checks import (
     TOP,
     check_broker,
     check_buses,
+    check_commands,
     check_devices,
     check_plan,
     check_rules,
     find_profile,
     normalise_address,
+    warn_unkeyed,
 )
 from agent.config_keys import Checker, ConfigIssue, fill, resolve_path, show, str_list
 from agent.config_lines import scan_lines
@@ -121,6 +123,8 @@ def validate(path: str) -> tuple[Config | None, list[ConfigIssue], list[ConfigIs
     if "path" in out_vals:
         out_vals["path"] = resolve_path(base_dir, out_vals["path"])
     batch_vals = fill(ck, ck.table(data, "batch"), ("batch",), BATCH)
+    commands = check_commands(ck, ck.table(data, "commands"), base_dir,
+                              out_vals.get("path", OutboxConfig.path))
     buses = check_buses(ck, data.get("buses", []))
     profiles: dict[str, Profile] = {}
     devices = check_devices(ck, data.get("devices", []), {b.name: b for b in buses}, profile_dirs, profiles)
@@ -133,6 +137,7 @@ def validate(path: str) -> tuple[Config | None, list[ConfigIssue], list[ConfigIs
         broker=broker,
         outbox=OutboxConfig(**out_vals),
         batch=BatchConfig(**batch_vals),
+        commands=commands,
         buses=buses,
         devices=devices,
         rules=rules,
@@ -141,6 +146,7 @@ def validate(path: str) -> tuple[Config | None, list[ConfigIssue], list[ConfigIs
     config.profiles = profiles
     if ck.issues:
         return None, ck.issues, ck.warnings
+    warn_unkeyed(ck, config)
     check_plan(ck, config)
     # a config whose only fault is its poll plan is returned too, so `fieldlink plan` can show it
     return config, ck.issues, ck.warnings

@@ -24,17 +24,20 @@ from agent.config_keys import (
     string,
     topic_prefix,
 )
-from agent.config_model import BrokerConfig, BusConfig, Config, DeviceConfig, RuleConfig
+from agent.config_model import BrokerConfig, BusConfig, CommandsConfig, Config, DeviceConfig, RuleConfig
 from protocols import registry
+from protocols.commands import SIGNED_MODES, SWITCHING_ACTIONS
 from protocols.profiles import Profile, ProfileError, list_profiles, load_profile
 
 __all__ = [
     "BATCH",
+    "COMMANDS",
     "GATEWAY",
     "OUTBOX",
     "TOP",
     "check_broker",
     "check_buses",
+    "check_commands",
     "check_devices",
     "check_plan",
     "check_rules",
@@ -70,7 +73,10 @@ DEVICE: dict[str, Spec] = {
 RULE: dict[str, Spec] = {
     "device": name(), "point": name(), "kind": choice(*RULE_KINDS), "above": number(-1e300),
     "below": number(-1e300), "hysteresis": number(0)}
-TOP = ("format", "profiles", "gateway", "broker", "outbox", "batch", "buses", "devices", "rules")
+COMMANDS: dict[str, Spec] = {
+    "signed": choice(*SIGNED_MODES), "key_file": string(), "max_bytes": integer(256, 1024 * 1024),
+    "queue": integer(1, 10000), "id_window": integer(60, 31 * 86400), "id_store": string()}
+TOP = ("format", "profiles", "gateway", "broker", "outbox", "batch", "commands", "buses", "devices", "rules")
 
 
 def normalise_address(protocol: str, address: object, tcp: bool = False) -> str:
@@ -336,3 +342,48 @@ def check_plan(ck: Checker, config: Config) -> None:
                      'baud or fewer points' % (bus_plan.bus.name, bus_plan.cycle_time * 1000,
                                                bus_plan.line_text, shortest.device.id,
                                                shortest.device.interval, bus_plan.cycle_time))
+
+
+def check_commands(ck: Checker, table: dict, base_dir: str, outbox_path: str) -> CommandsConfig:
+    """The [commands] table: the key file (readable by us alone, 64 hex characters per line; its
+    content is never shown), the id store beside the outbox unless set."""
+    from agent.command_keys import KeyFileError, read_keys
+
+    path = ("commands",)
+    vals = fill(ck, table, path, COMMANDS)
+    keys: list[bytes] = []
+    if "key_file" in vals:
+        vals["key_file"] = resolve_path(base_dir, vals["key_file"])
+        try:
+            keys = read_keys(vals["key_file"])
+        except KeyFileError as exc:
+            ck.error((*path, "key_file"), "%s" % exc)
+    if "id_store" in vals:
+        vals["id_store"] = resolve_path(base_dir, vals["id_store"])
+    else:
+        vals["id_store"] = os.path.join(os.path.dirname(outbox_path) or ".", "command-ids.sqlite")
+    if vals.get("signed") == "none":
+        ck.warn((*path, "signed"), 'signed = "none": every command runs unsigned, relays and valves '
+                'included; anyone who can publish on the cmd topic can switch them')
+    return CommandsConfig(keys=keys, **vals)
+
+
+def warn_unkeyed(ck: Checker, config: Config) -> None:
+    """A warning when switching commands are possible but no key_file would let one through."""
+    c = config.commands
+    if c.signed == "none" or c.keys:
+        return
+    switching = []
+    for device in config.devices:
+        profile = config.profiles.get(device.profile)
+        if profile is None:
+            continue
+        names = [a for a in profile.action_names() if a in SWITCHING_ACTIONS]
+        names += [p.name for p in profile.points if p.switching]
+        if names:
+            switching.append("%s (%s)" % (device.id, ", ".join(names)))
+    if switching or c.signed == "all":
+        what = "every command" if c.signed == "all" else "switching commands of " + "; ".join(switching[:5])
+        more = " and %d more devices" % (len(switching) - 5) if len(switching) > 5 else ""
+        ck.warn(("commands",), "no key_file: %s%s will be refused (signed = \"%s\"); set key_file"
+                % (what, more, c.signed))

@@ -52,6 +52,20 @@ class BatchConfig:
 
 
 @dataclass
+class CommandsConfig:
+    """Remote control from `…/cmd` (docs/commands.md)."""
+
+    signed: str = "switching"  # "switching" | "all" | "none": which commands need a COSE_Mac0
+    key_file: str | None = None  # 32 random bytes as 64 hex characters (one key per line, rotation: two)
+    max_bytes: int = 4096  # a command payload above this is refused before it is decoded
+    queue: int = 32  # commands waiting per bus; the excess is acked "busy"
+    id_window: int = 86400  # seconds an id is remembered without an exp; also the longest exp ahead
+    id_store: str | None = None  # default: command-ids.sqlite beside the outbox
+    # the keys read from key_file (never shown: repr=False)
+    keys: list[bytes] = field(default_factory=list, repr=False)
+
+
+@dataclass
 class BusConfig:
     name: str
     port: str  # device path (/dev/ttyUSB0) or URL (socket://host:502, rfc2217://, loop://)
@@ -97,6 +111,7 @@ class Config:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
     buses: list[BusConfig] = field(default_factory=list)
     devices: list[DeviceConfig] = field(default_factory=list)
     rules: list[RuleConfig] = field(default_factory=list)

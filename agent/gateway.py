@@ -57,13 +57,29 @@ class Gateway:
         self.uplink: seams.Uplink = uplink
         self.scheduler = Scheduler(config, self._sink, self._event, link_factory=link_factory,
                                    quality=self._quality, **scheduler_options)
+        self.commands = self._command_gate(config)
         self.rules = RuleSet([Rule(r.device, r.point, r.kind, r.above, r.below, r.hysteresis)
                               for r in config.rules])
-        self.uplink.on_command = self.scheduler.command
+        self.uplink.commands = self.commands
+        self.uplink.add_counters("commands", self.commands.stats)
         self.uplink.add_counters("polls", lambda: self._counters()["polls"])
         self.uplink.add_counters("errors", lambda: self._counters()["errors"])
         self.uplink.add_counters("buses", self._bus_counters)
         self._stopped = threading.Event()
+
+    def _command_gate(self, config: Config) -> Any:
+        """The command gate: rules of protocols/commands.py, ids in the store beside the outbox."""
+        from agent.command_gate import CommandGate
+        from agent.command_store import IdStore
+
+        c = config.commands
+        store = IdStore(c.id_store) if c.id_store else None
+        return CommandGate(config, self.scheduler, store, send_ack=self._send_ack)
+
+    def _send_ack(self, payload: bytes, ran: bool = False) -> None:
+        send = getattr(self.uplink, "send_ack", None)
+        if send is not None:
+            send(payload, ran)
 
     def _counters(self) -> dict:
         return self.scheduler.counters()
@@ -114,6 +130,13 @@ class Gateway:
                 log.info("bus=%s port=%s line=%r requests_per_cycle=%d cycle_ms=%.1f utilisation=%.1f%%",
                          plan.bus.name, plan.bus.port, plan.line_text, plan.requests, plan.cycle_time * 1000,
                          plan.utilisation * 100)
+        c = self.config.commands
+        if c.signed == "none":
+            log.warning('event=commands_unsigned [commands] signed = "none": every command runs unsigned, '
+                        "relays and valves included")
+        log.info("event=commands signed=%s keys=%d queue=%d max_bytes=%d id_store=%s ids=%d", c.signed,
+                 len(c.keys), c.queue, c.max_bytes, c.id_store,
+                 self.commands.store.loaded if self.commands.store is not None else 0)
         self.uplink.start()
         self.scheduler.start()
 
@@ -125,6 +148,7 @@ class Gateway:
         log.info("event=stopping")
         self.scheduler.stop()
         self.uplink.stop(flush=True)
+        self.commands.close()
         c = self.scheduler.counters()
         log.info("event=stopped polls=%d readings=%d errors=%s", c["polls"], c["readings"],
                  ",".join("%s:%d" % kv for kv in c["errors"].items() if kv[1]) or "none")

@@ -13,8 +13,9 @@ replay from our outbox and could reorder it. With a fresh client the outbox is t
 Every connect: subscribe ``…/cmd`` (QoS 1), publish the birth on ``…/status`` (retained, QoS 1),
 then the backlog; the last will (registered at CONNECT) is the retained "offline" status. Reconnects
 wait ``uniform(d/2, d)`` with ``d = min(reconnect_max, reconnect_min * 2**failures)``.
-Commands are decoded here and run on a worker thread (a command may wait for a bus); their acks are
-published directly (QoS 1), not through the outbox: an ack is only useful while the requester waits.
+A `…/cmd` delivery goes to the command gate (agent/command_gate.py) with its retain flag; the gate
+never blocks (commands wait on their bus owner, not here) and publishes acks through `send_ack`:
+directly (QoS 1), not through the outbox, since an ack is only useful while the requester waits.
 
 A connection attempt that does not reach an accepted CONNACK counts in ``connect_failures`` and is logged
 once per distinct cause in words a technician can act on: the broker's host:port, the refusal reason
@@ -41,15 +42,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from agent.config_model import Config
 from agent.outbox import Outbox
 from protocols import cbor
-from protocols.errors import CborError
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[dict], dict]
+ACK_BACKLOG = 1000  # refusal acks waiting for the network loop; beyond that they are dropped and counted
 
 _CONNACK_TIMEOUT = 10.0
 _LOOP_TIMEOUT = 0.05
-_ID_PREFIX = b"\x62id"  # text "id": the first key of a deterministically encoded command map
 # paho 2 reports an MQTT 3.1.1 CONNACK code as an MQTT 5 reason code; the 3.1.1 numbers for the log
 _CONNACK_V311 = {0: 0, 132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
 _CONNACK_TEXT = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "broker unavailable",
@@ -166,25 +165,6 @@ def backoff_delay(failures: int, low: float, high: float, rng: random.Random | N
     return (rng or random).uniform(d / 2, d)
 
 
-def recover_command_id(data: bytes) -> Any:
-    """Best effort: the `id` of a command whose CBOR is broken after its first entry, else None.
-
-    A deterministically encoded map sorts the shortest key first, so "id" leads; a truncated or
-    damaged command still tells us whom to refuse.
-    """
-    if len(data) < 5 or not (0xA1 <= data[0] <= 0xB7 or data[0] == 0xBF) or data[1:4] != _ID_PREFIX:
-        return None
-    for end in range(5, min(len(data), 4 + 66) + 1):
-        try:
-            value = cbor.loads(data[4:end])
-        except (CborError, ValueError, TypeError, IndexError):
-            continue
-        if isinstance(value, (int, str)) and not isinstance(value, bool):
-            return value
-        return None
-    return None
-
-
 class Publisher:
     """Publishes the outbox over MQTT; see the module docstring for the guarantees."""
 
@@ -196,7 +176,6 @@ class Publisher:
         will: bytes,
         offline: Callable[[], bytes] | None = None,
         health: Callable[[], bytes] | None = None,
-        on_command: CommandHandler | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -204,7 +183,7 @@ class Publisher:
         self._will = will
         self._offline = offline or (lambda: will)
         self._health = health
-        self.on_command = on_command
+        self.commands: Any = None  # the command gate (agent/command_gate.py): take(payload, retained)
         self.topic_status = config.topic("status")
         self.topic_data = config.topic("data")
         self.topic_alarm = config.topic("alarm")
@@ -215,8 +194,6 @@ class Publisher:
         self._stopping = threading.Event()
         self._drain_until = 0.0
         self._thread: threading.Thread | None = None
-        self._cmd_thread: threading.Thread | None = None
-        self._commands: queue.Queue[dict | None] = queue.Queue()
         self._direct: queue.Queue[tuple[str, bytes, int, bool]] = queue.Queue()
         self._rng = random.Random()
         # session state (network thread only)
@@ -230,7 +207,7 @@ class Publisher:
         self._counters = {
             "connects": 0, "disconnects": 0, "connect_failures": 0,
             "packs_published": 0, "records_published": 0, "bytes_published": 0, "packs_resent": 0,
-            "commands": 0, "commands_bad": 0, "acks": 0, "acks_dropped": 0,
+            "acks": 0, "acks_dropped": 0,
         }
         self.last_error = ""  # the latest connection problem (also in health as mqtt.last_error)
         self._logged_errors: set[str] = set()  # causes logged since the last connect (retries are quiet)
@@ -238,23 +215,19 @@ class Publisher:
     # -- public --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the network thread (connects in the background) and the command worker."""
+        """Start the network thread (connects in the background)."""
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="fieldlink-mqtt", daemon=True)
-        self._cmd_thread = threading.Thread(target=self._command_worker, name="fieldlink-cmd", daemon=True)
         self._thread.start()
-        self._cmd_thread.start()
 
     def stop(self, drain: float = 0.0, timeout: float = 5.0) -> None:
         """Stop: publish for up to `drain` seconds more while connected, then the offline status."""
         self._drain_until = time.monotonic() + drain
         self._stopping.set()
-        self._commands.put(None)
-        for thread in (self._thread, self._cmd_thread):
-            if thread is not None:
-                thread.join(drain + timeout)
-        self._thread = self._cmd_thread = None
+        if self._thread is not None:
+            self._thread.join(drain + timeout)
+        self._thread = None
 
     def publish_alarm(self, alarm: dict) -> int:
         """Commit an alarm map to the outbox (QoS 1, in order with the data) and return its id."""
@@ -488,63 +461,24 @@ class Publisher:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic != self.topic_cmd:
             return
-        self._count("commands")
-        data = bytes(msg.payload)
+        gate = self.commands
+        if gate is None:
+            return
         try:
-            cmd = cbor.loads(data)
-        except (CborError, ValueError, TypeError, IndexError, RecursionError) as exc:
-            cmd_id = recover_command_id(data)
-            self._refuse(cmd_id, "command is not valid CBOR: %s" % exc)
-            return
-        if not isinstance(cmd, dict):
-            self._refuse(None, "command is not a CBOR map")
-            return
-        cmd_id = cmd.get("id")
-        if not isinstance(cmd_id, (int, str)) or isinstance(cmd_id, bool):
-            self._refuse(None, "command has no id")
-            return
-        if not isinstance(cmd.get("device"), str):
-            self._refuse(cmd_id, "command needs a device (text)")
-            return
-        if not isinstance(cmd.get("point"), str) and not isinstance(cmd.get("action"), str):
-            self._refuse(cmd_id, "command needs a point or an action (text)")
-            return
-        self._commands.put(cmd)
+            gate.take(msg.payload, bool(msg.retain))
+        except Exception:  # a bug must not end the session; the command is not run
+            log.exception("mqtt: command on %s could not be handled", self.topic_cmd)
 
-    def _refuse(self, cmd_id: Any, error: str) -> None:
-        self._count("commands_bad")
-        log.warning("mqtt: bad command on %s: %s", self.topic_cmd, error)
-        if cmd_id is not None:
-            self._ack({"id": cmd_id, "ok": False, "error": error, "value": None})
-
-    def _ack(self, ack: dict) -> None:
-        if not self.connected:
+    def send_ack(self, payload: bytes, ran: bool = False) -> None:
+        """Publish an ack (QoS 1) on the next loop turn; counted in acks_dropped while offline or, for a
+        refusal, when `ACK_BACKLOG` messages already wait (a command flood must not grow memory). The ack of
+        a command that ran (`ran`) is always queued: those are bounded by the bus queues."""
+        if not self.connected or (not ran and self._direct.qsize() >= ACK_BACKLOG):
             self._count("acks_dropped")
             return
         self._count("acks")
-        self.publish_direct(self.topic_ack, cbor.dumps(ack), qos=1)
-
-    def _command_worker(self) -> None:
-        while True:
-            cmd = self._commands.get()
-            if cmd is None:
-                return
-            handler = self.on_command
-            if handler is None:
-                result: dict = {"ok": False, "error": "this gateway accepts no commands"}
-            else:
-                try:
-                    result = handler(cmd) or {}
-                except Exception as exc:
-                    log.exception("command %r failed", cmd.get("id"))
-                    result = {"ok": False, "error": "command failed: %s" % exc}
-            ok = bool(result.get("ok", False))
-            error = result.get("error")
-            if not ok and not error:
-                error = "refused"
-            self._ack({"id": cmd["id"], "ok": ok, "error": None if ok else str(error),
-                       "value": result.get("value")})
+        self.publish_direct(self.topic_ack, payload, qos=1)
 
 
-__all__ = ["CommandHandler", "Publisher", "TlsSetupError", "backoff_delay", "describe_connect_error",
-           "describe_refusal", "recover_command_id", "tls_context"]
+__all__ = ["ACK_BACKLOG", "Publisher", "TlsSetupError", "backoff_delay", "describe_connect_error",
+           "describe_refusal", "tls_context"]

@@ -4,8 +4,10 @@ Devices are polled in deadline order at their own intervals. A device that stops
 backed off exponentially (from max(interval, 10 response timeouts), doubling up to `backoff_max`)
 and reported offline after `offline_after` failed cycles, so its neighbours keep their poll rate;
 it is reported online again on its first answer (the rule of protocols/poll.py, shared with the
-board). Commands and ad-hoc reads queue on the bus
-owner and run between two transactions, so they wait at most one transaction. Readings are
+board). Commands and ad-hoc reads queue on the bus owner and run between two transactions, so they
+wait at most one transaction; each bus holds at most `command_queue` commands waiting (`submit` says
+"busy" beyond that), so a flooded or slow bus never delays another bus's commands, and `submit` never
+blocks: `done(result)` is called by the bus owner when the command finished. Readings are
 timestamped (time.time()) when their reply arrives and handed to `sink(readings)` as
 (device, point, value, time) tuples; online/offline transitions go to `events(device, online, reason)`.
 
@@ -34,9 +36,10 @@ from agent.drivers import Driver, WriteRefused, error_kind, make_driver
 from agent.link import Link, LinkClosed, LinkError, open_link
 from agent.planner import PlannedRequest
 from protocols import poll, quality
+from protocols.commands import is_switching, refusal
 from protocols.errors import AbnormalReply, ExceptionResponse, ProtocolError
 
-__all__ = ["BusWorker", "DeviceState", "Scheduler"]
+__all__ = ["BusWorker", "DeviceState", "Scheduler", "outcome"]
 
 log = logging.getLogger("fieldlink.bus")
 
@@ -50,6 +53,19 @@ ERROR_KINDS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "po
 def _new_counters() -> dict:
     return {"polls": 0, "requests": 0, "replies": 0, "readings": 0, "bad_points": 0,
             "errors": {k: 0 for k in ERROR_KINDS}}
+
+
+def outcome(value: Any, exc: BaseException | None) -> dict:
+    """The ack fields of a command that ran: its value, or the error it ended with."""
+    if exc is None:
+        return {"ok": True, "error": None, "value": value}
+    if isinstance(exc, WriteRefused):
+        error = str(exc)
+    elif isinstance(exc, (LinkError, ProtocolError)):
+        error = "%s: %s" % (error_kind(exc), exc)
+    else:
+        error = "command failed: %s" % exc
+    return {"ok": False, "error": error, "value": None}
 
 
 class DeviceState:
@@ -78,7 +94,7 @@ class BusWorker:
     def __init__(self, bus: BusConfig, link: Link, drivers: list[Driver], sink: Sink,
                  events: Events | None = None, offline_after: int = poll.OFFLINE_AFTER,
                  backoff_max: float = poll.BACKOFF_MAX_S,
-                 quality: Quality | None = None) -> None:
+                 quality: Quality | None = None, command_queue: int = 32) -> None:
         self.bus = bus
         self.name = str(bus.name)
         self.link = link
@@ -91,8 +107,11 @@ class BusWorker:
         # stagger first polls a little so devices with equal intervals do not bunch forever
         self.devices = {d.id: DeviceState(d, now + 0.001 * i) for i, d in enumerate(drivers)}
         self.counters = _new_counters()
-        self.counters.update({"port_down": 0, "commands": 0, "late": 0})
+        self.counters.update({"port_down": 0, "commands": 0, "late": 0, "commands_busy": 0})
         self.port_up: bool | None = None
+        self.command_queue = max(1, command_queue)
+        self._waiting = 0  # commands offered and not started yet (bounded by command_queue)
+        self._waiting_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,6 +141,22 @@ class BusWorker:
             return future
         self._jobs.put((fn, future))
         return future
+
+    def offer(self, fn: Callable[[Link], Any], done: Callable[[Any, BaseException | None], None]) -> bool:
+        """Queue a command `fn(link)` unless `command_queue` commands already wait (then False: busy).
+        The bus owner calls `done(result, None)` or `done(None, exception)` when it has run."""
+        with self._waiting_lock:
+            if self._waiting >= self.command_queue or self._stop.is_set():
+                self.counters["commands_busy"] += 1
+                return False
+            self._waiting += 1
+        self._jobs.put((fn, done))
+        return True
+
+    @property
+    def waiting(self) -> int:
+        """Commands queued on this bus and not started."""
+        return self._waiting
 
     # ------------------------------------------------------------------ loop
     def _push(self, state: DeviceState) -> None:
@@ -153,6 +188,17 @@ class BusWorker:
         if job is None:
             return
         fn, future = job
+        if not isinstance(future, Future):  # a command from `offer`: report through its callback
+            with self._waiting_lock:
+                self._waiting -= 1
+            self.counters["commands"] += 1
+            try:
+                result = fn(self.link)
+            except Exception as exc:
+                self._done(future, None, exc)
+                return
+            self._done(future, result, None)
+            return
         if not future.set_running_or_notify_cancel():
             return
         self.counters["commands"] += 1
@@ -160,6 +206,13 @@ class BusWorker:
             future.set_result(fn(self.link))
         except BaseException as exc:
             future.set_exception(exc)
+
+    def _done(self, done: Callable[[Any, BaseException | None], None], result: Any,
+              exc: BaseException | None) -> None:
+        try:
+            done(result, exc)
+        except Exception:
+            log.exception("bus=%s event=command_callback_failed", self.name)
 
     def _run(self) -> None:
         log.info("bus=%s port=%s devices=%d event=started", self.name, self.link.port, len(self.devices))
@@ -170,7 +223,25 @@ class BusWorker:
                 log.exception("bus=%s event=error", self.name)
                 self._wait(1.0)
         self._run_jobs()
+        self._cancel_waiting()
         log.info("bus=%s event=stopped", self.name)
+
+    def _cancel_waiting(self) -> None:
+        """Commands still queued when the bus stops: reported as not run."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:
+                continue
+            _fn, done = job
+            if isinstance(done, Future):
+                done.cancel()
+                continue
+            with self._waiting_lock:
+                self._waiting -= 1
+            self._done(done, None, LinkClosed("bus %s stopped before the command ran" % self.name))
 
     def _step(self) -> None:
         self._run_jobs()
@@ -360,7 +431,7 @@ class Scheduler:
     def __init__(self, config: Config, sink: Sink, events: Events | None = None,
                  link_factory: Callable[[BusConfig], Link] = open_link,
                  offline_after: int = poll.OFFLINE_AFTER, backoff_max: float = poll.BACKOFF_MAX_S,
-                 quality: Quality | None = None) -> None:
+                 quality: Quality | None = None, command_queue: int | None = None) -> None:
         self.config = config
         self.workers: dict[str, BusWorker] = {}
         self.drivers: dict[str, tuple[BusWorker, Driver]] = {}
@@ -372,8 +443,11 @@ class Scheduler:
         for bus in config.buses:
             if not by_bus[bus.name]:
                 continue
+            queue_size = command_queue if command_queue is not None else getattr(
+                getattr(config, "commands", None), "queue", 32)
             worker = BusWorker(bus, link_factory(bus), by_bus[bus.name], sink, events,
-                               offline_after=offline_after, backoff_max=backoff_max, quality=quality)
+                               offline_after=offline_after, backoff_max=backoff_max, quality=quality,
+                               command_queue=queue_size)
             self.workers[bus.name] = worker
             for driver in by_bus[bus.name]:
                 self.drivers[driver.id] = (worker, driver)
@@ -389,18 +463,27 @@ class Scheduler:
         for worker in self.workers.values():
             worker.stop()
 
-    def command(self, cmd: dict, timeout: float = 15.0) -> dict:
-        """Validate and execute a command {device, point, value}, {device, action: "read", point} or
-        {device, action} for an action the device's profile lists (such as "relay_trip").
+    def switching(self, cmd: dict) -> bool:
+        """True when `cmd` switches supply: a relay action, or a write of a point its device's profile
+        marks switching (protocols/commands.is_switching)."""
+        entry = self.drivers.get(str(cmd.get("device")))
+        action = cmd.get("action")
+        point = cmd.get("point")
+        marked = False
+        if entry is not None and isinstance(point, str) and entry[1].profile.has_point(point):
+            marked = bool(entry[1].profile.point(point).switching)
+        return is_switching(action, marked)
 
-        Returns the ack fields {ok, error, value}. A refused command sends nothing on the bus.
-        """
+    def prepare(self, cmd: dict) -> tuple[BusWorker, Callable[[Link], Any]] | dict:
+        """Check a command {device, point, value}, {device, action: "read", point} or {device, action}
+        for an action the device's profile lists (such as "relay_trip"): (its bus owner, the job to run
+        there), or the refusal ack fields {ok: False, error, value: None, reason?}. Sends nothing."""
         device = cmd.get("device")
         point = cmd.get("point")
         action = cmd.get("action", "write")
         entry = self.drivers.get(str(device))
         if entry is None:
-            return {"ok": False, "error": "unknown device %r" % (device,), "value": None}
+            return {"ok": False, "error": refusal("unknown_device", repr(device)), "value": None}
         worker, driver = entry
         if action not in ("read", "write"):
             try:
@@ -411,7 +494,7 @@ class Scheduler:
             def job(link: Link) -> Any:
                 return driver.action(link, action)
         elif not isinstance(point, str):
-            return {"ok": False, "error": "command needs a point name", "value": None}
+            return {"ok": False, "error": refusal("no_point"), "value": None}
         elif action == "read":
             def job(link: Link) -> Any:
                 result = driver.read_points(link, [point])
@@ -420,7 +503,7 @@ class Scheduler:
                 return result.values[0][1]
         else:  # write
             if "value" not in cmd:
-                return {"ok": False, "error": "write command needs a value", "value": None}
+                return {"ok": False, "error": refusal("no_value"), "value": None}
             value = cmd["value"]
             try:
                 driver.check_write(point, value)
@@ -429,22 +512,59 @@ class Scheduler:
 
             def job(link: Link) -> Any:
                 return driver.write(link, point, value)
-        future = worker.run_on_bus(job)
+
+        def run(link: Link) -> Any:
+            result = job(link)
+            log.info("bus=%s device=%s point=%s event=command action=%s value=%r", worker.name, device, point,
+                     action, result)
+            if result is not None and isinstance(point, str) and action in ("read", "write"):
+                worker._deliver([(str(device), point, result, time.time())])
+            return result
+
+        return worker, run
+
+    def submit(self, cmd: dict, done: Callable[[dict], None],
+               before: Callable[[], None] | None = None) -> dict | None:
+        """Check `cmd` and queue it on its bus without waiting: None when queued (`done(ack fields)` is
+        called by the bus owner when it finished), else the refusal ack fields at once (nothing was
+        queued; `busy` when the bus already has `command_queue` commands waiting). `before()` runs
+        once the command is sure to be queued, before its bus can start it."""
+        prepared = self.prepare(cmd)
+        if isinstance(prepared, dict):
+            return prepared
+        worker, run = prepared
+        if worker.waiting >= worker.command_queue:
+            worker.counters["commands_busy"] += 1
+            return {"ok": False, "error": refusal("busy", worker.name, worker.waiting), "value": None,
+                    "reason": "busy"}
+        if before is not None:
+            before()
+
+        def finished(result: Any, exc: BaseException | None) -> None:
+            done(outcome(result, exc))
+
+        if not worker.offer(run, finished):
+            return {"ok": False, "error": refusal("busy", worker.name, worker.waiting), "value": None,
+                    "reason": "busy"}
+        return None
+
+    def command(self, cmd: dict, timeout: float = 15.0) -> dict:
+        """Check and execute a command, waiting for its bus (tools and tests; the broker path uses
+        `submit`). Returns the ack fields {ok, error, value}. A refused command sends nothing."""
+        prepared = self.prepare(cmd)
+        if isinstance(prepared, dict):
+            return prepared
+        worker, run = prepared
+        future = worker.run_on_bus(run)
         try:
             value = future.result(timeout)
-        except WriteRefused as exc:
-            return {"ok": False, "error": str(exc), "value": None}
-        except (LinkError, ProtocolError) as exc:
-            return {"ok": False, "error": "%s: %s" % (error_kind(exc), exc), "value": None}
         except TimeoutError:
             future.cancel()
             return {"ok": False, "error": "bus %s busy: no result within %g s" % (worker.name, timeout),
                     "value": None}
-        log.info("bus=%s device=%s point=%s event=command action=%s value=%r", worker.name, device, point,
-                 action, value)
-        if value is not None and isinstance(point, str) and action in ("read", "write"):
-            worker._deliver([(str(device), point, value, time.time())])
-        return {"ok": True, "error": None, "value": value}
+        except Exception as exc:
+            return outcome(None, exc)
+        return outcome(value, None)
 
     def counters(self) -> dict:
         """Totals plus per bus and per device counters."""

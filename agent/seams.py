@@ -3,7 +3,8 @@ an uplink, what the uplink needs of a publisher. `typing.Protocol` classes, so a
 agent/tests/uplink_driver.py) is checked against the same contract as the real part.
 
     scheduler --Sink/Events/QualityReport--> gateway --Uplink--> uplink --Publisher--> MQTT
-                <------------- CommandHandler (an ack map) -------------------
+    MQTT --payload--> publisher --CommandTaker.take--> command gate --> scheduler.submit
+                      gateway <--send_ack(ack bytes)-- command gate
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["CommandHandler", "Events", "Publisher", "QualityReport", "Reading", "Sink", "Uplink"]
+__all__ = ["CommandHandler", "CommandTaker", "Events", "Publisher", "QualityReport", "Reading", "Sink",
+           "Uplink"]
 
 #: (device, point, value, POSIX time)
 Reading = tuple[str, str, Any, float]
@@ -25,10 +27,16 @@ QualityReport = Callable[[str, str, "str | None", float], None]
 CommandHandler = Callable[[dict], dict]
 
 
+class CommandTaker(Protocol):
+    """Where `…/cmd` payloads go (agent/command_gate.py: CommandGate)."""
+
+    def take(self, payload: bytes, retained: bool = False) -> None: ...
+
+
 class Uplink(Protocol):
     """What the gateway needs of its uplink (agent/uplink.py: batcher, outbox, publisher, health)."""
 
-    on_command: CommandHandler | None
+    commands: CommandTaker | None
 
     def start(self) -> None: ...
 
@@ -43,12 +51,15 @@ class Uplink(Protocol):
 
     def add_counters(self, name: str, getter: Callable[[], Any]) -> None: ...
 
+    def send_ack(self, payload: bytes, ran: bool = False) -> None: ...
+
 
 class Publisher(Protocol):
     """What the uplink needs of its MQTT side (agent/publisher.py)."""
 
     connected: bool
     topic_data: str
+    commands: CommandTaker | None
 
     def start(self) -> None: ...
 
@@ -59,3 +70,5 @@ class Publisher(Protocol):
     def stats(self) -> dict: ...
 
     def wait_idle(self, timeout: float) -> bool: ...
+
+    def send_ack(self, payload: bytes, ran: bool = False) -> None: ...

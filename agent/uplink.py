@@ -1,7 +1,7 @@
 """The façade the acquisition side calls: readings in, packs on the broker, commands back.
 
     uplink = Uplink(config, inventory)        # inventory: [{id, kind, model, protocol, address,
-    uplink.on_command = handle                #              points: [{name, unit, resolution}]}]
+    uplink.commands = gate                    #              points: [{name, unit, resolution}]}]
     uplink.add_counters("polls", lambda: scheduler.polls)
     uplink.start()
     uplink.submit([("meter-1", "energy", 44444412000, 1710498030.0), ...])
@@ -56,7 +56,6 @@ class Uplink:
         g = config.gateway
         self.config = config
         self.clock = clock
-        self.on_command: seams.CommandHandler | None = None
         self.outbox = Outbox(config.outbox.path, config.outbox.max_bytes, config.outbox.fsync)
         devices = [dict(d) for d in inventory]
         self.seq = self._birth_seq(devices, g.payload)
@@ -69,8 +68,7 @@ class Uplink:
                                max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age)
         self.health = Health(g.id, g.site, clock)
         self.publisher: seams.Publisher = Publisher(config, self.outbox, birth=self._birth_bytes,
-                                                    will=self.will, health=self.health.encode,
-                                                    on_command=self._command)
+                                                    will=self.will, health=self.health.encode)
         self.health.add("connected", lambda: self.publisher.connected)
         self.health.add("readings", self._reading_counters)
         self.health.add("outbox", self.outbox.stats)
@@ -160,11 +158,19 @@ class Uplink:
                             seq, len(self.outbox))
         return seq
 
-    def _command(self, cmd: dict) -> dict:
-        handler = self.on_command
-        if handler is None:
-            return {"ok": False, "error": "this gateway accepts no commands"}
-        return handler(cmd)
+    @property
+    def commands(self) -> Any:
+        """The command gate (agent/command_gate.py) the publisher hands `…/cmd` payloads to."""
+        return self.publisher.commands
+
+    @commands.setter
+    def commands(self, gate: Any) -> None:
+        self.publisher.commands = gate
+
+    def send_ack(self, payload: bytes, ran: bool = False) -> None:
+        """Publish an encoded ack on `…/ack` (QoS 1; dropped and counted while offline; a refusal also
+        when a flood of them is waiting, `ran` = the ack of a command that ran is always sent)."""
+        self.publisher.send_ack(payload, ran)
 
     def _reading_counters(self) -> dict:
         stats = self.outbox.stats()

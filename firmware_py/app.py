@@ -20,7 +20,7 @@ import asyncio
 from firmware_py import health, rt
 from firmware_py.alarms import Alarms
 from firmware_py.bus import UartBus
-from firmware_py.commands import Commands
+from firmware_py.commands import Commands, Remote
 from firmware_py.health import ERRORS
 from firmware_py.inventory import Inventory
 from firmware_py.packs import Packs
@@ -64,7 +64,9 @@ class Firmware:
             bus.reader(inv, d)  # device steps, codecs and frame readers are loaded now, not later
         if inv.writes:
             from protocols import profiles  # noqa: F401  (Point.check_write for commands)
-        self.commands = Commands(inv, self.buses, self.counters)
+        spec = cfg.get("commands") or {}
+        self.remote = Remote(spec, self.gateway_id, spec.get("path", "/cmdids.cbor"))
+        self.commands = Commands(inv, self.buses, self.counters, self.remote)
         self.poller = Poller(inv, self.buses, self.packs, self.alarms, self.commands, self.counters)
         self.online = self.poller.online
         self.uplink = Uplink(cfg, hw, self.packs, self.commands, self.counters, lambda: health.health(self))

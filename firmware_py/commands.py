@@ -1,93 +1,207 @@
-"""Commands on the board: check a command from …/cmd, queue it for its bus, ack the result.
+"""Commands on the board: check a command from …/cmd, queue it for its bus, run it, ack the result.
 
-The checks and their texts are the agent's (agent/publisher.py, agent/scheduler.py), the profile's
-own `Point.check_write` and the protocol's device steps (`check_action`), so both gateways refuse
-the same commands the same way; a refused command sends nothing. Writes, reads and actions (DL/T 645
-relay trip / close) run on the bus task between two polls (firmware_py/poller.py).
+The checks and their texts are the agent's: the command rules of protocols/commands.py (signatures,
+expiry, at-most-once ids, refusal texts), the profile's own `Point.check_write` and the protocol's
+device steps (`check_action`), so both gateways refuse the same commands the same way; a refused
+command sends nothing. Writes, reads and actions (DL/T 645 relay trip / close) run on the bus task
+between two polls (firmware_py/poller.py) through the device steps.
+
+`Remote` keeps the rules' state on the board:
+
+    remote = Remote(cfg.get("commands"), gateway_id, "/cmdids.cbor")
+    cmd = remote.open(payload, retained, rt.now())   # a Command, or raises Refused (ack its text)
+    remote.check(cmd, switching, rt.now())           # signature policy, expiry, clock; None, or the
+                                                     # original ack (bytes) of a repeat
+    remote.begin(cmd, rt.now())                      # remembered, in flash, before the bus runs it
+    remote.finish(cmd.id, ack_bytes)                 # the ack it finished with, in flash
+
+The compiled config carries `commands`: {"signed": "switching" | "all" | "none", "keys": [64 hex
+characters, ...], "id_window": seconds, "queue": commands waiting per bus}. The keys stay in this
+object and are never printed. A retained delivery is never run. A command with `exp` is refused while
+the board's clock is not set (before 2020: no NTP yet). The ids (at most `LIMIT`) are written to a small
+file as one CBOR list after every change: write a temporary file, then rename it over the old one, so
+a power cut leaves the old list or the new one.
 """
+
+import binascii
+import os
 
 from firmware_py import rt
 from protocols import cbor
+from protocols import commands as rules
+from protocols.commands import IdMemory, Refused
 from protocols.errors import ProtocolError, WriteRefused, error_kind
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
 ACTION_VALID_S = 300  # a relay command is valid at the meter until now + this (local time)
-MAX_WAITING = 4  # raw commands from …/cmd waiting to be checked
+MAX_WAITING = 4  # deliveries from …/cmd waiting to be checked
 MAX_ACKS = 8  # encoded acks waiting for the uplink
+
+LIMIT = 32  # ids remembered on the board (the ones that expire first are forgotten beyond that)
+COUNTERS = ("received", "queued", "done", "failed", "repeats", "refused")
+
+
+class Remote:
+    def __init__(self, spec, gateway_id: str, path: str) -> None:
+        spec = spec or {}
+        self.mode = spec.get("signed", "switching")
+        self.keys = [binascii.unhexlify(k) for k in spec.get("keys", ())]
+        self.id_window = int(spec.get("id_window", 86400))
+        self.queue = int(spec.get("queue", 4))
+        self.max_bytes = int(spec.get("max_bytes", 4096))
+        self.gateway_id = gateway_id
+        self.path = path
+        self.memory = IdMemory(LIMIT)
+        self.counters: dict = {}
+        for k in COUNTERS:
+            self.counters[k] = 0
+        self.refused_by: dict = {}
+        self.load()
+
+    # -- flash --------------------------------------------------------------------------------
+    def load(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                rows = cbor.loads(f.read())
+        except Exception:  # none yet (OSError), or torn (CborError): start empty
+            return
+        if type(rows) is list:
+            from firmware_py import rt
+
+            self.memory.load(rows, rt.now())
+
+    def save(self) -> None:
+        tmp = self.path + ".new"
+        with open(tmp, "wb") as f:
+            f.write(cbor.dumps(self.memory.rows()))
+        try:
+            os.rename(tmp, self.path)
+        except OSError:  # a port whose rename does not replace: remove, then rename
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+            os.rename(tmp, self.path)
+
+    # -- the rules ------------------------------------------------------------------------------
+    def refuse(self, reason: str) -> None:
+        self.counters["refused"] += 1
+        self.refused_by[reason] = self.refused_by.get(reason, 0) + 1
+
+    def open(self, data, retained: bool, now: int):
+        """The command in `data` (a delivery on …/cmd), or Refused."""
+        self.counters["received"] += 1
+        if len(data) > self.max_bytes:
+            raise Refused("too_large", rules.refusal("too_large", len(data), self.max_bytes),
+                          rules.recover_id(bytes(data[:70])))
+        if retained:
+            raise Refused("retained", rules.refusal("retained"), rules.peek_id(bytes(data)))
+        return rules.open_command(bytes(data), self.keys, self.gateway_id)
+
+    def check(self, cmd, switching: bool, now: int):
+        """Refused when the policy or the expiry rules it out; the original ack (bytes; b"" while it
+        runs) when it is a repeat; None for a command to run."""
+        rules.check_policy(cmd, self.mode, switching, now, self.id_window)
+        prior = self.memory.check(cmd)
+        if prior is not None:
+            self.counters["repeats"] += 1
+        return prior
+
+    def begin(self, cmd, now: int) -> None:
+        self.memory.expire(now)
+        self.memory.begin(cmd, rules.remember_until(cmd, now, self.id_window))
+        self.save()
+        self.counters["queued"] += 1
+
+    def forget(self, cmd_id) -> None:
+        self.memory.forget(cmd_id)
+        self.save()
+
+    def finish(self, cmd_id, ok: bool, ack: bytes) -> None:
+        self.memory.finish(cmd_id, ack)
+        self.save()
+        self.counters["done" if ok else "failed"] += 1
+
+    def stats(self) -> dict:
+        out: dict = dict(self.counters)
+        out["refused_by"] = dict(self.refused_by)
+        out["signed"] = self.mode
+        out["keys"] = len(self.keys)
+        out["ids"] = len(self.memory.entries)
+        out["ids_evicted"] = self.memory.evicted
+        return out
 
 
 class Commands:
     """The command inbox and the acks waiting for the uplink."""
 
-    def __init__(self, inv, buses: list, counters: dict) -> None:
+    def __init__(self, inv, buses: list, counters: dict, remote: Remote) -> None:
         self.inv = inv
         self.buses = buses
         self.counters = counters
-        self.inbox: list = []  # raw payloads from …/cmd
+        self.remote = remote
+        self.inbox: list = []  # (payload, retained) from …/cmd
         self.acks: list = []  # encoded acks
         self.connected = lambda: True  # the uplink says whether an ack can go out
 
-    def received(self, payload) -> None:
-        """A payload from …/cmd (the MQTT client's callback): kept until the uplink checks it."""
+    def received(self, payload, retained: bool = False) -> None:
+        """A delivery on …/cmd (the MQTT client's callback): kept until the uplink checks it."""
         if len(self.inbox) < MAX_WAITING:
-            self.inbox.append(bytes(payload))
+            self.inbox.append((bytes(payload), retained))
         else:
             self.counters["commands_bad"] += 1
 
     def take_waiting(self) -> None:
         """Check every waiting command (a bug in one must not take the uplink down)."""
         while self.inbox:
-            data = self.inbox.pop(0)
+            data, retained = self.inbox.pop(0)
             try:
-                self.take(data)
+                self.take(data, retained)
             except Exception as exc:
                 self.counters["commands_bad"] += 1
                 print("fieldlink: command failed:", repr(exc))
 
-    def take(self, data) -> None:
-        """Check a command from …/cmd: a refusal is acked now; a write, read or action waits for its bus."""
+    def take(self, data, retained: bool = False) -> None:
+        """Check a command: a refusal or a repeat is acked now; a write, read or action waits for its
+        bus, at most `queue` per bus."""
         self.counters["commands"] += 1
+        remote = self.remote
+        now = rt.now()
         try:
-            cmd: Any = cbor.loads(data)
-        except Exception:
-            self.counters["commands_bad"] += 1
-            return
-        if type(cmd) is not dict:
-            self.counters["commands_bad"] += 1
-            return
-        cid = cmd.get("id")
-        if type(cid) is not int and type(cid) is not str:
-            self.counters["commands_bad"] += 1
-            return
-        device = cmd.get("device")
-        point = cmd.get("point")
-        action = cmd.get("action", "write")
-        if type(device) is not str:
-            return self.ack(cid, False, "command needs a device (text)")
-        if type(point) is not str and type(action) is not str:
-            return self.ack(cid, False, "command needs a point or an action (text)")
+            cmd = remote.open(data, retained, now)
+        except Refused as exc:
+            return self.refuse(exc)
+        cid = cmd.id
+        device = cmd.device
+        point = cmd.point
+        action = cmd.fields.get("action", "write")
         inv = self.inv
         d = inv.find_device(device)
+        ni = inv.find_name(point)
+        marked = d >= 0 and ni >= 0 and (d << 16 | ni) in inv.switching
+        try:
+            prior = remote.check(cmd, rules.is_switching(action, marked), now)
+        except Refused as exc:
+            return self.refuse(exc)
+        if prior is not None:
+            if prior:
+                self.ack_raw(prior)  # a repeat: the original ack again, nothing runs
+            return
         if d < 0:
-            return self.ack(cid, False, "unknown device %r" % (device,))
+            return self.ack(cid, False, rules.refusal("unknown_device", repr(device)))
         bus = self.buses[inv.bus[d]]
         if action != "read" and action != "write":  # an action the profile lists (DL/T 645 relay)
             try:
                 bus.check_action(inv, d, action)
             except WriteRefused as exc:
                 return self.ack(cid, False, str(exc))
-            return bus.jobs.append((cid, d, -1, action, None, False))
+            return self.queue(bus, cmd, (cid, d, -1, action, None, False), now)
         if type(point) is not str:
-            return self.ack(cid, False, "command needs a point name")
-        ni = inv.find_name(point)
+            return self.ack(cid, False, rules.refusal("no_point"))
         if action == "read":
-            return bus.jobs.append((cid, d, ni, None, None, True))
-        if "value" not in cmd:
-            return self.ack(cid, False, "write command needs a value")
-        value = cmd["value"]
+            return self.queue(bus, cmd, (cid, d, ni, None, None, True), now)
+        if "value" not in cmd.fields:
+            return self.ack(cid, False, rules.refusal("no_value"))
+        value = cmd.fields["value"]
         from protocols.profiles import Point
 
         ws = inv.writes.get(d << 16 | ni) if ni >= 0 else None
@@ -100,7 +214,23 @@ class Commands:
         reason = Point(spec).check_write(value)
         if reason is not None:
             return self.ack(cid, False, reason)
-        bus.jobs.append((cid, d, ni, ws, value, False))
+        self.queue(bus, cmd, (cid, d, ni, ws, value, False), now)
+
+    def refuse(self, exc) -> None:
+        """A refusal: counted by reason, acked when the command had an id (else counted as bad)."""
+        self.remote.refuse(exc.reason)
+        if rules.valid_id(exc.cmd_id):
+            self.ack(exc.cmd_id, False, exc.text)
+        else:
+            self.counters["commands_bad"] += 1
+
+    def queue(self, bus, cmd, job, now: int) -> None:
+        """Onto the bus's job list unless `queue` jobs already wait (busy); remembered in flash first."""
+        if len(bus.jobs) >= self.remote.queue:
+            self.remote.refuse("busy")
+            return self.ack(cmd.id, False, rules.refusal("busy", bus.name, len(bus.jobs)))
+        self.remote.begin(cmd, now)
+        bus.jobs.append(job)
 
     async def run_job(self, bus, job) -> None:
         cid, d, ni, ws, value, read = job
@@ -112,22 +242,34 @@ class Commands:
                     await bus.request(inv, d, r, lambda _d, spec, v, _t: got.append((spec, v)), 0)
                 for spec, v in got:
                     if inv.specs[spec][0] == ni:
-                        return self.ack(cid, True, None, v)
-                return self.ack(cid, False, "point has no value (not read)")
+                        return self.done(cid, True, None, v)
+                return self.done(cid, False, "point has no value (not read)")
             if ni < 0:  # an action: its validity deadline in the board's local time
                 v = await bus.action(inv, d, ws, rt.localtime(rt.now() + ACTION_VALID_S))
             else:
                 v = await bus.write(inv, d, ws, value)
-            self.ack(cid, True, None, v)
+            self.done(cid, True, None, v)
         except WriteRefused as exc:
-            self.ack(cid, False, str(exc))
+            self.done(cid, False, str(exc))
         except ProtocolError as exc:
-            self.ack(cid, False, "%s: %s" % (error_kind(exc), exc))
+            self.done(cid, False, "%s: %s" % (error_kind(exc), exc))
         except Exception as exc:  # as the agent: an error ack, the poller goes on
-            self.ack(cid, False, "command failed: %s" % exc)
+            self.done(cid, False, "command failed: %s" % exc)
 
-    def ack(self, cid, ok: bool, error, value=None) -> None:
+    def done(self, cid, ok: bool, error, value=None) -> None:
+        """A command finished: its ack is kept with its id in flash, then sent."""
+        ack = rules.ack_bytes(cid, ok, error, value)
+        try:
+            self.remote.finish(cid, ok, ack)
+        except OSError as exc:
+            print("fieldlink: command id store:", exc.args[0] if exc.args else exc)
+        self.ack_raw(ack)
+
+    def ack_raw(self, ack: bytes) -> None:
         if len(self.acks) >= MAX_ACKS or not self.connected():
             self.counters["acks_dropped"] += 1
             return
-        self.acks.append(cbor.dumps({"id": cid, "ok": ok, "error": error, "value": value}))
+        self.acks.append(ack)
+
+    def ack(self, cid, ok: bool, error, value=None) -> None:
+        self.ack_raw(cbor.dumps({"id": cid, "ok": ok, "error": error, "value": value}))

@@ -50,6 +50,7 @@ def health(fw) -> bytes:
         "polls": fw.stats["polls"],
         "errors": {k: fw.stats.get(k, 0) for k in ERRORS},
         "alarms": c["alarms"],
+        "commands": fw.remote.stats(),
         "devices_offline": fw.inv.count - sum(fw.poller.online),
         "points_bad": sum(1 for q in fw.alarms.quality if q),
         "buses": points_health(fw),

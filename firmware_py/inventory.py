@@ -10,6 +10,7 @@ The layout is the contract of protocols/compiled.py (checked here at boot, as on
 decode specs, write specs and each device's step options are what its protocol's device steps
 (protocols/<protocol>/device.py) take; step options are one tuple shared by the devices that have
 the same. Rules: [device, name, kind, above, below, hysteresis], evaluated by protocols/rules.py.
+Writes: [device, write spec, switching (1: a signed command only, per `commands.signed`)].
 """
 
 import array
@@ -70,8 +71,12 @@ class Inventory:
         # writable points: (device << 16 | name) -> write spec (shared between devices of a model)
         wspecs = [tuple(w) for w in cfg.get("wspecs", ())]
         self.writes: dict = {}
-        for d, w in cfg.get("writes", ()):
+        self.switching: dict = {}  # (device << 16 | name) of the writable points that switch supply
+        for entry in cfg.get("writes", ()):
+            d, w = entry[0], entry[1]
             self.writes[d << 16 | wspecs[w][0]] = wspecs[w]
+            if len(entry) > 2 and entry[2]:
+                self.switching[d << 16 | wspecs[w][0]] = True
         self.actions: dict = {}  # device -> the action names its profile lists (list)
         for d, name in cfg.get("actions", ()):
             self.actions.setdefault(d, []).append(name)

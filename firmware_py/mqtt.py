@@ -124,7 +124,7 @@ class Client:
         self.skip = 0  # bytes left of an incoming packet too big for rx
         self.oversized = 0  # incoming packets dropped because they do not fit rx
         self.on_puback: Any = None  # callable(pid)
-        self.on_message: Any = None  # callable(topic_bytes_view, payload_view)
+        self.on_message: Any = None  # callable(topic_bytes_view, payload_view, retained: bool)
         self.last_tx = 0
         self.last_rx = 0
         self.ping_sent = 0
@@ -363,7 +363,7 @@ class Client:
             raise MqttError("malformed PUBLISH: topic longer than the packet")
         if self.on_message is not None:
             view = memoryview(rx)
-            self.on_message(view[start + 2 : topic_end], view[body : start + size])
+            self.on_message(view[start + 2 : topic_end], view[body : start + size], bool(rx[0] & 1))
         if qos:  # PUBACK straight away (QoS 2 is never subscribed); a command is handled once per arrival
             ack = bytearray(4)
             ack[0] = PUBACK

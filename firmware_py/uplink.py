@@ -64,8 +64,8 @@ class Uplink:
                 self.counters["packs"] += 1
                 return
 
-    def _message(self, topic, payload) -> None:
-        self.commands.received(payload)
+    def _message(self, topic, payload, retained=False) -> None:
+        self.commands.received(payload, retained)
 
     async def publish_birth(self) -> None:
         """The retained birth: its head, the time, then the inventory streamed from flash."""

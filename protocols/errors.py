@@ -90,3 +90,9 @@ def error_kind(exc: BaseException) -> str:
 class NoReply(ProtocolError):
     """No reply within the response timeout (the board's transport; the agent's link raises its own
     LinkTimeout). Booked as a timeout."""
+
+
+def no_action(device: str, protocol: str, name: object) -> WriteRefused:
+    """The refusal of an action a protocol cannot carry out."""
+    what = '"%s"' % name if type(name) is str else repr(name)
+    return WriteRefused("device %s: %s devices cannot carry out action %s" % (device, protocol, what))

@@ -105,6 +105,10 @@ class Family:
     actions: tuple = ()
     #: protocol options a device may set, name -> Option
     options: dict = NO_OPTIONS
+    #: meters: addresses are up to this many digits as printed, zero-filled (0: the family says itself),
+    #: and what one is called in an error
+    address_digits = 0
+    address_what = "an address"
     #: factory serial settings when a profile says none: (baud, parity)
     link = (9600, "N")
     #: the profile `fieldlink read` uses when none is named (None: one must be named)
@@ -133,12 +137,19 @@ class Family:
 
     # -- addresses --------------------------------------------------------------------------------
     def normalise_address(self, address: object, tcp: bool = False) -> str:
-        """The canonical text of a device address; ValueError saying what was expected."""
-        raise ValueError("an address")
+        """The canonical text of a device address; ValueError saying what was expected. Meters: up to
+        `address_digits` digits as printed, zero-filled on the left."""
+        width = self.address_digits
+        if not width or (type(address) is not int and type(address) is not str):
+            raise ValueError(self.address_what)
+        text = str(address).strip()
+        if not text.isdigit() or len(text) > width:
+            raise ValueError(self.address_what)
+        return "0" * (width - len(text)) + text
 
     def is_wildcard(self, address: str) -> bool:
-        """True for an address that any device on the bus answers (DL/T 645 AA..AA)."""
-        return False
+        """True for an address that any meter on the bus answers (AA..AA)."""
+        return self.address_digits > 0 and len(address) > 0 and address.upper() == "A" * len(address)
 
     def birth_address(self, address: str) -> object:
         """The address as the birth message carries it (docs/payload.md)."""
@@ -146,7 +157,8 @@ class Family:
 
     def address_label(self, n: int) -> str:
         """The address `--sweep` probes as number `n`."""
-        return str(n)
+        text = str(n)
+        return "0" * (self.address_digits - len(text)) + text if self.address_digits else text
 
     def config_address(self, address: object) -> str:
         """The address as TOML text in a generated config."""

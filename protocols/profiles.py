@@ -1,13 +1,17 @@
 """Device profiles: what varies by device model, as data (JSON files in protocols/profiles/).
 
 A profile names the protocol, the link defaults and every point: where it lives on the device
-(Modbus table/address/type, DL/T 645 DI and format, CJ/T 188 reply field), how the raw value
+(Modbus table/address/type, DL/T 645 DI and format, CJ/T 188 reply field, DL/T 698.45 OAD and
+array element), how the raw value
 scales to a SenML unit, and whether a command may write it and within which range.
 
 Actions (`"actions": [{"name": "relay_trip"}, ...]`) are the commands other than point writes that a
 model allows; which names a protocol can carry out is its family's `actions` (protocols/registry.py;
 DL/T 645-2007: relay trip / close, C=1C). What a point of each protocol must carry is checked by the
 protocol's family (`Family.check_point`).
+A writable point marked `"switching": true` switches supply (a lamp on/off, a valve, a contactor): with
+the default `[commands] signed = "switching"` a command may write it only when signed, as the relay
+actions (protocols/commands.py).
 
 `parse_profile` only checks a decoded dict; `load_profile` reads the packaged JSON file (the one
 deliberate file read in protocols/: profiles are data shipped beside the code).
@@ -35,6 +39,7 @@ NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 _POINT_KEYS = (
     "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values", "description",
+    "switching",
 )  # and the keys of every protocol's points (Family.point_keys)
 _PROFILE_KEYS = (
     "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source", "actions",
@@ -81,6 +86,8 @@ class Point:
         self.max = spec.get("max")
         self.values = spec.get("values")
         self.description = spec.get("description", "")
+        # a write switches supply (a lamp on/off, a valve, a contactor): signed commands only by default
+        self.switching = spec.get("switching", False)
         # Modbus
         self.table = spec.get("table", "holding")
         self.address = spec.get("address", 0)
@@ -93,6 +100,9 @@ class Point:
         self.block_index = spec.get("block_index")  # member of a block DI (FF); None: a single item
         # CJ/T 188
         self.field = spec.get("field")
+        # DL/T 698.45: the attribute's OAD and, for an array read whole, the element (1-based)
+        self.oad = spec.get("oad")
+        self.element = spec.get("element")
 
     def register_count(self) -> int:
         """How many 16-bit registers (or bits, for coil/discrete tables) the point spans."""
@@ -207,6 +217,10 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
             raise ProfileError(source, "%s: %s must be a number" % (where, key))
     if "writable" in spec and not isinstance(spec["writable"], bool):
         raise ProfileError(source, "%s: writable must be true or false" % where)
+    if "switching" in spec and not isinstance(spec["switching"], bool):
+        raise ProfileError(source, "%s: switching must be true or false" % where)
+    if spec.get("switching") and not spec.get("writable"):
+        raise ProfileError(source, "%s: switching applies to writable points only" % where)
     if "unit" in spec and not isinstance(spec["unit"], str):
         raise ProfileError(source, "%s: unit must be a string" % where)
     for key in spec:

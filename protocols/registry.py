@@ -18,6 +18,7 @@ PROTOCOLS = (
     ("dlt645", "dlt645"),
     ("dlt645_1997", "dlt645"),
     ("cjt188", "cjt188"),
+    ("dlt698", "dlt698"),
 )
 
 _families: dict = {}

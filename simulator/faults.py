@@ -14,7 +14,8 @@ time they are set (they are timeline events, so ground truth knows about them).
 | noise           | wire   | length (8) random bytes before the reply, rate (1.0)|
 | wrong_address   | device | address (own + 1), rate (1.0): another unit answers |
 | exception       | device | code (4), rate (1.0): Modbus exception response     |
-| abnormal        | device | code (0x02 / ST1 0x03), rate (1.0): DL/T 645 ERR or CJ/T 188 abnormal reply |
+| abnormal        | device | code (0x02 / ST1 0x03 / DAR 4), rate (1.0): DL/T 645 ERR,  |
+|                 |        | CJ/T 188 abnormal reply, DL/T 698.45 DAR for every OAD      |
 | followup        | device | size (8) value bytes per frame, seq_start (1), reply_seq (1), rate (1.0):   |
 |                 |        | DL/T 645-2007 reads longer than size answer B1, the rest to C=12 (B2 .. 92) |
 | reboot          | model  | duration s (5, simulated), keep_counters (false)    |

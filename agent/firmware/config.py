@@ -151,7 +151,7 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
                 p = profile.point(name)
                 if p.writable:
                     wspec = _write_spec(family, p, names.add(name), options)
-                    writes.append([len(devices), wspecs.add(wspec)])
+                    writes.append([len(devices), wspecs.add(wspec), int(bool(p.switching))])
             for action in profile.action_names():
                 if action in family.actions:
                     actions.append([len(devices), action])
@@ -190,6 +190,10 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
         "birth": [head.hex(), tail.hex()],
         "birth_seq": seq,
         "will": birth.encode(birth.make_will(g.id, g.site, seq)).hex(),
+        # the command keys go to the board's flash (config.json): protect the board as the key file
+        "commands": {"signed": config.commands.signed, "keys": [k.hex() for k in config.commands.keys],
+                     "id_window": config.commands.id_window, "queue": min(config.commands.queue, 8),
+                     "max_bytes": config.commands.max_bytes},
     }
     if wifi:
         out["wifi"] = {"ssid": wifi[0], "password": wifi[1]}

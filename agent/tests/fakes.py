@@ -108,7 +108,8 @@ class RecordingUplink:
         self.states: list = []
         self.alarms: list = []
         self.counters: dict = {}
-        self.on_command: Any = None
+        self.commands: Any = None
+        self.acks: list = []
         self.stopped: bool | None = None
         self.lock = threading.Lock()
 
@@ -133,6 +134,10 @@ class RecordingUplink:
 
     def add_counters(self, name: str, getter: Any) -> None:
         self.counters[name] = getter
+
+    def send_ack(self, payload: bytes, ran: bool = False) -> None:
+        with self.lock:
+            self.acks.append((payload, ran))
 
     def count(self, device: str, since: float = 0.0) -> int:
         with self.lock:

@@ -10,8 +10,10 @@ import sys
 import cbor2
 import pytest
 
+from agent.command_gate import CommandGate
+from agent.command_store import IdStore
 from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
-from agent.publisher import backoff_delay, recover_command_id
+from agent.publisher import backoff_delay
 from agent.uplink import Uplink
 from hil_tests.broker import Subscriber, broker_or_skip
 
@@ -63,14 +65,6 @@ def test_backoff_grows_with_jitter_and_is_capped():
         cap = min(60.0, 2.0**n)
         assert cap / 2 <= d <= cap
     assert len({round(backoff_delay(3, 1.0, 60.0, rng), 6) for _ in range(20)}) > 1
-
-
-def test_recover_command_id():
-    good = cbor2.dumps({"id": 42, "device": "lamp-1", "point": "dim", "value": 0.5}, canonical=True)
-    assert recover_command_id(good[:12]) == 42
-    assert recover_command_id(cbor2.dumps({"id": "abc", "device": "x"}, canonical=True)[:9]) == "abc"
-    assert recover_command_id(b"\xff\x00garbage") is None
-    assert recover_command_id(b"") is None
 
 
 def test_birth_is_retained_and_stop_publishes_offline(broker, sub, uplink):
@@ -134,18 +128,44 @@ def test_health_carries_the_counters(sub, uplink):
     assert h["mqtt"]["connects"] == 1
 
 
-def test_commands_get_acks(sub, uplink):
-    seen = []
+class FakeScheduler:
+    """Stands in for agent.scheduler.Scheduler: runs every command at once on the caller's thread."""
 
+    def __init__(self, handle):
+        self.handle = handle
+        self.seen = []
+
+    def switching(self, cmd):
+        return cmd.get("action") == "relay_trip"
+
+    def submit(self, cmd, done, before=None):
+        self.seen.append(cmd)
+        if before is not None:
+            before()
+        try:
+            result = self.handle(cmd)
+        except Exception as exc:
+            result = {"ok": False, "error": "command failed: %s" % exc}
+        done(result)
+        return None
+
+
+def gate_for(uplink, tmp_path, handle):
+    scheduler = FakeScheduler(handle)
+    gate = CommandGate(uplink.config, scheduler, IdStore(str(tmp_path / "ids.sqlite")), uplink.send_ack)
+    uplink.commands = gate
+    return gate, scheduler
+
+
+def test_commands_get_acks(sub, uplink, tmp_path):
     def handle(cmd):
-        seen.append(cmd)
         if cmd["point"] == "boom":
             raise RuntimeError("bus rs485-1 is gone")
         if cmd["point"] != "dim":
             return {"ok": False, "error": "point %s is not writable" % cmd["point"]}
         return {"ok": True, "value": cmd["value"]}
 
-    uplink.on_command = handle
+    gate, scheduler = gate_for(uplink, tmp_path, handle)
     for i, point in enumerate(["dim", "energy", "boom"]):
         publish_cmd(sub, cbor2.dumps({"id": i, "device": "lamp-1", "point": point, "value": 0.5}))
     assert sub.wait_for(lambda: len(sub.on("ack")) == 3, 5)
@@ -153,11 +173,35 @@ def test_commands_get_acks(sub, uplink):
     assert acks[0] == {"id": 0, "ok": True, "error": None, "value": 0.5}
     assert acks[1]["ok"] is False and "not writable" in acks[1]["error"]
     assert acks[2]["ok"] is False and "bus rs485-1 is gone" in acks[2]["error"]
-    assert len(seen) == 3
+    assert len(scheduler.seen) == 3
+    # the same command again: its original ack, nothing run; another command under id 0: refused
+    publish_cmd(sub, cbor2.dumps({"id": 0, "device": "lamp-1", "point": "dim", "value": 0.5}))
+    publish_cmd(sub, cbor2.dumps({"id": 0, "device": "lamp-1", "point": "dim", "value": 0.9}))
+    assert sub.wait_for(lambda: len(sub.on("ack")) == 5, 5)
+    again, other = sub.decoded("ack")[3:]
+    assert again == acks[0] and len(scheduler.seen) == 3
+    assert other["ok"] is False and "already used" in other["error"]
+    assert gate.stats()["repeats"] == 1 and gate.stats()["refused_by"] == {"duplicate_id": 1}
 
 
-def test_garbage_on_cmd_gets_an_error_ack_or_a_counter(sub, uplink):
-    uplink.on_command = lambda cmd: {"ok": True, "value": cmd.get("value")}
+def test_retained_and_oversized_commands_are_refused(sub, uplink, tmp_path):
+    _gate, scheduler = gate_for(uplink, tmp_path, lambda cmd: {"ok": True, "value": None})
+    retained = cbor2.dumps({"id": "r1", "device": "lamp-1", "point": "dim", "value": 0.1})
+    sub.client.publish("fieldlink/s1/gw1/cmd", retained, qos=1, retain=True).wait_for_publish(5)
+    # the retained message is delivered live (retain 0 on MQTT 3.1.1) and again, flagged, on resubscribe
+    assert sub.wait_for(lambda: len(sub.on("ack")) >= 1, 5)
+    big = cbor2.dumps({"id": "big", "device": "lamp-1", "point": "dim", "value": "x" * 5000}, canonical=True)
+    publish_cmd(sub, big)
+    assert sub.wait_for(lambda: any(a["id"] == "big" for a in sub.decoded("ack")), 5)
+    sub.client.publish("fieldlink/s1/gw1/cmd", b"", qos=1, retain=True).wait_for_publish(5)  # clear it
+    acks = {a["id"]: a for a in sub.decoded("ack")}
+    assert acks["big"]["ok"] is False and acks["big"]["error"] == (
+        "command of %d bytes is over the limit of 4096 bytes" % len(big))
+    assert [c["id"] for c in scheduler.seen] in ([], ["r1"])
+
+
+def test_garbage_on_cmd_gets_an_error_ack_or_a_counter(sub, uplink, tmp_path):
+    gate, _ = gate_for(uplink, tmp_path, lambda cmd: {"ok": True, "value": cmd.get("value")})
     truncated = cbor2.dumps({"id": 9, "device": "lamp-1", "point": "dim", "value": 0.5}, canonical=True)[:15]
     publish_cmd(sub, truncated)  # id recoverable
     publish_cmd(sub, b"\xff\xfe\xfd")  # nothing recoverable
@@ -169,5 +213,6 @@ def test_garbage_on_cmd_gets_an_error_ack_or_a_counter(sub, uplink):
     assert acks[9]["ok"] is False and "not valid CBOR" in acks[9]["error"]
     assert acks[10]["ok"] is False and "point or an action" in acks[10]["error"]
     assert acks[11]["ok"] is True
-    stats = uplink.publisher.stats()
-    assert stats["commands"] == 5 and stats["commands_bad"] == 4
+    stats = gate.stats()
+    assert stats["received"] == 5 and stats["refused"] == 4, stats
+    assert stats["refused_by"] == {"not_cbor": 2, "not_command": 1, "no_target": 1}, stats

@@ -76,9 +76,9 @@ def test_gateway_polls_the_simulated_site_and_backs_off_a_silent_lamp(tmp_path, 
             assert uplink.count("lamp-02", start) == 0
             sim.clear("lamp-02")
             assert wait_for(lambda: uplink.states[-1][:2] == ("lamp-02", True), 15), uplink.states
-        ack = uplink.on_command({"device": "lamp-03", "point": "dim", "value": 0.5})
+        ack = gateway.scheduler.command({"device": "lamp-03", "point": "dim", "value": 0.5})
         assert ack["ok"] is True and ack["value"] == pytest.approx(0.5), ack
-        refused = uplink.on_command({"device": "lamp-03", "point": "voltage", "value": 1})
+        refused = gateway.scheduler.command({"device": "lamp-03", "point": "voltage", "value": 1})
         assert refused["ok"] is False and "not writable" in refused["error"]
     finally:
         gateway.stop()

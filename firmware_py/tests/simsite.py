@@ -68,7 +68,7 @@ class Simulator:
             self.proc = None
 
     def firmware_config(self, broker_port: int, interval: float = 1.0, timeout_ms: int = 100,
-                        health: float = 2.0, rules: list[dict] | None = None) -> str:
+                        health: float = 2.0, rules: list[dict] | None = None, extra: str = "") -> str:
         """`fieldlink sim-config` for this site, tuned for a short test, compiled for the board."""
         from agent.config import load_config
         from agent.firmware.config import compile_config, dumps
@@ -86,6 +86,7 @@ class Simulator:
                             % broker_port, 1)
         for rule in rules or []:
             text += "\n[[rules]]\n" + "".join("%s = %s\n" % (k, json.dumps(v)) for k, v in rule.items())
+        text += extra
         with open(toml, "w") as f:
             f.write(text)
         compiled = compile_config(load_config(toml), board="host", ring_slots=16, ring_slot_size=1024)

@@ -4,11 +4,12 @@
 sensor (9600 8N1), a DL/T 645 meter and a CJ/T 188 water meter (2400 8E1). The firmware polls both
 UARTs and publishes; every reading on the broker must be what the simulator says the device answered
 (ground truth over its control channel). During the run a lamp goes silent and comes back (comms
-alarm raised, then cleared), commands arrive on …/cmd (Modbus write with read-back, CJ/T 188 valve,
-refusals, garbage), a threshold rule fires and clears, and the TCP connection is cut once (last will,
-then a new birth).
+alarm raised, then cleared), commands arrive on …/cmd (Modbus write with read-back, a signed CJ/T 188
+valve command, its replay, an unsigned and an expired one, a retained one, refusals, garbage), a
+threshold rule fires and clears, and the TCP connection is cut once (last will, then a new birth).
 """
 
+import os
 import threading
 import time
 
@@ -17,7 +18,7 @@ import pytest
 from firmware_py.tests import mpvm
 from firmware_py.tests.simsite import Simulator, SimulatorMissing
 from hil_tests.broker import broker_or_skip
-from protocols import birth, cbor, senml
+from protocols import birth, cbor, cose, senml
 
 pytestmark = mpvm.vm_module()
 
@@ -37,7 +38,7 @@ async def chaos():
 asyncio.create_task(chaos())
 await gw.main(run_ms=%(run_ms)d)
 hostio.emit(json.dumps({"made": gw.counters, "pending": gw.ring.pending(), "errors": gw.stats,
-    "online": list(gw.online)}))
+    "online": list(gw.online), "remote": gw.remote.stats()}))
 """
 
 
@@ -80,15 +81,36 @@ def command(col, topic, **cmd):
     time.sleep(0.15)
 
 
+KEY = bytes(range(7, 39))
+
+
+def signed(ttl=60, **cmd):
+    """A COSE_Mac0 of the command, exp = now + ttl, for gateway gw1."""
+    return cose.sign(cbor.dumps(dict(cmd, exp=int(time.time()) + ttl)), KEY, b"gw1")
+
+
+def key_config(tmp_path) -> str:
+    path = os.path.join(str(tmp_path), "gw1.key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(KEY.hex() + "\n")
+    return '\n[commands]\nkey_file = "%s"\n' % path
+
+
 def test_firmware_against_the_simulator(tmp_path):
     broker = broker_or_skip()
     errors: list = []
     try:
         with Simulator("demo", str(tmp_path)) as sim:
             rules = [{"device": "lamp-03", "point": "dim", "below": 0.6, "hysteresis": 0.05}]
-            cfg = sim.firmware_config(broker.port, interval=1.0, timeout_ms=100, rules=rules)
+            cfg = sim.firmware_config(broker.port, interval=1.0, timeout_ms=100, rules=rules,
+                                      extra=key_config(tmp_path))
             col = Collector(broker.port, "fieldlink/demo/gw1/#")
             cmd_topic = "fieldlink/demo/gw1/cmd"
+            valve = signed(id="c6", device="flat-101-water", point="valve", value="closed")
+            # left retained before the board connects: delivered with the retain flag, never run
+            left = signed(id="r1", device="flat-101-water", point="valve", value="open")
+            col.client.publish(cmd_topic, left, qos=1, retain=True).wait_for_publish(5)
 
             def director():
                 try:
@@ -101,7 +123,13 @@ def test_firmware_against_the_simulator(tmp_path):
                     command(col, cmd_topic, id="c4", device="nope", point="dim", value=1)
                     col.client.publish(cmd_topic, b"\xff\x00 not cbor", qos=1)
                     time.sleep(0.15)
-                    command(col, cmd_topic, id="c6", device="flat-101-water", point="valve", value="closed")
+                    command(col, cmd_topic, id="u6", device="flat-101-water", point="valve", value="closed")
+                    expired = signed(ttl=-5, id="x6", device="flat-101-water", point="valve", value="closed")
+                    col.client.publish(cmd_topic, expired, qos=1)
+                    col.client.publish(cmd_topic, valve, qos=1)
+                    time.sleep(1.5)
+                    col.client.publish(cmd_topic, valve, qos=1)  # replayed
+                    time.sleep(0.15)
                     command(col, cmd_topic, id="c7", device="feeder-meter", action="read", point="frequency")
                     time.sleep(3.5)
                     sim.client.clear("lamp-02")
@@ -113,6 +141,7 @@ def test_firmware_against_the_simulator(tmp_path):
             t.start()
             res = mpvm.run(RUN % {"run_ms": 12000, "drop_at": 6000}, files={"/config.json": cfg})
             t.join(5)
+            col.client.publish(cmd_topic, b"", qos=1, retain=True).wait_for_publish(5)
             time.sleep(0.5)
             col.close()
             assert not errors, errors
@@ -148,10 +177,18 @@ def test_firmware_against_the_simulator(tmp_path):
             assert acks["c3"]["error"] == "1.5 is above the maximum 1 of point dim"
             assert acks["c4"]["error"] == "unknown device 'nope'"
             assert acks["c6"] == {"id": "c6", "ok": True, "error": None, "value": "closed"}
+            c6 = [cbor.loads(p) for _t, p, _r, _w in col.of("ack") if cbor.loads(p)["id"] == "c6"]
+            assert c6 == [acks["c6"], acks["c6"]]  # the replay got the original ack; the valve moved once
+            assert acks["u6"]["error"] == ("write valve of flat-101-water is refused unsigned: this gateway "
+                                           "wants switching commands signed (COSE_Mac0)")
+            assert acks["x6"]["ok"] is False and acks["x6"]["error"].startswith("command expired at")
+            assert acks["r1"] == {"id": "r1", "ok": False, "error": "retained commands are not executed",
+                                  "value": None}
+            assert summary["remote"]["refused_by"]["retained"] >= 1 and summary["remote"]["repeats"] == 1
             assert acks["c7"]["ok"] is True and sim.matches("feeder-meter", "frequency", acks["c7"]["value"],
                                                             int(when["c7"]) - 3, 4.0)
             assert acks["c8"]["ok"] is True and acks["c8"]["value"] == 0.7
-            assert summary["made"]["commands_bad"] == 1 and summary["made"]["commands"] == 8
+            assert summary["made"]["commands_bad"] == 1 and summary["made"]["commands"] >= 11
             assert sim.client.truth("lamp-03", "dim") == pytest.approx(0.7)
             assert sim.client.truth("flat-101-water", "valve") == "closed"
 

@@ -102,7 +102,7 @@ def test_oversized_incoming_message_is_dropped_counted_and_the_session_goes_on()
 
         async def go() -> Client:
             c = Client(Board(), "fw-small", 10, rx_size=64)
-            c.on_message = lambda topic, payload: got.append(bytes(topic) + b" " + bytes(payload))
+            c.on_message = lambda topic, payload, retain: got.append(bytes(topic) + b" " + bytes(payload))
             await c.connect("127.0.0.1", broker.port)
             await c.subscribe("fw/cmd", 1)
             await asyncio.sleep(0.3)
@@ -183,12 +183,22 @@ def test_commands_in_pieces_and_qos1_acknowledged():
     got = []
     publish = b"\x32\x0c\x00\x03cmd\x12\x34hello"
     c, sock = connected_client([publish[:1], publish[1:5], publish[5:] + b"\xd0\x00"])
-    c.on_message = lambda t, p: got.append((bytes(t), bytes(p)))
+    c.on_message = lambda t, p, r: got.append((bytes(t), bytes(p), r))
     c.ping_sent = 1
     while sock.chunks:
         c.poll()
-    assert got == [(b"cmd", b"hello")]
+    assert got == [(b"cmd", b"hello", False)]
     assert sock.sent.endswith(b"\x40\x02\x12\x34") and c.ping_sent == 0
+
+
+def test_the_retain_flag_of_a_delivery_is_reported():
+    got = []
+    retained = b"\x33\x0c\x00\x03cmd\x00\x01hello"  # PUBLISH, QoS 1, retain
+    c, sock = connected_client([retained])
+    c.on_message = lambda t, p, r: got.append((bytes(p), r))
+    while sock.chunks:
+        c.poll()
+    assert got == [(b"hello", True)]
 
 
 def test_oversized_packet_skipped_across_reads():
@@ -196,7 +206,7 @@ def test_oversized_packet_skipped_across_reads():
     big = b"\x30\xc8\x01\x00\x03big" + b"z" * 195  # 200 bytes of body, rx is 64
     small = b"\x30\x07\x00\x03cmdok"
     c, sock = connected_client([big[:50], big[50:120], big[120:] + small])
-    c.on_message = lambda t, p: got.append(bytes(p))
+    c.on_message = lambda t, p, r: got.append(bytes(p))
     while sock.chunks:
         c.poll()
     assert got == [b"ok"] and c.oversized == 1
@@ -206,7 +216,7 @@ def test_oversized_packet_skipped_across_reads():
 @given(st.lists(st.binary(min_size=1, max_size=80), max_size=12), st.integers(8, 128))
 def test_any_bytes_from_the_broker_never_crash_the_client(chunks, rx_size):
     c, sock = connected_client(chunks, rx_size)
-    c.on_message = lambda t, p: (bytes(t), bytes(p))
+    c.on_message = lambda t, p, r: (bytes(t), bytes(p))
     c.on_puback = lambda pid: None
     try:
         while sock.chunks:

@@ -11,7 +11,7 @@ Options (`options(entry)`): (meter type, status map, unit codes).
 """
 
 from protocols import cjt188
-from protocols.errors import EncodingError, WriteRefused
+from protocols.errors import EncodingError, WriteRefused, no_action
 from protocols.scaling import scaled
 
 VALVE = {"open": "open", "closed": "close", "close": "close", True: "open", False: "close"}
@@ -73,8 +73,7 @@ def read(device: str, address: str, opts: tuple, frame: bytes, specs: list, seq:
 
 
 def check_action(device: str, opts: object, name: object) -> None:
-    what = '"%s"' % name if type(name) is str else repr(name)
-    raise WriteRefused("device %s: cjt188 devices cannot carry out action %s" % (device, what))
+    raise no_action(device, "cjt188", name)
 
 
 def action(device: str, address: str, opts: tuple, name: str, until: tuple, seq: int):  # type: ignore[no-untyped-def]

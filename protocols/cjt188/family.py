@@ -16,6 +16,8 @@ class Family(family.Family):
     title = "CJ/T 188"
     point_keys = ("field",)
     options = OPTIONS
+    address_digits = 14
+    address_what = "a CJ/T 188 meter address of up to 14 digits"
     link = (2400, "E")
     default_profile = "cjt188-water"
     simulator = "simulator.servers.cjt188:Cjt188Server"
@@ -24,22 +26,6 @@ class Family(family.Family):
         if type(spec.get("field")) is not str:
             return "field (such as flow_total) is required"
         return None
-
-    def normalise_address(self, address: object, tcp: bool = False) -> str:
-        what = "a CJ/T 188 meter address of up to 14 digits"
-        if type(address) is not int and type(address) is not str:
-            raise ValueError(what)
-        text = str(address).strip()
-        if not text.isdigit() or len(text) > 14:
-            raise ValueError(what)
-        return "0" * (14 - len(text)) + text
-
-    def is_wildcard(self, address: str) -> bool:
-        return len(address) > 0 and address.upper() == "A" * len(address)
-
-    def address_label(self, n: int) -> str:
-        text = str(n)
-        return "0" * (14 - len(text)) + text
 
     def plan(self, device: str, points: list, options: dict, single: bool = False) -> list:
         preamble = int(options.get("preamble", 4))

@@ -18,7 +18,7 @@ compiled device entry): (max_followups, seq_start, reply_seq, preamble, version,
 """
 
 from protocols import dlt645
-from protocols.errors import EncodingError, ProtocolError, WriteRefused
+from protocols.errors import EncodingError, ProtocolError, WriteRefused, no_action
 from protocols.scaling import scaled
 
 #: action name -> the C=1C action byte
@@ -113,7 +113,7 @@ def credentials(device: str, opts: tuple) -> tuple:
 def check_action(device: str, opts: tuple, name: object) -> None:
     """Nothing when relay action `name` can be sent to this meter; WriteRefused saying why not."""
     if name not in RELAY_ACTIONS:
-        raise WriteRefused("device %s: dlt645 devices cannot carry out action %s" % (device, _quoted(name)))
+        raise no_action(device, "dlt645", name)
     if opts[4] != 2007:
         raise WriteRefused("device %s: relay control (C=1C) is a DL/T 645-2007 command; this meter is "
                            "set to version %d" % (device, opts[4]))

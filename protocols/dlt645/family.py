@@ -46,6 +46,8 @@ class Family(family.Family):
     exclusive_keys = ("block_index",)
     actions = ("relay_trip", "relay_close")
     options = OPTIONS
+    address_digits = 12
+    address_what = "a DL/T 645 meter address of up to 12 digits (as printed on the meter)"
     simulator = "simulator.servers.dlt645:Dlt645Server"
 
     def __init__(self, name: str) -> None:
@@ -75,22 +77,6 @@ class Family(family.Family):
                 return ("block_index needs a block DI (FF in DI1 or DI0, 1997: an F digit), %s is a "
                         "single item" % di)
         return None
-
-    def normalise_address(self, address: object, tcp: bool = False) -> str:
-        what = "a DL/T 645 meter address of up to 12 digits (as printed on the meter)"
-        if type(address) is not int and type(address) is not str:
-            raise ValueError(what)
-        text = str(address).strip()
-        if not text.isdigit() or len(text) > 12:
-            raise ValueError(what)
-        return "0" * (12 - len(text)) + text
-
-    def is_wildcard(self, address: str) -> bool:
-        return len(address) > 0 and address.upper() == "A" * len(address)
-
-    def address_label(self, n: int) -> str:
-        text = str(n)
-        return "0" * (12 - len(text)) + text
 
     def plan(self, device: str, points: list, options: dict, single: bool = False) -> list:
         preamble = int(options.get("preamble", 4))

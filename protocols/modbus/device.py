@@ -11,7 +11,7 @@ Write spec: [table, address, type, order, scale, offset].
 """
 
 from protocols import modbus, points
-from protocols.errors import EncodingError, WriteRefused
+from protocols.errors import EncodingError, WriteRefused, no_action
 from protocols.scaling import scaled
 
 FUNCTIONS = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
@@ -71,11 +71,8 @@ def read(device: str, address: object, opts: object, frame: bytes, specs: list, 
 
 
 def check_action(device: str, opts: object, name: object) -> None:
-    raise WriteRefused("device %s: modbus devices cannot carry out action %s" % (device, _quoted(name)))
+    raise no_action(device, "modbus", name)
 
-
-def _quoted(name: object) -> str:
-    return '"%s"' % name if type(name) is str else repr(name)
 
 
 def point_spec(ws: list) -> dict:

@@ -90,3 +90,26 @@ def test_bad_actions_are_refused(protocol: str, actions: object, message: str) -
         bad["points"] = [{"name": "power", "di": "B630", "format": "XX.XXXX"}]
     with pytest.raises(ProfileError, match=message):
         parse_profile(bad, "t-meter.json")
+
+
+DLT698: dict = {
+    "model": "t-698", "kind": "electricity_meter", "protocol": "dlt698",
+    "points": [{"name": "voltage_a", "unit": "V", "oad": "20000200", "element": 1}],
+}
+
+
+def test_dlt698_points_name_an_oad_and_maybe_an_element() -> None:
+    profile = parse_profile(DLT698)
+    assert (profile.point("voltage_a").oad, profile.point("voltage_a").element) == ("20000200", 1)
+    assert load_profile("dlt698-3p").point("energy_import_t4").element == 5
+    for change, message in (
+        ({"oad": "2000020"}, "oad must be 8 hex digits"),
+        ({"element": 0}, "element must be an integer 1..255"),
+        ({"element": True}, "element must be an integer"),
+        ({"oad": "20000201", "element": 2}, "names element 1 already"),
+    ):
+        bad = dict(DLT698, points=[dict(DLT698["points"][0], **change)])
+        with pytest.raises(ProfileError, match=message):
+            parse_profile(bad, "t-698.json")
+    with pytest.raises(ProfileError, match=r"element is for DL/T 698\.45 points only"):
+        parse_profile(dict(METER, points=[dict(METER["points"][0], element=1)]))

@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, ".")
 
-from protocols import alarms, cjt188, dlt645, modbus, poll, quality, registry
+from protocols import alarms, axdr, cjt188, dlt645, dlt698, modbus, poll, quality, registry
 from protocols.errors import NoReply, WriteRefused, error_kind
 from protocols.scaling import scaled
 
@@ -56,13 +56,13 @@ def collect():
 
 
 # -- registry ------------------------------------------------------------------------------------------
-check("names", registry.names(), ["modbus", "dlt645", "dlt645_1997", "cjt188"])
+check("names", registry.names(), ["modbus", "dlt645", "dlt645_1997", "cjt188", "dlt698"])
 check("folder", registry.folder("dlt645_1997"), "dlt645")
 try:
     registry.device("dlt999")
     check("unknown", "no error", "UnknownProtocol")
 except ValueError as exc:
-    check("unknown", str(exc), "protocol 'dlt999' is not one of modbus, dlt645, dlt645_1997, cjt188")
+    check("unknown", str(exc), "protocol 'dlt999' is not one of modbus, dlt645, dlt645_1997, cjt188, dlt698")
 
 # -- Modbus: a unit with holding registers 0..3 --------------------------------------------------------
 REGS = [2301, 512, 0xFF38, 7]
@@ -152,6 +152,35 @@ _, sent = run(steps.read("w", W, opts, cjt188.read_request(0x10, W), [[0, "flow_
               meter188, cjt188.Cjt188FrameReader)
 check("cjt188 read", got, [(0, 12.345, None), (1, "open", None)])
 check("cjt188 ser", cjt188.parse_request(cjt188.parse_frame(sent[0]))[1], 9)
+
+# -- DL/T 698.45: a NormalList GET of energy (array, element picked), voltage and an OAD refused ------
+M = "000000000201"
+steps = registry.device("dlt698")
+
+
+def meter698(frame):
+    f = dlt698.parse_frame(frame)
+    piid, oads, is_list = dlt698.parse_request(f)[:3]
+    energy = (axdr.ARRAY, [(axdr.DOUBLE_LONG_UNSIGNED, 1234567), (axdr.DOUBLE_LONG_UNSIGNED, 234567)])
+    volts = (axdr.ARRAY, [(axdr.LONG_UNSIGNED, 2301), (axdr.LONG_UNSIGNED, 2299), (axdr.LONG_UNSIGNED, 2310)])
+    data = {"00100200": energy, "20000200": volts}
+    results = [dlt698.Result(o, data[o]) if o in data else dlt698.Result(o, None, 4) for o in oads]
+    return dlt698.read_response(M, piid, results, is_list)
+
+
+opts = steps.options({"protocol": "dlt698", "options": {"client": 0, "preamble": 2}})
+specs = [[0, "00100200", 1, 3600000, 0], [1, "00100200", 2, 3600000, 0], [2, "20000200", 3, 1, 0],
+         [3, "200F0200", 0, 1, 0]]
+frame = dlt698.read_request(M, ["00100200", "20000200", "200F0200"], 0, 0, preamble=2)
+got, emit = collect()
+run(steps.read("m", M, opts, frame, specs, 1, emit), meter698, dlt698.Dlt698FrameReader)
+check("dlt698 read", got, [(0, 44444412000, None), (1, 8444412000, None), (2, 231.0, None),
+                           (3, None, "dar: object undefined")])
+try:
+    run(steps.read("m", M, opts, dlt698.read_request(M, "200F0200", 0, 0), [[0, "200F0200", 0, 1, 0]], 1,
+                   emit), meter698, dlt698.Dlt698FrameReader)
+except dlt698.DarError as exc:
+    check("dlt698 all refused", error_kind(exc), "abnormal")
 
 # -- the shared rules ----------------------------------------------------------------------------------
 check("scaled", [scaled(2301, 0.1, 0), scaled(5, 2, 1), scaled(True, 10, 0), scaled("x", 2, 0)],

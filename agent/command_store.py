@@ -1,0 +1,111 @@
+"""The command-id store: protocols.commands.IdMemory kept in a small SQLite file beside the outbox.
+
+One row per remembered id: (key = CBOR of the id, digest of the command's bytes, until = POSIX seconds,
+ack = the CBOR ack it finished with, empty while it runs). A row is committed (synchronous = FULL)
+*before* its command is handed to its bus, so a command that was running when the power went is
+answered "interrupted" after the restart, never run again. The file is 0600 in a 0700 folder
+(agent/private.py). Expired rows are deleted as they are met, at most once a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from agent.private import private_dir, private_file
+from protocols.commands import Command, IdMemory
+
+__all__ = ["IdStore"]
+
+log = logging.getLogger("fieldlink.commands")
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS ids (key BLOB PRIMARY KEY, digest BLOB, until INTEGER, ack BLOB)"
+_PURGE_EVERY = 60.0
+
+
+class IdStore:
+    """IdMemory with every change written to SQLite; thread-safe (network thread and bus owners)."""
+
+    def __init__(self, path: str, limit: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self.memory = IdMemory(limit)
+        self._lock = threading.Lock()
+        private_dir(os.path.dirname(os.path.abspath(path)))
+        private_file(path)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+        now = int(clock())
+        rows = self._db.execute("SELECT key, digest, until, ack FROM ids").fetchall()
+        interrupted = self.memory.load([list(r) for r in rows], now)
+        self._db.execute("DELETE FROM ids WHERE until < ?", (now,))
+        if interrupted:
+            self._write_all()
+            log.warning("event=commands_interrupted count=%d: commands were running when the agent stopped; "
+                        "a repeat of one is answered \"interrupted\"", interrupted)
+        self._purged = time.monotonic()
+        self.loaded = len(self.memory.entries)
+
+    def check(self, cmd: Command) -> bytes | None:
+        """See IdMemory.check (None: new id; bytes: the original ack, b"" while it runs)."""
+        with self._lock:
+            self._purge()
+            result: bytes | None = self.memory.check(cmd)
+            return result
+
+    def begin(self, cmd: Command, until: int) -> None:
+        """Remember `cmd` as running, committed to disk before this returns."""
+        with self._lock:
+            before = self.memory.evicted
+            row = self.memory.begin(cmd, until)
+            if self.memory.evicted != before:
+                self._write_all()
+            else:
+                self._put(row)
+
+    def finish(self, cmd_id: object, ack: bytes) -> None:
+        with self._lock:
+            row = self.memory.finish(cmd_id, ack)
+            if row:
+                self._put(row)
+
+    def forget(self, cmd_id: object) -> None:
+        with self._lock:
+            key = self.memory.forget(cmd_id)
+            self._db.execute("DELETE FROM ids WHERE key = ?", (key,))
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"ids": len(self.memory.entries), "ids_evicted": self.memory.evicted}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _put(self, row: list) -> None:
+        self._db.execute("INSERT OR REPLACE INTO ids (key, digest, until, ack) VALUES (?, ?, ?, ?)",
+                         (row[0], row[1], row[2], row[3]))
+
+    def _write_all(self) -> None:
+        self._db.execute("BEGIN")
+        self._db.execute("DELETE FROM ids")
+        self._db.executemany("INSERT INTO ids (key, digest, until, ack) VALUES (?, ?, ?, ?)",
+                             [tuple(r) for r in self.memory.rows()])
+        self._db.execute("COMMIT")
+
+    def _purge(self) -> None:
+        if time.monotonic() - self._purged < _PURGE_EVERY:
+            return
+        self._purged = time.monotonic()
+        now = int(self.clock())
+        gone = self.memory.expire(now)
+        if gone:
+            self._db.executemany("DELETE FROM ids WHERE key = ?", [(k,) for k in gone])
