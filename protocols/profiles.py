@@ -5,6 +5,10 @@ A profile names the protocol, the link defaults and every point: where it lives 
 array element), how the raw value
 scales to a SenML unit, and whether a command may write it and within which range.
 
+A point may carry `"plausible": {"min": .., "max": .., "rule": "non_decreasing"}`: the values it can
+physically have (protocols/plausible.py); a reading outside them is not published but raises a `quality`
+alarm "implausible".
+
 Actions (`"actions": [{"name": "relay_trip"}, ...]`) are the commands other than point writes that a
 model allows; which names a protocol can carry out is its family's `actions` (protocols/registry.py;
 DL/T 645-2007: relay trip / close, C=1C). What a point of each protocol must carry is checked by the
@@ -39,7 +43,7 @@ NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 _POINT_KEYS = (
     "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values", "description",
-    "switching",
+    "switching", "plausible",
 )  # and the keys of every protocol's points (Family.point_keys)
 _PROFILE_KEYS = (
     "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source", "actions",
@@ -52,7 +56,7 @@ class ProfileError(Exception):
 
     def __init__(self, source: str, message: str) -> None:
         self.source = source
-        Exception.__init__(self, "%s: %s" % (source, message))
+        super().__init__("%s: %s" % (source, message))  # MicroPython has no Exception.__init__
 
 
 def valid_name(name: object) -> bool:
@@ -103,6 +107,8 @@ class Point:
         # DL/T 698.45: the attribute's OAD and, for an array read whole, the element (1-based)
         self.oad = spec.get("oad")
         self.element = spec.get("element")
+        # {"min", "max", "rule"}: what the value can physically be (protocols/plausible.py)
+        self.plausible = spec.get("plausible")
 
     def register_count(self) -> int:
         """How many 16-bit registers (or bits, for coil/discrete tables) the point spans."""
@@ -223,6 +229,12 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
         raise ProfileError(source, "%s: switching applies to writable points only" % where)
     if "unit" in spec and not isinstance(spec["unit"], str):
         raise ProfileError(source, "%s: unit must be a string" % where)
+    if "plausible" in spec:
+        from protocols.plausible import check_spec
+
+        problem = check_spec(spec["plausible"])
+        if problem is not None:
+            raise ProfileError(source, "%s: %s" % (where, problem))
     for key in spec:
         if key in owner and owner[key][0] != fam.folder:
             raise ProfileError(source, "%s: %s is for %s points only" % (where, key, owner[key][1]))

@@ -116,7 +116,7 @@ class RecordingUplink:
     def start(self) -> None:
         pass
 
-    def stop(self, flush: bool = True, drain: float = 2.0) -> None:
+    def stop(self, flush: bool = True, drain: float = 2.0, timeout: float = 1.0) -> None:
         self.stopped = flush
 
     def submit(self, readings: list[Any] | tuple[Any, ...]) -> None:
