@@ -40,6 +40,8 @@ SLOW_PATHS = (
     "agent/tests/test_install.py",  # builds wheels into a fresh venv
     "agent/tests/test_sim_e2e.py",  # `fieldlink sim` and `fieldlink run` as subprocesses
     "protocols/tests/test_micropython.py",  # every check script under the VM
+    "simulator/tests/test_physical.py",  # the line at real baud timing, with bit errors
+    "simulator/tests/test_mismatch.py",  # wrong line settings against real-time meters
 )
 
 
