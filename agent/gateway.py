@@ -9,10 +9,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.config_model import Config
+from agent import seams
+from agent.config_model import BusConfig, Config
 from agent.link import Link, open_link
 from agent.planner import plan_config
 from agent.scheduler import Scheduler
+from protocols import registry
+from protocols.quality import GOOD_VALUE
 from protocols.rules import Rule, RuleSet
 
 __all__ = ["Gateway", "inventory"]
@@ -34,7 +37,7 @@ def inventory(config: Config) -> list[dict]:
                 entry["resolution"] = p.resolution
             points.append(entry)
         # docs/payload.md: a Modbus unit id is a uint, a meter address its printed digits (text).
-        address: int | str = int(device.address) if profile.protocol == "modbus" else device.address
+        address = registry.family(profile.protocol).birth_address(device.address)
         out.append({"id": device.id, "kind": profile.kind, "model": profile.model,
                     "protocol": profile.protocol, "address": address, "points": points})
     return out
@@ -47,14 +50,14 @@ LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "o
 class Gateway:
     """Owns the scheduler and the uplink; `start`, then `stop` (flushes)."""
 
-    def __init__(self, config: Config, uplink: Any = None,
-                 link_factory: Callable[[Any], Link] = open_link, **scheduler_options: Any) -> None:
+    def __init__(self, config: Config, uplink: seams.Uplink | None = None,
+                 link_factory: Callable[[BusConfig], Link] = open_link, **scheduler_options: Any) -> None:
         self.config = config
         if uplink is None:
             from agent.uplink import Uplink
 
             uplink = Uplink(config, inventory(config))
-        self.uplink = uplink
+        self.uplink: seams.Uplink = uplink
         self.scheduler = Scheduler(config, self._sink, self._event, link_factory=link_factory,
                                    quality=self._quality, **scheduler_options)
         self.commands = self._command_gate(config)
@@ -122,7 +125,7 @@ class Gateway:
         """A point turned bad (`quality` is why, e.g. "not_available") or good again (None): a
         `quality` alarm, raised with the quality text as its value, cleared with "good"."""
         raised = quality is not None
-        value = quality if raised else "good"
+        value = quality if raised else GOOD_VALUE
         log.log(logging.WARNING if raised else logging.INFO,
                 "event=alarm device=%s point=%s kind=quality state=%s value=%r", device, point,
                 "raised" if raised else "cleared", value)

@@ -35,13 +35,14 @@ import paho.mqtt
 
 import agent
 import protocols
+from agent import seams
 from agent.batcher import Batcher, Reading, make_encoder
 from agent.config_model import Config
 from agent.health import Health
 from agent.outbox import Outbox
 from agent.publisher import Publisher
+from protocols import alarms, cbor
 from protocols import birth as birth_msg
-from protocols import cbor
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,9 @@ class Uplink:
         self.batcher = Batcher(make_encoder(g.payload, self.inventory), self._store,
                                max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age)
         self.health = Health(g.id, g.site, clock)
-        self.publisher = Publisher(config, self.outbox, status=self._status,
-                                   inventory=lambda: (self.inventory_bytes, self.inventory_digest),
-                                   health=self.health.encode)
+        self.publisher: seams.Publisher = Publisher(
+            config, self.outbox, status=self._status,
+            inventory=lambda: (self.inventory_bytes, self.inventory_digest), health=self.health.encode)
         self.publisher.on_idle = self._wake_batcher
         self.health.add("connected", lambda: self.publisher.connected)
         self.health.add("readings", self._reading_counters)
@@ -140,10 +141,8 @@ class Uplink:
         with self._lock:
             number = self.outbox.get_meta("alarm_n", 0) + 1
             self.outbox.set_meta("alarm_n", number)
-        self.publisher.publish_alarm({
-            "device": device, "point": point, "kind": kind, "value": value, "n": number,
-            "state": "raised" if raised else "cleared", "time": int(self.clock() if when is None else when),
-        })
+        self.publisher.publish_alarm(alarms.alarm(device, point, kind, value, raised,
+                                                  self.clock() if when is None else when, number))
 
     def add_counters(self, name: str, getter: Callable[[], Any]) -> None:
         """Merge `getter()` into the health message under `name` (e.g. "polls", "errors")."""

@@ -32,7 +32,7 @@ import cbor2
 import pytest
 
 from hil_tests.broker import Mosquitto, broker_or_skip
-from hil_tests.link import SIM_ONLY, Link, Process, SimSite, sim_agent_config, start_agent, wait_until
+from hil_tests.link import SIM_ONLY, Process, SimSite, Target, sim_agent_config, start_agent, wait_until
 from hil_tests.nats import NatsCluster, NatsError, find_nats_server
 
 pytestmark = pytest.mark.slow
@@ -312,7 +312,7 @@ def run_failover(brokers: Brokers, collectors: list[Collector], workdir: str, la
 
 
 @pytest.fixture
-def sim_only(hil_link: Link) -> None:
+def sim_only(hil_link: Target) -> None:
     if not hil_link.is_sim:
         pytest.skip("%s (--hil-link=%s)" % (SIM_ONLY, hil_link.spec))
 

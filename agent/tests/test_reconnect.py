@@ -209,7 +209,7 @@ def test_a_dns_name_with_several_addresses_is_tried_address_by_address(tmp_path,
                 (socket.AF_INET, kind, 6, "", (broker.host, port))]
 
     uplink = Uplink(config(tmp_path, broker.port, host="cluster.test"), lamps(1))
-    uplink.publisher.resolve = resolve
+    uplink.publisher.resolve = resolve  # type: ignore[attr-defined]
     uplink.start()
     try:
         assert wait(lambda: uplink.connected)
@@ -243,7 +243,7 @@ def test_a_stale_will_that_replaced_our_status_is_answered_with_online(tmp_path,
             late.close()
     finally:
         uplink.stop()
-    assert retained["online"] is True and retained["session"] == uplink.publisher._session_no
+    assert retained["online"] is True and retained["session"] == uplink.publisher._session_no  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("version,runs", [("auto", False), ("3.1.1", True)])
@@ -267,7 +267,7 @@ def test_a_retained_command_published_while_subscribed(tmp_path, broker, sub, ve
                                   uplink.send_ack)
     uplink.start()
     try:
-        assert wait(lambda: uplink.connected and uplink.publisher._suback_mid is None)
+        assert wait(lambda: uplink.connected and uplink.publisher._suback_mid is None)  # type: ignore[attr-defined]
         cmd = cbor2.dumps({"id": "r1", "device": "lamp-01", "point": "dim", "value": 0.3})
         sub.client.publish("fieldlink/s1/gw1/cmd", cmd, qos=1, retain=True).wait_for_publish(5)
         assert wait(lambda: sub.on("ack"))

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import random
 
-import pytest
-
 from agent.config_model import BrokerConfig, Endpoint
 from agent.endpoints import Failover
 from firmware_py.mqtt import JITTER_BITS, REFUSED, UNREACHABLE, UP, Backoff, jitter_bits
@@ -133,7 +131,7 @@ def test_a_street_of_gateways_does_not_reconnect_in_lockstep():
     assert [same[0].next_ms(REFUSED) for _ in range(5)] == [same[1].next_ms(REFUSED) for _ in range(5)]
 
 
-@pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
+@mpvm.needs_vm
 def test_the_same_schedule_under_micropython():
     res = mpvm.run("""
 import json, hostio

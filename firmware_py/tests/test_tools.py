@@ -7,7 +7,7 @@ import zlib
 import pytest
 
 from agent.cli import main as fieldlink
-from firmware_py import build, flash
+from agent.firmware import build, flash
 from firmware_py.tests.site import write_site
 
 
@@ -40,7 +40,9 @@ def test_firmware_config_cli_compiles_and_rejects(tmp_path, capsys):
 
 def test_build_bundle(tmp_path, capsys):
     sizes = build.build(str(tmp_path / "b"))
-    assert "firmware_py/ring.mpy" in sizes and "protocols/modbus.mpy" in sizes and "main.py" in sizes
+    assert "firmware_py/ring.mpy" in sizes and "protocols/modbus/__init__.mpy" in sizes and "main.py" in sizes
+    assert "protocols/modbus/device.mpy" in sizes and "protocols/registry.mpy" in sizes
+    assert not any(k.endswith("family.mpy") for k in sizes)  # host-side answers stay on the host
     assert not any("hw_host" in k or "build" in k or "tests" in k for k in sizes)
     with open(tmp_path / "b" / "firmware_py" / "ring.mpy", "rb") as f:
         head = f.read(2)
@@ -71,7 +73,7 @@ def test_flash_says_what_is_missing(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("pins", ["rs485a=2:17:16:4", "rs485a=0:0:1:-"])
 def test_pins_parse(pins):
-    from agent.commands.firmware_config import _pins
+    from agent.firmware.config import _pins
 
     name, spec = _pins(pins)
     assert name == "rs485a" and spec["uart"] in (0, 2)
@@ -82,10 +84,10 @@ def test_inventory_status_and_will_bytes_are_the_agents(tmp_path):
     cbor.dumps: byte for byte what protocols.birth encodes (the agent's shapes)."""
     from types import SimpleNamespace
 
-    from agent.commands.firmware_config import compile_config
     from agent.config import load_config
-    from firmware_py import VERSION
-    from firmware_py.app import Gateway
+    from agent.firmware.config import compile_config
+    from firmware_py.uplink import Uplink
+    from protocols import __version__ as VERSION
     from protocols import birth
 
     write_site(str(tmp_path), "/dev/ttyS9", 1883, [1, 2, 7])
@@ -100,10 +102,10 @@ def test_inventory_status_and_will_bytes_are_the_agents(tmp_path):
     assert compiled["inventory_crc"] == zlib.crc32(data) and compiled["seq"] == 0
     board = SimpleNamespace(gateway_id="fw-01", site="lab", seq=0, session_no=(3 << 16) + 2,
                             inventory_crc=compiled["inventory_crc"])
-    online = Gateway.status(board, True)  # type: ignore[arg-type]
+    online = Uplink.status(board, True)  # type: ignore[arg-type]
     t = birth.decode(online)["time"]
     assert online == birth.encode(birth.make_status("fw-01", "lab", 0, (3 << 16) + 2, t, zlib.crc32(data)))
-    assert Gateway.status(board, False) == birth.encode(birth.make_will("fw-01", "lab", 0, (3 << 16) + 2))
+    assert Uplink.status(board, False) == birth.encode(birth.make_will("fw-01", "lab", 0, (3 << 16) + 2))
     assert compiled["broker"]["persistent_session"] is True and compiled["broker"]["probe_interval"] == 1.5
 
 
@@ -111,8 +113,8 @@ def test_inventory_status_and_will_bytes_are_the_agents(tmp_path):
 
 def test_firmware_config_takes_one_plain_endpoint(tmp_path):
     """The board connects to one broker without TLS: one mqtt:// endpoint is its broker, more are refused."""
-    from agent.commands.firmware_config import FirmwareConfigError, compile_config
     from agent.config import load_config
+    from agent.firmware.config import FirmwareConfigError, compile_config
 
     write_site(str(tmp_path), "/dev/ttyS9", 1883, [1])
     toml = tmp_path / "site.toml"
