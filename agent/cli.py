@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "read": ("agent.commands.read", "read points from one device on a serial port"),
     "scan": ("agent.commands.scan", "find the device addresses on a bus"),
     "monitor": ("agent.commands.monitor", "show decoded readings from a broker live"),
+    "status": ("agent.commands.status", "one screen for one gateway: broker, outbox, buses, devices"),
+    "modbus": ("agent.commands.modbus", "read or write Modbus registers and coils by number (like mbpoll)"),
     "send": ("agent.commands.send", "send a command (signed with a key file) to a gateway and print its ack"),
     "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals)"),
     "sim-config": ("agent.commands.sim_config", "write an agent config for a running simulator"),

@@ -22,6 +22,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="gateway config (TOML)")
+    parser.add_argument("--once", action="store_true",
+                        help="poll every device once, print a table, exit 0 if all answered, 1 naming "
+                             "the ones that did not (publishes nothing)")
+    parser.add_argument("--si", action="store_true", help="with --once: SenML units as on the wire")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="log verbosity (default INFO)")
 
@@ -39,6 +43,10 @@ def run(args: Any) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 2
+    if args.once:
+        from agent.commands.once import run_once
+
+        return run_once(config, si=args.si)
     from agent.gateway import Gateway
 
     stop = threading.Event()
