@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from agent import __version__
@@ -62,6 +63,24 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return closed_pipe()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # raise SystemExit("fieldlink: ...") in a command: wrong input
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
+
+
+def closed_pipe() -> int:
+    """The reader of our output went away (`fieldlink plan | head`): no traceback, nothing more to say.
+    Later writes (and the interpreter's flush at exit) go to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 if __name__ == "__main__":

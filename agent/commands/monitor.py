@@ -256,7 +256,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, stop: threading.Eve
         return 2
     except OSError as exc:
         print("fieldlink monitor: cannot connect to %s:%d: %s" % (host, port, exc), file=sys.stderr)
-        return 2
+        return 1  # docs/cli.md: a problem found (the broker is unreachable)
     started = time.monotonic()
     last_draw = 0.0
     try:
@@ -293,7 +293,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, stop: threading.Eve
                                                                            args.timeout), file=sys.stderr)
                 return 1
     except KeyboardInterrupt:
-        return 0
+        return 130
     finally:
         client.disconnect()
     return 0

@@ -16,8 +16,9 @@ import threading
 from typing import Any
 
 from agent.config import ConfigError, load_config
+from agent.logs import LOG_FORMAT
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
+__all__ = ["LOG_FORMAT", "add_arguments", "run", "setup_logging"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    """Log lines on stderr; with journald priorities under systemd (agent/logs.py)."""
+    from agent.logs import setup
+
+    setup(level)
 
 
 def run(args: Any) -> int:
@@ -50,9 +54,12 @@ def run(args: Any) -> int:
     from agent.gateway import Gateway
 
     stop = threading.Event()
+    interrupted: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("event=signal signal=%s", signal.Signals(signum).name)
+        if signum == signal.SIGINT:
+            interrupted.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -71,4 +78,4 @@ def run(args: Any) -> int:
             pass
     finally:
         gateway.stop()
-    return 0
+    return 130 if interrupted else 0  # docs/cli.md: Ctrl-C 130; SIGTERM (systemctl stop) 0

@@ -242,17 +242,17 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return 1
+        return 2  # docs/cli.md: the input is wrong
     except OSError as exc:
         print("fieldlink firmware-config: cannot read %s: %s" % (args.config, exc), file=sys.stderr)
-        return 1
+        return 2
     try:
         compiled = compile_config(
             config, args.board, (args.wifi_ssid, args.wifi_password) if args.wifi_ssid else None,
             args.ring_slots, args.ring_slot_size, dict(args.bus_pins), args.inflight, args.watchdog_ms)
     except FirmwareConfigError as exc:
         print("%s: %s" % (args.config, exc), file=sys.stderr)
-        return 1
+        return 2
     text = dumps(compiled)
     if args.output:
         with open(args.output, "w") as f:
