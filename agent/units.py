@@ -87,6 +87,8 @@ def show(
         return str(value), unit
     shown, factor = (unit, 1.0) if si else display_unit(unit, value, point, resolution)
     step = resolution * factor if isinstance(resolution, (int, float)) and resolution > 0 else None
+    if step is None and isinstance(value, int):
+        step = factor  # a whole number in the SenML unit: its resolution is 1 (-200 W -> -0.200 kW)
     if isinstance(value, int) and factor == 1.0:
         return str(value), shown
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
