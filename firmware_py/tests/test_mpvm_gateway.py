@@ -17,6 +17,7 @@ import pytest
 
 from firmware_py.tests import mpvm
 from firmware_py.tests.simsite import Simulator, SimulatorMissing
+from hil_tests import cddl
 from hil_tests.broker import broker_or_skip
 from protocols import birth, cbor, cose, senml
 
@@ -212,6 +213,15 @@ def test_firmware_against_the_simulator(tmp_path):
         assert abs(status[0]["time"] - time.time()) < 30
         health = [cbor.loads(p) for _t, p, _r, _w in col.of("health")]
         assert health and health[-1]["polls"] > 0 and health[-1]["errors"]["timeout"] > 0
+        street = next(b for b in sim.ports["buses"] if b["name"] == "street")
+        assert set(health[-1]["buses"]["street"]["devices"]) == {d["id"] for d in street["devices"]}
+        # the board's messages follow the same spec files as the agent's (pycddl)
+        for leaf, spec in (("status", "status"), ("data", "senml"), ("health", "health"), ("alarm", "alarm"),
+                           ("ack", "ack")):
+            sent = [p for _t, p, _r, _w in col.of(leaf) if p]
+            assert sent, leaf
+            for payload in sent:
+                cddl.validate(spec, payload)
         # hardware contract: DE pins of both buses high and low around every UART write; watchdog fed
         host = res.host
         assert host["pins"]["%2"][1] == host["pins"]["%2"][0] > 0
