@@ -4,6 +4,7 @@ messages against them: `validate("health", payload)` raises pycddl.ValidationErr
 from __future__ import annotations
 
 import os
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CDDL = os.path.join(ROOT, "docs", "cddl")
@@ -36,21 +37,23 @@ def validate(name: str, payload: bytes) -> None:
     if FILES.get(name, name) == "command" and payload[:1] == b"\xd1":  # tag 17: its embedded items
         from protocols import cbor
 
-        item = cbor.loads(payload)
+        item: Any = cbor.loads(payload)
         protected, _unprotected, inner, _tag = item.value  # type: ignore[attr-defined]
         schema(name, "protected-header").validate_cbor(bytes(protected))
         schema(name, "plain").validate_cbor(bytes(inner))
     if FILES.get(name, name) == "senml":
         from protocols import cbor
 
-        for record in cbor.loads(payload):  # type: ignore[union-attr]
+        records: Any = cbor.loads(payload)
+        for record in records:
             values = [k for k in (2, 3, 4, 8) if k in record]
             if len(values) > 1 or (0 in record and not values and 5 not in record):
                 raise ValueError("SenML record %r: exactly one of v, vs, vb, vd (or a sum)" % (record,))
     if FILES.get(name, name) == "health":
         from protocols import cbor
 
-        for bus in cbor.loads(payload)["buses"].values():
+        message: Any = cbor.loads(payload)
+        for bus in message["buses"].values():
             schema(name, "bus").validate_cbor(cbor.dumps(bus))
             for counts in bus["bad_points"].values():
                 schema(name, "point-counts").validate_cbor(cbor.dumps(counts))
@@ -62,7 +65,7 @@ def _compact(name: str, payload: bytes) -> None:
     """A compact pack in the parts pycddl 0.6.4 can check (docs/cddl/compact.cddl says why)."""
     from protocols import cbor
 
-    items = cbor.loads(payload)
+    items: Any = cbor.loads(payload)
     if not isinstance(items, list) or len(items) < 3:
         raise ValueError("a compact pack is [format, seq, bt, * slot], got %r" % (items,))
     schema(name, "compact-head").validate_cbor(cbor.dumps(items[:3]))

@@ -57,7 +57,7 @@ def test_live_messages_validate_against_the_cddl_files(sim_site: Any, mosquitto:
     fd = os.open(str(key_file), os.O_WRONLY | os.O_CREAT, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(KEY.hex() + "\n")
-    settings = {"gateway": {"health_interval": 1}, "batch": {"max_age": 0.5},
+    settings: dict[str, dict[str, object]] = {"gateway": {"health_interval": 1}, "batch": {"max_age": 0.5},
                 "commands": {"key_file": str(key_file)}}
     one = sim_agent_config(site.ports_file, str(tmp_path / "gw1.toml"), mosquitto.url,
                            str(tmp_path / "gw1.sqlite"), interval=1.0, timeout_ms=300, settings=settings)
@@ -66,7 +66,7 @@ def test_live_messages_validate_against_the_cddl_files(sim_site: Any, mosquitto:
     # gw2: compact packs, the same site through the simulator's raw TCP device servers (a second master)
     two = sim_agent_config(site.ports_file, str(tmp_path / "gw2.toml"), mosquitto.url,
                            str(tmp_path / "gw2.sqlite"), interval=1.0, timeout_ms=300, gateway="gw2",
-                           settings=dict(settings, gateway={"health_interval": 1, "payload": "compact"}))
+                           settings={**settings, "gateway": {"health_interval": 1, "payload": "compact"}})
     text = open(two).read()
     for b in site.ports["buses"]:
         text = text.replace('port = "%s"' % b["path"], 'port = "%s"' % b["socket"])
@@ -77,7 +77,7 @@ def test_live_messages_validate_against_the_cddl_files(sim_site: Any, mosquitto:
     try:
         assert wait_until(lambda: all(col.of(g, "data") and col.of(g, "health") for g in ("gw1", "gw2")), 60)
         site.client.fault("lamp-02", "no_answer")
-        assert wait_until(lambda: any(cbor.loads(p)["kind"] == "comms" for p in col.of("gw1", "alarm")), 60)
+        assert wait_until(lambda: any(alarm_of(p)["kind"] == "comms" for p in col.of("gw1", "alarm")), 60)
         site.client.clear("lamp-02")
 
         def send(*args: str) -> None:
@@ -91,7 +91,7 @@ def test_live_messages_validate_against_the_cddl_files(sim_site: Any, mosquitto:
         send("--point", "dim", "--value", "7")              # refused: out of range
         send("--point", "dim", "--value", "0.8")            # the rule clears
         assert wait_until(lambda: len(col.of("gw1", "ack")) >= 4 and any(
-            cbor.loads(p)["kind"] == "threshold" for p in col.of("gw1", "alarm")), 60)
+            alarm_of(p)["kind"] == "threshold" for p in col.of("gw1", "alarm")), 60)
     finally:
         for agent in agents:
             agent.stop()
@@ -118,3 +118,7 @@ def test_live_messages_validate_against_the_cddl_files(sim_site: Any, mosquitto:
                       ("ack", {"id": 1, "ok": "yes", "error": None, "value": 1})):
         with pytest.raises(pycddl.ValidationError):
             validate(name, cbor.dumps(bad))
+
+
+def alarm_of(payload: bytes) -> Any:
+    return cbor.loads(payload)

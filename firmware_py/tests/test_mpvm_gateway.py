@@ -77,6 +77,10 @@ class Collector:
         return False
 
 
+def summary_devices(sim) -> int:
+    return sum(len(b["devices"]) for b in sim.ports["buses"])
+
+
 def command(col, topic, **cmd):
     col.client.publish(topic, cbor.dumps(cmd), qos=1)
     time.sleep(0.15)
@@ -148,6 +152,15 @@ def test_firmware_against_the_simulator(tmp_path):
             assert not errors, errors
             assert res.returncode == 0, res.stderr[-3000:]
             summary = res.values()[-1]
+            # the console log a technician sees on the USB serial (log_level "info" by default)
+            console = [ln for ln in res.stdout.splitlines() if ln.startswith("fieldlink: ")]
+            assert console[0] == "fieldlink: INFO boot gw1 (demo): 2 buses, %d devices" % summary_devices(sim)
+            assert "fieldlink: INFO broker 127.0.0.1:%d connected" % broker.port in console
+            assert any(ln.startswith("fieldlink: WARNING bus street: lamp-02 offline: no reply to 3 polls")
+                       for ln in console), console
+            assert "fieldlink: INFO bus street: lamp-02 online again" in console
+            assert any(ln.startswith("fieldlink: WARNING broker 127.0.0.1:%d: connection lost" % broker.port)
+                       for ln in console), console  # the dropped connection
 
             # data: every reading of every device is what the simulator answered
             records = []
