@@ -7,7 +7,7 @@ line settings in use and the address; `read`, `scan`, `run --once` and the agent
                                settings most meters stay silent (names the profile's settings if they differ)
     garbled / torn replies     baud rate or parity (framing and parity errors give bytes no frame parses)
     checksum (CRC) errors      termination or noise when they come at a steady rate among good replies;
-                               baud / parity when every reply fails
+                               an address clash or baud / parity when every reply fails
     our own request echoed     the adapter's receiver hears its own transmission: DE/RE wiring or auto
                                direction control
     exception / error reply    the device is there and answered: wiring, address and settings are right
@@ -104,7 +104,8 @@ def explain(exc: BaseException, where: Where) -> str:
         return (
             "checksum (CRC) error from %s: when it comes at a steady rate among good replies, check the "
             "termination (120 ohm at both ends of the line) and noise (shield, cable run beside power); "
-            "when every reply fails, the baud rate or parity (%s)" % (where.text(), where.line)
+            "when every reply fails, two devices answering at one address (their replies collide) or the "
+            "baud rate or parity (%s)" % (where.text(), where.line)
         )
     if isinstance(exc, FrameError):
         text = str(exc)

@@ -82,7 +82,7 @@ def test_each_kind_of_failure_has_its_likely_cause() -> None:
     assert "baud rate or parity" in explain(timeout(received=5), where)
     assert "DE/RE" in explain(timeout(received=8, echoed=True), where)
     crc = explain(CrcError("bad CRC"), where)
-    assert "steady rate" in crc and "termination" in crc and "noise" in crc
+    assert "steady rate" in crc and "termination" in crc and "noise" in crc and "collide" in crc
     assert "baud rate or parity" in explain(FrameError("bad start byte"), where)
     clash = explain(FrameError("reply from another meter 000000000102"), where)
     assert "two devices share an address" in clash
