@@ -256,11 +256,11 @@ def make_examples(site: Any, broker: Any, tmp: str) -> dict[str, str]:
             "-v",
         )
         config = agent_config(tmp, ports, broker.url)
-        health: list[dict] = []
+        health: list[Any] = []
         import paho.mqtt.client as mqtt
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        client.on_message = lambda c, u, m: health.append(cbor.loads(bytes(m.payload)))  # type: ignore[misc]
+        client.on_message = lambda c, u, m: health.append(cbor.loads(bytes(m.payload)))
         host, _, port = broker.url.rpartition(":")
         client.connect(host, int(port))
         client.subscribe("fieldlink/faults/gw1/health", qos=1)
