@@ -110,11 +110,19 @@ def build(
             for (d, point, kind), a in sorted(alarms.items(), key=lambda kv: str(kv[0])):
                 if d != device:
                     continue
-                unit = ""
+                unit, resolution = "", None
                 if profile is not None and point and profile.has_point(point):
                     unit = profile.point(point).unit or ""
+                    resolution = profile.point(point).resolution
                 active.append(
-                    {"point": point, "kind": kind, "value": a["value"], "unit": unit, "since": a["since"]}
+                    {
+                        "point": point,
+                        "kind": kind,
+                        "value": a["value"],
+                        "unit": unit,
+                        "resolution": resolution,
+                        "since": a["since"],
+                    }
                 )
             devices[device] = {
                 "bus": name,

@@ -170,7 +170,7 @@ def render(state: dict, now: float, si: bool = False) -> str:
             for a in d.get("alarms", []):
                 if a.get("kind") == "quality":
                     continue  # shown as a failing point
-                value = show_text(a.get("value"), a.get("unit"), None, si, a.get("point", ""))
+                value = show_text(a.get("value"), a.get("unit"), a.get("resolution"), si, a.get("point", ""))
                 out.append(
                     "      ALARM %s %s = %s since %s"
                     % (a.get("kind"), a.get("point"), value, stamp(a.get("since") or 0))
@@ -296,6 +296,12 @@ def run_local(args: Any, out: TextIO) -> int:
         return NO_AGENT
     state["source"] = "local"
     state["stale_after"] = STALE_AFTER
+    uplink = read(config.outbox.path + ".uplink.json")  # the uplink's own state, where it keeps one
+    if uplink is not None and uplink.get("pid") == state.get("pid"):
+        broker = state.setdefault("broker", {})
+        for key in ("connected", "endpoint", "since"):
+            if uplink.get(key) is not None:
+                broker[key] = uplink[key]
     return _print(state, args, out)
 
 
