@@ -232,3 +232,27 @@ def test_journald_priorities_under_systemd(tmp_path: Any) -> None:
     # the same command with stderr elsewhere (a shell inside the unit's environment): plain lines
     plain = fieldlink("run", "--once", str(config), env=dict(os.environ, JOURNAL_STREAM="1:1"))
     assert plain.returncode == 1 and not re.search(r"^<\d>", plain.stderr, re.M)
+
+
+def test_an_echoing_adapter_is_named(sim_site: Any) -> None:
+    """An adapter whose receiver hears its own transmission (DE/RE): the read works, and says so."""
+    site = sim_site("demo")
+    site.client.fault("bus:street", "echo")
+    done = fieldlink("read", "--port", bus(site, "street")["path"], "--protocol", "modbus", "--profile",
+                     "pressure-sensor", "--address", "20")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^pressure\s+\d+\.\d kPa$", done.stdout, re.M)
+    assert "our own request came back before the reply (the adapter hears itself: DE/RE)" in done.stderr
+    silent = fieldlink("read", "--port", bus(site, "street")["path"], "--protocol", "modbus", "--profile",
+                       "pressure-sensor", "--address", "99", "--retries", "0", "--timeout-ms", "300")
+    assert silent.returncode == 1
+    assert "only our own request came back" in silent.stdout and "DE/RE" in silent.stderr
+
+
+def test_scan_that_finds_nothing_names_port_settings_and_auto(sim_site: Any) -> None:
+    site = sim_site("demo")
+    url = bus(site, "street")["rfc2217"]
+    done = fieldlink("scan", "--port", url, "--protocol", "modbus", "--sweep", "40-42")
+    assert done.returncode == 1
+    assert "no device found on %s (9600 8N1)" % bus(site, "street")["rfc2217"] in done.stderr
+    assert "--auto" in done.stderr

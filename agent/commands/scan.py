@@ -260,10 +260,11 @@ def run(args: Any) -> int:
         return 1
     finally:
         link.close()
-    return _report(found, answered, args.auto)
+    where = args.port if tcp else "%s (%s)" % (args.port, line_text(bus.baud, bus.parity, bus.stopbits))
+    return _report(found, answered, args.auto, where)
 
 
-def _report(found: list[tuple[str, str]], answered: list, auto: bool) -> int:
+def _report(found: list[tuple[str, str]], answered: list, auto: bool, where: str = "") -> int:
     """Print the result; 0 something answered, 1 nothing did."""
     if auto:
         if not answered:
@@ -278,6 +279,10 @@ def _report(found: list[tuple[str, str]], answered: list, auto: bool) -> int:
     for address, note in found:
         print("%s  %s" % (address, note))
     if not found:
-        print("fieldlink scan: no device found", file=sys.stderr)
+        print(
+            "fieldlink scan: no device found on %s: check the wiring (A/B, ground) and power, and the baud "
+            "rate and parity (`--auto` tries the common settings)" % where,
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -221,9 +221,10 @@ class Link:
                 received += len(chunk)
                 if sent and len(head) < len(sent):
                     head += chunk[:len(sent) - len(head)]
-                    if head == sent:
-                        self.echoed = True
-                        self.counters["echoes"] += 1
+                # our request came back, and more followed it (a Modbus write's reply alone is the
+                # request's copy by design; an echo with nothing after it is told at the timeout below)
+                if not self.echoed and head == sent and received > len(sent):
+                    self._echo()
                 if self.trace is not None:
                     self.trace("rx", chunk)
                 self.counters["rx_bytes"] += len(chunk)
@@ -246,21 +247,28 @@ class Link:
         for frame in leftover:
             if accept is None or accept(frame):
                 return frame
+        if sent and head == sent and received == len(sent):  # only our own request came back
+            self._echo()
+            exc = LinkTimeout("%s: only our own request came back (echo), no reply within %d ms"
+                              % (self.name, round(timeout * 1000)))
+            exc.received = received
+            exc.echoed = True
+            raise exc
         if first_error is not None:
             raise first_error
         if received:
             if errors:
                 raise errors[0]
-            if self.echoed and received == len(sent):
-                exc = LinkTimeout("%s: only our own request came back (echo), no reply within %d ms"
-                                  % (self.name, round(timeout * 1000)))
-            else:
-                exc = LinkTimeout("%s: incomplete reply (%d bytes) within %d ms"
-                                  % (self.name, received, round(timeout * 1000)))
+            exc = LinkTimeout("%s: incomplete reply (%d bytes) within %d ms"
+                              % (self.name, received, round(timeout * 1000)))
             exc.received = received
             exc.echoed = self.echoed
             raise exc
         raise LinkTimeout("%s: no reply within %d ms" % (self.name, round(timeout * 1000)))
+
+    def _echo(self) -> None:
+        self.echoed = True
+        self.counters["echoes"] += 1
 
     def transact(self, request: bytes, reader: FrameReader, timeout: float | None = None,
                  accept: Callable[[Any], bool] | None = None) -> Any:
