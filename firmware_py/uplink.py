@@ -14,7 +14,7 @@ Only this task writes to the socket.
 
 import binascii
 
-from firmware_py import rt
+from firmware_py import log, rt
 from firmware_py.mqtt import REFUSED, UNREACHABLE, UP, Backoff, Client, MqttError, jitter_bits, topic_item
 from protocols import cbor
 
@@ -185,9 +185,12 @@ class Uplink:
                 await c.connect(self.host, self.port)
                 self.counters["connects"] += 1
                 up = True
+                log.info("broker %s:%d connected" % (self.host, self.port))
                 await self.begin_session()
                 await self.session(beats, slot, running)
-            except (OSError, MqttError):
+            except (OSError, MqttError) as exc:
+                log.warning("broker %s:%d: %s" % (self.host, self.port, "connection lost" if up else
+                                                  "cannot connect (%r)" % (exc,)))
                 c.close()
                 self.counters["disconnects" if up else "connect_failures"] += 1
             for i in range(self.window):
