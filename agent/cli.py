@@ -17,9 +17,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("agent.commands.scan", "find the device addresses on a bus"),
     "monitor": ("agent.commands.monitor", "show decoded readings from a broker live"),
     "send": ("agent.commands.send", "send a command (signed with a key file) to a gateway and print its ack"),
-    "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals)"),
+    "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals); also `sim fleet` "
+            "(many gateways against a broker) and `sim county` (a county for `fleet report`)"),
     "sim-config": ("agent.commands.sim_config", "write an agent config for a running simulator"),
     "firmware-config": ("agent.commands.firmware_config", "compile a config to firmware JSON"),
+    "fleet": ("agent.commands.fleet", "fleet-wide tools: `fleet report` (the smart-city indicators)"),
+}
+# `fieldlink sim fleet` and `fieldlink sim county` are commands of their own under `sim`, whose other
+# first argument is a scenario name.
+NESTED: dict[str, dict[str, tuple[str, str]]] = {
+    "sim": {
+        "fleet": ("agent.commands.sim_fleet", "the traffic of many simulated gateways from one process"),
+        "county": ("agent.commands.sim_county",
+                   "publish the retained births and health of a simulated county, and its true indicators"),
+    },
 }
 
 
@@ -40,10 +51,32 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def nested_parser(name: str, sub: str) -> argparse.ArgumentParser:
+    """The parser of `fieldlink NAME SUB` (e.g. `sim fleet`)."""
+    module_name, help_text = NESTED[name][sub]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog="fieldlink %s %s" % (name, sub), description=help_text)
+    module.add_arguments(parser)
+    parser.set_defaults(_module=module)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fieldlink` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     name = next((a for a in argv if not a.startswith("-")), None)
+    words = [a for a in argv if not a.startswith("-")]
+    if name in NESTED and len(words) > 1 and words[1] in NESTED[name] and argv[:2] == words[:2]:
+        try:
+            nested = nested_parser(name, words[1])
+        except ImportError as exc:
+            print("fieldlink %s %s: not available: %s" % (name, words[1], exc), file=sys.stderr)
+            return 2
+        args = nested.parse_args(argv[2:])
+        try:
+            return int(args._module.run(args) or 0)
+        except KeyboardInterrupt:
+            return 130
     only = name if name in COMMANDS else None
     try:
         parser = build_parser(only)
