@@ -66,7 +66,8 @@ def _hex4(value: object) -> bool:
 
 GATEWAY: dict[str, Spec] = {
     "site": name(), "id": name(), "prefix": topic_prefix(), "payload": choice("senml", "compact"),
-    "health_interval": number(1)}
+    "health_interval": number(1),
+    "district": name()}
 BROKER: dict[str, Spec] = {
     "host": string(), "port": integer(1, 65535), "client_id": string(), "username": string(),
     "password": string(False), "tls": boolean(), "ca_file": string(), "cert_file": string(),

@@ -18,6 +18,7 @@ class GatewayConfig:
     prefix: str = "fieldlink"
     payload: str = "senml"  # "senml" or "compact"
     health_interval: float = 60.0
+    district: str | None = None  # the city district the gateway serves (birth; fleet report per district)
 
 
 @dataclass

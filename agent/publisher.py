@@ -11,8 +11,9 @@ replay from our outbox and could reorder it. With a fresh client the outbox is t
   so packs reach the broker in commit order and at most ``inflight`` packs are sent twice.
 
 Every connect: subscribe ``…/cmd`` (QoS 1), publish the birth on ``…/status`` (retained, QoS 1),
-health on ``…/health`` (retained, QoS 1; again every ``health_interval``), then the backlog; the last will (registered at CONNECT) is the retained "offline" status. Reconnects
-wait ``uniform(d/2, d)`` with ``d = min(reconnect_max, reconnect_min * 2**failures)``.
+health on ``…/health`` (retained, QoS 1; again every ``health_interval``), then the backlog; the last
+will (registered at CONNECT) is the retained "offline" status. Reconnects wait ``uniform(d/2, d)``
+with ``d = min(reconnect_max, reconnect_min * 2**failures)``.
 A `…/cmd` delivery goes to the command gate (agent/command_gate.py) with its retain flag; the gate
 never blocks (commands wait on their bus owner, not here) and publishes acks through `send_ack`:
 directly (QoS 1), not through the outbox, since an ack is only useful while the requester waits.
