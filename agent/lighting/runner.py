@@ -53,7 +53,7 @@ from agent.lighting.zones import compile_zone
 from protocols import solar
 from protocols.schedule import LOOKBACK_DAYS, Change, Place, Schedule, ScheduleError
 
-__all__ = ["LightingTask", "make_place"]
+__all__ = ["LightingTask", "command_schedule", "load_schedules", "make_place"]
 
 log = logging.getLogger("fieldlink.lighting")
 
@@ -62,6 +62,57 @@ RETRY_AFTER = 60.0  # a failed write is tried again after this long (or when the
 RESET_GAP = 60.0  # a device is put right after losing its state at most once per this many seconds
 IDLE_RECHECK = 86400  # with no change within LOOKBACK_DAYS, look again a day later
 _UNSET = ("unset",)  # the key of a schedule that was never resolved
+
+
+def command_schedule(config: Config, target: str, raw: object, others: dict[str, Schedule]) -> Schedule:
+    """A schedule from a command's value for `target` (a group or a device): checked like the config's,
+    and clashing with no other schedule's points. ValueError / ScheduleError saying why."""
+    if not isinstance(raw, dict):
+        raise ValueError("a schedule command's value is a map {name, steps} or {name, restore: true}")
+    if "group" in raw or "devices" in raw:
+        raise ValueError("the schedule's devices are the command's device (a group or a device); "
+                         "leave group and devices out of its value")
+    devices = {d.id: d for d in config.devices}
+    table = dict(raw)
+    if target in config.groups:
+        table["group"] = target
+    elif target in devices:
+        table["devices"] = [target]
+    else:
+        raise ValueError("no group or device %r on this gateway" % (target,))
+    schedule = check_schedule(table, config.groups, devices, config.profiles)
+    for other in others.values():
+        if other.name == schedule.name:
+            continue
+        for device in schedule.devices or []:  # type: ignore[attr-defined]
+            if device in (other.devices or []):  # type: ignore[operator]
+                shared = [p for p in schedule.points if p in other.points]
+                if shared:
+                    raise ValueError("schedule %r already sets %s of device %s" % (
+                        other.name, ", ".join(shared), device))
+    return schedule
+
+
+def load_schedules(config: Config, stored: dict[str, dict]) -> tuple[dict[str, tuple[Schedule, str]],
+                                                                    list[tuple[str, str]]]:
+    """The schedules the agent runs: the config's, with the replacements kept by schedule commands on top
+    ({name: (Schedule, "config" | "command")}), and the kept ones that no longer fit the config
+    ([(name, why)])."""
+    devices = {d.id: d for d in config.devices}
+    out: dict[str, tuple[Schedule, str]] = {}
+    for table in config.schedules:
+        schedule = check_schedule(table, config.groups, devices, config.profiles)
+        out[schedule.name] = (schedule, "config")
+    ignored = []
+    for name, entry in sorted(stored.items()):
+        others = {n: s for n, (s, _) in out.items()}
+        try:
+            schedule = command_schedule(config, entry["target"], entry["schedule"], others)
+        except (ScheduleError, ValueError) as exc:
+            ignored.append((name, str(exc)))
+            continue
+        out[schedule.name] = (schedule, "command")
+    return out, ignored
 
 
 def make_place(config: Config, now: float | None = None) -> Place | None:
@@ -151,19 +202,12 @@ class LightingTask:
 
     def _build(self) -> None:
         """The running schedules: the config's, with the store's replacements on top."""
-        running: dict[str, Running] = {}
-        for table in self.config.schedules:
-            schedule = check_schedule(table, self.config.groups, self.devices, self.config.profiles)
-            running[schedule.name] = Running(schedule, "config")
-        for name, entry in sorted(self.store.entries.items()):
-            try:
-                schedule = self._check_command_schedule(entry["target"], entry["schedule"], running)
-            except (ScheduleError, ValueError) as exc:
-                self.counters["stored_invalid"] += 1
-                log.error("event=stored_schedule_ignored name=%r file=%s: %s; the config's schedule (if any) "
-                          "runs instead", name, self.store.path, exc)
-                continue
-            running[schedule.name] = Running(schedule, "command")
+        schedules, ignored = load_schedules(self.config, self.store.entries)
+        for name, problem in ignored:
+            self.counters["stored_invalid"] += 1
+            log.error("event=stored_schedule_ignored name=%r file=%s: %s; the config's schedule (if any) "
+                      "runs instead", name, self.store.path, problem)
+        running = {name: Running(schedule, source) for name, (schedule, source) in schedules.items()}
         if running and self.place is None:
             raise ValueError("schedules need [gateway] latitude, longitude and timezone")
         self.running = running
@@ -176,31 +220,7 @@ class LightingTask:
                 self._by_device.setdefault(device, []).append(run)
 
     def _check_command_schedule(self, target: str, raw: object, others: dict[str, Running]) -> Schedule:
-        """A schedule from a command's value for `target` (a group or a device): checked like the
-        config's, and clashing with no other schedule's points. ValueError / ScheduleError saying why."""
-        if not isinstance(raw, dict):
-            raise ValueError("a schedule command's value is a map {name, steps} or {name, restore: true}")
-        if "group" in raw or "devices" in raw:
-            raise ValueError("the schedule's devices are the command's device (a group or a device); "
-                             "leave group and devices out of its value")
-        table = dict(raw)
-        if target in self.config.groups:
-            table["group"] = target
-        elif target in self.devices:
-            table["devices"] = [target]
-        else:
-            raise ValueError("no group or device %r on this gateway" % (target,))
-        schedule = check_schedule(table, self.config.groups, self.devices, self.config.profiles)
-        for other in others.values():
-            if other.schedule.name == schedule.name:
-                continue
-            for device in schedule.devices or []:  # type: ignore[attr-defined]
-                if device in (other.schedule.devices or []):  # type: ignore[operator]
-                    shared = [p for p in schedule.points if p in other.schedule.points]
-                    if shared:
-                        raise ValueError("schedule %r already sets %s of device %s" % (
-                            other.schedule.name, ", ".join(shared), device))
-        return schedule
+        return command_schedule(self.config, target, raw, {n: r.schedule for n, r in others.items()})
 
     def replace(self, fields: dict) -> dict:
         """A schedule command ({device, action: "schedule", value}): the ack fields. The new schedule is
