@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         client.disconnect()
         client.loop_stop()
     ack = found[0]
-    value = ack.get("value")
+    value: Any = ack.get("value")
     if _group_result(value):
         ok = ack.get("ok") is True
         failed = [d for d, r in value.items() if not r.get("ok")]
