@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("agent.commands.scan", "find the device addresses on a bus"),
     "monitor": ("agent.commands.monitor", "show decoded readings from a broker live"),
     "send": ("agent.commands.send", "send a command (signed with a key file) to a gateway and print its ack"),
+    "schedule": ("agent.commands.schedule", "print the lighting schedules' steps of one day in local time"),
     "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals); also `sim fleet` "
             "(many gateways against a broker) and `sim county` (a county for `fleet report`)"),
     "sim-config": ("agent.commands.sim_config", "write an agent config for a running simulator"),

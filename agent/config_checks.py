@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 BAUDS = (300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
-MODBUS_OPTIONS = ("max_registers", "max_gap", "max_bits", "reply_delay_ms")
+MODBUS_OPTIONS = ("max_registers", "max_gap", "max_bits", "reply_delay_ms", "broadcast_delay_ms")
 DLT645_OPTIONS = ("version", "preamble", "time_sync_order", "baud_probe", "password", "operator",
                   "reply_delay_ms")
 CJT188_OPTIONS = ("meter_type", "di_order", "preamble", "status", "unit_code", "reply_delay_ms")
@@ -54,7 +54,7 @@ PROTOCOL_OPTIONS = {"modbus": MODBUS_OPTIONS, "dlt645": DLT645_OPTIONS, "dlt645_
                     "cjt188": CJT188_OPTIONS}
 # integer protocol options: (lowest, highest)
 INT_OPTIONS = {"max_registers": (1, 125), "max_bits": (1, 2000), "max_gap": (0, 124), "preamble": (0, 8),
-               "reply_delay_ms": (0, 60000), "meter_type": (1, 255)}
+               "reply_delay_ms": (0, 60000), "meter_type": (1, 255), "broadcast_delay_ms": (0, 10000)}
 RULE_KINDS = ("threshold", "fault", "leak")
 # DL/T 645 options of 4 bytes written as 8 hex digits (PA P0 P1 P2, C0..C3)
 HEX4_OPTIONS = ("password", "operator")
@@ -66,8 +66,8 @@ def _hex4(value: object) -> bool:
 
 GATEWAY: dict[str, Spec] = {
     "site": name(), "id": name(), "prefix": topic_prefix(), "payload": choice("senml", "compact"),
-    "health_interval": number(1),
-    "district": name()}
+    "health_interval": number(1), "latitude": number(-90, 90), "longitude": number(-180, 180),
+    "timezone": string(), "district": name()}
 BROKER: dict[str, Spec] = {
     "host": string(), "port": integer(1, 65535), "client_id": string(), "username": string(),
     "password": string(False), "tls": boolean(), "ca_file": string(), "cert_file": string(),
@@ -86,14 +86,16 @@ BUS: dict[str, Spec] = {
 DEVICE: dict[str, Spec] = {
     "id": name(), "bus": name(), "profile": name(), "address": ("a device address", lambda v: v),
     "interval": number(0.05, 86400), "points": str_list(), "max_registers": integer(1, 125),
-    "single_point_requests": boolean(), "options": ("a table of protocol options", lambda v: v)}
+    "single_point_requests": boolean(), "options": ("a table of protocol options", lambda v: v),
+    "serves": ("a table", lambda v: v), "lights": integer(1, 100000)}
 RULE: dict[str, Spec] = {
     "device": name(), "point": name(), "kind": choice(*RULE_KINDS), "above": number(-1e300),
     "below": number(-1e300), "hysteresis": number(0)}
 COMMANDS: dict[str, Spec] = {
     "signed": choice(*SIGNED_MODES), "key_file": string(), "max_bytes": integer(256, 1024 * 1024),
     "queue": integer(1, 10000), "id_window": integer(60, 31 * 86400), "id_store": string()}
-TOP = ("format", "profiles", "gateway", "broker", "outbox", "batch", "commands", "buses", "devices", "rules")
+TOP = ("format", "profiles", "gateway", "broker", "outbox", "batch", "commands", "buses", "devices", "rules",
+       "groups", "schedules", "lighting")
 
 
 def normalise_address(protocol: str, address: object, tcp: bool = False) -> str:

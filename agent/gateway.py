@@ -7,7 +7,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from agent.config_lighting import METER_KINDS, default_households
 from agent.config_model import Config
+from agent.dispatch import Dispatcher
+from agent.lighting.lamps import lamp_facts
 from agent.link import Link, open_link
 from agent.planner import plan_config
 from agent.scheduler import Scheduler
@@ -19,7 +22,9 @@ log = logging.getLogger("fieldlink.gateway")
 
 
 def inventory(config: Config) -> list[dict]:
-    """The device inventory for the birth message: one dict per device with its polled points."""
+    """The device inventory for the birth message: one dict per device with its polled points, and
+    what the smart-city indicators need (docs/payload.md §4): `serves` on meters and network sensors,
+    `lights` on lamps."""
     out = []
     for device in config.devices:
         profile = config.profiles[device.profile]
@@ -33,8 +38,16 @@ def inventory(config: Config) -> list[dict]:
             points.append(entry)
         # docs/payload.md: a Modbus unit id is a uint, a meter address its printed digits (text).
         address: int | str = int(device.address) if profile.protocol == "modbus" else device.address
-        out.append({"id": device.id, "kind": profile.kind, "model": profile.model,
-                    "protocol": profile.protocol, "address": address, "points": points})
+        entry = {"id": device.id, "kind": profile.kind, "model": profile.model,
+                 "protocol": profile.protocol, "address": address, "points": points}
+        serves = dict(device.serves or {})
+        if profile.kind in METER_KINDS and "households" not in serves:
+            serves["households"] = default_households(profile)
+        if serves:
+            entry["serves"] = serves
+        if profile.kind == "lamp":
+            entry["lights"] = device.lights if device.lights is not None else 1
+        out.append(entry)
     return out
 
 
@@ -45,7 +58,8 @@ class Gateway:
     """Owns the scheduler and the uplink; `start`, then `stop` (flushes)."""
 
     def __init__(self, config: Config, uplink: Any = None,
-                 link_factory: Callable[[Any], Link] = open_link, **scheduler_options: Any) -> None:
+                 link_factory: Callable[[Any], Link] = open_link, lighting_options: dict | None = None,
+                 **scheduler_options: Any) -> None:
         self.config = config
         if uplink is None:
             from agent.uplink import Uplink
@@ -54,15 +68,52 @@ class Gateway:
         self.uplink = uplink
         self.scheduler = Scheduler(config, self._sink, self._event, link_factory=link_factory,
                                    quality=self._quality, **scheduler_options)
+        self.lighting = self._lighting(config, lighting_options or {})
+        self.dispatcher = Dispatcher(self.scheduler, config.groups, self.lighting)
         self.commands = self._command_gate(config)
         self.rules = RuleSet([Rule(r.device, r.point, r.kind, r.above, r.below, r.hysteresis)
                               for r in config.rules])
+        self.lamps = lamp_facts(config)
         self.uplink.commands = self.commands
         self.uplink.add_counters("commands", self.commands.stats)
         self.uplink.add_counters("polls", lambda: self._counters()["polls"])
         self.uplink.add_counters("errors", lambda: self._counters()["errors"])
         self.uplink.add_counters("buses", self._bus_counters)
+        self.uplink.add_counters("devices", self.device_health)
+        if self.lighting is not None:
+            self.uplink.add_counters("lighting", self.lighting.stats)
         self._stopped = threading.Event()
+
+    def _lighting(self, config: Config, options: dict) -> Any:
+        """The lighting task when the config has schedules or a place to run them (agent/lighting)."""
+        if not config.schedules and config.gateway.latitude is None:
+            return None
+        from agent.lighting.runner import LightingTask
+
+        record = getattr(self.uplink, "event", None) or (lambda event: None)
+        return LightingTask(config, self.scheduler, record_event=record, alarm=self._alarm, **options)
+
+    def _alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
+               when: float | None = None) -> None:
+        log.log(logging.WARNING if raised else logging.INFO,
+                "event=alarm device=%s point=%s kind=%s state=%s value=%r", device, point, kind,
+                "raised" if raised else "cleared", value)
+        self.uplink.alarm(device, point, kind, value, raised, when=when)
+
+    def device_health(self) -> dict:
+        """`…/health` → `devices`: each device's online state and last answer; lamps also whether their
+        control point is writable and their fault alarm armed (docs/payload.md §6, the L1P3 facts)."""
+        out: dict[str, dict] = {}
+        for bus in self.scheduler.counters()["buses"].values():
+            for device, c in bus["devices"].items():
+                entry: dict[str, Any] = {"online": c["online"],
+                                         "last_seen": int(c["last_ok"]) if c.get("last_ok") else None}
+                facts = self.lamps.get(device)
+                if facts is not None:
+                    entry["control_writable"] = facts.control_writable
+                    entry["fault_alarm_armed"] = facts.fault_alarm_armed
+                out[device] = entry
+        return out
 
     def _command_gate(self, config: Config) -> Any:
         """The command gate: rules of protocols/commands.py, ids in the store beside the outbox."""
@@ -71,7 +122,7 @@ class Gateway:
 
         c = config.commands
         store = IdStore(c.id_store) if c.id_store else None
-        return CommandGate(config, self.scheduler, store, send_ack=self._send_ack)
+        return CommandGate(config, self.dispatcher, store, send_ack=self._send_ack)
 
     def _send_ack(self, payload: bytes, ran: bool = False) -> None:
         send = getattr(self.uplink, "send_ack", None)
@@ -100,6 +151,8 @@ class Gateway:
 
     def _sink(self, readings: list) -> None:
         self.uplink.submit(readings)
+        if self.lighting is not None:
+            self.lighting.readings(readings)
         for rule, value, raised, when in self.rules.check(readings):
             log.warning("event=alarm device=%s point=%s kind=%s state=%s value=%r", rule.device, rule.point,
                         rule.kind, "raised" if raised else "cleared", value)
@@ -107,6 +160,8 @@ class Gateway:
 
     def _event(self, device: str, online: bool, reason: str) -> None:
         self.uplink.device_state(device, online, reason)
+        if self.lighting is not None:
+            self.lighting.device_state(device, online)
 
     def _quality(self, device: str, point: str, quality: str | None, when: float) -> None:
         """A point turned bad (`quality` is why, e.g. "not_available") or good again (None): a
@@ -136,6 +191,8 @@ class Gateway:
                  self.commands.store.loaded if self.commands.store is not None else 0)
         self.uplink.start()
         self.scheduler.start()
+        if self.lighting is not None:
+            self.lighting.start()
 
     def stop(self) -> None:
         """Stop polling, flush what was read to the outbox, close the uplink."""
@@ -143,6 +200,8 @@ class Gateway:
             return
         self._stopped.set()
         log.info("event=stopping")
+        if self.lighting is not None:
+            self.lighting.stop()
         self.scheduler.stop()
         self.uplink.stop(flush=True)
         self.commands.close()

@@ -417,6 +417,7 @@ class BusWorker:
             entry["online"] = state.online
             entry["failures"] = state.failures
             entry["last_error"] = state.last_error
+            entry["last_ok"] = state.last_ok  # POSIX seconds of its last answer, 0.0: never
             entry["bad_by_point"] = dict(state.bad_by_point)
             entry["quality"] = dict(state.quality)
             devices[state.id] = entry

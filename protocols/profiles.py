@@ -11,6 +11,12 @@ A writable point marked `"switching": true` switches supply (a lamp on/off, a va
 the default `[commands] signed = "switching"` a command may write it only when signed, as the relay
 actions (protocols/commands.py).
 
+Lamps (docs/lighting.md): a point's `"role"` says what it is to the lighting code: `"control"` (the
+writable point that switches the lamp), `"fault"` (the lamp's fault, watched by a `fault` rule) or
+`"lit"` (a reading that shows whether the lamp burns: lit when above `"lit_above"`, e.g. its power). A
+writable point marked `"broadcast": true` may be written by one Modbus broadcast (unit 0, no reply) to
+every device of a bus when a group command allows it.
+
 `parse_profile` only checks a decoded dict; `load_profile` reads the packaged JSON file (the one
 deliberate file read in protocols/: profiles are data shipped beside the code).
 """
@@ -37,8 +43,10 @@ NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 _POINT_KEYS = (
     "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values",
     "description", "table", "address", "type", "order", "di", "format", "signed", "block_index", "field",
-    "oad", "element", "switching",
+    "oad", "element", "switching", "role", "lit_above", "broadcast",
 )
+#: what a point may be to the lighting code (docs/lighting.md)
+ROLES = ("control", "fault", "lit")
 _PROFILE_KEYS = (
     "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source", "actions",
 )
@@ -88,6 +96,11 @@ class Point:
         self.description = spec.get("description", "")
         # a write switches supply (a lamp on/off, a valve, a contactor): signed commands only by default
         self.switching = spec.get("switching", False)
+        # lamps: "control", "fault" or "lit" (lit when the reading is above lit_above); None otherwise
+        self.role = spec.get("role")
+        self.lit_above = spec.get("lit_above")
+        # a Modbus broadcast (unit 0) may write it to every device of a bus at once
+        self.broadcast = spec.get("broadcast", False)
         # Modbus
         self.table = spec.get("table", "holding")
         self.address = spec.get("address", 0)
@@ -181,6 +194,17 @@ class Profile:
     def action_names(self) -> list:
         return [a["name"] for a in self.actions]
 
+    def role_point(self, role: str) -> "Point | None":
+        """The point with `role` ("control", "fault", "lit"); for a profile that marks none, the point
+        named `on` (control) or `lamp_failure` (fault); else None."""
+        for p in self.points:
+            if p.role == role:
+                return p
+        fallback = {"control": "on", "fault": "lamp_failure"}.get(role)
+        if fallback is not None and fallback in self._by_name:
+            return self._by_name[fallback]
+        return None
+
     def __repr__(self) -> str:
         return "Profile(%r)" % self.model
 
@@ -207,6 +231,7 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
         raise ProfileError(source, "%s: switching applies to writable points only" % where)
     if "unit" in spec and not isinstance(spec["unit"], str):
         raise ProfileError(source, "%s: unit must be a string" % where)
+    _check_lamp_keys(source, protocol, where, spec)
     if "block_index" in spec and protocol not in ("dlt645", "dlt645_1997"):
         raise ProfileError(source, "%s: block_index is for DL/T 645 points only" % where)
     if protocol == "modbus":
@@ -239,6 +264,25 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
         _check_oad_point(source, where, spec)
     if "element" in spec and protocol != "dlt698":
         raise ProfileError(source, "%s: element is for DL/T 698.45 points only" % where)
+
+
+def _check_lamp_keys(source: str, protocol: str, where: str, spec: dict) -> None:
+    """role, lit_above and broadcast of one point."""
+    role = spec.get("role")
+    if role is not None and role not in ROLES:
+        raise ProfileError(source, "%s: role must be one of %s, not %r" % (where, ", ".join(ROLES), role))
+    if role == "control" and not spec.get("writable"):
+        raise ProfileError(source, "%s: the control point must be writable" % where)
+    if role == "lit" and not _number(spec.get("lit_above")):
+        raise ProfileError(source, "%s: role lit needs lit_above (a number: lit when the reading is above it)"
+                           % where)
+    if "lit_above" in spec and role != "lit":
+        raise ProfileError(source, "%s: lit_above goes with role lit" % where)
+    if "broadcast" in spec:
+        if not isinstance(spec["broadcast"], bool):
+            raise ProfileError(source, "%s: broadcast must be true or false" % where)
+        if spec["broadcast"] and (protocol != "modbus" or not spec.get("writable")):
+            raise ProfileError(source, "%s: broadcast applies to writable Modbus points only" % where)
 
 
 def _check_oad_point(source: str, where: str, spec: dict) -> None:
@@ -322,6 +366,11 @@ def parse_profile(data: object, source: str = "<profile>") -> Profile:
         seen[spec["name"]] = True
     if "actions" in data:
         _check_actions(source, data["protocol"], data["actions"])
+    for role in ROLES:
+        marked = [spec["name"] for spec in points if spec.get("role") == role]
+        if len(marked) > 1:
+            raise ProfileError(source, "points %s all have role %s; a profile marks one"
+                               % (", ".join(marked), role))
     return Profile(data)
 
 
