@@ -189,7 +189,7 @@ def _ms(seconds: float) -> float:
 class _Link:
     """The network side of one gateway: its session, its in-flight packs, its reconnects."""
 
-    __slots__ = ("failures", "inflight", "model", "next_health", "session", "topics")
+    __slots__ = ("failures", "hello", "inflight", "model", "next_health", "session", "topics")
 
     def __init__(self, model: GatewayModel) -> None:
         self.model = model
@@ -197,6 +197,7 @@ class _Link:
         self.inflight: list[tuple[Pack, float]] = []  # in publish order: (pack, monotonic sent)
         self.failures = 0
         self.next_health = 0.0
+        self.hello: list[asyncio.Future[Any]] = []  # the PUBACKs of the birth and health of a connect
         self.topics = {topic: _text(topic) for topic in model.topic.values()}
 
 
@@ -250,6 +251,50 @@ class Engine:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, scheduler, return_exceptions=True)
+        return self.stats
+
+    async def publish_once(self, drop: set[int], attempts: int = 3) -> Stats:
+        """Connect every gateway once (at `connect_rate`), publish its birth and health (retained) and
+        wait for their PUBACKs; then drop the connections of the gateways in `drop` (the broker
+        publishes their wills) and DISCONNECT the others, whose births stay. No polls, no data."""
+        started = time.monotonic()
+        self._begin_window()
+
+        async def one(index: int) -> None:
+            link = self.links[index]
+            await asyncio.sleep(max(0.0, started + index / self.options.connect_rate - time.monotonic()))
+            for attempt in range(attempts):
+                try:
+                    await self._connect(link)
+                    await asyncio.gather(*link.hello)
+                    return
+                except (OSError, MqttError, TimeoutError) as exc:
+                    reason = _reason(exc)
+                    self.stats.connect_failures += 1
+                    self.stats.failure_reasons[reason] = self.stats.failure_reasons.get(reason, 0) + 1
+                    if link.session is not None:
+                        link.session.abort(reason)
+                    if attempt + 1 == attempts:
+                        raise MqttError("gateway %s could not publish its birth and health: %s"
+                                        % (link.model.id, reason)) from None
+                    await asyncio.sleep(backoff_delay(attempt + 1, self.options.reconnect_min, 4.0, self.rng))
+
+        try:
+            await asyncio.gather(*(one(i) for i in range(len(self.links))))
+            self.stats.connected_after = time.monotonic() - started
+        finally:
+            ends = []
+            for i, link in enumerate(self.links):
+                if link.session is None or not link.session.up:
+                    continue
+                if i in drop:
+                    self.stats.drops += 1
+                    link.session.abort("dropped on purpose")
+                else:
+                    ends.append(link.session.disconnect())
+                link.model.connected = False
+            await asyncio.gather(*ends, return_exceptions=True)
+            self._end_window()
         return self.stats
 
     def _begin_window(self) -> None:
@@ -316,8 +361,8 @@ class Engine:
         m.counters["connects"] += 1
         self.stats.connects += 1
         await session.subscribe([(m.topic["cmd"], 1)])
-        self._publish(link, "status", m.birth_bytes(), retain=True)
-        self._publish(link, "health", m.health_bytes(), retain=True)
+        link.hello = [f for f in (self._publish(link, "status", m.birth_bytes(), retain=True),
+                                  self._publish(link, "health", m.health_bytes(), retain=True)) if f]
         link.next_health = time.monotonic() + m.config.gateway.health_interval
         self._pump(link)
 

@@ -27,10 +27,11 @@ from typing import Any
 
 from agent.batcher import Batcher, make_encoder
 from agent.command_gate import CommandGate
-from agent.config_model import BusConfig, CommandsConfig, Config, DeviceConfig, GatewayConfig
+from agent.config_model import BusConfig, CommandsConfig, Config, DeviceConfig, GatewayConfig, RuleConfig
 from agent.drivers import WriteRefused, make_driver
 from agent.gateway import inventory
 from agent.health import Health
+from agent.lighting.lamps import lamp_facts
 from agent.uplink import versions
 from protocols import birth as birth_msg
 from protocols import cbor
@@ -74,7 +75,7 @@ def value(point: Point, t: float, seed: int, state: dict) -> Any:
 class SimDevice:
     """One simulated field device of a gateway."""
 
-    __slots__ = ("config", "due", "online", "points", "profile", "seed", "state")
+    __slots__ = ("answered", "config", "due", "last_seen", "online", "points", "profile", "seed", "state")
 
     def __init__(self, config: DeviceConfig, profile: Profile, seed: int) -> None:
         self.config = config
@@ -88,6 +89,8 @@ class SimDevice:
             if p.writable:  # what the device holds until a command writes it: switched on, full
                 self.state[p.name] = p.values[-1] if p.values else (p.max if p.max is not None else 1)
         self.due = 0.0  # next poll, POSIX seconds
+        self.answered: bool | None = None  # what health says: did the last poll get an answer (None: no poll)
+        self.last_seen: float | None = None  # POSIX seconds of its last answer
 
 
 class Pack:
@@ -150,7 +153,7 @@ class GatewayModel:
                       for leaf in ("status", "data", "alarm", "health", "cmd", "ack")}
         self.seq = 0
         self._birth_args = {"gateway": g.id, "site": g.site, "devices": inventory(config), "seq": self.seq,
-                            "payload": g.payload, "versions": versions()}
+                            "payload": g.payload, "versions": versions(), "district": g.district}
         first = self.make_birth()
         self.will = birth_msg.encode(birth_msg.make_will(g.id, g.site, self.seq))
         b = config.batch
@@ -177,6 +180,8 @@ class GatewayModel:
         self.health.add("errors", lambda: {"timeout": self.counters["timeouts"]} if self.counters["timeouts"]
                         else {})
         self.health.add("buses", self._bus_counters)
+        self.lamps = lamp_facts(config)
+        self.health.add("devices", self.device_health)
         self._drivers: dict[str, Any] = {}
 
     # -- messages ---------------------------------------------------------------------------------
@@ -196,9 +201,11 @@ class GatewayModel:
     def poll(self, device: SimDevice, now: float) -> int:
         """One poll of `device` at POSIX `now`: its readings go to the batcher. Returns readings made."""
         self.counters["polls"] += 1
+        device.answered = device.online
         if not device.online:
             self.counters["timeouts"] += 1
             return 0
+        device.last_seen = now
         readings = [(device.config.id, p.name, value(p, now, device.seed, device.state), now)
                     for p in device.points]
         self.batcher.add(readings)
@@ -340,6 +347,20 @@ class GatewayModel:
                                   "records_published", "bytes_published", "packs_resent", "acks",
                                   "acks_dropped")} | {"connected": self.connected, "last_error": None}
 
+    def device_health(self) -> dict:
+        """`…/health` → `devices`, as `Gateway.device_health`: online, last answer, and for lamps
+        whether the control point is writable and the fault alarm armed (agent.lighting.lamps)."""
+        out: dict[str, dict] = {}
+        for ident, d in self.devices.items():
+            entry: dict[str, Any] = {"online": d.answered,
+                                     "last_seen": int(d.last_seen) if d.last_seen else None}
+            facts = self.lamps.get(ident)
+            if facts is not None:
+                entry["control_writable"] = facts.control_writable
+                entry["fault_alarm_armed"] = facts.fault_alarm_armed
+            out[ident] = entry
+        return out
+
     def _bus_counters(self) -> dict:
         out: dict[str, Any] = {}
         for bus in self.config.buses:
@@ -350,23 +371,26 @@ class GatewayModel:
         return out
 
 
-def make_config(gateway: str, site: str, devices: list[tuple[str, str, str]], profiles: dict[str, Profile],
+def make_config(gateway: str, site: str, devices: list[tuple], profiles: dict[str, Profile],
                 interval: float, prefix: str = "fieldlink", payload: str = "senml",
                 health_interval: float = 60.0, commands: CommandsConfig | None = None,
-                bus_size: int = 32) -> Config:
-    """A `Config` as agent/config.py would load it: `devices` are (id, profile model, address); every
-    `bus_size` devices share an RS-485 bus."""
+                bus_size: int = 32, district: str | None = None,
+                rules: list[RuleConfig] | None = None) -> Config:
+    """A `Config` as agent/config.py would load it: `devices` are (id, profile model, address) or
+    (id, model, address, serves, lights); every `bus_size` devices share an RS-485 bus."""
     config = Config(path="<sim fleet %s>" % gateway,
                     gateway=GatewayConfig(site=site, id=gateway, prefix=prefix, payload=payload,
-                                          health_interval=health_interval),
-                    commands=commands or CommandsConfig(signed="switching"))
-    for i, (ident, model, address) in enumerate(devices):
+                                          health_interval=health_interval, district=district),
+                    commands=commands or CommandsConfig(signed="switching"), rules=list(rules or []))
+    for i, entry in enumerate(devices):
+        ident, model, address = entry[:3]
+        serves, lights = (entry[3], entry[4]) if len(entry) > 3 else (None, None)
         bus = "rs485-%d" % (i // bus_size + 1)
         if not config.buses or config.buses[-1].name != bus:
             link = profiles[model].link
             config.buses.append(BusConfig(name=bus, port="/dev/ttyS%d" % (i // bus_size),
                                           baud=link.get("baud", 9600), parity=link.get("parity", "N")))
         config.devices.append(DeviceConfig(id=ident, bus=bus, profile=model, address=address,
-                                           interval=interval))
+                                           interval=interval, serves=serves, lights=lights))
     config.profiles = {m: profiles[m] for m in {d[1] for d in devices}}
     return config
