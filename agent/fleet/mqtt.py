@@ -287,8 +287,11 @@ class Session(asyncio.Protocol):
             if qos > 1:
                 raise MqttError("a QoS %d delivery; this client subscribes at QoS 0 or 1 only" % qos)
             tlen = struct.unpack_from(">H", body)[0]
-            topic = body[2:2 + tlen].decode()
             at = 2 + tlen
+            if at + 2 * qos > len(body):
+                raise MqttError("a PUBLISH whose topic (%d bytes) runs past its packet (%d bytes)"
+                                % (tlen, len(body)))
+            topic = body[2:at].decode()
             if qos:
                 pid = body[at:at + 2]
                 at += 2
