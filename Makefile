@@ -8,7 +8,7 @@ COSE_STAMP := $(COSE_VENV)/.installed
 MPVM    := hil_tests/mpvm/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps lint test test-fast demo bench firmware flash clean
+.PHONY: setup system-deps lint test test-fast demo bench bench-fleet firmware flash clean
 
 ## setup: venv with pinned dependencies, the MicroPython VM (npm), Mosquitto (apt, when root) and
 ## .venv-pycose (pycose 1.1.0 needs cbor2 5: the COSE cross-checks run it apart; hil_tests/pycose_env.py)
@@ -50,6 +50,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m hil_tests.bench
+
+## bench-fleet: the fleet tools on this machine (about 10 minutes: 1,000 gateways x 40 devices, SenML and
+## compact, then a county of 500 gateways and its report); docs/scaling.md is written from its figures
+bench-fleet: setup
+	$(BIN)/python -m hil_tests.bench_fleet $(BENCH_FLEET_ARGS)
 
 firmware: setup
 	$(BIN)/python -m firmware_py.build

@@ -133,7 +133,7 @@ def test_health_is_retained_for_a_later_subscriber(broker, sub, uplink):
     late = Subscriber(broker, topic="fieldlink/+/+/health", client_id="late", persistent=False)
     try:
         assert late.wait_for(lambda: late.messages, 10)
-        topic, payload, retained = late.messages[0]
+        _topic, payload, retained = late.messages[0]
         assert retained and cbor2.loads(payload)["gateway"] == "gw1"
     finally:
         late.close()
