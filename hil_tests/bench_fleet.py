@@ -105,7 +105,7 @@ def _paho(broker: Mosquitto, connections: int, messages: int, payload: bytes) ->
     for c in clients:
         while not c.is_connected():
             c.loop(0.01)
-        sel.register(c.socket(), selectors.EVENT_READ, c)
+        sel.register(c.socket(), selectors.EVENT_READ, c)  # type: ignore[arg-type]
     t0, c0 = time.perf_counter(), _cpu()
     sent = [0] * connections
     while acked[0] < connections * messages:
