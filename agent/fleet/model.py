@@ -330,8 +330,10 @@ class GatewayModel:
 
     def _reading_counters(self) -> dict:
         buffered = sum(p.records for p in self.outbox) + self.batcher.pending
+        dropped_by = {"outbox_full": self.counters["dropped_records"], "memory_full": 0, "unreadable": 0,
+                      "not_stored": self.batcher.counters["unstored"]}
         return {"made": self.counters["readings"], "published": self.counters["records_published"],
-                "buffered": buffered, "dropped": self.counters["dropped_records"],
+                "buffered": buffered, "dropped": sum(dropped_by.values()), "dropped_by": dropped_by,
                 "rejected": self.batcher.counters["rejected"]}
 
     def _outbox_stats(self) -> dict:
