@@ -128,8 +128,36 @@ def _paho(broker: Mosquitto, connections: int, messages: int, payload: bytes) ->
 # -- 2. the fleet ---------------------------------------------------------------------------------
 
 
-def fleet(gateways: int, devices: int, interval: float, seconds: float, payload: str) -> dict:
-    """One `sim fleet` run in this process; the engine's figures plus the broker's CPU and memory."""
+def consume(host: str, port: int) -> None:
+    """A platform consumer in its own process: subscribes to every gateway's topics at QoS 1, counts,
+    prints the count when SIGTERM comes (`--consume HOST:PORT`)."""
+    import signal
+
+    from agent.fleet.mqtt import Session
+
+    count = [0, 0]
+
+    def on_message(topic: str, payload: bytes, retain: bool) -> None:
+        count[0] += 1
+        count[1] += len(payload)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        s = Session("bench-consumer", on_message=on_message, max_packet=16 << 20)
+        await s.connect(host, port)
+        await s.subscribe([("fieldlink/#", 1)])
+        print("subscribed", flush=True)
+        await stop.wait()
+        print(json.dumps({"messages": count[0], "bytes": count[1]}), flush=True)
+
+    asyncio.run(main())
+
+
+def fleet(gateways: int, devices: int, interval: float, seconds: float, payload: str,
+          consumer: bool = False) -> dict:
+    """One `sim fleet` run in this process; the engine's figures plus the broker's CPU and memory
+    (with `consumer`, one platform consumer subscribed to everything in another process)."""
     from agent.config_model import CommandsConfig
     from agent.fleet.engine import Engine, Options, raise_fd_limit
     from agent.fleet.model import GatewayModel
@@ -144,6 +172,11 @@ def fleet(gateways: int, devices: int, interval: float, seconds: float, payload:
         assert broker.proc is not None
         pid = broker.proc.pid
         marks: dict[str, float] = {}
+        reader = None
+        if consumer:
+            reader = subprocess.Popen([sys.executable, "-m", "hil_tests.bench_fleet", "--consume",
+                                       broker.url], stdout=subprocess.PIPE, text=True)
+            assert reader.stdout is not None and reader.stdout.readline().strip() == "subscribed"
 
         def window(edge: str) -> None:
             marks[edge] = broker_cpu(pid)
@@ -151,8 +184,14 @@ def fleet(gateways: int, devices: int, interval: float, seconds: float, payload:
 
         engine = Engine(models, Options(host=broker.host, port=broker.port, on_window=window))
         stats = asyncio.run(engine.run(seconds))
+        consumed = None
+        if reader is not None:
+            reader.terminate()
+            text, _ = reader.communicate(timeout=30)
+            consumed = json.loads(text.strip().splitlines()[-1])
     out = stats.as_dict()
     out["payload"] = payload
+    out["consumer"] = consumed
     out["broker_cpu_s"] = round(marks["end"] - marks["begin"], 2)
     out["broker_cpu_percent_of_one_core"] = round(100 * out["broker_cpu_s"] / stats.window, 1)
     out["broker_rss_mb"] = round(marks["end_rss"], 1)
@@ -211,8 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--payloads", default="senml,compact")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: clients, fleet, county")
+    parser.add_argument("--consumer", action="store_true",
+                        help="also run a platform consumer subscribed to fieldlink/# (QoS 1) during the "
+                             "fleet runs")
+    parser.add_argument("--consume", metavar="HOST:PORT", help=argparse.SUPPRESS)
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     args = parser.parse_args(argv)
+    if args.consume:
+        host, _, port = args.consume.rpartition(":")
+        consume(host, int(port))
+        return 0
     if args.quick:
         args.gateways, args.devices, args.seconds = 100, 10, 20.0
     skip = set(filter(None, args.skip.split(",")))
@@ -229,9 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     if "fleet" not in skip:
         figures["fleet"] = []
         for payload in args.payloads.split(","):
-            print("\nsim fleet: %d gateways x %d devices every %g s, %s, %g s measured"
-                  % (args.gateways, args.devices, args.interval, payload, args.seconds), flush=True)
-            f = fleet(args.gateways, args.devices, args.interval, args.seconds, payload)
+            print("\nsim fleet: %d gateways x %d devices every %g s, %s, %g s measured%s"
+                  % (args.gateways, args.devices, args.interval, payload, args.seconds,
+                     ", one consumer of everything" if args.consumer else ""), flush=True)
+            f = fleet(args.gateways, args.devices, args.interval, args.seconds, payload, args.consumer)
             figures["fleet"].append(f)
             d = f["per_gateway_per_day"]
             print("  messages/s %.1f, readings/s %.1f (expected %.1f), payload %.0f B/s, wire %.0f B/s"
