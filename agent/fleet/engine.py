@@ -35,6 +35,8 @@ __all__ = ["Engine", "Options", "Stats", "percentile", "raise_fd_limit"]
 BUS_GAP = 0.05  # seconds between the polls of two devices of one gateway (one bus request each)
 TICK = 0.1  # how often aged packs are closed and outboxes pumped
 LATENCY_SAMPLES = 1_000_000
+FULL_HINT = ("; a broker that resets or closes new connections is often at its open-file limit: raise it "
+             "(ulimit -n, or LimitNOFILE= in its systemd unit) and check its max_connections")
 
 
 @dataclass
@@ -239,8 +241,11 @@ class Engine:
             while self._ever_connected < len(self.links) and not stop.is_set():
                 await asyncio.sleep(0.05)
                 if time.monotonic() - started > 120 + len(self.links) / self.options.connect_rate:
-                    raise MqttError("not every gateway could connect within %.0f s: %s" % (
-                        time.monotonic() - started, self.stats.failure_reasons))
+                    reasons = self.stats.failure_reasons
+                    full = any("reset" in r or "before CONNACK" in r for r in reasons)
+                    raise MqttError("not every gateway could connect within %.0f s (%d of %d did): %s%s" % (
+                        time.monotonic() - started, self._ever_connected, len(self.links), reasons,
+                        FULL_HINT if full else ""))
             self.stats.connected_after = time.monotonic() - started
             self._begin_window()
             try:
