@@ -113,9 +113,10 @@ def as_dict(scopes: list[ScopeReport], view: FleetView, now: float, stale_hours:
 def text(scopes: list[ScopeReport], view: FleetView, now: float, stale_hours: float) -> str:
     """The report as a technician reads it."""
     g = view.summary(now, stale_hours)
-    out = ["FieldLink fleet report, %s: %d gateways, %d devices in their inventories; a device counts "
+    out = ["FieldLink fleet report, %s: %s gateways, %s devices in their inventories; a device counts "
            "when it reported within %g h" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now)),
-                                             g["gateways"], g["devices"], stale_hours)]
+                                             "{:,}".format(g["gateways"]), "{:,}".format(g["devices"]),
+                                             stale_hours)]
     notes = []
     if g["offline"]:
         notes.append("%d offline (their last will replaced the birth: inventory unknown, nothing counted)"
