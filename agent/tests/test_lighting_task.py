@@ -104,9 +104,9 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
     return bool(predicate())
 
 
-def utc(zone: str, *fields: int) -> int:
+def utc(zone: str, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
     """POSIX seconds of a local wall time in an IANA zone (fold 0, as the schedule resolves it)."""
-    return int(dt.datetime(*fields, tzinfo=zoneinfo.ZoneInfo(zone)).timestamp())
+    return int(dt.datetime(year, month, day, hour, minute, tzinfo=zoneinfo.ZoneInfo(zone)).timestamp())
 
 
 CONFIG = """\
@@ -288,7 +288,8 @@ def test_a_clock_set_back_and_forward_changes_the_step_in_force(rigs):
     ((2026, 3, 29), (2026, 3, 29, 3, 30)),   # 02:30 does not happen: read before the change, 03:30 CEST
     ((2026, 10, 25), (2026, 10, 25, 2, 30)),  # 02:30 happens twice: the first, still CEST
 ])
-def test_dst_nights_switch_at_the_instant_zoneinfo_gives(rigs, day, local_at):
+def test_dst_nights_switch_at_the_instant_zoneinfo_gives(rigs, day: tuple[int, int, int],
+                                                          local_at: tuple[int, int, int, int, int]):
     steps = """
 [[schedules.steps]]
 at = "02:30"
@@ -298,11 +299,12 @@ set = {dim = 0.5}
 at = "12:00"
 set = {dim = 1.0}
 """
-    midnight = utc("Europe/Berlin", *day, 0, 0)
+    year, month, date = day
+    midnight = utc("Europe/Berlin", year, month, date)
     rig = rigs(steps, midnight, lamps=1, timezone="Europe/Berlin", latitude=52.52, longitude=13.405).start()
-    expected = int(dt.datetime(*local_at, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin")).timestamp())
+    expected = utc("Europe/Berlin", *local_at)
     if day[1] == 3:  # zoneinfo with fold 0 reads the missing 02:30 with the offset before: 01:30 UTC
-        assert expected == int(dt.datetime(*day, 1, 30, tzinfo=dt.UTC).timestamp())
+        assert expected == utc("UTC", year, month, date, 1, 30)
     wait = rig.tick()
     rig.settle(1)
     assert midnight + wait == expected
