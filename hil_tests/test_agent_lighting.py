@@ -113,7 +113,7 @@ def test_broker_unreachable_all_night_the_schedule_still_switches_the_lamps(ligh
         base = math.ceil(time.time()) + 8  # the agent needs a few seconds to start
         steps = [(base, "on = true, dim = 0.8"), (base + 6, "dim = 0.4"), (base + 12, "on = false")]
         config = sim_agent_config(sim.ports_file, str(tmp_path / "agent.toml"), broker.url,
-                                  str(tmp_path / "outbox.sqlite"), interval=0.5, timeout_ms=100,
+                                  str(tmp_path / "outbox.sqlite"), interval=0.5, timeout_ms=500,
                                   settings=FAST)
         with open(config) as f:
             text = place(f.read()) + lighting_tail(steps)
@@ -187,7 +187,7 @@ def street(sim_site: Callable[..., SimSite], tmp_path: Any) -> Iterator[Street]:
         base = math.ceil(time.time())
         steps = [(base - 3600, "on = true, dim = 1.0")]  # on all day, from an hour ago
         config = sim_agent_config(sim.ports_file, str(tmp_path / "agent.toml"), broker.url,
-                                  str(tmp_path / "outbox.sqlite"), interval=0.5, timeout_ms=100,
+                                  str(tmp_path / "outbox.sqlite"), interval=0.5, timeout_ms=500,
                                   settings=FAST)
         with open(config) as f:
             text = place(f.read()) + lighting_tail(steps, key_file)
