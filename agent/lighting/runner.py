@@ -582,6 +582,7 @@ class LightingTask:
                     run.manual[(device, point)] = left
                 else:
                     run.manual.pop((device, point), None)
+                run.written_at[device] = time.time()  # a poll cycle around the write read the old value
                 if ok:
                     run.overrides.setdefault(device, {})[point] = value
                     self.counters["overrides"] += 1
