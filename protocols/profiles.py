@@ -136,6 +136,9 @@ class Point:
         if isinstance(value, bool):
             if self.table == "coil" or self.type.startswith("bit"):
                 return None
+            if not (self.scale == 1 and self.offset == 0 and self.min == 0 and self.max == 1):
+                # true/false is 1/0 only on an on/off register (0..1, unscaled), never a level or a ratio
+                return "point %s needs a number, not %r" % (self.name, value)
             value = int(value)
         if not _number(value):
             return "point %s needs a number, not %r" % (self.name, value)
