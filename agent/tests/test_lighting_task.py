@@ -154,9 +154,15 @@ class Rig:
 
     def __init__(self, tmp: str, steps: str, start: float, lamps: int = 2, timezone: str = "Asia/Shanghai",
                  latitude: float = 36.6512, longitude: float = 117.1201, alarm_after: float = 300,
-                 servers: list[FakeModbus] | None = None, real_uplink: bool = False, port: int = 1) -> None:
+                 servers: list[FakeModbus] | None = None, real_uplink: bool = False, port: int = 1,
+                 symlink: bool = False) -> None:
         self.tmp = tmp
         self.bus = FakeBus()
+        bus_path = self.bus.path
+        if symlink:  # as /dev/serial/by-id/…: the adapter can be unplugged and come back as another pty
+            bus_path = os.path.join(tmp, "ttyUSB0")
+            os.symlink(self.bus.path, bus_path)
+        self.bus_path = bus_path
         self.lamps = servers or [lamp_server() for _ in range(lamps)]
         ids = ["lamp-%02d" % (i + 1) for i in range(len(self.lamps))]
         for i, server in enumerate(self.lamps):
@@ -167,7 +173,7 @@ class Rig:
         self.path = os.path.join(tmp, "site.toml")
         with open(self.path, "w") as f:
             f.write(CONFIG.format(latitude=latitude, longitude=longitude, timezone=timezone, port=port,
-                                  alarm_after=alarm_after, path=self.bus.path,
+                                  alarm_after=alarm_after, path=bus_path,
                                   members=", ".join('"%s"' % d for d in ids), devices=devices, steps=steps))
         self.ids = ids
         self.clock = Clock(start)
@@ -179,7 +185,21 @@ class Rig:
         uplink = None if self.real_uplink else Uplink()
         gateway = Gateway(config, uplink=uplink, lighting_options={"clock": self.clock, "recheck": 1e9},
                           offline_after=2, backoff_max=0.5)
+        for worker in gateway.scheduler.workers.values():
+            worker.link.reopen_min = 0.05
+            worker.link.reopen_max = 0.2
         return gateway
+
+    def replug(self, servers: list[FakeModbus]) -> None:
+        """The adapter comes back (another pty behind the same path), with these devices behind it. The
+        old bus must be closed already (closing it twice could close a recycled file descriptor)."""
+        self.bus = FakeBus()
+        for i, server in enumerate(servers):
+            self.bus.devices[i + 1] = server
+        self.lamps = servers
+        if os.path.lexists(self.bus_path):
+            os.unlink(self.bus_path)
+        os.symlink(self.bus.path, self.bus_path)
 
     @property
     def task(self) -> Any:
@@ -382,6 +402,24 @@ def test_a_lamp_back_after_an_outage_or_a_short_reboot_is_put_right(rigs):
     assert list(written("reset")[0]["devices"]) == ["lamp-02"]
     assert wait_for(lambda: rig.registers()[1] == (1, 100))
     assert rig.task.stats()["resets"] >= 1
+
+
+def test_a_bus_whose_port_comes_back_gets_the_state_in_force_again(rigs):
+    start = utc("Asia/Shanghai", 2026, 3, 10, 23, 0)
+    rig = rigs(NIGHT, start, symlink=True).start(thread=True)
+    rig.settle(1)
+    assert rig.registers() == [(1, 100), (1, 100)]
+    rig.bus.close()  # the USB adapter is unplugged: the port is gone, every lamp offline
+    os.unlink(rig.bus_path)
+    assert wait_for(lambda: {("lamp-01", False), ("lamp-02", False)} <= set(rig.uplink.states))
+    rig.replug([lamp_server(on=0, dim=100), lamp_server(on=0, dim=100)])  # the lamps lost power too: dark
+
+    def online() -> set[str]:
+        return {d for e in rig.events() if e["reason"] == "online" for d in e["devices"]}
+
+    assert wait_for(lambda: online() == {"lamp-01", "lamp-02"}), rig.events()
+    assert wait_for(lambda: rig.registers() == [(1, 100), (1, 100)])
+    assert rig.gateway.scheduler.counters()["buses"]["lamps"]["port_down"] == 1
 
 
 def test_a_failed_write_raises_a_schedule_alarm_is_retried_and_clears(rigs):
