@@ -19,7 +19,7 @@ from collections.abc import Callable
 from agent.private import private_dir, private_file
 from protocols.commands import Command, IdMemory
 
-__all__ = ["IdStore"]
+__all__ = ["IdStore", "PendingIdStore"]
 
 log = logging.getLogger("fieldlink.commands")
 
@@ -109,3 +109,55 @@ class IdStore:
         gone = self.memory.expire(now)
         if gone:
             self._db.executemany("DELETE FROM ids WHERE key = ?", [(k,) for k in gone])
+
+
+class PendingIdStore:
+    """The id store while its file cannot be opened (a read-only or full file system at start).
+
+    Polling must not stop for it, and at most once must hold: a command whose id cannot be recorded is
+    refused ("no_store": `begin` raises), and every such command tries to open the file again, so
+    commands work again as soon as the disk does."""
+
+    def __init__(self, path: str, error: str, **options: object) -> None:
+        self.path = path
+        self.error = error
+        self._options = options
+        self._store: IdStore | None = None
+        self.loaded = 0
+
+    def _open(self) -> IdStore | None:
+        if self._store is None:
+            try:
+                self._store = IdStore(self.path, **self._options)  # type: ignore[arg-type]
+            except (sqlite3.Error, OSError) as exc:
+                self.error = str(exc)
+            else:
+                log.warning("event=command_store_open path=%s: commands are accepted again", self.path)
+        return self._store
+
+    def check(self, cmd: Command) -> bytes | None:
+        store = self._open()
+        return store.check(cmd) if store is not None else None
+
+    def begin(self, cmd: Command, until: int) -> None:
+        store = self._open()
+        if store is None:
+            raise OSError("the command-id store %s cannot be opened: %s" % (self.path, self.error))
+        store.begin(cmd, until)
+
+    def finish(self, cmd_id: object, ack: bytes) -> None:
+        if self._store is not None:
+            self._store.finish(cmd_id, ack)
+
+    def forget(self, cmd_id: object) -> None:
+        if self._store is not None:
+            self._store.forget(cmd_id)
+
+    def stats(self) -> dict:
+        if self._store is not None:
+            return self._store.stats()
+        return {"ids": 0, "ids_evicted": 0, "id_store_error": self.error}
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

@@ -117,7 +117,7 @@ def validate(path: str) -> tuple[Config | None, list[ConfigIssue], list[ConfigIs
     if isinstance(read, ConfigIssue):
         return None, [read], []
     text, data = read
-    ck = Checker(path, scan_lines(text))
+    ck = Checker(path, scan_lines(text), data)
     base_dir = os.path.dirname(os.path.abspath(path))
     profile_dirs = _check_top(ck, data, base_dir)
 

@@ -72,10 +72,10 @@ BROKER: dict[str, Spec] = {
     "host": string(), "port": integer(1, 65535), "client_id": string(), "username": string(),
     "password": string(False), "tls": boolean(), "ca_file": string(), "cert_file": string(),
     "key_file": string(), "keepalive": integer(5, 3600), "reconnect_min": number(0, 3600, strict=True),
-    "reconnect_max": number(0, 86400, strict=True)}
+    "reconnect_max": number(0, 86400, strict=True), "puback_timeout": number(0, 3600, strict=True)}
 OUTBOX: dict[str, Spec] = {
     "path": string(), "max_bytes": integer(65536), "fsync": choice("normal", "full"),
-    "inflight": integer(1, 1000)}
+    "inflight": integer(1, 1000), "memory_bytes": integer(0, 1024 * 1024 * 1024)}
 BATCH: dict[str, Spec] = {
     "max_records": integer(1, 10000), "max_age": number(0, 3600, strict=True),
     "max_bytes": integer(512, 1024 * 1024)}

@@ -2,12 +2,18 @@
 
 A `Checker` collects every problem of one file as a `ConfigIssue` (file, line, key, expectation)
 rather than stopping at the first. A key spec is (expectation text, check) where check returns the
-value to keep or raises ValueError; `fill` checks a whole table against a dict of specs.
+value to keep or raises ValueError (its text, if any, says why); `fill` checks a whole table against a
+dict of specs.
+
+Secrets: the keys in `SECRET_KEYS` never have their value in a message. `fill` says only what kind of
+value it found, and `Checker` scrubs the text of every secret in the file from every issue it records,
+so a check written later cannot leak one either.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +22,7 @@ from typing import Any
 from protocols.profiles import valid_name
 
 __all__ = [
+    "SECRET_KEYS",
     "Checker",
     "ConfigIssue",
     "Spec",
@@ -25,14 +32,69 @@ __all__ = [
     "fill",
     "integer",
     "is_int",
+    "is_secret",
     "name",
     "number",
     "resolve_path",
     "show",
     "str_list",
     "string",
+    "topic_level",
     "topic_prefix",
 ]
+
+#: config keys whose values are secrets ("*" stands for any index of an array of tables)
+SECRET_KEYS: tuple[tuple, ...] = (
+    ("broker", "password"),
+    ("devices", "*", "options", "password"),  # DL/T 645 meter password (PA P0 P1 P2)
+)
+NOT_SHOWN = "(a secret: its value is not shown)"
+
+
+def is_secret(path: tuple) -> bool:
+    """True when `path` (such as ("devices", 3, "options", "password")) names a secret key."""
+    for pattern in SECRET_KEYS:
+        if len(pattern) == len(path) and all((p == "*" and isinstance(k, int)) or p == k
+                                             for p, k in zip(pattern, path, strict=True)):
+            return True
+    return False
+
+
+def _secret_values(data: dict) -> list[object]:
+    """The values written at every secret key of a parsed config."""
+    found: list[object] = []
+
+    def walk(node: object, pattern: tuple) -> None:
+        if not pattern:
+            found.append(node)
+            return
+        head, rest = pattern[0], pattern[1:]
+        if head == "*":
+            for item in node if isinstance(node, list) else []:
+                walk(item, rest)
+        elif isinstance(node, dict) and head in node:
+            walk(node[head], rest)
+
+    for pattern in SECRET_KEYS:
+        walk(data, pattern)
+    return found
+
+
+def kind_of(value: object) -> str:
+    """What a value is, without its content: for messages about secrets."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, str):
+        return "a string of %d characters" % len(value)
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return "a %s" % type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -60,11 +122,12 @@ def path_text(path: tuple) -> str:
 
 
 def show(value: object) -> str:
-    """A value as a message shows what was found: TOML spelling, tables and lists by kind."""
+    """A value as a message shows what was found: TOML spelling (control characters escaped), tables and
+    lists by kind."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"%s"' % value
+        return '"%s"' % "".join(c if c.isprintable() else "\\u%04x" % ord(c) for c in value)
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -87,9 +150,10 @@ def resolve_path(base_dir: str, path: str) -> str:
 class Checker:
     """Collects the errors and warnings of one config file, each at the line of its key."""
 
-    def __init__(self, file: str, lines: dict[tuple, int]) -> None:
+    def __init__(self, file: str, lines: dict[tuple, int], data: dict | None = None) -> None:
         self.file = file
         self.lines = lines
+        self._secrets = _scrub_forms(_secret_values(data or {}))
         self.issues: list[ConfigIssue] = []
         self.warnings: list[ConfigIssue] = []
         self.bad_links: set[str] = set()  # buses whose line settings are already errors
@@ -103,10 +167,16 @@ class Checker:
         return 1
 
     def error(self, path: tuple, message: str) -> None:
-        self.issues.append(ConfigIssue(self.file, self.line_of(path), path_text(path), message))
+        self.issues.append(ConfigIssue(self.file, self.line_of(path), path_text(path), self._scrub(message)))
 
     def warn(self, path: tuple, message: str) -> None:
-        self.warnings.append(ConfigIssue(self.file, self.line_of(path), path_text(path), message))
+        issue = ConfigIssue(self.file, self.line_of(path), path_text(path), self._scrub(message))
+        self.warnings.append(issue)
+
+    def _scrub(self, message: str) -> str:
+        for text in self._secrets:
+            message = message.replace(text, NOT_SHOWN)
+        return message
 
     def unknown_keys(self, table: dict, path: tuple, known: tuple | list) -> None:
         """An error for each key of `table` not in `known`, with the closest known key."""
@@ -178,12 +248,18 @@ def integer(low: int, high: int | None = None) -> Spec:
 
 
 def number(low: float, high: float | None = None, strict: bool = False) -> Spec:
+    """A finite number in range: nan and inf are refused everywhere (`nan < 1` is False, so an unchecked
+    nan interval passes every bound and polls once; an inf one never)."""
     if high is None:
         text = "a number %s %g" % (">" if strict else ">=", low)
     else:
         text = "a number %g..%g" % (low, high)
 
     def check(v: Any) -> float:
+        if isinstance(v, float) and math.isnan(v):
+            raise ValueError("nan is not a number")
+        if isinstance(v, float) and math.isinf(v):
+            raise ValueError("an infinite value is not allowed")
         if not (is_int(v) or isinstance(v, float)) or v < low or (strict and v == low) \
                 or (high is not None and v > high):
             raise ValueError
@@ -223,10 +299,35 @@ def str_list() -> Spec:
     return text, lambda v: list(check(v))
 
 
+def topic_level(text: str, what: str = "topic level") -> None:
+    """ValueError saying why `text` cannot be one level of an MQTT topic the agent publishes on."""
+    if not text:
+        raise ValueError("an empty %s (two / in a row, or a / at the start or end)" % what)
+    for bad, why in (("+", "a wildcard"), ("#", "a wildcard"), ("\x00", "NUL"), (" ", "a space")):
+        if bad in text:
+            raise ValueError("%s %s holds %s (%r)" % (what, show(text), why, bad))
+    for c in text:
+        if not c.isprintable():
+            raise ValueError("%s %s holds a control character (U+%04X)" % (what, show(text), ord(c)))
+
+
 def topic_prefix() -> Spec:
-    return _where("a topic prefix without + # spaces or leading/trailing /",
-                  lambda v: isinstance(v, str) and bool(v) and not any(c in v for c in "+# ")
-                  and not v.startswith("/") and not v.endswith("/"))
+    """`<prefix>` of `<prefix>/<site>/<gateway>/…`: levels joined by /, none empty or with a wildcard, NUL,
+    space or control character, and not starting with $ (brokers keep $-topics such as $SYS for
+    themselves and drop what clients publish there)."""
+    def check(v: Any) -> str:
+        if not isinstance(v, str):
+            raise ValueError
+        if v.startswith("$"):
+            raise ValueError("a topic starting with $ is the broker's own ($SYS): brokers drop what clients "
+                             "publish there, so every reading would be lost")
+        if len(v.encode()) > 200:
+            raise ValueError("longer than 200 bytes")
+        for level in v.split("/"):
+            topic_level(level, "prefix level")
+        return v
+
+    return "a topic prefix of levels joined by / (such as \"fieldlink\" or \"city/north\")", check
 
 
 def fill(ck: Checker, table: dict, path: tuple, specs: dict[str, Spec], required: tuple = (),
@@ -243,6 +344,34 @@ def fill(ck: Checker, table: dict, path: tuple, specs: dict[str, Spec], required
         text, check = specs[key]
         try:
             out[key] = check(value)
-        except ValueError:
-            ck.error((*path, key), "expected %s, got %s" % (text, show(value)))
+        except ValueError as exc:
+            got = kind_of(value) if is_secret((*path, key)) else show(value)
+            why = " (%s)" % exc if exc.args and not is_secret((*path, key)) else ""
+            ck.error((*path, key), "expected %s, got %s%s" % (text, got, why))
     return out
+
+
+def _scrub_forms(values: list[object]) -> list[str]:
+    """The texts a secret could appear as in a message, longest first. Short plain forms are left out
+    (scrubbing "ab" would mangle every word); their quoted forms are scrubbed all the same."""
+    forms: set[str] = set()
+    leaves: list[object] = []
+
+    def collect(v: object) -> None:
+        if isinstance(v, dict):
+            for item in v.values():
+                collect(item)
+        elif isinstance(v, list):
+            for item in v:
+                collect(item)
+        else:
+            leaves.append(v)
+
+    for value in values:
+        collect(value)
+    for leaf in leaves:
+        for form in (show(leaf), repr(leaf), '"%s"' % leaf):
+            forms.add(form)
+        if len(str(leaf)) >= 4:
+            forms.add(str(leaf))
+    return sorted(forms, key=len, reverse=True)

@@ -30,7 +30,7 @@ class BrokerConfig:
     port: int = 1883
     client_id: str | None = None  # default: "<prefix>-<site>-<gateway>"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
     tls: bool = False
     ca_file: str | None = None
     cert_file: str | None = None
@@ -38,6 +38,7 @@ class BrokerConfig:
     keepalive: int = 30
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
+    puback_timeout: float = 30.0  # a session whose oldest pack waits longer for its PUBACK is ended
 
 
 @dataclass
@@ -46,6 +47,7 @@ class OutboxConfig:
     max_bytes: int = 64 * 1024 * 1024
     fsync: str = "normal"  # "full": fsync every commit; "normal": WAL, fsync at checkpoints
     inflight: int = 20  # packs published and awaiting PUBACK at once
+    memory_bytes: int = 8 * 1024 * 1024  # packs held in memory while the disk cannot take them
 
 
 @dataclass
@@ -93,7 +95,7 @@ class DeviceConfig:
     points: list[str] | None = None  # None: all points of the profile
     max_registers: int | None = None  # override for quirky devices
     single_point_requests: bool = False
-    options: dict = field(default_factory=dict)  # overrides of the profile's options
+    options: dict = field(default_factory=dict, repr=False)  # the profile's options overridden (secrets)
     # for the smart-city indicators (docs/indicators.md): what a meter or network sensor serves
     # ({households}, {network, length_m}) and how many lamps a lamp controller switches
     serves: dict | None = None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +61,7 @@ def indicator_fields(device: Any, profile: Any) -> dict:
     return out
 
 
+STOP_BUDGET = 4.5  # seconds from SIGTERM to a closed outbox and a clean DISCONNECT (systemd waits 90)
 LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "open_failures")
 
 
@@ -126,10 +129,17 @@ class Gateway:
     def _command_gate(self, config: Config) -> Any:
         """The command gate: rules of protocols/commands.py, ids in the store beside the outbox."""
         from agent.command_gate import CommandGate
-        from agent.command_store import IdStore
+        from agent.command_store import IdStore, PendingIdStore
 
         c = config.commands
-        store = IdStore(c.id_store) if c.id_store else None
+        store: Any = None
+        if c.id_store:
+            try:
+                store = IdStore(c.id_store)
+            except (sqlite3.Error, OSError) as exc:  # a read-only or full disk must not stop the polling
+                log.error("event=command_store_unavailable path=%s error=%r: commands are refused (no_store) "
+                          "until it can be opened", c.id_store, str(exc))
+                store = PendingIdStore(c.id_store, str(exc))
         return CommandGate(config, self.dispatcher, store, send_ack=self._send_ack)
 
     def _send_ack(self, payload: bytes, ran: bool = False) -> None:
@@ -203,15 +213,18 @@ class Gateway:
             self.lighting.start()
 
     def stop(self) -> None:
-        """Stop polling, flush what was read to the outbox, close the uplink."""
+        """Stop polling (the poll in flight is finished), commit every reading made to the outbox, publish
+        for a moment, go offline, disconnect: all within STOP_BUDGET seconds."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        began = time.monotonic()
         log.info("event=stopping")
         if self.lighting is not None:
-            self.lighting.stop()
-        self.scheduler.stop()
-        self.uplink.stop(flush=True)
+            self.lighting.stop(timeout=1.0)
+        self.scheduler.stop(timeout=2.0)
+        left = STOP_BUDGET - (time.monotonic() - began)
+        self.uplink.stop(flush=True, drain=max(0.2, min(1.2, left - 1.0)), timeout=0.8)
         self.commands.close()
         c = self.scheduler.counters()
         log.info("event=stopped polls=%d readings=%d errors=%s", c["polls"], c["readings"],

@@ -1,14 +1,15 @@
 """The periodic ``…/health`` message: a CBOR map of counters (docs/store-and-forward.md, "Health").
 
     {"gateway": "gw-01", "site": "s1", "time": 1710498030, "uptime": 3600.0, "connected": true,
-     "readings": {"made": n, "published": n, "buffered": n, "dropped": n, "rejected": n},
-     "outbox": {"packs": n, "bytes": n, "max_bytes": n, "records": n, "dropped_packs": n,
-                "dropped_bytes": n, "dropped_records": n, "corrupt_resets": n, "fsync": "normal"},
+     "readings": {"made": n, "published": n, "buffered": n, "dropped": n, "rejected": n,
+                  "dropped_by": {"outbox_full": n, "memory_full": n, "unreadable": n, "not_stored": n}},
+     "outbox": {"packs": n, "bytes": n, "max_bytes": n, "records": n, "state": "ok", "held_packs": n,
+                "dropped_records": n, "memory_dropped_records": n, "lost_records": n, ...},
      "mqtt": {"connects": n, "disconnects": n, "connect_failures": n, "packs_published": n, ...},
      <name>: <value>, ...}        # added by the acquisition side: "polls", "errors" {kind: n}, ...
 
-``made``/``published`` count since the process started; ``dropped`` (outbox bound) persists in
-the outbox. A getter that raises is reported as ``{"error": text}`` under its name, never a crash.
+``made``/``published`` count since the process started; ``dropped`` (the sum of ``dropped_by``)
+persists in the outbox. A getter that raises is reported as ``{"error": text}`` under its name, never a crash.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ class PrivateFileError(OSError):
 def private_dir(path: str, strict: bool = False) -> str:
     """Make sure `path` exists as a folder only we control; return it.
 
-    A missing folder (and its missing parents' last level) is created 0700. An existing folder that
-    group or others may write to is refused unless it has the sticky bit (as /tmp); with `strict`,
-    an existing folder that group or others may read is tightened to 0700 when we own it.
+    A missing folder (and its missing parents' last level) is created 0700. A shared sticky folder (as
+    /tmp) is accepted as it is. Another existing folder that group or others may write to is refused;
+    with `strict`, one that group or others may read is tightened to 0700 when we own it.
     """
     path = path or "."
     if not os.path.isdir(path):
@@ -36,7 +36,9 @@ def private_dir(path: str, strict: bool = False) -> str:
         return path
     st = os.stat(path)
     mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o022 and not mode & stat.S_ISVTX:
+    if mode & stat.S_ISVTX:
+        return path  # a shared sticky folder such as /tmp: others cannot replace our files; leave it
+    if mode & 0o022:
         raise PrivateFileError("folder %s may be written by other users (mode %04o): run chmod 700 %s"
                                % (path, mode, path))
     if strict and mode & 0o077 and st.st_uid == os.getuid():

@@ -8,7 +8,11 @@ replay from our outbox and could reorder it. With a fresh client the outbox is t
 * at most ``inflight`` packs are published-but-unacknowledged at once (the window);
 * PUBACK for a mid -> ``outbox.ack(id)``; nothing else deletes a pack (except the byte bound);
 * on a new session the window is empty and publishing restarts from the oldest pack in the outbox,
-  so packs reach the broker in commit order and at most ``inflight`` packs are sent twice.
+  so packs reach the broker in commit order and at most ``inflight`` packs are sent twice;
+* a pack is sent again only on a new session: when a PUBACK has not come within
+  ``broker.puback_timeout`` seconds the session is ended (logged once) and a new one resends the
+  window. Nothing the outbox does (a full or failing disk) ends a session: ``outbox.ack`` never raises
+  into paho's callback, so a disk fault cannot turn into reconnects and resends.
 
 Every connect: subscribe ``…/cmd`` (QoS 1), publish the birth on ``…/status`` (retained, QoS 1),
 then the backlog; the last will (registered at CONNECT) is the retained "offline" status. Reconnects
@@ -194,6 +198,7 @@ class Publisher:
         self.window = max(1, int(config.outbox.inflight))
         self._stopping = threading.Event()
         self._drain_until = 0.0
+        self._offline_wait = 2.0
         self._thread: threading.Thread | None = None
         self._direct: queue.Queue[tuple[str, bytes, int, bool]] = queue.Queue()
         self._rng = random.Random()
@@ -201,14 +206,16 @@ class Publisher:
         self._client: mqtt.Client | None = None
         self._connack: int | None = None
         self._paho_error = ""  # paho's last error log line of the current session (e.g. a TLS alert)
-        self._inflight: dict[int, tuple[int, int]] = {}  # mid -> (outbox id, records)
+        # mid -> (outbox id, records, sent at, outbox generation when it was read)
+        self._inflight: dict[int, tuple[int, int, float, int]] = {}
         self._last_sent = 0
+        self._generation = outbox.generation
         self.connected = False
         self._state_lock = threading.Lock()
         self._counters = {
             "connects": 0, "disconnects": 0, "connect_failures": 0,
             "packs_published": 0, "records_published": 0, "bytes_published": 0, "packs_resent": 0,
-            "acks": 0, "acks_dropped": 0,
+            "acks": 0, "acks_dropped": 0, "puback_timeouts": 0,
         }
         self.last_error = ""  # the latest connection problem (also in health as mqtt.last_error)
         self._logged_errors: set[str] = set()  # causes logged since the last connect (retries are quiet)
@@ -223,11 +230,14 @@ class Publisher:
         self._thread.start()
 
     def stop(self, drain: float = 0.0, timeout: float = 5.0) -> None:
-        """Stop: publish for up to `drain` seconds more while connected, then the offline status."""
-        self._drain_until = time.monotonic() + drain
+        """Stop: publish for up to `drain` seconds more while connected, then the offline status (waiting
+        up to `timeout` s for its PUBACK) and DISCONNECT; returns within about drain + timeout seconds."""
+        now = time.monotonic()
+        self._drain_until = now + drain
+        self._offline_wait = min(2.0, timeout)
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(drain + timeout)
+            self._thread.join(drain + timeout + 0.5)
         self._thread = None
 
     def publish_alarm(self, alarm: dict) -> int:
@@ -320,8 +330,11 @@ class Publisher:
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return  # birth, ack, health: not in the outbox
-        pack_id, records = entry
-        self.outbox.ack(pack_id)
+        pack_id, records, _, generation = entry
+        try:
+            self.outbox.ack(pack_id, generation)
+        except Exception:  # never into paho: an exception here would end the session and resend all
+            log.exception("outbox: recording the PUBACK of pack %d failed", pack_id)
         with self._state_lock:
             self._counters["packs_published"] += 1
             self._counters["records_published"] += records
@@ -379,6 +392,11 @@ class Publisher:
                 if self._stopping.is_set():
                     self._finish(client)
                     return True
+                late = self._puback_overdue()
+                if late:
+                    self._count("puback_timeouts")
+                    self._note_error(late)
+                    break
                 self._pump(client)
                 self._send_direct(client)
                 if self._health is not None and time.monotonic() >= next_health:
@@ -411,20 +429,47 @@ class Publisher:
         client.subscribe(self.topic_cmd, qos=1)
         client.publish(self.topic_status, self._birth(), qos=1, retain=True)
 
+    def _puback_overdue(self) -> str:
+        """Why the session must end when the oldest pack in flight waited longer than puback_timeout."""
+        if not self._inflight:
+            return ""
+        oldest = min(entry[2] for entry in self._inflight.values())
+        waited = time.monotonic() - oldest
+        if waited < self.config.broker.puback_timeout:
+            return ""
+        b = self.config.broker
+        return ("no PUBACK from broker %s:%d for %.0f s (broker.puback_timeout); reconnecting to send the %d "
+                "packs in flight again" % (b.host, b.port, waited, len(self._inflight)))
+
     def _pump(self, client: mqtt.Client) -> None:
         """Fill the in-flight window from the outbox, oldest first."""
+        generation = self.outbox.generation
+        if generation != self._generation:
+            # older packs appeared (a file that could only be opened late, held packs renumbered after
+            # it): read from the start again; PUBACKs for what is in flight no longer delete anything,
+            # so those packs are sent again (at most one window of duplicates)
+            self._generation = generation
+            self._last_sent = 0
+            self._count("packs_resent", len(self._inflight))
+            self._inflight.clear()
         free = self.window - len(self._inflight)
-        if free > 0:
-            for pack in self.outbox.peek(free, after=self._last_sent):
-                info = client.publish(pack.topic, pack.payload, qos=pack.qos)
-                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    return  # the connection is going away; the next session replays it
-                self._last_sent = pack.id
-                if pack.qos == 0:
-                    self.outbox.ack(pack.id)
-                else:
-                    self._inflight[info.mid] = (pack.id, pack.records)
-                self._count("bytes_published", len(pack.payload))
+        if free <= 0:
+            return
+        try:
+            packs = self.outbox.peek(free, after=self._last_sent)
+        except Exception:
+            log.exception("outbox: reading packs to publish failed")
+            return
+        for pack in packs:
+            info = client.publish(pack.topic, pack.payload, qos=pack.qos)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return  # the connection is going away; the next session replays it
+            self._last_sent = pack.id
+            if pack.qos == 0:
+                self.outbox.ack(pack.id, generation)
+            else:
+                self._inflight[info.mid] = (pack.id, pack.records, time.monotonic(), generation)
+            self._count("bytes_published", len(pack.payload))
 
     def _send_direct(self, client: mqtt.Client) -> None:
         while True:
@@ -444,7 +489,7 @@ class Publisher:
             if client.loop(_LOOP_TIMEOUT) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
         info = client.publish(self.topic_status, self._offline(), qos=1, retain=True)
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + self._offline_wait
         while not info.is_published() and time.monotonic() < deadline:
             if client.loop(_LOOP_TIMEOUT) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return

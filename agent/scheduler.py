@@ -11,11 +11,18 @@ when the command finished. Readings are
 timestamped (time.time()) when their reply arrives and handed to `sink(readings)` as
 (device, point, value, time) tuples; online/offline transitions go to `events(device, online, reason)`.
 
+Stopping (SIGTERM) loses no reading: the poll in flight goes on for up to `STOP_GRACE` seconds and then
+ends after its current transaction, and every reading it made is handed to `sink` before the owner
+thread ends. A transaction still waiting for its reply when `stop(timeout)` gives up (a response
+timeout of seconds) is abandoned: no reading is made from it.
+
 Point quality: a point the device answered for but whose value could not be decoded (DL/T 645 all-FF
 "not available", non-BCD nibbles, a CJ/T 188 field with bad BCD) is not a reading. It is counted per
 point, and its transitions go to `quality(device, point, quality, time)`: the quality text when the point
 turns bad (first bad answer, or bad after good), None when it is good again. A point that was never bad
 reports nothing; a failed transaction (timeout, CRC, ...) is a comms matter and leaves quality alone.
+A value the profile says cannot physically be (its `plausible` range or rule, protocols/plausible.py)
+is a bad point of quality "implausible" in the same way: not a reading, counted, reported once.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from agent.link import Link, LinkClosed, LinkError, open_link
 from agent.planner import PlannedRequest
 from protocols.commands import is_switching, refusal
 from protocols.errors import AbnormalReply, ExceptionResponse, ProtocolError
+from protocols.plausible import IMPLAUSIBLE, for_points
 
 __all__ = ["BusWorker", "DeviceState", "Scheduler", "outcome"]
 
@@ -44,6 +52,7 @@ Sink = Callable[[list[Reading]], None]
 Events = Callable[[str, bool, str], None]
 Quality = Callable[[str, str, str | None, float], None]
 ERROR_KINDS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "port", "other")
+STOP_GRACE = 1.0  # seconds the poll in flight may go on after stop()
 
 
 def _new_counters() -> dict:
@@ -78,6 +87,7 @@ class DeviceState:
         self.counters = _new_counters()
         self.bad_by_point: dict[str, int] = {}  # point -> bad answers since start
         self.quality: dict[str, str] = {}  # point -> quality text, for the points that are bad now
+        self.plausible = for_points(driver.profile.points)  # point -> its range/rule and last good value
 
     @property
     def id(self) -> str:
@@ -112,6 +122,9 @@ class BusWorker:
         self._waiting_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._stop = threading.Event()
+        self._finish_by = 0.0  # after stop(): the poll in flight ends after the transaction at this time
+        self._deliver_lock = threading.Lock()
+        self._closed = False  # after a stop that gave up waiting: late readings are not made at all
         self._thread: threading.Thread | None = None
         self._seq = 0
         self._heap: list[tuple[float, int, str]] = []
@@ -123,11 +136,25 @@ class BusWorker:
         self._thread = threading.Thread(target=self._run, name="bus-%s" % self.name, daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the owner to stop: the poll in flight may go on for STOP_GRACE s, then its readings go out."""
+        if not self._stop.is_set():
+            self._finish_by = time.monotonic() + STOP_GRACE
+            self._stop.set()
+            self._jobs.put(None)
+
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._jobs.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Stop and wait up to `timeout` s for the owner thread, then close the link (if it ended)."""
+        self.request_stop()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                with self._deliver_lock:
+                    self._closed = True
+                log.warning("bus=%s event=stop_abandoned reason='a transaction still waits for its reply'",
+                            self.name)
+                return  # the thread still uses the link; the process is ending anyway
             self._thread = None
         self.link.close()
 
@@ -311,12 +338,14 @@ class BusWorker:
         self.counters["polls"] += 1
         for request in state.driver.requests:
             self._run_jobs()
-            if self._stop.is_set():
-                return
+            if self._stop.is_set() and time.monotonic() >= self._finish_by:
+                break  # stopping: what this poll read so far is delivered below
             ok, kind, exc = self._transaction(state, request, readings)
             if ok:
                 answered = True
                 continue
+            if self._stop.is_set():
+                break
             if kind == "port":
                 self._deliver(readings)
                 self._port_down(str(exc))
@@ -368,14 +397,17 @@ class BusWorker:
         stamp = time.time()
         state.counters["replies"] += 1
         self.counters["replies"] += 1
-        for point, value in result.values:
+        values, bad = result.values, result.bad
+        if state.plausible:
+            values, bad = _screen(state, values, bad)
+        for point, value in values:
             readings.append((state.id, point, value, stamp))
             if point in state.quality:
                 self._set_quality(state, point, None, stamp)
-        if result.bad:
-            state.counters["bad_points"] += len(result.bad)
-            self.counters["bad_points"] += len(result.bad)
-            for point, quality in result.bad:
+        if bad:
+            state.counters["bad_points"] += len(bad)
+            self.counters["bad_points"] += len(bad)
+            for point, quality in bad:
                 state.bad_by_point[point] = state.bad_by_point.get(point, 0) + 1
                 if point not in state.quality:
                     self._set_quality(state, point, str(quality), stamp)
@@ -399,13 +431,16 @@ class BusWorker:
     def _deliver(self, readings: list[Reading]) -> None:
         if not readings:
             return
-        device = readings[0][0]
-        self.devices[device].counters["readings"] += len(readings)
-        self.counters["readings"] += len(readings)
-        try:
-            self.sink(readings)
-        except Exception:
-            log.exception("bus=%s event=sink_failed", self.name)
+        with self._deliver_lock:
+            if self._closed:
+                return
+            device = readings[0][0]
+            self.devices[device].counters["readings"] += len(readings)
+            self.counters["readings"] += len(readings)
+            try:
+                self.sink(readings)
+            except Exception:
+                log.exception("bus=%s event=sink_failed", self.name)
 
     # ------------------------------------------------------------------ reporting
     def snapshot(self) -> dict:
@@ -427,6 +462,20 @@ class BusWorker:
         bus["link"] = dict(self.link.counters)
         bus["devices"] = devices
         return bus
+
+
+def _screen(state: DeviceState, values: list, bad: list) -> tuple[list, list]:
+    """Split off the values the profile says cannot be (range, never decreasing) as bad points."""
+    kept, refused = [], list(bad)
+    for point, value in values:
+        check = state.plausible.get(point)
+        if check is None or check.check(value):
+            kept.append((point, value))
+        else:
+            refused.append((point, IMPLAUSIBLE))
+            log.debug("device=%s point=%s event=implausible value=%r reference=%r", state.id, point, value,
+                      check.last)
+    return kept, refused
 
 
 class Scheduler:
@@ -460,12 +509,13 @@ class Scheduler:
         for worker in self.workers.values():
             worker.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every bus at once (each finishes its poll in flight) and wait up to `timeout` s in all."""
+        end = time.monotonic() + timeout
         for worker in self.workers.values():
-            worker._stop.set()
-            worker._jobs.put(None)
+            worker.request_stop()
         for worker in self.workers.values():
-            worker.stop()
+            worker.stop(max(0.0, end - time.monotonic()))
 
     def switching(self, cmd: dict) -> bool:
         """True when `cmd` switches supply: a relay action, or a write of a point its device's profile

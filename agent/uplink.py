@@ -55,7 +55,8 @@ class Uplink:
         g = config.gateway
         self.config = config
         self.clock = clock
-        self.outbox = Outbox(config.outbox.path, config.outbox.max_bytes, config.outbox.fsync)
+        o = config.outbox
+        self.outbox = Outbox(o.path, o.max_bytes, o.fsync, memory_bytes=o.memory_bytes)  # OutboxInUse
         devices = [dict(d) for d in inventory]
         self.seq = self._birth_seq(devices, g.payload)
         self._birth_args = {"gateway": g.id, "site": g.site, "devices": devices, "seq": self.seq,
@@ -87,15 +88,18 @@ class Uplink:
         self._ticker.start()
         self.publisher.start()
 
-    def stop(self, flush: bool = True, drain: float = 2.0) -> None:
-        """Flush the open pack to the outbox, publish what fits in `drain` s, go offline, close."""
+    def stop(self, flush: bool = True, drain: float = 2.0, timeout: float = 1.0) -> None:
+        """Flush the open pack to the outbox, publish what fits in `drain` s, go offline (waiting at most
+        `timeout` s for that), disconnect, close the outbox."""
         self._stopping.set()
         if self._ticker is not None:
             self._ticker.join(5)
             self._ticker = None
         if flush:
             self.batcher.flush()
-        self.publisher.stop(drain=drain if flush else 0.0)
+        self.publisher.stop(drain=drain if flush else 0.0, timeout=timeout)
+        if flush:
+            self.batcher.flush()  # a reading that came in while draining (a bus that finished late)
         self.outbox.close()
 
     # -- what the acquisition side calls -------------------------------------------------------
@@ -182,9 +186,13 @@ class Uplink:
         stats = self.outbox.stats()
         pub = self.publisher.stats()
         bc = self.batcher.counters
+        # why readings were dropped: the outbox's byte bound (oldest first), the memory hold while the
+        # disk failed, packs a damaged or deleted file cost, packs the outbox refused (never expected)
+        dropped_by = {"outbox_full": stats["dropped_records"], "memory_full": stats["memory_dropped_records"],
+                      "unreadable": stats["lost_records"], "not_stored": bc["unstored"]}
         return {"made": bc["readings"], "published": pub["records_published"],
                 "buffered": stats["records"] + self.batcher.pending,
-                "dropped": stats["dropped_records"] + bc["unstored"], "rejected": bc["rejected"]}
+                "dropped": sum(dropped_by.values()), "dropped_by": dropped_by, "rejected": bc["rejected"]}
 
     def _tick(self) -> None:
         while not self._stopping.wait(_TICK):
@@ -192,6 +200,10 @@ class Uplink:
                 self.batcher.tick()
             except Exception:
                 log.exception("batcher: closing an aged pack failed")
+            try:
+                self.outbox.maintain()  # a failing disk is retried from here too, packs or not
+            except Exception:
+                log.exception("outbox: retrying the disk failed")
 
 
 __all__ = ["Uplink", "versions"]

@@ -262,6 +262,7 @@ def start_bench(workdir: str, scenario: str, rules: str = "", interval: float = 
         bench = Bench(sim, broker, feed, agent, config, interval)
         bench.settle(30)
         yield bench
+        agent = bench.agent  # a test may have restarted it (test_agent_signed): stop the one running now
         rc = agent.stop(timeout=20)
         assert rc == 0, "the agent exited %s on SIGTERM:\n%s" % (rc, agent.log()[-3000:])
     finally:

@@ -5,6 +5,10 @@ A profile names the protocol, the link defaults and every point: where it lives 
 array element), how the raw value
 scales to a SenML unit, and whether a command may write it and within which range.
 
+A point may carry `"plausible": {"min": .., "max": .., "rule": "non_decreasing"}`: the values it can
+physically have (protocols/plausible.py); a reading outside them is not published but raises a `quality`
+alarm "implausible".
+
 Actions (`"actions": [{"name": "relay_trip"}, ...]`) are the commands other than point writes that a
 model allows; which names a protocol can carry out is `ACTIONS` (DL/T 645-2007: relay trip / close, C=1C).
 A writable point marked `"switching": true` switches supply (a lamp on/off, a valve, a contactor): with
@@ -43,7 +47,7 @@ NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 _POINT_KEYS = (
     "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values",
     "description", "table", "address", "type", "order", "di", "format", "signed", "block_index", "field",
-    "oad", "element", "switching", "role", "lit_above", "broadcast",
+    "oad", "element", "switching", "plausible", "role", "lit_above", "broadcast",
 )
 #: what a point may be to the lighting code (docs/lighting.md)
 ROLES = ("control", "fault", "lit")
@@ -60,7 +64,7 @@ class ProfileError(Exception):
 
     def __init__(self, source: str, message: str) -> None:
         self.source = source
-        Exception.__init__(self, "%s: %s" % (source, message))
+        super().__init__("%s: %s" % (source, message))  # MicroPython has no Exception.__init__
 
 
 def valid_name(name: object) -> bool:
@@ -116,6 +120,8 @@ class Point:
         # DL/T 698.45: the attribute's OAD and, for an array read whole, the element (1-based)
         self.oad = spec.get("oad")
         self.element = spec.get("element")
+        # {"min", "max", "rule"}: what the value can physically be (protocols/plausible.py)
+        self.plausible = spec.get("plausible")
 
     def register_count(self) -> int:
         """How many 16-bit registers (or bits, for coil/discrete tables) the point spans."""
@@ -234,6 +240,12 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
         raise ProfileError(source, "%s: switching applies to writable points only" % where)
     if "unit" in spec and not isinstance(spec["unit"], str):
         raise ProfileError(source, "%s: unit must be a string" % where)
+    if "plausible" in spec:
+        from protocols.plausible import check_spec
+
+        problem = check_spec(spec["plausible"])
+        if problem is not None:
+            raise ProfileError(source, "%s: %s" % (where, problem))
     _check_lamp_keys(source, protocol, where, spec)
     if "block_index" in spec and protocol not in ("dlt645", "dlt645_1997"):
         raise ProfileError(source, "%s: block_index is for DL/T 645 points only" % where)

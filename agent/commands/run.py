@@ -1,4 +1,10 @@
-"""`fieldlink run FILE`: the gateway in the foreground; SIGTERM/SIGINT stop polling, flush, exit 0."""
+"""`fieldlink run FILE`: the gateway in the foreground.
+
+SIGTERM/SIGINT: the poll in flight is finished, every reading made is committed to the outbox, the
+agent publishes for a moment, goes offline and disconnects; exit 0 within 5 s. Exit 2 for a config
+error, 1 when the outbox cannot be ours (another agent holds it: "outbox PATH is in use by pid N"; a
+folder other users may write to).
+"""
 
 from __future__ import annotations
 
@@ -43,7 +49,14 @@ def run(args: Any) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    gateway = Gateway(config)
+    from agent.outbox import OutboxInUse
+    from agent.private import PrivateFileError
+
+    try:
+        gateway = Gateway(config)
+    except (OutboxInUse, PrivateFileError) as exc:
+        print("fieldlink run: %s" % (exc.strerror or exc), file=sys.stderr)
+        return 1
     gateway.start()
     try:
         while not stop.wait(1.0):

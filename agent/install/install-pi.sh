@@ -421,7 +421,7 @@ fi
 check_python
 create_user
 make_dir 0750 root "$SERVICE_USER" "$ETC_DIR"
-make_dir 0750 "$SERVICE_USER" "$SERVICE_USER" "$STATE_DIR"
+make_dir 0700 "$SERVICE_USER" "$SERVICE_USER" "$STATE_DIR"  # the outbox: the agent's alone (docs/store-and-forward.md)
 install_venv
 install_config
 install_unit

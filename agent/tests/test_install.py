@@ -184,7 +184,7 @@ def test_staging_creates_the_tree_and_keeps_an_existing_config(tmp_path: Path) -
     unit = root / "etc/systemd/system/fieldlink.service"
     assert config.is_file() and (root / "var/lib/fieldlink").is_dir() and unit.is_file()
     assert mode(root / "etc/fieldlink") == 0o750 and mode(config) == 0o640
-    assert mode(root / "var/lib/fieldlink") == 0o750
+    assert mode(root / "var/lib/fieldlink") == 0o700
     assert tomllib.loads(config.read_text())["outbox"]["path"] == OUTBOX
     assert unit.read_text() == UNIT.read_text()          # default prefix: the unit as shipped
     assert "OK (3 buses, 6 devices, 2 rules)" in out and "checked /etc/fieldlink/fieldlink.toml: valid" in out

@@ -72,7 +72,7 @@ class Uplink:
     def start(self) -> None:
         pass
 
-    def stop(self, flush: bool = True) -> None:
+    def stop(self, flush: bool = True, drain: float = 0.0, timeout: float = 0.0) -> None:
         pass
 
     def submit(self, readings: list) -> None:

@@ -41,6 +41,8 @@ def test_world_writable_folder_is_refused_but_sticky_tmp_is_not(tmp_path) -> Non
         private_dir(str(open_dir))
     open_dir.chmod(0o1777)
     assert private_dir(str(open_dir)) == str(open_dir)
+    assert private_dir(str(open_dir), strict=True) == str(open_dir)
+    assert mode(str(open_dir)) == 0o1777  # a shared sticky folder such as /tmp is never tightened
 
 
 def test_strict_tightens_a_readable_folder_of_ours(tmp_path) -> None:

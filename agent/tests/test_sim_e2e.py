@@ -32,7 +32,7 @@ class FakeUplink:
     def start(self) -> None:
         pass
 
-    def stop(self, flush: bool = True) -> None:
+    def stop(self, flush: bool = True, drain: float = 0.0, timeout: float = 0.0) -> None:
         self.stopped = flush
 
     def submit(self, readings: list) -> None:
