@@ -18,7 +18,7 @@ from agent.planner import plan_config
 from agent.scheduler import Scheduler
 from protocols.rules import Rule, RuleSet
 
-__all__ = ["Gateway", "inventory"]
+__all__ = ["Gateway", "indicator_fields", "inventory"]
 
 log = logging.getLogger("fieldlink.gateway")
 
@@ -42,14 +42,22 @@ def inventory(config: Config) -> list[dict]:
         address: int | str = int(device.address) if profile.protocol == "modbus" else device.address
         entry = {"id": device.id, "kind": profile.kind, "model": profile.model,
                  "protocol": profile.protocol, "address": address, "points": points}
-        serves = dict(device.serves or {})
-        if profile.kind in METER_KINDS and "households" not in serves:
-            serves["households"] = default_households(profile)
-        if serves:
-            entry["serves"] = serves
-        if profile.kind == "lamp":
-            entry["lights"] = device.lights if device.lights is not None else 1
+        entry.update(indicator_fields(device, profile))
         out.append(entry)
+    return out
+
+
+def indicator_fields(device: Any, profile: Any) -> dict:
+    """The birth's `serves` (meters: households, by default 1 for DL/T 645 and CJ/T 188 meters and 0 for
+    others; network sensors: network and length_m) and `lights` (lamps, default 1) of one device."""
+    out: dict[str, Any] = {}
+    serves = dict(device.serves or {})
+    if profile.kind in METER_KINDS and "households" not in serves:
+        serves["households"] = default_households(profile)
+    if serves:
+        out["serves"] = serves
+    if profile.kind == "lamp":
+        out["lights"] = device.lights if device.lights is not None else 1
     return out
 
 
@@ -213,7 +221,7 @@ class Gateway:
         began = time.monotonic()
         log.info("event=stopping")
         if self.lighting is not None:
-            self.lighting.stop()
+            self.lighting.stop(timeout=1.0)
         self.scheduler.stop(timeout=2.0)
         left = STOP_BUDGET - (time.monotonic() - began)
         self.uplink.stop(flush=True, drain=max(0.2, min(1.2, left - 1.0)), timeout=0.8)

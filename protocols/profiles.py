@@ -142,6 +142,9 @@ class Point:
         if isinstance(value, bool):
             if self.table == "coil" or self.type.startswith("bit"):
                 return None
+            if not (self.scale == 1 and self.offset == 0 and self.min == 0 and self.max == 1):
+                # true/false is 1/0 only on an on/off register (0..1, unscaled), never a level or a ratio
+                return "point %s needs a number, not %r" % (self.name, value)
             value = int(value)
         if not _number(value):
             return "point %s needs a number, not %r" % (self.name, value)
@@ -237,13 +240,13 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
         raise ProfileError(source, "%s: switching applies to writable points only" % where)
     if "unit" in spec and not isinstance(spec["unit"], str):
         raise ProfileError(source, "%s: unit must be a string" % where)
-    _check_lamp_keys(source, protocol, where, spec)
     if "plausible" in spec:
         from protocols.plausible import check_spec
 
         problem = check_spec(spec["plausible"])
         if problem is not None:
             raise ProfileError(source, "%s: %s" % (where, problem))
+    _check_lamp_keys(source, protocol, where, spec)
     if "block_index" in spec and protocol not in ("dlt645", "dlt645_1997"):
         raise ProfileError(source, "%s: block_index is for DL/T 645 points only" % where)
     if protocol == "modbus":

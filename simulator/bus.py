@@ -1,9 +1,12 @@
-"""An RS-485 bus as a pseudo-terminal pair: the agent opens the device path, the devices answer.
+"""An RS-485 bus: its devices, the pseudo-terminal a client opens, and every other way in.
 
-One thread per bus reads the pty's server side, frames requests with each protocol's frame reader
-(a silence of t3.5 / 500 ms drops a partial frame), hands each frame to the devices it addresses and
-writes their replies back at line speed, after the protocol's turnaround. Only the addressed device
-answers; a broadcast is obeyed by all and answered by none.
+Clients reach a bus through accesses (simulator/access.py): the pty, whose thread lives here, and the
+RFC 2217 and raw TCP connections of simulator/serial_server.py. Each access frames its client's
+requests with each protocol's frame reader (a silence of t3.5 / 500 ms drops a partial frame) and hands
+each frame to `handle`: the devices it addresses answer after the protocol's turnaround, and their
+replies go out at line speed to every access, each through its own wire (simulator/wire.py). Only the
+addressed device answers; a broadcast is obeyed by all and answered by none. One request is handled at
+a time on a bus (the bus lock): two clients take turns, they never collide.
 """
 
 from __future__ import annotations
@@ -15,33 +18,43 @@ import threading
 import time
 from typing import Any
 
+from simulator.access import Access
 from simulator.clock import Clock
 from simulator.device import Device
 from simulator.faults import FaultSet
-from simulator.line import Line
-from simulator.servers import reader_for, reader_key
+from simulator.line import Line, write_all
+from simulator.servers import reader_key
+from simulator.wire import UART_ERRORS, LineFaults, new_counts
 
 
 class Bus:
     """One simulated RS-485 line with its devices."""
 
     def __init__(self, name: str, line: Line, devices: list[Device], clock: Clock, seed: int = 0,
-                 link: str | None = None) -> None:
+                 link: str | None = None, uart_errors: str = "drop", pty: bool = True) -> None:
+        if uart_errors not in UART_ERRORS:
+            raise ValueError("uart_errors must be one of %s, not %r" % (", ".join(UART_ERRORS), uart_errors))
         self.name = name
         self.line = line
         self.devices = devices
         self.clock = clock
         self.link = link
+        self.seed = seed
+        self.uart_errors = uart_errors
+        self.has_pty = pty  # False: reached only through its serial device servers
         self.faults = FaultSet(seed, bus_level=True)
-        self.readers: dict[str, Any] = {}
-        for d in devices:
-            key = reader_key(d.protocol)
-            if key not in self.readers:
-                self.readers[key] = reader_for(d.protocol)
         self.counts = {"frames": 0, "bad_frames": 0, "unaddressed": 0, "replies": 0}
         self.path = ""
         self.tcp_port: int | None = None  # serve the bus's Modbus devices over TCP too (0: any port)
         self.tcp_address: tuple[str, int] | None = None  # where the TCP server listens, once started
+        self.rfc2217_port = 0  # RFC 2217 server on 127.0.0.1 (0: any free port)
+        self.socket_port = 0  # raw TCP server on 127.0.0.1 (0: any free port)
+        self.rfc2217_address: tuple[str, int] | None = None
+        self.socket_address: tuple[str, int] | None = None
+        self.servers: dict[str, Any] = {}  # "rfc2217" / "socket": the SerialServer, once started
+        self.lock = threading.RLock()  # one request at a time on the line
+        self._accesses: list[Access] = []
+        self._closed_counts = new_counts()  # wire counts of accesses that have gone
         self._server_fd = -1
         self._client_fd = -1
         self._stop = threading.Event()
@@ -65,9 +78,15 @@ class Bus:
         return self.path
 
     def start(self) -> None:
+        if not self.has_pty:
+            return
         if self._server_fd < 0:
             self.open()
-        self._thread = threading.Thread(target=self._run, name="bus-%s" % self.name, daemon=True)
+        fd, stop = self._server_fd, self._stop
+        pty = Access(self, "pty", lambda data: write_all(fd, data, stop), seed=self.seed,
+                     write_now=lambda data: write_all(fd, data, stop, patience=0.0))
+        self.attach(pty)
+        self._thread = threading.Thread(target=self._run, args=(pty,), name="bus-%s" % self.name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -90,24 +109,74 @@ class Bus:
     @property
     def device_path(self) -> str:
         """The path to give a client: the stable link when there is one, else the pty itself."""
-        return self.link or self.path
+        return (self.link or self.path) if self.has_pty else ""
 
     def describe(self) -> dict:
         return {
-            "name": self.name, "path": self.device_path, "pty": self.path, "baud": self.line.baud,
-            "framing": self.line.framing, "bytesize": self.line.bytesize, "parity": self.line.parity,
-            "stopbits": self.line.stopbits, "instant": self.line.instant,
+            "name": self.name, "path": self.device_path or None, "pty": self.path or None,
+            "baud": self.line.baud, "framing": self.line.framing, "bytesize": self.line.bytesize,
+            "parity": self.line.parity, "stopbits": self.line.stopbits, "instant": self.line.instant,
+            "rfc2217": "rfc2217://%s:%d" % self.rfc2217_address if self.rfc2217_address else None,
+            "socket": "socket://%s:%d" % self.socket_address if self.socket_address else None,
             "devices": [d.describe() for d in self.devices],
         }
 
-    # ---------------------------------------------------------------- the loop
-    def _run(self) -> None:
+    # ---------------------------------------------------------------- accesses
+    def attach(self, access: Access) -> None:
+        with self.lock:
+            self._accesses.append(access)
+            access.rest(self.faults.line())
+
+    def set_fault(self, kind: str, params: dict | None = None) -> dict:
+        """Switch a wire or line fault on for the whole bus; returns the parameters in force."""
+        with self.lock:
+            checked = self.faults.set(kind, params)
+            self._line_changed()
+            return checked
+
+    def clear_fault(self, kind: str | None = None) -> None:
+        with self.lock:
+            self.faults.clear(kind)
+            self._line_changed()
+
+    def _line_changed(self) -> None:
+        faults = self.faults.line()
+        for access in self._accesses:
+            access.rest(faults)
+
+    def detach(self, access: Access) -> None:
+        with self.lock:
+            if access in self._accesses:
+                self._accesses.remove(access)
+                for direction, counts in access.wire.snapshot()["counts"].items():
+                    for key, n in counts.items():
+                        self._closed_counts[direction][key] += n
+
+    def accesses(self) -> list[Access]:
+        with self.lock:
+            return list(self._accesses)
+
+    def wire_counts(self) -> dict:
+        """The wire counts of this bus: every access, present and gone, summed."""
+        with self.lock:
+            total = {d: dict(c) for d, c in self._closed_counts.items()}
+            for access in self._accesses:
+                for direction, counts in access.wire.snapshot()["counts"].items():
+                    for key, n in counts.items():
+                        total[direction][key] += n
+            return total
+
+    def line_state(self) -> dict:
+        """The line as a technician would want to know it: settings, faults, clients, wire counts."""
+        faults = self.faults.line()
+        return {"bus": self.name, "line": str(self.line.settings), "uart_errors": self.uart_errors,
+                "faults": self.faults.listing(), "bit_error_rate": faults.bit_error_rate(self.line.baud),
+                "servers": {k: s.describe() for k, s in self.servers.items()},
+                "clients": [a.describe() for a in self.accesses()], "counts": self.wire_counts()}
+
+    # ---------------------------------------------------------------- the pty
+    def _run(self, pty: Access) -> None:
         fd = self._server_fd
-        burst_start = 0.0
-        burst_bytes = 0
-        last_rx = 0.0
-        dirty = False
-        gap = max(self.line.frame_gap(k) for k in self.readers) if self.readers else 0.5
         while not self._stop.is_set():
             try:
                 ready, _, _ = select.select([fd], [], [], 0.05)
@@ -116,13 +185,7 @@ class Bus:
             now = time.monotonic()
             if not ready:
                 _park_speed(self._client_fd)
-                if dirty and now - last_rx > gap:
-                    dirty = False
-                    for key, reader in self.readers.items():
-                        frames = reader.reset() or []
-                        self._count_errors(reader)
-                        for frame in frames:
-                            self._dispatch(key, frame, now)
+                pty.idle(now)
                 continue
             try:
                 chunk = os.read(fd, 4096)
@@ -131,63 +194,60 @@ class Bus:
             except OSError:
                 time.sleep(0.05)  # no client side open (EIO): wait for one
                 continue
-            if not chunk:
-                continue
-            if burst_bytes == 0 or now - last_rx > self.line.frame_gap("modbus"):
-                burst_start, burst_bytes = now, 0
-            burst_bytes += len(chunk)
-            last_rx = now
-            dirty = True
-            found = [(key, reader.feed(chunk)) for key, reader in self.readers.items()]
-            for key, frames in found:
-                if frames and len(self.readers) > 1:
-                    self._resync_others(key)
-            for key, frames in found:
-                self._count_errors(self.readers[key])
-                for frame in frames:
-                    end = max(time.monotonic(), burst_start + self.line.wire_time(burst_bytes))
-                    burst_bytes = 0
-                    self._dispatch(key, frame, end)
+            if chunk:
+                pty.receive(chunk, now)
 
-    def _resync_others(self, key: str) -> None:
-        """A frame of one protocol was found: what the other readers hold was that frame, not theirs."""
-        for other, reader in self.readers.items():
-            if other != key:
-                reader.reset()
-                reader.take_errors()
-
-    def _count_errors(self, reader: object) -> None:
+    # ---------------------------------------------------------------- requests and replies
+    def count_errors(self, reader: object) -> None:
         errors = reader.take_errors()  # type: ignore[attr-defined]
         self.counts["bad_frames"] += len(errors)
 
-    def _dispatch(self, key: str, frame: object, request_end: float) -> None:
+    def overhear(self, source: Access, data: bytes, faults: LineFaults) -> None:
+        """A client's transmission reaches the other clients (and itself, with the `echo` fault)."""
+        for access in self.accesses():
+            if access is source and not faults.echo:
+                continue
+            write, out, _offsets = access.hear(data, faults, source.wire.client, across=False,
+                                               asked=access is source)
+            if out:
+                write(out)
+
+    def transmit(self, data: bytes, start: float, asker: Access | None = None) -> None:
+        """A device's transmission, from `start` at line rate, as every client's UART receives it."""
+        faults = self.faults.line()
+        targets = [a.hear(data, faults, asked=a is asker) for a in self.accesses()]
+        self.line.deliver(targets, start, self._stop)
+
+    def handle(self, access: Access, key: str, frame: object, request_end: float) -> None:
         """Give one request to the devices it addresses and send their replies."""
-        self.counts["frames"] += 1
-        sim_t = self.clock.sim(time.time() + (request_end - time.monotonic()))
-        targets = [d for d in self.devices if reader_key(d.protocol) == key and d.server.accepts(frame)]
-        if not targets:
-            self.counts["unaddressed"] += 1
-            return
-        for device in targets:
-            device.counts["requests"] += 1
-            if device.down(sim_t):
-                device.counts["silent"] += 1
-                continue
-            reply = device.server.handle(frame, sim_t)
-            if reply is None:
-                continue
-            checksum_at = device.server.checksum_at
-            reply, delay, noise = device.faults.apply_wire(reply, checksum_at)
-            reply, delay2, noise2 = self.faults.apply_wire(reply, checksum_at)
-            if reply is None:
-                device.counts["silent"] += 1
-                continue
-            start = request_end + self.line.reply_gap(device.protocol) + delay + delay2
-            self.line.send(self._server_fd, noise + noise2 + reply, start, self._stop)
-            device.counts["answered"] += 1
-            self.counts["replies"] += 1
-            request_end = time.monotonic()
-        _park_speed(self._client_fd)
+        with self.lock:
+            self.counts["frames"] += 1
+            sim_t = self.clock.sim(time.time() + (request_end - time.monotonic()))
+            targets = [d for d in self.devices if reader_key(d.protocol) == key and d.server.accepts(frame)]
+            if not targets:
+                self.counts["unaddressed"] += 1
+                return
+            for device in targets:
+                device.counts["requests"] += 1
+                if device.down(sim_t):
+                    device.counts["silent"] += 1
+                    continue
+                reply = device.server.handle(frame, sim_t)
+                if reply is None:
+                    continue
+                checksum_at = device.server.checksum_at
+                reply, delay, noise = device.faults.apply_wire(reply, checksum_at)
+                reply, delay2, noise2 = self.faults.apply_wire(reply, checksum_at)
+                if reply is None:
+                    device.counts["silent"] += 1
+                    continue
+                start = request_end + self.line.reply_gap(device.protocol) + delay + delay2
+                self.transmit(noise + noise2 + reply, start, access)
+                device.counts["answered"] += 1
+                self.counts["replies"] += 1
+                request_end = time.monotonic()
+            if self._client_fd >= 0:
+                _park_speed(self._client_fd)
 
 
 def _raw_lines(fd: int) -> None:

@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
         for bus in site.buses:
             tcp = bus.tcp_address
             print("  %-12s %-22s %-18s %3d devices%s" % (
-                bus.name, bus.device_path, bus.line.describe(), len(bus.devices),
+                bus.name, bus.device_path or "(no pty)", bus.line.describe(), len(bus.devices),
                 "  tcp %s:%d" % tcp if tcp else ""))
+            print("  %-12s %s  %s" % ("", bus.describe()["rfc2217"], bus.describe()["socket"]))
         if args.ports_file:
             site.write_ports_file(args.ports_file)
             print("ports file: %s" % args.ports_file)

@@ -15,7 +15,10 @@ client observed) or "sim" (simulated seconds); neither means now.
 | fault    | target (id or "bus:NAME"), kind, [params] | fault: the parameters in force            |
 | clear    | target, [kind]                       | (every fault of the target without kind)       |
 | write    | device, key, value, [sim]            | sim: when it took effect (on, dim, valve, ...) |
-| counters | [device]                             | devices: {id: counts}, buses: {name: counts}   |
+| counters | [device]                             | devices: {id: counts}, buses: {name: counts},  |
+|          |                                      | wires: {bus: {to_devices, to_client: counts}}  |
+| line     | bus                                  | the bus's line: settings, faults, serial       |
+|          |                                      | servers, clients with their UART settings      |
 | speed    | speed                                | speed                                          |
 """
 
@@ -130,12 +133,12 @@ class ControlServer:
             target = str(req["target"])
             params = req.get("params") or {}
             if target.startswith("bus:"):
-                return {"fault": site.bus(target[4:]).faults.set(req["kind"], params)}
+                return {"fault": site.bus(target[4:]).set_fault(req["kind"], params)}
             return {"fault": site.device(target).inject(req["kind"], params, req.get("sim"))}
         if op == "clear":
             target = str(req["target"])
             if target.startswith("bus:"):
-                site.bus(target[4:]).faults.clear(req.get("kind"))
+                site.bus(target[4:]).clear_fault(req.get("kind"))
             else:
                 site.device(target).clear(req.get("kind"), req.get("sim"))
             return {}
@@ -144,12 +147,15 @@ class ControlServer:
         if op == "counters":
             devices = [site.device(req["device"])] if req.get("device") else list(site.devices.values())
             return {"devices": {d.id: dict(d.counts) for d in devices},
-                    "buses": {b.name: dict(b.counts) for b in site.buses}}
+                    "buses": {b.name: dict(b.counts) for b in site.buses},
+                    "wires": {b.name: b.wire_counts() for b in site.buses}}
+        if op == "line":
+            return site.bus(str(req["bus"])).line_state()
         if op == "speed":
             site.clock.set_speed(float(req["speed"]))
             return {"speed": site.clock.speed}
         raise ValueError("unknown op %r (ops: info list time truth truths quantity fault clear write "
-                         "counters speed)" % (op,))
+                         "counters line speed)" % (op,))
 
 
 class SimError(RuntimeError):
@@ -211,6 +217,10 @@ class SimClient:
 
     def counters(self, device: str | None = None) -> dict:
         return self.call("counters", **({"device": device} if device else {}))
+
+    def line(self, bus: str) -> dict:
+        """A bus's line: settings, faults, serial servers, clients and their UART settings, wire counts."""
+        return self.call("line", bus=bus)
 
     def devices(self) -> list:
         return self.call("list")["devices"]

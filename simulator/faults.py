@@ -21,6 +21,11 @@ time they are set (they are timeline events, so ground truth knows about them).
 | reboot          | model  | duration s (5, simulated), keep_counters (false)    |
 | lamp_failure, cable_fault, over_temperature, door_open, battery_low | model | - |
 | leak            | model  | rate m3/s (0.002), drop Pa (60000), level_rate m/s (0.0001) |
+| ab_swapped      | line   | - : A and B swapped between the clients and the devices (every level inverted) |
+| unterminated    | line   | cable_length m (1000), bit_error_rate (from baud and length): bit errors      |
+| echo            | line   | - : a client hears its own transmission (RS-485 receiver left enabled)      |
+
+Line faults act on a bus only (simulator/wire.py applies them to every transmission).
 """
 
 from __future__ import annotations
@@ -28,12 +33,16 @@ from __future__ import annotations
 import random
 import threading
 
+from simulator.wire import LineFaults
+
 WIRE_KINDS = ("no_answer", "late", "bad_crc", "bit_flip", "truncate", "noise")
 DEVICE_KINDS = ("wrong_address", "exception", "abnormal", "followup")
 MODEL_KINDS = (
     "reboot", "lamp_failure", "cable_fault", "over_temperature", "door_open", "battery_low", "leak",
 )
-KINDS = WIRE_KINDS + DEVICE_KINDS + MODEL_KINDS
+LINE_KINDS = ("ab_swapped", "unterminated", "echo")
+BUS_KINDS = WIRE_KINDS + LINE_KINDS
+KINDS = WIRE_KINDS + DEVICE_KINDS + MODEL_KINDS + LINE_KINDS
 
 DEFAULTS: dict[str, dict] = {
     "no_answer": {"rate": 1.0},
@@ -48,7 +57,9 @@ DEFAULTS: dict[str, dict] = {
     "followup": {"size": 8, "seq_start": 1, "reply_seq": 1, "rate": 1.0},
     "reboot": {"duration": 5.0, "keep_counters": False},
     "leak": {"rate": 0.002, "drop": 60000.0, "level_rate": 0.0001},
+    "unterminated": {"cable_length": 1000.0},
 }
+OPTIONAL = {"unterminated": ("bit_error_rate",)}  # parameters without a default
 
 
 class FaultError(ValueError):
@@ -59,12 +70,14 @@ def check(kind: str, params: dict, bus_level: bool = False) -> dict:
     """Validated parameters of a fault, defaults filled in."""
     if kind not in KINDS:
         raise FaultError("unknown fault kind %r (known: %s)" % (kind, ", ".join(KINDS)))
-    if bus_level and kind not in WIRE_KINDS:
+    if bus_level and kind not in BUS_KINDS:
         raise FaultError("fault %r acts on a device, not on a bus (bus faults: %s)"
-                         % (kind, ", ".join(WIRE_KINDS)))
+                         % (kind, ", ".join(BUS_KINDS)))
+    if not bus_level and kind in LINE_KINDS:
+        raise FaultError("fault %r acts on a bus's wires: give the target as bus:NAME" % (kind,))
     out = dict(DEFAULTS.get(kind, {}))
     for key, value in params.items():
-        if key not in out and key not in ("address", "code"):
+        if key not in out and key not in ("address", "code", *OPTIONAL.get(kind, ())):
             raise FaultError("fault %s has no parameter %r" % (kind, key))
         if key in ("keep_counters",):
             out[key] = bool(value)
@@ -78,6 +91,10 @@ def check(kind: str, params: dict, bus_level: bool = False) -> dict:
     if kind == "followup" and (out["size"] < 1 or not 0 <= out["seq_start"] <= 255):
         raise FaultError("fault followup: size must be >= 1 and seq_start within 0..255, not %r / %r"
                          % (out["size"], out["seq_start"]))
+    ber = out.get("bit_error_rate", 0.0)
+    if kind == "unterminated" and (out["cable_length"] < 0 or not 0.0 <= ber <= 0.5):
+        raise FaultError("fault unterminated: cable_length must be >= 0 m and bit_error_rate within 0..0.5, "
+                         "not %r / %r" % (out["cable_length"], out.get("bit_error_rate")))
     if "keep" in out and not 0.0 <= out["keep"] < 1.0:
         raise FaultError("fault %s: keep must be within 0..1 (exclusive), not %r" % (kind, out["keep"]))
     return out
@@ -109,6 +126,13 @@ class FaultSet:
     def listing(self) -> dict:
         with self.lock:
             return {k: dict(v) for k, v in self.active.items()}
+
+    def line(self) -> LineFaults:
+        """The physical faults in force (ab_swapped, unterminated, echo) for the wire model."""
+        with self.lock:
+            return LineFaults("ab_swapped" in self.active,
+                              dict(self.active["unterminated"]) if "unterminated" in self.active else None,
+                              "echo" in self.active)
 
     def fires(self, kind: str) -> dict | None:
         """The fault's params when it is active and its rate fires for this request, else None."""

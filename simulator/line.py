@@ -12,6 +12,12 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
+
+from simulator.uart import Framing
+
+#: (write(bytes) -> bytes written, data, seconds after the start each byte is complete, or None)
+Delivery = tuple[Callable[[bytes], int], bytes, "list[float] | None"]
 
 PARITIES = {"N": "none", "E": "even", "O": "odd"}
 
@@ -59,6 +65,11 @@ class Line:
     def framing(self) -> str:
         return "%d%s%d" % (self.bytesize, self.parity, self.stopbits)
 
+    @property
+    def settings(self) -> Framing:
+        """The devices' UART settings on this line (for the bit-level model in simulator/uart.py)."""
+        return Framing(self.baud, self.bytesize, self.parity, float(self.stopbits))
+
     def describe(self) -> str:
         return "%d %s%s" % (self.baud, self.framing, " (instant)" if self.instant else "")
 
@@ -79,39 +90,74 @@ class Line:
             return max(self.t35, 0.05)
         return 0.5
 
-    def send(self, fd: int, data: bytes, start: float, stop: threading.Event) -> int:
-        """Write `data` so that byte i leaves at start + i * char time; returns bytes written."""
-        if not data:
-            return 0
-        if self.instant:
-            while not stop.is_set() and time.monotonic() < start:  # only a "late" fault delays it
-                time.sleep(min(start - time.monotonic(), 0.05))
-            return _write_all(fd, data, stop)
-        sent = 0
-        while sent < len(data) and not stop.is_set():
+    def deliver(self, targets: list[Delivery], start: float, stop: threading.Event) -> None:
+        """Write each target's bytes as they arrive: byte i of a target at `start` + its offsets[i]
+        (offsets None: i + 1 characters of this line), all at once in instant mode (after `start`)."""
+        pending = []
+        for write, data, offsets in targets:
+            if not data:
+                continue
+            if self.instant:
+                due = [0.0] * len(data)
+            elif offsets is None:
+                due = [(i + 1) * self.char_time for i in range(len(data))]
+            else:
+                due = list(offsets)
+            pending.append(_Pending(write, data, due))
+        while pending and not stop.is_set():
             now = time.monotonic()
             if now < start:
                 time.sleep(min(start - now, 0.05))
                 continue
-            due = min(len(data), int((now - start) / self.char_time) + 1)
-            if due > sent:
-                sent += _write_all(fd, data[sent:due], stop)
-            if sent < len(data):
-                next_at = start + sent * self.char_time
-                time.sleep(max(0.001, min(0.02, next_at - time.monotonic())))
-        return sent
+            for item in pending:
+                item.write_due(now - start)
+            pending = [item for item in pending if item.sent < len(item.data)]
+            if pending:
+                next_at = min(item.due[item.sent] for item in pending)
+                time.sleep(max(0.001, min(0.02, start + next_at - time.monotonic())))
+
+    def send(self, fd: int, data: bytes, start: float, stop: threading.Event) -> int:
+        """Write `data` to a non-blocking fd so that byte i leaves at start + i * char time."""
+        sent = [0]
+
+        def write(chunk: bytes) -> int:
+            n = write_all(fd, chunk, stop)
+            sent[0] += n
+            return n
+
+        self.deliver([(write, data, None)], start, stop)
+        return sent[0]
 
 
-def _write_all(fd: int, data: bytes, stop: threading.Event) -> int:
-    """Write to a non-blocking fd; gives up (dropping the rest) after 1 s of a full buffer."""
+class _Pending:
+    """One listener's bytes of a transmission, each due at its offset."""
+
+    def __init__(self, write: Callable[[bytes], int], data: bytes, due: list[float]) -> None:
+        self.write = write
+        self.data = data
+        self.due = due
+        self.sent = 0
+
+    def write_due(self, elapsed: float) -> None:
+        upto = self.sent
+        while upto < len(self.data) and self.due[upto] <= elapsed:
+            upto += 1
+        if upto > self.sent:
+            written = self.write(self.data[self.sent:upto])
+            # a client that takes less is gone (or not reading): it loses the rest
+            self.sent = upto if written >= upto - self.sent else len(self.data)
+
+
+def write_all(fd: int, data: bytes, stop: threading.Event, patience: float = 1.0) -> int:
+    """Write to a non-blocking fd; gives up (dropping the rest) after `patience` s of a full buffer."""
     view = memoryview(data)
     sent = 0
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + patience
     while sent < len(data) and not stop.is_set():
         try:
             sent += os.write(fd, view[sent:])
         except BlockingIOError:
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 break
             select.select([], [fd], [], 0.05)
         except OSError:

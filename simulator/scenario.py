@@ -16,7 +16,15 @@ instant = false          # true: no wire time, no reply delay
 reply_delay = 0.05       # DL/T 645 / CJ/T 188 reply delay, s (clamped to 0.02..0.5)
 turnaround = 0.0         # Modbus: extra delay after t3.5, s
 link = "/tmp/fieldlink-lighting"  # optional symlink to the pty
+pty = true               # false: no pty, the bus is reached through its serial device servers only
 tcp = 5020               # optional Modbus TCP server on 127.0.0.1 (0: any free port)
+rfc2217 = 0              # RFC 2217 serial device server on 127.0.0.1 (0, the default: any free port)
+socket = 0               # raw TCP serial device server on 127.0.0.1 (0, the default: any free port)
+uart_errors = "drop"     # what the devices' UARTs do with parity / framing errors: "drop" or "keep"
+ab_swapped = false       # A and B swapped between the clients and the devices
+termination = true       # false: an unterminated line, bit errors from baud and cable_length...
+cable_length = 1000      # m (with termination = false)
+bit_error_rate = 1e-4    # ... or this rate per bit (with termination = false)
 faults = [{kind = "noise", rate = 0.05}]
 
 [[bus.device]]
@@ -39,6 +47,7 @@ from dataclasses import dataclass, field
 
 from simulator.faults import FaultError, check
 from simulator.line import LineError, parse_line
+from simulator.wire import UART_ERRORS
 
 SCENARIO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
 
@@ -71,9 +80,31 @@ class BusSpec:
     reply_delay: float | None = None
     turnaround: float = 0.0
     link: str | None = None
+    pty: bool = True
     tcp: int | None = None
+    rfc2217: int = 0
+    socket: int = 0
+    uart_errors: str = "drop"
+    ab_swapped: bool = False
+    termination: bool = True
+    cable_length: float | None = None
+    bit_error_rate: float | None = None
     faults: list = field(default_factory=list)
     devices: list[DeviceSpec] = field(default_factory=list)
+
+    def line_faults(self) -> list[tuple[str, dict]]:
+        """The physical faults the bus keys put in force from the start."""
+        out: list[tuple[str, dict]] = []
+        if self.ab_swapped:
+            out.append(("ab_swapped", {}))
+        if not self.termination:
+            params: dict = {}
+            if self.cable_length is not None:
+                params["cable_length"] = self.cable_length
+            if self.bit_error_rate is not None:
+                params["bit_error_rate"] = self.bit_error_rate
+            out.append(("unterminated", params))
+        return out
 
 
 @dataclass
@@ -219,6 +250,35 @@ def _devices(bus: dict, source: str, where: str) -> list[DeviceSpec]:
     return out
 
 
+def _physical(bus: dict, spec: BusSpec, source: str, where: str) -> None:
+    """The serial device server ports, the devices' UART error handling and the wire's faults."""
+    for key in ("rfc2217", "socket"):
+        port = _get(bus, key, (int,), source, where, 0)
+        if not 0 <= port <= 65535:  # type: ignore[operator]
+            raise ScenarioError(source, "%s.%s" % (where, key),
+                                "must be a TCP port 0..65535 (0: any free port)")
+        setattr(spec, key, port)
+    spec.uart_errors = str(_get(bus, "uart_errors", (str,), source, where, "drop"))
+    if spec.uart_errors not in UART_ERRORS:
+        raise ScenarioError(source, where + ".uart_errors", "must be %s, not %r"
+                            % (" or ".join(repr(u) for u in UART_ERRORS), spec.uart_errors))
+    spec.ab_swapped = bool(_get(bus, "ab_swapped", (bool,), source, where, False))
+    spec.termination = bool(_get(bus, "termination", (bool,), source, where, True))
+    for key in ("cable_length", "bit_error_rate"):
+        value = _get(bus, key, (int, float), source, where)
+        if value is None:
+            continue
+        if spec.termination:
+            raise ScenarioError(source, "%s.%s" % (where, key),
+                                "only means something with termination = false")
+        setattr(spec, key, float(value))  # type: ignore[arg-type]
+    try:
+        for kind, params in spec.line_faults():
+            check(kind, params, bus_level=True)
+    except FaultError as exc:
+        raise ScenarioError(source, where, str(exc)) from None
+
+
 def parse(data: dict, source: str = "<scenario>") -> Scenario:
     """Check a decoded scenario; ScenarioError names the file and the key at fault."""
     _unknown(data, ("site", "bus"), source, "")
@@ -240,12 +300,14 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(source, "bus", "a scenario needs at least one [[bus]]")
     names: set[str] = set()
     ids: set[str] = set()
+    ports: dict[int, str] = {}  # fixed TCP ports: each may be used once
     for i, bus in enumerate(buses):
         where = "bus[%d]" % i
         if not isinstance(bus, dict):
             raise ScenarioError(source, where, "must be a table")
-        _unknown(bus, ("name", "line", "instant", "reply_delay", "turnaround", "link", "tcp", "faults",
-                       "device"), source, where)
+        _unknown(bus, ("name", "line", "instant", "reply_delay", "turnaround", "link", "pty", "tcp",
+                       "rfc2217", "socket", "uart_errors", "ab_swapped", "termination", "cable_length",
+                       "bit_error_rate", "faults", "device"), source, where)
         name = str(_get(bus, "name", (str,), source, where, "bus%d" % (i + 1)))
         if name in names:
             raise ScenarioError(source, where + ".name", "bus %r is defined twice" % name)
@@ -262,9 +324,20 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         spec.reply_delay = None if rd is None else float(rd)  # type: ignore[arg-type]
         spec.turnaround = float(_get(bus, "turnaround", (int, float), source, where, 0.0))  # type: ignore[arg-type]
         spec.link = _get(bus, "link", (str,), source, where)  # type: ignore[assignment]
+        spec.pty = bool(_get(bus, "pty", (bool,), source, where, True))
+        if spec.link and not spec.pty:
+            raise ScenarioError(source, where + ".link", "a link points at the pty: not with pty = false")
         spec.tcp = _get(bus, "tcp", (int,), source, where)  # type: ignore[assignment]
+        _physical(bus, spec, source, where)
         spec.faults = _faults(bus.get("faults"), source, where + ".faults", True)
         spec.devices = _devices(bus, source, where)
+        for key in ("tcp", "rfc2217", "socket"):
+            port = getattr(spec, key)
+            if port:
+                if port in ports:
+                    raise ScenarioError(source, "%s.%s" % (where, key),
+                                        "port %d is already %s" % (port, ports[port]))
+                ports[port] = "%s.%s" % (where, key)
         for dev in spec.devices:
             if dev.id in ids:
                 raise ScenarioError(source, where + ".device", "device id %r is used twice" % dev.id)

@@ -33,6 +33,7 @@ class Site:
         self.devices: dict[str, Device] = {}
         self.control: ControlServer | None = None
         self.tcp_servers: list = []
+        self.serial_servers: list = []
         self._started = False
         for b, spec in enumerate(scenario.buses):
             devices = []
@@ -60,10 +61,12 @@ class Site:
                 self.devices[ds.id] = device
             line = self._line(spec, devices[0], instant)
             bus = Bus(spec.name, line, devices, self.clock, derive_seed(scenario.seed, "bus:" + spec.name),
-                      spec.link)
-            for kind, params in spec.faults:
-                bus.faults.set(kind, params)
+                      spec.link, getattr(spec, "uart_errors", "drop"), getattr(spec, "pty", True))
+            for kind, params in list(spec.line_faults()) + list(spec.faults):
+                bus.set_fault(kind, params)
             bus.tcp_port = spec.tcp
+            bus.rfc2217_port = spec.rfc2217
+            bus.socket_port = spec.socket
             self.buses.append(bus)
 
     @staticmethod
@@ -92,6 +95,7 @@ class Site:
                     server.start()
                     bus.tcp_address = server.address
                     self.tcp_servers.append(server)
+                self._serve_serial(bus)
             self.control = ControlServer(self, self.control_address)
             self.control.start()
         except BaseException:
@@ -100,15 +104,32 @@ class Site:
         self._started = True
         return self
 
+    def _serve_serial(self, bus: Bus) -> None:
+        """The bus's RFC 2217 and raw TCP serial device servers."""
+        from simulator.serial_server import SerialServer
+
+        for kind, port in (("rfc2217", bus.rfc2217_port), ("socket", bus.socket_port)):
+            try:
+                server = SerialServer(bus, kind, port)
+            except OSError as exc:
+                raise OSError(exc.errno, "bus %s: cannot serve %s on 127.0.0.1:%d: %s"
+                              % (bus.name, kind, port, exc.strerror or exc)) from None
+            server.start()
+            setattr(bus, kind + "_address", server.address)
+            bus.servers[kind] = server
+            self.serial_servers.append(server)
+
     def stop(self) -> None:
         """Stop every thread and close every fd and socket this site opened."""
         if self.control is not None:
             self.control.stop()
             self.control = None
-        for server in self.tcp_servers:
+        for server in self.tcp_servers + self.serial_servers:
             server.stop()
         self.tcp_servers = []
+        self.serial_servers = []
         for bus in self.buses:
+            bus.servers = {}
             bus.stop()
         self._started = False
 

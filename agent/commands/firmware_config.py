@@ -115,8 +115,12 @@ def _birth_device(index: int, device: Any, profile: Any, names: list) -> dict:
         if p.resolution is not None:
             entry["resolution"] = p.resolution
         points.append(entry)
-    return {"id": device.id, "kind": profile.kind, "model": profile.model, "protocol": profile.protocol,
-            "address": str(device.address), "alias": index, "points": points}
+    from agent.gateway import indicator_fields
+
+    entry = {"id": device.id, "kind": profile.kind, "model": profile.model, "protocol": profile.protocol,
+             "address": str(device.address), "alias": index, "points": points}
+    entry.update(indicator_fields(device, profile))  # serves, lights: the same as the agent's birth
+    return entry
 
 
 def birth_parts(gateway: Any, devices: list, base_name: str, seq: int = 0) -> tuple:

@@ -1,6 +1,7 @@
 """`fieldlink sim-config PORTS_FILE`: print an agent config for a running simulator.
 
-One [[buses]] per simulated bus (its pty path, or tcp://host:port for a Modbus TCP bus) and one
+One [[buses]] per simulated bus (its pty path, or tcp://host:port for a Modbus TCP bus, or its
+rfc2217:// URL for a bus the simulator serves without a pty) and one
 [[devices]] per simulated device with its profile and address. The demo and the end-to-end tests use it.
 """
 
@@ -40,7 +41,7 @@ def bus_interval(bus: dict, requested: float, timeout_ms: int) -> float:
     from agent.config_model import BusConfig, DeviceConfig
     from agent.planner import plan_device
 
-    path = bus.get("path") or bus.get("pty")
+    path = bus.get("path") or bus.get("pty") or (None if bus.get("tcp") else bus.get("rfc2217"))
     config = BusConfig(name=str(bus["name"]), port=path or "tcp://%s" % bus.get("tcp"),
                        baud=int(bus.get("baud", 9600)), parity=str(bus.get("parity", "N")),
                        stopbits=int(bus.get("stopbits", 1)), timeout_ms=timeout_ms)
@@ -74,7 +75,7 @@ def render(ports: dict, args: Any) -> str:
     ]
     devices: list[str] = []
     for bus in ports.get("buses", []):
-        path = bus.get("path") or bus.get("pty")
+        path = bus.get("path") or bus.get("pty") or (None if bus.get("tcp") else bus.get("rfc2217"))
         port_text = path if path else "tcp://%s" % bus.get("tcp")
         lines += ["[[buses]]", "name = %s" % _q(bus["name"]), "port = %s" % _q(port_text)]
         if path:

@@ -11,7 +11,8 @@ its `lit_above` (the generic lamp: power above 1 W).
 `LightWatch` compares each reading of a lamp's lit point with what its schedule wants and says when a
 `lighting` alarm is raised ("burning": lit while the schedule wants it off, burning by day; "dark": not
 lit while it wants it on) or cleared ("as_scheduled"). A difference must last `alarm_after` seconds,
-counted from when the schedule's state was last written, so a lamp that is switching is not an alarm.
+counted from the first reading after the schedule's state was last written, so a lamp that is
+switching is not an alarm.
 """
 
 from __future__ import annotations
@@ -75,13 +76,22 @@ class LightWatch:
         self.alarm_after = alarm_after
         self.raised: str | None = None  # BURNING or DARK while an alarm is raised
         self.since: float | None = None  # reading time the current difference started
-        self.settled = 0.0  # the schedule's state was last written at this time
+        self.settled = 0.0  # reading time of the first reading after the schedule's state was written
+        self._fresh = True  # the next reading starts the grace period
+
+    def written(self) -> None:
+        """The schedule's state was (re)written: a difference counts from the next reading on."""
+        self._fresh = True
+        self.since = None
 
     def reading(self, value: Any, when: float, wanted: object) -> tuple[str, bool] | None:
         """A reading of the lit point at `when`; `wanted` is the schedule's control value (None: the
         lamp has no schedule for its control point). Returns (alarm value, raised) to publish, or None."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
+        if self._fresh:  # readings carry the bus's clock: the grace period is counted in it
+            self._fresh = False
+            self.settled = when
         if wanted is None:
             self.since = None
             if self.raised is not None:

@@ -145,6 +145,10 @@ class Running:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # by hand, until the next step
     manual: dict[tuple[str, str], int] = field(default_factory=dict)  # hand writes on their way
     last_reset: dict[str, float] = field(default_factory=dict)
+    # device -> time.time() its last write finished: readings stamped before it (a poll cycle the
+    # write ran in the middle of) do not show a lost state
+    written_at: dict[str, float] = field(default_factory=dict)
+    away: set[str] = field(default_factory=set)  # devices reported offline since they were written
 
     @property
     def devices(self) -> list[str]:
@@ -344,7 +348,7 @@ class LightingTask:
             run.retry_at.pop(device, None)
             watch = self.watches.get(device)
             if watch is not None:
-                watch.settled = now
+                watch.written()
 
     def _launch(self, run: Running, now: float) -> None:
         """Start the writes of the devices that need the state in force (one job per bus)."""
@@ -442,10 +446,11 @@ class LightingTask:
         for device, result in results.items():
             app.results[device] = result
             run.pending.discard(device)
-            watch = self.watches.get(device)
-            if watch is not None:
-                watch.settled = max(watch.settled, now)
+            run.written_at[device] = time.time()  # the bus's clock, which stamps the readings
             if result["ok"]:
+                watch = self.watches.get(device)
+                if watch is not None:  # the lamp was just switched: its light may take a reading to follow
+                    watch.written()
                 self.counters["writes_ok"] += 1
                 if current:
                     run.applied[device] = app.key
@@ -482,15 +487,19 @@ class LightingTask:
     # -- what the bus owners and the command path report ----------------------------------------
 
     def device_state(self, device: str, online: bool) -> None:
-        """A device answers again (online) or stopped answering: the first gets the state in force."""
+        """A device stopped answering, or answers again after that: then it gets the state in force
+        (its first answer after start-up is no news: the start-up write reached it or is retried)."""
         with self._lock:
             for run in self._by_device.get(device, ()):
                 if not online:
                     run.applied.pop(device, None)
+                    run.away.add(device)
                     continue
-                if run.applied.get(device) != run.key and device not in run.pending:
-                    run.dirty[device] = "online"
-                    run.retry_at.pop(device, None)
+                if device in run.away:  # back after an outage: it may have lost what it was given
+                    run.away.discard(device)
+                    if device not in run.pending:
+                        run.dirty[device] = "online"
+                        run.retry_at.pop(device, None)
         if online:
             self._wake.set()
 
@@ -532,6 +541,8 @@ class LightingTask:
     def _lost(self, run: Running, device: str, point: str, value: Any, when: float) -> bool:
         if run.applied.get(device) != run.key or device in run.pending or device in run.dirty:
             return False
+        if when <= run.written_at.get(device, 0.0):
+            return False
         if run.manual.get((device, point)):
             return False
         wanted = run.wanted(device, point)
@@ -571,6 +582,7 @@ class LightingTask:
                     run.manual[(device, point)] = left
                 else:
                     run.manual.pop((device, point), None)
+                run.written_at[device] = time.time()  # a poll cycle around the write read the old value
                 if ok:
                     run.overrides.setdefault(device, {})[point] = value
                     self.counters["overrides"] += 1

@@ -40,6 +40,29 @@ def inter_frame_silence(baud: int, bits: int) -> float:
     return 0.00175 if baud > 19200 else 3.5 * bits / baud
 
 
+def _open_failure(port: str, exc: Exception) -> str:
+    """Why a port did not open, without pyserial's repetition of the port name, with what to check."""
+    text = str(exc)
+    prefix = "Could not open port %s: " % port
+    if text.startswith(prefix):
+        text = text[len(prefix):]
+    if "://" not in port:
+        return text
+    host = port.split("://", 1)[1].split("?", 1)[0]
+    if "does not seem to support RFC2217" in text:
+        return ("the server at %s does not speak RFC 2217 (a raw TCP port? then use socket://%s)"
+                % (host, host))
+    return "%s (is the serial device server at %s on, and is its TCP port right?)" % (text, host)
+
+
+def _io_failure(exc: Exception) -> str:
+    """pyserial's words for a lost network port, in a technician's."""
+    text = str(exc)
+    if "reader thread died" in text or "socket error" in text or "Broken pipe" in text:
+        return "the serial device server closed the connection (%s)" % text
+    return text
+
+
 class SerialLink(Link):
     """RS-485 through a pyserial port."""
 
@@ -78,8 +101,13 @@ class SerialLink(Link):
         # short fixed timeout, polled until the deadline.
         self._fd_mode = "://" not in self.port
         port.timeout = 0 if self._fd_mode else 0.01
-        port.write_timeout = max(2.0, self.timeout * 4)
-        port.open()
+        if not self.port.startswith("rfc2217://"):  # pyserial's RFC 2217 client refuses a write timeout
+            port.write_timeout = max(2.0, self.timeout * 4)  # (its socket has its own 5 s timeout)
+        try:
+            port.open()
+        except (serial.SerialException, OSError) as exc:
+            reason = _open_failure(self.port, exc)
+            raise LinkClosed("%s: cannot open %s: %s" % (self.name, self.port, reason)) from None
         self._serial = port
 
     def _close(self) -> None:
@@ -91,7 +119,7 @@ class SerialLink(Link):
         try:
             self._serial.write(data)
         except (serial.SerialException, OSError, termios.error) as exc:
-            raise self.lost("write failed on %s: %s" % (self.port, exc)) from None
+            raise self.lost("write failed on %s: %s" % (self.port, _io_failure(exc))) from None
 
     def _read(self, max_bytes: int, timeout: float) -> bytes:
         port = self._serial
@@ -118,13 +146,19 @@ class SerialLink(Link):
                 return first + port.read(min(waiting, max_bytes - 1))
             return bytes(first)
         except (serial.SerialException, OSError, termios.error) as exc:
-            raise self.lost("read failed on %s: %s" % (self.port, exc)) from None
+            raise self.lost("read failed on %s: %s" % (self.port, _io_failure(exc))) from None
 
     def _discard_input(self) -> int:
         port = self._serial
         try:
             waiting = port.in_waiting
-            port.reset_input_buffer()
+            if self.port.startswith("rfc2217://"):
+                # Only what has arrived: pyserial's reset_input_buffer sends a PURGE-DATA and polls for
+                # its answer every 50 ms (50 ms more per request), 3 s when the server is gone.
+                if waiting:
+                    port.read(waiting)
+            else:
+                port.reset_input_buffer()
         except (serial.SerialException, OSError, termios.error) as exc:
-            raise self.lost("port %s failed: %s" % (self.port, exc)) from None
+            raise self.lost("port %s failed: %s" % (self.port, _io_failure(exc))) from None
         return int(waiting or 0)

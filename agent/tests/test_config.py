@@ -247,7 +247,7 @@ point = "voltage"
 def test_the_shipped_example_is_valid():
     result = check_config(os.path.join(ROOT, "agent", "examples", "site.toml"))
     assert result.returncode == 0, result.stderr
-    assert "OK (3 buses, 6 devices, 1 rule)" in result.stdout
+    assert "OK (3 buses, 6 devices, 2 rules)" in result.stdout
 
 
 def test_meter_password_and_operator_must_be_8_hex_digits_and_the_password_is_never_shown(tmp_path,

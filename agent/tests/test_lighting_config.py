@@ -303,3 +303,24 @@ def test_schedules_need_the_gateways_place(tmp_path):
     _config, issues, _ = validate(path)
     assert [(i.line, i.key) for i in issues] == [(3, "gateway")]
     assert "schedules need the gateway's place" in issues[0].message
+
+
+def test_the_boards_birth_carries_the_same_serves_and_lights(tmp_path):
+    """`fieldlink firmware-config` compiles the board's birth on the host: the same indicator fields."""
+    import json
+
+    import cbor2
+
+    path = write(tmp_path, GOOD)
+    out = os.path.join(str(tmp_path), "config.json")
+    result = subprocess.run([sys.executable, "-m", "agent.cli", "firmware-config", path, "-o", out], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    with open(out) as f:
+        head, tail = json.load(f)["birth"]
+    board = cbor2.loads(bytes.fromhex(head) + cbor2.dumps(1796000000) + bytes.fromhex(tail))
+    agent = {d["id"]: d for d in inventory(load_config(path))}
+    for device in board["devices"]:
+        assert device.get("serves") == agent[device["id"]].get("serves"), device["id"]
+        assert device.get("lights") == agent[device["id"]].get("lights"), device["id"]
+    assert {d["id"]: d.get("serves") for d in board["devices"]}["water-1"] == {"households": 24}

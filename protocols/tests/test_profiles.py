@@ -46,6 +46,8 @@ def test_writes_inside_range_and_on_the_register_grid_are_allowed() -> None:
     ("dim", math.nan, "finite number"),
     ("setpoint", math.inf, "finite number"),
     ("dim", "half", "needs a number"),
+    ("dim", True, "point dim needs a number, not True"),          # a ratio is no on/off switch
+    ("setpoint", False, "point setpoint needs a number, not False"),
 ])
 def test_refused_writes_say_why(point: str, value: object, reason: str) -> None:
     message = parse_profile(LAMP).point(point).check_write(value)

@@ -37,6 +37,25 @@ def open_port(site: Site, bus: str, timeout: float = 2.0) -> serial.Serial:
     return serial.Serial(site.bus(bus).device_path, 9600, timeout=timeout)
 
 
+def open_url(site: Site, bus: str, kind: str = "rfc2217", timeout: float = 2.0,
+             **settings: object) -> serial.Serial:
+    """A pyserial client on a bus's RFC 2217 (or raw `socket`) server; settings default to the bus's."""
+    info = site.bus(bus).describe()
+    for key in ("baudrate", "bytesize", "parity", "stopbits"):
+        settings.setdefault(key, info["baud" if key == "baudrate" else key])
+    return serial.serial_for_url(info[kind], timeout=timeout, **settings)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.02) -> bool:
+    """Poll `predicate` until it is true or the deadline passes (no fixed sleeps in tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
 def read_frame(port: serial.Serial, reader: object, timeout: float = 3.0) -> object:
     """Feed bytes from the port into a codec frame reader until it completes a frame (or time out)."""
     deadline = time.monotonic() + timeout

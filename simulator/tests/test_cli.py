@@ -9,9 +9,12 @@ import subprocess
 import sys
 import time
 
+import serial
 from pymodbus.client import ModbusSerialClient
 
+from protocols import dlt645
 from simulator.control import SimClient
+from simulator.tests.conftest import read_frame, read_silence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,11 +49,29 @@ def test_fieldlink_sim_runs_until_interrupted(tmp_path) -> None:  # type: ignore
         assert 200 < volts < 245
         with SimClient(info["control"]) as sim:
             assert sim.counters(meter["id"])["devices"][meter["id"]]["answered"] >= 1
+        # every bus is also served over RFC 2217 and raw TCP on loopback
+        meters = buses["meters"]
+        assert meters["rfc2217"].startswith("rfc2217://127.0.0.1:") and meters["socket"].startswith("socket://")
+        e645 = next(d for d in meters["devices"] if d["protocol"] == "dlt645")
+        request = dlt645.read_request(e645["address"], "00010000")
+        with serial.serial_for_url(meters["rfc2217"], baudrate=2400, parity="E", timeout=3) as port:
+            port.write(request)
+            frame = read_frame(port, dlt645.Dlt645FrameReader(), timeout=10)
+            assert frame is not None and dlt645.parse_read_reply(frame, "00010000")  # type: ignore[arg-type]
+            port.apply_settings({"baudrate": 9600, "parity": "N"})  # the acceptance case: a wrong line
+            port.reset_input_buffer()
+            port.write(request)
+            assert read_silence(port, 1.0) == b""
+            with SimClient(info["control"]) as sim:
+                client = next(c for c in sim.line("meters")["clients"] if c["name"] == "rfc2217")
+            assert client["client"] == "9600 8N1" and client["bus"] == "2400 8E1"
+            assert client["counts"]["to_devices"]["bytes"] == 2 * len(request)
+            assert client["counts"]["to_devices"]["dropped"] > 0
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "street" in out and street["path"] in out
+    assert "street" in out and street["path"] in out and meters["rfc2217"] in out
     assert ports.exists() and keep.read_text() == "mine"
 
 
