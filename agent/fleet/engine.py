@@ -118,6 +118,12 @@ class Stats:
     waiting: int = 0  # readings not yet acknowledged at the end (open packs, outboxes, in flight)
     max_age: float = 5.0  # [batch] max_age of the gateways: an open pack may wait this long
 
+    @property
+    def judged_after(self) -> float:
+        """The shortest window `sustained` is judged on: one poll interval, and long enough that the
+        readings allowed to wait at its end (open packs) are at most a tenth of it."""
+        return max(self.interval, 10 * (self.max_age + 2.0))
+
     def rate(self, n: float) -> float:
         return n / self.window if self.window > 0 else float("nan")
 
@@ -125,7 +131,7 @@ class Stats:
     def sustained(self) -> bool:
         """Every reading the devices should make was made, and all but those of the last few seconds
         (open packs, at most `max_age` old, and packs in flight) were acknowledged by the broker."""
-        if not self.window >= self.interval:  # a shorter window sees only some gateways' polls
+        if not self.window >= self.judged_after:  # a shorter window sees some gateways' polls only
             return False
         made = self.rate(self.readings_made) >= 0.97 * self.expected_rps
         recent = self.expected_rps * (self.max_age + 2.0)
@@ -182,8 +188,8 @@ class Stats:
             "(max lag %.2f s), %d readings waiting at the end"
             % (self.cpu, d["cpu_percent_of_one_core"], self.rss_mb, self.late_polls, self.max_lag,
                self.waiting),
-            "  sustained    %s" % ("yes" if self.sustained else "NO" if self.window >= self.interval
-                                   else "not judged: measure at least one interval (--seconds)"),
+            "  sustained    %s" % ("yes" if self.sustained else "NO" if self.window >= self.judged_after
+                                   else "not judged: measure at least %g s (--seconds)" % self.judged_after),
         ]
         return "\n".join(lines)
 
@@ -433,50 +439,58 @@ class Engine:
         self.stats.points = sum(len(d.points) for m in self.models for d in m.devices.values())
         self.stats.expected_rps = sum(len(d.points) / interval_of(d) for m in self.models
                                       for d in m.devices.values() if d.online)
-        last_progress = time.monotonic()
-        last_drop = time.monotonic()
+        self._last_progress = self._last_drop = time.monotonic()
         active: set[int] = set()
         while True:
-            now = time.time()
-            while polls and heap and heap[0][0] <= now:
-                due, gi, device_id = heapq.heappop(heap)
-                m = self.models[gi]
-                device = m.devices[device_id]
-                lag = now - due
-                if lag > 1.0 and self._measuring:
-                    self.stats.late_polls += 1
-                self.stats.max_lag = max(self.stats.max_lag, lag) if self._measuring else self.stats.max_lag
-                made = m.poll(device, due)
-                if self._measuring:
-                    self.stats.readings_made += made
-                device.due = due + device.config.interval
-                heapq.heappush(heap, (device.due, gi, device_id))
-                active.add(gi)
-            mono = time.monotonic()
-            for gi in list(active):
-                m = self.models[gi]
-                m.batcher.tick()
-                if not m.batcher.pending:
-                    active.discard(gi)
-                self._dirty.add(gi)
-            for gi in self._dirty:
-                self._pump(self.links[gi])
-            self._dirty.clear()
-            for link in self.links:  # health: the agent sends it every health_interval while connected
-                if link.model.connected and mono >= link.next_health:
-                    link.next_health = mono + link.model.config.gateway.health_interval
-                    self._publish(link, "health", link.model.health_bytes(), retain=True)
-            o = self.options
-            if o.drop_every and mono - last_drop >= o.drop_every:
-                last_drop = mono
-                self._drop_one()
-            if o.progress is not None and self._measuring and mono - last_progress >= o.progress_every:
-                last_progress = mono
-                o.progress(self._progress_line())
+            try:
+                self._turn(heap, active, polls)
+            except Exception as exc:  # a bug must not stop every gateway: counted, and the next turn runs
+                reason = "scheduler: %s" % exc
+                self.stats.failure_reasons[reason] = self.stats.failure_reasons.get(reason, 0) + 1
             wait = TICK
             if polls and heap:
                 wait = min(TICK, max(0.0, heap[0][0] - time.time()))
             await asyncio.sleep(wait)
+
+    def _turn(self, heap: list[tuple[float, int, str]], active: set[int], polls: bool) -> None:
+        """One turn of the scheduler: due polls, aged packs, outboxes, health, drops, progress."""
+        now = time.time()
+        while polls and heap and heap[0][0] <= now:
+            due, gi, device_id = heapq.heappop(heap)
+            m = self.models[gi]
+            device = m.devices[device_id]
+            lag = now - due
+            if lag > 1.0 and self._measuring:
+                self.stats.late_polls += 1
+            self.stats.max_lag = max(self.stats.max_lag, lag) if self._measuring else self.stats.max_lag
+            made = m.poll(device, due)
+            if self._measuring:
+                self.stats.readings_made += made
+            device.due = due + device.config.interval
+            heapq.heappush(heap, (device.due, gi, device_id))
+            active.add(gi)
+        mono = time.monotonic()
+        for gi in list(active):
+            m = self.models[gi]
+            m.batcher.tick()
+            if not m.batcher.pending:
+                active.discard(gi)
+            self._dirty.add(gi)
+        for gi in self._dirty:
+            self._pump(self.links[gi])
+        self._dirty.clear()
+        for link in self.links:  # health: the agent sends it every health_interval while connected
+            if link.model.connected and mono >= link.next_health and link.session is not None \
+                    and link.session.up:
+                link.next_health = mono + link.model.config.gateway.health_interval
+                self._publish(link, "health", link.model.health_bytes(), retain=True)
+        o = self.options
+        if o.drop_every and mono - self._last_drop >= o.drop_every:
+            self._last_drop = mono
+            self._drop_one()
+        if o.progress is not None and self._measuring and mono - self._last_progress >= o.progress_every:
+            self._last_progress = mono
+            o.progress(self._progress_line())
 
     def _progress_line(self) -> str:
         s = self.stats
