@@ -23,7 +23,7 @@ from typing import Any
 
 from agent.fleet.indicators import CityTotals, ScopeReport, report
 from agent.fleet.mqtt import MqttError, Session
-from agent.fleet.view import FleetView
+from agent.fleet.view import LEAVES, FleetView
 
 __all__ = ["Collected", "as_dict", "collect", "csv_text", "plot", "text"]
 
@@ -56,7 +56,7 @@ async def collect(view: FleetView, host: str, port: int, username: str | None = 
     started = time.monotonic()
     await session.connect(host, port)
     try:
-        topics = [("%s/+/+/%s" % (view.prefix, leaf), 1) for leaf in ("status", "health")]
+        topics = [("%s/+/+/%s" % (view.prefix, leaf), 1) for leaf in LEAVES]
         granted = await session.subscribe([*topics, (marker, 1)])
         refused = [t for (t, _), g in zip(topics, granted) if g == 0x80]
         if refused:

@@ -34,10 +34,10 @@ from protocols import birth as birth_msg
 from protocols import cbor
 from protocols.errors import ProtocolError
 
-__all__ = ["FUTURE_SLACK", "FleetView", "GatewayState"]
+__all__ = ["FUTURE_SLACK", "LEAVES", "FleetView", "GatewayState"]
 
 FUTURE_SLACK = 3600.0  # a time this far ahead of the reader's clock is refused (a gateway's clock is wrong)
-_LEAVES = ("status", "health")
+LEAVES = ("status", "health")  # the topics the view reads (fleet report subscribes to these)
 
 
 @dataclass
@@ -73,7 +73,7 @@ class FleetView:
     def handle(self, topic: str, payload: bytes) -> None:
         """Take one message of `<prefix>/<site>/<gateway>/<leaf>`; other topics are ignored."""
         parts = topic.split("/")
-        if len(parts) != 4 or parts[0] != self.prefix or parts[3] not in _LEAVES:
+        if len(parts) != 4 or parts[0] != self.prefix or parts[3] not in LEAVES:
             return
         self.messages += 1
         site, gateway, leaf = parts[1], parts[2], parts[3]
