@@ -7,6 +7,8 @@ import asyncio
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.fleet.mqtt import MqttError, Session, encode_length
 from hil_tests.broker import Mosquitto, Subscriber, broker_or_skip
@@ -194,3 +196,59 @@ def test_packets_split_across_reads_are_put_together() -> None:
         return got
 
     assert asyncio.run(main()) == [("a/b", b"payload", True)]
+
+
+class _Wire(asyncio.Transport):
+    """A stand-in transport that records what the session writes (no network)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.aborted = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        self.aborted = True
+
+
+def _publish_packet(topic: str, payload: bytes, qos: int, retain: bool, pid: int) -> bytes:
+    body = struct.pack(">H", len(topic.encode())) + topic.encode()
+    if qos:
+        body += struct.pack(">H", pid)
+    return bytes((0x30 | (qos << 1) | int(retain),)) + encode_length(len(body + payload)) + body + payload
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=30).filter(lambda t: "\x00" not in t),
+                          st.binary(max_size=3000), st.integers(0, 1), st.booleans()), max_size=12),
+       st.lists(st.integers(1, 700), max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_any_split_of_a_stream_of_publishes_gives_the_same_messages(messages: list, cuts: list) -> None:
+    """Property: however TCP splits the broker's bytes, every PUBLISH arrives once, whole and in order,
+    and a QoS 1 one is acknowledged with its packet id."""
+    stream = b"".join(_publish_packet(t, p, q, r, i + 1) for i, (t, p, q, r) in enumerate(messages))
+    got: list[tuple[str, bytes, bool]] = []
+    s = Session("prop", on_message=lambda t, p, r: got.append((t, p, r)), max_packet=1 << 20)
+    wire = _Wire()
+    loop = asyncio.new_event_loop()
+    try:
+        async def feed() -> None:
+            s.connection_made(wire)
+            at = 0
+            for n in [*cuts, len(stream)]:
+                s.data_received(stream[at:at + n])
+                at += n
+                if at >= len(stream):
+                    break
+
+        loop.run_until_complete(feed())
+    finally:
+        loop.close()
+    assert not wire.aborted
+    assert got == [(t, p, r) for t, p, _q, r in messages]
+    acks = [b"\x40\x02" + struct.pack(">H", i + 1) for i, (_t, _p, q, _r) in enumerate(messages) if q]
+    assert wire.written == b"".join(acks)
