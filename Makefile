@@ -8,7 +8,7 @@ COSE_STAMP := $(COSE_VENV)/.installed
 MPVM    := hil_tests/mpvm/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps lint test test-fast demo bench bench-fleet firmware flash clean
+.PHONY: setup system-deps lint test test-fast demo bench bench-peers bench-fleet firmware flash clean
 
 ## setup: venv with pinned dependencies, the MicroPython VM (npm), Mosquitto (apt, when root) and
 ## .venv-pycose (pycose 1.1.0 needs cbor2 5: the COSE cross-checks run it apart; hil_tests/pycose_env.py)
@@ -48,8 +48,16 @@ test: setup lint
 demo: setup
 	$(BIN)/python -m hil_tests.demo
 
+## bench: every row of issue #12 side by side with its peers (docs/benchmarks.md); BENCH_ARGS=--quick for a smoke run
 bench: setup
-	$(BIN)/python -m hil_tests.bench
+	$(BIN)/python -m hil_tests.bench $(BENCH_ARGS)
+
+## bench-peers: the ThingsBoard IoT Gateway 3.8.5 in a venv of its own (.peers/tb), for make bench (optional)
+TB_VENV := .peers/tb
+bench-peers: setup
+	test -x $(TB_VENV)/bin/python || $(PY) -m venv $(TB_VENV)
+	$(TB_VENV)/bin/pip install -q thingsboard-gateway==3.8.5 pymodbus==3.9.2
+	@echo "ThingsBoard IoT Gateway installed in $(TB_VENV); make bench now measures it"
 
 ## bench-fleet: the fleet tools on this machine (about 10 minutes: 1,000 gateways x 40 devices, SenML and
 ## compact, then a county of 500 gateways and its report); docs/scaling.md is written from its figures

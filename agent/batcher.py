@@ -133,13 +133,25 @@ class Batcher:
         self._emit(batch[half:])
 
 
+def by_device(readings: list[Reading]) -> list[Reading]:
+    """The readings grouped by device (first appearance first), each device's in their own order: a SenML
+    pack then names each device once in its base name (buses poll in parallel and interleave)."""
+    first: dict[str, int] = {}
+    for reading in readings:
+        first.setdefault(reading[0], len(first))
+    if len(first) < 2:
+        return readings
+    return sorted(readings, key=lambda reading: first[reading[0]])  # stable
+
+
 def make_encoder(profile: str, birth: dict) -> Encoder:
-    """The pack encoder of a payload profile: ``senml`` (names, no units) or ``compact`` (aliases)."""
+    """The pack encoder of a payload profile: ``senml`` (a base name per device, no units; readings
+    grouped by device) or ``compact`` (aliases)."""
     if profile == "senml":
         from protocols import senml
 
         base_name = birth["base_name"]
-        return lambda readings: senml.encode(readings, base_name)
+        return lambda readings: senml.encode(by_device(readings), base_name)
     if profile == "compact":
         from protocols import birth as birth_msg
         from protocols import compact
@@ -149,4 +161,4 @@ def make_encoder(profile: str, birth: dict) -> Encoder:
     raise ValueError("payload profile must be 'senml' or 'compact', not %r" % profile)
 
 
-__all__ = ["Batcher", "Reading", "estimate", "make_encoder"]
+__all__ = ["Batcher", "Reading", "by_device", "estimate", "make_encoder"]

@@ -1,26 +1,23 @@
 """SenML-CBOR packs written straight into one preallocated buffer (no per-record objects).
 
 The bytes are exactly what `protocols.senml.encode` produces for the same readings (the tests check
-it on CPython and MicroPython): an array of maps with integer labels; the first record carries
-`bn` and `bt` (the floor of the first reading's time), every record its name `<device>/<point>`,
-its value (`v`, `vb` or `vs`) and `t` relative to `bt` when not zero. Map keys are in the
-deterministic order n(0) v(2) vs(3) vb(4) t(6) bn(-2) bt(-3).
+it on CPython and MicroPython): an array of maps with integer labels; a record carries `bn` =
+`<base name><device>/` when the device differs from the previous record's, `bt` = its time (integer
+POSIX seconds) when that differs from the previous record's, its point name as `n` and its value (`v`,
+`vb` or `vs`; a number as an integer when integral, else the shorter of its shortest exact binary float
+and a decimal fraction, tag 4). Map keys are in the deterministic order n(0) v(2) vs(3) vb(4) bn(-2)
+bt(-3).
 
-Readings must be added in non-decreasing time order (the poll loop does); `add` returns False when
+Readings must be added in non-decreasing time order (the poll loop does); `add_name` returns False when
 the record does not fit or goes back in time, and the caller then finishes the pack and starts another.
 """
 
 import struct
 
+from protocols.cbor import decimal_fraction, float_size
 from protocols.compat import const
 
 _RESERVE = const(3)  # array head: up to 0x99 + u16 records
-
-
-def text_item(text: str) -> bytes:
-    """The CBOR encoding of a text string (precomputed once per point name)."""
-    raw = text.encode()
-    return _head_bytes(0x60, len(raw)) + raw
 
 
 def _head_bytes(major: int, n: int) -> bytes:
@@ -61,15 +58,18 @@ class PackWriter:
         self.reserve = reserve
         self.buf = bytearray(size + reserve - _RESERVE)
         self.view = memoryview(self.buf)
-        self.base_item = text_item(base_name) if base_name else b""
+        self.base = base_name.encode()
         self.pos = reserve
         self.count = 0
-        self.bt = 0
+        self.bt = 0  # the base time in force (0 before the first record, as RFC 8428 counts it)
+        self.front = b""  # the device part of the base name in force
         self.last = 0
 
     def reset(self) -> None:
         self.pos = self.reserve
         self.count = 0
+        self.bt = 0
+        self.front = b""
 
     def _put(self, data) -> None:
         n = len(data)
@@ -125,6 +125,18 @@ class PackWriter:
         if x != x:
             self._put(b"\xf9\x7e\x00")
             return
+        finite = x - x == 0
+        if finite and -9007199254740992.0 <= x <= 9007199254740992.0 and x == int(x):
+            self._int(int(x))
+            return
+        size = float_size(x) if finite else 9
+        found = decimal_fraction(x, size) if size > 4 else None
+        if found is not None:
+            self._byte(0xC4)  # tag 4: decimal fraction [exponent, mantissa]
+            self._byte(0x82)
+            self._int(found[0])
+            self._int(found[1])
+            return
         try:
             single = struct.pack(">f", x)
             exact = struct.unpack(">f", single)[0] == x
@@ -146,36 +158,19 @@ class PackWriter:
             self._byte(0xFA)
             self._put(single)
 
-    def add(self, name_item: bytes, value, time: int) -> bool:
-        """Append a record (name as `text_item`, value, integer POSIX seconds). False: no room or
-        time went back; the pack is unchanged then."""
-        return self._add(name_item, None, value, time)
-
     def add_name(self, front: bytes, point: bytes, value, time: int) -> bool:
-        """`add` with the record name given as two UTF-8 parts, `b"<device>/"` and `b"<point>"`
-        (no name item per point needs to be kept)."""
-        return self._add(front, point, value, time)
-
-    def _add(self, front, point, value, time: int) -> bool:
-        first = self.count == 0
-        if first:
-            self.bt = time
-        elif time < self.last or self.count >= 0xFFFF:
+        """Append a record: the device as `b"<device>/"`, the point name as UTF-8, the value and integer
+        POSIX seconds. False: no room or time went back; the pack is unchanged then."""
+        if self.count and (time < self.last or self.count >= 0xFFFF):
             return False
         start = self.pos
-        dt = time - self.bt
-        fields = 2 + (1 if dt else 0)
-        if first:
-            fields += (1 if self.base_item else 0) + (1 if time else 0)
+        new_front = front != self.front
+        new_time = time != self.bt
         try:
-            self._byte(0xA0 | fields)
+            self._byte(0xA2 + (1 if new_front else 0) + (1 if new_time else 0))
             self._byte(0x00)  # n
-            if point is None:
-                self._put(front)
-            else:
-                self._uint(0x60, len(front) + len(point))
-                self._put(front)
-                self._put(point)
+            self._uint(0x60, len(point))
+            self._put(point)
             t = type(value)
             if t is bool:
                 self._byte(0x04)  # vb
@@ -188,19 +183,20 @@ class PackWriter:
             else:
                 self._byte(0x02)  # v
                 self._number(value)
-            if dt:
-                self._byte(0x06)
-                self._int(dt)
-            if first:
-                if self.base_item:
-                    self._byte(0x21)  # bn
-                    self._put(self.base_item)
-                if time:
-                    self._byte(0x22)  # bt
-                    self._int(time)
+            if new_front:
+                self._byte(0x21)  # bn
+                self._uint(0x60, len(self.base) + len(front))
+                self._put(self.base)
+                self._put(front)
+            if new_time:
+                self._byte(0x22)  # bt
+                self._int(time)
         except IndexError:
             self.pos = start
             return False
+        if new_front:
+            self.front = bytes(front)
+        self.bt = time
         self.count += 1
         self.last = time
         return True

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto")
@@ -347,6 +348,8 @@ class Subscriber:
                 bn = rec.get(-2, bn)
                 bt = rec.get(-3, bt)
                 value = next((rec[k] for k in (2, 3, 4, 8) if k in rec), None)
+                if isinstance(value, Decimal):  # a decimal fraction (tag 4) is a binary64 (RFC 8428 §6)
+                    value = float(value)
                 out.append((bn + rec.get(0, ""), value, bt + rec.get(6, 0)))
         return out
 

@@ -24,6 +24,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -79,8 +80,8 @@ def resolve(pack: Any, now: float) -> list[Record]:
         if t < 2 ** 28:  # relative to now
             t += now
         kinds = [k for k in (2, 3, 4, 8) if k in rec]
-        if 2 in rec:
-            value = bv + rec[2]
+        if 2 in rec:  # §6: a number converts to binary64; cbor2 gives a decimal fraction (tag 4) as Decimal
+            value = bv + (float(rec[2]) if isinstance(rec[2], Decimal) else rec[2])
         elif kinds:
             value = rec[kinds[0]]
         else:

@@ -128,6 +128,44 @@ def _float(buf: bytearray, x: float) -> None:
         buf += single
 
 
+def float_size(x: float) -> int:
+    """Bytes of ``x`` in its shortest exact IEEE form: 3 (half), 5 (single) or 9 (double)."""
+    if x != x:
+        return 3
+    try:
+        single = _pack(">f", x)
+        exact = _unpack(">f", single)[0] == x
+    except OverflowError:
+        exact = False
+    if not exact:
+        return 9
+    return 3 if _half_bits(_unpack(">I", single)[0]) >= 0 else 5
+
+
+def decimal_fraction(x: float, size: int) -> tuple | None:
+    """``(exponent, mantissa)`` of the shortest decimal fraction ``mantissa * 10**exponent`` (RFC 8949
+    tag 4, exponent -1..-23) that converts back to exactly the binary64 ``x`` -- 230.1 is ``(-1, 2301)``,
+    ``c4822019 08fd`` -- when its encoding is shorter than ``size`` bytes; otherwise None.
+
+    ``x`` must be finite and not integral. Exactness is checked as ``mantissa / 10**k == x``: integer
+    true division is correctly rounded (CPython; MicroPython divides two exact doubles), so a decoder
+    that computes ``mantissa / 10**k`` gets ``x`` back bit for bit.
+    """
+    if not -429496729.6 < x < 429496729.6:  # the mantissa would need 8 bytes or more
+        return None
+    scale = 1
+    for k in range(1, 24):
+        scale *= 10
+        m = round(x * scale)
+        n = m if m >= 0 else -1 - m
+        if n >= 0x100000000:  # 8 bytes or more: never shorter than a double
+            return None
+        if m / scale == x:
+            total = 4 if n < 24 else 5 if n < 0x100 else 6 if n < 0x10000 else 8
+            return (-k, m) if total < size else None
+    return None
+
+
 def _bignum(buf: bytearray, tag: int, n: int) -> None:
     """Append ``n`` (>= 2**64) as tag 2/3 with a minimal big-endian byte string."""
     size = 0
@@ -431,4 +469,4 @@ def loads(data: bytes | bytearray | memoryview) -> object:
     return value
 
 
-__all__ = ["MAX_DEPTH", "UNDEFINED", "Tag", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "UNDEFINED", "Tag", "decimal_fraction", "dumps", "float_size", "loads"]

@@ -124,9 +124,10 @@ def _value(item: object, scale: tuple | None, where: str) -> tuple:
         if scale is None:
             return "v", item
         kind, factor = scale
+        # an integral value comes back as an int, as the SenML profile sends it
         if kind == DIVIDE:
-            return "v", item / factor  # type: ignore[operator]
-        return "v", item * factor  # type: ignore[operator]
+            return "v", exact(item / factor)  # type: ignore[operator]
+        return "v", exact(item * factor)  # type: ignore[operator]
     if t is float:
         return "v", item
     if t is bool:

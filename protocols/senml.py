@@ -1,15 +1,24 @@
 """SenML (RFC 8428) packs with CBOR integer labels: build them from readings, resolve them back.
 
 A reading is the tuple ``(device, point, value, time)`` (docs/architecture.md). ``pack`` turns a batch
-into one SenML pack: the first record carries the base name (``bn``, e.g. ``"gw-01:"``) and the base
-time (``bt``, the earliest time, always an integer: see the float32 caution in docs/payload.md); each
-record carries its name ``<device>/<point>``, its value (``v``, ``vs``, ``vb`` or ``vd``) and, when it
-differs from the base time, the time offset ``t``. Units live in the birth message; a caller may still
-put them in records.
+into one SenML pack, record by record in the order given (docs/payload.md section 2 says what each choice
+saves):
+
+* ``bn`` = ``<base name><device>/`` (e.g. ``"gw-01:lamp-07/"``) on the first record and wherever the
+  device changes; every record's ``n`` is then just the point name (``"voltage"``);
+* ``bt`` = the reading's time on the first record and wherever the time changes (one per poll of a
+  device), as an integer when the time is integral; records never carry ``t``;
+* the value in ``vb`` (bool), ``vs`` (text), ``vd`` (bytes) or ``v``: an integer when the number is
+  integral, else the shortest of a binary float that holds it exactly and a decimal fraction (CBOR tag 4,
+  ``230.1`` = ``4([-1, 2301])``) that converts back to exactly the same binary64 (RFC 8428 section 6);
+* units live in the birth message; a caller may still put them in records (``units``).
+
+A caller that groups a batch's readings by device (the agent's batcher does) gets one ``bn`` per device.
 
 ``resolve`` applies the resolution rules of RFC 8428 section 4 and returns records with text labels
 ``n``, ``u`` (when known), one of ``v``/``vs``/``vb``/``vd``, ``s`` (when a sum is present), ``t``
-(absolute POSIX seconds), ``ut`` and ``bver`` (when not 10), sorted by time then name.
+(absolute POSIX seconds), ``ut`` and ``bver`` (when not 10), sorted by time then name. Numbers may be
+CBOR integers, floats or decimal fractions (tag 4), which resolve to the binary64 they stand for.
 Shared dialect: runs on CPython 3.11+ and MicroPython 1.22+.
 """
 
@@ -76,13 +85,29 @@ def exact(x: float) -> object:
     return x
 
 
+def number(x: object) -> object:
+    """The shortest exact CBOR item for a number: an int when it is integral, else the shorter of the
+    shortest binary float and a decimal fraction (``cbor.Tag(4, [exponent, mantissa])``) equal to it."""
+    if type(x) is not float or x - x != 0:  # type: ignore[operator]
+        return x  # ints; NaN and infinities stay floats
+    f: float = x  # type: ignore[assignment]
+    if -9007199254740992.0 <= f <= 9007199254740992.0 and f == int(f):
+        return int(f)
+    size = cbor.float_size(f)
+    found = cbor.decimal_fraction(f, size) if size > 4 else None
+    if found is None:
+        return f
+    return cbor.Tag(4, [found[0], found[1]])
+
+
 def value_field(value: object) -> tuple:
-    """(label, value) for a reading value: bool -> vb, str -> vs, bytes -> vd, number -> v."""
+    """(label, value) for a reading value: bool -> vb, str -> vs, bytes -> vd, number -> v (see
+    ``number``)."""
     t = type(value)
     if t is bool:
         return VB, value
     if t is int or t is float:
-        return V, value
+        return V, number(value)
     if t is str:
         return VS, value
     if t is bytes:
@@ -114,29 +139,31 @@ def pack(readings: list, base_name: str, units: dict | None = None) -> list:
     rows = list(readings)
     if type(base_name) is not str:
         raise SenmlError("base name must be text, got %r" % (base_name,))
-    bt = reading_times(rows)
-    checked: dict = {}
+    reading_times(rows)
+    fronts: dict = {}  # device -> its base name
+    checked: dict = {}  # (device, point) whose full name was checked
     records: list = []
+    bn = ""  # the base fields in force (RFC 8428: none yet means "" and 0)
+    bt: object = 0
     for device, point, value, time in rows:
-        name = "%s/%s" % (device, point)
-        if name not in checked:
-            check_name(base_name + name, "reading %s: " % name)
-            checked[name] = True
-        rec: dict = {N: name}
-        if not records:
-            if base_name:
-                rec[BN] = base_name
-            if bt:
-                rec[BT] = bt
+        front = fronts.get(device)
+        if front is None:
+            front = fronts[device] = "%s%s/" % (base_name, device)
+        if (device, point) not in checked:
+            check_name(front + point, "reading %s/%s: " % (device, point))
+            checked[(device, point)] = True
+        rec: dict = {N: point}
+        if front != bn:
+            rec[BN] = bn = front
+        when = exact(time)
+        if when != bt:
+            rec[BT] = bt = when
         if units:
             unit = units.get((device, point))
             if unit:
                 rec[U] = unit
         key, val = value_field(value)
         rec[key] = val
-        dt = exact(time - bt)
-        if dt:
-            rec[T] = dt
         records.append(rec)
     return records
 
@@ -146,8 +173,25 @@ def encode(readings: list, base_name: str, units: dict | None = None) -> bytes:
     return cbor.dumps(pack(readings, base_name, units))
 
 
+def decimal(item: cbor.Tag, where: str) -> object:
+    """The number a CBOR decimal fraction (tag 4, ``[exponent, mantissa]``) stands for: ``mantissa /
+    10**-exponent`` (correctly rounded to binary64) or ``mantissa * 10**exponent``."""
+    pair = item.value
+    if item.tag != 4 or type(pair) is not list or len(pair) != 2 or type(pair[0]) is not int \
+            or type(pair[1]) is not int:
+        raise SenmlError("%s: a number may be an integer, a float or a decimal fraction, got %r"
+                         % (where, item))
+    e, m = pair
+    if not -400 <= e <= 400 or not -_INT_LIMIT <= m < _INT_LIMIT:
+        raise SenmlError("%s: decimal fraction %r is out of range" % (where, pair))
+    return m / 10 ** -e if e < 0 else m * 10 ** e
+
+
 def _field(rec: dict, key: int, kind: str, i: int) -> object:
     x = rec[key]
+    if kind == "number" and type(x) is cbor.Tag:
+        label = _LABELS.get(key) or dict(_VALUE_KEYS)[key]
+        x = decimal(x, "record %d: %s" % (i, label))
     if kind == "text":
         ok = type(x) is str
     elif kind == "number":
@@ -259,4 +303,5 @@ def decode(data: bytes, now: float | None = None) -> list:
     return resolve(cbor.loads(data), now)  # type: ignore[arg-type]
 
 
-__all__ = ["RELATIVE_LIMIT", "VERSION", "check_name", "decode", "encode", "pack", "resolve"]
+__all__ = ["RELATIVE_LIMIT", "VERSION", "check_name", "decimal", "decode", "encode", "number", "pack",
+           "resolve"]

@@ -425,6 +425,8 @@ class LightingTask:
 
     def _watch_future(self, future: Future, app: Application, devices: list[str]) -> None:
         def done(f: Future) -> None:
+            if self._stop.is_set() and (f.cancelled() or f.exception() is not None):
+                return  # the gateway is stopping and the bus went first: no alarm for that
             try:
                 results = f.result()
             except BaseException as exc:

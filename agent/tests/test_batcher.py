@@ -116,11 +116,27 @@ def test_senml_profile_is_plain_rfc8428_without_units():
     b.add(READINGS)
     b.flush()
     pack = cbor2.loads(packs[0][0])
-    assert pack[0][-2] == "gw-01:" and pack[0][-3] == 1710498030
+    assert pack[0][-2] == "gw-01:meter-1/" and pack[0][-3] == 1710498030
     assert all(1 not in rec and -4 not in rec for rec in pack), "units live in the birth message"
-    got = [(pack[0][-2] + rec[0], next(rec[k] for k in (2, 4) if k in rec), pack[0][-3] + rec.get(6, 0))
-           for rec in pack]
+    got, bn, bt = [], "", 0
+    for rec in pack:  # RFC 8428 resolution: base name and base time carry forward
+        bn, bt = rec.get(-2, bn), rec.get(-3, bt)
+        got.append((bn + rec[0], next(rec[k] for k in (2, 4) if k in rec), bt + rec.get(6, 0)))
     assert got == [("gw-01:%s/%s" % (d, p), v, t) for d, p, v, t in READINGS]
+
+
+def test_senml_packs_name_each_device_once():
+    packs, sink = collect()
+    b = Batcher(make_encoder("senml", BIRTH), sink, max_records=10, max_age=60)
+    # two buses polled in parallel: their readings interleave in the batch
+    b.add([("meter-1", "energy", 1, 1710498030), ("lamp-2", "on", True, 1710498030.2),
+           ("meter-1", "voltage", 230.5, 1710498031), ("lamp-2", "dim", 0.75, 1710498031.2)])
+    b.flush()
+    pack = cbor2.loads(packs[0][0])
+    assert [rec.get(-2) for rec in pack] == ["gw-01:meter-1/", None, "gw-01:lamp-2/", None]
+    assert sorted((r["n"], r["t"]) for r in senml.decode(packs[0][0])) == [
+        ("gw-01:lamp-2/dim", 1710498031.2), ("gw-01:lamp-2/on", 1710498030.2),
+        ("gw-01:meter-1/energy", 1710498030), ("gw-01:meter-1/voltage", 1710498031)]
 
 
 def test_compact_profile_decodes_to_the_same_records_as_senml():

@@ -1,6 +1,8 @@
 """protocols.senml: packs built from readings, RFC 8428 examples, resolution rules, cbor2 interop."""
 
 import binascii
+import json
+from decimal import Decimal
 
 import cbor2
 import pytest
@@ -24,29 +26,73 @@ def test_pack_layout() -> None:
                 ("v1", "open", True, T0 + 60), ("v1", "state", "closed", T0 + 61),
                 ("v1", "raw", b"\x01", T0 + 1)]
     pack = senml.pack(readings, BN)
+    # a base name per device, the point name alone in n, a base time wherever the time changes, no t
     assert pack == [
-        {-2: BN, -3: T0, 0: "m01/ua", 2: 230.5}, {0: "m01/ia", 2: 5}, {0: "m01/ua", 2: 231.0, 6: 60},
-        {0: "v1/open", 4: True, 6: 60}, {0: "v1/state", 3: "closed", 6: 61}, {0: "v1/raw", 8: b"\x01", 6: 1},
+        {-2: BN + "m01/", -3: T0, 0: "ua", 2: 230.5}, {0: "ia", 2: 5}, {0: "ua", 2: 231, -3: T0 + 60},
+        {-2: BN + "v1/", 0: "open", 4: True}, {0: "state", 3: "closed", -3: T0 + 61},
+        {0: "raw", 8: b"\x01", -3: T0 + 1},
     ]
-    assert type(pack[0][-3]) is int and type(pack[2][6]) is int
+    assert type(pack[0][-3]) is int and type(pack[2][2]) is int  # 231.0 is integral: an int
     assert cbor.loads(senml.encode(readings, BN)) == pack
 
 
 def test_pack_encodes_deterministically() -> None:
     data = senml.encode([("m01", "ua", 230.5, T0)], BN)
-    # [{0: "m01/ua", 2: 230.5, -2: "gw-01:", -3: 1710498030}]
-    assert binascii.hexlify(data).decode() == "81a400666d30312f756102f95b3421666777" "2d30313a221a65f420ee"
+    # [{0: "ua", 2: 230.5, -2: "gw-01:m01/", -3: 1710498030}]
+    assert binascii.hexlify(data).decode() == "81a40062756102f95b34216a67772d30313a6d30312f221a65f420ee"
 
 
-def test_base_time_is_an_integer_even_for_float_times() -> None:
+def test_base_time_follows_each_reading_time_exactly() -> None:
     t = 1276020076.001
-    readings = [("d", "a", 1, t), ("d", "b", 2, t - 5), ("d", "c", 3, float(T0))]
+    readings = [("d", "a", 1, t), ("d", "b", 2, t), ("d", "c", 3, t - 5), ("d", "e", 4, float(T0))]
     pack = senml.pack(readings, BN)
-    assert pack[0][-3] == 1276020071 and type(pack[0][-3]) is int
-    assert type(pack[2][6]) is int  # integral offset goes as an int
+    assert [rec.get(-3) for rec in pack] == [t, None, t - 5, T0]
+    assert type(pack[3][-3]) is int  # an integral time goes as an int (always, on the firmware)
+    assert all(6 not in rec for rec in pack)
     resolved = senml.resolve(pack)
-    assert [r["t"] for r in resolved] == [t - 5, t, T0]  # exact: bt + t reproduces every time
-    assert senml.pack([("d", "a", 1, float(T0))], BN)[0] == {-2: BN, -3: T0, 0: "d/a", 2: 1}
+    assert [r["t"] for r in resolved] == [t - 5, t, t, T0]  # every time exactly as read
+
+
+def test_numbers_take_their_shortest_exact_form() -> None:
+    tag = cbor.Tag
+    cases = [(230.1, tag(4, [-1, 2301]), "c482201908fd"), (0.7, tag(4, [-1, 7]), "c4822007"),
+             (0.123, tag(4, [-3, 123]), "c48222187b"), (-5.123, tag(4, [-3, -5123]), "c48222391402"),
+             (0.5, 0.5, "f93800"), (12.25, 12.25, "f94a20"), (230.0, 230, "18e6"), (-0.0, 0, "00"),
+             (1 / 3, 1 / 3, "fb3fd5555555555555"), (44444412000.5, 44444412000.5, "fb4224b22fd0c10000"),
+             (7, 7, "07")]
+    for value, item, hexed in cases:
+        assert senml.number(value) == item, value
+        assert binascii.hexlify(cbor.dumps(senml.number(value))).decode() == hexed, value
+        back = cbor2.loads(cbor.dumps(senml.number(value)))  # an independent decoder: Decimal for tag 4
+        assert float(back) == value
+        assert senml.decode(senml.encode([("d", "p", value, T0)], BN))[0]["v"] == value
+    nan = senml.number(float("nan"))
+    assert nan != nan and senml.number(float("inf")) == float("inf")
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.integers(-10**9, 10**9).map(lambda n: n / 1000)
+       | st.integers(-10**6, 10**6).map(lambda n: round(n * 0.1, 9)))
+def test_a_number_is_never_longer_than_its_float_and_always_exact(x: float) -> None:
+    item = senml.number(x)
+    data = cbor.dumps(item)
+    if x == int(x) and abs(x) <= 2**53:
+        assert type(item) is int  # integral: an integer (energy counters stay exact integers, §3)
+    else:
+        assert len(data) <= cbor.float_size(x)  # never longer than the shortest exact binary float
+    back = cbor2.loads(data)  # an independent decoder, then RFC 8428 section 6: convert to binary64
+    assert (float(back) if isinstance(back, Decimal) else back) == x
+    assert senml.decode(senml.encode([("d", "p", x, T0)], BN))[0]["v"] == x
+
+
+@pytest.mark.parametrize("item,message", [
+    (cbor.Tag(4, [-1000, 1]), "out of range"), (cbor.Tag(4, [1, 2**70]), "out of range"),
+    (cbor.Tag(5, [-1, 3]), "decimal fraction"), (cbor.Tag(4, [1.5, 2]), "decimal fraction"),
+    (cbor.Tag(4, [-1]), "decimal fraction"), (cbor.Tag(4, "x"), "decimal fraction"),
+])
+def test_hostile_decimal_fractions_are_refused(item: object, message: str) -> None:
+    with pytest.raises(SenmlError, match=message):
+        senml.decode(cbor.dumps([{0: "x", 2: item, -3: T0}]))
+    assert senml.decode(cbor.dumps([{0: "x", 2: cbor.Tag(4, [2, 3]), -3: T0}]))[0]["v"] == 300
 
 
 def test_units_optional() -> None:
@@ -157,8 +203,8 @@ def reference_resolve(pack: list) -> list:
         for key in ("vs", "vb", "vd"):
             if key in rec:
                 r[key] = rec[key]
-        if "v" in rec:
-            r["v"] = base["bv"] + rec["v"]
+        if "v" in rec:  # RFC 8428 section 6: a number converts to binary64 (cbor2: tag 4 is a Decimal)
+            r["v"] = float(rec["v"]) if isinstance(rec["v"], Decimal) else base["bv"] + rec["v"]
         out.append(r)
     return sorted(out, key=lambda r: (r["t"], r["n"]))
 
@@ -182,16 +228,28 @@ def test_resolve_gives_back_every_reading(readings: list) -> None:
     )
     assert resolved == expected
     pack = cbor2.loads(senml.encode(readings, BN))  # any CBOR library + the RFC reads what we send
-    assert type(pack[0][-3]) is int
+    assert all(rec[-2] == "%s%s/" % (BN, d) for rec, (d, _, _, _) in zip(pack, readings) if -2 in rec)
     assert reference_resolve(pack) == expected
 
 
-def test_senml_bytes_per_reading_on_meter_data() -> None:
+def tb_json(readings: list) -> bytes:
+    """The ThingsBoard gateway telemetry JSON of the same readings (one ts entry per device and time)."""
+    body: dict = {}
+    for d, p, v, t in readings:
+        body.setdefault(d, {}).setdefault(round(t * 1000), {})[p] = v
+    message = {d: [{"ts": ts, "values": vs} for ts, vs in times.items()] for d, times in body.items()}
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("minutes", [1, 15])
+def test_senml_bytes_per_reading_on_meter_data(minutes: int) -> None:
     from protocols.tests.test_compact import meter_batch
 
-    readings = meter_batch(minutes=1)
+    readings = meter_batch(minutes=minutes)
     data = senml.encode(readings, BN)
     per = len(data) / len(readings)
-    print("\nSenML-CBOR: %d readings, %d bytes, %.2f bytes/reading" % (len(readings), len(data), per))
+    json_per = len(tb_json(readings)) / len(readings)
+    print("\nSenML-CBOR: %d readings, %d bytes, %.2f bytes/reading (%.2fx the ThingsBoard JSON)"
+          % (len(readings), len(data), per, per / json_per))
     assert senml.decode(data) == senml.resolve(cbor.loads(data))  # type: ignore[arg-type]
-    assert per < 30
+    assert per <= 0.8 * json_per  # issue #12 item 1 (the simulated sites: make bench)

@@ -1,0 +1,246 @@
+"""The peers of the end-to-end rows: a pymodbus sync client doing only the agent's reads, and the
+ThingsBoard IoT Gateway 3.8.5 (installed by `make bench-peers` in .peers/tb, a venv of its own).
+
+    python -m hil_tests.bench.peers reads SPEC.json     # the pymodbus worker; prints its result as JSON
+
+Both poll the same simulated buses as the agent, in the same run, after the agent has stopped (one
+client per RS-485 bus, as on a real line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from hil_tests.bench.common import TB_PYTHON, Tap, cpu_seconds, rss_kib
+from hil_tests.link import ROOT, Process
+
+# ------------------------------------------------------------------------------------------- pymodbus
+
+
+def read_plan(config_path: str) -> list[dict]:
+    """The agent's Modbus requests per serial bus: [{path, baud, requests: [[unit, fc, address, count]]}]."""
+    from agent.config import load_config
+    from agent.planner import plan_config
+
+    config = load_config(config_path)
+    out = []
+    for plan in plan_config(config):
+        if plan.tcp:
+            continue
+        reqs = [[int(d.device.address), r.function, r.address, r.count]
+                for d in plan.devices if d.profile.protocol == "modbus" for r in d.requests]
+        if reqs:
+            out.append({"path": plan.bus.port, "baud": plan.bus.baud, "requests": reqs})
+    return out
+
+
+def pymodbus_reads(config_path: str, seconds: float, workdir: str) -> dict:
+    """Run the pymodbus worker over the agent's requests for `seconds`; its CPU and transaction count."""
+    spec = os.path.join(workdir, "pymodbus-reads.json")
+    with open(spec, "w") as f:
+        json.dump({"seconds": seconds, "buses": read_plan(config_path)}, f)
+    done = subprocess.run([sys.executable, "-m", "hil_tests.bench.peers", "reads", spec], cwd=ROOT,
+                          capture_output=True, text=True, timeout=seconds + 120)
+    if done.returncode != 0:
+        raise RuntimeError("pymodbus worker failed: %s" % done.stderr[-2000:])
+    return dict(json.loads(done.stdout))
+
+
+def _read_loop(bus: dict, until: float, counts: dict[str, float], lock: threading.Lock) -> None:
+    from pymodbus.client import ModbusSerialClient
+
+    client = ModbusSerialClient(bus["path"], baudrate=bus["baud"], timeout=0.5, retries=0)
+    if not client.connect():
+        raise RuntimeError("pymodbus could not open %s" % bus["path"])
+    calls = {1: client.read_coils, 2: client.read_discrete_inputs, 3: client.read_holding_registers,
+             4: client.read_input_registers}
+    done = errors = 0
+    try:
+        while time.monotonic() < until:
+            for unit, function, address, count in bus["requests"]:
+                done += 1
+                try:
+                    if calls[function](address, count=count, device_id=unit).isError():
+                        errors += 1
+                except Exception:  # pymodbus raises ModbusIOException on a timeout: counted, go on
+                    errors += 1
+    finally:
+        client.close()
+        with lock:
+            counts["transactions"] += done
+            counts["errors"] += errors
+
+
+def reads_main(spec_path: str) -> int:
+    with open(spec_path) as f:
+        spec = json.load(f)
+    counts: dict[str, float] = {"transactions": 0, "errors": 0}
+    lock = threading.Lock()
+    cpu0 = time.process_time()
+    until = time.monotonic() + float(spec["seconds"])
+    threads = [threading.Thread(target=_read_loop, args=(bus, until, counts, lock)) for bus in spec["buses"]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counts["cpu"] = time.process_time() - cpu0
+    print(json.dumps(counts))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- ThingsBoard
+
+TB_TYPES = {"u16": "16uint", "s16": "16int", "u32": "32uint", "s32": "32int", "u64": "64uint", "s64": "64int",
+            "f32": "32float", "f64": "64float"}
+TB_FUNCTIONS = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+SESSION_LIMITS = {"maxPayloadSize": 65536, "maxInflightMessages": 100,
+                  "rateLimits": {"messages": "", "telemetryMessages": "", "telemetryDataPoints": ""}}
+
+
+def tb_installed() -> bool:
+    return os.access(TB_PYTHON, os.X_OK)
+
+
+def tb_timeseries(profile: Any, names: list[str]) -> list[dict]:
+    """The ThingsBoard Modbus connector's timeseries entries for our profile points (big-endian orders)."""
+    out = []
+    for name in names:
+        p = profile.point(name)
+        entry: dict[str, Any] = {"tag": name, "functionCode": TB_FUNCTIONS[p.table], "address": p.address}
+        if p.table in ("coil", "discrete"):
+            entry.update(type="bits", objectsCount=1)
+        elif p.type.startswith("bit"):
+            entry.update(type="bits", objectsCount=1, bit=int(p.type[3:]))
+        elif p.type in TB_TYPES:
+            entry.update(type=TB_TYPES[p.type], objectsCount=p.register_count())
+        else:
+            continue  # BCD and strings: not part of the compared sites
+        if p.scale != 1:
+            entry["multiplier"] = p.scale
+        out.append(entry)
+    return out
+
+
+def tb_config(agent_config: str, directory: str, broker_port: int) -> str:
+    """Write ThingsBoard gateway config files for the agent's Modbus RTU devices; returns the folder."""
+    from agent.config import load_config
+
+    config = load_config(agent_config)
+    buses = {b.name: b for b in config.buses}
+    slaves = []
+    for device in config.devices:
+        profile = config.profiles[device.profile]
+        bus = buses[device.bus]
+        if profile.protocol != "modbus" or bus.port.startswith("tcp://"):
+            continue
+        names = device.points if device.points is not None else profile.point_names()
+        slaves.append({
+            "type": "serial", "method": "rtu", "port": bus.port, "baudrate": bus.baud, "bytesize": 8,
+            "parity": "N", "stopbits": bus.stopbits, "timeout": 1, "byteOrder": "BIG", "wordOrder": "BIG",
+            "retries": False, "pollPeriod": int(device.interval * 1000), "unitId": int(device.address),
+            "deviceName": device.id, "sendDataOnlyOnChange": False, "connectAttemptTimeMs": 500,
+            "connectAttemptCount": 5, "waitAfterFailedAttemptsMs": 1000, "attributes": [],
+            "timeseries": tb_timeseries(profile, names), "attributeUpdates": [], "rpc": []})
+    conf = os.path.join(directory, "config")
+    os.makedirs(conf, exist_ok=True)
+    with open(os.path.join(conf, "modbus.json"), "w") as f:
+        json.dump({"master": {"slaves": slaves}}, f, indent=1)
+    main = {
+        "thingsboard": {
+            "host": "127.0.0.1", "port": broker_port, "remoteShell": False, "remoteConfiguration": False,
+            "latencyDebugMode": False, "statistics": {"enable": False, "statsSendPeriodInSeconds": 3600},
+            "deviceFiltering": {"enable": False}, "maxPayloadSizeBytes": 65536, "minPackSendDelayMS": 50,
+            "minPackSizeToSend": 500, "checkConnectorsConfigurationInSeconds": 3600,
+            "handleDeviceRenaming": False,
+            "security": {"type": "accessToken", "accessToken": "bench"}, "qos": 1,
+            "reportStrategy": {"type": "ON_RECEIVED"},
+            "checkingDeviceActivity": {"checkDeviceInactivity": False}},
+        "storage": {"type": "memory", "read_records_count": 100, "max_records_count": 100000},
+        "grpc": {"enabled": False},
+        "connectors": [{"type": "modbus", "name": "Modbus", "configuration": "modbus.json"}],
+    }
+    with open(os.path.join(conf, "tb_gateway.json"), "w") as f:
+        json.dump(main, f, indent=1)
+    return conf
+
+
+class SessionLimits:
+    """Answers the gateway's getSessionLimits RPC as a default ThingsBoard server would."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.tap = Tap(host, port, "v1/devices/me/rpc/request/+", client_id="bench-tb-server")
+        self.tap.client.on_message = self._answer
+        self.answered = 0
+
+    def _answer(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            request = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(request, dict) and request.get("method") == "getSessionLimits":
+            rid = msg.topic.rsplit("/", 1)[1]
+            client.publish("v1/devices/me/rpc/response/" + rid, json.dumps(SESSION_LIMITS), qos=1)
+            self.answered += 1
+
+    def close(self) -> None:
+        self.tap.close()
+
+
+class TbGateway:
+    """The ThingsBoard gateway as a subprocess (its own venv), its telemetry counted by a subscriber."""
+
+    def __init__(self, agent_config: str, workdir: str, host: str, port: int) -> None:
+        self.dir = os.path.join(workdir, "tb")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.conf = tb_config(agent_config, self.dir, port)
+        self.server = SessionLimits(host, port)
+        self.tap = Tap(host, port, "v1/gateway/#", client_id="bench-tb-tap")
+        launcher = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tb_launch.py")
+        self.proc = Process("thingsboard-gateway", [TB_PYTHON, launcher, self.conf],
+                            os.path.join(self.dir, "gateway.log"), cwd=self.dir)
+
+    def telemetry(self, since: float = 0.0) -> tuple[int, int]:
+        """(values, bytes) of the telemetry published since `since`."""
+        values = size = 0
+        for m in self.tap.on("v1/gateway/telemetry", since):
+            size += len(m.payload)
+            for entries in json.loads(m.payload).values():
+                for entry in entries:
+                    values += len(entry.get("values", {}))
+        return values, size
+
+    def wait_telemetry(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.alive:
+            if self.telemetry()[0]:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+    def peak_rss_kib(self) -> int:
+        return rss_kib(self.proc.pid)[1]
+
+    def log(self) -> str:
+        return self.proc.log()[-3000:]
+
+    def close(self) -> None:
+        self.proc.stop(timeout=20)
+        self.tap.close()
+        self.server.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "reads":
+        sys.exit(reads_main(sys.argv[2]))
+    print("usage: python -m hil_tests.bench.peers reads SPEC.json", file=sys.stderr)
+    sys.exit(2)
