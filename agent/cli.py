@@ -20,7 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("agent.commands.schedule", "print the lighting schedules' steps of one day in local time"),
     "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals)"),
     "sim-config": ("agent.commands.sim_config", "write an agent config for a running simulator"),
-    "firmware-config": ("agent.commands.firmware_config", "compile a config to firmware JSON"),
+    "firmware": ("agent.commands.firmware", "firmware host tools: build, flash, config"),
+    "firmware-config": ("agent.firmware.config", "compile a config to firmware JSON (= firmware config)"),
 }
 
 
