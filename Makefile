@@ -8,7 +8,7 @@ COSE_STAMP := $(COSE_VENV)/.installed
 MPVM    := hil_tests/mpvm/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps lint test test-fast demo bench bench-peers bench-fleet firmware flash clean
+.PHONY: setup system-deps lint test test-fast test-slow demo bench bench-peers bench-fleet firmware flash clean
 
 ## setup: venv with pinned dependencies, the MicroPython VM (npm), Mosquitto (apt, when root) and
 ## .venv-pycose (pycose 1.1.0 needs cbor2 5: the COSE cross-checks run it apart; hil_tests/pycose_env.py)
@@ -44,6 +44,14 @@ lint: $(STAMP)
 test: setup lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+## test-fast: codecs, rules and units (not `slow`: no end-to-end runs or VM), two workers, under 90 s
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 $(PYTEST_ARGS)
+
+## test-slow: only the end-to-end, broker and MicroPython VM tests
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
 ## demo: embedded broker + simulator (demo.toml) + agent + live monitor; Ctrl-C stops all of it
 demo: setup
 	$(BIN)/python -m hil_tests.demo
@@ -65,10 +73,10 @@ bench-fleet: setup
 	$(BIN)/python -m hil_tests.bench_fleet $(BENCH_FLEET_ARGS)
 
 firmware: setup
-	$(BIN)/python -m firmware_py.build
+	$(BIN)/fieldlink firmware build
 
 flash: firmware
-	$(BIN)/python -m firmware_py.flash --port "$(PORT)" --config "$(CONFIG)"
+	$(BIN)/fieldlink firmware flash --port "$(PORT)" --config "$(CONFIG)"
 
 ## install-pi: install the agent as a systemd service on this Pi (as root; docs/install-pi.md)
 .PHONY: install-pi

@@ -30,3 +30,43 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
             import _pytest._code
 
             call.excinfo = _pytest._code.ExceptionInfo.from_current()
+
+
+# Whole modules that start processes, brokers or the MicroPython VM (besides the tests that mark
+# themselves `slow`, such as firmware_py/tests' VM tests through firmware_py/tests/mpvm.needs_vm).
+# `make test-fast` runs everything else: codecs, rules and units, in well under 90 s.
+SLOW_PATHS = (
+    "hil_tests/",  # the end-to-end suite: Mosquitto, simulator and agent subprocesses, the VM
+    "agent/tests/test_install.py",  # builds wheels into a fresh venv
+    "agent/tests/test_sim_e2e.py",  # `fieldlink sim` and `fieldlink run` as subprocesses
+    "protocols/tests/test_micropython.py",  # every check script under the VM
+    "simulator/tests/test_physical.py",  # the line at real baud timing, with bit errors
+    "simulator/tests/test_mismatch.py",  # wrong line settings against real-time meters
+)
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    import pytest
+
+    root = str(config.rootpath) + os.sep
+    for item in items:
+        path = str(item.path)
+        rel = path[len(root):] if path.startswith(root) else path
+        if rel.replace(os.sep, "/").startswith(SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)
+
+
+import threading as _threading  # noqa: E402
+
+import pytest as _pytest  # noqa: E402
+
+
+@_pytest.fixture(autouse=True)
+def _no_bus_owner_outlives_its_test():  # type: ignore[no-untyped-def]
+    """A bus owner thread (agent/scheduler.py: "bus-<name>") left running by a test keeps reopening its
+    port, and the next test's pty may get the same /dev/pts number: every test stops what it started."""
+    before = {t.ident for t in _threading.enumerate()}
+    yield
+    left = [t.name for t in _threading.enumerate()
+            if t.ident not in before and t.name.startswith("bus-") and t.is_alive()]
+    assert not left, "bus owner threads still running after the test: %s" % left

@@ -21,7 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals); also `sim fleet` "
             "(many gateways against a broker) and `sim county` (a county for `fleet report`)"),
     "sim-config": ("agent.commands.sim_config", "write an agent config for a running simulator"),
-    "firmware-config": ("agent.commands.firmware_config", "compile a config to firmware JSON"),
+    "firmware": ("agent.commands.firmware", "firmware host tools: build, flash, config"),
+    "firmware-config": ("agent.firmware.config", "compile a config to firmware JSON (= firmware config)"),
     "fleet": ("agent.commands.fleet", "fleet-wide tools: `fleet report` (the smart-city indicators)"),
 }
 # `fieldlink sim fleet` and `fieldlink sim county` are commands of their own under `sim`, whose other

@@ -16,7 +16,6 @@ from agent.config_keys import (
     closest,
     fill,
     integer,
-    is_int,
     name,
     number,
     resolve_path,
@@ -26,6 +25,7 @@ from agent.config_keys import (
     topic_prefix,
 )
 from agent.config_model import BrokerConfig, BusConfig, CommandsConfig, Config, DeviceConfig, RuleConfig
+from protocols import registry
 from protocols.commands import SIGNED_MODES, SWITCHING_ACTIONS
 from protocols.profiles import Profile, ProfileError, list_profiles, load_profile
 
@@ -46,23 +46,7 @@ __all__ = [
 ]
 
 BAUDS = (300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
-MODBUS_OPTIONS = ("max_registers", "max_gap", "max_bits", "reply_delay_ms", "broadcast_delay_ms")
-DLT645_OPTIONS = ("version", "preamble", "time_sync_order", "baud_probe", "password", "operator",
-                  "reply_delay_ms")
-CJT188_OPTIONS = ("meter_type", "di_order", "preamble", "status", "unit_code", "reply_delay_ms")
-PROTOCOL_OPTIONS = {"modbus": MODBUS_OPTIONS, "dlt645": DLT645_OPTIONS, "dlt645_1997": DLT645_OPTIONS,
-                    "cjt188": CJT188_OPTIONS}
-# integer protocol options: (lowest, highest)
-INT_OPTIONS = {"max_registers": (1, 125), "max_bits": (1, 2000), "max_gap": (0, 124), "preamble": (0, 8),
-               "reply_delay_ms": (0, 60000), "meter_type": (1, 255), "broadcast_delay_ms": (0, 10000)}
 RULE_KINDS = ("threshold", "fault", "leak")
-# DL/T 645 options of 4 bytes written as 8 hex digits (PA P0 P1 P2, C0..C3)
-HEX4_OPTIONS = ("password", "operator")
-
-
-def _hex4(value: object) -> bool:
-    return (isinstance(value, str) and len(value) == 8
-            and all(c in "0123456789abcdefABCDEF" for c in value))
 
 GATEWAY: dict[str, Spec] = {
     "site": name(), "id": name(), "prefix": topic_prefix(), "payload": choice("senml", "compact"),
@@ -100,23 +84,7 @@ TOP = ("format", "profiles", "gateway", "broker", "outbox", "batch", "commands",
 
 def normalise_address(protocol: str, address: object, tcp: bool = False) -> str:
     """The canonical text of a device address; ValueError saying what was expected."""
-    if protocol == "modbus":
-        high = 255 if tcp else 247
-        text = str(address).strip() if not isinstance(address, bool) else ""
-        if not text.isdigit() or not 1 <= int(text) <= high:
-            if tcp:
-                raise ValueError("a Modbus unit id 0..255")
-            raise ValueError("a Modbus unit address 1..247")
-        return str(int(text))
-    width = 14 if protocol == "cjt188" else 12
-    what = "a CJ/T 188 meter address of up to 14 digits" if width == 14 else \
-        "a DL/T 645 meter address of up to 12 digits (as printed on the meter)"
-    if isinstance(address, bool) or not isinstance(address, (int, str)):
-        raise ValueError(what)
-    text = str(address).strip()
-    if not text.isdigit() or len(text) > width:
-        raise ValueError(what)
-    return text.zfill(width)
+    return str(registry.family(protocol).normalise_address(address, tcp))
 
 
 def find_profile(model: str, directories: list[str] | None = None) -> Profile:
@@ -195,22 +163,20 @@ def _check_options(ck: Checker, path: tuple, options: object, profile: Profile |
         return {}
     if profile is None:
         return dict(options)
-    known = list(PROTOCOL_OPTIONS.get(profile.protocol, ()))
+    specs = registry.family(profile.protocol).options
+    known = list(specs)
     known += [k for k in profile.options if k not in known]
     ck.unknown_keys(options, path, known)
     out = {}
     for key, value in options.items():
         if key not in known:
             continue
-        if key in INT_OPTIONS:
-            low, high = INT_OPTIONS[key]
-            if not is_int(value) or not low <= value <= high:
-                ck.error((*path, key), "expected an integer up to %d, got %s" % (high, show(value)))
-                continue
-        if key in HEX4_OPTIONS and profile.protocol in ("dlt645", "dlt645_1997") and not _hex4(value):
-            # never echo a password
-            got = "the value is not shown" if key == "password" else "got %s" % show(value)
-            ck.error((*path, key), "expected 8 hex digits as a string (such as \"00000000\"); %s" % got)
+        spec = specs.get(key)
+        problem = spec.check(value) if spec is not None else None
+        if problem is not None:
+            # never echo a secret (a meter password)
+            got = "the value is not shown" if spec.secret else "got %s" % show(value)
+            ck.error((*path, key), "%s%s %s" % (problem, "," if spec.kind == "int" else ";", got))
             continue
         out[key] = value
     return out
@@ -243,7 +209,7 @@ def _device_profile(ck: Checker, path: tuple, model: str, profile_dirs: list[str
 def _check_link(ck: Checker, path: tuple, profile: Profile, bus: BusConfig, tcp: bool) -> bool:
     """A DL/T 645 or CJ/T 188 device on Modbus TCP is an error; other serial settings than the
     profile's factory defaults a warning."""
-    if tcp and profile.protocol != "modbus":
+    if tcp and not registry.family(profile.protocol).tcp:
         ck.error((*path, "bus"), 'profile "%s" speaks %s, which needs a serial bus; bus "%s" is '
                  'Modbus TCP (%s); expected a serial bus' % (profile.model, profile.protocol,
                                                             bus.name, bus.port))
@@ -309,8 +275,7 @@ def check_devices(ck: Checker, devices: object, buses: dict[str, BusConfig],
                 ck.error((*path, "address"), "expected %s, got %s" % (exc, show(vals["address"])))
                 ok = False
             else:
-                family = "dlt645" if profile.protocol.startswith("dlt645") else profile.protocol
-                key = (vals.get("bus"), family, vals["address"])
+                key = (vals.get("bus"), registry.folder(profile.protocol), vals["address"])
                 if key in addresses:
                     other, line = addresses[key]
                     ck.error((*path, "address"), 'address %s is already used on bus "%s" by device "%s" '
@@ -323,7 +288,8 @@ def check_devices(ck: Checker, devices: object, buses: dict[str, BusConfig],
             vals["address"] = str(vals["address"])
         if profile is not None and "points" in vals and not _check_points(ck, path, vals["points"], profile):
             ok = False
-        if profile is not None and profile.protocol != "modbus" and "max_registers" in vals:
+        if profile is not None and "max_registers" not in registry.family(profile.protocol).options \
+                and "max_registers" in vals:
             ck.error((*path, "max_registers"), "applies to Modbus devices only; profile %s speaks %s"
                      % (profile.model, profile.protocol))
         if "options" in dev:

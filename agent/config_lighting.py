@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.config_keys import Checker, Spec, closest, is_int, number, show, string
 from agent.config_model import Config, DeviceConfig, LightingConfig
+from protocols import registry
 from protocols.profiles import Profile, valid_name
 from protocols.schedule import Schedule, ScheduleError, parse_schedule
 
@@ -36,7 +37,6 @@ PLACE: dict[str, Spec] = {
 LIGHTING: dict[str, Spec] = {"store": string(), "alarm_after": number(0, 86400)}
 GROUP_MAX = 1000  # devices in one group (one ack carries a result per device)
 METER_KINDS = ("electricity_meter", "water_meter", "gas_meter", "heat_meter")
-HOUSEHOLD_PROTOCOLS = ("dlt645", "dlt645_1997", "cjt188")  # their meters serve one household by default
 NETWORKS = ("water", "power", "gas")
 
 
@@ -184,8 +184,9 @@ def check_lighting(ck: Checker, table: dict, outbox_path: str, base_dir: str) ->
 
 
 def default_households(profile: Profile) -> int:
-    """Households a meter serves unless the config says: 1 for a DL/T 645 or CJ/T 188 meter, else 0."""
-    return 1 if profile.protocol in HOUSEHOLD_PROTOCOLS else 0
+    """Households a meter serves unless the config says: its protocol family's `households` (1 for DL/T
+    645 and CJ/T 188 meters), else 0."""
+    return int(registry.family(profile.protocol).households)
 
 
 def check_indicator_keys(ck: Checker, raw_devices: object, config: Config) -> None:

@@ -166,8 +166,7 @@ class Dispatcher:
         first = drivers[0]
         if any(d.profile.model != first.profile.model for d in drivers):
             return None
-        allowed = getattr(first, "broadcast_refusal", None)
-        if allowed is None or allowed(point) is not None:
+        if first.broadcast_refusal(point) is not None:
             return None
         return first
 

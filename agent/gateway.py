@@ -9,13 +9,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent import seams
 from agent.config_lighting import METER_KINDS, default_households
-from agent.config_model import Config
+from agent.config_model import BusConfig, Config
 from agent.dispatch import Dispatcher
 from agent.lighting.lamps import lamp_facts
 from agent.link import Link, open_link
 from agent.planner import plan_config
 from agent.scheduler import Scheduler
+from protocols import registry
+from protocols.quality import GOOD_VALUE
 from protocols.rules import Rule, RuleSet
 
 __all__ = ["Gateway", "indicator_fields", "inventory"]
@@ -39,7 +42,7 @@ def inventory(config: Config) -> list[dict]:
                 entry["resolution"] = p.resolution
             points.append(entry)
         # docs/payload.md: a Modbus unit id is a uint, a meter address its printed digits (text).
-        address: int | str = int(device.address) if profile.protocol == "modbus" else device.address
+        address = registry.family(profile.protocol).birth_address(device.address)
         entry = {"id": device.id, "kind": profile.kind, "model": profile.model,
                  "protocol": profile.protocol, "address": address, "points": points}
         entry.update(indicator_fields(device, profile))
@@ -68,15 +71,15 @@ LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "o
 class Gateway:
     """Owns the scheduler and the uplink; `start`, then `stop` (flushes)."""
 
-    def __init__(self, config: Config, uplink: Any = None,
-                 link_factory: Callable[[Any], Link] = open_link, lighting_options: dict | None = None,
+    def __init__(self, config: Config, uplink: seams.Uplink | None = None,
+                 link_factory: Callable[[BusConfig], Link] = open_link, lighting_options: dict | None = None,
                  **scheduler_options: Any) -> None:
         self.config = config
         if uplink is None:
             from agent.uplink import Uplink
 
             uplink = Uplink(config, inventory(config))
-        self.uplink = uplink
+        self.uplink: seams.Uplink = uplink
         self.scheduler = Scheduler(config, self._sink, self._event, link_factory=link_factory,
                                    quality=self._quality, **scheduler_options)
         self.lighting = self._lighting(config, lighting_options or {})
@@ -101,8 +104,8 @@ class Gateway:
             return None
         from agent.lighting.runner import LightingTask
 
-        record = getattr(self.uplink, "event", None) or (lambda event: None)
-        return LightingTask(config, self.scheduler, record_event=record, alarm=self._alarm, **options)
+        return LightingTask(config, self.scheduler, record_event=self.uplink.event, alarm=self._alarm,
+                            **options)
 
     def _alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
                when: float | None = None) -> None:
@@ -185,7 +188,7 @@ class Gateway:
         """A point turned bad (`quality` is why, e.g. "not_available") or good again (None): a
         `quality` alarm, raised with the quality text as its value, cleared with "good"."""
         raised = quality is not None
-        value = quality if raised else "good"
+        value = quality if raised else GOOD_VALUE
         log.log(logging.WARNING if raised else logging.INFO,
                 "event=alarm device=%s point=%s kind=quality state=%s value=%r", device, point,
                 "raised" if raised else "cleared", value)

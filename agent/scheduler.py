@@ -3,11 +3,11 @@
 Devices are polled in deadline order at their own intervals. A device that stops answering is
 backed off exponentially (from max(interval, 10 response timeouts), doubling up to `backoff_max`)
 and reported offline after `offline_after` failed cycles, so its neighbours keep their poll rate;
-it is reported online again on its first answer. Commands and ad-hoc reads queue on the bus
-owner and run between two transactions, so they wait at most one transaction; each bus holds at most
-`command_queue` commands waiting (`submit` says "busy" beyond that), so a flooded or slow bus never
-delays another bus's commands, and `submit` never blocks: `done(result)` is called by the bus owner
-when the command finished. Readings are
+it is reported online again on its first answer (the rule of protocols/poll.py, shared with the
+board). Commands and ad-hoc reads queue on the bus owner and run between two transactions, so they
+wait at most one transaction; each bus holds at most `command_queue` commands waiting (`submit` says
+"busy" beyond that), so a flooded or slow bus never delays another bus's commands, and `submit` never
+blocks: `done(result)` is called by the bus owner when the command finished. Readings are
 timestamped (time.time()) when their reply arrives and handed to `sink(readings)` as
 (device, point, value, time) tuples; online/offline transitions go to `events(device, online, reason)`.
 
@@ -20,9 +20,10 @@ Point quality: a point the device answered for but whose value could not be deco
 "not available", non-BCD nibbles, a CJ/T 188 field with bad BCD) is not a reading. It is counted per
 point, and its transitions go to `quality(device, point, quality, time)`: the quality text when the point
 turns bad (first bad answer, or bad after good), None when it is good again. A point that was never bad
-reports nothing; a failed transaction (timeout, CRC, ...) is a comms matter and leaves quality alone.
-A value the profile says cannot physically be (its `plausible` range or rule, protocols/plausible.py)
-is a bad point of quality "implausible" in the same way: not a reading, counted, reported once.
+reports nothing; a failed transaction (timeout, CRC, ...) is a comms matter and leaves quality alone
+(the rule of protocols/quality.py, shared with the board). A value the profile says cannot physically
+be (its `plausible` range or rule, protocols/plausible.py) is a bad point of quality "implausible" in
+the same way: not a reading, counted, reported once.
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from agent import seams
+from agent.config_model import BusConfig, Config
 from agent.drivers import Driver, WriteRefused, error_kind, make_driver
 from agent.link import Link, LinkClosed, LinkError, open_link
 from agent.planner import PlannedRequest
+from protocols import poll, quality
 from protocols.commands import is_switching, refusal
 from protocols.errors import AbnormalReply, ExceptionResponse, ProtocolError
 from protocols.plausible import IMPLAUSIBLE, for_points
@@ -47,10 +51,10 @@ __all__ = ["BusWorker", "DeviceState", "Scheduler", "outcome"]
 
 log = logging.getLogger("fieldlink.bus")
 
-Reading = tuple[str, str, Any, float]
-Sink = Callable[[list[Reading]], None]
-Events = Callable[[str, bool, str], None]
-Quality = Callable[[str, str, str | None, float], None]
+Reading = seams.Reading
+Sink = seams.Sink
+Events = seams.Events
+Quality = seams.QualityReport
 ERROR_KINDS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "port", "other")
 STOP_GRACE = 1.0  # seconds the poll in flight may go on after stop()
 
@@ -97,11 +101,9 @@ class DeviceState:
 class BusWorker:
     """The owner of one bus: its link, its devices, its thread and its job queue."""
 
-    #: a silent device's first retry waits at least this many response timeouts
-    backoff_timeouts = 10.0
-
-    def __init__(self, bus: Any, link: Link, drivers: list[Driver], sink: Sink,
-                 events: Events | None = None, offline_after: int = 3, backoff_max: float = 300.0,
+    def __init__(self, bus: BusConfig, link: Link, drivers: list[Driver], sink: Sink,
+                 events: Events | None = None, offline_after: int = poll.OFFLINE_AFTER,
+                 backoff_max: float = poll.BACKOFF_MAX_S,
                  quality: Quality | None = None, command_queue: int = 32) -> None:
         self.bus = bus
         self.name = str(bus.name)
@@ -363,20 +365,15 @@ class BusWorker:
         if answered:
             state.failures = 0
             state.last_ok = time.time()
-            self._set_online(state, True, "answering" if not failed else "answering with errors")
-            next_due = state.due + state.interval
-            if next_due < now:
+            self._set_online(state, True, poll.online_reason(failed))
+            if state.due + state.interval < now:
                 self.counters["late"] += 1
-                next_due = now
-            state.due = next_due
+            state.due = poll.next_due(state.due, state.interval, now)
             return
         state.failures += 1
-        if state.failures >= self.offline_after:
-            self._set_online(state, False, "no reply to %d polls (%s)" % (state.failures, state.last_error))
-        # Back off from max(interval, 10 timeouts): a silent device then costs its neighbours at most
-        # a tenth of the line, halving with every further failure.
-        base = max(state.interval, self.backoff_timeouts * self.link.timeout)
-        delay = min(base * (2 ** (state.failures - 1)), max(self.backoff_max, state.interval))
+        if poll.offline_now(state.failures, self.offline_after):
+            self._set_online(state, False, poll.offline_reason(state.failures, state.last_error))
+        delay = poll.retry_delay(state.failures, state.interval, self.link.timeout, self.backoff_max)
         state.due = now + delay
         log.debug("bus=%s device=%s event=poll_failed failures=%d retry_in=%.1f error=%r", self.name,
                   state.id, state.failures, delay, state.last_error)
@@ -402,15 +399,15 @@ class BusWorker:
             values, bad = _screen(state, values, bad)
         for point, value in values:
             readings.append((state.id, point, value, stamp))
-            if point in state.quality:
+            if quality.change(point in state.quality, None) == quality.CLEARED:
                 self._set_quality(state, point, None, stamp)
         if bad:
             state.counters["bad_points"] += len(bad)
             self.counters["bad_points"] += len(bad)
-            for point, quality in bad:
+            for point, text in bad:
                 state.bad_by_point[point] = state.bad_by_point.get(point, 0) + 1
-                if point not in state.quality:
-                    self._set_quality(state, point, str(quality), stamp)
+                if quality.change(point in state.quality, str(text)) == quality.RAISED:
+                    self._set_quality(state, point, str(text), stamp)
         return True, "", None
 
     def _set_quality(self, state: DeviceState, point: str, quality: str | None, stamp: float) -> None:
@@ -481,10 +478,10 @@ def _screen(state: DeviceState, values: list, bad: list) -> tuple[list, list]:
 class Scheduler:
     """All buses of a config: builds the links, drivers and owners; routes commands."""
 
-    def __init__(self, config: Any, sink: Sink, events: Events | None = None,
-                 link_factory: Callable[[Any], Link] = open_link, offline_after: int = 3,
-                 backoff_max: float = 300.0, quality: Quality | None = None,
-                 command_queue: int | None = None) -> None:
+    def __init__(self, config: Config, sink: Sink, events: Events | None = None,
+                 link_factory: Callable[[BusConfig], Link] = open_link,
+                 offline_after: int = poll.OFFLINE_AFTER, backoff_max: float = poll.BACKOFF_MAX_S,
+                 quality: Quality | None = None, command_queue: int | None = None) -> None:
         self.config = config
         self.workers: dict[str, BusWorker] = {}
         self.drivers: dict[str, tuple[BusWorker, Driver]] = {}

@@ -28,13 +28,14 @@ import paho.mqtt
 
 import agent
 import protocols
+from agent import seams
 from agent.batcher import Batcher, Reading, make_encoder
 from agent.config_model import Config
 from agent.health import Health
 from agent.outbox import Outbox
 from agent.publisher import Publisher
+from protocols import alarms, cbor
 from protocols import birth as birth_msg
-from protocols import cbor
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ class Uplink:
         self.batcher = Batcher(make_encoder(g.payload, self.birth), self._store,
                                max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age)
         self.health = Health(g.id, g.site, clock)
-        self.publisher = Publisher(config, self.outbox, birth=self._birth_bytes, will=self.will,
-                                   health=self.health.encode)
+        self.publisher: seams.Publisher = Publisher(config, self.outbox, birth=self._birth_bytes,
+                                                    will=self.will, health=self.health.encode)
         self.health.add("connected", lambda: self.publisher.connected)
         self.health.add("readings", self._reading_counters)
         self.health.add("outbox", self.outbox.stats)
@@ -121,10 +122,8 @@ class Uplink:
     def alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
               when: float | None = None) -> None:
         """Publish an alarm map on `…/alarm` (QoS 1, through the outbox, in order with the data)."""
-        self.publisher.publish_alarm({
-            "device": device, "point": point, "kind": kind, "value": value,
-            "state": "raised" if raised else "cleared", "time": int(self.clock() if when is None else when),
-        })
+        self.publisher.publish_alarm(alarms.alarm(device, point, kind, value, raised,
+                                                  self.clock() if when is None else when))
 
     def event(self, event: dict) -> None:
         """Commit an event map (a lighting schedule's switching, docs/payload.md §6) to the outbox for

@@ -1,4 +1,12 @@
-"""The board's side of remote control: the agent's rules (protocols/commands.py), ids kept in flash.
+"""Commands on the board: check a command from …/cmd, queue it for its bus, run it, ack the result.
+
+The checks and their texts are the agent's: the command rules of protocols/commands.py (signatures,
+expiry, at-most-once ids, refusal texts), the profile's own `Point.check_write` and the protocol's
+device steps (`check_action`), so both gateways refuse the same commands the same way; a refused
+command sends nothing. Writes, reads and actions (DL/T 645 relay trip / close) run on the bus task
+between two polls (firmware_py/poller.py) through the device steps.
+
+`Remote` keeps the rules' state on the board:
 
     remote = Remote(cfg.get("commands"), gateway_id, "/cmdids.cbor")
     cmd = remote.open(payload, retained, rt.now())   # a Command, or raises Refused (ack its text)
@@ -18,9 +26,15 @@ a power cut leaves the old list or the new one.
 import binascii
 import os
 
+from firmware_py import rt
 from protocols import cbor
 from protocols import commands as rules
 from protocols.commands import IdMemory, Refused
+from protocols.errors import ProtocolError, WriteRefused, error_kind
+
+ACTION_VALID_S = 300  # a relay command is valid at the meter until now + this (local time)
+MAX_WAITING = 4  # deliveries from …/cmd waiting to be checked
+MAX_ACKS = 8  # encoded acks waiting for the uplink
 
 LIMIT = 32  # ids remembered on the board (the ones that expire first are forgotten beyond that)
 COUNTERS = ("received", "queued", "done", "failed", "repeats", "refused")
@@ -115,3 +129,147 @@ class Remote:
         out["ids"] = len(self.memory.entries)
         out["ids_evicted"] = self.memory.evicted
         return out
+
+
+class Commands:
+    """The command inbox and the acks waiting for the uplink."""
+
+    def __init__(self, inv, buses: list, counters: dict, remote: Remote) -> None:
+        self.inv = inv
+        self.buses = buses
+        self.counters = counters
+        self.remote = remote
+        self.inbox: list = []  # (payload, retained) from …/cmd
+        self.acks: list = []  # encoded acks
+        self.connected = lambda: True  # the uplink says whether an ack can go out
+
+    def received(self, payload, retained: bool = False) -> None:
+        """A delivery on …/cmd (the MQTT client's callback): kept until the uplink checks it."""
+        if len(self.inbox) < MAX_WAITING:
+            self.inbox.append((bytes(payload), retained))
+        else:
+            self.counters["commands_bad"] += 1
+
+    def take_waiting(self) -> None:
+        """Check every waiting command (a bug in one must not take the uplink down)."""
+        while self.inbox:
+            data, retained = self.inbox.pop(0)
+            try:
+                self.take(data, retained)
+            except Exception as exc:
+                self.counters["commands_bad"] += 1
+                print("fieldlink: command failed:", repr(exc))
+
+    def take(self, data, retained: bool = False) -> None:
+        """Check a command: a refusal or a repeat is acked now; a write, read or action waits for its
+        bus, at most `queue` per bus."""
+        self.counters["commands"] += 1
+        remote = self.remote
+        now = rt.now()
+        try:
+            cmd = remote.open(data, retained, now)
+        except Refused as exc:
+            return self.refuse(exc)
+        cid = cmd.id
+        device = cmd.device
+        point = cmd.point
+        action = cmd.fields.get("action", "write")
+        inv = self.inv
+        d = inv.find_device(device)
+        ni = inv.find_name(point)
+        marked = d >= 0 and ni >= 0 and (d << 16 | ni) in inv.switching
+        try:
+            prior = remote.check(cmd, rules.is_switching(action, marked), now)
+        except Refused as exc:
+            return self.refuse(exc)
+        if prior is not None:
+            if prior:
+                self.ack_raw(prior)  # a repeat: the original ack again, nothing runs
+            return
+        if d < 0:
+            return self.ack(cid, False, rules.refusal("unknown_device", repr(device)))
+        bus = self.buses[inv.bus[d]]
+        if action != "read" and action != "write":  # an action the profile lists (DL/T 645 relay)
+            try:
+                bus.check_action(inv, d, action)
+            except WriteRefused as exc:
+                return self.ack(cid, False, str(exc))
+            return self.queue(bus, cmd, (cid, d, -1, action, None, False), now)
+        if type(point) is not str:
+            return self.ack(cid, False, rules.refusal("no_point"))
+        if action == "read":
+            return self.queue(bus, cmd, (cid, d, ni, None, None, True), now)
+        if "value" not in cmd.fields:
+            return self.ack(cid, False, rules.refusal("no_value"))
+        value = cmd.fields["value"]
+        from protocols.profiles import Point
+
+        ws = inv.writes.get(d << 16 | ni) if ni >= 0 else None
+        spec: dict
+        if ws is None:
+            spec = {"name": point}
+        else:
+            spec = inv.steps(d).point_spec(ws[4:])  # e.g. the register grid: no rounding on the wire
+            spec.update({"name": point, "writable": True, "min": ws[1], "max": ws[2], "values": ws[3]})
+        reason = Point(spec).check_write(value)
+        if reason is not None:
+            return self.ack(cid, False, reason)
+        self.queue(bus, cmd, (cid, d, ni, ws, value, False), now)
+
+    def refuse(self, exc) -> None:
+        """A refusal: counted by reason, acked when the command had an id (else counted as bad)."""
+        self.remote.refuse(exc.reason)
+        if rules.valid_id(exc.cmd_id):
+            self.ack(exc.cmd_id, False, exc.text)
+        else:
+            self.counters["commands_bad"] += 1
+
+    def queue(self, bus, cmd, job, now: int) -> None:
+        """Onto the bus's job list unless `queue` jobs already wait (busy); remembered in flash first."""
+        if len(bus.jobs) >= self.remote.queue:
+            self.remote.refuse("busy")
+            return self.ack(cmd.id, False, rules.refusal("busy", bus.name, len(bus.jobs)))
+        self.remote.begin(cmd, now)
+        bus.jobs.append(job)
+
+    async def run_job(self, bus, job) -> None:
+        cid, d, ni, ws, value, read = job
+        inv = self.inv
+        try:
+            if read:
+                got: list = []
+                for r in inv.requests(d):
+                    await bus.request(inv, d, r, lambda _d, spec, v, _t: got.append((spec, v)), 0)
+                for spec, v in got:
+                    if inv.specs[spec][0] == ni:
+                        return self.done(cid, True, None, v)
+                return self.done(cid, False, "point has no value (not read)")
+            if ni < 0:  # an action: its validity deadline in the board's local time
+                v = await bus.action(inv, d, ws, rt.localtime(rt.now() + ACTION_VALID_S))
+            else:
+                v = await bus.write(inv, d, ws, value)
+            self.done(cid, True, None, v)
+        except WriteRefused as exc:
+            self.done(cid, False, str(exc))
+        except ProtocolError as exc:
+            self.done(cid, False, "%s: %s" % (error_kind(exc), exc))
+        except Exception as exc:  # as the agent: an error ack, the poller goes on
+            self.done(cid, False, "command failed: %s" % exc)
+
+    def done(self, cid, ok: bool, error, value=None) -> None:
+        """A command finished: its ack is kept with its id in flash, then sent."""
+        ack = rules.ack_bytes(cid, ok, error, value)
+        try:
+            self.remote.finish(cid, ok, ack)
+        except OSError as exc:
+            print("fieldlink: command id store:", exc.args[0] if exc.args else exc)
+        self.ack_raw(ack)
+
+    def ack_raw(self, ack: bytes) -> None:
+        if len(self.acks) >= MAX_ACKS or not self.connected():
+            self.counters["acks_dropped"] += 1
+            return
+        self.acks.append(ack)
+
+    def ack(self, cid, ok: bool, error, value=None) -> None:
+        self.ack_raw(cbor.dumps({"id": cid, "ok": ok, "error": error, "value": value}))

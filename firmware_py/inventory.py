@@ -6,38 +6,26 @@ with an offset table, the points of each request as indexes into one shared tabl
 (`specs`, one entry per distinct point of a model, not per device), and the point names once each.
 A reading is then (device index, spec index, value): no per-reading or per-point objects.
 
-Decode specs (from agent/commands/firmware_config.py, config format 3):
-    modbus       [name, offset in the reply, type, order, scale, offset]
-    dlt645       [name, DI, byte offset in the value, length (0: the whole value), format, signed,
-                  scale, offset]; the members of a block DI (0001FF00) share one request
-    cjt188       [name, 901F field, scale, offset]
-Device options: CJ/T 188 (meter type, status map, unit codes); DL/T 645 follow-ups
-(max follow-ups, SEQ of the first C=12, replies end with SEQ (0/1), preamble), one tuple shared by
-the devices that have the same.
+The layout is the contract of protocols/compiled.py (checked here at boot, as on the laptop):
+decode specs, write specs and each device's step options are what its protocol's device steps
+(protocols/<protocol>/device.py) take; step options are one tuple shared by the devices that have
+the same. Rules: [device, name, kind, above, below, hysteresis], evaluated by protocols/rules.py.
 Writes: [device, write spec, switching (1: a signed command only, per `commands.signed`)].
-Write specs: [name, min, max, values, ...] then modbus [table, address, type, order, scale, offset],
-cjt188 [field, meter type, DI order, preamble], dlt645 [DI].
-Rules: [device, name, kind, above, below, hysteresis], evaluated by the shared protocols/rules.py.
 """
 
 import array
 import binascii
 
-FORMAT = 3  # the compiled config's layout this firmware reads; fieldlink firmware-config writes it
-PROTOCOLS = ("modbus", "dlt645", "dlt645_1997", "cjt188")
-MODBUS = 0
-DLT645 = 1
-DLT645_1997 = 2
-CJT188 = 3
+from protocols import compiled, registry
+from protocols.compiled import FORMAT  # noqa: F401  (the layout this firmware reads)
 
 
 class Inventory:
     """Devices, requests, point specs, writable points and rules of one gateway."""
 
     def __init__(self, cfg: dict) -> None:
-        if cfg.get("format") != FORMAT:
-            raise ValueError("config.json is format %r, this firmware reads format %d: compile it again "
-                             "with this release's `fieldlink firmware-config`" % (cfg.get("format"), FORMAT))
+        compiled.check(cfg)
+        self.protocols = registry.names()  # a device's protocol: its index in this list
         self.names = [n.encode() for n in cfg["names"]]
         self.specs = [tuple(s) for s in cfg["specs"]]
         devices = cfg["devices"]
@@ -46,9 +34,10 @@ class Inventory:
         self.ids: list = []  # b"<device>/": the front of every record name of the device
         self.bus = bytearray(n)
         self.protocol = bytearray(n)
-        self.address: list = []  # Modbus unit (int) or meter address (str)
+        self.address: list = []  # Modbus unit or meter address (text)
         self.interval_ms: list = []
-        self.options: list = []  # CJ/T 188: (meter type, status map, unit codes); DL/T 645: follow-ups
+        self.options: list = []  # the device steps' options (protocols/<protocol>/device.py: options)
+        self.models: list = []  # profile model names (in refusals)
         shared: dict = {}
         frames = bytearray()
         frame_at = [0]
@@ -58,16 +47,16 @@ class Inventory:
         for d in devices:
             self.ids.append(d["id"].encode() + b"/")
             self.bus[len(self.ids) - 1] = d["bus"]
-            proto = PROTOCOLS.index(d["protocol"])
-            self.protocol[len(self.ids) - 1] = proto
-            self.address.append(int(d["address"]) if proto == MODBUS else d["address"])
+            self.protocol[len(self.ids) - 1] = self.protocols.index(d["protocol"])
+            self.address.append(d["address"])
             self.interval_ms.append(int(d["interval"] * 1000))
-            o = d.get("options")
-            f = d.get("followup")
-            if f:
-                f = tuple(f)
-                f = shared.setdefault(f, f)
-            self.options.append((o.get("meter_type"), o.get("status"), o.get("unit_code")) if o else f)
+            o = compiled.options(d)
+            try:
+                o = shared.setdefault(o, o)  # one copy of equal options (tuples of plain values)
+            except TypeError:  # unhashable (a status map): kept per device
+                pass
+            self.options.append(o)
+            self.models.append(d.get("model", ""))
             for frame, idx in d["requests"]:
                 frames.extend(binascii.unhexlify(frame))
                 frame_at.append(len(frames))
@@ -88,6 +77,9 @@ class Inventory:
             self.writes[d << 16 | wspecs[w][0]] = wspecs[w]
             if len(entry) > 2 and entry[2]:
                 self.switching[d << 16 | wspecs[w][0]] = True
+        self.actions: dict = {}  # device -> the action names its profile lists (list)
+        for d, name in cfg.get("actions", ()):
+            self.actions.setdefault(d, []).append(name)
         self.rules: list = []  # (device, name, protocols.rules.Rule)
         self.ruled = bytearray(n)  # devices with at least one rule
         if cfg.get("rules"):
@@ -123,11 +115,24 @@ class Inventory:
                 return i
         return -1
 
-    def uses(self, protocol: int) -> bool:
-        for p in self.protocol:
-            if p == protocol:
-                return True
-        return False
+    def steps(self, d: int):
+        """The device steps (module) of device `d`'s protocol."""
+        return registry.device(self.protocols[self.protocol[d]])
+
+    def folder(self, d: int) -> str:
+        """Device `d`'s protocol family (dlt645 for dlt645_1997): one frame reader per bus each."""
+        return registry.folder(self.protocols[self.protocol[d]])
+
+    def check_action(self, d: int, name) -> None:
+        """Nothing when device `d`'s profile lists action `name`; WriteRefused as the agent's."""
+        listed = self.actions.get(d, ())
+        if name not in listed:
+            from protocols.errors import WriteRefused
+
+            what = '"%s"' % name if type(name) is str else repr(name)
+            raise WriteRefused("device %s (profile %s) has no action %s; expected write, read or an action "
+                               "the profile lists (%s)" % (self.device_id(d), self.models[d], what,
+                                                          ", ".join(listed) or "none"))
 
     def requests(self, d: int) -> range:
         return range(self.req_at[d], self.req_at[d + 1])

@@ -1,4 +1,4 @@
-"""Runs after boot.py: the gateway, unless boot.py chose safe mode."""
+"""Runs after boot.py: the firmware, unless boot.py chose safe mode."""
 
 import sys
 
@@ -12,7 +12,7 @@ def build(board):
     with open("/config.json") as f:
         cfg = json.load(f)
     net.up(cfg)
-    return app.Gateway(cfg, board)
+    return app.Firmware(cfg, board)
 
 
 def start() -> None:
@@ -28,10 +28,10 @@ def start() -> None:
 
     from firmware_py import hw
 
-    gw = build(hw.Board())
+    firmware = build(hw.Board())
     gc.collect()  # the decoded config is gone: only the gateway's tables stay
     try:
-        asyncio.run(gw.main())
+        asyncio.run(firmware.main())
     except Exception as exc:  # log, then let the watchdog reset the board
         sys.print_exception(exc)  # type: ignore[attr-defined]
         while True:

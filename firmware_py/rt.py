@@ -31,3 +31,8 @@ def now() -> int:
     """POSIX seconds (integer); boards set their RTC by NTP or from the host at boot."""
     t = time.time()
     return int(t)
+
+
+def localtime(t: int) -> tuple:
+    """(year, month, day, hour, minute, second) of POSIX time `t` in the board's local time."""
+    return tuple(time.localtime(t)[:6])

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from hil_tests.broker import Mosquitto, broker_or_skip
-from hil_tests.link import SIM_ONLY, Link, SimSite, parse_link
+from hil_tests.link import SIM_ONLY, SimSite, Target, parse_link
 
 if os.path.exists(os.path.join(os.path.dirname(__file__), "mpvm", "fixtures.py")):
     from hil_tests.mpvm.fixtures import *  # noqa: F403  (MicroPython VM fixtures, when present)
@@ -35,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def hil_link(pytestconfig: pytest.Config) -> Link:
+def hil_link(pytestconfig: pytest.Config) -> Target:
     """The link under test: the simulator unless --hil-link / HIL_LINK names a real one."""
     spec = pytestconfig.getoption("--hil-link", default=None) or os.environ.get("HIL_LINK")
     try:
@@ -51,7 +51,7 @@ def hil_rig_config(pytestconfig: pytest.Config) -> str | None:
 
 
 @pytest.fixture
-def sim_site(hil_link: Link, tmp_path: object) -> Iterator[Callable[..., SimSite]]:
+def sim_site(hil_link: Target, tmp_path: object) -> Iterator[Callable[..., SimSite]]:
     """`sim_site("demo")` starts `fieldlink sim demo --instant --ports-file …` and returns the running
     SimSite (ports, control client); every site started is stopped by PID at teardown. With a real link
     the test is skipped: it needs the simulator's control channel."""

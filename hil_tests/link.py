@@ -30,8 +30,8 @@ RIG_TOKENS = ("{link}", "{broker_host}", "{broker_port}", "{outbox}")
 
 
 @dataclass(frozen=True)
-class Link:
-    """What the HIL suite talks to: `sim`, a serial device path or a pyserial URL."""
+class Target:
+    """What the HIL suite talks to (`--hil-link`): `sim`, a serial device path or a pyserial URL."""
 
     spec: str = "sim"
 
@@ -46,15 +46,15 @@ class Link:
         return "serial" if "://" not in self.spec else self.spec.split("://", 1)[0]
 
 
-def parse_link(spec: str | None) -> Link:
+def parse_link(spec: str | None) -> Target:
     """`sim` (also for an empty value), a device path, or a pyserial URL such as `socket://host:port`."""
     text = (spec or "").strip() or "sim"
     if text == "sim":
-        return Link()
+        return Target()
     if "://" not in text and not text.startswith("/"):
         raise ValueError("--hil-link wants `sim`, a device path (/dev/ttyUSB0) or a URL "
                          "(socket://host:port), not %r" % text)
-    return Link(text)
+    return Target(text)
 
 
 class Process:
@@ -264,7 +264,7 @@ def sim_agent_config(ports_file: str, path: str, broker: str, outbox: str, inter
     return path
 
 
-def rig_agent_config(template: str, link: Link, path: str, broker: str, outbox: str,
+def rig_agent_config(template: str, link: Target, path: str, broker: str, outbox: str,
                      settings: dict[str, dict[str, object]] | None = None) -> str:
     """Fill a real rig's config template: {link} {broker_host} {broker_port} {outbox} are replaced."""
     host, _, port = broker.rpartition(":")
@@ -287,9 +287,9 @@ def start_agent(config: str, log_path: str, level: str = "INFO") -> Process:
 __all__ = [
     "ROOT",
     "SIM_ONLY",
-    "Link",
     "Process",
     "SimSite",
+    "Target",
     "parse_link",
     "rig_agent_config",
     "set_keys",

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from hil_tests.link import SIM_ONLY, Link, wait_until
+from hil_tests.link import SIM_ONLY, Target, wait_until
 from hil_tests.test_agent_e2e import BASE, same
 from hil_tests.test_agent_faults import Bench, comms, start_bench
 
@@ -120,7 +120,7 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
-def bench(hil_link: Link, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+def bench(hil_link: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     if not hil_link.is_sim:
         pytest.skip("%s (--hil-link=%s)" % (SIM_ONLY, hil_link.spec))
     # these tests are about writes and refusals, not signatures (hil_tests/test_agent_signed.py): the lamps'

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from hil_tests.broker import Mosquitto, Subscriber, broker_or_skip
-from hil_tests.link import SIM_ONLY, Link, Process, SimSite, sim_agent_config, start_agent, wait_until
+from hil_tests.link import SIM_ONLY, Process, SimSite, Target, sim_agent_config, start_agent, wait_until
 from hil_tests.test_agent_e2e import BASE, FAST, Record, resolve, same
 
 pytestmark = pytest.mark.slow
@@ -245,6 +245,7 @@ def start_bench(workdir: str, scenario: str, rules: str = "", interval: float = 
     broker: Mosquitto | None = None
     feed: Feed | None = None
     agent: Process | None = None
+    bench: Bench | None = None
     try:
         broker = broker_or_skip()
         feed = Feed(broker, "%s-feed" % name)
@@ -266,6 +267,8 @@ def start_bench(workdir: str, scenario: str, rules: str = "", interval: float = 
         rc = agent.stop(timeout=20)
         assert rc == 0, "the agent exited %s on SIGTERM:\n%s" % (rc, agent.log()[-3000:])
     finally:
+        if bench is not None and bench.agent is not agent:
+            bench.agent.stop(timeout=20)  # the current agent, when a test restarted it and then failed
         if agent is not None:
             agent.stop(timeout=20)
         if feed is not None:
@@ -276,7 +279,7 @@ def start_bench(workdir: str, scenario: str, rules: str = "", interval: float = 
 
 
 @pytest.fixture(scope="module")
-def bench(hil_link: Link, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+def bench(hil_link: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     if not hil_link.is_sim:
         pytest.skip("%s (--hil-link=%s)" % (SIM_ONLY, hil_link.spec))
     yield from start_bench(str(tmp_path_factory.mktemp("faults")), SCENARIO, RULES, name="faults")

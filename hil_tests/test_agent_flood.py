@@ -23,7 +23,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from hil_tests.link import SIM_ONLY, Link, wait_until
+from hil_tests.link import SIM_ONLY, Target, wait_until
 from hil_tests.test_agent_faults import Bench, start_bench
 
 pytestmark = pytest.mark.slow
@@ -123,7 +123,7 @@ class Acks:
 
 
 @pytest.fixture(scope="module")
-def bench(hil_link: Link, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+def bench(hil_link: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     if not hil_link.is_sim:
         pytest.skip("%s (--hil-link=%s)" % (SIM_ONLY, hil_link.spec))
     yield from start_bench(str(tmp_path_factory.mktemp("flood")), SCENARIO, name="flood")

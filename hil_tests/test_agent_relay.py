@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from hil_tests.link import SIM_ONLY, Link, wait_until
+from hil_tests.link import SIM_ONLY, Target, wait_until
 from hil_tests.test_agent_commands import Platform, platform_fixture, values, writes  # noqa: F401  (fixture)
 from hil_tests.test_agent_faults import Bench, start_bench
 
@@ -81,7 +81,7 @@ def with_options(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def bench(hil_link: Link, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+def bench(hil_link: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     if not hil_link.is_sim:
         pytest.skip("%s (--hil-link=%s)" % (SIM_ONLY, hil_link.spec))
     # relay control itself; signatures on relay actions are hil_tests/test_agent_signed.py's

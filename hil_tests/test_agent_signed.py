@@ -22,7 +22,7 @@ import cbor2
 import pytest
 
 from hil_tests import pycose_env
-from hil_tests.link import ROOT, SIM_ONLY, Link, start_agent, wait_until
+from hil_tests.link import ROOT, SIM_ONLY, Target, start_agent, wait_until
 from hil_tests.test_agent_commands import Platform, writes
 from hil_tests.test_agent_faults import Bench, start_bench
 
@@ -91,7 +91,7 @@ def configure(workdir: str):
 
 
 @pytest.fixture(scope="module")
-def bench(hil_link: Link, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+def bench(hil_link: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     if not hil_link.is_sim:
         pytest.skip("%s (--hil-link=%s)" % (SIM_ONLY, hil_link.spec))
     pycose_env.pycose_python()  # made before the clock of any test starts

@@ -27,14 +27,17 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
 from agent.commands import monitor
 from agent.config import load_config
 from agent.gateway import Gateway
-from agent.tests.fakes import FakeBus, FakeMeter645
+from agent.tests.fakes import FakeMeter645
+from agent.uplink import Uplink
 from hil_tests.broker import Subscriber, TlsFiles, broker_or_skip, certs_or_skip
+from hil_tests.buses import PtyBus
 from protocols import dlt645
 
 pytestmark = pytest.mark.slow
@@ -45,8 +48,8 @@ NAME = "gw1:m1/voltage"
 
 
 @pytest.fixture
-def meter() -> Iterator[FakeBus]:
-    bus = FakeBus("dlt645")
+def meter() -> Iterator[PtyBus]:
+    bus = PtyBus("dlt645")
     bus.devices["m1"] = FakeMeter645("000000000001", {"02010100": dlt645.encode_value(230.1, "XXX.X")})
     yield bus
     bus.close()
@@ -118,7 +121,7 @@ def refused_run(path: str, caplog: pytest.LogCaptureFixture, expect: str) -> tup
     gateway = Gateway(load_config(path))
     gateway.start()
     try:
-        uplink = gateway.uplink
+        uplink = cast(Uplink, gateway.uplink)  # this test looks inside the real uplink
         assert wait_for(lambda: uplink.publisher.stats()["connect_failures"] >= 3 and len(uplink.outbox) >= 2,
                         10), uplink.counters["mqtt"]
         health = uplink.counters
@@ -130,7 +133,7 @@ def refused_run(path: str, caplog: pytest.LogCaptureFixture, expect: str) -> tup
     assert health["connected"] is False and health["mqtt"]["connects"] == 0
     assert health["mqtt"]["connect_failures"] >= 3 and expect in health["mqtt"]["last_error"]
     assert health["readings"]["buffered"] >= 2 and health["readings"]["dropped"] == 0
-    made = gateway.uplink.batcher.counters["readings"]  # final: polling stopped, open pack flushed
+    made = uplink.batcher.counters["readings"]  # final: polling stopped, open pack flushed
     return made, health
 
 
@@ -142,7 +145,8 @@ def delivered_run(path: str, sub: Subscriber, made_before: int, stopped_at: floa
         def old() -> int:
             return len({t for n, _, t in sub.readings() if n == NAME and t <= stopped_at})
 
-        assert wait_for(lambda: old() >= made_before and gateway.uplink.connected, 10), (old(), made_before)
+        uplink = cast(Uplink, gateway.uplink)
+        assert wait_for(lambda: old() >= made_before and uplink.connected, 10), (old(), made_before)
         assert wait_for(lambda: any(t > stopped_at for n, _, t in sub.readings() if n == NAME), 5)
         assert wait_for(lambda: sub.decoded("health"), 5)
         health = sub.decoded("health")[-1]

@@ -62,3 +62,37 @@ class AbnormalReply(ProtocolError):
         self.code = code
         self.meaning = meaning
         ProtocolError.__init__(self, "meter reported error %02X: %s" % (code, meaning))
+
+
+class WriteRefused(Exception):
+    """A command that may not or cannot be carried out; nothing was sent on the bus. Its text is the
+    ack's error, the same on the agent and the board."""
+
+
+def error_kind(exc: BaseException) -> str:
+    """The counter a failed transaction is booked under (agent health and board health alike):
+    timeout, crc, frame, exception (Modbus), abnormal (DL/T 645 / CJ/T 188 error reply), decode, other."""
+    if isinstance(exc, NoReply):
+        return "timeout"
+    if isinstance(exc, CrcError):
+        return "crc"
+    if isinstance(exc, FrameError):
+        return "frame"
+    if isinstance(exc, ExceptionResponse):
+        return "exception"
+    if isinstance(exc, AbnormalReply):
+        return "abnormal"
+    if isinstance(exc, EncodingError):
+        return "decode"
+    return "other"
+
+
+class NoReply(ProtocolError):
+    """No reply within the response timeout (the board's transport; the agent's link raises its own
+    LinkTimeout). Booked as a timeout."""
+
+
+def no_action(device: str, protocol: str, name: object) -> WriteRefused:
+    """The refusal of an action a protocol cannot carry out."""
+    what = '"%s"' % name if type(name) is str else repr(name)
+    return WriteRefused("device %s: %s devices cannot carry out action %s" % (device, protocol, what))

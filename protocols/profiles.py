@@ -10,7 +10,9 @@ physically have (protocols/plausible.py); a reading outside them is not publishe
 alarm "implausible".
 
 Actions (`"actions": [{"name": "relay_trip"}, ...]`) are the commands other than point writes that a
-model allows; which names a protocol can carry out is `ACTIONS` (DL/T 645-2007: relay trip / close, C=1C).
+model allows; which names a protocol can carry out is its family's `actions` (protocols/registry.py;
+DL/T 645-2007: relay trip / close, C=1C). What a point of each protocol must carry is checked by the
+protocol's family (`Family.check_point`).
 A writable point marked `"switching": true` switches supply (a lamp on/off, a valve, a contactor): with
 the default `[commands] signed = "switching"` a command may write it only when signed, as the relay
 actions (protocols/commands.py).
@@ -18,8 +20,8 @@ actions (protocols/commands.py).
 Lamps (docs/lighting.md): a point's `"role"` says what it is to the lighting code: `"control"` (the
 writable point that switches the lamp), `"fault"` (the lamp's fault, watched by a `fault` rule) or
 `"lit"` (a reading that shows whether the lamp burns: lit when above `"lit_above"`, e.g. its power). A
-writable point marked `"broadcast": true` may be written by one Modbus broadcast (unit 0, no reply) to
-every device of a bus when a group command allows it.
+writable point marked `"broadcast": true` may be written by one broadcast to every device of a bus
+when a group command allows it (only protocols whose family says `broadcast`: Modbus RTU, unit 0).
 
 `parse_profile` only checks a decoded dict; `load_profile` reads the packaged JSON file (the one
 deliberate file read in protocols/: profiles are data shipped beside the code).
@@ -27,7 +29,8 @@ deliberate file read in protocols/: profiles are data shipped beside the code).
 
 import json
 
-PROTOCOLS = ("modbus", "dlt645", "dlt645_1997", "cjt188", "dlt698")
+from protocols import registry
+
 KINDS = (
     "electricity_meter",
     "water_meter",
@@ -45,18 +48,15 @@ _INF = float("inf")
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 _POINT_KEYS = (
-    "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values",
-    "description", "table", "address", "type", "order", "di", "format", "signed", "block_index", "field",
-    "oad", "element", "switching", "plausible", "role", "lit_above", "broadcast",
-)
+    "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values", "description",
+    "switching", "plausible", "role", "lit_above", "broadcast",
+)  # and the keys of every protocol's points (Family.point_keys)
 #: what a point may be to the lighting code (docs/lighting.md)
 ROLES = ("control", "fault", "lit")
 _PROFILE_KEYS = (
     "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source", "actions",
 )
 _ACTION_KEYS = ("name", "description")
-# protocol -> the action names its drivers can carry out
-ACTIONS = {"dlt645": ("relay_trip", "relay_close")}
 
 
 class ProfileError(Exception):
@@ -103,7 +103,7 @@ class Point:
         # lamps: "control", "fault" or "lit" (lit when the reading is above lit_above); None otherwise
         self.role = spec.get("role")
         self.lit_above = spec.get("lit_above")
-        # a Modbus broadcast (unit 0) may write it to every device of a bus at once
+        # one broadcast may write it to every device of a bus at once (Family.broadcast)
         self.broadcast = spec.get("broadcast", False)
         # Modbus
         self.table = spec.get("table", "holding")
@@ -218,6 +218,20 @@ class Profile:
         return "Profile(%r)" % self.model
 
 
+def _protocol_keys() -> tuple:
+    """(every protocol's point keys, key -> title of the protocol that alone may carry it)."""
+    keys: list = []
+    owner: dict = {}
+    for name in registry.names():
+        fam = registry.family(name)
+        for key in fam.point_keys:
+            if key not in keys:
+                keys.append(key)
+        for key in fam.exclusive_keys:
+            owner.setdefault(key, (fam.folder, fam.title))
+    return keys, owner
+
+
 def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
     where = "points[%d]" % index
     if not isinstance(spec, dict):
@@ -226,8 +240,10 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
     if not valid_name(name):
         raise ProfileError(source, "%s: name %r must be letters, digits, _ - . " % (where, name))
     where = "point %s" % name
+    fam = registry.family(protocol)
+    keys, owner = _protocol_keys()
     for key in spec:
-        if key not in _POINT_KEYS:
+        if key not in _POINT_KEYS and key not in keys:
             raise ProfileError(source, "%s: unknown key %r" % (where, key))
     for key in ("scale", "offset", "resolution", "min", "max"):
         if key in spec and not _number(spec[key]):
@@ -246,42 +262,16 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
         problem = check_spec(spec["plausible"])
         if problem is not None:
             raise ProfileError(source, "%s: %s" % (where, problem))
-    _check_lamp_keys(source, protocol, where, spec)
-    if "block_index" in spec and protocol not in ("dlt645", "dlt645_1997"):
-        raise ProfileError(source, "%s: block_index is for DL/T 645 points only" % where)
-    if protocol == "modbus":
-        table = spec.get("table", "holding")
-        if table not in TABLES:
-            raise ProfileError(source, "%s: table must be one of %s" % (where, ", ".join(TABLES)))
-        address = spec.get("address")
-        if not isinstance(address, int) or isinstance(address, bool) or not 0 <= address <= 65535:
-            raise ProfileError(source, "%s: address must be an integer 0..65535" % where)
-        if not isinstance(spec.get("type", "u16"), str):
-            raise ProfileError(source, "%s: type must be a string such as u16 or f32" % where)
-    elif protocol in ("dlt645", "dlt645_1997"):
-        di = spec.get("di")
-        width = 8 if protocol == "dlt645" else 4
-        if not isinstance(di, str) or len(di) != width or not _hex(di):
-            raise ProfileError(source, "%s: di must be %d hex digits" % (where, width))
-        if not isinstance(spec.get("format"), str):
-            raise ProfileError(source, "%s: format (such as XXXXXX.XX) is required" % where)
-        member = spec.get("block_index")
-        if member is not None:
-            if not isinstance(member, int) or isinstance(member, bool) or member < 0:
-                raise ProfileError(source, "%s: block_index must be an integer >= 0" % where)
-            if not _block_di(di, protocol):
-                raise ProfileError(source, "%s: block_index needs a block DI (FF in DI1 or DI0, 1997: an F "
-                                           "digit), %s is a single item" % (where, di))
-    elif protocol == "cjt188":
-        if not isinstance(spec.get("field"), str):
-            raise ProfileError(source, "%s: field (such as flow_total) is required" % where)
-    elif protocol == "dlt698":
-        _check_oad_point(source, where, spec)
-    if "element" in spec and protocol != "dlt698":
-        raise ProfileError(source, "%s: element is for DL/T 698.45 points only" % where)
+    _check_lamp_keys(source, fam, where, spec)
+    for key in spec:
+        if key in owner and owner[key][0] != fam.folder:
+            raise ProfileError(source, "%s: %s is for %s points only" % (where, key, owner[key][1]))
+    problem = fam.check_point(spec)
+    if problem is not None:
+        raise ProfileError(source, "%s: %s" % (where, problem))
 
 
-def _check_lamp_keys(source: str, protocol: str, where: str, spec: dict) -> None:
+def _check_lamp_keys(source: str, fam: object, where: str, spec: dict) -> None:
     """role, lit_above and broadcast of one point."""
     role = spec.get("role")
     if role is not None and role not in ROLES:
@@ -296,28 +286,17 @@ def _check_lamp_keys(source: str, protocol: str, where: str, spec: dict) -> None
     if "broadcast" in spec:
         if not isinstance(spec["broadcast"], bool):
             raise ProfileError(source, "%s: broadcast must be true or false" % where)
-        if spec["broadcast"] and (protocol != "modbus" or not spec.get("writable")):
-            raise ProfileError(source, "%s: broadcast applies to writable Modbus points only" % where)
-
-
-def _check_oad_point(source: str, where: str, spec: dict) -> None:
-    """A DL/T 698.45 point: an OAD (8 hex digits) and, when its index is 00, maybe an element 1..255."""
-    oad = spec.get("oad")
-    if not isinstance(oad, str) or len(oad) != 8 or not _hex(oad):
-        raise ProfileError(source, "%s: oad must be 8 hex digits such as 00100200" % where)
-    element = spec.get("element")
-    if element is not None:
-        if not isinstance(element, int) or isinstance(element, bool) or not 1 <= element <= 255:
-            raise ProfileError(source, "%s: element must be an integer 1..255 (1 is the first)" % where)
-        if oad[6:] != "00":
-            raise ProfileError(source, "%s: element needs the whole attribute (OAD index 00), %s names "
-                                       "element %d already" % (where, oad, int(oad[6:], 16)))
+        if spec["broadcast"] and not spec.get("writable"):
+            raise ProfileError(source, "%s: broadcast applies to writable points only" % where)
+        if spec["broadcast"] and not fam.broadcast:  # type: ignore[attr-defined]
+            raise ProfileError(source, "%s: %s devices cannot be written by broadcast" % (
+                where, fam.title))  # type: ignore[attr-defined]
 
 
 def _check_actions(source: str, protocol: str, actions: object) -> None:
     if not isinstance(actions, list):
         raise ProfileError(source, "actions must be a list of objects such as {\"name\": \"relay_trip\"}")
-    allowed = ACTIONS.get(protocol, ())
+    allowed = registry.family(protocol).actions
     seen = []
     for i, spec in enumerate(actions):
         if not isinstance(spec, dict):
@@ -336,22 +315,6 @@ def _check_actions(source: str, protocol: str, actions: object) -> None:
         seen.append(name)
 
 
-def _block_di(di: str, protocol: str) -> bool:
-    """True for a DL/T 645 block DI: 2007 FF in DI1 or DI0 (0001FF00); 1997 an F digit below DI1's high
-    digit (901F, B61F)."""
-    di = di.upper()
-    if protocol == "dlt645":
-        return di[4:6] == "FF" or di[6:8] == "FF"
-    return "F" in di[1:]
-
-
-def _hex(text: str) -> bool:
-    for ch in text:
-        if ch not in "0123456789abcdefABCDEF":
-            return False
-    return True
-
-
 def parse_profile(data: object, source: str = "<profile>") -> Profile:
     """Check a decoded profile and build it; ProfileError names what is wrong and where."""
     if not isinstance(data, dict):
@@ -364,10 +327,10 @@ def parse_profile(data: object, source: str = "<profile>") -> Profile:
             raise ProfileError(source, "missing key %r" % key)
     if not valid_name(data["model"]):
         raise ProfileError(source, "model %r must be letters, digits, _ - ." % data["model"])
-    if data["protocol"] not in PROTOCOLS:
-        raise ProfileError(
-            source, "protocol %r is not one of %s" % (data["protocol"], ", ".join(PROTOCOLS))
-        )
+    try:
+        registry.family(data["protocol"])
+    except registry.UnknownProtocol as exc:
+        raise ProfileError(source, str(exc)) from None
     if data["kind"] not in KINDS:
         raise ProfileError(source, "kind %r is not one of %s" % (data["kind"], ", ".join(KINDS)))
     points = data["points"]

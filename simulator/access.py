@@ -55,7 +55,7 @@ class Access:
         faults = self.bus.faults.line()
         self.bus.overhear(self, chunk, faults)
         data = self.wire.to_devices(chunk, faults)
-        if self._burst_bytes == 0 or now - self._last_rx > self.bus.line.frame_gap("modbus"):
+        if self._burst_bytes == 0 or now - self._last_rx > self.bus.line.silence_gap():
             self._burst_start, self._burst_bytes = now, 0
         self._burst_bytes += len(chunk)
         self._last_rx = now

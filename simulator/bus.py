@@ -23,6 +23,7 @@ from simulator.clock import Clock
 from simulator.device import Device
 from simulator.faults import FaultSet
 from simulator.line import Line, write_all
+from simulator.pty import open_pty
 from simulator.servers import reader_key
 from simulator.wire import UART_ERRORS, LineFaults, new_counts
 
@@ -64,7 +65,7 @@ class Bus:
     # ---------------------------------------------------------------- life cycle
     def open(self) -> str:
         """Create the pty pair; returns the device path a client opens."""
-        server_fd, client_fd = os.openpty()
+        server_fd, client_fd, _path = open_pty()  # a number no stray process holds
         _raw_lines(client_fd)
         _park_speed(client_fd)
         os.set_blocking(server_fd, False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+from protocols import registry
 from protocols.profiles import Profile
 from simulator.clock import Clock, quantise
 from simulator.devices import MODELS
@@ -110,12 +111,10 @@ class Device:
     def inject(self, kind: str, params: dict | None = None, t: float | None = None) -> dict:
         """Switch a fault on (wire and device faults at once, model faults from simulated time t)."""
         if kind not in MODEL_KINDS:
-            if kind == "exception" and self.protocol != "modbus":
-                raise FaultError("device %s speaks %s: Modbus exceptions need a Modbus device (use abnormal)"
-                                 % (self.id, self.protocol))
-            if kind == "abnormal" and self.protocol == "modbus":
-                raise FaultError("device %s speaks Modbus: abnormal replies are DL/T 645 / CJ/T 188 "
-                                 "(use exception)" % self.id)
+            error_reply = registry.family(self.protocol).error_reply
+            if kind in ("exception", "abnormal") and kind != error_reply:
+                raise FaultError("device %s speaks %s, whose devices refuse a request with an %s reply, not "
+                                 "an %s (use %s)" % (self.id, self.protocol, error_reply, kind, error_reply))
             return self.faults.set(kind, params or {})
         checked = check(kind, params or {})
         if t is None:

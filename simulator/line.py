@@ -14,10 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from protocols import registry
 from simulator.uart import Framing
 
 #: (write(bytes) -> bytes written, data, seconds after the start each byte is complete, or None)
 Delivery = tuple[Callable[[bytes], int], bytes, "list[float] | None"]
+
 
 PARITIES = {"N": "none", "E": "even", "O": "odd"}
 
@@ -80,14 +82,19 @@ class Line:
         """Silence between the end of a request and the first byte of the reply."""
         if self.instant:
             return 0.0
-        if protocol == "modbus":
+        if registry.family(protocol).silence_framed:  # Modbus RTU: t3.5 delimits the request
             return self.t35 + self.turnaround
         return min(0.5, max(0.02, self.reply_delay))
 
+    def silence_gap(self) -> float:
+        """The silence that ends a frame of a silence-framed protocol (Modbus RTU t3.5, at least 50 ms
+        here: a pty delivers bytes in bursts)."""
+        return max(self.t35, 0.05)
+
     def frame_gap(self, protocol: str) -> float:
         """A silence this long ends a partial request (the reader drops it)."""
-        if protocol == "modbus":
-            return max(self.t35, 0.05)
+        if registry.family(protocol).silence_framed:
+            return self.silence_gap()
         return 0.5
 
     def deliver(self, targets: list[Delivery], start: float, stop: threading.Event) -> None:

@@ -6,7 +6,7 @@ import socketserver
 import threading
 from typing import TYPE_CHECKING
 
-from protocols import modbus
+from protocols import modbus, registry
 from protocols.errors import ProtocolError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class ModbusTcpServer:
             return None
         sim_t = self.bus.clock.now()
         for device in self.bus.devices:
-            if device.protocol != "modbus" or device.server.unit != unit:
+            if not registry.family(device.protocol).tcp or device.server.unit != unit:
                 continue
             device.counts["requests"] += 1
             if device.down(sim_t) or device.faults.fires("no_answer"):

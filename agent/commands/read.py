@@ -15,18 +15,14 @@ from agent.config import find_profile, normalise_address
 from agent.config_model import BusConfig, DeviceConfig
 from agent.drivers import Driver, error_kind, make_driver
 from agent.link import LinkClosed, LinkError, open_link
+from protocols import registry
 from protocols.errors import ProtocolError
 from protocols.profiles import Profile, ProfileError
-
-PROTOCOLS = ("modbus", "dlt645", "dlt645_1997", "cjt188")
-DEFAULT_PROFILE = {"dlt645": "dlt645-3p", "dlt645_1997": "dlt645-1997", "cjt188": "cjt188-water"}
-DEFAULT_LINK = {"modbus": (9600, "N"), "dlt645": (2400, "E"), "dlt645_1997": (1200, "E"),
-                "cjt188": (2400, "E")}
 
 
 def add_link_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", required=True, help="device path or URL (socket://host:port, tcp://host:502)")
-    parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    parser.add_argument("--protocol", required=True, choices=registry.names())
     parser.add_argument("--profile", help="device profile (default per protocol; needed for modbus)")
     parser.add_argument("--baud", type=int, help="baud rate (default: the profile's, else 9600 / 2400)")
     parser.add_argument("--parity", choices=("N", "E", "O"), help="parity (default: the profile's)")
@@ -44,21 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_cli_profile(args: Any) -> Profile:
-    model = args.profile or DEFAULT_PROFILE.get(args.protocol)
+    model = args.profile or registry.family(args.protocol).default_profile
     if model is None:
         raise SystemExit("fieldlink: --profile is needed for %s (which register map to read)" % args.protocol)
     try:
         profile = find_profile(model, args.profiles_dir)
     except ProfileError as exc:
         raise SystemExit("fieldlink: %s" % exc) from None
-    family = "dlt645" if args.protocol.startswith("dlt645") else args.protocol
-    if not profile.protocol.startswith(family):
+    if registry.folder(profile.protocol) != registry.folder(args.protocol):
         raise SystemExit("fieldlink: profile %s speaks %s, not %s" % (model, profile.protocol, args.protocol))
     return profile
 
 
 def cli_bus(args: Any, profile: Profile) -> BusConfig:
-    baud, parity = DEFAULT_LINK[args.protocol]
+    baud, parity = registry.family(args.protocol).link
     link = profile.link or {}
     return BusConfig(name="cli", port=args.port, baud=args.baud or link.get("baud", baud),
                      parity=args.parity or link.get("parity", parity),
@@ -78,7 +73,7 @@ def run(args: Any) -> int:
     profile = load_cli_profile(args)
     bus = cli_bus(args, profile)
     tcp = args.port.lower().startswith("tcp://")
-    if args.protocol != "modbus" and set(args.address.upper()) == {"A"}:
+    if registry.family(args.protocol).is_wildcard(args.address):
         address = args.address.upper()  # wildcard: the one meter on the bus
     else:
         try:

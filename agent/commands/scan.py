@@ -1,8 +1,9 @@
 """`fieldlink scan`: find the device addresses on a bus.
 
-DL/T 645 and CJ/T 188 first ask the wildcard read-address (answered when one meter is on the bus);
-`--sweep FROM-TO` (and Modbus always, units 1-247 by default) probes each address in turn with a
-short timeout. A progress bar runs on stderr; the found addresses go to stdout.
+A protocol whose device steps have a wildcard read-address (DL/T 645, CJ/T 188) asks it first
+(answered when one meter is on the bus); `--sweep FROM-TO` (and the others always: Modbus units
+1-247 by default) probes each address in turn with a short timeout, through the steps' `probe`.
+A progress bar runs on stderr; the found addresses go to stdout.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import sys
 from typing import Any
 
 from agent.commands.read import add_link_arguments, cli_bus, load_cli_profile
-from agent.drivers import error_kind
+from agent.drivers import error_kind, run_step
 from agent.link import Link, LinkClosed, LinkError, LinkTimeout, open_link
-from protocols import cjt188, dlt645, modbus
+from protocols import registry
 from protocols.errors import AbnormalReply, CrcError, ExceptionResponse, FrameError, ProtocolError
 
 
@@ -60,42 +61,12 @@ def _range(text: str | None, default: tuple[int, int]) -> range:
     return range(start, end + 1)
 
 
-def _probe_modbus(link: Link, unit: int, register: int, tcp: bool) -> str | None:
-    pdu = modbus.read_request(3, register, 1)
+def _probe(link: Link, steps: Any, opts: Any, address: str, hint: Any) -> str | None:
+    """What the device at `address` answered to the protocol's probe; None when it was silent."""
     try:
-        if tcp:
-            from agent.link.tcp_link import MbapFrameReader
-
-            frame = link.transact(modbus.tcp_frame(unit, unit, pdu), MbapFrameReader(),
-                                  accept=lambda f: f[0] == unit)
-            reply = frame[2]
-        else:
-            frame = link.transact(modbus.rtu_frame(unit, pdu), modbus.RtuFrameReader("response"),
-                                  accept=lambda f: f[0] == unit)
-            reply = frame[1]
-        modbus.parse_response(pdu, reply)
-        return "answers"
+        return str(run_step(link, steps.reader, opts, steps.probe(address, opts, hint, 1)))
     except ExceptionResponse as exc:
         return "answers (exception %02X: %s)" % (exc.code, exc.meaning)
-    except (CrcError, FrameError) as exc:
-        return "garbled reply (%s)" % error_kind(exc)
-    except LinkTimeout:
-        return None
-
-
-def _probe_meter(link: Link, protocol: str, address: str, profile: Any) -> str | None:
-    try:
-        if protocol == "cjt188":
-            meter_type = int(profile.options.get("meter_type", 0x10))
-            request = cjt188.read_request(meter_type, address, 0x901F, 0, profile.options.get("di_order",
-                                                                                           "lo_first"))
-            link.transact(request, cjt188.Cjt188FrameReader(), accept=lambda f: f.is_reply)
-        else:
-            version = 1997 if protocol == "dlt645_1997" else 2007
-            di = profile.points[0].di
-            link.transact(dlt645.read_request(address, di, version), dlt645.Dlt645FrameReader(),
-                          accept=lambda f: f.is_reply)
-        return "answers"
     except AbnormalReply as exc:
         return "answers (error reply: %s)" % exc.meaning
     except (CrcError, FrameError) as exc:
@@ -104,16 +75,11 @@ def _probe_meter(link: Link, protocol: str, address: str, profile: Any) -> str |
         return None
 
 
-def _wildcard(link: Link, protocol: str) -> tuple[str | None, str]:
+def _wildcard(link: Link, steps: Any, opts: Any) -> tuple[str | None, str]:
     """(address, note) from the wildcard read-address; address None when nobody or several answered."""
     try:
-        if protocol == "cjt188":
-            frame = link.transact(cjt188.read_address_request(), cjt188.Cjt188FrameReader(),
-                                  accept=lambda f: f.is_reply)
-            return frame.address, "meter type %02X" % frame.meter_type
-        frame = link.transact(dlt645.read_address_request(), dlt645.Dlt645FrameReader(),
-                              accept=lambda f: f.is_reply)
-        return dlt645.parse_read_address_reply(frame), ""
+        address, note = run_step(link, steps.reader, opts, steps.wildcard(opts, 1))
+        return str(address), str(note)
     except LinkTimeout:
         return None, "no meter answered the wildcard read-address"
     except ProtocolError as exc:
@@ -121,9 +87,11 @@ def _wildcard(link: Link, protocol: str) -> tuple[str | None, str]:
 
 
 def run(args: Any) -> int:
-    profile = load_cli_profile(args) if args.protocol != "modbus" or args.profile else None
+    family = registry.family(args.protocol)
+    steps = registry.device(args.protocol)
+    profile = load_cli_profile(args) if family.default_profile or args.profile else None
     if args.timeout_ms is None:
-        args.timeout_ms = 100 if args.protocol == "modbus" else 600
+        args.timeout_ms = family.scan_timeout_ms
     bus = cli_bus(args, profile) if profile is not None else None
     if bus is None:
         from agent.config_model import BusConfig
@@ -139,16 +107,20 @@ def run(args: Any) -> int:
         return 1
     found: list[tuple[str, str]] = []
     try:
-        if args.protocol != "modbus":
-            address, note = _wildcard(link, args.protocol)
+        entry = {"protocol": args.protocol}
+        entry.update(family.compiled_entry(profile.options if profile is not None else {}, tcp))
+        opts = steps.options(entry)
+        wildcard = hasattr(steps, "wildcard")
+        if wildcard:
+            address, note = _wildcard(link, steps, opts)
             if address is not None:
                 found.append((address, "answered the wildcard read-address" + (", " + note if note else "")))
             elif not args.sweep:
                 print("fieldlink scan: %s; use --sweep FROM-TO to probe addresses one by one" % note,
                       file=sys.stderr)
-        if args.protocol == "modbus" or args.sweep:
+        if not wildcard or args.sweep:
             try:
-                default = (1, 255 if tcp else 247) if args.protocol == "modbus" else (1, 1)
+                default = (family.sweep[0], 255) if tcp else family.sweep
                 addresses = _range(args.sweep, default)
             except ValueError as exc:
                 print("fieldlink scan: --sweep: %s; expected FROM-TO such as 1-30" % exc, file=sys.stderr)
@@ -156,13 +128,9 @@ def run(args: Any) -> int:
             bar = Progress(len(addresses))
             seen = {a for a, _ in found}
             for i, n in enumerate(addresses):
-                if args.protocol == "modbus":
-                    label = str(n)
-                    note_ = _probe_modbus(link, n, args.register, tcp)
-                else:
-                    width = 14 if args.protocol == "cjt188" else 12
-                    label = str(n).zfill(width)
-                    note_ = None if label in seen else _probe_meter(link, args.protocol, label, profile)
+                label = family.address_label(n)
+                hint = family.probe_hint(profile, args.register)
+                note_ = None if label in seen else _probe(link, steps, opts, label, hint)
                 if note_ is not None:
                     found.append((label, note_))
                 bar.update(i + 1, len(found), label)

@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from protocols import registry
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ports_file", metavar="PORTS_FILE",
@@ -88,7 +90,7 @@ def render(ports: dict, args: Any) -> str:
             lines.insert(len(lines) - 1, note % (interval, args.interval))
         for dev in bus.get("devices", []):
             # A Modbus unit is a number; a meter address is text (leading zeros matter).
-            address = str(dev["address"]) if dev.get("protocol") == "modbus" else _q(str(dev["address"]))
+            address = registry.family(dev["protocol"]).config_address(dev["address"])
             devices += ["[[devices]]", "id = %s" % _q(dev["id"]), "bus = %s" % _q(bus["name"]),
                         "profile = %s" % _q(dev["profile"]), "address = %s" % address,
                         "interval = %g" % interval, ""]

@@ -34,6 +34,7 @@ from fractions import Fraction
 from typing import Any
 
 from agent.fleet.indicators import stars_for
+from agent.fleet.sites import model_address
 
 __all__ = ["DISTRICTS", "CountyDevice", "CountyGateway", "CountyPlan", "plan_county"]
 
@@ -241,7 +242,8 @@ def _street(g: CountyGateway, lights: int, rng: random.Random) -> None:
         n += 1
         size = min(lights, rng.randint(2, 4)) if n % 15 == 0 else 1
         lights -= size
-        g.devices.append(CountyDevice("lamp-%03d" % n, "generic-lamp", str((n - 1) % 247 + 1), lights=size,
+        g.devices.append(CountyDevice("lamp-%03d" % n, "generic-lamp", model_address("generic-lamp", n - 1),
+                                      lights=size,
                                       armed=rng.random() >= 1 / 12))
 
 
@@ -253,8 +255,7 @@ def _block(g: CountyGateway, meters: int, index: int, rng: random.Random) -> Non
         serves = None
         if model in UTILITY_OF and (index * 3 + n) % 40 == 39:
             serves = {"households": rng.randint(12, 60)}
-        address = "%012d" % (n + 1) if model.startswith("dlt645") else "%014d" % (n + 1)
-        g.devices.append(CountyDevice("meter-%03d" % (n + 1), model, address, serves=serves))
+        g.devices.append(CountyDevice("meter-%03d" % (n + 1), model, model_address(model, n), serves=serves))
     units = 200
     g.devices.append(CountyDevice("flow-1", "ultrasonic-flow", str(units + 1),
                                   serves={"network": "water", "length_m": float(rng.randint(800, 2500))}))

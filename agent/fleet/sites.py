@@ -14,11 +14,15 @@ Every device is polled for all of its profile's points, as the agent does withou
 
 from __future__ import annotations
 
+import functools
+
 from agent.config_model import CommandsConfig, Config
 from agent.fleet.model import make_config
+from protocols import registry
 from protocols.profiles import Profile, load_profile
 
-__all__ = ["KINDS", "MIXES", "device_address", "fleet_configs", "load_profiles", "site_devices"]
+__all__ = ["KINDS", "MIXES", "device_address", "fleet_configs", "load_profiles", "model_address",
+           "site_devices"]
 
 KINDS = {
     "street": ("lighting-cabinet", "generic-lamp"),
@@ -36,13 +40,24 @@ def load_profiles(models: list[str] | None = None) -> dict[str, Profile]:
 
 
 def device_address(protocol: str, n: int) -> str:
-    """The `n`th address on a bus as the config writes it: a Modbus unit id (1..247), a DL/T 645
-    address (12 digits) or a CJ/T 188 address (14 digits)."""
-    if protocol == "modbus":
-        return str(n % 247 + 1)
-    if protocol.startswith("dlt645"):
-        return "%012d" % (n + 1)
-    return "%014d" % (n + 1)
+    """The `n`th address (from 0) on a bus as the config writes it, as the protocol's family numbers
+    them: a meter's `n + 1` zero-filled to its digits (DL/T 645: 12, CJ/T 188: 14), otherwise the
+    family's `--sweep` range in turn (a Modbus unit id 1..247)."""
+    family = registry.family(protocol)
+    if family.address_digits:
+        return family.address_label(n + 1)
+    low, high = family.sweep
+    return family.address_label(low + n % (high - low + 1))
+
+
+@functools.cache
+def _protocol(model: str) -> str:
+    return str(load_profile(model).protocol)
+
+
+def model_address(model: str, n: int) -> str:
+    """`device_address` for a device of profile `model`."""
+    return device_address(_protocol(model), n)
 
 
 def site_devices(kind: str, count: int, profiles: dict[str, Profile]) -> list[tuple[str, str, str]]:

@@ -1,8 +1,9 @@
 """Links: the byte transports under the drivers (serial via pyserial URLs, Modbus TCP sockets).
 
 `open_link(bus)` picks the implementation from the bus port: `tcp://host:port` is Modbus TCP
-(MBAP framing on a socket); anything else (a device path, `socket://`, `rfc2217://`, `loop://`)
-goes through pyserial's `serial_for_url`.
+(MBAP framing on a socket); `virtual://NAME` an in-memory bus of this process (agent/link/virtual.py,
+for tests); anything else (a device path, `socket://`, `rfc2217://`, `loop://`) goes through
+pyserial's `serial_for_url`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ def is_tcp_port(port: str) -> bool:
 def open_link(bus: Any) -> Link:
     """Build (but do not open) the link for a BusConfig."""
     port = bus.port
+    if port.startswith("virtual://"):
+        from agent.link.virtual import VirtualLink
+
+        return VirtualLink.from_bus(bus)
     if is_tcp_port(port):
         from agent.link.tcp_link import TcpLink
 

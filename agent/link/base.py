@@ -71,6 +71,9 @@ class Link:
         self.counters = {"tx_bytes": 0, "rx_bytes": 0, "opens": 0, "open_failures": 0,
                          "closes": 0, "skipped_frames": 0, "discarded_bytes": 0, "line_errors": 0}
         self._idle_from = 0.0  # monotonic time the line became idle
+        #: the clock and the sleep of every timeout and silence; a virtual link injects its own
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], None] = time.sleep
         self._retry_at = 0.0
         self._retry_delay = self.reopen_min
 
@@ -115,20 +118,20 @@ class Link:
         self.is_open = True
         self.counters["opens"] += 1
         self._retry_delay = self.reopen_min
-        self._idle_from = time.monotonic()
+        self._idle_from = self.clock()
 
     def ensure_open(self) -> None:
         """Open if closed, with exponential backoff between attempts; LinkClosed while waiting."""
         if self.is_open:
             return
-        now = time.monotonic()
+        now = self.clock()
         if now < self._retry_at:
             raise LinkClosed("%s: port %s unavailable (%s), next try in %.1f s"
                              % (self.name, self.port, self.last_error or "closed", self._retry_at - now))
         try:
             self.open()
         except LinkClosed:
-            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_at = self.clock() + self._retry_delay
             self._retry_delay = min(self._retry_delay * 2, self.reopen_max)
             raise
 
@@ -136,7 +139,7 @@ class Link:
         """Seconds until the next reopen attempt (0 when open or due)."""
         if self.is_open:
             return 0.0
-        return max(0.0, self._retry_at - time.monotonic())
+        return max(0.0, self._retry_at - self.clock())
 
     def close(self) -> None:
         if self.is_open:
@@ -151,7 +154,7 @@ class Link:
         """Close after the port vanished; the next `ensure_open` retries after a backoff."""
         self.last_error = reason
         self.close()
-        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_at = self.clock() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, self.reopen_max)
         return LinkClosed("%s: %s" % (self.name, reason))
 
@@ -166,9 +169,9 @@ class Link:
     def send(self, data: bytes) -> None:
         """Send one request after the required line silence, dropping stale input first."""
         self.ensure_open()
-        wait = self._idle_from + max(self.silence, self.turnaround) + self.pause - time.monotonic()
+        wait = self._idle_from + max(self.silence, self.turnaround) + self.pause - self.clock()
         if wait > 0:
-            time.sleep(wait)
+            self.sleep(wait)
         dropped = self._discard_input()
         if dropped:
             self.counters["discarded_bytes"] += dropped
@@ -177,12 +180,12 @@ class Link:
         self._write(bytes(data))
         self.counters["tx_bytes"] += len(data)
         # the request is on the line for len(data) characters from now
-        self._idle_from = time.monotonic() + len(data) * self.char_time
+        self._idle_from = self.clock() + len(data) * self.char_time
 
     def hold(self, seconds: float) -> None:
         """Keep the line idle for `seconds` more before the next request (after a Modbus broadcast the
         devices act on it without replying; the client must give them time before the next frame)."""
-        self._idle_from = max(self._idle_from, time.monotonic() + max(0.0, seconds))
+        self._idle_from = max(self._idle_from, self.clock() + max(0.0, seconds))
 
     def read_frame(self, reader: FrameReader, timeout: float | None = None,
                    accept: Callable[[Any], bool] | None = None) -> Any:
@@ -193,14 +196,14 @@ class Link:
         frame) when only bad frames arrived, LinkClosed when the port went away.
         """
         timeout = self.timeout if timeout is None else timeout
-        start = max(time.monotonic(), self._idle_from)
+        start = max(self.clock(), self._idle_from)
         deadline = start + timeout
         quiet_until = 0.0
         first_error: ProtocolError | None = None
         received = 0
         try:
             while True:
-                now = time.monotonic()
+                now = self.clock()
                 limit = min(deadline, quiet_until) if first_error is not None else deadline
                 if now >= limit:
                     break
@@ -221,9 +224,9 @@ class Link:
                 if errors and first_error is None:
                     first_error = errors[0]
                 if first_error is not None:
-                    quiet_until = time.monotonic() + self.error_quiet
+                    quiet_until = self.clock() + self.error_quiet
         finally:
-            self._idle_from = time.monotonic()
+            self._idle_from = self.clock()
         leftover = reader.reset() or []
         errors = reader.take_errors()
         self.counters["line_errors"] += len(errors)

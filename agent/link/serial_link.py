@@ -100,6 +100,10 @@ class SerialLink(Link):
         # ptys refuse): device files are read non-blocking behind select(); URL handlers with a
         # short fixed timeout, polled until the deadline.
         self._fd_mode = "://" not in self.port
+        if self._fd_mode:
+            # one owner per port: a second process (another agent, a stray test) gets a clear "could not
+            # exclusively lock port" instead of stealing half the replies
+            port.exclusive = True
         port.timeout = 0 if self._fd_mode else 0.01
         if not self.port.startswith("rfc2217://"):  # pyserial's RFC 2217 client refuses a write timeout
             port.write_timeout = max(2.0, self.timeout * 4)  # (its socket has its own 5 s timeout)
@@ -131,9 +135,9 @@ class SerialLink(Link):
                 if not ready:
                     return b""
                 data = port.read(max_bytes)
-                if not data:  # readable but empty: the device node went away
+                if not data and self._hung_up(port.fileno()):  # readable but empty: the node went away
                     raise serial.SerialException("device disconnected")
-                return bytes(data)
+                return bytes(data)  # empty: the bytes went elsewhere (a flush, another reader): no data yet
             end = time.monotonic() + timeout
             while True:
                 first = port.read(1)
@@ -147,6 +151,15 @@ class SerialLink(Link):
             return bytes(first)
         except (serial.SerialException, OSError, termios.error) as exc:
             raise self.lost("read failed on %s: %s" % (self.port, _io_failure(exc))) from None
+
+    def _hung_up(self, fd: int) -> bool:
+        """True when the port is gone: a hang-up or error on its fd, or its device node removed."""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        for _fd, events in poller.poll(0):
+            if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return True
+        return not os.path.exists(self.port)
 
     def _discard_input(self) -> int:
         port = self._serial

@@ -1,6 +1,6 @@
 """Modbus TCP links: a socket to `tcp://host:port`, reconnected with a backoff when it drops.
 
-`MbapFrameReader` reassembles MBAP-framed ADUs from the stream (length from the header).
+The MBAP frame reader is the codec's (`protocols.modbus.MbapFrameReader`), re-exported here.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ import socket
 from typing import Any
 
 from agent.link.base import Link, LinkClosed
-from protocols import modbus
-from protocols.errors import FrameError
+from protocols.modbus import MbapFrameReader
 
 __all__ = ["MbapFrameReader", "TcpLink", "parse_tcp_url"]
 
@@ -33,44 +32,6 @@ def parse_tcp_url(url: str, default_port: int = 502) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError("port %d outside 1..65535" % port)
     return host, port
-
-
-class MbapFrameReader:
-    """Stream reassembly of Modbus TCP ADUs -> (transaction, unit, pdu) tuples."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.errors: list = []
-
-    def feed(self, chunk: bytes) -> list:
-        self._buf.extend(chunk)
-        frames = []
-        while len(self._buf) >= 6:
-            try:
-                total = modbus.tcp_adu_length(bytes(self._buf[:6]))
-            except FrameError as exc:
-                self.errors.append(exc)
-                self._buf.clear()  # a byte stream with a broken header cannot resynchronise
-                break
-            if len(self._buf) < total:
-                break
-            adu = bytes(self._buf[:total])
-            del self._buf[:total]
-            try:
-                frames.append(modbus.tcp_parse(adu))
-            except FrameError as exc:
-                self.errors.append(exc)
-        return frames
-
-    def take_errors(self) -> list:
-        errors, self.errors = self.errors, []
-        return errors
-
-    def reset(self) -> list:
-        if self._buf:
-            self.errors.append(FrameError("incomplete MBAP frame: %s" % bytes(self._buf).hex(" ")))
-            self._buf.clear()
-        return []
 
 
 class TcpLink(Link):

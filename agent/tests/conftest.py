@@ -1,4 +1,5 @@
-"""Fixtures for the acquisition tests: fake devices on ptys, a test profile folder, config files."""
+"""Fixtures for the acquisition tests: buses of fake devices (in memory or on a pty), a test profile
+folder, config files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.tests.fakes import FakeBus
+from hil_tests.buses import PtyBus, VirtualBus
 
 TEST_METER = {
     "model": "test-meter",
@@ -41,10 +42,18 @@ def profile_dir(tmp_path: os.PathLike) -> str:
 
 
 @pytest.fixture
-def fake_bus() -> Iterator[FakeBus]:
-    bus = FakeBus("modbus")
+def fake_bus() -> Iterator[PtyBus]:
+    """A Modbus bus behind a real pty, owned for the whole test."""
+    bus = PtyBus("modbus")
     yield bus
     bus.close()
+
+
+@pytest.fixture
+def virtual_bus() -> Iterator[VirtualBus]:
+    """A Modbus bus in memory (`virtual://...`), on its own virtual clock."""
+    with VirtualBus("modbus") as bus:
+        yield bus
 
 
 def write_config(directory: str, body: str, name: str = "site.toml") -> str:

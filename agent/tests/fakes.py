@@ -1,16 +1,14 @@
-"""Tiny fake field devices on os.openpty() ptys, built on the protocols codecs (test helpers)."""
+"""Tiny fake field devices built on the protocols codecs (test helpers). They sit on a bus of
+hil_tests/buses.py: a `VirtualBus` (in memory) or a `PtyBus` (behind a real pty)."""
 
 from __future__ import annotations
 
-import os
-import select
 import threading
 import time
-import tty
 from typing import Any
 
 from protocols import cjt188, dlt645, modbus
-from protocols.errors import ExceptionResponse, ProtocolError
+from protocols.errors import ExceptionResponse
 
 
 class FakeModbus:
@@ -101,74 +99,51 @@ class FakeMeter188:
         return cjt188.encode_901f_reply(self.meter_type, self.address, self.fields, ser, order)
 
 
-class FakeBus:
-    """One pty pair: the agent opens `path`; a thread answers as the devices on it."""
+class RecordingUplink:
+    """Stands in for agent.uplink.Uplink (the `agent.seams.Uplink` contract): records what the
+    acquisition side hands over — readings, comms states, alarms, counter sources."""
 
-    def __init__(self, protocol: str = "modbus") -> None:
-        self.protocol = protocol
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        tty.setraw(self.master)
-        self.path = os.ttyname(self.slave)
-        self.devices: dict[Any, Any] = {}
-        self.received = bytearray()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+    def __init__(self) -> None:
+        self.readings: list = []
+        self.states: list = []
+        self.alarms: list = []
+        self.events: list = []
+        self.counters: dict = {}
+        self.commands: Any = None
+        self.acks: list = []
+        self.stopped: bool | None = None
+        self.lock = threading.Lock()
 
-    def _reader(self) -> Any:
-        if self.protocol == "modbus":
-            return modbus.RtuFrameReader("request")
-        if self.protocol == "dlt645":
-            return dlt645.Dlt645FrameReader()
-        return cjt188.Cjt188FrameReader()
+    def start(self) -> None:
+        pass
 
-    def _serve(self) -> None:
-        reader = self._reader()
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self.master], [], [], 0.05)
-                if not ready:
-                    continue
-                chunk = os.read(self.master, 4096)
-            except OSError:
-                return
-            self.received.extend(chunk)
-            for frame in reader.feed(chunk):
-                reply = self._answer(frame)
-                if reply:
-                    try:
-                        os.write(self.master, reply)
-                    except OSError:
-                        return
-            reader.take_errors()
+    def stop(self, flush: bool = True, drain: float = 2.0, timeout: float = 1.0) -> None:
+        self.stopped = flush
 
-    def _answer(self, frame: Any) -> bytes | None:
-        try:
-            if self.protocol == "modbus":
-                unit, pdu = frame
-                device = self.devices.get(unit)
-                if device is None:
-                    return None
-                reply = device.handle(pdu)
-                if reply is None:
-                    return None
-                if device.delay:
-                    time.sleep(device.delay)
-                return modbus.rtu_frame(unit, reply)
-            for device in self.devices.values():
-                reply = device.handle(frame)
-                if reply:
-                    return reply
-        except ProtocolError:
-            return None
-        return None
+    def submit(self, readings: list[Any] | tuple[Any, ...]) -> None:
+        with self.lock:
+            self.readings.extend(readings)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
+        with self.lock:
+            self.states.append((device_id, online, reason))
+
+    def alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
+              when: float | None = None) -> None:
+        with self.lock:
+            self.alarms.append((device, point, kind, value, raised, when))
+
+    def event(self, event: dict) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def add_counters(self, name: str, getter: Any) -> None:
+        self.counters[name] = getter
+
+    def send_ack(self, payload: bytes, ran: bool = False) -> None:
+        with self.lock:
+            self.acks.append((payload, ran))
+
+    def count(self, device: str, since: float = 0.0) -> int:
+        with self.lock:
+            return sum(1 for r in self.readings if r[0] == device and r[3] >= since)

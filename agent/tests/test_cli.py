@@ -13,7 +13,8 @@ import time
 import pytest
 
 from agent.tests.conftest import METER_REGISTERS, basic_config, write_config
-from agent.tests.fakes import FakeBus, FakeMeter645, FakeModbus
+from agent.tests.fakes import FakeMeter645, FakeModbus
+from hil_tests.buses import PtyBus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,7 +39,7 @@ def test_read_modbus_prints_values_with_units_and_hex_when_verbose(fake_bus, pro
 
 
 def test_read_dlt645_reports_unavailable_points():
-    fake = FakeBus("dlt645")
+    fake = PtyBus("dlt645")
     try:
         fake.devices["m"] = FakeMeter645("000000000161", {"02010100": bytes.fromhex("0123"),
                                                           "02020100": bytes.fromhex("FFFFFF")})
@@ -66,7 +67,7 @@ def test_scan_finds_modbus_units_with_a_progress_bar(fake_bus):
 
 
 def test_scan_dlt645_uses_the_wildcard_read_address():
-    fake = FakeBus("dlt645")
+    fake = PtyBus("dlt645")
     try:
         fake.devices["m"] = FakeMeter645("000000000161", {})
         result = fieldlink("scan", "--port", fake.path, "--protocol", "dlt645", "--timeout-ms", "300")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
 from typing import Any
 
+from agent.config_model import BusConfig
 from agent.scheduler import BusWorker
 
 
@@ -45,8 +45,8 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
 
 
 def test_a_blocked_bus_is_bounded_and_never_delays_another():
-    a = BusWorker(SimpleNamespace(name="a"), IDLE(), [], sink=lambda r: None, command_queue=3)
-    b = BusWorker(SimpleNamespace(name="b"), IDLE(), [], sink=lambda r: None, command_queue=3)
+    a = BusWorker(BusConfig(name="a", port="-"), IDLE(), [], sink=lambda r: None, command_queue=3)
+    b = BusWorker(BusConfig(name="b", port="-"), IDLE(), [], sink=lambda r: None, command_queue=3)
     release = threading.Event()
     done: list = []
     lock = threading.Lock()
@@ -83,7 +83,7 @@ def test_a_blocked_bus_is_bounded_and_never_delays_another():
 
 
 def test_commands_left_in_the_queue_when_the_bus_stops_are_reported_not_run():
-    a = BusWorker(SimpleNamespace(name="a"), IDLE(), [], sink=lambda r: None, command_queue=5)
+    a = BusWorker(BusConfig(name="a", port="-"), IDLE(), [], sink=lambda r: None, command_queue=5)
     release = threading.Event()
     done: list = []
     ran: list = []

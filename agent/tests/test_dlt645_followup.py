@@ -14,7 +14,8 @@ import pytest
 from agent.config_model import BusConfig, DeviceConfig
 from agent.drivers import make_driver
 from agent.link import open_link
-from agent.tests.fakes import FakeBus, FakeMeter645
+from agent.tests.fakes import FakeMeter645
+from hil_tests.buses import VirtualBus
 from protocols import dlt645
 from protocols.errors import FrameError
 from protocols.profiles import load_profile
@@ -38,7 +39,7 @@ def driver_for(path: str, points: list[str], **options: Any) -> Any:
 
 
 def test_b1_reply_is_followed_up_and_the_block_split_into_points():
-    fake = FakeBus("dlt645")
+    fake = VirtualBus("dlt645")
     try:
         raw = bytearray(block(KWH))
         raw[8:12] = b"\xff\xff\xff\xff"  # tariff 2 not available: that point only is bad
@@ -75,7 +76,7 @@ class LoopingMeter(FakeMeter645):
 
 
 def test_follow_ups_are_bounded_with_a_readable_error():
-    fake = FakeBus("dlt645")
+    fake = VirtualBus("dlt645")
     try:
         fake.devices["m"] = LoopingMeter(A, {"0001FF00": block(KWH)}, followup=8)
         driver, bus = driver_for(fake.path, TARIFFS, max_followups=3)
@@ -101,7 +102,7 @@ def test_seq_settings_for_meters_that_count_from_zero_without_seq_echo():
             self.frames = dlt645.read_reply_frames(A, "0001FF00", value, 8, 0, False, 2)
             return reply
 
-    fake = FakeBus("dlt645")
+    fake = VirtualBus("dlt645")
     try:
         fake.devices["m"] = ZeroMeter(A, {"0001FF00": block(KWH)}, followup=8)
         driver, bus = driver_for(fake.path, TARIFFS, followup_seq_start=0, followup_reply_seq=False)

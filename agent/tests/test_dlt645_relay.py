@@ -11,7 +11,8 @@ import pytest
 from agent.config import load_config
 from agent.scheduler import Scheduler
 from agent.tests.conftest import METER_REGISTERS, write_config
-from agent.tests.fakes import FakeBus, FakeMeter645, FakeModbus
+from agent.tests.fakes import FakeMeter645, FakeModbus
+from hil_tests.buses import VirtualBus
 from protocols import dlt645
 
 GOOD, WRONG = "000000000101", "000000000102"
@@ -95,7 +96,7 @@ points = ["voltage"]
 
 @pytest.fixture
 def site(tmp_path, profile_dir):  # type: ignore[no-untyped-def]
-    meters, line = FakeBus("dlt645"), FakeBus()
+    meters, line = VirtualBus("dlt645"), VirtualBus()
     meters.devices["good"] = RelayMeter(GOOD, PASSWORD)
     meters.devices["wrong"] = RelayMeter(WRONG, PASSWORD)
     line.devices[1] = FakeModbus(METER_REGISTERS)
@@ -110,7 +111,7 @@ def site(tmp_path, profile_dir):  # type: ignore[no-untyped-def]
         line.close()
 
 
-def relay_frames(fake: FakeBus) -> list[dlt645.Frame]:
+def relay_frames(fake: VirtualBus) -> list[dlt645.Frame]:
     return [f for f in dlt645.Dlt645FrameReader().feed(bytes(fake.received)) if f.control == 0x1C]
 
 

@@ -119,7 +119,7 @@ class Acks:
     def stop(self, flush: bool = True, drain: float = 0.0, timeout: float = 0.0) -> None:
         pass
 
-    def submit(self, readings: list) -> None:
+    def submit(self, readings: list[Any] | tuple[Any, ...]) -> None:
         pass
 
     def device_state(self, device: str, online: bool, reason: str = "") -> None:

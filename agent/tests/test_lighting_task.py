@@ -25,7 +25,8 @@ import pytest
 
 from agent.config import load_config
 from agent.gateway import Gateway
-from agent.tests.fakes import FakeBus, FakeModbus
+from agent.tests.fakes import FakeModbus
+from hil_tests.buses import PtyBus
 from protocols import modbus, solar
 
 ON, DIM, POWER = 0, 1, 2  # holding registers on/dim, input register power (0.1 W)
@@ -75,7 +76,10 @@ class Uplink:
     def stop(self, flush: bool = True, drain: float = 0.0, timeout: float = 0.0) -> None:
         pass
 
-    def submit(self, readings: list) -> None:
+    def submit(self, readings: list[Any] | tuple[Any, ...]) -> None:
+        pass
+
+    def send_ack(self, payload: bytes, ran: bool = False) -> None:
         pass
 
     def device_state(self, device: str, online: bool, reason: str = "") -> None:
@@ -157,7 +161,7 @@ class Rig:
                  servers: list[FakeModbus] | None = None, real_uplink: bool = False, port: int = 1,
                  symlink: bool = False) -> None:
         self.tmp = tmp
-        self.bus = FakeBus()
+        self.bus = PtyBus()
         bus_path = self.bus.path
         if symlink:  # as /dev/serial/by-id/…: the adapter can be unplugged and come back as another pty
             bus_path = os.path.join(tmp, "ttyUSB0")
@@ -193,7 +197,7 @@ class Rig:
     def replug(self, servers: list[FakeModbus]) -> None:
         """The adapter comes back (another pty behind the same path), with these devices behind it. The
         old bus must be closed already (closing it twice could close a recycled file descriptor)."""
-        self.bus = FakeBus()
+        self.bus = PtyBus()
         for i, server in enumerate(servers):
             self.bus.devices[i + 1] = server
         self.lamps = servers

@@ -13,7 +13,8 @@ from agent.config_model import BusConfig, DeviceConfig
 from agent.drivers import WriteRefused, make_driver
 from agent.link import LinkClosed, LinkTimeout, open_link
 from agent.tests.conftest import METER_REGISTERS, TEST_METER
-from agent.tests.fakes import FakeBus, FakeMeter188, FakeMeter645, FakeModbus
+from agent.tests.fakes import FakeMeter188, FakeMeter645, FakeModbus
+from hil_tests.buses import PtyBus
 from protocols import modbus
 from protocols.errors import CrcError, ExceptionResponse
 from protocols.profiles import load_profile, parse_profile
@@ -81,7 +82,7 @@ def test_writes_are_checked_and_refused_writes_send_nothing(fake_bus):
 
 
 def test_dlt645_reads_and_not_available_values_are_bad_quality():
-    fake = FakeBus("dlt645")
+    fake = PtyBus("dlt645")
     try:
         fake.devices["m"] = FakeMeter645("000000000161", {
             "00010000": bytes.fromhex("78563412"),   # 123456.78 kWh, low byte first
@@ -107,7 +108,7 @@ def test_dlt645_reads_and_not_available_values_are_bad_quality():
 
 
 def test_cjt188_read_and_valve_command():
-    fake = FakeBus("cjt188")
+    fake = PtyBus("cjt188")
     try:
         meter = FakeMeter188("12345678901234", {"flow_total": 12.34, "flow_total_unit": 0x2C,
                                                 "flow_settlement": 10.0, "flow_settlement_unit": 0x2C,
@@ -133,7 +134,7 @@ def test_cjt188_read_and_valve_command():
 
 def test_serial_port_that_disappears_is_reopened_when_it_returns(tmp_path):
     link_path = os.path.join(str(tmp_path), "ttyUSB0")   # like a udev symlink /dev/serial/by-id/...
-    first = FakeBus()
+    first = PtyBus()
     first.devices[1] = FakeModbus({0: 1})
     os.symlink(first.path, link_path)
     bus = bus_for(link_path, timeout_ms=150)
@@ -150,7 +151,7 @@ def test_serial_port_that_disappears_is_reopened_when_it_returns(tmp_path):
         assert not link.is_open
         with pytest.raises(LinkClosed):
             link.ensure_open()   # still gone
-        second = FakeBus()     # plugged back in
+        second = PtyBus()     # plugged back in
         second.devices[1] = FakeModbus({0: 2})
         os.symlink(second.path, link_path)
         deadline = time.monotonic() + 5
@@ -202,3 +203,19 @@ def test_modbus_tcp_driver_over_a_socket():
     finally:
         server.close()
         thread.join(2)
+
+
+def test_a_serial_port_has_one_owner(fake_bus):
+    """Ports are opened exclusive: a second link (another agent, a stray test) is refused clearly
+    instead of stealing half the replies; once the owner closes, the port opens again."""
+    bus = bus_for(fake_bus.path)
+    first = open_link(bus)
+    first.open()
+    try:
+        with pytest.raises(LinkClosed, match="exclusively lock"):
+            open_link(bus).open()
+    finally:
+        first.close()
+    second = open_link(bus)
+    second.open()
+    second.close()

@@ -22,8 +22,9 @@ from agent.commands.monitor import MonitorState, line
 from agent.config import load_config
 from agent.gateway import Gateway
 from agent.scheduler import Scheduler
-from agent.tests.fakes import FakeBus, FakeMeter645
+from agent.tests.fakes import FakeMeter645
 from hil_tests.broker import Subscriber, broker_or_skip
+from hil_tests.buses import VirtualBus
 from protocols import cbor, dlt645
 
 VOLTAGE, CURRENT, ENERGY = "02010100", "02020100", "00010000"
@@ -89,8 +90,8 @@ def config_file(directory: str, port: str, broker_port: int = 1883) -> str:
 
 
 @pytest.fixture
-def meters() -> Iterator[tuple[FakeBus, FakeMeter645, FakeMeter645]]:
-    bus = FakeBus("dlt645")
+def meters() -> Iterator[tuple[VirtualBus, FakeMeter645, FakeMeter645]]:
+    bus = VirtualBus("dlt645")
     m1 = FakeMeter645("000000000001", meter_values())
     m2 = FakeMeter645("000000000002", meter_values(229.8))
     bus.devices.update({"m1": m1, "m2": m2})

@@ -1,4 +1,4 @@
-"""Alarm rules in the running gateway: a real poll over a pty raises and clears a threshold alarm."""
+"""Alarm rules in the running gateway: a real poll over a virtual bus raises and clears a threshold alarm."""
 
 from __future__ import annotations
 
@@ -7,35 +7,7 @@ import time
 from agent.config import load_config
 from agent.gateway import Gateway
 from agent.tests.conftest import METER_REGISTERS, basic_config
-from agent.tests.fakes import FakeModbus
-
-
-class FakeUplink:
-    """Records what the gateway hands to the uplink."""
-
-    def __init__(self) -> None:
-        self.readings: list = []
-        self.alarms: list = []
-        self.on_command = None
-
-    def submit(self, readings: list) -> None:
-        self.readings.extend(readings)
-
-    def alarm(self, device, point, kind, value, raised, when=None) -> None:  # type: ignore[no-untyped-def]
-        self.alarms.append((device, point, kind, value, raised, when))
-
-    def device_state(self, device: str, online: bool, reason: str) -> None:
-        pass
-
-    def add_counters(self, name, getter) -> None:  # type: ignore[no-untyped-def]
-        pass
-
-    def start(self) -> None:
-        pass
-
-    def stop(self, flush: bool = True, drain: float = 0.0, timeout: float = 0.0) -> None:
-        pass
-
+from agent.tests.fakes import FakeModbus, RecordingUplink
 
 RULES = """
 [[devices]]
@@ -63,11 +35,11 @@ def wait_for(predicate, seconds: float = 5.0) -> bool:  # type: ignore[no-untype
     return False
 
 
-def test_threshold_rule_raises_and_clears_once_each(tmp_path, profile_dir, fake_bus) -> None:  # type: ignore[no-untyped-def]
+def test_threshold_rule_raises_and_clears_once_each(tmp_path, profile_dir, virtual_bus) -> None:  # type: ignore[no-untyped-def]
     device = FakeModbus(dict(METER_REGISTERS))  # voltage register 0 = 230.1 V
-    fake_bus.devices[1] = device
-    config = load_config(basic_config(str(tmp_path), fake_bus.path, RULES))
-    uplink = FakeUplink()
+    virtual_bus.devices[1] = device
+    config = load_config(basic_config(str(tmp_path), virtual_bus.path, RULES))
+    uplink = RecordingUplink()
     gateway = Gateway(config, uplink=uplink)
     gateway.start()
     try:

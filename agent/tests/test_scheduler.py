@@ -10,7 +10,8 @@ import time
 from agent.config import load_config
 from agent.scheduler import Scheduler
 from agent.tests.conftest import METER_REGISTERS, basic_config
-from agent.tests.fakes import FakeBus, FakeModbus
+from agent.tests.fakes import FakeModbus
+from hil_tests.buses import PtyBus
 
 
 def device_block(dev_id: str, address: int, interval: float, points: str = '["voltage"]') -> str:
@@ -136,7 +137,7 @@ def test_command_waits_at_most_one_transaction(tmp_path, profile_dir, fake_bus):
 
 def test_a_vanished_port_marks_devices_offline_and_polling_resumes(tmp_path, profile_dir):
     link_path = os.path.join(str(tmp_path), "ttyUSB0")
-    first = FakeBus()
+    first = PtyBus()
     first.devices[1] = FakeModbus(METER_REGISTERS)
     os.symlink(first.path, link_path)
     path = basic_config(str(tmp_path), link_path, device_block("m1", 1, 0.05))
@@ -156,7 +157,7 @@ def test_a_vanished_port_marks_devices_offline_and_polling_resumes(tmp_path, pro
             time.sleep(0.02)
         assert [e[:2] for e in recorder.events] == [("m1", True), ("m1", False)]
         assert "port %s unavailable" % link_path in recorder.events[1][2]
-        second = FakeBus()
+        second = PtyBus()
         second.devices[1] = FakeModbus(METER_REGISTERS)
         os.symlink(second.path, link_path)
         deadline = time.monotonic() + 5

@@ -7,48 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from typing import Any
 
 import pytest
 
 from agent.config import load_config
 from agent.gateway import Gateway
+from agent.tests.fakes import RecordingUplink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-class FakeUplink:
-    """Stands in for agent.uplink.Uplink: records what the acquisition side hands over."""
-
-    def __init__(self) -> None:
-        self.readings: list = []
-        self.states: list = []
-        self.counters: dict = {}
-        self.on_command: Any = None
-        self.lock = threading.Lock()
-
-    def start(self) -> None:
-        pass
-
-    def stop(self, flush: bool = True, drain: float = 0.0, timeout: float = 0.0) -> None:
-        self.stopped = flush
-
-    def submit(self, readings: list) -> None:
-        with self.lock:
-            self.readings.extend(readings)
-
-    def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
-        with self.lock:
-            self.states.append((device_id, online, reason))
-
-    def add_counters(self, name: str, getter) -> None:
-        self.counters[name] = getter
-
-    def count(self, device: str, since: float = 0.0) -> int:
-        with self.lock:
-            return sum(1 for r in self.readings if r[0] == device and r[3] >= since)
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:
@@ -92,7 +59,7 @@ def test_gateway_polls_the_simulated_site_and_backs_off_a_silent_lamp(tmp_path, 
     with open(simulator) as f:
         ports = json.load(f)
     ids = [d["id"] for b in ports["buses"] for d in b["devices"]]
-    uplink = FakeUplink()
+    uplink = RecordingUplink()
     gateway = Gateway(config, uplink=uplink, backoff_max=1.0)
     gateway.start()
     try:

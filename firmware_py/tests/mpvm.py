@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from hil_tests.mpvm.vm import ROOT as _ROOT
 from hil_tests.mpvm.vm import VmResult, micropython_available, node_executable, run_micropython
 
@@ -25,6 +27,18 @@ def available() -> str | None:
     if not micropython_available():
         return "the MicroPython VM is not installed (make setup: npm install in hil_tests/mpvm)"
     return None
+
+
+def needs_vm(test):  # type: ignore[no-untyped-def]
+    """A test that runs code under the VM: skipped (with the reason) where it cannot run, and `slow`."""
+    missing = available()
+    return pytest.mark.slow(pytest.mark.skipif(missing is not None, reason=str(missing))(test))
+
+
+def vm_module() -> list:
+    """`pytestmark` of a module whose every test runs under the VM."""
+    missing = available()
+    return [pytest.mark.slow, pytest.mark.skipif(missing is not None, reason=str(missing))]
 
 
 class Result:

@@ -70,8 +70,8 @@ class Simulator:
     def firmware_config(self, broker_port: int, interval: float = 1.0, timeout_ms: int = 100,
                         health: float = 2.0, rules: list[dict] | None = None, extra: str = "") -> str:
         """`fieldlink sim-config` for this site, tuned for a short test, compiled for the board."""
-        from agent.commands.firmware_config import compile_config, dumps
         from agent.config import load_config
+        from agent.firmware.config import compile_config, dumps
 
         toml = os.path.join(self.tmp, "site.toml")
         out = subprocess.run([sys.executable, "-m", "agent.cli", "sim-config", self.ports_file, "--broker",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from agent.commands.firmware_config import compile_config, dumps
 from agent.config import load_config
+from agent.firmware.config import compile_config, dumps
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

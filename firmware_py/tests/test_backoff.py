@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import random
 
-import pytest
-
 from agent.publisher import backoff_delay
 from firmware_py.mqtt import JITTER_BITS, Backoff, jitter_bits
 from firmware_py.tests import mpvm
@@ -91,7 +89,7 @@ def test_a_street_of_gateways_does_not_reconnect_in_lockstep():
     assert [same[0].next_ms(False) for _ in range(5)] == [same[1].next_ms(False) for _ in range(5)]
 
 
-@pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
+@mpvm.needs_vm
 def test_the_same_schedule_under_micropython():
     draws = [draw for _up, draw, _ms in SCHEDULE]
     res = mpvm.run("""

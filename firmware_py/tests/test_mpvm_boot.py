@@ -11,7 +11,7 @@ import pytest
 
 from firmware_py.tests import mpvm
 
-pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
+pytestmark = mpvm.vm_module()
 
 MACHINE = """
 import hostio

@@ -20,15 +20,16 @@ from firmware_py.tests.simsite import Simulator, SimulatorMissing
 from hil_tests.broker import broker_or_skip
 from protocols import birth, cbor, cose, senml
 
-pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
+pytestmark = mpvm.vm_module()
 
 RUN = """
 import json, hostio, asyncio
-from firmware_py import app, hw_host
+import hw_host
+from firmware_py import app
 
 def make():
     cfg = json.load(open('/config.json'))
-    return app.Gateway(cfg, hw_host.Host())
+    return app.Firmware(cfg, hw_host.Host())
 
 gw = make()
 async def chaos():

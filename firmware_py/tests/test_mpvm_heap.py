@@ -13,7 +13,6 @@ code. The test fails if the gateway imports a module after the code was measured
 loads lands silently in either figure.
 """
 
-import os
 
 import pytest
 
@@ -22,7 +21,7 @@ from firmware_py.tests.fakebus import FakeBus
 from firmware_py.tests.site import write_site
 from hil_tests.broker import broker_or_skip
 
-pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
+pytestmark = mpvm.vm_module()
 
 SIX = ["setpoint", "voltage", "current", "power", "energy", "frequency"]
 STATE_LIMIT = 32 * 1024
@@ -43,24 +42,35 @@ async def live(n):
 
 def make(app, hw_host):  # as main.py: the decoded config dies with this frame
     cfg = json.load(open('/config.json'))
-    return app.Gateway(cfg, hw_host.Host())
+    return app.Firmware(cfg, hw_host.Host())
 
 async def go():
     base = await live(5)
-    from firmware_py import app, hw_host, bus, inventory, mqtt, pack, ring, rt
+    import hw_host
+    from firmware_py import app, bus, inventory, mqtt, pack, ring, rt
     from protocols import modbus, points, profiles, rules, cbor, errors, compat, bcd
+    from protocols import registry, compiled, scaling, quality, poll, alarms, framing
+    from protocols.modbus import device
     known = set(sys.modules)
     code = await live(5) - base
     gw = make(app, hw_host)
     built = await live(5) - base - code
     samples = []
+    async def until(ready, ms):  # wait for a condition, with a deadline (not a fixed time)
+        left = ms
+        while not ready() and left > 0:
+            await asyncio.sleep_ms(50)
+            left -= 50
     async def sampler():
-        await asyncio.sleep_ms(%(settle)d)
+        # settled: connected, every device polled, packs going out; then samples 700 ms apart
+        await until(lambda: gw.counters["packs"] >= 2 and 0 not in gw.poller.due, %(deadline_ms)d)
         for i in range(6):
             await asyncio.sleep_ms(700)
             samples.append(await live(3) - base - code)
+        await until(lambda: gw.counters["made"] > 400 and gw.counters["packs"] > 3, %(deadline_ms)d)
+        gw.running = False
     asyncio.create_task(sampler())
-    await gw.main(run_ms=%(run_ms)d)
+    await gw.main()
     npoints = 0
     for d in range(gw.inv.count):
         for r in gw.inv.requests(d):
@@ -98,7 +108,7 @@ await go()
 
 @pytest.mark.parametrize("code_form", ["mpy", "source"])
 def test_heap_16_devices_100_points(tmp_path, code_form):
-    from firmware_py import build
+    from agent.firmware import build
 
     broker = broker_or_skip()
     run_args: dict = {}
@@ -106,7 +116,6 @@ def test_heap_16_devices_100_points(tmp_path, code_form):
         out = str(tmp_path / "bundle")
         build.build(out, verbose=False)
         run_args = {"root": out, "packages": ("protocols", "firmware_py")}
-        run_args["files"] = {"/firmware_py/hw_host.py": os.path.join(mpvm.ROOT, "firmware_py", "hw_host.py")}
     units = list(range(1, 17))
     rules = [{"device": "m1", "point": "voltage", "above": 250, "hysteresis": 1},
              {"device": "m2", "point": "frequency", "below": 49.5, "above": 50.5}]
@@ -115,7 +124,7 @@ def test_heap_16_devices_100_points(tmp_path, code_form):
             cfg = write_site(str(tmp_path), fake.path, broker.port, units, interval=1.0, health=2.0,
                              points={u: SIX for u in range(1, 13)}, ring_slots=48, rules=rules)
             files = dict(run_args.pop("files", {}), **{"/config.json": cfg})
-            res = mpvm.run(MEASURE % {"settle": 2500, "run_ms": 7500}, files=files, **run_args)
+            res = mpvm.run(MEASURE % {"deadline_ms": 60000}, files=files, **run_args)
     finally:
         broker.close()
     assert res.returncode == 0, res.stderr[-3000:]

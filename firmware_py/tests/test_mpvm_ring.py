@@ -1,11 +1,10 @@
 """The flash ring and the pack writer under genuine MicroPython (WebAssembly build in Node.js)."""
 
-import pytest
 
 from firmware_py.tests import mpvm
 from protocols import senml
 
-pytestmark = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
+pytestmark = mpvm.vm_module()
 
 
 def test_power_cuts_under_micropython():

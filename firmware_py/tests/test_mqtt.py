@@ -62,6 +62,7 @@ async def until(client: Client, predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_packet_ids_wrap_past_65535_and_every_puback_arrives():
     broker = broker_or_skip()
     try:
@@ -88,6 +89,7 @@ def test_packet_ids_wrap_past_65535_and_every_puback_arrives():
         broker.close()
 
 
+@pytest.mark.slow
 def test_oversized_incoming_message_is_dropped_counted_and_the_session_goes_on():
     broker = broker_or_skip()
     try:

@@ -17,15 +17,14 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
-from agent.commands.firmware_config import compile_config, dumps
 from agent.config import load_config
+from agent.firmware.config import compile_config, dumps
 from firmware_py import app
-from firmware_py.bus import OK, TIMEOUT, Bus
+from firmware_py.alarms import Alarms
+from firmware_py.bus import OK, TIMEOUT, UartBus
 from firmware_py.inventory import Inventory
 from firmware_py.tests import mpvm
-from firmware_py.tests.fakebus import PtyServer
+from hil_tests.buses import PtyBus, VirtualBus, VirtualUart
 from protocols import dlt645
 
 ADDRESS = "000000000161"
@@ -37,7 +36,7 @@ GOOD = {"00010000": dlt645.encode_value(12345.67, "XXXXXX.XX"),
         "02800002": dlt645.encode_value(50.01, "XX.XX"),
         "02020100": dlt645.encode_value(5.123, "XXX.XXX", True)}
 ALL_FF = b"\xff\xff"  # voltage_a (XXX.X): "not available"
-needs_vm = pytest.mark.skipif(mpvm.available() is not None, reason=str(mpvm.available()))
+needs_vm = mpvm.needs_vm
 
 
 class Meter:
@@ -78,29 +77,15 @@ def compiled(tmp: str, port: str, broker_port: int = 1883, points: list | None =
 
 
 # -- CPython: the bus and the gateway's transitions, a meter in memory --------------------------------
-class MemoryUart:
-    """The UART adapter's interface (hw.Board.uart) with the meter behind it, no line timing."""
-
-    def __init__(self, meter: Meter) -> None:
-        self.meter = meter
-        self.reader = dlt645.Dlt645FrameReader()
-        self.pending = b""
-
-    async def write(self, frame) -> None:
-        for f in self.reader.feed(bytes(frame)):
-            reply = self.meter.answer(f)
-            if reply is not None:
-                self.pending += reply
-
-    def readinto(self, buf) -> int:
-        n = min(len(buf), len(self.pending))
-        buf[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
+def meter_bus(meter: Meter) -> VirtualBus:
+    """`meter` alone on an in-memory DL/T 645 bus (no line timing)."""
+    bus = VirtualBus("dlt645")
+    bus.devices["meter"] = SimpleNamespace(handle=meter.answer)
+    return bus
 
 
-class Poller:
-    """One Bus and the gateway's `point_quality` (the real method, on a stand-in for the rest)."""
+class BusUnderTest:
+    """One UartBus and the firmware's `point_quality` (the real method, on a stand-in for the rest)."""
 
     def __init__(self, tmp: str, meter: Meter, points: list | None = None) -> None:
         cfg = compiled(tmp, "/dev/null", points=points)
@@ -113,9 +98,9 @@ class Poller:
         gw.alarm = lambda d, point, kind, value, raised, now: self.alarms.append((point, kind, value, raised))
         self.gw = gw
         self.stats = dict.fromkeys(("polls", *app.ERRORS), 0)
-        self.bus = Bus(cfg["buses"][0], MemoryUart(meter), self.stats)
+        self.bus = UartBus(cfg["buses"][0], VirtualUart(meter_bus(meter)), self.stats)
         self.bus.quality = gw.quality
-        self.bus.on_quality = lambda d, k, text, now: app.Gateway.point_quality(gw, d, k, text, now)
+        self.bus.on_quality = lambda d, k, text, now: Alarms.point_quality(gw, d, k, text, now)
 
     def poll(self, track: bool = True) -> list:
         def sink(_d, spec, value, _now):
@@ -134,7 +119,7 @@ class Poller:
 
 def test_one_alarm_when_a_point_turns_bad_and_one_when_it_is_good_again(tmp_path):
     meter = Meter(GOOD)
-    p = Poller(str(tmp_path), meter)
+    p = BusUnderTest(str(tmp_path), meter)
     for _ in range(3):
         assert p.poll() == [OK] * 4
     assert p.alarms == [("voltage_a", "quality", "not_available", True)]
@@ -166,7 +151,7 @@ def test_quality_texts_are_the_agents(tmp_path):
     meter = Meter(values)
     meter.bad = False
     points = ["voltage_a", "energy_import_total", "energy_import_t2", "energy_import_t3"]
-    p = Poller(str(tmp_path), meter, points)
+    p = BusUnderTest(str(tmp_path), meter, points)
     p.poll()
     p.poll()
     short = "decode: block 0001FF00 has 12 bytes, member 3 needs 16"
@@ -179,34 +164,25 @@ def test_quality_texts_are_the_agents(tmp_path):
     assert dict(p.readings) == {"energy_import_total": 100.0 * 3600000, "energy_import_t2": 60.0 * 3600000}
 
 
-class MemoryLink:
-    """What agent/drivers asks of a link (transact), with the meter behind it."""
-
-    def __init__(self, meter: Meter) -> None:
-        self.meter = meter
-
-    def transact(self, request: bytes, reader, timeout=None, accept=None):
-        (frame,) = reader.feed(request)
-        (reply,) = dlt645.Dlt645FrameReader().feed(self.meter.answer(frame))
-        return reply
-
-
 def agent_bad(tmp: str, meter: Meter, points: list) -> list:
     """(point, quality text) of every bad point in one poll by the agent's own driver."""
     from agent.drivers import make_driver
+    from agent.link import open_link
 
-    config = load_config(site_toml(tmp, "/dev/null", points=points))
-    device = config.devices[0]
-    driver = make_driver(device, config.profiles[device.profile], config.buses[0])
-    return [bad for request in driver.requests for bad in driver.read(MemoryLink(meter), request).bad]
+    with meter_bus(meter) as bus:
+        config = load_config(site_toml(tmp, bus.path, points=points))
+        device = config.devices[0]
+        driver = make_driver(device, config.profiles[device.profile], config.buses[0])
+        with open_link(config.buses[0]) as link:
+            return [bad for request in driver.requests for bad in driver.read(link, request).bad]
 
 
 # -- MicroPython: the main loop, a meter on a pty, a real Mosquitto -----------------------------------
-class PtyMeter(PtyServer):
+class PtyMeter(PtyBus):
     """`meter` on a pty, answering in a thread; stopped and closed on exit."""
 
     def __init__(self, meter: Meter) -> None:
-        PtyServer.__init__(self)
+        PtyBus.__init__(self, "dlt645", start=False)
         self.meter = meter
 
     def reader(self) -> Any:
@@ -218,11 +194,12 @@ class PtyMeter(PtyServer):
 
 RUN = """
 import json, hostio
-from firmware_py import app, hw_host
+import hw_host
+from firmware_py import app
 
 def make():
     cfg = json.load(open('/config.json'))
-    return app.Gateway(cfg, hw_host.Host())
+    return app.Firmware(cfg, hw_host.Host())
 
 gw = make()
 await gw.main(run_ms=%(run_ms)d)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from agent.cli import main as fieldlink
-from firmware_py import build, flash
+from agent.firmware import build, flash
 from firmware_py.tests.site import write_site
 
 
@@ -39,7 +39,9 @@ def test_firmware_config_cli_compiles_and_rejects(tmp_path, capsys):
 
 def test_build_bundle(tmp_path, capsys):
     sizes = build.build(str(tmp_path / "b"))
-    assert "firmware_py/ring.mpy" in sizes and "protocols/modbus.mpy" in sizes and "main.py" in sizes
+    assert "firmware_py/ring.mpy" in sizes and "protocols/modbus/__init__.mpy" in sizes and "main.py" in sizes
+    assert "protocols/modbus/device.mpy" in sizes and "protocols/registry.mpy" in sizes
+    assert not any(k.endswith("family.mpy") for k in sizes)  # host-side answers stay on the host
     assert not any("hw_host" in k or "build" in k or "tests" in k for k in sizes)
     with open(tmp_path / "b" / "firmware_py" / "ring.mpy", "rb") as f:
         head = f.read(2)
@@ -70,7 +72,7 @@ def test_flash_says_what_is_missing(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("pins", ["rs485a=2:17:16:4", "rs485a=0:0:1:-"])
 def test_pins_parse(pins):
-    from agent.commands.firmware_config import _pins
+    from agent.firmware.config import _pins
 
     name, spec = _pins(pins)
     assert name == "rs485a" and spec["uart"] in (0, 2)
@@ -78,8 +80,8 @@ def test_pins_parse(pins):
 
 def test_birth_bytes_are_the_agents_birth(tmp_path):
     """The board sends head + CBOR(time) + tail: byte for byte protocols.birth's message."""
-    from agent.commands.firmware_config import birth_parts, compile_config
     from agent.config import load_config
+    from agent.firmware.config import birth_parts, compile_config
     from firmware_py import VERSION
     from firmware_py.pack import uint_item
     from protocols import birth

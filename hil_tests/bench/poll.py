@@ -35,14 +35,14 @@ def start_responder() -> tuple[subprocess.Popen, str]:
 def fieldlink_client(path: str) -> tuple[Callable[[], list], Callable[[], None]]:
     """FieldLink's link + driver, as the bus owner uses them for one planned request."""
     from agent.config_model import BusConfig, DeviceConfig
-    from agent.drivers.modbus import ModbusDriver
+    from agent.drivers import make_driver
     from agent.link.serial_link import SerialLink
     from protocols.profiles import parse_profile
 
     profile = parse_profile({"model": "ten", "kind": "lamp", "protocol": "modbus",
                              "points": [{"name": "r%d" % i, "address": ADDRESS + i} for i in range(10)]})
     bus = BusConfig(name="bench", port=path, baud=BAUD)
-    driver = ModbusDriver(DeviceConfig(id="d", bus="bench", profile="ten", address=str(UNIT)), profile, bus)
+    driver = make_driver(DeviceConfig(id="d", bus="bench", profile="ten", address=str(UNIT)), profile, bus)
     assert len(driver.requests) == 1 and driver.requests[0].count == 10
     request = driver.requests[0]
     link = SerialLink.from_bus(bus)

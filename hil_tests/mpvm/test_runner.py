@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hil_tests.mpvm.vm import micropython_available, run_micropython
+from simulator.pty import open_pty
 
 pytestmark = pytest.mark.skipif(not micropython_available(), reason="MicroPython VM missing")
 
@@ -39,7 +40,7 @@ def test_script_runs_from_its_mount(tmp_path: Path) -> None:
 
 @pytest.fixture
 def pty_pair() -> Iterator[tuple[int, str]]:
-    controller, device = os.openpty()
+    controller, device, _path = open_pty()
     tty.setraw(device)
     try:
         yield controller, os.ttyname(device)

@@ -110,6 +110,7 @@ def test_another_payload_with_the_same_tag_fails(payload, other):
             cose.verify(forged, [KEY], b"gw1")
 
 
+@pytest.mark.slow  # pycose runs in its own venv, in a subprocess (hil_tests/pycose_env.py)
 @pytest.mark.parametrize("kid_protected", [True, False])
 def test_pycose_verifies_ours_and_we_verify_pycose(kid_protected):
     payload = cbor2.dumps({"id": "x-9", "exp": 1900000000, "device": "flat-101-water", "point": "valve",

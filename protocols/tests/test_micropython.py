@@ -18,7 +18,11 @@ from hil_tests.mpvm.vm import ROOT, micropython_available, project_mounts, run_m
 
 PROTOCOLS = ROOT / "protocols"
 CHECKS = sorted((PROTOCOLS / "tests" / "mp").glob("check_*.py"))
-MODULES = sorted("protocols." + p.stem for p in PROTOCOLS.glob("*.py") if p.stem != "__init__")
+MODULES = sorted(
+    ".".join(("protocols", *p.relative_to(PROTOCOLS).with_suffix("").parts)).removesuffix(".__init__")
+    for p in PROTOCOLS.rglob("*.py")
+    if "tests" not in p.parts and p != PROTOCOLS / "__init__.py"
+)
 
 pytestmark = pytest.mark.skipif(
     not micropython_available(), reason="MicroPython VM missing: needs node and `make setup`"

@@ -141,7 +141,7 @@ def test_a_lamp_without_roles_falls_back_to_on_and_lamp_failure_by_name() -> Non
     ({"name": "power", "role": "lit"}, "point power: role lit needs lit_above"),
     ({"name": "power", "role": "lit", "lit_above": "1"}, "point power: role lit needs lit_above"),
     ({"name": "power", "lit_above": 1.0}, "point power: lit_above goes with role lit"),
-    ({"name": "power", "broadcast": True}, "point power: broadcast applies to writable Modbus points only"),
+    ({"name": "power", "broadcast": True}, "point power: broadcast applies to writable points only"),
     ({"name": "dim", "broadcast": "yes"}, "point dim: broadcast must be true or false"),
 ])
 def test_bad_lamp_keys_name_the_point(change: dict, message: str) -> None:
@@ -156,7 +156,8 @@ def test_one_point_per_role() -> None:
         parse_profile(dict(LAMP, points=points), "t-lamp.json")
 
 
-def test_broadcast_is_for_modbus_points() -> None:
+def test_broadcast_is_for_protocols_that_can_broadcast() -> None:
+    """Only a family with `broadcast` (Modbus: unit 0) lets a profile mark a point for it."""
     bad = dict(METER, points=[dict(METER["points"][0], writable=True, broadcast=True)])
-    with pytest.raises(ProfileError, match="broadcast applies to writable Modbus points only"):
+    with pytest.raises(ProfileError, match="DL/T 645 devices cannot be written by broadcast"):
         parse_profile(bad, "t-meter.json")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING
 
-from protocols import dlt645
+from protocols import dlt645, registry
 from protocols.errors import EncodingError, ProtocolError
 from protocols.profiles import Point
 from simulator.devices.base import uniform
@@ -77,7 +77,7 @@ class Dlt645Server:
 
     def __init__(self, device: Device) -> None:
         self.device = device
-        self.version = 1997 if device.protocol == "dlt645_1997" else 2007
+        self.version = registry.family(device.protocol).version
         self.version = int(device.profile.options.get("version", self.version))
         self.address = dlt645.format_address(dlt645.parse_address(str(device.address)))
         self.preamble = int(device.params.get("preamble", 0))

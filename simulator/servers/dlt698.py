@@ -1,5 +1,5 @@
 """DL/T 698.45 server side of one electricity meter: GET-Request-Normal / -NormalList of the OADs in
-protocols/dlt698_table.py, answered from the same electricity-meter model as the DL/T 645 meters.
+protocols/dlt698/table.py, answered from the same electricity-meter model as the DL/T 645 meters.
 
 Addressing: a single SA equal to the meter's address (params: none; the scenario's `address`, digits
 as printed), or a wildcard SA whose A nibbles cover it (AAAAAAAAAAAA reads the address of the one

@@ -16,7 +16,7 @@ Not covered: fragments (C bit5), security-wrapped APDUs (10h / 90h), GET-Record 
 """
 
 from protocols import axdr
-from protocols.dlt698_table import (
+from protocols.dlt698.table import (
     DAR_MEANINGS,
     OAD_TABLE,
     UNIT_CODES,

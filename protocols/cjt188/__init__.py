@@ -241,6 +241,21 @@ def read_request(meter_type: int, address: str, di: int = DI_901F, ser: int = 0,
     return _request(meter_type, address, 0x01, di, ser, di_order, b"", preamble)
 
 
+def with_ser(request: bytes, ser: int) -> bytes:
+    """A request frame (from ``read_request`` and the like) sent again with sequence number ``ser``:
+    the SER byte after the DI and the checksum are rewritten."""
+    b = bytearray(request)
+    p = 0
+    while p < len(b) and b[p] == 0xFE:
+        p += 1
+    if len(b) < p + 16 or b[p] != 0x68 or b[p + 10] < 3:
+        raise EncodingError("not a CJ/T 188 request with DI and SER: %s" % _hex(bytes(request)))
+    b[p + 13] = ser & 0xFF
+    end = p + 11 + b[p + 10]
+    b[end] = sum(b[p:end]) & 0xFF
+    return bytes(b)
+
+
 def parse_request(frame: Frame, di_order: "str | None" = None) -> tuple:
     """Server side: (di, ser, payload, di_order) of a request; the order is guessed from KNOWN_DIS if None."""
     d = frame.data

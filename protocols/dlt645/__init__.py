@@ -10,7 +10,7 @@ follow-up frame numbering (see ``read_followup_request``).
 import binascii
 
 from protocols.bcd import bcd_to_int
-from protocols.dlt645_table import (
+from protocols.dlt645.table import (
     DI_1997_TO_2007,
     DI_TABLE,
     ERR_BITS,

@@ -19,8 +19,9 @@ import sys
 from typing import Any
 
 from agent import planner
-from firmware_py.inventory import FORMAT
-from protocols import birth, modbus
+from protocols import __version__, birth, compiled, registry
+from protocols.compiled import FORMAT
+from protocols.family import number as _number
 
 BOARDS: dict[str, list[dict[str, int]]] = {
     # bus index -> UART number and pins (tx, rx, DE/RE); see docs/flashing.md for the wiring
@@ -35,10 +36,6 @@ _T_A, _T_B = 0x40000000, 0x7FFFFFFF
 
 class FirmwareConfigError(Exception):
     """The config is valid for the agent but cannot run on a board (says why)."""
-
-
-def _number(v: Any) -> Any:
-    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 class _Table:
@@ -56,55 +53,20 @@ class _Table:
         return int(self.index[key])
 
 
-def _spec(protocol: str, p: Any, off: int, name: int) -> list:
-    """How one point decodes from its request's reply: [name index, protocol-specific arguments]."""
-    if protocol == "modbus":
-        return [name, off, p.type, p.order, _number(p.scale), _number(p.offset)]
-    if protocol in ("dlt645", "dlt645_1997"):
-        from protocols import dlt645
-
-        # a block member: its bytes in the value; a point of its own: length 0, the whole value
-        size = dlt645.format_info(p.format)[0] if p.block_index is not None else 0
-        return [name, p.di, off, size, p.format, bool(p.signed), _number(p.scale), _number(p.offset)]
-    return [name, p.field, _number(p.scale), _number(p.offset)]
-
-
 def _requests(plan: Any, device: Any, names: _Table, specs: _Table) -> list:
-    profile = plan.profile
-    protocol = profile.protocol
-    options = planner.device_options(device, profile)
+    family = registry.family(plan.profile.protocol)
+    options = planner.device_options(device, plan.profile)
     out = []
     for r in plan.requests:
-        if protocol == "modbus":
-            frame = modbus.rtu_frame(int(device.address), modbus.read_request(r.function, r.address, r.count))
-        elif protocol in ("dlt645", "dlt645_1997"):
-            from protocols import dlt645
-
-            version = 1997 if protocol == "dlt645_1997" else 2007
-            frame = dlt645.read_request(device.address, r.di, version, int(options.get("preamble", 4)))
-        else:
-            from protocols import cjt188
-
-            meter_type = int(options.get("meter_type", cjt188.METER_COLD_WATER))
-            di_order = str(options.get("di_order", "lo_first"))
-            frame = cjt188.read_request(meter_type, device.address, 0x901F, 0, di_order,
-                                        int(options.get("preamble", 4)))
-        pts = [specs.add(_spec(protocol, p, off, names.add(p.name))) for p, off in r.points]
+        frame = family.request_frame(str(device.address), options, r)
+        pts = [specs.add(family.decode_spec(p, off, names.add(p.name))) for p, off in r.points]
         out.append([frame.hex(), pts])
     return out
 
 
-def _write_spec(protocol: str, p: Any, name: int, options: dict) -> list:
+def _write_spec(family: Any, p: Any, name: int, options: dict) -> list:
     """What a command needs to check and write a point: the profile's limits, then how to write."""
-    limits = (name, _number(p.min), _number(p.max), p.values)
-    if protocol == "modbus":
-        return [*limits, p.table, p.address, p.type, p.order, _number(p.scale), _number(p.offset)]
-    if protocol == "cjt188":
-        from protocols import cjt188
-
-        return [*limits, p.field, int(options.get("meter_type", cjt188.METER_COLD_WATER)),
-                str(options.get("di_order", "lo_first")), int(options.get("preamble", 4))]
-    return [*limits, p.di]
+    return [name, _number(p.min), _number(p.max), p.values, *family.write_spec(p, options)]
 
 
 def _birth_device(index: int, device: Any, profile: Any, names: list) -> dict:
@@ -127,9 +89,7 @@ def birth_parts(gateway: Any, devices: list, base_name: str, seq: int = 0) -> tu
     """(head, tail): the birth for POSIX time T is head + CBOR(T) + tail, T in 2**16 .. 2**32-1.
 
     The board never builds the inventory map: it sends these bytes around the time it read."""
-    from firmware_py import VERSION
-
-    versions = {"fieldlink": VERSION, "firmware": VERSION}
+    versions = {"fieldlink": __version__, "firmware": __version__}
     a, b = (birth.encode(birth.make_birth(gateway.id, gateway.site, devices, t, seq, "senml", versions,
                                           base_name, getattr(gateway, "district", None)))
             for t in (_T_A, _T_B))
@@ -166,6 +126,7 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
     birth_devices: list = []
     names, specs, wspecs = _Table(), _Table(), _Table()
     writes: list = []
+    actions: list = []
     index: dict = {}  # device id -> position
     for i, plan in enumerate(plans):
         bus = plan.bus
@@ -185,29 +146,20 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
             options = planner.device_options(d, profile)
             polled = [p.name for r in dplan.requests for p, _ in r.points]
             index[d.id] = len(devices)
-            entry = {"id": d.id, "bus": i, "protocol": profile.protocol, "address": str(d.address),
+            family = registry.family(profile.protocol)
+            entry = {"id": d.id, "bus": i, "protocol": profile.protocol, "model": profile.model,
+                     "address": str(d.address),
                      "interval": _number(d.interval), "requests": _requests(dplan, d, names, specs)}
-            if profile.protocol == "cjt188":
-                from protocols import cjt188
-
-                opts = {k: options[k] for k in ("meter_type", "unit_code") if k in options}
-                if isinstance(options.get("status"), dict):  # as the agent's driver: over the defaults
-                    opts["status"] = dict(cjt188.STATUS_DEFAULT, **options["status"])
-                entry["options"] = opts
-            elif profile.protocol in ("dlt645", "dlt645_1997"):
-                from protocols import dlt645
-
-                # how a B1 reply is followed up (C=12): bound, first SEQ, SEQ byte in replies, preamble
-                entry["followup"] = [int(options.get("max_followups", dlt645.MAX_FOLLOWUPS)),
-                                     int(options.get("followup_seq_start", 1)),
-                                     int(bool(options.get("followup_reply_seq", True))),
-                                     int(options.get("preamble", 4))]
+            entry.update(family.compiled_entry(options))  # what the protocol's device steps need
             birth_devices.append(_birth_device(len(birth_devices), d, profile, polled))
             for name in polled:
                 p = profile.point(name)
                 if p.writable:
-                    writes.append([len(devices), wspecs.add(_write_spec(profile.protocol, p, names.add(name),
-                                                                        options)), int(bool(p.switching))])
+                    wspec = _write_spec(family, p, names.add(name), options)
+                    writes.append([len(devices), wspecs.add(wspec), int(bool(p.switching))])
+            for action in profile.action_names():
+                if action in family.actions:
+                    actions.append([len(devices), action])
             devices.append(entry)
     rules = []
     for rule in config.rules:
@@ -238,6 +190,7 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
         "devices": devices,
         "wspecs": wspecs.items,
         "writes": writes,
+        "actions": actions,
         "rules": rules,
         "birth": [head.hex(), tail.hex()],
         "birth_seq": seq,
@@ -249,6 +202,10 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
     }
     if wifi:
         out["wifi"] = {"ssid": wifi[0], "password": wifi[1]}
+    try:
+        compiled.check(out)  # the board runs the same check at boot
+    except compiled.CompiledError as exc:  # pragma: no cover - a bug of this compiler
+        raise FirmwareConfigError(str(exc)) from None
     return out
 
 

@@ -519,3 +519,43 @@ class RtuFrameReader:
                                    % (self.expect, len(buf) - start, _hex(buf[start:]))))
         self._buf = bytearray()
         return frames
+
+
+class MbapFrameReader:
+    """Stream reassembly of Modbus TCP ADUs -> (transaction, unit, pdu) tuples."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.errors: list = []
+
+    def feed(self, chunk: bytes) -> list:
+        buf = self._buf + bytes(chunk)
+        frames = []
+        while len(buf) >= 6:
+            try:
+                total = tcp_adu_length(buf[:6])
+            except FrameError as exc:
+                self.errors.append(exc)
+                buf = b""  # a byte stream with a broken header cannot resynchronise
+                break
+            if len(buf) < total:
+                break
+            adu = buf[:total]
+            buf = buf[total:]
+            try:
+                frames.append(tcp_parse(adu))
+            except FrameError as exc:
+                self.errors.append(exc)
+        self._buf = buf
+        return frames
+
+    def take_errors(self) -> list:
+        errors = self.errors
+        self.errors = []
+        return errors
+
+    def reset(self) -> list:
+        if self._buf:
+            self.errors.append(FrameError("incomplete MBAP frame: %s" % _hex(self._buf)))
+            self._buf = b""
+        return []

@@ -1,7 +1,8 @@
-"""`python -m firmware_py.flash --port P --config F`: put the bundle and a site's config on a board.
+"""`fieldlink firmware flash --port P --config F` (`make flash`): put the bundle and a site's config on
+a board.
 
 Steps (printed before they run; `--dry-run` prints them only): compile the TOML with
-`fieldlink firmware-config` (same validation as the agent), then with mpremote: create folders, copy
+`fieldlink firmware config` (same validation as the agent), then with mpremote: create folders, copy
 build/firmware/ (protocols/*.mpy, firmware_py/*.mpy, boot.py, main.py) and config.json, reset.
 No umqtt is copied: the firmware has its own MQTT client (docs/flashing.md says why).
 """
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUNDLE = os.path.join(ROOT, "build", "firmware")
 
 
@@ -48,13 +49,29 @@ def plan(port: str, config_json: str, bundle: str = BUNDLE,
     return cmds
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m firmware_py.flash", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", default="", help="serial port of the board, e.g. /dev/ttyUSB0")
     parser.add_argument("--config", default="", help="the site's agent TOML")
     parser.add_argument("--board", default="esp32", choices=("esp32", "rp2040"))
     parser.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
-    args, extra = parser.parse_known_args(argv)  # extra: passed to firmware-config (--wifi-ssid ...)
+    parser.add_argument("config_options", nargs=argparse.REMAINDER,
+                        help="after --: passed to `fieldlink firmware config` (--wifi-ssid ...)")
+
+
+def run(args: argparse.Namespace) -> int:
+    extra = [a for a in args.config_options if a != "--"]
+    return flash(args, extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fieldlink firmware flash", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args, extra = parser.parse_known_args(argv)  # extra: passed to firmware config (--wifi-ssid ...)
+    return flash(args, extra + [a for a in args.config_options if a != "--"])
+
+
+def flash(args: argparse.Namespace, extra: list[str]) -> int:
+    """Compile the config, then run (or, with --dry-run, print) the mpremote plan."""
     if not args.config:
         print("flash: CONFIG is missing: make flash PORT=/dev/ttyUSB0 CONFIG=site.toml", file=sys.stderr)
         return 2
@@ -77,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     out = os.path.join(tempfile.mkdtemp(prefix="fieldlink-flash-"), "config.json")
     from agent.cli import main as fieldlink
 
-    rc = fieldlink(["firmware-config", args.config, "--board", args.board, "-o", out, *extra])
+    rc = fieldlink(["firmware", "config", args.config, "--board", args.board, "-o", out, *extra])
     if rc != 0:
         return rc
     cmds = plan(args.port or "PORT", out, BUNDLE, mpremote)

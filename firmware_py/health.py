@@ -1,0 +1,59 @@
+"""The board's health map on `…/health` (the agent's keys where the board has the same counters)."""
+
+import gc
+
+from firmware_py import rt
+from protocols import cbor
+from protocols.quality import QUALITY
+
+ERRORS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "quality")
+
+
+def points_health(fw) -> dict:
+    """Per bus, as the agent's health: bad answers per point so far, the points bad now."""
+    inv = fw.inv
+    alarms = fw.alarms
+    out = {}
+    for bus in fw.buses:
+        counts: dict = {}
+        bad: dict = {}
+        for d in bus.devices:
+            for r in inv.requests(d):
+                for k in range(inv.points_at[r], inv.points_at[r + 1]):
+                    if alarms.bad_answers[k]:
+                        point = inv.name(inv.points[k])
+                        counts.setdefault(inv.device_id(d), {})[point] = alarms.bad_answers[k]
+                        if alarms.quality[k]:
+                            bad.setdefault(inv.device_id(d), {})[point] = QUALITY[alarms.quality[k]]
+        out[bus.name] = {"bad_points": counts, "quality": bad}
+    return out
+
+
+def health(fw) -> bytes:
+    """The health map of firmware `fw` (firmware_py/app.py), CBOR-encoded."""
+    ring = fw.ring
+    c = fw.counters
+    client = fw.uplink.client
+    msg = {
+        "gateway": fw.gateway_id, "site": fw.site, "time": rt.now(),
+        "uptime": rt.ticks_diff(rt.ticks_ms(), fw.started) // 1000, "connected": client.connected,
+        "readings": {"made": c["made"], "published": c["packs"], "buffered": fw.packs.writer.count,
+                     "dropped": ring.dropped},
+        "outbox": {"packs": ring.pending(), "bytes": ring.used_bytes(),
+                   "max_bytes": ring.slots * ring.max_payload, "dropped_packs": ring.dropped,
+                   "corrupt_skipped": ring.skipped},
+        "mqtt": {"connects": c["connects"], "disconnects": c["disconnects"],
+                 "connect_failures": c["connect_failures"], "packs_published": c["packs"],
+                 "pings": client.pings, "commands": c["commands"], "commands_bad": c["commands_bad"],
+                 "acks": c["acks"], "acks_dropped": c["acks_dropped"],
+                 "oversized_dropped": client.oversized, "reconnect_ms": fw.uplink.backoff.last_ms},
+        "polls": fw.stats["polls"],
+        "errors": {k: fw.stats.get(k, 0) for k in ERRORS},
+        "alarms": c["alarms"],
+        "commands": fw.remote.stats(),
+        "devices_offline": fw.inv.count - sum(fw.poller.online),
+        "points_bad": sum(1 for q in fw.alarms.quality if q),
+        "buses": points_health(fw),
+        "mem_free": gc.mem_free(),
+    }
+    return cbor.dumps(msg)

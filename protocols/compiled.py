@@ -1,0 +1,137 @@
+"""The compiled config: the contract between `fieldlink firmware config` (host) and the board.
+
+One JSON object (docs/flashing.md, "The compiled config"), written by agent/firmware/config.py and
+read by firmware_py/inventory.py; both call `check(cfg)`, so a config the board would misread is
+refused on the laptop with the same words. Per-point data sits once in shared tables (`names`,
+`specs`, `wspecs`) that devices refer to by index.
+
+    format    FORMAT
+    gateway   {site, id, prefix, payload, health, base_name}
+    broker    {host, port, client_id, username, password, keepalive, reconnect_min, reconnect_max}
+    ring {path, slots, slot_size}; batch {max_records, max_age, max_bytes}; inflight; watchdog_ms
+    buses     [{name, port, baud, parity, bytesize, stopbits, timeout_ms, turnaround_ms, pause_ms,
+                uart, tx, rx, de}]
+    names     [point name]
+    specs     [decode spec]: [name index, the protocol's arguments] (Family.decode_spec)
+    devices   [{id, bus (index), protocol, address, interval, requests: [[frame hex, [spec index]]],
+                and the protocol's own keys (Family.compiled_entry: DL/T 645 followup, version,
+                credentials; CJ/T 188 options)}]
+    wspecs    [write spec]: [name index, min, max, values, the protocol's arguments (Family.write_spec)]
+    writes    [[device index, wspec index]]
+    actions   [[device index, action name]]
+    rules     [[device index, name index, kind, above, below, hysteresis]]
+    birth     [head hex, tail hex] (the birth is head + CBOR(time) + tail); birth_seq; will (hex)
+
+`options(entry)` gives a device's step options (the protocol's `device.options`), the same on both
+sides.
+"""
+
+from protocols import registry
+
+FORMAT = 3  # the layout; a board refuses any other
+
+
+class CompiledError(ValueError):
+    """A compiled config that breaks the contract: says where."""
+
+
+def _fail(where: str, text: str) -> None:
+    raise CompiledError("config.json: %s: %s" % (where, text))
+
+
+def _list(cfg: dict, key: str) -> list:
+    v = cfg.get(key, [])
+    if type(v) is not list:
+        _fail(key, "expected a list")
+    return v  # type: ignore[no-any-return]
+
+
+def _index(where: str, v: object, n: int) -> None:
+    if type(v) is not int or not 0 <= v < n:  # type: ignore[operator]
+        _fail(where, "expected an index below %d, got %r" % (n, v))
+
+
+def _hex(where: str, v: object) -> None:
+    if type(v) is not str or len(v) % 2:  # type: ignore[arg-type]
+        _fail(where, "expected hex text")
+
+
+def check(cfg: object) -> None:
+    """Nothing when `cfg` keeps the contract; CompiledError naming the key at fault."""
+    if type(cfg) is not dict:
+        raise CompiledError("config.json: expected a JSON object")
+    if cfg.get("format") != FORMAT:  # type: ignore[attr-defined]
+        raise CompiledError("config.json is format %r, this firmware reads format %d: compile it again "
+                            "with this release's `fieldlink firmware-config`" % (cfg.get("format"), FORMAT))  # type: ignore[attr-defined]
+    for key in ("gateway", "broker", "ring", "batch"):
+        if type(cfg.get(key)) is not dict:  # type: ignore[attr-defined]
+            _fail(key, "expected an object")
+    for key in ("site", "id", "prefix", "base_name"):
+        if type(cfg["gateway"].get(key)) is not str:  # type: ignore[index]
+            _fail("gateway." + key, "expected text")
+    buses = _list(cfg, "buses")  # type: ignore[arg-type]
+    for i in range(len(buses)):
+        if type(buses[i]) is not dict or type(buses[i].get("name")) is not str:
+            _fail("buses[%d]" % i, "expected an object with a name")
+    names = _list(cfg, "names")  # type: ignore[arg-type]
+    for i in range(len(names)):
+        if type(names[i]) is not str:
+            _fail("names[%d]" % i, "expected text")
+    specs = _list(cfg, "specs")  # type: ignore[arg-type]
+    for i in range(len(specs)):
+        if type(specs[i]) is not list or not specs[i]:
+            _fail("specs[%d]" % i, "expected a non-empty list")
+        _index("specs[%d][0]" % i, specs[i][0], len(names))
+    devices = _list(cfg, "devices")  # type: ignore[arg-type]
+    for i in range(len(devices)):
+        d = devices[i]
+        where = "devices[%d]" % i
+        if type(d) is not dict or type(d.get("id")) is not str:
+            _fail(where, "expected an object with an id")
+        _index(where + ".bus", d.get("bus"), len(buses))
+        try:
+            registry.folder(d.get("protocol"))
+        except registry.UnknownProtocol as exc:
+            _fail(where + ".protocol", str(exc))
+        if type(d.get("address")) is not str:
+            _fail(where + ".address", "expected text")
+        if type(d.get("interval")) not in (int, float) or d["interval"] <= 0:
+            _fail(where + ".interval", "expected a positive number of seconds")
+        requests = d.get("requests")
+        if type(requests) is not list:
+            _fail(where + ".requests", "expected a list")
+        for r in range(len(requests)):
+            req = requests[r]
+            at = "%s.requests[%d]" % (where, r)
+            if type(req) is not list or len(req) != 2 or type(req[1]) is not list:
+                _fail(at, "expected [frame hex, [spec index, ...]]")
+            _hex(at + "[0]", req[0])
+            for k in req[1]:
+                _index(at + "[1]", k, len(specs))
+    wspecs = _list(cfg, "wspecs")  # type: ignore[arg-type]
+    for i in range(len(wspecs)):
+        if type(wspecs[i]) is not list or len(wspecs[i]) < 4:
+            _fail("wspecs[%d]" % i, "expected [name, min, max, values, ...]")
+        _index("wspecs[%d][0]" % i, wspecs[i][0], len(names))
+    for key, n in (("writes", len(wspecs)), ("actions", -1), ("rules", len(names))):
+        rows = _list(cfg, key)  # type: ignore[arg-type]
+        for i in range(len(rows)):
+            row = rows[i]
+            if type(row) is not list or len(row) < 2:
+                _fail("%s[%d]" % (key, i), "expected a list")
+            _index("%s[%d][0]" % (key, i), row[0], len(devices))
+            if n >= 0:
+                _index("%s[%d][1]" % (key, i), row[1], n)
+            elif type(row[1]) is not str:
+                _fail("%s[%d][1]" % (key, i), "expected an action name")
+    birth = cfg.get("birth")  # type: ignore[attr-defined]
+    if type(birth) is not list or len(birth) != 2:
+        _fail("birth", "expected [head hex, tail hex]")
+    _hex("birth[0]", birth[0])  # type: ignore[index]
+    _hex("birth[1]", birth[1])  # type: ignore[index]
+    _hex("will", cfg.get("will"))  # type: ignore[attr-defined]
+
+
+def options(entry: dict) -> object:
+    """The step options of a compiled device entry (its protocol's `device.options`)."""
+    return registry.device(entry["protocol"]).options(entry)
