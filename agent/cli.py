@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import Any
 
 from agent import __version__
 
@@ -16,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "read": ("agent.commands.read", "read points from one device on a serial port"),
     "scan": ("agent.commands.scan", "find the device addresses on a bus"),
     "monitor": ("agent.commands.monitor", "show decoded readings from a broker live"),
+    "status": ("agent.commands.status", "one screen for one gateway: broker, outbox, buses, devices"),
+    "modbus": ("agent.commands.modbus", "read or write Modbus registers and coils by number (like mbpoll)"),
     "send": ("agent.commands.send", "send a command (signed with a key file) to a gateway and print its ack"),
     "schedule": ("agent.commands.schedule", "print the lighting schedules' steps of one day in local time"),
     "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals); also `sim fleet` "
@@ -75,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             print("fieldlink %s %s: not available: %s" % (name, words[1], exc), file=sys.stderr)
             return 2
         args = nested.parse_args(argv[2:])
-        try:
-            return int(args._module.run(args) or 0)
-        except KeyboardInterrupt:
-            return 130
+        return run_command(args._module, args)
     only = name if name in COMMANDS else None
     try:
         parser = build_parser(only)
@@ -90,10 +91,34 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         parser.print_help()
         return 0 if not argv else 2
+    return run_command(module, args)
+
+
+def run_command(module: Any, args: argparse.Namespace) -> int:
+    """Run one subcommand under docs/cli.md's conventions: 130 on Ctrl-C, a closed pipe ends quietly
+    (0), a `SystemExit("fieldlink: ...")` text is wrong input (2)."""
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return closed_pipe()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # raise SystemExit("fieldlink: ...") in a command: wrong input
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
+
+
+def closed_pipe() -> int:
+    """The reader of our output went away (`fieldlink plan | head`): no traceback, nothing more to say.
+    Later writes (and the interpreter's flush at exit) go to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 from typing import Any
 
@@ -238,3 +239,33 @@ def test_a_dropped_connection_publishes_the_will_and_the_gateway_comes_back(mosq
     finally:
         assert fleet.stop() == 0
         sub.close()
+
+
+def test_ctrl_c_stops_the_fleet_as_the_agent_stops_with_130_and_its_health_is_the_agents_shape(
+        mosquitto: Mosquitto, tmp_path) -> None:
+    """docs/cli.md: SIGINT ends `sim fleet` cleanly (offline status, figures printed), exit 130; the
+    health it publishes passes docs/cddl/health.cddl (pycddl) and `fieldlink status --broker` reads a
+    simulated gateway with its devices online."""
+    from hil_tests.cddl import validate
+
+    sub = Subscriber(mosquitto, topic="fieldlink/+/+/#", client_id="ctrl-c", persistent=False)
+    fleet = Process("fleet", [*FIELDLINK, "sim", "fleet", "--broker", mosquitto.url, "--gateways", "2",
+                              "--devices", "4", "--interval", "1", "--health-interval", "2"],
+                    str(tmp_path / "fleet-ctrl-c.log"))
+    try:
+        assert sub.wait_for(lambda: len(sub.on("health")) >= 4, 60), fleet.log()
+        for payload in sub.on("health"):
+            validate("health", payload)
+        last = cbor2.loads(sub.on("health")[-1])
+        assert any(d["online"] for bus in last["buses"].values() for d in bus["devices"].values())
+        status = fieldlink("status", "--broker", mosquitto.url, "--site", "site-00001", "--gateway",
+                           "gw-00001", "--timeout", "20")
+        assert status.returncode == 0 and "gw-00001" in status.stdout, (status.stdout, status.stderr)
+        os.kill(fleet.pid, signal.SIGINT)
+        assert fleet.wait(60) == 130, fleet.log()
+    finally:
+        if fleet.alive:
+            fleet.stop()
+        sub.close()
+    assert "sustained" in fleet.log() and "Traceback" not in fleet.log()
+    assert sub.wait_for(lambda: sum(1 for m in sub.decoded("status") if not m["online"]) >= 2, 10)

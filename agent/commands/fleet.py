@@ -8,7 +8,8 @@ them all), joins them with the city's totals (docs/indicators.md) and prints L1P
 their stars and what the next star needs, for the city and each district of the totals file. A device
 that has not reported for `--stale` hours (default 24) counts for nothing.
 
-Exit status: 0 done; 1 the broker could not be reached or refused us; 2 bad arguments or totals file.
+Exit status (docs/cli.md): 0 done; 1 the broker could not be reached or refused us; 2 bad arguments, a
+bad totals file or an output file that cannot be written; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -53,6 +55,20 @@ def run(args: argparse.Namespace) -> int:
     return report(args)
 
 
+def _unwritable(path: str | None) -> str | None:
+    """Why `path` cannot be written (its folder missing or not writable, or a folder itself), or None."""
+    if not path:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "%s is a folder, not a file" % path
+    if not os.path.isdir(folder):
+        return "cannot write %s: folder %s does not exist" % (path, folder)
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "cannot write %s: permission denied" % path
+    return None
+
+
 def report(args: argparse.Namespace) -> int:
     from agent.fleet import report as rep
     from agent.fleet.indicators import TotalsError, load_totals
@@ -74,7 +90,16 @@ def report(args: argparse.Namespace) -> int:
             print("fieldlink fleet report: --plot needs matplotlib (pip install 'fieldlink[plot]')",
                   file=sys.stderr)
             return 2
-    host, port = parse_broker(args.broker)
+    try:
+        host, port = parse_broker(args.broker)
+    except argparse.ArgumentTypeError as exc:
+        print("fieldlink fleet report: %s" % exc, file=sys.stderr)
+        return 2
+    for path in (args.csv, args.plot):  # before the broker: a file we cannot write is wrong input
+        problem = _unwritable(path)
+        if problem:
+            print("fieldlink fleet report: %s" % problem, file=sys.stderr)
+            return 2
     view = FleetView(prefix=args.prefix)
     try:
         collected = asyncio.run(rep.collect(view, host, port, args.username, args.password,

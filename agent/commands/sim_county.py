@@ -13,7 +13,7 @@ broker, and `fieldlink fleet report` can be run against it any time in the next 
 `--truth FILE` gets what every indicator must come out as (JSON, city and districts: counted, total,
 exact ratio "n/d", stars) for a report with `--stale 24`; `--totals FILE` the county's totals file.
 
-Exit status: 0 published; 1 the broker could not be reached; 2 bad arguments.
+Exit status (docs/cli.md): 0 published; 1 the broker could not be reached; 2 bad arguments; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def build_models(plan, now: float, prefix: str = "fieldlink", payload: str = "se
     from agent.config_model import RuleConfig
     from agent.fleet.model import GatewayModel, make_config
     from agent.fleet.sites import load_profiles
+    from protocols import poll
 
     profiles = load_profiles(sorted({d.model for g in plan.gateways for d in g.devices}))
     models = []
@@ -69,6 +70,10 @@ def build_models(plan, now: float, prefix: str = "fieldlink", payload: str = "se
             device.online = d.online
             device.answered = d.online
             device.last_seen = None if d.age is None else health_time - d.age
+            device.since = int(device.last_seen or 0)  # as far as the county's plan tells
+            device.reason = (poll.online_reason(False) if d.online
+                             else poll.offline_reason(poll.OFFLINE_AFTER, "timeout: no reply at address %s"
+                                                      % d.address))
         models.append(model)
     return models
 
@@ -85,9 +90,10 @@ def run(args: argparse.Namespace) -> int:
     from agent.fleet.mqtt import MqttError
 
     try:
+        host, port = parse_broker(args.broker)
         plan = plan_county(args.gateways, args.lamps, args.meters, seed=args.seed, districts=args.districts)
         raise_fd_limit(min(args.gateways, 4096) + 64)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, argparse.ArgumentTypeError) as exc:
         print("fieldlink sim county: %s" % exc, file=sys.stderr)
         return 2
     now = time.time()
@@ -99,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
               len(plan.gateways), street, len(plan.gateways) - street, len(plan.districts),
               truth["devices"], args.lamps, args.meters, sum(1 for g in plan.gateways if g.age),
               sum(1 for g in plan.gateways if g.will)), flush=True)
-    host, port = parse_broker(args.broker)
     engine = Engine(models, Options(host=host, port=port, connect_rate=args.connect_rate,
                                     username=args.username, password=args.password, seed=args.seed))
     drop = {i for i, g in enumerate(plan.gateways) if g.will}

@@ -12,14 +12,16 @@ alarms, and acks to commands on `…/cmd` (docs/scaling.md). It runs T seconds a
 connected (default: until Ctrl-C), then stops as the agent stops, and prints messages/s, readings/s,
 publish latency (p50/p99), CPU and whether the load was sustained.
 
-Exit status: 0 done (1 with --require-sustained when it was not); 2 bad arguments or the open-file
-limit cannot be raised; 1 the broker could not be reached by every gateway.
+Exit status (docs/cli.md): 0 done (1 with --require-sustained when it was not); 2 bad arguments or the
+open-file limit cannot be raised; 1 the broker could not be reached by every gateway; 130 after Ctrl-C
+(SIGINT: it stops as the agent stops and prints what it measured first; SIGTERM: the same, exit 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import signal
 import sys
@@ -86,12 +88,14 @@ def check_counts(args: argparse.Namespace) -> str | None:
 
 
 def run_engine(models: list, args: argparse.Namespace, seconds: float | None, polls: bool = True,
-               out=None):  # -> Stats
-    """Run the engine on `models` until `seconds` pass or SIGINT/SIGTERM; returns its Stats."""
+               out=None, signals: list | None = None):  # -> Stats
+    """Run the engine on `models` until `seconds` pass or SIGINT/SIGTERM; returns its Stats. The signal
+    that stopped it, if any, is appended to `signals`."""
     from agent.fleet.engine import Engine, Options
 
     out = out or sys.stdout
     host, port = parse_broker(args.broker)
+    got = signals if signals is not None else []
     options = Options(host=host, port=port, inflight=getattr(args, "inflight", 20),
                       connect_rate=getattr(args, "connect_rate", 200.0),
                       drop_every=getattr(args, "drop_every", 0.0), username=args.username,
@@ -104,7 +108,7 @@ def run_engine(models: list, args: argparse.Namespace, seconds: float | None, po
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, functools.partial(_stop, stop, got, sig))
         try:
             return await engine.run(seconds, polls=polls, stop=stop)
         finally:
@@ -114,6 +118,11 @@ def run_engine(models: list, args: argparse.Namespace, seconds: float | None, po
     return asyncio.run(main())
 
 
+def _stop(stop: asyncio.Event, got: list, sig: int) -> None:
+    got.append(sig)
+    stop.set()
+
+
 def run(args: argparse.Namespace) -> int:
     from agent.fleet.engine import raise_fd_limit
     from agent.fleet.model import GatewayModel
@@ -121,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
     from agent.fleet.sites import fleet_configs
 
     problem = check_counts(args)
+    try:
+        parse_broker(args.broker)
+    except argparse.ArgumentTypeError as exc:
+        problem = str(exc)
     if problem:
         print("fieldlink sim fleet: %s" % problem, file=sys.stderr)
         return 2
@@ -141,8 +154,9 @@ def run(args: argparse.Namespace) -> int:
     print("fleet: %d gateways x %d devices (%d points) every %g s, payload %s, broker %s, mix %s"
           % (args.gateways, args.devices, points, args.interval, args.payload, args.broker, args.mix),
           flush=True)
+    signals: list = []
     try:
-        stats = run_engine(models, args, args.seconds)
+        stats = run_engine(models, args, args.seconds, signals=signals)
     except MqttError as exc:
         print("fieldlink sim fleet: %s" % exc, file=sys.stderr)
         return 1
@@ -151,4 +165,6 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             figures = stats.as_dict() | {"payload": args.payload, "mix": args.mix}
             json.dump(figures, f, indent=1, sort_keys=True)
+    if signal.SIGINT in signals:
+        return 130
     return 1 if args.require_sustained and not stats.sustained else 0

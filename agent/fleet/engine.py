@@ -125,6 +125,10 @@ class Engine:
         try:
             while self._ever_connected < len(self.links) and not stop.is_set():
                 await asyncio.sleep(0.05)
+                if not self._ever_connected and all(link.failures >= 3 for link in self.links):
+                    raise MqttError("broker %s:%d could not be reached: every gateway failed 3 times "
+                                    "and none connected (%s)" % (self.options.host, self.options.port,
+                                                                 self.stats.failure_reasons))
                 if time.monotonic() - started > 120 + len(self.links) / self.options.connect_rate:
                     reasons = self.stats.failure_reasons
                     full = any("reset" in r or "before CONNACK" in r for r in reasons)

@@ -28,13 +28,14 @@ from typing import Any
 from agent.batcher import Batcher, make_encoder
 from agent.command_gate import CommandGate
 from agent.config_model import BusConfig, CommandsConfig, Config, DeviceConfig, GatewayConfig, RuleConfig
+from agent.diagnosis import line_text
 from agent.drivers import WriteRefused, make_driver
 from agent.gateway import inventory
 from agent.health import Health
 from agent.lighting.lamps import lamp_facts
 from agent.uplink import versions
 from protocols import birth as birth_msg
-from protocols import cbor
+from protocols import cbor, poll
 from protocols.commands import Command, IdMemory, refusal
 from protocols.profiles import Point, Profile
 
@@ -75,7 +76,8 @@ def value(point: Point, t: float, seed: int, state: dict) -> Any:
 class SimDevice:
     """One simulated field device of a gateway."""
 
-    __slots__ = ("answered", "config", "due", "last_seen", "online", "points", "profile", "seed", "state")
+    __slots__ = ("answered", "config", "due", "last_seen", "online", "points", "profile", "reason", "seed",
+                 "since", "state")
 
     def __init__(self, config: DeviceConfig, profile: Profile, seed: int) -> None:
         self.config = config
@@ -91,6 +93,8 @@ class SimDevice:
         self.due = 0.0  # next poll, POSIX seconds
         self.answered: bool | None = None  # what health says: did the last poll get an answer (None: no poll)
         self.last_seen: float | None = None  # POSIX seconds of its last answer
+        self.since = 0.0  # POSIX seconds `answered` last changed (0: not yet), as the agent's health
+        self.reason = ""  # why it answers or not, in the agent's words (protocols/poll.py)
 
 
 class Pack:
@@ -177,8 +181,9 @@ class GatewayModel:
         self.gate = CommandGate(config, self, _Ids(), send_ack=self._send_ack, clock=clock)  # type: ignore[arg-type]
         self.health.add("commands", self.gate.stats)
         self.health.add("polls", lambda: self.counters["polls"])
-        self.health.add("errors", lambda: {"timeout": self.counters["timeouts"]} if self.counters["timeouts"]
-                        else {})
+        # every kind the agent counts (docs/cddl/health.cddl `errors`); a simulated bus only times out
+        self.health.add("errors", lambda: {"timeout": self.counters["timeouts"], "crc": 0, "frame": 0,
+                                           "exception": 0, "abnormal": 0, "decode": 0})
         self.health.add("buses", self._bus_counters)
         self.lamps = lamp_facts(config)
         self.health.add("devices", self.device_health)
@@ -201,6 +206,10 @@ class GatewayModel:
     def poll(self, device: SimDevice, now: float) -> int:
         """One poll of `device` at POSIX `now`: its readings go to the batcher. Returns readings made."""
         self.counters["polls"] += 1
+        if device.answered is not device.online:
+            device.since = now
+            device.reason = (poll.online_reason(False) if device.online else poll.offline_reason(
+                poll.OFFLINE_AFTER, "timeout: no reply at address %s" % device.config.address))
         device.answered = device.online
         if not device.online:
             self.counters["timeouts"] += 1
@@ -364,12 +373,21 @@ class GatewayModel:
         return out
 
     def _bus_counters(self) -> dict:
+        """`…/health` → `buses`, as `Gateway._bus_counters` (docs/cddl/health.cddl `bus`): the port and
+        line, who answers, no bad points (the simulated devices answer whole), and per device its
+        online state, since when, why and its last answer."""
         out: dict[str, Any] = {}
         for bus in self.config.buses:
             devices = [d for d in self.devices.values() if d.config.bus == bus.name]
-            out[bus.name] = {"port_up": True,
-                             "online": sorted(d.config.id for d in devices if d.online),
-                             "offline": sorted(d.config.id for d in devices if not d.online)}
+            out[bus.name] = {
+                "port": bus.port, "line": line_text(bus.baud, bus.parity, bus.stopbits, bus.bytesize),
+                "port_up": True,
+                "online": sorted(d.config.id for d in devices if d.answered),
+                "offline": sorted(d.config.id for d in devices if d.answered is False),
+                "bad_points": {}, "quality": {},
+                "devices": {d.config.id: {"online": d.answered, "since": int(d.since), "reason": d.reason,
+                                          "last_ok": int(d.last_seen or 0)} for d in devices},
+            }
         return out
 
 

@@ -16,8 +16,9 @@ What is read:
   a gateway whose will is retained has no inventory on the broker; its devices cannot be counted and
   the report says how many gateways are in that state.
 * `…/health` — `time` (when the gateway sent it) and `devices` {id: {online, last_seen,
-  control_writable?, fault_alarm_armed?}}. A health message from an agent older than that map gives
-  each device listed online in `buses.<bus>.online` the health's time as its last report.
+  control_writable?, fault_alarm_armed?}}. A health message without that map (the board's, or an
+  older agent's) gives each device online in `buses.<bus>.devices` its `last_ok` (the board: the
+  health's time) as its last report, or, older still, each device listed in `buses.<bus>.online`.
 
 Everything from the broker is hostile: payloads over `max_payload` bytes, messages that do not decode,
 fields of the wrong type and times far in the future are refused, counted in `problems` with the
@@ -191,13 +192,23 @@ class FleetView:
                     seen = None
                 out[ident] = dict(entry, last_seen=seen)
             return out
-        buses = h.get("buses")  # an agent from before the `devices` map: online lists per bus
-        if isinstance(buses, dict):
-            for bus in buses.values():
-                online = bus.get("online") if isinstance(bus, dict) else None
-                for ident in online if isinstance(online, list) else ():
-                    if isinstance(ident, str):
-                        out[ident] = {"online": True, "last_seen": state.health_time}
+        buses = h.get("buses")  # the board, or an agent from before the `devices` map: per bus
+        for bus in buses.values() if isinstance(buses, dict) else ():
+            if not isinstance(bus, dict):
+                continue
+            per_device = bus.get("devices")  # {id: {online, last_ok?}} (docs/cddl/health.cddl)
+            if isinstance(per_device, dict):
+                for ident, entry in per_device.items():
+                    if isinstance(ident, str) and isinstance(entry, dict) and entry.get("online") is True:
+                        ok = entry.get("last_ok")
+                        fine = (isinstance(ok, (int, float)) and not isinstance(ok, bool)
+                                and math.isfinite(ok) and 0 < ok <= now + FUTURE_SLACK)
+                        out[ident] = {"online": True, "last_seen": ok if fine else state.health_time}
+                continue
+            online = bus.get("online")
+            for ident in online if isinstance(online, list) else ():
+                if isinstance(ident, str):
+                    out[ident] = {"online": True, "last_seen": state.health_time}
         return out
 
     # -- counts for the report ------------------------------------------------------------------------

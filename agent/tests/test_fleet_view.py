@@ -121,6 +121,53 @@ def test_an_agent_without_the_devices_map_counts_its_online_devices_at_health_ti
     assert facts["wm-1"].last_seen is None and facts["lamp-1"].last_seen is None
 
 
+def test_a_health_with_only_per_bus_devices_counts_them_by_last_ok_or_health_time() -> None:
+    """The board's health (buses.<bus>.devices with online only) and the agent's per-bus state (with
+    last_ok), without the top-level devices map: online devices count, offline ones do not."""
+    m = gateway()
+    h = cbor2.loads(m.health_bytes())
+    del h["devices"]
+    h["buses"] = {"rs485-1": {"bad_points": {}, "quality": {},
+                              "devices": {"em-1": {"online": True, "since": 0, "reason": "answering",
+                                                   "last_ok": NOW - 50},
+                                          "wm-1": {"online": False}, "lamp-1": {"online": True}}}}
+    view = FleetView()
+    view.handle(topic(m, "status"), m.birth_bytes())
+    view.handle(topic(m, "health"), cbor.dumps(h))
+    facts = {f.device: f for f in view.facts(NOW)}
+    assert facts["em-1"].last_seen == NOW - 50 and facts["em-1"].online
+    assert facts["lamp-1"].last_seen == h["time"] and facts["wm-1"].last_seen is None
+
+
+def test_the_simulated_gateways_health_is_the_agents_shape_by_the_cddl_spec() -> None:
+    """docs/cddl/health.cddl, checked by pycddl (hil_tests/cddl.py): buses with bad_points, quality and
+    per-device state, and the top-level devices map, before and after a device stops answering."""
+    from hil_tests.cddl import validate
+
+    m = gateway()
+    validate("health", m.health_bytes())  # nothing polled yet: online null
+    for device in m.devices.values():
+        m.poll(device, NOW - 30)
+    m.set_online("wm-1", False)
+    m.poll(m.devices["wm-1"], NOW - 10)
+    payload = m.health_bytes()
+    validate("health", payload)
+    bus = cbor2.loads(payload)["buses"]["rs485-1"]
+    assert bus["devices"]["wm-1"]["online"] is False and bus["devices"]["em-1"]["online"] is True
+    assert bus["devices"]["wm-1"]["reason"].startswith("no reply to 3 polls")
+    assert bus["devices"]["em-1"]["last_ok"] == int(NOW - 30) and bus["line"].endswith(" 8N1")
+    import pycddl
+
+    wrong = cbor2.loads(payload)
+    wrong["devices"]["em-1"]["last_seen"] = "yesterday"  # the spec does catch a wrong shape
+    with pytest.raises(pycddl.ValidationError):
+        validate("health", cbor2.dumps(wrong))
+    wrong = cbor2.loads(payload)
+    del wrong["buses"]["rs485-1"]["devices"]["em-1"]["online"]
+    with pytest.raises(pycddl.ValidationError):
+        validate("health", cbor2.dumps(wrong))
+
+
 @pytest.mark.parametrize("leaf,payload,kind", [
     ("status", b"\xff\x00", "bad status"),
     ("status", cbor.dumps({"online": True}), "bad status"),
