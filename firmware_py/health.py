@@ -29,6 +29,24 @@ def points_health(fw) -> dict:
     return out
 
 
+def devices_health(fw) -> dict:
+    """Per device, as the agent's `devices`: online (None before its first answer or silence),
+    last_seen (POSIX seconds of its last answer, None: never), and a lamp's L1P3 facts."""
+    inv = fw.inv
+    poller = fw.poller
+    out = {}
+    for d in range(inv.count):
+        seen = poller.last_seen[d]
+        entry = {"online": None if (poller.online[d] and not seen) else bool(poller.online[d]),
+                 "last_seen": seen or None}
+        lamp = inv.lamps.get(d)
+        if lamp is not None:
+            entry["control_writable"] = bool(lamp[1])
+            entry["fault_alarm_armed"] = bool(lamp[2])
+        out[inv.device_id(d)] = entry
+    return out
+
+
 def health(fw) -> bytes:
     """The health map of firmware `fw` (firmware_py/app.py), CBOR-encoded."""
     ring = fw.ring
@@ -54,6 +72,9 @@ def health(fw) -> bytes:
         "devices_offline": fw.inv.count - sum(fw.poller.online),
         "points_bad": sum(1 for q in fw.alarms.quality if q),
         "buses": points_health(fw),
+        "devices": devices_health(fw),
         "mem_free": gc.mem_free(),
     }
+    if fw.lighting is not None:
+        msg["lighting"] = fw.lighting.stats()
     return cbor.dumps(msg)
