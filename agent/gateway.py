@@ -12,6 +12,7 @@ from typing import Any
 from agent import seams
 from agent.config_lighting import METER_KINDS, default_households
 from agent.config_model import BusConfig, Config
+from agent.diagnosis import line_text
 from agent.dispatch import Dispatcher
 from agent.lighting.lamps import lamp_facts
 from agent.link import Link, open_link
@@ -65,7 +66,7 @@ def indicator_fields(device: Any, profile: Any) -> dict:
 
 
 STOP_BUDGET = 4.5  # seconds from SIGTERM to a closed outbox and a clean DISCONNECT (systemd waits 90)
-LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "open_failures")
+LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "open_failures", "echoes")
 
 
 class Gateway:
@@ -93,10 +94,46 @@ class Gateway:
         self.uplink.add_counters("polls", lambda: self._counters()["polls"])
         self.uplink.add_counters("errors", lambda: self._counters()["errors"])
         self.uplink.add_counters("buses", self._bus_counters)
-        self.uplink.add_counters("devices", self.device_health)
         if self.lighting is not None:
             self.uplink.add_counters("lighting", self.lighting.stats)
         self._stopped = threading.Event()
+        # for `fieldlink status` (agent/status_file.py): active alarms, broker state changes, poll rates
+        self._alarms: dict[tuple, dict] = {}
+        self._alarms_lock = threading.Lock()
+        self._started = time.time()
+        self._broker: tuple[bool | None, float] = (None, self._started)  # (connected, since)
+        self._rates: tuple[float, dict] = (time.monotonic(), {})
+        from agent.status_file import StatusFile, status_path
+
+        self.status_file = StatusFile(status_path(config.outbox.path), self._status)
+
+    def _status(self) -> dict:
+        """The state `fieldlink status` reads (agent/status_file.py)."""
+        from agent.status_file import build
+
+        counters = self.scheduler.counters()
+        health_of = getattr(self.uplink, "counters", None)
+        health = health_of if isinstance(health_of, dict) else None
+        connected = bool(health.get("connected")) if health else False
+        if connected != self._broker[0]:
+            self._broker = (connected, time.time())
+        now = time.monotonic()
+        then, polls = self._rates
+        current = {name: bus["polls"] for name, bus in counters["buses"].items()}
+        span = max(1e-3, now - then)
+        rates = {name: round((n - polls.get(name, 0)) / span, 2) for name, n in current.items()}
+        self._rates = (now, current)
+        with self._alarms_lock:
+            alarms = dict(self._alarms)
+        return build(self.config, counters, health, alarms, self._broker[1], rates, self._started)
+
+    def _note_alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
+                    when: float) -> None:
+        with self._alarms_lock:
+            if raised:
+                self._alarms[(device, point or "", kind)] = {"value": value, "since": int(when)}
+            else:
+                self._alarms.pop((device, point or "", kind), None)
 
     def _lighting(self, config: Config, options: dict) -> Any:
         """The lighting task when the config has schedules or a place to run them (agent/lighting)."""
@@ -114,19 +151,24 @@ class Gateway:
                 "raised" if raised else "cleared", value)
         self.uplink.alarm(device, point, kind, value, raised, when=when)
 
+    def _device_entry(self, device: str, c: dict) -> dict:
+        """One device of `…/health` → `buses.<bus>.devices`: online (null: not polled yet), since when,
+        why, its last answer (docs/cddl/health.cddl `device-state`); a lamp also whether its control
+        point is writable and its fault alarm armed (the L1P3 facts, docs/payload.md)."""
+        entry: dict[str, Any] = {"online": c["online"], "since": int(c["since"]), "reason": c["reason"],
+                                 "last_ok": int(c["last_ok"])}
+        facts = self.lamps.get(device)
+        if facts is not None:
+            entry["control_writable"] = facts.control_writable
+            entry["fault_alarm_armed"] = facts.fault_alarm_armed
+        return entry
+
     def device_health(self) -> dict:
-        """`…/health` → `devices`: each device's online state and last answer; lamps also whether their
-        control point is writable and their fault alarm armed (docs/payload.md §6, the L1P3 facts)."""
+        """Every device's entry of `…/health` → `buses.<bus>.devices`, by device id (for tools and tests)."""
         out: dict[str, dict] = {}
         for bus in self.scheduler.counters()["buses"].values():
             for device, c in bus["devices"].items():
-                entry: dict[str, Any] = {"online": c["online"],
-                                         "last_seen": int(c["last_ok"]) if c.get("last_ok") else None}
-                facts = self.lamps.get(device)
-                if facts is not None:
-                    entry["control_writable"] = facts.control_writable
-                    entry["fault_alarm_armed"] = facts.fault_alarm_armed
-                out[device] = entry
+                out[device] = self._device_entry(device, c)
         return out
 
     def _command_gate(self, config: Config) -> Any:
@@ -155,8 +197,13 @@ class Gateway:
 
     def _bus_counters(self) -> dict:
         out = {}
+        configs = {b.name: b for b in self.config.buses}
         for name, bus in self.scheduler.counters()["buses"].items():
+            cfg = configs[name]
+            tcp = str(cfg.port).lower().startswith("tcp://")
             out[name] = {
+                "port": cfg.port,
+                "line": "Modbus TCP" if tcp else line_text(cfg.baud, cfg.parity, cfg.stopbits, cfg.bytesize),
                 "port_up": bus["port_up"], "polls": bus["polls"], "readings": bus["readings"],
                 "late": bus["late"], "errors": {k: v for k, v in bus["errors"].items() if v},
                 "online": sorted(d for d, c in bus["devices"].items() if c["online"]),
@@ -166,7 +213,9 @@ class Gateway:
                                if c["bad_by_point"]},
                 "quality": {d: dict(c["quality"]) for d, c in bus["devices"].items() if c["quality"]},
                 # what the line did: noise and torn frames show here even when a good reply followed
-                "link": {k: bus["link"][k] for k in LINK_COUNTERS},
+                "link": {k: bus["link"].get(k, 0) for k in LINK_COUNTERS},
+                # per device: online (null: not polled yet), since when, why, and its last answer
+                "devices": {d: self._device_entry(d, c) for d, c in bus["devices"].items()},
             }
         return out
 
@@ -178,6 +227,7 @@ class Gateway:
             log.warning("event=alarm device=%s point=%s kind=%s state=%s value=%r", rule.device, rule.point,
                         rule.kind, "raised" if raised else "cleared", value)
             self.uplink.alarm(rule.device, rule.point, rule.kind, value, raised, when=when)
+            self._note_alarm(rule.device, rule.point, rule.kind, value, raised, when)
 
     def _event(self, device: str, online: bool, reason: str) -> None:
         self.uplink.device_state(device, online, reason)
@@ -193,6 +243,7 @@ class Gateway:
                 "event=alarm device=%s point=%s kind=quality state=%s value=%r", device, point,
                 "raised" if raised else "cleared", value)
         self.uplink.alarm(device, point, "quality", value, raised, when=when)
+        self._note_alarm(device, point, "quality", value, raised, when)
 
     def start(self) -> None:
         g = self.config.gateway
@@ -214,6 +265,7 @@ class Gateway:
         self.scheduler.start()
         if self.lighting is not None:
             self.lighting.start()
+        self.status_file.start()
 
     def stop(self) -> None:
         """Stop polling (the poll in flight is finished), commit every reading made to the outbox, publish
@@ -226,6 +278,7 @@ class Gateway:
         if self.lighting is not None:
             self.lighting.stop(timeout=1.0)
         self.scheduler.stop(timeout=2.0)
+        self.status_file.stop()
         left = STOP_BUDGET - (time.monotonic() - began)
         self.uplink.stop(flush=True, drain=max(0.2, min(1.2, left - 1.0)), timeout=0.8)
         self.commands.close()

@@ -13,6 +13,7 @@ then stays idle for the device's `broadcast_ms`; its devices' results say `"broa
 Loaded only when a command names a group: a site without groups pays nothing for it.
 """
 
+from firmware_py import log
 from firmware_py.commands import checked, failure
 from protocols import commands as rules
 
@@ -92,8 +93,8 @@ class GroupJob:
         ws = inv.writes[d << 16 | self.ni]
         frame = inv.steps(d).broadcast(inv.options[d], inv.names[self.ni].decode(), ws[4:], self.value)
         await bus.broadcast(frame, inv.broadcast_ms[d])
-        print("fieldlink: bus %s: broadcast %s = %r to %d devices" % (bus.name, inv.names[self.ni].decode(),
-                                                                     self.value, len(self.devices)))
+        log.info("bus %s: broadcast %s = %r to %d devices" % (bus.name, inv.names[self.ni].decode(),
+                                                              self.value, len(self.devices)))
 
 
 def can_broadcast(inv, bus, members: bytes, ni: int) -> bool:
@@ -154,5 +155,4 @@ def take(commands, cmd, g: int, ni: int, action, now: int) -> None:
         if not read and lighting is not None:
             for d in devices:
                 lighting.command_queued(d, ni)
-    print("fieldlink: group command %r: group %s, %d devices on %d buses" % (cid, name, len(members),
-                                                                            len(jobs)))
+    log.info("group command %r: group %s, %d devices on %d buses" % (cid, name, len(members), len(jobs)))

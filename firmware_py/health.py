@@ -10,7 +10,8 @@ ERRORS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "quality
 
 
 def points_health(fw) -> dict:
-    """Per bus, as the agent's health: bad answers per point so far, the points bad now."""
+    """Per bus, as the agent's health (docs/cddl/health.cddl): bad answers per point so far, the points
+    bad now, and each device's state (`device_state`)."""
     inv = fw.inv
     alarms = fw.alarms
     out = {}
@@ -25,26 +26,24 @@ def points_health(fw) -> dict:
                         counts.setdefault(inv.device_id(d), {})[point] = alarms.bad_answers[k]
                         if alarms.quality[k]:
                             bad.setdefault(inv.device_id(d), {})[point] = QUALITY[alarms.quality[k]]
-        out[bus.name] = {"bad_points": counts, "quality": bad}
+        devices = {}
+        for d in bus.devices:
+            devices[inv.device_id(d)] = device_state(fw, d)
+        out[bus.name] = {"bad_points": counts, "quality": bad, "devices": devices}
     return out
 
 
-def devices_health(fw) -> dict:
-    """Per device, as the agent's `devices`: online (None before its first answer or silence),
-    last_seen (POSIX seconds of its last answer, None: never), and a lamp's L1P3 facts."""
-    inv = fw.inv
+def device_state(fw, d: int) -> dict:
+    """Device `d` as the agent's `buses.<bus>.devices` entry: online (None before its first answer or
+    silence), last_ok (POSIX seconds of its last answer, 0: never), and a lamp's L1P3 facts."""
     poller = fw.poller
-    out = {}
-    for d in range(inv.count):
-        seen = poller.last_seen[d]
-        entry = {"online": None if (poller.online[d] and not seen) else bool(poller.online[d]),
-                 "last_seen": seen or None}
-        lamp = inv.lamps.get(d)
-        if lamp is not None:
-            entry["control_writable"] = bool(lamp[1])
-            entry["fault_alarm_armed"] = bool(lamp[2])
-        out[inv.device_id(d)] = entry
-    return out
+    seen = poller.last_seen[d]
+    entry = {"online": None if (poller.online[d] and not seen) else bool(poller.online[d]), "last_ok": seen}
+    lamp = fw.inv.lamps.get(d)
+    if lamp is not None:
+        entry["control_writable"] = bool(lamp[1])
+        entry["fault_alarm_armed"] = bool(lamp[2])
+    return entry
 
 
 def health(fw) -> bytes:
@@ -72,7 +71,6 @@ def health(fw) -> bytes:
         "devices_offline": fw.inv.count - sum(fw.poller.online),
         "points_bad": sum(1 for q in fw.alarms.quality if q),
         "buses": points_health(fw),
-        "devices": devices_health(fw),
         "mem_free": gc.mem_free(),
     }
     if fw.lighting is not None:

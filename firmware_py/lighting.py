@@ -21,7 +21,7 @@ The compiled config's `lighting` (agent/firmware/config.py) carries the place, t
 schedules with their groups resolved to device ids; `lamps` the control and lit points.
 """
 
-from firmware_py import rt
+from firmware_py import log, rt
 from firmware_py.commands import checked, failure
 from protocols import cbor, lighting
 from protocols.commands import CLOCK_SET_AFTER
@@ -214,11 +214,11 @@ class Lighting:
         run.overrides = {}
         run.applied = {}
         if change is None:
-            print("fieldlink: schedule %r: no step within the last %d days" % (run.schedule.name,
+            log.warning("schedule %r: no step within the last %d days" % (run.schedule.name,
                                                                                LOOKBACK_DAYS))
             return
         self.counters["changes"] += 1
-        print("fieldlink: schedule %r step %d (%s) due %d: %r, %s" % (
+        log.info("schedule %r step %d (%s) due %d: %r, %s" % (
             run.schedule.name, change.index + 1, change.step.at, change.instant, run.state, reason))
         for d in run.devices:
             run.dirty[d] = reason
@@ -278,7 +278,7 @@ class Lighting:
                     self.alarms.alarm(d, None, lighting.SCHEDULE, lighting.APPLIED, False, now)
                 continue
             self.counters["writes_failed"] += 1
-            print("fieldlink: schedule %r: device %s: %s; retry in %d s" % (
+            log.warning("schedule %r: device %s: %s; retry in %d s" % (
                 run.schedule.name, self.inv.device_id(d), result["error"], lighting.RETRY_AFTER))
             if current:
                 run.dirty.setdefault(d, "retry")
@@ -312,7 +312,7 @@ class Lighting:
                 self.packs.add_event(data)
             except ValueError as exc:  # one device's result beyond a slot: counted, never fatal
                 self.counters["errors"] += 1
-                print("fieldlink: event not stored:", exc)
+                log.error("event not stored: %s" % exc)
             return
         half = len(devices) // 2
         self._record(app, change, devices[:half], now)
@@ -347,8 +347,8 @@ class Lighting:
             if change is not None:
                 if change[1]:
                     self.counters["alarms"] += 1
-                print("fieldlink: lamp %s: %s (wanted %s=%r)" % (self.inv.device_id(d), change[0],
-                                                                 watch.control, wanted))
+                log.log(log.WARNING if change[1] else log.INFO, "lamp %s: %s (wanted %s=%r)" % (
+                    self.inv.device_id(d), change[0], watch.control, wanted))
                 self.alarms.alarm(d, watch.control, lighting.LIGHTING, change[0], change[1], when)
 
     def _wanted(self, d: int, point):
@@ -378,7 +378,7 @@ class Lighting:
         run.last_reset[d] = now
         run.dirty[d] = "reset"
         self.counters["resets"] += 1
-        print("fieldlink: schedule %r: device %s point %s read %r, wanted %r: it lost its state; "
+        log.warning("schedule %r: device %s point %s read %r, wanted %r: it lost its state; "
               "writing it again" % (run.schedule.name, self.inv.device_id(d), point, value, wanted))
         return True
 
@@ -438,7 +438,7 @@ class Lighting:
             now = rt.now()
             if now < CLOCK_SET_AFTER:
                 if self.clock_set or not wait:
-                    print("fieldlink: lighting: the clock is not set; no schedule is applied until it is")
+                    log.warning("lighting: the clock is not set; no schedule is applied until it is")
                 self.clock_set = False
                 wait = 1
                 await rt.sleep_ms(1000)
@@ -449,7 +449,7 @@ class Lighting:
                 wait = self.tick(now)
             except Exception as exc:  # a bug must not end the street's schedule: try again soon
                 self.counters["errors"] += 1
-                print("fieldlink: lighting failed:", repr(exc))
+                log.error("lighting failed: %r" % (exc,))
                 wait = 5
             step = 100 if wait <= 1 else 1000
             left = step

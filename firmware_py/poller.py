@@ -14,7 +14,7 @@ in order between two polls.
 
 import array
 
-from firmware_py import rt
+from firmware_py import log, rt
 from firmware_py.bus import FAILED, OK
 from protocols import poll
 
@@ -75,6 +75,7 @@ class Poller:
             self.last_seen[d] = rt.now()
             if not self.online[d]:
                 self.online[d] = 1
+                log.info("bus %s: %s online again" % (bus.name, inv.device_id(d)))
                 self.alarms.alarm(d, None, "comms", poll.online_reason(failed), False, rt.now())
                 if self.lighting is not None:
                     self.lighting.device_state(d, True)
@@ -87,6 +88,7 @@ class Poller:
         if poll.offline_now(fails) and self.online[d]:
             self.online[d] = 0
             reason = poll.offline_reason(fails, self.last_error[d])
+            log.warning("bus %s: %s offline: %s" % (bus.name, inv.device_id(d), reason))
             self.alarms.alarm(d, None, "comms", reason, True, rt.now())
             if self.lighting is not None:
                 self.lighting.device_state(d, False)

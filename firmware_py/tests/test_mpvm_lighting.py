@@ -33,6 +33,7 @@ import pytest
 
 from firmware_py.tests import mpvm
 from firmware_py.tests.simsite import Simulator, SimulatorMissing
+from hil_tests import cddl
 from hil_tests.broker import Mosquitto, Subscriber, find_mosquitto, free_port
 from protocols import cbor, cose
 
@@ -259,11 +260,11 @@ def test_the_board_switches_its_lamps_on_schedule_without_a_broker(tmp_path):
             # health: each device's online state, last answer and a lamp's L1P3 facts; lighting counters
             assert sub.decoded("health"), "no health after the broker came back"
             health = sub.decoded("health")[-1]
-            devices = health["devices"]
-            assert sorted(devices) == LAMPS
+            devices = health["buses"]["street"]["devices"]
+            assert sorted(devices) == LAMPS and "devices" not in health  # one per-device shape
             for device in LAMPS:
                 entry = devices[device]
-                assert entry["online"] is True and abs(entry["last_seen"] - time.time()) < 30, entry
+                assert entry["online"] is True and abs(entry["last_ok"] - time.time()) < 30, entry
                 assert entry["control_writable"] is True
                 assert entry["fault_alarm_armed"] is (device == "lamp-04"), entry
             lighting = health["lighting"]
@@ -271,6 +272,10 @@ def test_the_board_switches_its_lamps_on_schedule_without_a_broker(tmp_path):
             assert lighting["schedules"]["street"]["step"] == 3 and lighting["resets"] == 1
             assert lighting["schedules"]["street"]["next"] == base + 86400, lighting
             assert summary["lighting"]["writes_failed"] >= 1 and summary["online"] == [1, 1, 1, 1]
+            # the board's events, alarms and health follow the spec files the agent's do (pycddl)
+            for leaf in ("event", "alarm", "health"):
+                for payload in sub.on(leaf):
+                    cddl.validate(leaf, payload)
     except SimulatorMissing as exc:
         pytest.skip(str(exc))
     finally:
