@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from protocols.commands import refusal
+from protocols.commands import group_outcome, refusal
 
 __all__ = ["Dispatcher"]
 
@@ -196,15 +196,8 @@ class _Collect:
                 self.left -= 1
                 if self.left > 0:
                     return
-                ordered = {d: self.results.get(d, {"ok": False, "error": "not run", "value": None})
-                           for d in self.members}
-            failed = [d for d, r in ordered.items() if not r["ok"]]
-            error = None
-            if failed:
-                first = ordered[failed[0]]["error"]
-                error = "%d of %d devices failed: %s: %s%s" % (len(failed), len(ordered), failed[0], first,
-                                                               "; …" if len(failed) > 1 else "")
-            self.done({"ok": not failed, "error": error, "value": ordered})
+                fields = group_outcome(self.members, self.results)
+            self.done(fields)
 
         return finished
 

@@ -94,7 +94,6 @@ class Gateway:
         self.uplink.add_counters("polls", lambda: self._counters()["polls"])
         self.uplink.add_counters("errors", lambda: self._counters()["errors"])
         self.uplink.add_counters("buses", self._bus_counters)
-        self.uplink.add_counters("devices", self.device_health)
         if self.lighting is not None:
             self.uplink.add_counters("lighting", self.lighting.stats)
         self._stopped = threading.Event()
@@ -152,19 +151,24 @@ class Gateway:
                 "raised" if raised else "cleared", value)
         self.uplink.alarm(device, point, kind, value, raised, when=when)
 
+    def _device_entry(self, device: str, c: dict) -> dict:
+        """One device of `…/health` → `buses.<bus>.devices`: online (null: not polled yet), since when,
+        why, its last answer (docs/cddl/health.cddl `device-state`); a lamp also whether its control
+        point is writable and its fault alarm armed (the L1P3 facts, docs/payload.md)."""
+        entry: dict[str, Any] = {"online": c["online"], "since": int(c["since"]), "reason": c["reason"],
+                                 "last_ok": int(c["last_ok"])}
+        facts = self.lamps.get(device)
+        if facts is not None:
+            entry["control_writable"] = facts.control_writable
+            entry["fault_alarm_armed"] = facts.fault_alarm_armed
+        return entry
+
     def device_health(self) -> dict:
-        """`…/health` → `devices`: each device's online state and last answer; lamps also whether their
-        control point is writable and their fault alarm armed (docs/payload.md §6, the L1P3 facts)."""
+        """Every device's entry of `…/health` → `buses.<bus>.devices`, by device id (for tools and tests)."""
         out: dict[str, dict] = {}
         for bus in self.scheduler.counters()["buses"].values():
             for device, c in bus["devices"].items():
-                entry: dict[str, Any] = {"online": c["online"],
-                                         "last_seen": int(c["last_ok"]) if c.get("last_ok") else None}
-                facts = self.lamps.get(device)
-                if facts is not None:
-                    entry["control_writable"] = facts.control_writable
-                    entry["fault_alarm_armed"] = facts.fault_alarm_armed
-                out[device] = entry
+                out[device] = self._device_entry(device, c)
         return out
 
     def _command_gate(self, config: Config) -> Any:
@@ -211,8 +215,7 @@ class Gateway:
                 # what the line did: noise and torn frames show here even when a good reply followed
                 "link": {k: bus["link"].get(k, 0) for k in LINK_COUNTERS},
                 # per device: online (null: not polled yet), since when, why, and its last answer
-                "devices": {d: {"online": c["online"], "since": int(c["since"]), "reason": c["reason"],
-                                "last_ok": int(c["last_ok"])} for d, c in bus["devices"].items()},
+                "devices": {d: self._device_entry(d, c) for d, c in bus["devices"].items()},
             }
         return out
 

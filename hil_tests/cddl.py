@@ -10,7 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CDDL = os.path.join(ROOT, "docs", "cddl")
 #: topic leaf -> spec file (…/cmd is a command, …/data a SenML or compact pack)
 FILES = {"status": "status", "alarm": "alarm", "cmd": "command", "ack": "ack", "health": "health",
-         "senml": "senml", "compact": "compact"}
+         "senml": "senml", "compact": "compact", "event": "event"}
 
 _schemas: dict = {}
 
@@ -29,8 +29,7 @@ def schema(name: str, rule: str | None = None):  # type: ignore[no-untyped-def]
 def validate(name: str, payload: bytes) -> None:
     """Validate one CBOR message; pycddl.ValidationError when it does not match its spec. A health
     message's buses are checked one by one against the `bus` rule too (and their maps of maps against
-    the rules health.cddl names beside them: pycddl 0.6.4 cannot check a map of such maps itself), and
-    the agent's top-level `devices` one by one against `device-health`."""
+    the rules health.cddl names beside them: pycddl 0.6.4 cannot check a map of such maps itself)."""
     if FILES.get(name, name) == "compact":
         _compact(name, payload)
         return
@@ -50,6 +49,14 @@ def validate(name: str, payload: bytes) -> None:
             values = [k for k in (2, 3, 4, 8) if k in record]
             if len(values) > 1 or (0 in record and not values and 5 not in record):
                 raise ValueError("SenML record %r: exactly one of v, vs, vb, vd (or a sum)" % (record,))
+    if FILES.get(name, name) == "event":
+        from protocols import cbor
+
+        event: Any = cbor.loads(payload)
+        for value in event["set"].values():
+            schema(name, "setting").validate_cbor(cbor.dumps(value))
+        for result in event["devices"].values():
+            schema(name, "read-back").validate_cbor(cbor.dumps(result["value"]))
     if FILES.get(name, name) == "health":
         from protocols import cbor
 
@@ -60,8 +67,6 @@ def validate(name: str, payload: bytes) -> None:
                 schema(name, "point-counts").validate_cbor(cbor.dumps(counts))
             for qualities in bus["quality"].values():
                 schema(name, "point-qualities").validate_cbor(cbor.dumps(qualities))
-        for device in (message.get("devices") or {}).values():
-            schema(name, "device-health").validate_cbor(cbor.dumps(device))
 
 
 def _compact(name: str, payload: bytes) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from hil_tests import cddl
 from hil_tests.broker import Mosquitto, Subscriber, find_mosquitto, free_port
 from hil_tests.link import ROOT, Process, SimSite, sim_agent_config, start_agent, wait_until
 from hil_tests.test_agent_e2e import FAST
@@ -149,6 +150,8 @@ def test_broker_unreachable_all_night_the_schedule_still_switches_the_lamps(ligh
         assert all(r["ok"] for e in events for r in e["devices"].values())
         assert sorted(events[2]["devices"]) == LAMPS and events[2]["set"] == {"on": True, "dim": 0.4}
         assert events[1]["set"] == {"on": True, "dim": 0.8} and events[3]["set"] == {"on": False, "dim": 0.4}
+        for payload in sub.on("event"):  # the spec the board's events follow too (pycddl)
+            cddl.validate("event", payload)
         rc = agent.stop(timeout=20)
         assert rc == 0, agent.log()[-3000:]
     finally:

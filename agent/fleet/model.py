@@ -186,7 +186,6 @@ class GatewayModel:
                                            "exception": 0, "abnormal": 0, "decode": 0})
         self.health.add("buses", self._bus_counters)
         self.lamps = lamp_facts(config)
-        self.health.add("devices", self.device_health)
         self._drivers: dict[str, Any] = {}
 
     # -- messages ---------------------------------------------------------------------------------
@@ -358,24 +357,22 @@ class GatewayModel:
                                   "records_published", "bytes_published", "packs_resent", "acks",
                                   "acks_dropped")} | {"connected": self.connected, "last_error": None}
 
-    def device_health(self) -> dict:
-        """`…/health` → `devices`, as `Gateway.device_health`: online, last answer, and for lamps
-        whether the control point is writable and the fault alarm armed (agent.lighting.lamps)."""
-        out: dict[str, dict] = {}
-        for ident, d in self.devices.items():
-            entry: dict[str, Any] = {"online": d.answered,
-                                     "last_seen": int(d.last_seen) if d.last_seen else None}
-            facts = self.lamps.get(ident)
-            if facts is not None:
-                entry["control_writable"] = facts.control_writable
-                entry["fault_alarm_armed"] = facts.fault_alarm_armed
-            out[ident] = entry
-        return out
+    def device_entry(self, d: SimDevice) -> dict:
+        """`…/health` → `buses.<bus>.devices.<id>`, as `Gateway._device_entry`: online (null before its
+        first poll), since when, why, its last answer (0: never), and for lamps whether the control
+        point is writable and the fault alarm armed (agent.lighting.lamps)."""
+        entry: dict[str, Any] = {"online": d.answered, "since": int(d.since), "reason": d.reason,
+                                 "last_ok": int(d.last_seen or 0)}
+        facts = self.lamps.get(d.config.id)
+        if facts is not None:
+            entry["control_writable"] = facts.control_writable
+            entry["fault_alarm_armed"] = facts.fault_alarm_armed
+        return entry
 
     def _bus_counters(self) -> dict:
         """`…/health` → `buses`, as `Gateway._bus_counters` (docs/cddl/health.cddl `bus`): the port and
         line, who answers, no bad points (the simulated devices answer whole), and per device its
-        online state, since when, why and its last answer."""
+        online state, since when, why, its last answer and a lamp's facts (`device_entry`)."""
         out: dict[str, Any] = {}
         for bus in self.config.buses:
             devices = [d for d in self.devices.values() if d.config.bus == bus.name]
@@ -385,8 +382,7 @@ class GatewayModel:
                 "online": sorted(d.config.id for d in devices if d.answered),
                 "offline": sorted(d.config.id for d in devices if d.answered is False),
                 "bad_points": {}, "quality": {},
-                "devices": {d.config.id: {"online": d.answered, "since": int(d.since), "reason": d.reason,
-                                          "last_ok": int(d.last_seen or 0)} for d in devices},
+                "devices": {d.config.id: self.device_entry(d) for d in devices},
             }
         return out
 

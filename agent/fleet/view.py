@@ -15,10 +15,10 @@ What is read:
   retained message) forgets the gateway's status. Note: while the birth and the will share `…/status`,
   a gateway whose will is retained has no inventory on the broker; its devices cannot be counted and
   the report says how many gateways are in that state.
-* `…/health` — `time` (when the gateway sent it) and `devices` {id: {online, last_seen,
-  control_writable?, fault_alarm_armed?}}. A health message without that map (the board's, or an
-  older agent's) gives each device online in `buses.<bus>.devices` its `last_ok` (the board: the
-  health's time) as its last report, or, older still, each device listed in `buses.<bus>.online`.
+* `…/health` — `time` (when the gateway sent it) and per bus `devices` {id: {online, last_ok,
+  control_writable?, fault_alarm_armed?}} (docs/cddl/health.cddl `device-state`; `last_ok` 0: never,
+  missing: the health's time for a device online). A health message from an agent older than that map
+  gives each device listed in `buses.<bus>.online` the health's time as its last report.
 
 Everything from the broker is hostile: payloads over `max_payload` bytes, messages that do not decode,
 fields of the wrong type and times far in the future are refused, counted in `problems` with the
@@ -133,9 +133,9 @@ class FleetView:
         when = msg.get("time")
         if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
             raise ValueError("health has no time (POSIX seconds), got %r" % (when,))
-        devices = msg.get("devices")
-        if devices is not None and not isinstance(devices, dict):
-            raise ValueError("health devices must be a map, got %s" % type(devices).__name__)
+        buses = msg.get("buses")
+        if buses is not None and not isinstance(buses, dict):
+            raise ValueError("health buses must be a map, got %s" % type(buses).__name__)
         state.health = msg
         state.health_time = float(when)
 
@@ -167,7 +167,8 @@ class FleetView:
         return out
 
     def _reports(self, state: GatewayState, now: float) -> dict[str, dict]:
-        """{device: {online, last_seen, control_writable, fault_alarm_armed}} from the latest health."""
+        """{device: {online, last_seen, control_writable, fault_alarm_armed}} from the latest health's
+        `buses.<bus>.devices` (last_seen from last_ok)."""
         h = state.health
         if h is None or state.health_time is None:
             return {}
@@ -177,39 +178,38 @@ class FleetView:
                           "devices count as not reporting"
                           % (where, state.health_time, state.health_time - now))
             return {}
-        devices = h.get("devices")
         out: dict[str, dict] = {}
-        if isinstance(devices, dict):
-            for ident, entry in devices.items():
-                if not isinstance(ident, str) or not isinstance(entry, dict):
-                    continue
-                seen = entry.get("last_seen")
-                if isinstance(seen, bool) or not isinstance(seen, (int, float)) or not math.isfinite(seen):
-                    seen = None
-                elif seen > now + FUTURE_SLACK:
-                    self._problem("clock ahead", "%s: device %s last_seen %d is in the future"
-                                  % (where, ident, seen))
-                    seen = None
-                out[ident] = dict(entry, last_seen=seen)
-            return out
-        buses = h.get("buses")  # the board, or an agent from before the `devices` map: per bus
+        buses = h.get("buses")
         for bus in buses.values() if isinstance(buses, dict) else ():
             if not isinstance(bus, dict):
                 continue
-            per_device = bus.get("devices")  # {id: {online, last_ok?}} (docs/cddl/health.cddl)
+            per_device = bus.get("devices")  # {id: device-state} (docs/cddl/health.cddl)
             if isinstance(per_device, dict):
                 for ident, entry in per_device.items():
-                    if isinstance(ident, str) and isinstance(entry, dict) and entry.get("online") is True:
-                        ok = entry.get("last_ok")
-                        fine = (isinstance(ok, (int, float)) and not isinstance(ok, bool)
-                                and math.isfinite(ok) and 0 < ok <= now + FUTURE_SLACK)
-                        out[ident] = {"online": True, "last_seen": ok if fine else state.health_time}
+                    if isinstance(ident, str) and isinstance(entry, dict):
+                        out[ident] = dict(entry, last_seen=self._last_seen(entry, state, ident, where, now))
                 continue
-            online = bus.get("online")
+            online = bus.get("online")  # an agent from before per-device state: online lists per bus
             for ident in online if isinstance(online, list) else ():
                 if isinstance(ident, str):
                     out[ident] = {"online": True, "last_seen": state.health_time}
         return out
+
+    def _last_seen(self, entry: dict, state: GatewayState, ident: str, where: str,
+                   now: float) -> float | None:
+        """A device's last answer: its `last_ok` (0: never); a board's device online without one
+        reported at the health's time; None for a value that is not a time or lies in the future."""
+        seen = entry.get("last_ok")
+        if seen is None:
+            return state.health_time if entry.get("online") is True else None
+        if isinstance(seen, bool) or not isinstance(seen, (int, float)):
+            return None
+        if not math.isfinite(seen) or seen <= 0:
+            return None
+        if seen > now + FUTURE_SLACK:
+            self._problem("clock ahead", "%s: device %s last_ok %d is in the future" % (where, ident, seen))
+            return None
+        return float(seen)
 
     # -- counts for the report ------------------------------------------------------------------------
 

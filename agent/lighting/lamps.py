@@ -8,25 +8,22 @@ point with `"role": "control"` (else `on`), the fault point the one with `"role"
 `lamp_failure`), the lit point the one with `"role": "lit"`: the lamp burns when that reading is above
 its `lit_above` (the generic lamp: power above 1 W).
 
-`LightWatch` compares each reading of a lamp's lit point with what its schedule wants and says when a
-`lighting` alarm is raised ("burning": lit while the schedule wants it off, burning by day; "dark": not
-lit while it wants it on) or cleared ("as_scheduled"). A difference must last `alarm_after` seconds,
-counted from the first reading after the schedule's state was last written, so a lamp that is
-switching is not an alarm.
+`LightWatch` (protocols/lighting.py, shared with the board) compares each reading of a lamp's lit point
+with what its schedule wants and says when a `lighting` alarm is raised ("burning": lit while the
+schedule wants it off, burning by day; "dark": not lit while it wants it on) or cleared
+("as_scheduled"). A difference must last `alarm_after` seconds, counted from the first reading after the
+schedule's state was last written, so a lamp that is switching is not an alarm.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from agent.config_model import Config
+from protocols.lighting import AS_SCHEDULED as CLEARED
+from protocols.lighting import BURNING, DARK, LightWatch
 
-__all__ = ["BURNING", "CLEARED", "DARK", "LampFacts", "LightWatch", "lamp_facts"]
-
-BURNING = "burning"
-DARK = "dark"
-CLEARED = "as_scheduled"
+__all__ = ["BURNING", "CLEARED", "DARK", "LampFacts", "LightWatch", "lamp_facts", "light_watch"]
 
 
 @dataclass(frozen=True)
@@ -68,55 +65,8 @@ def lamp_facts(config: Config) -> dict[str, LampFacts]:
     return out
 
 
-class LightWatch:
-    """The lit-versus-schedule state of one lamp (called with the task's lock held)."""
-
-    def __init__(self, facts: LampFacts, alarm_after: float) -> None:
-        self.facts = facts
-        self.alarm_after = alarm_after
-        self.raised: str | None = None  # BURNING or DARK while an alarm is raised
-        self.since: float | None = None  # reading time the current difference started
-        self.settled = 0.0  # reading time of the first reading after the schedule's state was written
-        self._fresh = True  # the next reading starts the grace period
-
-    def written(self) -> None:
-        """The schedule's state was (re)written: a difference counts from the next reading on."""
-        self._fresh = True
-        self.since = None
-
-    def reading(self, value: Any, when: float, wanted: object) -> tuple[str, bool] | None:
-        """A reading of the lit point at `when`; `wanted` is the schedule's control value (None: the
-        lamp has no schedule for its control point). Returns (alarm value, raised) to publish, or None."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        if self._fresh:  # readings carry the bus's clock: the grace period is counted in it
-            self._fresh = False
-            self.settled = when
-        if wanted is None:
-            self.since = None
-            if self.raised is not None:
-                self.raised = None
-                return CLEARED, False
-            return None
-        lit = value > self.facts.lit_above
-        wrong = lit != bool(wanted)
-        if not wrong:
-            self.since = None
-            if self.raised is not None:
-                self.raised = None
-                return CLEARED, False
-            return None
-        start = max(when, self.settled)
-        if self.since is None:
-            self.since = start
-        kind = BURNING if lit else DARK
-        if self.raised == kind:
-            return None
-        if self.raised is not None:  # burning turned dark (or back): clear first, count afresh
-            self.raised = None
-            self.since = start
-            return CLEARED, False
-        if when - self.since >= self.alarm_after:
-            self.raised = kind
-            return kind, True
+def light_watch(facts: LampFacts, alarm_after: float) -> LightWatch | None:
+    """The LightWatch of a lamp whose lit point is polled, else None."""
+    if facts.lit is None:
         return None
+    return LightWatch(facts.control, facts.lit, facts.lit_above, alarm_after)

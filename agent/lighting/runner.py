@@ -47,10 +47,11 @@ from typing import Any
 
 from agent.config_lighting import check_schedule
 from agent.config_model import Config
-from agent.lighting.lamps import LampFacts, LightWatch, lamp_facts
+from agent.lighting.lamps import LampFacts, LightWatch, lamp_facts, light_watch
 from agent.lighting.store import ScheduleStore, StoreError
 from agent.lighting.zones import compile_zone
-from protocols import solar
+from protocols import lighting, solar
+from protocols.lighting import RESET_GAP, RETRY_AFTER
 from protocols.schedule import LOOKBACK_DAYS, Change, Place, Schedule, ScheduleError
 
 __all__ = ["LightingTask", "command_schedule", "load_schedules", "make_place"]
@@ -58,8 +59,6 @@ __all__ = ["LightingTask", "command_schedule", "load_schedules", "make_place"]
 log = logging.getLogger("fieldlink.lighting")
 
 RECHECK = 60.0  # seconds between two readings of the wall clock while waiting for a change
-RETRY_AFTER = 60.0  # a failed write is tried again after this long (or when the device answers again)
-RESET_GAP = 60.0  # a device is put right after losing its state at most once per this many seconds
 IDLE_RECHECK = 86400  # with no change within LOOKBACK_DAYS, look again a day later
 _UNSET = ("unset",)  # the key of a schedule that was never resolved
 
@@ -187,7 +186,11 @@ class LightingTask:
         self.place = place if place is not None else make_place(config, clock())
         self.alarm_after = config.lighting.alarm_after
         self.lamps: dict[str, LampFacts] = lamp_facts(config)
-        self.watches = {d: LightWatch(f, self.alarm_after) for d, f in self.lamps.items() if f.lit}
+        self.watches: dict[str, LightWatch] = {}
+        for d, f in self.lamps.items():
+            watch = light_watch(f, self.alarm_after)
+            if watch is not None:
+                self.watches[d] = watch
         self.devices = {d.id: d for d in config.devices}
         self.store = ScheduleStore(config.lighting.store)
         self.running: dict[str, Running] = {}
@@ -298,7 +301,7 @@ class LightingTask:
         if old is None:
             return
         for device in list(old.failed):
-            self._send_alarm(device, None, "schedule", "applied", False)
+            self._send_alarm(device, None, lighting.SCHEDULE, lighting.APPLIED, False)
         old.failed.clear()
 
     # -- the clock ------------------------------------------------------------------------------
@@ -367,9 +370,7 @@ class LightingTask:
                 state = worker.devices[device]
                 if state.online is False:
                     self.counters["not_written_offline"] += 1
-                    why = state.last_error or "no answer"
-                    app.results[device] = {"ok": False, "value": None, "error": "not written: device offline "
-                                           "(%s); it is put right when it answers" % why}
+                    app.results[device] = lighting.not_written(state.last_error or "no answer")
                     continue
                 jobs.setdefault(worker.name, (worker, []))[1].append(device)
                 run.pending.add(device)
@@ -389,14 +390,7 @@ class LightingTask:
         values = dict(run.state)
         values.update(run.overrides.get(device, {}))
         facts = self.lamps.get(device)
-        control = facts.control if facts is not None else None
-        items = [(p, v) for p, v in values.items() if p != control]
-        if control in values:
-            if values[control]:
-                items.append((control, values[control]))
-            else:
-                items.insert(0, (control, values[control]))
-        return items
+        return lighting.ordered(values, facts.control if facts is not None else None)
 
     def _job(self, writes: list[tuple[str, list[tuple[str, Any]]]]) -> Callable[[Any], dict]:
         scheduler = self.scheduler
@@ -459,7 +453,7 @@ class LightingTask:
                     run.retry_at.pop(device, None)
                 if device in run.failed:
                     del run.failed[device]
-                    self._send_alarm(device, None, "schedule", "applied", False)
+                    self._send_alarm(device, None, lighting.SCHEDULE, lighting.APPLIED, False)
                 continue
             self.counters["writes_failed"] += 1
             log.warning("event=schedule_write_failed name=%r device=%s error=%r retry_in=%.0f",
@@ -469,7 +463,7 @@ class LightingTask:
                 run.retry_at[device] = now + RETRY_AFTER
             if device not in run.failed:
                 run.failed[device] = str(result["error"])
-                self._send_alarm(device, None, "schedule", str(result["error"]), True)
+                self._send_alarm(device, None, lighting.SCHEDULE, str(result["error"]), True)
         app.waiting -= 1
         if app.waiting <= 0:
             self._finish(app)
@@ -478,9 +472,9 @@ class LightingTask:
         change = app.running.change
         if change is None:
             return
-        event = {"kind": "schedule", "schedule": app.running.schedule.name, "step": change.index + 1,
-                 "at": change.step.at, "due": change.instant, "time": int(self.clock()), "reason": app.reason,
-                 "set": dict(app.state), "devices": {d: dict(r) for d, r in sorted(app.results.items())}}
+        event = lighting.event(app.running.schedule.name, change.index + 1, change.step.at, change.instant,
+                               int(self.clock()), app.reason, app.state,
+                               {d: dict(r) for d, r in sorted(app.results.items())})
         ok = sum(1 for r in app.results.values() if r["ok"])
         log.info("event=schedule_applied name=%r step=%d reason=%s devices=%d ok=%d", event["schedule"],
                  event["step"], app.reason, len(app.results), ok)
@@ -518,16 +512,17 @@ class LightingTask:
                 for run in runs or ():
                     if point in run.schedule.points and self._lost(run, device, point, value, when):
                         wake = True
-                if watch is not None and point == watch.facts.lit:
-                    wanted = self._wanted(device, watch.facts.control)
+                if watch is not None and point == watch.lit:
+                    wanted = self._wanted(device, watch.control)  # type: ignore[arg-type]
                     change = watch.reading(value, when, wanted)
                     if change is not None:
                         if change[1]:
                             self.counters["alarms"] += 1
                         level = logging.WARNING if change[1] else logging.INFO
                         log.log(level, "event=lamp_%s device=%s %s=%r wanted %s=%r", change[0], device, point,
-                                value, watch.facts.control, wanted)
-                        self._send_alarm(device, watch.facts.control, "lighting", change[0], change[1], when)
+                                value, watch.control, wanted)
+                        self._send_alarm(device, watch.control, lighting.LIGHTING,  # type: ignore[arg-type]
+                                         change[0], change[1], when)
         self._flush()
         if wake:
             self._wake.set()
@@ -548,7 +543,7 @@ class LightingTask:
         if run.manual.get((device, point)):
             return False
         wanted = run.wanted(device, point)
-        if wanted is None or _same(value, wanted, self._tolerance.get((device, point), 1e-9)):
+        if wanted is None or lighting.same(value, wanted, self._tolerance.get((device, point), 1e-9)):
             return False
         now = self.clock()
         if now - run.last_reset.get(device, -RESET_GAP) < RESET_GAP:
@@ -635,8 +630,7 @@ class LightingTask:
             profile = self.config.profiles[device.profile]
             for point in profile.points:
                 if point.writable:
-                    step = abs(point.scale) if isinstance(point.scale, (int, float)) else 0.0
-                    out[(device.id, point.name)] = max(step / 2.0, 1e-9)
+                    out[(device.id, point.name)] = lighting.tolerance(point.scale)
         return out
 
     # -- the thread -----------------------------------------------------------------------------
@@ -666,12 +660,6 @@ class LightingTask:
                 log.exception("event=lighting_error")
                 wait = 5.0
             self._wake.wait(min(wait, self.recheck))
-
-
-def _same(value: Any, wanted: Any, tolerance: float) -> bool:
-    if isinstance(value, (bool, int, float)) and isinstance(wanted, (bool, int, float)):
-        return abs(float(value) - float(wanted)) <= tolerance
-    return bool(value == wanted)
 
 
 def _failed(error: str) -> dict:

@@ -108,10 +108,9 @@ def test_stale_health_and_devices_count_as_not_reporting() -> None:
     assert report(view.facts(NOW), totals, NOW, stale_hours=31)[0].indicators[0].parts[0].counted == 4
 
 
-def test_an_agent_without_the_devices_map_counts_its_online_devices_at_health_time() -> None:
+def test_an_agent_without_per_device_state_counts_its_online_devices_at_health_time() -> None:
     m = gateway()
     h = cbor2.loads(m.health_bytes())
-    del h["devices"]
     h["buses"] = {"rs485-1": {"online": ["em-1"], "offline": ["wm-1"]}}
     view = FleetView()
     view.handle(topic(m, "status"), m.birth_bytes())
@@ -121,27 +120,30 @@ def test_an_agent_without_the_devices_map_counts_its_online_devices_at_health_ti
     assert facts["wm-1"].last_seen is None and facts["lamp-1"].last_seen is None
 
 
-def test_a_health_with_only_per_bus_devices_counts_them_by_last_ok_or_health_time() -> None:
-    """The board's health (buses.<bus>.devices with online only) and the agent's per-bus state (with
-    last_ok), without the top-level devices map: online devices count, offline ones do not."""
+def test_a_device_state_without_last_ok_counts_at_health_time_and_bad_times_do_not() -> None:
+    """A device online without `last_ok` counts at the health's time; `last_ok` 0 (never), a text or
+    a time in the future count as not reporting (the last one as a problem)."""
     m = gateway()
     h = cbor2.loads(m.health_bytes())
-    del h["devices"]
     h["buses"] = {"rs485-1": {"bad_points": {}, "quality": {},
-                              "devices": {"em-1": {"online": True, "since": 0, "reason": "answering",
-                                                   "last_ok": NOW - 50},
-                                          "wm-1": {"online": False}, "lamp-1": {"online": True}}}}
+                              "devices": {"em-1": {"online": True, "last_ok": NOW - 50},
+                                          "wm-1": {"online": False}, "lamp-1": {"online": True},
+                                          "lamp-2": {"online": True, "last_ok": 0},
+                                          "heat-1": {"online": True, "last_ok": "today"},
+                                          "flow-1": {"online": True, "last_ok": NOW + 7200}}}}
     view = FleetView()
     view.handle(topic(m, "status"), m.birth_bytes())
     view.handle(topic(m, "health"), cbor.dumps(h))
     facts = {f.device: f for f in view.facts(NOW)}
     assert facts["em-1"].last_seen == NOW - 50 and facts["em-1"].online
     assert facts["lamp-1"].last_seen == h["time"] and facts["wm-1"].last_seen is None
+    assert facts["lamp-2"].last_seen is None and facts["heat-1"].last_seen is None
+    assert facts["flow-1"].last_seen is None and view.problems == {"clock ahead": 1}
 
 
 def test_the_simulated_gateways_health_is_the_agents_shape_by_the_cddl_spec() -> None:
     """docs/cddl/health.cddl, checked by pycddl (hil_tests/cddl.py): buses with bad_points, quality and
-    per-device state, and the top-level devices map, before and after a device stops answering."""
+    per-device state (a lamp's facts too), before and after a device stops answering."""
     from hil_tests.cddl import validate
 
     m = gateway()
@@ -156,10 +158,13 @@ def test_the_simulated_gateways_health_is_the_agents_shape_by_the_cddl_spec() ->
     assert bus["devices"]["wm-1"]["online"] is False and bus["devices"]["em-1"]["online"] is True
     assert bus["devices"]["wm-1"]["reason"].startswith("no reply to 3 polls")
     assert bus["devices"]["em-1"]["last_ok"] == int(NOW - 30) and bus["line"].endswith(" 8N1")
+    assert bus["devices"]["lamp-1"]["control_writable"] is True
+    assert "control_writable" not in bus["devices"]["em-1"]
+    assert "devices" not in cbor2.loads(payload)  # one place per fact: buses.<bus>.devices
     import pycddl
 
     wrong = cbor2.loads(payload)
-    wrong["devices"]["em-1"]["last_seen"] = "yesterday"  # the spec does catch a wrong shape
+    wrong["buses"]["rs485-1"]["devices"]["em-1"]["last_ok"] = "yesterday"  # the spec catches a wrong shape
     with pytest.raises(pycddl.ValidationError):
         validate("health", cbor2.dumps(wrong))
     wrong = cbor2.loads(payload)
@@ -176,7 +181,7 @@ def test_the_simulated_gateways_health_is_the_agents_shape_by_the_cddl_spec() ->
     ("health", cbor.dumps([1]), "bad health"),
     ("health", cbor.dumps({"gateway": "gw-1"}), "bad health"),
     ("health", cbor.dumps({"time": float("nan")}), "bad health"),
-    ("health", cbor.dumps({"time": NOW, "devices": [1]}), "bad health"),
+    ("health", cbor.dumps({"time": NOW, "buses": [1]}), "bad health"),
     ("health", b"\x80" * (5 << 20), "too large"),
 ])
 def test_hostile_messages_are_refused_and_counted(leaf: str, payload: bytes, kind: str) -> None:

@@ -242,7 +242,7 @@ def test_bad_schedules_name_file_line_and_key(tmp_path, tail, needle, key, messa
     text = HEAD + '\n[groups]\nmain_street = ["lamp-01", "lamp-02"]\n' + tail
     path = write(tmp_path, text)
     result = check_config(path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # docs/cli.md: wrong input
     line = line_of(text, needle, after="[groups]")
     if key == "schedules[1].steps":
         line = line_of(text, "[[schedules.steps]]", after='name = "b"')
@@ -276,7 +276,7 @@ def test_bad_place_and_indicator_keys_name_file_line_and_key(tmp_path, edit, nee
     text = GOOD.replace(*edit)
     path = write(tmp_path, text)
     result = check_config(path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # docs/cli.md: wrong input
     expected = "%s:%d: %s: " % (path, line_of(text, needle), key)
     found = [x for x in result.stderr.splitlines() if x.startswith(expected)]
     assert found and message in found[0], "want %s...%s\n--- got:\n%s" % (expected, message, result.stderr)

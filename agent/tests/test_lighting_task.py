@@ -492,10 +492,14 @@ def test_burning_by_day_raises_then_clears_a_lighting_alarm(rigs):
 def test_health_reports_each_device_and_the_lamps_l1p3_facts(rigs):
     rig = rigs(NIGHT, utc("Asia/Shanghai", 2026, 3, 10, 23, 0)).start()
     assert wait_for(lambda: all(d["online"] for d in rig.gateway.device_health().values()))
-    health = rig.gateway.device_health()
+    # one per-device shape: each bus's `devices` in …/health, a lamp's entry with its L1P3 facts
+    buses = rig.gateway._bus_counters()
+    health = {d: e for bus in buses.values() for d, e in bus["devices"].items()}
+    assert health == rig.gateway.device_health()
     assert health["lamp-01"]["control_writable"] is True and health["lamp-01"]["fault_alarm_armed"] is True
     assert health["lamp-02"]["fault_alarm_armed"] is False  # no fault rule on its lamp_failure point
-    assert abs(health["lamp-02"]["last_seen"] - time.time()) < 5
+    assert abs(health["lamp-02"]["last_ok"] - time.time()) < 5
+    assert health["lamp-02"]["online"] is True and health["lamp-02"]["since"] > 0
 
 
 def test_a_schedule_replaced_by_command_is_kept_across_a_restart_and_restored(rigs):
