@@ -35,10 +35,12 @@ def points_health(fw) -> dict:
 
 def device_state(fw, d: int) -> dict:
     """Device `d` as the agent's `buses.<bus>.devices` entry: online (None before its first answer or
-    silence), last_ok (POSIX seconds of its last answer, 0: never), and a lamp's L1P3 facts."""
+    silence), since (POSIX seconds it last changed, 0: not yet), reason (why), last_ok (POSIX seconds of
+    its last answer, 0: never), and a lamp's L1P3 facts."""
     poller = fw.poller
     seen = poller.last_seen[d]
-    entry = {"online": None if (poller.online[d] and not seen) else bool(poller.online[d]), "last_ok": seen}
+    entry = {"online": None if (poller.online[d] and not seen) else bool(poller.online[d]),
+             "since": poller.since[d], "reason": poller.reason[d] or "", "last_ok": seen}
     lamp = fw.inv.lamps.get(d)
     if lamp is not None:
         entry["control_writable"] = bool(lamp[1])

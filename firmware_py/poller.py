@@ -3,8 +3,9 @@
 Readings go into the pack (firmware_py/packs.py) and through the threshold rules; a device that stops
 answering is backed off and raises a `comms` alarm, cleared when it answers again: the schedule and
 the online/offline rule are protocols/poll.py (the agent's), computed in ticks relative to when a
-poll was due so that tick wrap-around does no harm. `last_seen` keeps each device's last answer
-(POSIX seconds, 0: never) for the health's `devices`.
+poll was due so that tick wrap-around does no harm. For the health's `buses.<bus>.devices`, as the
+agent's: `last_seen` keeps each device's last answer, `since` when its online state last changed (POSIX
+seconds, 0: never) and `reason` why (the comms alarm's text; "answering" from its first answer on).
 
 The lighting task (firmware_py/lighting.py), when there is one, hears of every reading of a device it
 watches and of every device that stops answering or answers again. A bus's jobs are commands (tuples,
@@ -37,6 +38,8 @@ class Poller:
         self.online = bytearray(b"\x01" * n)
         self.last_error: list = [None] * n
         self.last_seen = array.array("I", bytes(4 * n))  # POSIX seconds of the last answer; 0: never
+        self.since = array.array("I", bytes(4 * n))  # POSIX seconds online last changed; 0: not yet
+        self.reason: list = [None] * n  # why it is online or offline (shared strings while answering)
         self.lighting = None  # the lighting task (firmware_py/lighting.py), when there is one
 
     def sink(self, d: int, spec: int, value, now: int) -> None:
@@ -72,13 +75,20 @@ class Poller:
         t = rt.ticks_ms()
         if answered:
             self.failures[d] = 0
-            self.last_seen[d] = rt.now()
+            now = rt.now()
+            first = not self.last_seen[d]
+            self.last_seen[d] = now
             if not self.online[d]:
                 self.online[d] = 1
+                self.since[d] = now
+                self.reason[d] = poll.online_reason(failed)
                 log.info("bus %s: %s online again" % (bus.name, inv.device_id(d)))
-                self.alarms.alarm(d, None, "comms", poll.online_reason(failed), False, rt.now())
+                self.alarms.alarm(d, None, "comms", self.reason[d], False, now)
                 if self.lighting is not None:
                     self.lighting.device_state(d, True)
+            elif first:  # known online from its first answer on (null before, as on the agent)
+                self.since[d] = now
+                self.reason[d] = poll.online_reason(failed)
             due = self.due[d]
             self.due[d] = rt.ticks_add(due, poll.next_due(0, interval, rt.ticks_diff(t, due)))
             return
@@ -88,6 +98,8 @@ class Poller:
         if poll.offline_now(fails) and self.online[d]:
             self.online[d] = 0
             reason = poll.offline_reason(fails, self.last_error[d])
+            self.since[d] = rt.now()
+            self.reason[d] = reason
             log.warning("bus %s: %s offline: %s" % (bus.name, inv.device_id(d), reason))
             self.alarms.alarm(d, None, "comms", reason, True, rt.now())
             if self.lighting is not None:

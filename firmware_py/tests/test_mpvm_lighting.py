@@ -265,6 +265,7 @@ def test_the_board_switches_its_lamps_on_schedule_without_a_broker(tmp_path):
             for device in LAMPS:
                 entry = devices[device]
                 assert entry["online"] is True and abs(entry["last_ok"] - time.time()) < 30, entry
+                assert entry["reason"] == "answering" and 0 < entry["since"] <= entry["last_ok"], entry
                 assert entry["control_writable"] is True
                 assert entry["fault_alarm_armed"] is (device == "lamp-04"), entry
             lighting = health["lighting"]
