@@ -96,13 +96,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(module: Any, args: argparse.Namespace) -> int:
     """Run one subcommand under docs/cli.md's conventions: 130 on Ctrl-C, a closed pipe ends quietly
-    (0), a `SystemExit("fieldlink: ...")` text is wrong input (2)."""
+    (0), a `SystemExit("fieldlink: ...")` text or an argparse.ArgumentTypeError raised after parsing
+    (e.g. `--broker` with a port that is not a number) is wrong input (2), without a traceback."""
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return closed_pipe()
+    except argparse.ArgumentTypeError as exc:  # a value checked after parsing (e.g. --broker HOST:PORT)
+        print("fieldlink %s: %s" % (getattr(args, "command", None) or "", exc), file=sys.stderr)
+        return 2
     except SystemExit as exc:
         if isinstance(exc.code, str):  # raise SystemExit("fieldlink: ...") in a command: wrong input
             print(exc.code, file=sys.stderr)

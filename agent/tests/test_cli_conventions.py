@@ -69,6 +69,7 @@ def test_wrong_input_is_2(tmp_path, profile_dir) -> None:
                  ["modbus", "/dev/null", "--unit", "1", "write", "input", "0", "1"],
                  ["send", "--broker", "127.0.0.1:1", "--site", "s", "--gateway", "g", "--device", "d",
                   "--point", "p"],
+                 ["status", "--broker", "127.0.0.1:x"], ["monitor", "--broker", "127.0.0.1:x"],
                  ["fleet"], ["fleet", "report", "--broker", "127.0.0.1:1", "--totals", missing],
                  ["fleet", "report", "--broker", "127.0.0.1:x", "--totals", totals],
                  ["fleet", "report", "--broker", "127.0.0.1:1", "--totals", totals, "--stale", "0"],
