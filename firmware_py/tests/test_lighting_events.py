@@ -1,7 +1,8 @@
 """The board's `…/event` records (firmware_py/lighting.py `_record`): an application whose event does
 not fit one ring slot (a schedule of many lamps) is split by device into several complete events of the
 same step, each within a slot, in the schedule's order, together holding every device's result; one
-device's result beyond a slot is counted, never fatal. CPython runs the same module the board does."""
+device's result beyond a slot is counted, never fatal. And the task writes nothing while the board's
+clock is not set. CPython runs the same module the board does."""
 
 from __future__ import annotations
 
