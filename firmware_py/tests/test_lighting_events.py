@@ -1,7 +1,8 @@
 """The board's `…/event` records (firmware_py/lighting.py `_record`): an application whose event does
 not fit one ring slot (a schedule of many lamps) is split by device into several complete events of the
 same step, each within a slot, in the schedule's order, together holding every device's result; one
-device's result beyond a slot is counted, never fatal. CPython runs the same module the board does."""
+device's result beyond a slot is counted, never fatal. And the task writes nothing while the board's
+clock is not set. CPython runs the same module the board does."""
 
 from __future__ import annotations
 
@@ -83,3 +84,91 @@ def test_one_device_result_beyond_a_slot_is_counted_not_fatal():
     events = record(task, app, [0, 1])
     assert [list(e["devices"]) for e in events] == [["lamp-02"]]  # lamp-01's result alone is too big
     assert task.counters["errors"] == 1
+
+
+SITE = """\
+format = 1
+
+[gateway]
+site = "street"
+id = "gw1"
+latitude = 36.6512
+longitude = 117.1201
+timezone = "Asia/Shanghai"
+
+[outbox]
+path = "outbox.sqlite"
+
+[[buses]]
+name = "lamps"
+port = "/dev/ttyFAKE0"
+
+[[devices]]
+id = "lamp-01"
+bus = "lamps"
+profile = "generic-lamp"
+address = 1
+
+[[devices]]
+id = "lamp-02"
+bus = "lamps"
+profile = "generic-lamp"
+address = 2
+
+[groups]
+street = ["lamp-01", "lamp-02"]
+
+[[schedules]]
+name = "street"
+group = "street"
+
+[[schedules.steps]]
+at = "sunset"
+set = {on = true, dim = 1.0}
+
+[[schedules.steps]]
+at = "sunrise"
+set = {on = false}
+"""
+
+
+def test_nothing_is_written_until_the_boards_clock_is_set(tmp_path, monkeypatch):
+    """Before NTP (the clock before 2020) the step in force is unknown: the lighting task queues no
+    write and says clock_set false; once the clock is set it writes the state in force to every lamp."""
+    import asyncio
+
+    from agent.config import load_config
+    from agent.firmware.config import compile_config
+    from firmware_py import lighting as board_lighting
+    from firmware_py import rt
+    from firmware_py.inventory import Inventory
+
+    path = tmp_path / "site.toml"
+    path.write_text(SITE)
+    cfg = compile_config(load_config(str(path)), board="host")
+    inv = Inventory(cfg)
+    bus = SimpleNamespace(jobs=[], devices=[0, 1])
+    poller = SimpleNamespace(online=bytearray(b"\x01\x01"), last_error=[None, None])
+    task = board_lighting.Lighting(cfg["lighting"], inv, [bus], poller, SimpleNamespace(), Packs(), SLOT)
+    clock = {"now": 86400 * 365}  # 1971: no NTP, no RTC
+    monkeypatch.setattr(rt, "now", lambda: clock["now"])
+    seen: dict = {}
+
+    async def go() -> None:
+        stop = {"run": True}
+        runner = asyncio.ensure_future(task.run([0], 0, lambda: stop["run"]))
+        await asyncio.sleep(1.5)
+        seen["before"] = (len(bus.jobs), task.clock_set, task.stats()["clock_set"])
+        clock["now"] = 1781958840  # NTP: 2026-06-20
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if bus.jobs:
+                break
+        stop["run"] = False
+        await runner
+
+    asyncio.run(go())
+    assert seen["before"] == (0, False, False)
+    assert task.clock_set is True and len(bus.jobs) == 1
+    job = bus.jobs[0]
+    assert job.devices == [0, 1] and job.app.reason == "start" and "on" in job.app.state
