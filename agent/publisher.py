@@ -27,8 +27,9 @@ Every connect, in this order: CONNECT with the will (the retained ``…/status``
 connection's ``session`` number); when the broker has no session of ours (or not our subscriptions),
 SUBSCRIBE ``…/cmd`` and ``…/status`` and wait for the SUBACK, so no command is missed; the status map
 "online" (retained); the inventory (retained ``…/inventory``) only when this broker does not hold the
-current one (agent/broker_memory.py); then the backlog. Health goes out every ``health_interval``
-seconds, on its own schedule across reconnects. A `…/cmd` delivery goes to the command gate
+current one (agent/broker_memory.py); then the backlog. Health (retained ``…/health``, so a fleet
+report learns every gateway's latest at subscribe time) goes out every ``health_interval`` seconds,
+on its own schedule across reconnects. A `…/cmd` delivery goes to the command gate
 (agent/command_gate.py) with its retain flag; the gate never blocks and publishes acks through
 `send_ack`: directly (QoS 1), not through the outbox, since an ack is only useful while the requester
 waits. A stale will of an older connection arriving on ``…/status`` while we are online (a cluster
@@ -128,6 +129,7 @@ class Publisher:
         self.topic_inventory = config.topic("inventory")
         self.topic_data = config.topic("data")
         self.topic_alarm = config.topic("alarm")
+        self.topic_event = config.topic("event")
         self.topic_health = config.topic("health")
         self.topic_cmd = config.topic("cmd")
         self.topic_ack = config.topic("ack")
@@ -200,6 +202,10 @@ class Publisher:
     def publish_alarm(self, alarm: dict) -> int:
         """Commit an alarm map to the outbox (QoS 1, in order with the data) and return its id."""
         return self.outbox.put(self.topic_alarm, cbor.dumps(alarm), 1, 0)
+
+    def publish_event(self, event: dict) -> int:
+        """Commit an event map to the outbox for `…/event` (QoS 1, in order with the data); its id."""
+        return self.outbox.put(self.topic_event, cbor.dumps(event), 1, 0)
 
     def publish_direct(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Publish outside the outbox on the next network-loop turn (dropped while disconnected)."""
@@ -452,7 +458,8 @@ class Publisher:
                 self._send_direct(client)
                 if self._health is not None and time.monotonic() >= self._next_health:
                     self._next_health = time.monotonic() + self.config.gateway.health_interval
-                    client.publish(self.topic_health, self._health(), qos=1)
+                    # retained: a fleet report learns every gateway's latest health at subscribe time
+                    client.publish(self.topic_health, self._health(), qos=1, retain=True)
             return UP if up else REFUSED
         finally:
             if up:

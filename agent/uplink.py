@@ -69,7 +69,7 @@ class Uplink:
         self.seq = self._inventory_seq(devices, g.payload)
         #: the inventory map (retained on …/inventory), its bytes and their digest (in every status)
         self.inventory = birth_msg.make_inventory(g.id, g.site, devices, seq=self.seq, payload=g.payload,
-                                                  versions=versions())
+                                                  versions=versions(), district=g.district)
         self.inventory_bytes = birth_msg.encode(self.inventory)
         self.inventory_digest = birth_msg.digest(self.inventory_bytes)
         b = config.batch
@@ -143,6 +143,11 @@ class Uplink:
             self.outbox.set_meta("alarm_n", number)
         self.publisher.publish_alarm(alarms.alarm(device, point, kind, value, raised,
                                                   self.clock() if when is None else when, number))
+
+    def event(self, event: dict) -> None:
+        """Commit an event map (a lighting schedule's switching, docs/payload.md §6) to the outbox for
+        `…/event` (QoS 1, in order with the data and alarms)."""
+        self.publisher.publish_event(event)
 
     def add_counters(self, name: str, getter: Callable[[], Any]) -> None:
         """Merge `getter()` into the health message under `name` (e.g. "polls", "errors")."""

@@ -54,7 +54,9 @@ class Uplink:
         prefix = "%s/%s/%s/" % (g["prefix"], g["site"], g["id"])
         self.gateway_id = g["id"]
         self.site = g["site"]
-        self.topics = (topic_item(prefix + "data"), topic_item(prefix + "alarm"))
+        # ring record kinds 0, 1, 2 (firmware_py/packs.py)
+        self.topics = (topic_item(prefix + "data"), topic_item(prefix + "alarm"),
+                       topic_item(prefix + "event"))
         self.status_topic = prefix + "status"
         self.t_status = topic_item(self.status_topic)
         self.t_inventory = topic_item(prefix + "inventory")
@@ -224,7 +226,7 @@ class Uplink:
                 raise OSError(110)  # no SUBACK: start again
             if rt.ticks_diff(rt.ticks_ms(), self.next_health) >= 0:
                 self.next_health = rt.ticks_add(rt.ticks_ms(), self.health_ms)
-                await c.publish(self.t_health, self.health(), 0, False)
+                await c.publish(self.t_health, self.health(), 0, True)  # retained, as the agent's
             await c.keep_alive()
             await rt.sleep_ms(10)
 
@@ -242,7 +244,7 @@ class Uplink:
             if not seq or view is None:
                 return
             self.cursor = seq
-            topic = self.topics[view[0]] if view[0] < 2 else self.topics[0]
+            topic = self.topics[view[0]] if view[0] < 3 else self.topics[0]
             pid = await self.client.publish(topic, view[1:], 1, False)
             self.inflight_seq[i] = seq
             self.inflight_pid[i] = pid

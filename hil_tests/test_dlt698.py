@@ -35,6 +35,7 @@ def fieldlink(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_fieldlink_read_gives_the_simulators_truth(sim_site: Callable[..., SimSite]) -> None:
+    """In SenML units (--si), as on the wire: the truth compares exactly."""
     site = sim_site("dlt698")
     port = site.ports["buses"][0]["path"]
     meters = [d for d in site.devices() if d["protocol"] == "dlt698"]

@@ -18,7 +18,9 @@ inventory ``…/inventory`` (retained; published only when the broker does not h
     versions  {"fieldlink": "0.1.0", ...} software versions
     payload   "senml" | "compact": the profile of this gateway's ``data`` topic
     base_name SenML base name of every record, e.g. "gw-01:"
-    devices   [{id, kind, model, protocol, address, alias, points: [{name, unit, alias, resolution?}]}]
+    district  the city district the gateway serves (optional)
+    devices   [{id, kind, model, protocol, address, alias, points: [{name, unit, alias, resolution?}],
+               serves?: {households?, network?, length_m?}, lights?}]  (serves, lights: the indicators')
 
 A gateway from before the split sends one map on ``…/status`` holding both (``online`` true with the
 devices): `check` reads it as an inventory, `status_of` as a status, so consumers take either.
@@ -37,6 +39,7 @@ DIVIDE = 0  # value = n / factor (resolution 1/factor, e.g. 0.1 -> 10): exact fo
 MULTIPLY = 1  # value = n * factor (integer resolution, e.g. 1 or 36000)
 GENERIC = 2  # value = n * resolution (any other step; approximate)
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._"
+NETWORKS = ("water", "power", "gas")  # what a network sensor's serves.network may name
 
 
 def scaling(resolution: object) -> tuple | None:
@@ -106,6 +109,40 @@ def _device(d: object, index: int) -> dict:
     out["points"] = [_point(p, i, where) for i, p in enumerate(points)]
     _unique([p["name"] for p in out["points"]], "%s point name" % where)
     _unique([p["alias"] for p in out["points"]], "%s point alias" % where)
+    if d.get("serves") is not None:
+        out["serves"] = _serves(d["serves"], where)
+    if d.get("lights") is not None:
+        lights = d["lights"]
+        if type(lights) is not int or lights < 1:
+            raise EncodingError("%s lights must be a whole number >= 1, got %r" % (where, lights))
+        out["lights"] = lights
+    return out
+
+
+def _serves(serves: object, where: str) -> dict:
+    """A device's `serves`: households (uint), and network with length_m (metres) together."""
+    if type(serves) is not dict:
+        raise EncodingError("%s serves must be a map, got %r" % (where, serves))
+    out: dict = {}
+    for key in serves:
+        if key not in ("households", "network", "length_m"):
+            raise EncodingError("%s serves has unknown key %r (households, network, length_m)" % (where, key))
+    if "households" in serves:
+        n = serves["households"]
+        if type(n) is not int or n < 0:
+            raise EncodingError("%s serves.households must be a whole number >= 0, got %r" % (where, n))
+        out["households"] = n
+    if ("network" in serves) != ("length_m" in serves):
+        raise EncodingError("%s serves: network and length_m go together" % where)
+    if "network" in serves:
+        if serves["network"] not in NETWORKS:
+            raise EncodingError("%s serves.network must be one of %s, got %r"
+                                % (where, ", ".join(NETWORKS), serves["network"]))
+        length = serves["length_m"]
+        if not is_number(length) or length - length != 0 or length < 0:  # type: ignore[operator]
+            raise EncodingError("%s serves.length_m must be a finite number >= 0, got %r" % (where, length))
+        out["network"] = serves["network"]
+        out["length_m"] = length
     return out
 
 
@@ -118,13 +155,16 @@ def _unique(values: list, what: str) -> None:
 
 
 def make_inventory(gateway: str, site: str, devices: list, seq: int = 0, payload: str = "senml",
-                   versions: dict | None = None, base_name: str | None = None) -> dict:
+                   versions: dict | None = None, base_name: str | None = None,
+                   district: str | None = None) -> dict:
     """The inventory map. Devices and points without an ``alias`` get their list position."""
     msg = {
         "gateway": gateway, "site": site, "seq": seq,
         "versions": versions if versions is not None else {}, "payload": payload,
         "base_name": base_name if base_name is not None else "%s:" % gateway, "devices": devices,
     }
+    if district is not None:
+        msg["district"] = district
     return check(msg)
 
 
@@ -197,6 +237,8 @@ def _inventory(msg: dict) -> dict:
             except SenmlError as exc:
                 raise EncodingError("inventory: %s" % exc) from None
     out.update({"versions": versions, "payload": payload, "base_name": base_name, "devices": devs})
+    if msg.get("district") is not None:
+        out["district"] = _ident(msg["district"], "district")
     return out
 
 
@@ -265,5 +307,5 @@ def alias_table(inventory: dict) -> AliasTable:
     return table
 
 
-__all__ = ["PROFILES", "AliasTable", "alias_table", "check", "decode", "digest", "encode", "make_inventory",
-           "make_status", "make_will", "scaling", "status_of", "units"]
+__all__ = ["NETWORKS", "PROFILES", "AliasTable", "alias_table", "check", "decode", "digest", "encode",
+           "make_inventory", "make_status", "make_will", "scaling", "status_of", "units"]
