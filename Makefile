@@ -8,7 +8,7 @@ COSE_STAMP := $(COSE_VENV)/.installed
 MPVM    := hil_tests/mpvm/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps lint test test-fast test-slow demo bench bench-peers firmware flash clean
+.PHONY: setup system-deps lint test test-fast test-slow demo bench bench-peers bench-fleet firmware flash clean
 
 ## setup: venv with pinned dependencies, the MicroPython VM (npm), Mosquitto (apt, when root) and
 ## .venv-pycose (pycose 1.1.0 needs cbor2 5: the COSE cross-checks run it apart; hil_tests/pycose_env.py)
@@ -66,6 +66,11 @@ bench-peers: setup
 	test -x $(TB_VENV)/bin/python || $(PY) -m venv $(TB_VENV)
 	$(TB_VENV)/bin/pip install -q thingsboard-gateway==3.8.5 pymodbus==3.9.2
 	@echo "ThingsBoard IoT Gateway installed in $(TB_VENV); make bench now measures it"
+
+## bench-fleet: the fleet tools on this machine (about 10 minutes: 1,000 gateways x 40 devices, SenML and
+## compact, then a county of 500 gateways and its report); docs/scaling.md is written from its figures
+bench-fleet: setup
+	$(BIN)/python -m hil_tests.bench_fleet $(BENCH_FLEET_ARGS)
 
 firmware: setup
 	$(BIN)/fieldlink firmware build

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Any
 
 from agent import __version__
 
@@ -21,10 +22,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "modbus": ("agent.commands.modbus", "read or write Modbus registers and coils by number (like mbpoll)"),
     "send": ("agent.commands.send", "send a command (signed with a key file) to a gateway and print its ack"),
     "schedule": ("agent.commands.schedule", "print the lighting schedules' steps of one day in local time"),
-    "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals)"),
+    "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals); also `sim fleet` "
+            "(many gateways against a broker) and `sim county` (a county for `fleet report`)"),
     "sim-config": ("agent.commands.sim_config", "write an agent config for a running simulator"),
     "firmware": ("agent.commands.firmware", "firmware host tools: build, flash, config"),
     "firmware-config": ("agent.firmware.config", "compile a config to firmware JSON (= firmware config)"),
+    "fleet": ("agent.commands.fleet", "fleet-wide tools: `fleet report` (the smart-city indicators)"),
+}
+# `fieldlink sim fleet` and `fieldlink sim county` are commands of their own under `sim`, whose other
+# first argument is a scenario name.
+NESTED: dict[str, dict[str, tuple[str, str]]] = {
+    "sim": {
+        "fleet": ("agent.commands.sim_fleet", "the traffic of many simulated gateways from one process"),
+        "county": ("agent.commands.sim_county",
+                   "publish the retained births and health of a simulated county, and its true indicators"),
+    },
 }
 
 
@@ -45,10 +57,29 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def nested_parser(name: str, sub: str) -> argparse.ArgumentParser:
+    """The parser of `fieldlink NAME SUB` (e.g. `sim fleet`)."""
+    module_name, help_text = NESTED[name][sub]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog="fieldlink %s %s" % (name, sub), description=help_text)
+    module.add_arguments(parser)
+    parser.set_defaults(_module=module)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fieldlink` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     name = next((a for a in argv if not a.startswith("-")), None)
+    words = [a for a in argv if not a.startswith("-")]
+    if name in NESTED and len(words) > 1 and words[1] in NESTED[name] and argv[:2] == words[:2]:
+        try:
+            nested = nested_parser(name, words[1])
+        except ImportError as exc:
+            print("fieldlink %s %s: not available: %s" % (name, words[1], exc), file=sys.stderr)
+            return 2
+        args = nested.parse_args(argv[2:])
+        return run_command(args._module, args)
     only = name if name in COMMANDS else None
     try:
         parser = build_parser(only)
@@ -60,12 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         parser.print_help()
         return 0 if not argv else 2
+    return run_command(module, args)
+
+
+def run_command(module: Any, args: argparse.Namespace) -> int:
+    """Run one subcommand under docs/cli.md's conventions: 130 on Ctrl-C, a closed pipe ends quietly
+    (0), a `SystemExit("fieldlink: ...")` text or an argparse.ArgumentTypeError raised after parsing
+    (e.g. `--broker` with a port that is not a number) is wrong input (2), without a traceback."""
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return closed_pipe()
+    except argparse.ArgumentTypeError as exc:  # a value checked after parsing (e.g. --broker HOST:PORT)
+        print("fieldlink %s: %s" % (getattr(args, "command", None) or "", exc), file=sys.stderr)
+        return 2
     except SystemExit as exc:
         if isinstance(exc.code, str):  # raise SystemExit("fieldlink: ...") in a command: wrong input
             print(exc.code, file=sys.stderr)

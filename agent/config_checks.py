@@ -51,7 +51,7 @@ RULE_KINDS = ("threshold", "fault", "leak")
 GATEWAY: dict[str, Spec] = {
     "site": name(), "id": name(), "prefix": topic_prefix(), "payload": choice("senml", "compact"),
     "health_interval": number(1), "latitude": number(-90, 90), "longitude": number(-180, 180),
-    "timezone": string()}
+    "timezone": string(), "district": name()}
 BROKER: dict[str, Spec] = {
     "host": string(), "port": integer(1, 65535), "client_id": string(), "username": string(),
     "password": string(False), "tls": boolean(), "ca_file": string(), "cert_file": string(),

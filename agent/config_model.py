@@ -22,6 +22,7 @@ class GatewayConfig:
     latitude: float | None = None  # degrees, north positive
     longitude: float | None = None  # degrees, east positive
     timezone: str | None = None  # an IANA name, compiled to an offset table (agent/lighting/zones.py)
+    district: str | None = None  # the city district the gateway serves (birth; fleet report per district)
 
 
 @dataclass

@@ -15,8 +15,9 @@ replay from our outbox and could reorder it. With a fresh client the outbox is t
   into paho's callback, so a disk fault cannot turn into reconnects and resends.
 
 Every connect: subscribe ``…/cmd`` (QoS 1), publish the birth on ``…/status`` (retained, QoS 1),
-then the backlog; the last will (registered at CONNECT) is the retained "offline" status. Reconnects
-wait ``uniform(d/2, d)`` with ``d = min(reconnect_max, reconnect_min * 2**failures)``.
+health on ``…/health`` (retained, QoS 1; again every ``health_interval``), then the backlog; the last
+will (registered at CONNECT) is the retained "offline" status. Reconnects wait ``uniform(d/2, d)``
+with ``d = min(reconnect_max, reconnect_min * 2**failures)``.
 A `…/cmd` delivery goes to the command gate (agent/command_gate.py) with its retain flag; the gate
 never blocks (commands wait on their bus owner, not here) and publishes acks through `send_ack`:
 directly (QoS 1), not through the outbox, since an ack is only useful while the requester waits.
@@ -401,7 +402,8 @@ class Publisher:
                 self._send_direct(client)
                 if self._health is not None and time.monotonic() >= next_health:
                     next_health = time.monotonic() + self.config.gateway.health_interval
-                    client.publish(self.topic_health, self._health(), qos=1)
+                    # retained: a fleet report learns every gateway's latest health at subscribe time
+                    client.publish(self.topic_health, self._health(), qos=1, retain=True)
             return up
         finally:
             if up:

@@ -463,7 +463,7 @@ class BusWorker:
             entry["last_error"] = state.last_error
             entry["since"] = state.since
             entry["reason"] = state.reason
-            entry["last_ok"] = state.last_ok
+            entry["last_ok"] = state.last_ok  # POSIX seconds of its last answer, 0.0: never
             entry["bad_by_point"] = dict(state.bad_by_point)
             entry["quality"] = dict(state.quality)
             devices[state.id] = entry

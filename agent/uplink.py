@@ -61,7 +61,7 @@ class Uplink:
         devices = [dict(d) for d in inventory]
         self.seq = self._birth_seq(devices, g.payload)
         self._birth_args = {"gateway": g.id, "site": g.site, "devices": devices, "seq": self.seq,
-                            "payload": g.payload, "versions": versions()}
+                            "payload": g.payload, "versions": versions(), "district": g.district}
         self.birth = birth_msg.make_birth(time=int(clock()), **self._birth_args)  # type: ignore[arg-type]
         self.will = birth_msg.encode(birth_msg.make_will(g.id, g.site, self.seq))
         b = config.batch

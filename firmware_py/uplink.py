@@ -134,7 +134,7 @@ class Uplink:
             await self._pump()
             if rt.ticks_diff(rt.ticks_ms(), next_health) >= 0:
                 next_health = rt.ticks_add(rt.ticks_ms(), self.health_ms)
-                await c.publish(self.t_health, self.health(), 0, False)
+                await c.publish(self.t_health, self.health(), 0, True)  # retained, as the agent's
             await c.keep_alive()
             await rt.sleep_ms(10)
 

@@ -10,6 +10,7 @@ documented in docs/payload.md section "Birth and will"; in short:
     versions  {"fieldlink": "0.1.0", ...} software versions (birth only)
     payload   "senml" | "compact": the profile of this gateway's ``data`` topic (birth only)
     base_name SenML base name of every record, e.g. "gw-01:" (birth only)
+    district  the city district the gateway serves (birth only, optional)
     devices   [{id, kind, model, protocol, address, alias, points: [{name, unit, alias, resolution?}],
                serves?: {households?, network?, length_m?}, lights?}]  (serves, lights: the indicators')
 
@@ -142,13 +143,16 @@ def _unique(values: list, what: str) -> None:
 
 
 def make_birth(gateway: str, site: str, devices: list, time: int, seq: int = 0, payload: str = "senml",
-               versions: dict | None = None, base_name: str | None = None) -> dict:
+               versions: dict | None = None, base_name: str | None = None,
+               district: str | None = None) -> dict:
     """The birth map. Devices and points without an ``alias`` get their list position."""
     msg = {
         "online": True, "gateway": gateway, "site": site, "seq": seq, "time": time,
         "versions": versions if versions is not None else {}, "payload": payload,
         "base_name": base_name if base_name is not None else "%s:" % gateway, "devices": devices,
     }
+    if district is not None:
+        msg["district"] = district
     return check(msg)
 
 
@@ -195,6 +199,8 @@ def check(msg: object) -> dict:
                 raise EncodingError("birth: %s" % exc) from None
     out.update({"time": time, "versions": versions, "payload": payload, "base_name": base_name,
                 "devices": devs})
+    if msg.get("district") is not None:
+        out["district"] = _ident(msg["district"], "district")
     return out
 
 

@@ -93,7 +93,8 @@ def birth_parts(gateway: Any, devices: list, base_name: str, seq: int = 0) -> tu
     The board never builds the inventory map: it sends these bytes around the time it read."""
     versions = {"fieldlink": __version__, "firmware": __version__}
     a, b = (birth.encode(birth.make_birth(gateway.id, gateway.site, devices, t, seq, "senml", versions,
-                                          base_name)) for t in (_T_A, _T_B))
+                                          base_name, getattr(gateway, "district", None)))
+            for t in (_T_A, _T_B))
     diff = [i for i in range(len(a)) if a[i] != b[i]]
     start = diff[0] - 1
     if len(a) != len(b) or diff[-1] != start + 4 or a[start] != 0x1A:

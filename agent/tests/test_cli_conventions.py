@@ -14,6 +14,8 @@ import pytest
 from agent.cli import COMMANDS
 from agent.tests.conftest import basic_config, write_config
 
+# a city's totals file for `fleet report` (docs/indicators.md)
+TOTALS = "public_lights = 10\nhouseholds = 10\n[network_length_m]\nwater = 1000\npower = 1000\ngas = 1000\n"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -54,6 +56,7 @@ def test_no_command_and_an_unknown_command() -> None:
 def test_wrong_input_is_2(tmp_path, profile_dir) -> None:
     bad = write_config(str(tmp_path), 'format = 1\n[gateway]\nsite = "a\n', name="broken.toml")
     missing = str(tmp_path / "missing.toml")
+    totals = write_config(str(tmp_path), TOTALS, name="totals.toml")
     for argv in (["check-config", bad], ["plan", bad], ["run", bad], ["run", "--once", bad],
                  ["status", "--config", bad], ["status", "--config", missing],
                  ["firmware", "config", bad], ["firmware-config", bad],
@@ -65,7 +68,19 @@ def test_wrong_input_is_2(tmp_path, profile_dir) -> None:
                  ["modbus", "/dev/null", "--unit", "1", "read", "holding", "0", "1", "2"],
                  ["modbus", "/dev/null", "--unit", "1", "write", "input", "0", "1"],
                  ["send", "--broker", "127.0.0.1:1", "--site", "s", "--gateway", "g", "--device", "d",
-                  "--point", "p"]):
+                  "--point", "p"],
+                 ["status", "--broker", "127.0.0.1:x"], ["monitor", "--broker", "127.0.0.1:x"],
+                 ["fleet"], ["fleet", "report", "--broker", "127.0.0.1:1", "--totals", missing],
+                 ["fleet", "report", "--broker", "127.0.0.1:x", "--totals", totals],
+                 ["fleet", "report", "--broker", "127.0.0.1:1", "--totals", totals, "--stale", "0"],
+                 ["fleet", "report", "--broker", "127.0.0.1:1", "--totals", totals,
+                  "--csv", str(tmp_path / "no-such-folder" / "out.csv")],
+                 ["sim", "fleet", "--gateways", "0", "--devices", "1", "--broker", "127.0.0.1:1"],
+                 ["sim", "fleet", "--gateways", "1", "--devices", "1", "--broker", "127.0.0.1:x"],
+                 ["sim", "county", "--gateways", "2", "--lamps", "2", "--meters", "2", "--districts", "9",
+                  "--broker", "127.0.0.1:1"],
+                 ["sim", "county", "--gateways", "2", "--lamps", "2", "--meters", "2",
+                  "--broker", "127.0.0.1:x"]):
         done = fieldlink(*argv)
         assert done.returncode == 2, (argv, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr, argv
@@ -79,7 +94,13 @@ def test_a_problem_found_is_1(tmp_path) -> None:
                  ["monitor", "--broker", "127.0.0.1:%d" % port, "--timeout", "1"],
                  ["status", "--broker", "127.0.0.1:%d" % port, "--timeout", "1"],
                  ["send", "--broker", "127.0.0.1:%d" % port, "--site", "s", "--gateway", "g", "--device", "d",
-                  "--read", "p", "--timeout", "1"]):
+                  "--read", "p", "--timeout", "1"],
+                 ["fleet", "report", "--broker", "127.0.0.1:%d" % port, "--totals",
+                  write_config(str(tmp_path), TOTALS, name="totals.toml"), "--timeout", "1"],
+                 ["sim", "fleet", "--gateways", "2", "--devices", "1", "--seconds", "0",
+                  "--broker", "127.0.0.1:%d" % port],
+                 ["sim", "county", "--gateways", "2", "--lamps", "2", "--meters", "2",
+                  "--broker", "127.0.0.1:%d" % port]):
         done = fieldlink(*argv)
         assert done.returncode == 1, (argv, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr, argv

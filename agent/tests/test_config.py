@@ -140,7 +140,7 @@ def test_check_config_reports_every_error_with_file_line_key_and_expectation(tmp
     expected = [
         '%s:1: format: expected format = 1 (the version this agent reads), got 2',
         '%s:7: gateway.helth_interval: unknown key; did you mean "health_interval"? expected one of: '
-        'site, id, prefix, payload, health_interval, latitude, longitude, timezone',
+        'site, id, prefix, payload, health_interval, latitude, longitude, timezone, district',
         '%s:6: gateway.id: expected a name of letters, digits, _ - . (not starting with _ - .), '
         'at most 64 characters, got "gw 1"',
         '%s:10: broker.port: expected an integer 1..65535, got "1883"',

@@ -403,7 +403,8 @@ def test_missing_totals_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_totals_example_in_the_docs_is_valid(tmp_path: Path) -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "indicators.md"
     text = docs.read_text()
-    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in text.split("```toml\n")[1:]]
+    example = next(b for b in blocks if "public_lights" in b)  # the totals file, not a config example
     path = tmp_path / "t.toml"
     path.write_text(textwrap.dedent(example))
     totals = load_totals(str(path))

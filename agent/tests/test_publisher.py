@@ -128,6 +128,17 @@ def test_health_carries_the_counters(sub, uplink):
     assert h["mqtt"]["connects"] == 1
 
 
+def test_health_is_retained_for_a_later_subscriber(broker, sub, uplink):
+    assert sub.wait_for(lambda: sub.decoded("health"), 10)
+    late = Subscriber(broker, topic="fieldlink/+/+/health", client_id="late", persistent=False)
+    try:
+        assert late.wait_for(lambda: late.messages, 10)
+        _topic, payload, retained = late.messages[0]
+        assert retained and cbor2.loads(payload)["gateway"] == "gw1"
+    finally:
+        late.close()
+
+
 class FakeScheduler:
     """Stands in for agent.scheduler.Scheduler: runs every command at once on the caller's thread."""
 

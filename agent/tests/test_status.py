@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -103,7 +102,7 @@ def test_status_reads_the_state_file_and_follows_the_exit_codes(tmp_path, profil
     assert lines[1] == "  broker  connected to 127.0.0.1:1883 for 10 min"
     assert lines[2] == "  outbox  2 packs, 40 readings waiting, 0 dropped"
     assert lines[3] == "bus line1  /dev/ttyUSB0  2400 8E1  0.50 polls/s  crc 2"
-    assert re.fullmatch(r"  m1 {19}online   last reading \d+ s ago", lines[4])  # 4 s when written
+    assert lines[4] == "  m1                   online   last reading 4 s ago"
     assert "      point energy_import_t4: implausible" in lines
     assert "      ALARM threshold voltage_a = 253.1 V since" in done.stdout  # no float noise
     assert lines[-1] == "status: all well"
@@ -125,27 +124,19 @@ def test_status_reads_the_state_file_and_follows_the_exit_codes(tmp_path, profil
     # the uplink's own state file (agent/uplink_state.py on the uplink branch) names the endpoint in use
     with open(os.path.join(str(tmp_path), "outbox.sqlite.uplink.json"), "w") as f:
         json.dump(
-            {
-                "pid": os.getpid(),
-                "connected": True,
-                "endpoint": "mqtts://b.example:8883",
-                "since": time.time() - 300,
-            },
-            f,
+            {"pid": os.getpid(), "connected": True, "endpoint": "mqtts://b.example:8883", "since": now - 5}, f
         )
     done = status("--config", config)
-    assert done.returncode == 0 and "connected to mqtts://b.example:8883 for 5 min" in done.stdout
+    assert done.returncode == 0 and "connected to mqtts://b.example:8883 for 5 s" in done.stdout
 
-    # minutes, not seconds: the subprocess may start late on a busy machine
-    now = time.time()
     stale = state(now)
     write(config, stale)
     data = json.load(open(path))
-    data["updated"] = now - 300
+    data["updated"] = now - 60
     with open(path, "w") as f:
         json.dump(data, f)
     done = status("--config", config)
-    assert done.returncode == 1 and "has not renewed its state for 5 min" in done.stdout
+    assert done.returncode == 1 and "has not renewed its state for 60 s" in done.stdout
 
     stopped = state(now)
     stopped["running"] = False

@@ -33,9 +33,9 @@ def single_precision(fn):  # type: ignore[no-untyped-def]
 
 for name, fn in (("sin", np.sin), ("cos", np.cos), ("tan", np.tan), ("asin", np.arcsin)):
     setattr(single, name, single_precision(fn))
-single.radians = lambda x: f32(x) * f32(np.pi / 180)  # type: ignore[attr-defined]
-single.degrees = lambda x: f32(x) * f32(180 / np.pi)  # type: ignore[attr-defined]
-assert isinstance(single._altitude(20000, f32(700.0), f32(36.6), f32(117.1)), np.float32)
+single.radians = lambda x: f32(x) * f32(np.pi / 180)  # type: ignore
+single.degrees = lambda x: f32(x) * f32(180 / np.pi)  # type: ignore
+assert isinstance(single._altitude(20000, f32(700.0), f32(36.6), f32(117.1)), np.float32)  # type: ignore
 
 CITIES = {"Jinan": (36.6512, 117.1201), "Harbin": (45.8038, 126.5349), "Sanya": (18.2528, 109.5119),
           "Urumqi": (43.8256, 87.6168), "Quito": (-0.1807, -78.4678), "Sydney": (-33.8688, 151.2093),
@@ -46,7 +46,7 @@ for name, (lat, lon) in CITIES.items():
     worst, events, disagree = 0, 0, 0
     for d in days:
         for event in single.EVENTS:
-            a = single.sun_event(d.year, d.month, d.day, f32(lat), f32(lon), event)
+            a = single.sun_event(d.year, d.month, d.day, f32(lat), f32(lon), event)  # type: ignore[arg-type]
             b = double.sun_event(d.year, d.month, d.day, lat, lon, event)
             if isinstance(b, int) and not isinstance(a, str):
                 events += 1

@@ -45,6 +45,14 @@ def test_birth_round_trip_and_text_keys() -> None:
     assert all(isinstance(k, str) for d in plain["devices"] for k in d)
 
 
+def test_district_is_optional_and_kept() -> None:
+    assert "district" not in make()
+    b = birth.make_birth("gw-01", "plant-3", DEVICES, T0, district="Lixia")
+    assert b["district"] == "Lixia"
+    assert birth.decode(birth.encode(b)) == b
+    assert cbor2.loads(birth.encode(b))["district"] == "Lixia"
+
+
 def test_will() -> None:
     will = birth.make_will("gw-01", "plant-3", seq=2)
     assert will == {"online": False, "gateway": "gw-01", "site": "plant-3", "seq": 2}
@@ -95,6 +103,8 @@ def test_scaling(resolution: object, expected: object) -> None:
     (lambda b: b["devices"][0].update(points=[{"name": "a/b", "unit": ""}]), "name"),
     (lambda b: b.update(base_name="-x:"), "must start"),
     (lambda b: b["devices"].append(3), "must be a map"),
+    (lambda b: b.update(district="Li xia"), "district"),
+    (lambda b: b.update(district=7), "district"),
 ])
 def test_validation(mutate: object, message: str) -> None:
     b = make()
