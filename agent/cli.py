@@ -35,7 +35,8 @@ NESTED: dict[str, dict[str, tuple[str, str]]] = {
     "sim": {
         "fleet": ("agent.commands.sim_fleet", "the traffic of many simulated gateways from one process"),
         "county": ("agent.commands.sim_county",
-                   "publish the retained births and health of a simulated county, and its true indicators"),
+                   "publish the retained status, inventory and health of a simulated county, and its true "
+                   "indicators"),
     },
 }
 

@@ -24,7 +24,15 @@ from agent.config_keys import (
     string,
     topic_prefix,
 )
-from agent.config_model import BrokerConfig, BusConfig, CommandsConfig, Config, DeviceConfig, RuleConfig
+from agent.config_model import (
+    BrokerConfig,
+    BusConfig,
+    CommandsConfig,
+    Config,
+    DeviceConfig,
+    Endpoint,
+    RuleConfig,
+)
 from protocols import registry
 from protocols.commands import SIGNED_MODES, SWITCHING_ACTIONS
 from protocols.profiles import Profile, ProfileError, list_profiles, load_profile
@@ -56,13 +64,21 @@ BROKER: dict[str, Spec] = {
     "host": string(), "port": integer(1, 65535), "client_id": string(), "username": string(),
     "password": string(False), "tls": boolean(), "ca_file": string(), "cert_file": string(),
     "key_file": string(), "keepalive": integer(5, 3600), "reconnect_min": number(0, 3600, strict=True),
-    "reconnect_max": number(0, 86400, strict=True), "puback_timeout": number(0, 3600, strict=True)}
+    "reconnect_max": number(0, 86400, strict=True), "puback_timeout": number(0, 3600, strict=True),
+    "probe_interval": number(0.1, 3600), "probe_window": number(0, 86400 * 7),
+    "connect_timeout": number(0.1, 120), "persistent_session": boolean(),
+    "session_expiry": integer(0, 0xFFFFFFFF), "mqtt_version": choice("auto", "5", "3.1.1")}
+#: keys of one `[broker] endpoints` entry written as a table (the URL string alone is the short form)
+ENDPOINT: dict[str, Spec] = {
+    "url": ("a broker URL", lambda v: v), "ca_file": string(), "cert_file": string(), "key_file": string(),
+    "username": string(), "password": string(False)}
+TLS_FILES = ("ca_file", "cert_file", "key_file")
 OUTBOX: dict[str, Spec] = {
     "path": string(), "max_bytes": integer(65536), "fsync": choice("normal", "full"),
     "inflight": integer(1, 1000), "memory_bytes": integer(0, 1024 * 1024 * 1024)}
 BATCH: dict[str, Spec] = {
     "max_records": integer(1, 10000), "max_age": number(0, 3600, strict=True),
-    "max_bytes": integer(512, 1024 * 1024)}
+    "max_bytes": integer(512, 1024 * 1024), "adaptive": boolean()}
 BUS: dict[str, Spec] = {
     "name": name(), "port": string(), "baud": choice(*BAUDS), "parity": choice("N", "E", "O", upper=True),
     "bytesize": choice(7, 8), "stopbits": choice(1, 2), "timeout_ms": integer(1, 60000),
@@ -106,15 +122,16 @@ def _known_profiles(directories: list[str]) -> list[str]:
 
 
 def check_broker(ck: Checker, broker: dict, base_dir: str) -> BrokerConfig:
-    """The [broker] table: TLS files exist and go with tls = true, pairs that need each other."""
+    """The [broker] table: TLS files exist and go with TLS, pairs that need each other, `endpoints`."""
     path = ("broker",)
-    vals = fill(ck, broker, path, BROKER)
-    for key in ("ca_file", "cert_file", "key_file"):
+    vals = fill(ck, broker, path, BROKER, skip=("endpoints",))
+    endpoints = broker.get("endpoints")
+    for key in TLS_FILES:
         if key in vals:
             vals[key] = resolve_path(base_dir, vals[key])
             if not os.path.isfile(vals[key]):
                 ck.error((*path, key), "file %s not found; expected a readable PEM file" % vals[key])
-            if not vals.get("tls", False):
+            if endpoints is None and not vals.get("tls", False):
                 ck.error((*path, key), "%s is set but tls is false; expected tls = true" % key)
     if "key_file" in vals and "cert_file" not in vals:
         ck.error((*path, "key_file"), "key_file without cert_file; expected both for a client certificate")
@@ -124,7 +141,72 @@ def check_broker(ck: Checker, broker: dict, base_dir: str) -> BrokerConfig:
         ck.error((*path, "reconnect_max"), "expected reconnect_max >= reconnect_min")
     if "tls" in vals and vals["tls"] and "port" not in vals:
         vals["port"] = 8883
+    if endpoints is not None:
+        for key in ("host", "port", "tls"):
+            if key in broker:
+                ck.error((*path, key), "%s and endpoints are both set; expected one of them (an endpoint is "
+                         "\"mqtt://HOST:PORT\" or \"mqtts://HOST:PORT\" for TLS)" % key)
+        vals["endpoints"] = _check_endpoints(ck, endpoints, vals, base_dir)
+        if vals["endpoints"] and not any(e.tls for e in vals["endpoints"]):
+            for key in TLS_FILES:
+                if key in vals:
+                    ck.error((*path, key), "%s is set but no endpoint uses TLS; expected an mqtts:// endpoint"
+                             % key)
     return BrokerConfig(**vals)
+
+
+def _check_endpoints(ck: Checker, endpoints: object, vals: dict, base_dir: str) -> list[Endpoint]:
+    """`[broker] endpoints`: URL strings, or tables {url, ca_file, cert_file, key_file, username, password}
+    whose keys override those of [broker] for that endpoint."""
+    from agent.endpoints import canonical_url, parse_url
+
+    path = ("broker", "endpoints")
+    example = '["mqtts://a.example:8883", "mqtt://b.example:1883"]'
+    if not isinstance(endpoints, list) or not endpoints:
+        ck.error(path, "expected a list of broker URLs such as %s, got %s" % (example, show(endpoints)))
+        return []
+    out: list[Endpoint] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(endpoints):
+        where = (*path, i)
+        own: dict = {}
+        if isinstance(item, dict):
+            own = fill(ck, item, where, ENDPOINT, required=("url",))
+            url = own.pop("url", None)
+            if url is None:
+                continue
+        elif isinstance(item, str):
+            url = item
+        else:
+            ck.error(where, "expected a URL string (%s) or a table with url = ..., got %s"
+                     % (example, show(item)))
+            continue
+        try:
+            tls, host, port = parse_url(url)
+        except ValueError as exc:
+            shown = "" if "@" in str(url) else ", got %s" % show(url)
+            ck.error(where, "%s; expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]%s" % (exc, shown))
+            continue
+        for key in TLS_FILES:
+            if key in own:
+                own[key] = resolve_path(base_dir, own[key])
+                if not os.path.isfile(own[key]):
+                    ck.error((*where, key), "file %s not found; expected a readable PEM file" % own[key])
+                if not tls:
+                    ck.error((*where, key), "%s is set but the URL is mqtt://; expected mqtts:// for TLS"
+                             % key)
+        if "password" in own and "username" not in own and "username" not in vals:
+            ck.error((*where, "password"), "password without username; expected a username too")
+        canonical = canonical_url(tls, host, port)
+        if canonical in seen:
+            ck.error(where, "%s is already endpoint %d; expected each endpoint once"
+                     % (canonical, seen[canonical]))
+            continue
+        seen[canonical] = i
+        settings = {k: own[k] if k in own else vals.get(k) for k in (*TLS_FILES, "username", "password")}
+        out.append(Endpoint(url=canonical, host=host, port=port, tls=tls, where="broker.endpoints[%d]" % i,
+                            own=tuple(sorted(own)), **settings))
+    return out
 
 
 LINK_KEYS = ("baud", "parity", "stopbits", "bytesize")

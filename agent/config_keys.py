@@ -46,6 +46,7 @@ __all__ = [
 #: config keys whose values are secrets ("*" stands for any index of an array of tables)
 SECRET_KEYS: tuple[tuple, ...] = (
     ("broker", "password"),
+    ("broker", "endpoints", "*", "password"),
     ("devices", "*", "options", "password"),  # DL/T 645 meter password (PA P0 P1 P2)
 )
 NOT_SHOWN = "(a secret: its value is not shown)"

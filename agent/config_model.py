@@ -25,6 +25,33 @@ class GatewayConfig:
     district: str | None = None  # the city district the gateway serves (birth; fleet report per district)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """One broker address the gateway may use: `[broker] host`/`port`, or an entry of `endpoints`.
+
+    TLS files and credentials are the endpoint's own when its table sets them (`own`), else those of
+    `[broker]`; `where` is the config key that defines it, for messages ("broker" or
+    "broker.endpoints[1]")."""
+
+    url: str  # mqtt://host:port or mqtts://host:port, as shown in logs, health and the state file
+    host: str
+    port: int
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
+    where: str = "broker"
+    own: tuple[str, ...] = ()
+
+    def key(self, name: str) -> str:
+        """The config key a setting of this endpoint comes from, e.g. broker.endpoints[1].ca_file."""
+        if name in ("host", "port") and self.where != "broker":
+            return self.where
+        return "%s.%s" % (self.where if name in self.own else "broker", name)
+
+
 @dataclass
 class BrokerConfig:
     host: str = "localhost"
@@ -40,6 +67,27 @@ class BrokerConfig:
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
     puback_timeout: float = 30.0  # a session whose oldest pack waits longer for its PUBACK is ended
+    # several brokers (a cluster's nodes, a pair): tried in turn, docs/broker.md "Endpoints"
+    endpoints: list[Endpoint] = field(default_factory=list)
+    probe_interval: float = 1.5  # a known-good endpoint that went away is retried this often (jittered)
+    probe_window: float = 300.0  # ... for this long; then the backoff grows to reconnect_max
+    connect_timeout: float = 5.0  # TCP connect (per address) and TLS handshake
+    persistent_session: bool = True  # clean session off: subscriptions and queued commands survive
+    session_expiry: int = 86400  # MQTT 5: seconds the broker keeps the session after a disconnect
+    mqtt_version: str = "auto"  # "auto" (5, else 3.1.1), "5" or "3.1.1"
+
+    def endpoint_list(self) -> list[Endpoint]:
+        """The endpoints in the order given; `host`/`port` alone is one endpoint."""
+        if self.endpoints:
+            return list(self.endpoints)
+        scheme = "mqtts" if self.tls else "mqtt"
+        return [Endpoint(url="%s://%s:%d" % (scheme, _url_host(self.host), self.port), host=self.host,
+                         port=self.port, tls=self.tls, ca_file=self.ca_file, cert_file=self.cert_file,
+                         key_file=self.key_file, username=self.username, password=self.password)]
+
+
+def _url_host(host: str) -> str:
+    return "[%s]" % host if ":" in host else host
 
 
 @dataclass
@@ -56,6 +104,7 @@ class BatchConfig:
     max_records: int = 200
     max_age: float = 5.0
     max_bytes: int = 16 * 1024
+    adaptive: bool = True  # an idle uplink publishes each poll at once; false: packs close at the limits only
 
 
 @dataclass

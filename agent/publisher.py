@@ -1,37 +1,48 @@
 """The MQTT publisher: drains the outbox over QoS 1, in order, deleting a pack only on its PUBACK.
 
 One network thread owns everything paho does; nothing else touches the client. Each connection
-attempt uses a **fresh paho client** with ``clean_session=True``: paho keeps unacknowledged QoS 1
-messages inside a client object and re-sends them itself after a reconnect, which would duplicate the
-replay from our outbox and could reorder it. With a fresh client the outbox is the only queue:
+attempt uses a **fresh paho client**: paho keeps unacknowledged QoS 1 messages inside a client object
+and re-sends them itself after a reconnect, which would duplicate the replay from our outbox and could
+reorder it. With a fresh client the outbox is the only queue for what we publish, also with a
+persistent session (the broker keeps our subscriptions and the commands queued *for* us; what *we*
+publish at QoS 1 it never keeps for us):
 
 * at most ``inflight`` packs are published-but-unacknowledged at once (the window);
 * PUBACK for a mid -> ``outbox.ack(id)``; nothing else deletes a pack (except the byte bound);
 * on a new session the window is empty and publishing restarts from the oldest pack in the outbox,
-  so packs reach the broker in commit order and at most ``inflight`` packs are sent twice;
+  so packs reach the broker in commit order and at most ``inflight`` packs are sent twice (a resent
+  pack is byte for byte the one sent before: docs/payload.md, "Deduplication");
 * a pack is sent again only on a new session: when a PUBACK has not come within
   ``broker.puback_timeout`` seconds the session is ended (logged once) and a new one resends the
   window. Nothing the outbox does (a full or failing disk) ends a session: ``outbox.ack`` never raises
   into paho's callback, so a disk fault cannot turn into reconnects and resends.
 
-Every connect: subscribe ``…/cmd`` (QoS 1), publish the birth on ``…/status`` (retained, QoS 1),
-health on ``…/health`` (retained, QoS 1; again every ``health_interval``), then the backlog; the last
-will (registered at CONNECT) is the retained "offline" status. Reconnects wait ``uniform(d/2, d)``
-with ``d = min(reconnect_max, reconnect_min * 2**failures)``.
-A `…/cmd` delivery goes to the command gate (agent/command_gate.py) with its retain flag; the gate
-never blocks (commands wait on their bus owner, not here) and publishes acks through `send_ack`:
-directly (QoS 1), not through the outbox, since an ack is only useful while the requester waits.
+Endpoints (agent/endpoints.py): ``[broker] endpoints`` or ``host``/``port``; the next attempt goes
+where the failover schedule says, and the endpoint in use is logged, in ``…/health`` (``mqtt.endpoint``)
+and in the state file beside the outbox (agent/uplink_state.py). MQTT 5 is tried first where
+``broker.mqtt_version = "auto"``; a broker that answers "unsupported protocol version" (NATS) is spoken
+to in 3.1.1 from then on, in the same attempt.
 
-A connection attempt that does not reach an accepted CONNACK counts in ``connect_failures`` and is logged
-once per distinct cause in words a technician can act on: the broker's host:port, the refusal reason
-(bad credentials, not authorised), the TLS problem (which file, the certificate check that failed).
-Nothing leaves the outbox meanwhile.
+Every connect, in this order: CONNECT with the will (the retained ``…/status`` map "offline" with this
+connection's ``session`` number); when the broker has no session of ours (or not our subscriptions),
+SUBSCRIBE ``…/cmd`` and ``…/status`` and wait for the SUBACK, so no command is missed; the status map
+"online" (retained); the inventory (retained ``…/inventory``) only when this broker does not hold the
+current one (agent/broker_memory.py); then the backlog. Health (retained ``…/health``, so a fleet
+report learns every gateway's latest at subscribe time) goes out every ``health_interval`` seconds,
+on its own schedule across reconnects. A `…/cmd` delivery goes to the command gate
+(agent/command_gate.py) with its retain flag; the gate never blocks and publishes acks through
+`send_ack`: directly (QoS 1), not through the outbox, since an ack is only useful while the requester
+waits. A stale will of an older connection arriving on ``…/status`` while we are online (a cluster
+that took the session over) is answered with our "online" status again.
+
+A connection attempt that does not reach an accepted CONNACK counts in ``connect_failures`` and is
+logged once per distinct cause in words a technician can act on (agent/broker_errors.py). Nothing
+leaves the outbox meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import random
 import socket
@@ -42,126 +53,47 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
-from agent.config_model import Config
+from agent.broker_errors import (
+    CONNACK_V311,
+    TlsSetupError,
+    describe_connect_error,
+    describe_lost_before_connack,
+    describe_refusal,
+)
+from agent.broker_memory import BrokerMemory, digest
+from agent.config_model import Config, Endpoint
+from agent.endpoints import REFUSED, UNREACHABLE, Failover, addresses, show_address
+from agent.mqtt_client import (
+    V5,
+    V311,
+    connect_options,
+    content_type,
+    make_client,
+    subscriptions,
+    subscriptions_digest_input,
+)
 from agent.outbox import Outbox
+from agent.uplink_state import StateFile, state_path
 from protocols import cbor
 
 log = logging.getLogger(__name__)
 
 ACK_BACKLOG = 1000  # refusal acks waiting for the network loop; beyond that they are dropped and counted
 
-_CONNACK_TIMEOUT = 10.0
+_CONNACK_TIMEOUT = 10.0  # seconds a broker may take to answer CONNECT
+# ... when there are other endpoints to try: a node that accepts TCP but cannot answer (a cluster node
+# just restarted, still setting up; one that lost its peers) is passed over for the next one
+_CONNACK_TIMEOUT_SEVERAL = 4.0
 _LOOP_TIMEOUT = 0.05
-# paho 2 reports an MQTT 3.1.1 CONNACK code as an MQTT 5 reason code; the 3.1.1 numbers for the log
-_CONNACK_V311 = {0: 0, 132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
-_CONNACK_TEXT = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "broker unavailable",
-                 4: "bad user name or password", 5: "not authorised"}
-
-
-class TlsSetupError(ValueError):
-    """The TLS files of the broker config cannot be used (the message names the file and why)."""
-
-
-def tls_context(broker: Any) -> ssl.SSLContext:
-    """The client TLS context of a `BrokerConfig`: the broker's certificate is checked against
-    `ca_file` (else the system CAs) and its name against `host`; `cert_file`/`key_file` is our identity.
-    Raises TlsSetupError naming the file that is missing or unusable."""
-    ca = broker.ca_file
-    if ca is not None and not os.path.isfile(ca):
-        raise TlsSetupError("broker.ca_file %s does not exist" % ca)
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-    except (ssl.SSLError, OSError) as exc:
-        raise TlsSetupError("broker.ca_file %s is not a PEM CA certificate: %s" % (ca, exc)) from None
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if broker.cert_file is not None:
-        for key in ("cert_file", "key_file"):
-            path = getattr(broker, key)
-            if path is not None and not os.path.isfile(path):
-                raise TlsSetupError("broker.%s %s does not exist" % (key, path))
-        try:
-            context.load_cert_chain(broker.cert_file, broker.key_file)
-        except (ssl.SSLError, OSError) as exc:
-            raise TlsSetupError(
-                "client certificate broker.cert_file %s / broker.key_file %s cannot be used: %s (both PEM, "
-                "the key unencrypted and belonging to the certificate)"
-                % (broker.cert_file, broker.key_file or "(in the cert file)", exc)) from None
-    return context
-
-
-def describe_refusal(code: int, broker: Any, config_path: str) -> str:
-    """Why the broker refused our CONNECT (MQTT 3.1.1 CONNACK `code`) and what to check."""
-    where = "broker %s:%d refused the connection: %s (CONNACK %d)" % (
-        broker.host, broker.port, _CONNACK_TEXT.get(code, "unknown reason"), code)
-    if code in (4, 5):
-        if broker.username is not None:
-            hint = ("check broker.username (%r) and broker.password in %s against the broker's password file"
-                    % (broker.username, config_path))
-        elif broker.cert_file is not None:
-            hint = ("the broker does not accept the identity of broker.cert_file %s (with "
-                    "use_identity_as_username its CN is the user name): check the broker's users and ACL"
-                    % broker.cert_file)
-        else:
-            hint = "the broker wants credentials: set broker.username and broker.password in %s" % config_path
-        return "%s; %s" % (where, hint)
-    if code == 2:
-        return "%s; set another broker.client_id in %s" % (where, config_path)
-    if code == 1:
-        return "%s; this agent speaks MQTT 3.1.1" % where
-    return where
-
-
-def describe_connect_error(exc: BaseException, broker: Any) -> str:
-    """A failed TCP connect or TLS handshake, with the likely fix."""
-    where = "%s:%d" % (broker.host, broker.port)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = (exc.verify_message or str(exc)).rstrip(".")
-        text = "TLS: the certificate of broker %s was not accepted: %s" % (where, reason)
-        if exc.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH
-            return "%s; broker.host %r must be a name (or IP) in the broker's certificate" % (
-                text, broker.host)
-        if exc.verify_code in (9, 10):  # not yet valid / expired
-            return "%s; check the certificate's dates and this gateway's clock" % text
-        if broker.ca_file is not None:
-            return "%s; is broker.ca_file %s the CA that signed the broker's certificate?" % (
-                text, broker.ca_file)
-        return "%s; set broker.ca_file to the CA that signed the broker's certificate" % text
-    if isinstance(exc, ssl.SSLError):
-        text = "TLS handshake with broker %s failed: %s" % (where, exc)
-        if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
-            return "%s; is %d a TLS port (MQTT over TLS is usually 8883, plain 1883)?" % (text, broker.port)
-        return text
-    if isinstance(exc, socket.gaierror):
-        return "cannot resolve broker.host %r: %s" % (broker.host, exc)
-    if isinstance(exc, ConnectionRefusedError):
-        return "cannot connect to broker %s: connection refused (is the broker running on that port?)" % where
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "cannot connect to broker %s: no answer (timeout)" % where
-    if isinstance(exc, ConnectionResetError) and broker.tls:
-        return ("cannot connect to broker %s: connection reset during the TLS handshake (%s; is it a TLS "
-                "port, and does it want a client certificate?)" % (where, exc))
-    return "cannot connect to broker %s: %s" % (where, exc)
-
-
-def describe_lost_before_connack(broker: Any, detail: str) -> str:
-    """The connection closed before the broker answered CONNECT."""
-    text = "broker %s:%d closed the connection before answering CONNECT" % (broker.host, broker.port)
-    if detail:
-        text += ": " + detail
-    low = detail.lower()
-    if not broker.tls:
-        return text
-    if "certificate required" in low:
-        return "%s; the broker requires a client certificate: set broker.cert_file and broker.key_file" % text
-    if broker.cert_file is not None and ("certificate" in low or "alert" in low or "eof" in low):
-        return ("%s; the broker did not accept our client certificate %s (is it signed by the CA the broker "
-                "trusts, and still valid?)" % (text, broker.cert_file))
-    if broker.cert_file is None and ("ssl" in low or "eof" in low):
-        return ("%s; the broker ended the TLS session: if it requires client certificates, set "
-                "broker.cert_file and broker.key_file" % text)
-    return text
+_REASSERT_EVERY = 5.0  # seconds between two "online" statuses sent because a stale will came back
+# a stale "offline" that arrives this long after our "online" replaced the retained status (a late will);
+# sooner, it is a delivery queued in our session from before, and our "online" came after it
+_STALE_AFTER = 2.0
+UP = "up"
+_WRONG_VERSION = "version"  # the broker does not speak the MQTT version we tried
+CONTENT_TYPES = {"senml": "application/senml+cbor"}
 
 
 def backoff_delay(failures: int, low: float, high: float, rng: random.Random | None = None) -> float:
@@ -171,25 +103,30 @@ def backoff_delay(failures: int, low: float, high: float, rng: random.Random | N
 
 
 class Publisher:
-    """Publishes the outbox over MQTT; see the module docstring for the guarantees."""
+    """Publishes the outbox over MQTT; see the module docstring for the guarantees.
+
+    `status(session, online)` makes the status map (the will when `online` is false), `inventory()`
+    returns the encoded inventory and its digest, `health()` the encoded health map."""
 
     def __init__(
         self,
         config: Config,
         outbox: Outbox,
-        birth: Callable[[], bytes],
-        will: bytes,
-        offline: Callable[[], bytes] | None = None,
+        status: Callable[[int, bool], bytes],
+        inventory: Callable[[], tuple[bytes, int]],
         health: Callable[[], bytes] | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
-        self._birth = birth
-        self._will = will
-        self._offline = offline or (lambda: will)
+        self._status = status
+        self._inventory = inventory
         self._health = health
         self.commands: Any = None  # the command gate (agent/command_gate.py): take(payload, retained)
+        # called (network thread) when the outbox became empty or a session began: the uplink is idle,
+        # so the batcher may close its open pack at once (agent/uplink.py, "latency adapts")
+        self.on_idle: Callable[[], None] | None = None
         self.topic_status = config.topic("status")
+        self.topic_inventory = config.topic("inventory")
         self.topic_data = config.topic("data")
         self.topic_alarm = config.topic("alarm")
         self.topic_event = config.topic("event")
@@ -197,6 +134,13 @@ class Publisher:
         self.topic_cmd = config.topic("cmd")
         self.topic_ack = config.topic("ack")
         self.window = max(1, int(config.outbox.inflight))
+        self._window_now = self.window  # the window of this connection (a broker may want fewer)
+        b = config.broker
+        self.failover = Failover(b.endpoint_list(), b)
+        # how a host name becomes addresses (tests give their own)
+        self.resolve: Callable[..., list] = socket.getaddrinfo
+        self.memory = BrokerMemory(outbox, b.persistent_session)
+        self.state_file = StateFile(state_path(config.outbox.path))
         self._stopping = threading.Event()
         self._drain_until = 0.0
         self._offline_wait = 2.0
@@ -205,18 +149,32 @@ class Publisher:
         self._rng = random.Random()
         # session state (network thread only)
         self._client: mqtt.Client | None = None
+        self._endpoint: Endpoint | None = None
+        self._version = V311
         self._connack: int | None = None
+        self._connack_reason = ""
+        self._session_present = False
         self._paho_error = ""  # paho's last error log line of the current session (e.g. a TLS alert)
         # mid -> (outbox id, records, sent at, outbox generation when it was read)
         self._inflight: dict[int, tuple[int, int, float, int]] = {}
         self._last_sent = 0
         self._generation = outbox.generation
+        self._suback_mid: int | None = None  # the SUBSCRIBE the backlog waits for
+        self._suback_sent = 0.0
+        self._sub_digest = 0
+        self._inventory_mid: tuple[int, int] | None = None  # (mid, digest) of the inventory in flight
+        self._session_no = 0  # this connection's number, in the status and the will
+        self._reasserted = 0.0
+        self._next_health = 0.0
+        self._since = 0.0  # wall time of the current connection's CONNACK
+        self._up_at = 0.0  # monotonic time of the same
         self.connected = False
         self._state_lock = threading.Lock()
         self._counters = {
             "connects": 0, "disconnects": 0, "connect_failures": 0,
             "packs_published": 0, "records_published": 0, "bytes_published": 0, "packs_resent": 0,
-            "acks": 0, "acks_dropped": 0, "puback_timeouts": 0,
+            "acks": 0, "acks_dropped": 0, "puback_timeouts": 0, "inventories": 0, "subscribes": 0,
+            "status_reasserted": 0,
         }
         self.last_error = ""  # the latest connection problem (also in health as mqtt.last_error)
         self._logged_errors: set[str] = set()  # causes logged since the last connect (retries are quiet)
@@ -265,13 +223,38 @@ class Publisher:
     def _is_idle(self) -> bool:
         return self.connected and not self._inflight and len(self.outbox) == 0
 
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """The endpoint of the session that is up, if any."""
+        return self._endpoint if self.connected else None
+
     def stats(self) -> dict:
         with self._state_lock:
             out: dict[str, Any] = dict(self._counters)
         out["connected"] = self.connected
         out["inflight"] = len(self._inflight)
         out["last_error"] = self.last_error or None
+        out.update(self._connection())
+        out["endpoints"] = self.failover.report()
         return out
+
+    def _connection(self) -> dict:
+        """Where we are connected (health `mqtt.*` and the state file)."""
+        ep = self.endpoint
+        address = self._client.address if ep is not None and self._client is not None else None  # type: ignore[attr-defined]
+        return {"endpoint": ep.url if ep is not None else None,
+                "address": show_address(address) if address else None,
+                "protocol": self._version if ep is not None else None,
+                "session": self._session_no or None,
+                "session_present": self._session_present if ep is not None else None,
+                "since": round(self._since, 1) if ep is not None else None,
+                "failovers": self.failover.failovers}
+
+    def _save_state(self) -> None:
+        self.state_file.write(dict(self._connection(), connected=self.connected,
+                                   last_error=self.last_error or None, endpoints={
+                                       url: {k: v for k, v in s.items() if k != "next_try_in"}
+                                       for url, s in self.failover.report().items()}))
 
     # -- network thread ------------------------------------------------------------------------
 
@@ -280,57 +263,94 @@ class Publisher:
             self._counters[key] += n
 
     def _run(self) -> None:
-        failures = 0
-        broker = self.config.broker
         while not self._stopping.is_set():
+            ep, wait = self.failover.pick()
+            if wait > 0:
+                log.log(logging.INFO if wait >= 5 else logging.DEBUG, "mqtt: next attempt on %s in %.1f s",
+                        ep.url, wait)
+                if self._stopping.wait(wait):
+                    break
             try:
-                was_up = self._session()
+                outcome = self._attempt(ep)
             except Exception:  # a bug must not end publishing for good: log, back off, retry
                 log.exception("mqtt: unexpected error in the network loop")
-                was_up = False
-            if self._stopping.is_set():
-                break
-            failures = 0 if was_up else failures + 1
-            delay = backoff_delay(failures, broker.reconnect_min, broker.reconnect_max, self._rng)
-            log.info("mqtt: reconnecting to %s:%d in %.1f s", broker.host, broker.port, delay)
-            self._stopping.wait(delay)
+                outcome = REFUSED
+            if outcome == UP:
+                self.failover.ended(ep)
+            else:
+                self.failover.failed(ep, outcome, self.last_error)
+            self._save_state()
 
-    def _make_client(self) -> mqtt.Client:
-        b = self.config.broker
+    def _attempt(self, ep: Endpoint) -> str:
+        """Connect to `ep` (MQTT 5 first where allowed and not known to fail, then 3.1.1)."""
+        state = self.failover.state(ep)
+        wanted = self.config.broker.mqtt_version
+        versions = [wanted] if wanted != "auto" else [state.protocol] if state.protocol else [V5, V311]
+        outcome = REFUSED
+        for version in versions:
+            outcome = self._session(ep, version)
+            if outcome != _WRONG_VERSION:
+                break
+            log.info("mqtt: %s does not speak MQTT 5; MQTT 3.1.1 from now on", ep.url)
+            state.protocol = V311
+        return REFUSED if outcome == _WRONG_VERSION else outcome
+
+    def _client_id(self) -> str:
         g = self.config.gateway
-        client_id = b.client_id or "%s-%s-%s" % (g.prefix, g.site, g.id)
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
-        client.max_inflight_messages = self.window + 16  # room for birth, acks, health
-        client.max_queued_messages = 0
-        if b.username is not None:
-            client.username_pw_set(b.username, b.password)
-        if b.tls:
-            client.tls_set_context(tls_context(b))  # TlsSetupError names the unusable file
-        client.will_set(self.topic_status, self._will, qos=1, retain=True)
-        client.on_log = self._on_log
-        client.on_connect = self._on_connect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        return client
+        return self.config.broker.client_id or "%s-%s-%s" % (g.prefix, g.site, g.id)
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        """TCP (and TLS) is up and CONNECT goes next: number this connection and register its will."""
+        if client is not self._client:
+            return
+        self._session_no = int(self.outbox.get_meta("session", 0)) + 1
+        self.outbox.set_meta("session", self._session_no)
+        client.will_set(self.topic_status, self._status(self._session_no, False), qos=1, retain=True)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if client is self._client:
             code = int(reason.value) if hasattr(reason, "value") else int(reason)
-            self._connack = _CONNACK_V311.get(code, code)
+            self._connack_reason = str(reason)
+            self._session_present = bool(getattr(flags, "session_present", False))
+            receive_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
+            if receive_max:
+                # MQTT 5: the broker takes at most this many QoS 1 publishes unacknowledged (HiveMQ's
+                # default is 10); paho does not read it, so its limit (it queues beyond) and our window
+                # follow it. paho 2.1 (pinned) allows no public change while connected.
+                client._max_inflight_messages = int(receive_max)
+                self._window_now = max(1, min(self.window, int(receive_max) - 4))
+            self._connack = CONNACK_V311.get(code, code)
 
     def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
         if level in (mqtt.MQTT_LOG_ERR, mqtt.MQTT_LOG_WARNING) and client is self._client:
             self._paho_error = text
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        if client is not self._client or mid != self._suback_mid:
+            return
+        self._suback_mid = None
+        refused = [i for i, c in enumerate(codes) if int(getattr(c, "value", c)) >= 0x80]
+        ep = self._endpoint
+        if refused:
+            topics = [self.topic_cmd, self.topic_status]
+            self._note_error("broker %s refused our subscription to %s: commands cannot arrive; check the "
+                             "broker's ACL for this gateway (read %s)" % (
+                                 ep.url if ep else "?", ", ".join(topics[i] for i in refused if i < 2),
+                                 self.topic_cmd), logging.ERROR)
+        elif ep is not None:
+            self.memory.subscribed(ep, self._sub_digest)
+
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         if client is not self._client:
             return  # a late callback of an abandoned session
+        if self._inventory_mid is not None and mid == self._inventory_mid[0]:
+            if self._endpoint is not None:
+                self.memory.inventory_acked(self._endpoint, self._inventory_mid[1])
+            self._inventory_mid = None
+            return
         entry = self._inflight.pop(mid, None)
         if entry is None:
-            return  # birth, ack, health: not in the outbox
+            return  # status, ack, health: not in the outbox
         pack_id, records, _, generation = entry
         try:
             self.outbox.ack(pack_id, generation)
@@ -339,76 +359,112 @@ class Publisher:
         with self._state_lock:
             self._counters["packs_published"] += 1
             self._counters["records_published"] += records
+        if not self._inflight and self.on_idle is not None and len(self.outbox) == 0:
+            self._idle_now()
 
-    def _session(self) -> bool:
-        """One connection, from CONNECT to its end. True if the broker accepted it."""
-        b = self.config.broker
+    def _idle_now(self) -> None:
         try:
-            client = self._make_client()
-        except TlsSetupError as exc:
-            self._note_error("cannot connect to broker %s:%d: %s" % (b.host, b.port, exc), logging.ERROR)
+            self.on_idle()  # type: ignore[misc]
+        except Exception:  # never into paho
+            log.exception("mqtt: the idle callback failed")
+
+    def _session(self, ep: Endpoint, version: str) -> str:
+        """One connection to `ep`, from CONNECT to its end: UP if the broker accepted it, else why not."""
+        state = self.failover.state(ep)
+        try:
+            candidates = addresses(ep, state.last_address, self.resolve)
+        except OSError as exc:  # socket.gaierror: the name does not resolve (now)
+            self._note_error(describe_connect_error(exc, ep))
             self._count("connect_failures")
-            return False
+            return UNREACHABLE
+        try:
+            client = make_client(ep, version, self._client_id(), self.config.broker.persistent_session,
+                                 self.window, candidates, self.config.broker.connect_timeout)
+        except TlsSetupError as exc:
+            self._note_error("cannot connect to broker %s:%d: %s" % (ep.host, ep.port, exc), logging.ERROR)
+            self._count("connect_failures")
+            return REFUSED
+        client.on_log = self._on_log
+        client.on_socket_open = self._on_socket_open
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
         self._client = client
+        self._endpoint = ep
+        self._version = version
         self._connack = None
+        self._session_present = False
         self._paho_error = ""
         self._inflight.clear()
+        self._suback_mid = None
+        self._inventory_mid = None
         self._last_sent = 0
+        self._window_now = self.window
         up = False
+        wrong_version = False
+        b = self.config.broker
         try:
             try:
-                client.connect(b.host, b.port, keepalive=b.keepalive)
+                client.connect(ep.host, ep.port, keepalive=b.keepalive,
+                               **connect_options(version, b.persistent_session, b.session_expiry))
             except (OSError, ssl.SSLError, ValueError) as exc:
-                self._note_error(describe_connect_error(exc, b),
-                                 logging.ERROR if isinstance(exc, ssl.SSLError) else logging.WARNING)
-                return False
+                tls = isinstance(exc, ssl.SSLError)
+                self._note_error(describe_connect_error(exc, ep), logging.ERROR if tls else logging.WARNING)
+                return REFUSED if tls or isinstance(exc, (ValueError, ConnectionResetError)) else UNREACHABLE
+            state.last_address = client.address
             started = time.monotonic()
-            next_health = 0.0
             while True:
                 rc = client.loop(_LOOP_TIMEOUT)
                 if self._connack is not None and self._connack != 0:
+                    if self._connack == 1 and version == V5 and b.mqtt_version == "auto":
+                        wrong_version = True  # not a failure: the same attempt goes on in 3.1.1
+                        return _WRONG_VERSION
                     # paho ends the loop with MQTT_ERR_CONN_REFUSED right after the refusing CONNACK
-                    self._note_error(describe_refusal(self._connack, b, self.config.path), logging.ERROR)
+                    text = describe_refusal(self._connack, ep, self.config.path, self._connack_reason)
+                    self._note_error(text, logging.ERROR)
                     break
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     if not up:
-                        self._note_error(describe_lost_before_connack(b, self._paho_error),
-                                         logging.ERROR if b.tls and self._paho_error else logging.WARNING)
+                        self._note_error(describe_lost_before_connack(ep, self._paho_error),
+                                         logging.ERROR if ep.tls and self._paho_error else logging.WARNING)
                     else:
                         self._note_error("connection to broker %s:%d lost: %s" % (
-                            b.host, b.port, self._paho_error or mqtt.error_string(rc)))
+                            ep.host, ep.port, self._paho_error or mqtt.error_string(rc)))
                     break
                 if self._connack is None:
                     if self._stopping.is_set():
                         break
-                    if time.monotonic() - started > _CONNACK_TIMEOUT:
+                    wait = _CONNACK_TIMEOUT if len(self.failover.states) == 1 else _CONNACK_TIMEOUT_SEVERAL
+                    if time.monotonic() - started > wait:
                         self._note_error("no CONNACK from broker %s:%d within %g s"
-                                         % (b.host, b.port, _CONNACK_TIMEOUT))
+                                         % (ep.host, ep.port, wait))
                         break
                     continue
                 if not up:
                     up = True
-                    self._on_up(client)
-                    next_health = time.monotonic()
+                    state.protocol = version
+                    self._on_up(client, ep)
                 if self._stopping.is_set():
                     self._finish(client)
-                    return True
+                    return UP
                 late = self._puback_overdue()
                 if late:
                     self._count("puback_timeouts")
                     self._note_error(late)
                     break
-                self._pump(client)
+                if self._suback_mid is None:
+                    self._pump(client)
                 self._send_direct(client)
-                if self._health is not None and time.monotonic() >= next_health:
-                    next_health = time.monotonic() + self.config.gateway.health_interval
+                if self._health is not None and time.monotonic() >= self._next_health:
+                    self._next_health = time.monotonic() + self.config.gateway.health_interval
                     # retained: a fleet report learns every gateway's latest health at subscribe time
                     client.publish(self.topic_health, self._health(), qos=1, retain=True)
-            return up
+            return UP if up else REFUSED
         finally:
             if up:
                 self._count("disconnects")
-            else:
+            elif not wrong_version:
                 self._count("connect_failures")  # no accepted CONNACK: refused, TLS, timeout, closed
             self._count("packs_resent", len(self._inflight))  # sent again by the next session
             self._inflight.clear()
@@ -421,27 +477,56 @@ class Publisher:
                     pass
             self._client = None
 
-    def _on_up(self, client: mqtt.Client) -> None:
-        b = self.config.broker
-        log.info("mqtt: connected to %s:%d%s; %d packs waiting in the outbox", b.host, b.port,
-                 " (TLS)" if b.tls else "", len(self.outbox))
+    def _on_up(self, client: mqtt.Client, ep: Endpoint) -> None:
+        """CONNACK accepted: subscriptions (if the broker lacks them), status, inventory (if it lacks it)."""
+        self._since = time.time()
+        self._up_at = time.monotonic()
+        self.failover.up(ep)
+        held = self.memory.begin(ep, self._session_present, [s.endpoint for s in self.failover.states])
+        topics = [self.topic_cmd, self.topic_status]
+        self._sub_digest = digest(subscriptions_digest_input(self._version, topics))
+        subscribe = held.subscriptions != self._sub_digest
+        if subscribe:
+            rc, mid = client.subscribe(subscriptions(self._version, topics))
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._suback_mid = mid  # the backlog waits for the SUBACK: no command is missed
+                self._suback_sent = time.monotonic()
+                self._count("subscribes")
+        client.publish(self.topic_status, self._status(self._session_no, True), qos=1, retain=True)
+        payload, inventory_digest = self._inventory()
+        sent_inventory = held.inventory != inventory_digest
+        if sent_inventory:
+            info = client.publish(self.topic_inventory, payload, qos=1, retain=True)
+            self._inventory_mid = (info.mid, inventory_digest)
+            self._count("inventories")
+        log.info("mqtt: connected to %s (%s, MQTT %s%s%s%s); %d packs waiting in the outbox", ep.url,
+                 show_address(client.address) if client.address else "?", self._version,  # type: ignore[attr-defined]
+                 ", TLS" if ep.tls else "", ", session present" if self._session_present else "",
+                 "" if sent_inventory else ", inventory held", len(self.outbox))
         self._logged_errors.clear()  # the next problem is news again
         self.connected = True
         self._count("connects")
-        client.subscribe(self.topic_cmd, qos=1)
-        client.publish(self.topic_status, self._birth(), qos=1, retain=True)
+        self._save_state()
+        if self.on_idle is not None and len(self.outbox) == 0:
+            self._idle_now()
 
     def _puback_overdue(self) -> str:
-        """Why the session must end when the oldest pack in flight waited longer than puback_timeout."""
+        """Why the session must end: the oldest pack in flight (or our SUBSCRIBE) waited longer than
+        puback_timeout."""
+        b = self.config.broker
+        ep = self._endpoint
+        where = "%s:%d" % (ep.host, ep.port) if ep is not None else "?"
+        if self._suback_mid is not None and time.monotonic() - self._suback_sent >= b.puback_timeout:
+            return ("no SUBACK from broker %s for %.0f s (broker.puback_timeout); reconnecting" % (
+                where, time.monotonic() - self._suback_sent))
         if not self._inflight:
             return ""
         oldest = min(entry[2] for entry in self._inflight.values())
         waited = time.monotonic() - oldest
-        if waited < self.config.broker.puback_timeout:
+        if waited < b.puback_timeout:
             return ""
-        b = self.config.broker
-        return ("no PUBACK from broker %s:%d for %.0f s (broker.puback_timeout); reconnecting to send the %d "
-                "packs in flight again" % (b.host, b.port, waited, len(self._inflight)))
+        return ("no PUBACK from broker %s for %.0f s (broker.puback_timeout); reconnecting to send the %d "
+                "packs in flight again" % (where, waited, len(self._inflight)))
 
     def _pump(self, client: mqtt.Client) -> None:
         """Fill the in-flight window from the outbox, oldest first."""
@@ -454,7 +539,7 @@ class Publisher:
             self._last_sent = 0
             self._count("packs_resent", len(self._inflight))
             self._inflight.clear()
-        free = self.window - len(self._inflight)
+        free = self._window_now - len(self._inflight)
         if free <= 0:
             return
         try:
@@ -462,8 +547,12 @@ class Publisher:
         except Exception:
             log.exception("outbox: reading packs to publish failed")
             return
+        senml = CONTENT_TYPES.get(self.config.gateway.payload)
         for pack in packs:
-            info = client.publish(pack.topic, pack.payload, qos=pack.qos)
+            props = None
+            if self._version == V5:
+                props = content_type(senml if senml and pack.topic == self.topic_data else "application/cbor")
+            info = client.publish(pack.topic, pack.payload, qos=pack.qos, properties=props)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return  # the connection is going away; the next session replays it
             self._last_sent = pack.id
@@ -484,13 +573,14 @@ class Publisher:
     def _finish(self, client: mqtt.Client) -> None:
         """Graceful stop: drain for the allowed time, publish offline, DISCONNECT."""
         while time.monotonic() < self._drain_until:
-            self._pump(client)
+            if self._suback_mid is None:
+                self._pump(client)
             self._send_direct(client)
             if self._is_idle() and self._direct.empty():
                 break
             if client.loop(_LOOP_TIMEOUT) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
-        info = client.publish(self.topic_status, self._offline(), qos=1, retain=True)
+        info = client.publish(self.topic_status, self._status(self._session_no, False), qos=1, retain=True)
         deadline = time.monotonic() + self._offline_wait
         while not info.is_published() and time.monotonic() < deadline:
             if client.loop(_LOOP_TIMEOUT) != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -508,9 +598,12 @@ class Publisher:
             log.log(level, "mqtt: %s", text)
         self.last_error = text
 
-    # -- commands ------------------------------------------------------------------------------
+    # -- messages from the broker -------------------------------------------------------------
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.topic_status:
+            self._stale_status(client, msg.payload)
+            return
         if msg.topic != self.topic_cmd:
             return
         gate = self.commands
@@ -520,6 +613,28 @@ class Publisher:
             gate.take(msg.payload, bool(msg.retain))
         except Exception:  # a bug must not end the session; the command is not run
             log.exception("mqtt: command on %s could not be handled", self.topic_cmd)
+
+    def _stale_status(self, client: mqtt.Client, payload: bytes) -> None:
+        """Our own status came back: if it says offline for another connection and came well after our
+        "online" (a will the broker sent late, after we were online again elsewhere: a half-open
+        connection to a node that noticed only at its keep-alive), say online again, at most every few
+        seconds."""
+        try:
+            msg = cbor.loads(payload) if payload else None
+        except Exception:
+            return
+        if not isinstance(msg, dict) or msg.get("online") is not False:
+            return
+        if msg.get("session") == self._session_no:
+            return
+        now = time.monotonic()
+        if not self.connected or now - self._up_at < _STALE_AFTER or now - self._reasserted < _REASSERT_EVERY:
+            return
+        self._reasserted = time.monotonic()
+        self._count("status_reasserted")
+        log.info("mqtt: a stale offline status (connection %s) replaced ours; publishing online again",
+                 msg.get("session"))
+        client.publish(self.topic_status, self._status(self._session_no, True), qos=1, retain=True)
 
     def send_ack(self, payload: bytes, ran: bool = False) -> None:
         """Publish an ack (QoS 1) on the next loop turn; counted in acks_dropped while offline or, for a
@@ -533,4 +648,4 @@ class Publisher:
 
 
 __all__ = ["ACK_BACKLOG", "Publisher", "TlsSetupError", "backoff_delay", "describe_connect_error",
-           "describe_refusal", "tls_context"]
+           "describe_refusal"]

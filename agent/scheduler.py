@@ -9,7 +9,10 @@ wait at most one transaction; each bus holds at most `command_queue` commands wa
 "busy" beyond that), so a flooded or slow bus never delays another bus's commands, and `submit` never
 blocks: `done(result)` is called by the bus owner when the command finished. Readings are
 timestamped (time.time()) when their reply arrives and handed to `sink(readings)` as
-(device, point, value, time) tuples; online/offline transitions go to `events(device, online, reason)`.
+(device, point, value, time) tuples, a device's poll at once when it completes; a long poll (a meter
+of many requests on a slow line) hands on what it read so far whenever the oldest reading would
+otherwise wait longer than `DELIVER_WITHIN` (judged by the last transaction's duration), so no reading
+sits in its poll for seconds. Online/offline transitions go to `events(device, online, reason)`.
 
 Stopping (SIGTERM) loses no reading: the poll in flight goes on for up to `STOP_GRACE` seconds and then
 ends after its current transaction, and every reading it made is handed to `sink` before the owner
@@ -58,6 +61,7 @@ Events = seams.Events
 Quality = seams.QualityReport
 ERROR_KINDS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "port", "other")
 STOP_GRACE = 1.0  # seconds the poll in flight may go on after stop()
+DELIVER_WITHIN = 0.25  # seconds a reading may wait in its device's poll before it is handed on
 
 
 def _new_counters() -> dict:
@@ -349,11 +353,21 @@ class BusWorker:
         readings: list[Reading] = []
         state.counters["polls"] += 1
         self.counters["polls"] += 1
+        oldest = 0.0  # monotonic time of the oldest reading not handed on yet
+        last = 0.0  # how long the last transaction took: what the next one is likely to take
         for request in state.driver.requests:
             self._run_jobs()
             if self._stop.is_set() and time.monotonic() >= self._finish_by:
                 break  # stopping: what this poll read so far is delivered below
+            began = time.monotonic()
+            if readings and began - oldest + last > DELIVER_WITHIN:
+                self._deliver(readings)  # a long poll: the next transaction would make these wait too long
+                readings = []
+            had = len(readings)
             ok, kind, exc = self._transaction(state, request, readings)
+            last = time.monotonic() - began
+            if had == 0 and readings:
+                oldest = time.monotonic()
             if ok:
                 answered = True
                 continue

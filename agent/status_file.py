@@ -10,7 +10,8 @@ clean stop) knows no agent is running.
 
     {"format": 1, "pid": 812, "running": true, "updated": 1796563994.2, "started": 1796560000.0,
      "site": "demo", "gateway": "gw1", "config": "/etc/fieldlink/site.toml",
-     "broker": {"connected": true, "since": 1796560001.0, "url": "127.0.0.1:1883", "endpoint": null},
+     "broker": {"connected": true, "since": 1796560001.0, "url": "mqtt://127.0.0.1:1883",
+                "endpoint": "mqtt://127.0.0.1:1883"},
      "outbox": {"packs": 0, "bytes": 0, "records": 0, "dropped": 0},
      "buses": {"meters": {"port": "/dev/ttyUSB0", "line": "2400 8E1", "port_up": true, "polls": 120,
                           "polls_per_s": 0.4, "errors": {"timeout": 3}, "echoes": 0, "line_errors": 0}},
@@ -144,8 +145,9 @@ def build(
         "config": getattr(config, "path", ""),
         "broker": {
             "connected": bool(health.get("connected")),
-            "since": round(broker_since, 1),
-            "url": "%s:%s" % (config.broker.host, config.broker.port),
+            # the publisher's own time of connecting (health mqtt.since), else when we saw it change
+            "since": round(float(mqtt.get("since") or broker_since), 1),
+            "url": ", ".join(e.url for e in config.broker.endpoint_list()),
             "endpoint": mqtt.get("endpoint"),
         },
         "outbox": {

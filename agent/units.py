@@ -7,7 +7,7 @@ to what a meter's display, a datasheet or a technician uses, and the rounding to
     show(3.6e9, "J", resolution=36000, si=True)   -> ("3600000000", "J")
 
 The wire stays SenML (SI); only `read`, `monitor`, `status` and `run --once` show these. A point's
-`resolution` is in its SenML unit (the profile's, also in the birth message); it is converted with the
+`resolution` is in its SenML unit (the profile's, also in the retained inventory); it is converted with the
 value, so the number of decimals shown is the device's own (0.01 kWh, 0.1 V, 0.001 A).
 """
 

@@ -12,6 +12,13 @@ Wiring: ``submit`` -> Batcher (pack by count, size, age; encoded with the gatewa
 -> Outbox (committed; bounded) -> Publisher (QoS 1 window, delete on PUBACK, replay in order after
 reconnect). ``submit`` never blocks on the network; it returns once the readings are queued in the
 batcher (a full pack is committed to the outbox inside the call).
+
+Latency adapts like Nagle's algorithm: while the uplink is idle (connected, every pack acknowledged)
+the readings of a poll are closed into a pack at once, by the batch thread, so they reach the broker
+a few milliseconds after the poll; while a pack waits for its PUBACK, or while offline, readings
+gather in the open pack until the outbox is empty again (the publisher says so) or until the batch
+limits (``max_records``, ``max_bytes``, ``max_age``) close it. Under load packs therefore grow to
+the batch limits, and at field rates each poll is published as soon as it completes.
 """
 
 from __future__ import annotations
@@ -59,17 +66,20 @@ class Uplink:
         o = config.outbox
         self.outbox = Outbox(o.path, o.max_bytes, o.fsync, memory_bytes=o.memory_bytes)  # OutboxInUse
         devices = [dict(d) for d in inventory]
-        self.seq = self._birth_seq(devices, g.payload)
-        self._birth_args = {"gateway": g.id, "site": g.site, "devices": devices, "seq": self.seq,
-                            "payload": g.payload, "versions": versions(), "district": g.district}
-        self.birth = birth_msg.make_birth(time=int(clock()), **self._birth_args)  # type: ignore[arg-type]
-        self.will = birth_msg.encode(birth_msg.make_will(g.id, g.site, self.seq))
+        self.seq = self._inventory_seq(devices, g.payload)
+        #: the inventory map (retained on …/inventory), its bytes and their digest (in every status)
+        self.inventory = birth_msg.make_inventory(g.id, g.site, devices, seq=self.seq, payload=g.payload,
+                                                  versions=versions(), district=g.district)
+        self.inventory_bytes = birth_msg.encode(self.inventory)
+        self.inventory_digest = birth_msg.digest(self.inventory_bytes)
         b = config.batch
-        self.batcher = Batcher(make_encoder(g.payload, self.birth), self._store,
+        self.batcher = Batcher(make_encoder(g.payload, self.inventory), self._store,
                                max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age)
         self.health = Health(g.id, g.site, clock)
-        self.publisher: seams.Publisher = Publisher(config, self.outbox, birth=self._birth_bytes,
-                                                    will=self.will, health=self.health.encode)
+        self.publisher: seams.Publisher = Publisher(
+            config, self.outbox, status=self._status,
+            inventory=lambda: (self.inventory_bytes, self.inventory_digest), health=self.health.encode)
+        self.publisher.on_idle = self._wake_batcher
         self.health.add("connected", lambda: self.publisher.connected)
         self.health.add("readings", self._reading_counters)
         self.health.add("outbox", self.outbox.stats)
@@ -77,6 +87,7 @@ class Uplink:
         self._devices_online: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # the uplink is idle and readings wait: close the pack now
         self._ticker: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -93,6 +104,7 @@ class Uplink:
         """Flush the open pack to the outbox, publish what fits in `drain` s, go offline (waiting at most
         `timeout` s for that), disconnect, close the outbox."""
         self._stopping.set()
+        self._wake.set()
         if self._ticker is not None:
             self._ticker.join(5)
             self._ticker = None
@@ -106,9 +118,12 @@ class Uplink:
     # -- what the acquisition side calls -------------------------------------------------------
 
     def submit(self, readings: list[Reading] | tuple[Reading, ...]) -> None:
-        """Queue readings `(device, point, value, time)` for publishing."""
+        """Queue readings `(device, point, value, time)` for publishing: at once when the uplink is idle
+        (the batch thread closes the pack), else with the next pack (module docstring)."""
         if readings:
             self.batcher.add(readings)
+            if self.idle:
+                self._wake.set()
 
     def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
         """Report a device's comms state; a change raises or clears a `comms` alarm."""
@@ -121,9 +136,13 @@ class Uplink:
 
     def alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
               when: float | None = None) -> None:
-        """Publish an alarm map on `…/alarm` (QoS 1, through the outbox, in order with the data)."""
+        """Publish an alarm map on `…/alarm` (QoS 1, through the outbox, in order with the data). Its `n`
+        (one more per alarm, kept in the outbox file) lets a consumer drop an alarm sent twice."""
+        with self._lock:
+            number = self.outbox.get_meta("alarm_n", 0) + 1
+            self.outbox.set_meta("alarm_n", number)
         self.publisher.publish_alarm(alarms.alarm(device, point, kind, value, raised,
-                                                  self.clock() if when is None else when))
+                                                  self.clock() if when is None else when, number))
 
     def event(self, event: dict) -> None:
         """Commit an event map (a lighting schedule's switching, docs/payload.md §6) to the outbox for
@@ -143,19 +162,30 @@ class Uplink:
     def connected(self) -> bool:
         return self.publisher.connected
 
+    @property
+    def idle(self) -> bool:
+        """Connected and nothing waiting for a PUBACK or in the outbox: a pack closed now goes out now
+        (never with `batch.adaptive = false`: packs then close at the batch limits only)."""
+        return self.config.batch.adaptive and self.publisher.connected and len(self.outbox) == 0
+
     # -- internals -----------------------------------------------------------------------------
 
     def _store(self, payload: bytes, records: int) -> None:
         self.outbox.put(self.publisher.topic_data, payload, 1, records)
 
-    def _birth_bytes(self) -> bytes:
-        return birth_msg.encode(birth_msg.make_birth(time=int(self.clock()), **self._birth_args))  # type: ignore[arg-type]
+    def _status(self, session: int, online: bool) -> bytes:
+        """The status map of connection `session`: online (with the inventory's digest) or the will."""
+        g = self.config.gateway
+        if online:
+            return birth_msg.encode(birth_msg.make_status(g.id, g.site, self.seq, session, int(self.clock()),
+                                                          self.inventory_digest))
+        return birth_msg.encode(birth_msg.make_will(g.id, g.site, self.seq, session))
 
-    def _birth_seq(self, devices: list[dict], payload: str) -> int:
-        """The birth `seq`: kept while the inventory (hence the aliases) stays the same, so compact
-        packs still in the outbox after a restart decode with the new birth; bumped when it changes."""
-        probe = birth_msg.make_birth(self.config.gateway.id, self.config.gateway.site, devices,
-                                     time=0, seq=0, payload=payload)
+    def _inventory_seq(self, devices: list[dict], payload: str) -> int:
+        """The inventory's `seq`: kept while the devices (hence the aliases) stay the same, so compact
+        packs still in the outbox after a restart decode with the new inventory; bumped when they change."""
+        probe = birth_msg.make_inventory(self.config.gateway.id, self.config.gateway.site, devices,
+                                         seq=0, payload=payload)
         digest = zlib.crc32(cbor.dumps([probe["base_name"], probe["devices"]]))
         seq = self.outbox.get_meta("birth_seq", -1)
         if seq < 0 or self.outbox.get_meta("birth_digest", -1) != digest:
@@ -163,7 +193,7 @@ class Uplink:
             self.outbox.set_meta("birth_seq", seq)
             self.outbox.set_meta("birth_digest", digest)
             if len(self.outbox):
-                log.warning("inventory changed: birth seq %d; %d packs in the outbox use older aliases",
+                log.warning("inventory changed: seq %d; %d packs in the outbox use older aliases",
                             seq, len(self.outbox))
         return seq
 
@@ -193,16 +223,31 @@ class Uplink:
                 "buffered": stats["records"] + self.batcher.pending,
                 "dropped": sum(dropped_by.values()), "dropped_by": dropped_by, "rejected": bc["rejected"]}
 
+    def _wake_batcher(self) -> None:
+        """From the publisher: the outbox is empty (a PUBACK emptied it, or a session began)."""
+        if self.batcher.pending:
+            self._wake.set()
+
     def _tick(self) -> None:
-        while not self._stopping.wait(_TICK):
+        next_maintain = time.monotonic() + _TICK
+        while not self._stopping.is_set():
+            self._wake.wait(_TICK)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
             try:
-                self.batcher.tick()
+                if self.batcher.pending and self.idle:
+                    self.batcher.flush()  # idle: a poll's readings go out as soon as it is done
+                else:
+                    self.batcher.tick()
             except Exception:
-                log.exception("batcher: closing an aged pack failed")
-            try:
-                self.outbox.maintain()  # a failing disk is retried from here too, packs or not
-            except Exception:
-                log.exception("outbox: retrying the disk failed")
+                log.exception("batcher: closing a pack failed")
+            if time.monotonic() >= next_maintain:
+                next_maintain = time.monotonic() + _TICK
+                try:
+                    self.outbox.maintain()  # a failing disk is retried from here too, packs or not
+                except Exception:
+                    log.exception("outbox: retrying the disk failed")
 
 
 __all__ = ["Uplink", "versions"]

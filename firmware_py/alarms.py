@@ -13,10 +13,12 @@ from protocols import alarms, cbor, quality
 class Alarms:
     """Rules and point quality of one gateway; alarms go into `packs` (the ring)."""
 
-    def __init__(self, inv, packs, counters: dict) -> None:
+    def __init__(self, inv, packs, counters: dict, boot: int = 0) -> None:
         self.inv = inv
         self.packs = packs
         self.counters = counters
+        self.boot = boot  # alarms are numbered boot * 65536 + alarms since boot (firmware_py/boots.py)
+        self.count = 0
         slots = len(inv.points)  # one slot per polled point of each device (inventory.points)
         self.quality = bytearray(slots)  # quality code of each point; 0: good
         self.bad_answers = array.array("H", bytes(2 * slots))  # answers without a value, per point
@@ -31,7 +33,10 @@ class Alarms:
 
     def alarm(self, d: int, point, kind: str, value, raised: bool, now: int) -> None:
         """An alarm map (the agent's) into the ring, after the readings made before it."""
-        self.packs.add_alarm(cbor.dumps(alarms.alarm(self.inv.device_id(d), point, kind, value, raised, now)))
+        self.count += 1
+        n = (self.boot << 16) + (self.count & 0xFFFF)
+        msg = alarms.alarm(self.inv.device_id(d), point, kind, value, raised, now, n)
+        self.packs.add_alarm(cbor.dumps(msg))
         self.counters["alarms"] += 1
 
     def point_quality(self, d: int, k: int, text, now: int) -> None:

@@ -19,7 +19,7 @@ short-lived values the codecs and steps return.
 
 import asyncio
 
-from firmware_py import health, log, rt
+from firmware_py import boots, health, log, rt
 from firmware_py.alarms import Alarms
 from firmware_py.bus import UartBus
 from firmware_py.commands import Commands, Remote
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 COUNTERS = ("made", "connects", "disconnects", "connect_failures", "packs", "alarms", "commands",
-            "commands_bad", "acks", "acks_dropped")
+            "commands_bad", "acks", "acks_dropped", "inventories", "subscribes")
 
 
 class Firmware:
@@ -59,7 +59,8 @@ class Firmware:
         inv = Inventory(cfg)
         self.inv = inv
         self.buses = [UartBus(spec, hw.uart(spec), self.stats) for spec in cfg["buses"]]
-        self.alarms = Alarms(inv, self.packs, self.counters)
+        self.boot = boots.count()
+        self.alarms = Alarms(inv, self.packs, self.counters, self.boot)
         self.quality = self.alarms.quality
         self.bad_answers = self.alarms.bad_answers
         for bus in self.buses:
@@ -84,7 +85,8 @@ class Firmware:
                                      self.ring.max_payload)
             self.poller.lighting = self.lighting
             self.commands.lighting = self.lighting
-        self.uplink = Uplink(cfg, hw, self.packs, self.commands, self.counters, lambda: health.health(self))
+        self.uplink = Uplink(cfg, hw, self.packs, self.commands, self.counters, lambda: health.health(self),
+                             self.boot)
         self.watchdog_ms = cfg.get("watchdog_ms", 30000)
         self.started = rt.ticks_ms()
         # a slot per task: buses, uplink, lighting (when there is one)
@@ -126,4 +128,4 @@ class Firmware:
         await rt.sleep_ms(50)
         for t in tasks:
             t.cancel()
-        await self.uplink.client.disconnect()
+        await self.uplink.stop()

@@ -7,9 +7,15 @@ of packs in flight and acknowledge them in the flash ring. Packet ids wrap 1..65
 The keep-alive is our own schedule: PINGREQ when nothing was sent for keepalive/2 seconds, and the
 connection is declared dead when nothing came back within keepalive seconds of a PINGREQ.
 
-Reconnects (`Backoff`) wait as the agent's publisher does: exponential from reconnect_min, capped at
-reconnect_max, each delay a random point of its upper half, from a generator seeded per board (client
-id and clock), so a street of gateways that lost the same broker does not come back in lockstep.
+Reconnects (`Backoff`) follow the agent's failover schedule for one endpoint (agent/endpoints.py):
+after a session ends, a random point of [0, reconnect_min]; a broker that worked and now refuses TCP
+is probed every [probe/2, probe] for probe_window, then the delay doubles up to reconnect_max; any
+other failure backs off exponentially from reconnect_min. Draws come from a generator seeded per board
+(client id and clock), so a street of gateways that lost the same broker does not come back in lockstep.
+
+The session is persistent unless `clean` is set: the broker keeps our subscription and queues commands
+while we are away, and CONNACK's `session_present` tells whether it still holds them. The will is set
+by `on_open` (called once TCP is up, before CONNECT), so it can carry this connection's number.
 
 The socket adapter (firmware_py.hw) offers: `await connect(host, port)`, `write(buf) -> n`
 (non-blocking, may be short), `readinto(buf) -> n` (0: nothing now, -1: closed), `close()`.
@@ -43,6 +49,9 @@ CONNACK_CODES = ("accepted", "unacceptable protocol version", "identifier reject
 
 
 JITTER_BITS = 10  # the jitter's resolution: 1/1024 of the delay (small ints, no long arithmetic)
+UP = 0  # a session was accepted (and has ended)
+UNREACHABLE = 1  # no TCP connection (refused, timeout, no route)
+REFUSED = 2  # TCP up, but no accepted CONNACK (refused, closed, timeout)
 
 
 def jitter_bits(client_id: str):
@@ -58,29 +67,61 @@ def jitter_bits(client_id: str):
         return random.getrandbits
 
 
-class Backoff:
-    """Reconnect delays (ms): `next_ms(up)` after a session ends (`up`: it reached CONNACK) or an
-    attempt fails. As agent/publisher.py's backoff_delay: d = min(high, low * 2**failures), failures
-    counted since the last session that was up, and the delay drawn from [d/2, d] with `bits`
-    (a getrandbits; tests pass their own)."""
+def doubled(base: int, times: int, cap: int) -> int:
+    """min(cap, base * 2**times) without long integers."""
+    d = base
+    for _ in range(times):
+        if d >= cap:
+            break
+        d <<= 1
+    return min(d, cap)
 
-    def __init__(self, low_ms: int, high_ms: int, bits) -> None:
+
+class Backoff:
+    """Reconnect delays (ms) of one endpoint, the agent's schedule (agent/endpoints.py Failover):
+    `next_ms(outcome)` after an attempt: UP (a session was accepted and ended) -> [0, low];
+    UNREACHABLE on a broker that worked, within `window_ms` of the outage -> [probe/2, probe]; then
+    d = min(high, probe * 2**late) -> [d/2, d]; anything else -> d = min(high, low * 2**(failures-1))
+    -> [d/2, d]. `bits` is a getrandbits (tests pass their own), `clock` ticks in ms."""
+
+    def __init__(self, low_ms: int, high_ms: int, bits, probe_ms: int = 1500, window_ms: int = 300000,
+                 clock=rt.ticks_ms) -> None:
         self.low_ms = low_ms
         self.high_ms = high_ms
+        self.probe_ms = probe_ms
+        self.window_ms = window_ms
         self.bits = bits
-        self.failures = 0
+        self.clock = clock
+        self.good = False  # a session was accepted here
+        self.failures = 0  # failed attempts since the last accepted session
+        self.late = 0  # failed probes after the window
+        self.down_since = -1  # ticks when the outage began (-1: not down)
         self.last_ms = 0
 
-    def next_ms(self, up: bool) -> int:
-        self.failures = 0 if up else min(self.failures + 1, 64)
-        d = self.low_ms
-        for _ in range(self.failures):  # doubling stops at the cap: no long integers
-            if d >= self.high_ms:
-                break
-            d <<= 1
-        d = min(d, self.high_ms)
-        half = d >> 1
-        self.last_ms = half + ((d - half) * self.bits(JITTER_BITS) >> JITTER_BITS)
+    def draw(self, lo: int, hi: int) -> int:
+        return lo + ((hi - lo) * self.bits(JITTER_BITS) >> JITTER_BITS)
+
+    def next_ms(self, outcome: int) -> int:
+        now = self.clock()
+        if outcome == UP:
+            self.good = True
+            self.failures = 0
+            self.late = 0
+            self.down_since = now
+            self.last_ms = self.draw(0, self.low_ms)
+            return self.last_ms
+        if self.down_since < 0:
+            self.down_since = now
+        self.failures = min(self.failures + 1, 64)
+        if self.good and outcome == UNREACHABLE:
+            if rt.ticks_diff(now, self.down_since) < self.window_ms:
+                d = self.probe_ms
+            else:
+                self.late = min(self.late + 1, 64)
+                d = doubled(self.probe_ms, self.late, self.high_ms)
+        else:
+            d = doubled(self.low_ms, self.failures - 1, self.high_ms)
+        self.last_ms = self.draw(d >> 1, d)
         return self.last_ms
 
 
@@ -106,16 +147,21 @@ def remaining_length(n: int, out: bytearray, pos: int) -> int:
 
 
 class Client:
-    """One MQTT session at a time; `connect` again after `close` (clean session each time)."""
+    """One MQTT session at a time; `connect` again after `close` (persistent session unless `clean`)."""
 
     def __init__(self, hw, client_id: str, keepalive: int = 30, user=None, password=None,
-                 will=None, rx_size: int = 512) -> None:
+                 will=None, rx_size: int = 512, clean: bool = False) -> None:
         self.hw = hw
         self.client_id = client_id
         self.keepalive = keepalive
         self.user = user
         self.password = password
-        self.will = will  # (topic, payload bytes, qos, retain) or None
+        self.will = will  # (topic, payload bytes, qos, retain) or None; `on_open` may set it
+        self.clean = clean
+        self.session_present = False  # CONNACK: the broker still holds our session
+        self.tcp_up = False  # the last connect got as far as a TCP connection
+        self.on_open: Any = None  # callable(), after TCP is up and before CONNECT
+        self.on_suback: Any = None  # callable(pid, granted: bool)
         self.sock: Any = None
         self.pid = 0
         self.head = bytearray(8)
@@ -154,10 +200,17 @@ class Client:
     async def connect(self, host: str, port: int, timeout_ms: int = 10000) -> None:
         """Open the socket, send CONNECT (with the will), wait for CONNACK."""
         self.close()
+        self.tcp_up = False
+        self.session_present = False
         self.sock = self.hw.socket()
         await self.sock.connect(host, port)
+        self.tcp_up = True
+        if self.on_open is not None:
+            self.on_open()
         cid = topic_item(self.client_id)
-        flags = 0x02  # clean session: unacknowledged packs are resent from the flash ring
+        # unacknowledged packs are resent from the flash ring either way: a persistent session only keeps
+        # our subscription and the commands queued for us
+        flags = 0x02 if self.clean else 0x00
         size = 10 + len(cid)
         will_topic = will_msg = None
         if self.will:
@@ -335,6 +388,7 @@ class Client:
                     code = rx[start + 1]
                     raise MqttError("broker refused: %s" % (
                         CONNACK_CODES[code] if code < len(CONNACK_CODES) else code))
+                self.session_present = bool(rx[start] & 1) and not self.clean
                 self.connected = True
             elif kind == PUBACK:
                 if size != 2:
@@ -343,9 +397,14 @@ class Client:
                     self.on_puback((rx[start] << 8) | rx[start + 1])
             elif kind == PINGRESP:
                 self.ping_sent = 0
+            elif kind == SUBACK:
+                if size < 3:
+                    raise MqttError("malformed SUBACK")
+                if self.on_suback is not None:
+                    self.on_suback((rx[start] << 8) | rx[start + 1], rx[start + 2] < 0x80)
             elif kind == PUBLISH:
                 self._incoming(start, size)
-            elif kind not in (SUBACK, UNSUBACK, PUBREC, PUBREL, PUBCOMP):
+            elif kind not in (UNSUBACK, PUBREC, PUBREL, PUBCOMP):
                 raise MqttError("unexpected packet type %d from the broker" % (kind >> 4))
             self._consume(start + size)
             handled += 1

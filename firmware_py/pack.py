@@ -20,16 +20,6 @@ from protocols.compat import const
 _RESERVE = const(3)  # array head: up to 0x99 + u16 records
 
 
-def _head_bytes(major: int, n: int) -> bytes:
-    if n < 24:
-        return bytes((major | n,))
-    if n < 0x100:
-        return bytes((major | 24, n))
-    if n < 0x10000:
-        return struct.pack(">BH", major | 25, n)
-    return struct.pack(">BI", major | 26, n)
-
-
 def half_bits(x: float) -> int:
     """The binary16 pattern of `x` when it is exactly representable, else -1 (x finite, not NaN)."""
     bits = struct.unpack(">I", struct.pack(">f", x))[0]
@@ -216,8 +206,3 @@ class PackWriter:
             start = r - 3
             struct.pack_into(">BH", self.buf, start, 0x99, n)
         return self.view[start : self.pos]
-
-
-def uint_item(n: int) -> bytes:
-    """The CBOR encoding of an unsigned integer (the birth's time)."""
-    return _head_bytes(0x00, n)

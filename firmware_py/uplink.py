@@ -1,56 +1,102 @@
 """The board's uplink: the MQTT session that empties the ring.
 
-Connect with a will, subscribe to …/cmd, publish the retained birth (streamed from flash), health on
-schedule, then the packs from the ring with a window of QoS 1 publishes in flight, acknowledged in
-the ring on PUBACK; the acks of commands; ping on schedule. On any error close and reconnect with
-exponential backoff and jitter (mqtt.Backoff, seeded per board). Only this task writes to the socket.
+A persistent session (clean session off unless broker.persistent_session is false): the broker keeps
+the `…/cmd` subscription and queues commands while the board is away. At each connect: the will (the
+offline status, with this connection's number), then SUBSCRIBE `…/cmd` only when the broker holds no
+session of ours (the backlog waits for the SUBACK, so no command is missed), the status (a small
+retained map), the retained inventory (streamed from flash) only when the broker does not hold this
+one (the agent's rule, agent/broker_memory.py; the board records in BROKER_RECORD what the broker
+acknowledged), then the packs from the ring with a window of QoS 1 publishes in flight, acknowledged
+in the ring on PUBACK; the acks of commands; health on its own schedule; ping on schedule. On any
+error close and reconnect on the agent's schedule for one endpoint (mqtt.Backoff, seeded per board).
+Only this task writes to the socket.
 """
 
 import binascii
 
 from firmware_py import log, rt
-from firmware_py.mqtt import Backoff, Client, MqttError, jitter_bits, topic_item
-from firmware_py.pack import uint_item
+from firmware_py.mqtt import REFUSED, UNREACHABLE, UP, Backoff, Client, MqttError, jitter_bits, topic_item
+from protocols import cbor
 
-BIRTH_PATH = "/birth.cbor"
+INVENTORY_PATH = "/inventory.cbor"
+BROKER_RECORD = "/broker.rec"  # "<subscription crc> <inventory crc>" the broker acknowledged
+
+
+def held() -> list:
+    """[subscription crc, inventory crc] the broker acknowledged (0: not held)."""
+    try:
+        with open(BROKER_RECORD) as f:
+            parts = f.read().split()
+        return [int(parts[0]), int(parts[1])]
+    except (OSError, ValueError, IndexError):
+        return [0, 0]
+
+
+def record(sub, inv) -> None:
+    """Note what the broker acknowledged (None: unchanged); written only when it changes."""
+    before = held()
+    now = [before[0] if sub is None else sub, before[1] if inv is None else inv]
+    if now == before:
+        return
+    try:
+        with open(BROKER_RECORD, "w") as f:
+            f.write("%d %d" % (now[0], now[1]))
+    except OSError:
+        pass
 
 
 class Uplink:
-    """The MQTT client, the in-flight window and the birth; `health()` is asked for the health map."""
+    """The MQTT client, the in-flight window, the status and the inventory; `health()` is asked for the
+    health map. `boot` is this boot's number (connections are numbered boot * 65536 + n)."""
 
-    def __init__(self, cfg: dict, hw, packs, commands, counters: dict, health) -> None:
+    def __init__(self, cfg: dict, hw, packs, commands, counters: dict, health, boot: int = 1) -> None:
         g = cfg["gateway"]
         prefix = "%s/%s/%s/" % (g["prefix"], g["site"], g["id"])
+        self.gateway_id = g["id"]
+        self.site = g["site"]
         # ring record kinds 0, 1, 2 (firmware_py/packs.py)
         self.topics = (topic_item(prefix + "data"), topic_item(prefix + "alarm"),
                        topic_item(prefix + "event"))
-        self.t_status = topic_item(prefix + "status")
+        self.status_topic = prefix + "status"
+        self.t_status = topic_item(self.status_topic)
+        self.t_inventory = topic_item(prefix + "inventory")
         self.t_health = topic_item(prefix + "health")
         self.t_ack = topic_item(prefix + "ack")
         self.cmd_topic = prefix + "cmd"
         self.health_ms = int(g.get("health", 60) * 1000)
+        self.next_health = rt.ticks_ms()  # health keeps its schedule across reconnects
         self.ring = packs.ring
         self.commands = commands
         self.counters = counters
         self.health = health
         self.txbuf = bytearray(self.ring.max_payload)
-        self.chunk = bytearray(128)  # the birth is streamed from flash through this
-        # the birth: head + CBOR(time) + tail; the tail (the inventory) waits on flash, not in RAM
-        self.birth_head = binascii.unhexlify(cfg["birth"][0])
-        tail = binascii.unhexlify(cfg["birth"][1])
-        with open(BIRTH_PATH, "wb") as f:
-            f.write(tail)
-        self.birth_tail = len(tail)
-        del tail
-        self.will = binascii.unhexlify(cfg["will"])
+        self.chunk = bytearray(128)  # the inventory is streamed from flash through this
+        # the inventory waits on flash, not in RAM; the status and the will are small maps made per connect
+        inventory = binascii.unhexlify(cfg["inventory"])
+        with open(INVENTORY_PATH, "wb") as f:
+            f.write(inventory)
+        self.inventory_len = len(inventory)
+        del inventory
+        self.seq = cfg["seq"]
+        self.inventory_crc = cfg["inventory_crc"]
+        self.sub_crc = binascii.crc32(self.cmd_topic.encode() + b"\x01") & 0xFFFFFFFF or 1
+        self.boot = boot
+        self.connection = 0  # connections since boot
+        self.session_no = 0  # this connection's number, in the status and the will
+        self.sub_pid = 0  # the SUBSCRIBE the backlog waits for
+        self.sub_sent = 0
+        self.inventory_pid = 0  # the retained inventory in flight
         m = cfg["broker"]
         self.host = m["host"]
         self.port = m["port"]
         self.backoff = Backoff(int(m.get("reconnect_min", 1) * 1000), int(m.get("reconnect_max", 60) * 1000),
-                               jitter_bits(m["client_id"]))
+                               jitter_bits(m["client_id"]), int(m.get("probe_interval", 1.5) * 1000),
+                               int(m.get("probe_window", 300) * 1000))
         self.client = Client(hw, m["client_id"], m.get("keepalive", 30), m.get("username"),
-                             m.get("password"), (prefix + "status", self.will, 1, True), 512)
+                             m.get("password"), None, 512, not m.get("persistent_session", True))
+        self.client.on_open = self._on_open
         self.client.on_puback = self._puback
+        self.client.on_suback = self._suback
         self.client.on_message = self._message
         commands.connected = lambda: self.client.connected
         self.window = cfg.get("inflight", 4)
@@ -58,7 +104,26 @@ class Uplink:
         self.inflight_seq = [0] * self.window
         self.cursor = 0
 
+    def _on_open(self) -> None:
+        """TCP is up, CONNECT goes next: number this connection, register its will (the offline status)."""
+        self.connection += 1
+        self.session_no = (self.boot << 16) + (self.connection & 0xFFFF)
+        self.client.will = (self.status_topic, self.status(False), 1, True)
+
+    def status(self, online: bool) -> bytes:
+        """The status map of this connection (protocols/birth.py make_status / make_will, same bytes)."""
+        msg = {"online": online, "gateway": self.gateway_id, "site": self.site, "seq": self.seq,
+               "session": self.session_no}
+        if online:
+            msg["time"] = rt.now()
+            msg["inventory"] = self.inventory_crc
+        return cbor.dumps(msg)
+
     def _puback(self, pid: int) -> None:
+        if pid == self.inventory_pid:
+            self.inventory_pid = 0
+            record(None, self.inventory_crc)
+            return
         for i in range(self.window):
             if self.inflight_pid[i] == pid:
                 self.ring.ack(self.inflight_seq[i])
@@ -66,19 +131,25 @@ class Uplink:
                 self.counters["packs"] += 1
                 return
 
+    def _suback(self, pid: int, granted: bool) -> None:
+        if pid != self.sub_pid:
+            return
+        self.sub_pid = 0
+        if granted:
+            record(self.sub_crc, None)
+        else:
+            print("fieldlink: the broker refused our subscription to", self.cmd_topic, "(check its ACL)")
+
     def _message(self, topic, payload, retained=False) -> None:
         self.commands.received(payload, retained)
 
-    async def publish_birth(self) -> None:
-        """The retained birth: its head, the time, then the inventory streamed from flash."""
+    async def publish_inventory(self) -> int:
+        """The retained inventory streamed from flash; returns its packet id."""
         c = self.client
-        t = uint_item(rt.now())
-        await c.begin_publish(self.t_status, len(self.birth_head) + len(t) + self.birth_tail, 1, True)
-        await c.send(self.birth_head)
-        await c.send(t)
+        pid = await c.begin_publish(self.t_inventory, self.inventory_len, 1, True)
         buf = self.chunk
-        left = self.birth_tail
-        with open(BIRTH_PATH, "rb") as f:
+        left = self.inventory_len
+        with open(INVENTORY_PATH, "rb") as f:
             while left > 0:
                 n = f.readinto(buf)
                 if not n:
@@ -86,9 +157,28 @@ class Uplink:
                 n = min(n, left)
                 await c.send(memoryview(buf)[:n])
                 left -= n
+        return pid
+
+    async def begin_session(self) -> None:
+        """After CONNACK: the subscription (unless the broker holds it), the status, the inventory (unless
+        the broker holds this one). With no session present the broker holds nothing of ours."""
+        c = self.client
+        if c.session_present:
+            have = held()
+        else:
+            have = [0, 0]
+            record(0, 0)
+        if have[0] != self.sub_crc:
+            self.sub_pid = await c.subscribe(self.cmd_topic, 1)
+            self.sub_sent = rt.ticks_ms()
+            self.counters["subscribes"] += 1
+        await c.publish(self.t_status, self.status(True), 1, True)
+        if have[1] != self.inventory_crc:
+            self.inventory_pid = await self.publish_inventory()
+            self.counters["inventories"] += 1
 
     async def run(self, beats: list, slot: int, running) -> None:
-        """The uplink task: sessions, reconnected with backoff, until `running()` is False."""
+        """The uplink task: sessions, reconnected on the failover schedule, until `running()` is False."""
         c = self.client
         while running():
             beats[slot] = rt.ticks_ms()
@@ -98,19 +188,19 @@ class Uplink:
                 self.counters["connects"] += 1
                 up = True
                 log.info("broker %s:%d connected" % (self.host, self.port))
-                await c.subscribe(self.cmd_topic, 1)
-                await self.publish_birth()
+                await self.begin_session()
                 await self.session(beats, slot, running)
             except (OSError, MqttError) as exc:
                 log.warning("broker %s:%d: %s" % (self.host, self.port, "connection lost" if up else
                                                   "cannot connect (%r)" % (exc,)))
                 c.close()
-                if self.counters["connects"]:
-                    self.counters["disconnects"] += 1
-                self.counters["connect_failures"] += 1
+                self.counters["disconnects" if up else "connect_failures"] += 1
             for i in range(self.window):
                 self.inflight_pid[i] = 0
-            delay = self.backoff.next_ms(up)  # after a session from reconnect_min, else doubling
+            self.sub_pid = 0
+            self.inventory_pid = 0
+            outcome = UP if up else UNREACHABLE if not c.tcp_up else REFUSED
+            delay = self.backoff.next_ms(outcome)
             start = rt.ticks_ms()
             while running():  # backoff without starving the watchdog
                 beats[slot] = rt.ticks_ms()
@@ -122,7 +212,6 @@ class Uplink:
     async def session(self, beats: list, slot: int, running) -> None:
         c = self.client
         self.cursor = 0
-        next_health = rt.ticks_ms()
         while running():
             beats[slot] = rt.ticks_ms()
             c.poll()
@@ -131,9 +220,12 @@ class Uplink:
             while acks:
                 await c.publish(self.t_ack, acks.pop(0), 1, False)
                 self.counters["acks"] += 1
-            await self._pump()
-            if rt.ticks_diff(rt.ticks_ms(), next_health) >= 0:
-                next_health = rt.ticks_add(rt.ticks_ms(), self.health_ms)
+            if not self.sub_pid:  # the backlog waits for the SUBACK: no command is missed
+                await self._pump()
+            elif rt.ticks_diff(rt.ticks_ms(), self.sub_sent) > c.keepalive * 1000:
+                raise OSError(110)  # no SUBACK: start again
+            if rt.ticks_diff(rt.ticks_ms(), self.next_health) >= 0:
+                self.next_health = rt.ticks_add(rt.ticks_ms(), self.health_ms)
                 await c.publish(self.t_health, self.health(), 0, True)  # retained, as the agent's
             await c.keep_alive()
             await rt.sleep_ms(10)
@@ -156,3 +248,13 @@ class Uplink:
             pid = await self.client.publish(topic, view[1:], 1, False)
             self.inflight_seq[i] = seq
             self.inflight_pid[i] = pid
+
+    async def stop(self) -> None:
+        """A clean stop says offline itself (DISCONNECT discards the will), then disconnects."""
+        c = self.client
+        if c.connected:
+            try:
+                await c.publish(self.t_status, self.status(False), 1, True)
+            except OSError:
+                pass
+        await c.disconnect()

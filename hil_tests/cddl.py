@@ -9,8 +9,9 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CDDL = os.path.join(ROOT, "docs", "cddl")
 #: topic leaf -> spec file (…/cmd is a command, …/data a SenML or compact pack)
-FILES = {"status": "status", "alarm": "alarm", "cmd": "command", "ack": "ack", "health": "health",
-         "senml": "senml", "compact": "compact", "event": "event"}
+FILES = {"status": "status", "inventory": "inventory", "alarm": "alarm", "event": "event",
+         "cmd": "command", "ack": "ack", "health": "health",
+         "senml": "senml", "compact": "compact"}
 
 _schemas: dict = {}
 

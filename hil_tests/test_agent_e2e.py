@@ -107,9 +107,10 @@ class Wire:
         return {(r.name, r.time): r for r in self.records()}
 
     def birth(self) -> dict:
-        births = [m for m in self.sub.decoded("status") if isinstance(m, dict) and m.get("online")]
-        assert births, "no birth on …/status"
-        return births[-1]
+        """The latest inventory (retained on …/inventory): devices, points, units, base name."""
+        inventories = [m for m in self.sub.decoded("inventory") if isinstance(m, dict)]
+        assert inventories, "no inventory on …/inventory"
+        return inventories[-1]
 
     def alarms(self) -> list[dict]:
         return self.sub.decoded("alarm")
@@ -234,7 +235,7 @@ def start(procs: list[Process], config: str, log: str) -> Process:
 def wait_connected(agent: Process, wire: Wire, timeout: float = 20.0) -> None:
     ok = wait_until(lambda: not agent.alive or bool(wire.sub.on("status")), timeout)
     assert agent.alive, "the agent exited (%s):\n%s" % (agent.returncode, agent.log()[-3000:])
-    assert ok, "no birth within %.0f s:\n%s" % (timeout, agent.log()[-3000:])
+    assert ok, "no status within %.0f s:\n%s" % (timeout, agent.log()[-3000:])
 
 
 def stop_agent(agent: Process) -> int:

@@ -269,8 +269,9 @@ def test_sigterm_with_a_full_open_pack_and_a_poll_in_flight_loses_nothing(
         sim_site: Callable[..., SimSite], mosquitto: Mosquitto, procs: list[Process], wires: list[Wire],
         tmp_path: Any) -> None:
     """Real line timing (2400 baud meters: the meter bus is busy nearly all the time), packs closed only
-    after 60 s or 10,000 readings: every reading is in the open pack when the signal comes, in the middle
-    of the three-phase meter's poll.
+    after 60 s or 10,000 readings (`batch.adaptive = false`: an idle uplink would publish each poll at
+    once): every reading is in the open pack when the signal comes, in the middle of the three-phase
+    meter's poll.
 
     The oracle is the simulator: every request it answered either became readings with that request's
     own time (on the wire or left in the outbox) or is one of the failed transactions the agent counted
@@ -284,7 +285,8 @@ def test_sigterm_with_a_full_open_pack_and_a_poll_in_flight_loses_nothing(
     wires.append(wire)
     outbox = str(tmp_path / "outbox.sqlite")
     config = agent_config(site, mosquitto, str(tmp_path), outbox,
-                          batch={"max_age": 60.0, "max_records": 10000, "max_bytes": 1048576})
+                          batch={"max_age": 60.0, "max_records": 10000, "max_bytes": 1048576,
+                                 "adaptive": False})
     agent = start(procs, config, str(tmp_path / "agent.log"))
     wait_birth(agent, wire)
     ids = [d["id"] for d in site.devices()]

@@ -29,9 +29,9 @@ ROWS = (
     "compact, same packs", "ThingsBoard gateway JSON, same readings",
     # throughput, reconnect and birth, scale
     "Readings/s under load with the durable outbox", "acknowledged by the broker",
-    "Back online after the broker returns", "first new publish", "on status at reconnect",
+    "Back online after the broker returns", "first new publish", "on status and inventory at reconnect",
     "back online: worst",
-    "How costs grow with devices", "peak RSS", "birth B",
+    "How costs grow with devices", "peak RSS", "inventory B",
 )
 
 
@@ -73,12 +73,12 @@ def test_wire_resolution_and_layout_steps_agree_with_what_is_sent() -> None:
     from hil_tests.bench.wire import STEPS, layout_steps, resolve, sizes
     from protocols import birth, senml
 
-    b = birth.make_birth("gw1", "s", [{"id": "lamp-01", "model": "generic-lamp", "points": [
-        {"name": "voltage", "unit": "V", "resolution": 0.1}, {"name": "on", "unit": "/"}]}], time=0)
+    b = birth.make_inventory("gw1", "s", [{"id": "lamp-01", "model": "generic-lamp", "points": [
+        {"name": "voltage", "unit": "V", "resolution": 0.1}, {"name": "on", "unit": "/"}]}])
     readings = [("lamp-01", "voltage", 230.1, 1710498030.25), ("lamp-01", "on", 1, 1710498031)]
     data = senml.encode(readings, "gw1:")
     assert [(r.device, r.point, float(r.value), r.time) for r in resolve(cbor2.loads(data))] == readings
-    messages = [Message(0.0, "fieldlink/s/gw1/status", birth.encode(b), True),
+    messages = [Message(0.0, "fieldlink/s/gw1/inventory", birth.encode(b), True),
                 Message(0.0, "fieldlink/s/gw1/data", data, False)]
     s = sizes(messages, birth.encode(b))
     assert (s.readings, s.packs, s.senml) == (2, 1, len(data)) and 0 < s.compact < s.senml

@@ -216,7 +216,8 @@ def test_tls_with_the_wrong_ca_then_the_right_one(tmp_path, meter, certs, caplog
         health = delivered_run(path, sub, made, stopped_at)
         assert health["mqtt"]["connects"] == 1
         assert "on port %d" % broker.tls_port in broker.read_log(), "the gateway came in on the TLS listener"
-        assert any("mqtt: connected to 127.0.0.1:%d (TLS)" % broker.tls_port in r.getMessage()
+        assert any(("mqtt: connected to mqtts://127.0.0.1:%d (" % broker.tls_port) in r.getMessage()
+                   and ", TLS" in r.getMessage()
                    for r in caplog.records)
 
         # the monitor reads the broker over TLS with the same CA
@@ -293,7 +294,8 @@ def test_client_certificate_identity(tmp_path, meter, certs, caplog):
         agent.send_signal(signal.SIGTERM)
         _, log = agent.communicate(timeout=20)
         assert agent.returncode == 0, log[-2000:]
-        assert "mqtt: connected to 127.0.0.1:%d (TLS)" % broker.tls_port in log
+        assert "mqtt: connected to mqtts://127.0.0.1:%d (127.0.0.1:%d, MQTT 5, TLS" % (
+            broker.tls_port, broker.tls_port) in log
         assert "u'%s'" % certs.client_cn in broker.read_log(), "user name = the certificate's CN"
         print("\n(c) client certificate: delivered as user %r" % certs.client_cn)
     finally:

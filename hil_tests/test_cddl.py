@@ -99,7 +99,7 @@ def test_live_messages_validate_against_the_cddl_files(sim_site: Any, mosquitto:
         col.close()
     checked: dict[str, int] = {}
     for gateway, data in (("gw1", "senml"), ("gw2", "compact")):
-        for leaf in ("status", "data", "health", "alarm", "cmd", "ack"):
+        for leaf in ("status", "inventory", "data", "health", "alarm", "cmd", "ack"):
             for payload in col.of(gateway, leaf):
                 name = data if leaf == "data" else leaf
                 try:
@@ -110,11 +110,19 @@ def test_live_messages_validate_against_the_cddl_files(sim_site: Any, mosquitto:
                 checked[name] = checked.get(name, 0) + 1
     signed = [p for p in col.of("gw1", "cmd") if p[:1] == b"\xd1"]  # tag 17
     assert signed, "no signed command seen"
-    assert set(checked) == {"status", "senml", "compact", "health", "alarm", "cmd", "ack"}, checked
+    leaves = {"status", "inventory", "senml", "compact", "health", "alarm", "cmd", "ack"}
+    assert set(checked) == leaves, checked
+    statuses: list[Any] = [cbor.loads(p) for p in col.of("gw1", "status")]
+    online = [m for m in statuses if m["online"]]
+    assert online and "devices" not in online[0], "the status is the small map; devices are on …/inventory"
     # the specs are not vacuous: a wrong message is refused
     for name, bad in (("health", {"gateway": "g"}), ("alarm", {"device": "d", "point": None, "kind": "x",
                                                                "value": 1, "state": "raised", "time": 1}),
                       ("senml", [{2: "text as v"}]),
+                      ("status", {"online": True, "gateway": "g", "site": "s", "seq": 0, "session": 1,
+                                  "time": 1}),  # no inventory digest
+                      ("inventory", {"gateway": "g", "site": "s", "seq": 0, "versions": {},
+                                     "payload": "senml", "base_name": "g:", "devices": [{"id": "d"}]}),
                       ("ack", {"id": 1, "ok": "yes", "error": None, "value": 1})):
         with pytest.raises(pycddl.ValidationError):
             validate(name, cbor.dumps(bad))

@@ -45,6 +45,7 @@ def test_fieldlink_read_gives_the_simulators_truth(sim_site: Callable[..., SimSi
     client = site.client
     for meter in meters:
         before = time.time()
+        # --si: the profile's SenML units, as the simulator's truths (read shows kWh, V ... otherwise)
         result = fieldlink("read", "--port", port, "--protocol", "dlt698", "--address", meter["address"],
                            "--si")
         after = time.time()

@@ -3,11 +3,13 @@ as subprocesses against a real Mosquitto; a real agent (`fieldlink run` on `fiel
 
 1. the report's numbers equal `--truth` for a simulated county, city and districts (and the truth at
    another `--stale`: stale devices are excluded, and counted once the limit allows them);
-2. a real agent's birth and health are counted by the report (hand-written totals);
+2. a real agent's inventory and health are counted by the report (hand-written totals);
 3. the generator's traffic decodes with `fieldlink monitor` like a real gateway's (both payloads), and
    with cbor2 + RFC 8428 alone;
 4. a command to a generated gateway gets its ack (plain, unsigned-switching refused, signed);
-5. a dropped connection makes the broker publish the gateway's will, and the gateway comes back.
+5. a dropped connection makes the broker publish the gateway's will (its connection's `session`), and
+   the gateway comes back with a newer session; its inventory stays retained meanwhile;
+6. Ctrl-C stops a fleet as the agent stops; its status, inventory and health pass the CDDL specs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import secrets
 import signal
 import subprocess
+import zlib
 from typing import Any
 
 import cbor2
@@ -72,7 +75,10 @@ def test_county_report_equals_its_truth_and_stale_devices_are_left_out(mosquitto
     assert_equals_truth(report, truth)
     assert report["collected"]["complete"] and report["problems"] == {}
     assert report["gateways"]["gateways"] == COUNTY["gateways"]
-    assert report["gateways"]["devices"] == truth["devices_in_retained_births"] < truth["devices"]
+    # the dropped gateways' wills replaced their status, not their inventory: every device is known
+    assert report["gateways"]["devices"] == truth["devices_in_retained_inventories"] == truth["devices"]
+    assert report["gateways"]["offline"] == sum(1 for g in plan_county(**COUNTY).gateways if g.will) > 0  # type: ignore[arg-type]
+    assert report["gateways"]["offline_without_inventory"] == 0
     city = report["scopes"][0]
     assert city["excluded"]["lamps not reporting for 24 h"] > 0 and city["excluded"]["lamps offline"] > 0
     assert city["excluded"]["meters and sensors not reporting for 24 h"] > 0
@@ -105,7 +111,7 @@ def test_report_refuses_missing_totals_before_touching_the_broker(tmp_path) -> N
     assert fieldlink("fleet").returncode == 2
 
 
-def test_a_real_agents_birth_is_counted(mosquitto: Mosquitto, sim_site: Any, tmp_path) -> None:
+def test_a_real_agents_inventory_is_counted(mosquitto: Mosquitto, sim_site: Any, tmp_path) -> None:
     site = sim_site("demo")
     config = sim_agent_config(site.ports_file, str(tmp_path / "agent.toml"), mosquitto.url,
                               str(tmp_path / "outbox.sqlite"), interval=1.0,
@@ -162,7 +168,7 @@ def test_generated_traffic_decodes_like_a_real_gateways(mosquitto: Mosquitto, tm
     monitor = subprocess.Popen([*FIELDLINK, "monitor", "--broker", mosquitto.url, "--json", "--once", "5",
                                 "--timeout", "90"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    try:  # births are retained: the monitor has them (and the compact aliases) whenever it subscribes
+    try:  # inventories are retained: the monitor has them (and the compact aliases) whenever it subscribes
         fleet = fleet_process(mosquitto, tmp_path, "--gateways", "5", "--devices", "6", "--interval", "1",
                               "--payload", payload, "--seconds", "8", "--health-interval", "2")
         out, err = monitor.communicate(timeout=120)
@@ -176,11 +182,15 @@ def test_generated_traffic_decodes_like_a_real_gateways(mosquitto: Mosquitto, tm
     events = [json.loads(line) for line in out.splitlines()]
     kinds = {e["kind"] for e in events}
     assert "error" not in kinds and {"status", "reading", "health"} <= kinds, kinds
-    births = {e["gateway"]: e["message"] for e in events if e["kind"] == "status" and e["message"]["online"]}
+    inventories = {e["gateway"]: e["message"] for e in events if e["kind"] == "inventory"}
+    # every online status names the CRC-32 of the inventory bytes as they crossed the wire
+    crc = {cbor2.loads(raw)["gateway"]: zlib.crc32(raw) for raw in sub.on("inventory")}
+    statuses = [cbor2.loads(raw) for raw in sub.on("status")]
+    assert crc and all(m["inventory"] == crc[m["gateway"]] for m in statuses if m["online"]), (crc, statuses)
     for e in (e for e in events if e["kind"] == "reading"):
-        birth = births[e["gateway"]]
-        assert birth["payload"] == payload
-        device = next(d for d in birth["devices"] if d["id"] == e["device"])
+        inventory = inventories[e["gateway"]]
+        assert inventory["payload"] == payload
+        device = next(d for d in inventory["devices"] if d["id"] == e["device"])
         point = next(p for p in device["points"] if p["name"] == e["point"])
         assert e["unit"] == point["unit"]
         assert e["name"] == "%s:%s/%s" % (e["gateway"], e["device"], e["point"])
@@ -224,7 +234,7 @@ def test_a_command_to_a_generated_gateway_gets_its_ack(mosquitto: Mosquitto, tmp
 
 def test_a_dropped_connection_publishes_the_will_and_the_gateway_comes_back(mosquitto: Mosquitto,
                                                                                tmp_path) -> None:
-    sub = Subscriber(mosquitto, topic="fieldlink/+/+/status", client_id="wills", persistent=False)
+    sub = Subscriber(mosquitto, topic="fieldlink/+/+/#", client_id="wills", persistent=False)
     fleet = fleet_process(mosquitto, tmp_path, "--gateways", "2", "--devices", "3", "--interval", "5",
                           "--seconds", "60", "--drop-every", "2")
     try:
@@ -233,9 +243,13 @@ def test_a_dropped_connection_publishes_the_will_and_the_gateway_comes_back(mosq
 
         assert sub.wait_for(lambda: any(not m["online"] for m in statuses()), 60), fleet.log()
         offline = next(i for i, m in enumerate(statuses()) if not m["online"])
-        gateway = statuses()[offline]["gateway"]
+        will = statuses()[offline]
+        gateway = will["gateway"]
+        assert any(m["online"] and m["gateway"] == gateway and m["session"] == will["session"]
+                   for m in statuses()[:offline])  # the will of the connection that was up
         assert sub.wait_for(lambda: any(m["online"] and m["gateway"] == gateway
-                                        for m in statuses()[offline + 1:]), 60)  # a new birth after it
+                                        and m["session"] > will["session"]
+                                        for m in statuses()[offline + 1:]), 60)  # a new connection after it
     finally:
         assert fleet.stop() == 0
         sub.close()
@@ -256,6 +270,10 @@ def test_ctrl_c_stops_the_fleet_as_the_agent_stops_with_130_and_its_health_is_th
         assert sub.wait_for(lambda: len(sub.on("health")) >= 4, 60), fleet.log()
         for payload in sub.on("health"):
             validate("health", payload)
+        for leaf in ("status", "inventory"):
+            assert sub.on(leaf), leaf
+            for payload in sub.on(leaf):
+                validate(leaf, payload)
         last = cbor2.loads(sub.on("health")[-1])
         assert any(d["online"] for bus in last["buses"].values() for d in bus["devices"].values())
         status = fieldlink("status", "--broker", mosquitto.url, "--site", "site-00001", "--gateway",

@@ -71,12 +71,17 @@ def test_run_once_and_status_on_the_demo_site(sim_site: Any, mosquitto: Any, tmp
             line = r"^  %s\s+online\s+last reading \d+ s ago$" % re.escape(device)
             assert re.search(line, shown.stdout, re.M)
         assert "broker  connected to" in shown.stdout and shown.stdout.rstrip().endswith("status: all well")
+        # the endpoint in use, as the publisher wrote it to <outbox>.uplink.json (agent/uplink_state.py)
+        endpoint = "mqtt://%s" % mosquitto.url
+        assert "connected to %s for" % endpoint in shown.stdout, shown.stdout
+        assert status_json(config)[1]["broker"]["endpoint"] == endpoint
         assert re.search(r"^bus meters  \S+  2400 8E1  \d+\.\d\d polls/s", shown.stdout, re.M)
 
         remote = fieldlink("status", "--broker", mosquitto.url, "--site", "demo", "--gateway", "gw1",
                            "--timeout", "30", "--json")
         assert remote.returncode == 0, remote.stdout + remote.stderr
         assert {d for d, s in json.loads(remote.stdout)["devices"].items() if s["online"]} == devices
+        assert json.loads(remote.stdout)["broker"]["endpoint"] == endpoint  # from health mqtt.endpoint
 
         site.client.fault("lamp-03", "no_answer")
         assert wait_until(lambda: status_json(config)[0] == 1, 60), agent.log()

@@ -244,4 +244,5 @@ def test_monitor_shows_what_the_agent_sends(broker, tmp_path):
     readings = [e for e in events if e["kind"] == "reading"]
     assert sorted(e["value"] for e in readings) == list(range(50))
     assert all(e["unit"] == "count" and e["time"] == T0 + e["value"] for e in readings)
-    assert any(e["kind"] == "status" and e["message"]["payload"] == "compact" for e in events)
+    assert any(e["kind"] == "inventory" and e["message"]["payload"] == "compact" for e in events)
+    assert any(e["kind"] == "status" and e["message"]["online"] for e in events)

@@ -1,22 +1,34 @@
-"""The retained ``status`` message: birth (online, inventory, units, aliases) and last will (offline).
+"""What a gateway is and whether it is online: the inventory (retained, sent when it changed) and the
+status (retained, small, sent at every connect; the last will is its offline form).
 
 Both are CBOR maps with text keys, meant for humans and tools as much as for the platform. Fields are
-documented in docs/payload.md section "Birth and will"; in short:
+documented in docs/payload.md section 4; in short:
 
-    online    true (birth) / false (will)
-    gateway   gateway id                     site      site id
-    seq       birth sequence number; the will and every compact pack carry the same number
-    time      POSIX seconds (integer) when the birth was made (birth only)
-    versions  {"fieldlink": "0.1.0", ...} software versions (birth only)
-    payload   "senml" | "compact": the profile of this gateway's ``data`` topic (birth only)
-    base_name SenML base name of every record, e.g. "gw-01:" (birth only)
-    district  the city district the gateway serves (birth only, optional)
+status ``…/status`` (retained; the will registered at CONNECT is the offline one):
+    online    true / false               gateway, site   ids
+    seq       the inventory's sequence number: the aliases compact packs use
+    session   this connection's number (one more at every connect): a will or an offline status whose
+              session is older than the online status a consumer holds is stale
+    time      POSIX seconds when the gateway connected (online only)
+    inventory crc32 of the retained inventory's bytes (online only): a consumer that holds an inventory
+              with another digest has not received the current one yet
+
+inventory ``…/inventory`` (retained; published only when the broker does not hold this one):
+    gateway, site, seq
+    versions  {"fieldlink": "0.1.0", ...} software versions
+    payload   "senml" | "compact": the profile of this gateway's ``data`` topic
+    base_name SenML base name of every record, e.g. "gw-01:"
+    district  the city district the gateway serves (optional)
     devices   [{id, kind, model, protocol, address, alias, points: [{name, unit, alias, resolution?}],
                serves?: {households?, network?, length_m?}, lights?}]  (serves, lights: the indicators')
 
-``alias_table`` turns a birth into the lookup tables the compact profile encodes and decodes with.
+A gateway from before the split sends one map on ``…/status`` holding both (``online`` true with the
+devices): `check` reads it as an inventory, `status_of` as a status, so consumers take either.
+``alias_table`` turns an inventory into the lookup tables the compact profile encodes and decodes with.
 Shared dialect: runs on CPython 3.11+ and MicroPython 1.22+.
 """
+
+import binascii
 
 from protocols import cbor
 from protocols.errors import EncodingError, SenmlError
@@ -142,12 +154,12 @@ def _unique(values: list, what: str) -> None:
         seen[v] = True
 
 
-def make_birth(gateway: str, site: str, devices: list, time: int, seq: int = 0, payload: str = "senml",
-               versions: dict | None = None, base_name: str | None = None,
-               district: str | None = None) -> dict:
-    """The birth map. Devices and points without an ``alias`` get their list position."""
+def make_inventory(gateway: str, site: str, devices: list, seq: int = 0, payload: str = "senml",
+                   versions: dict | None = None, base_name: str | None = None,
+                   district: str | None = None) -> dict:
+    """The inventory map. Devices and points without an ``alias`` get their list position."""
     msg = {
-        "online": True, "gateway": gateway, "site": site, "seq": seq, "time": time,
+        "gateway": gateway, "site": site, "seq": seq,
         "versions": versions if versions is not None else {}, "payload": payload,
         "base_name": base_name if base_name is not None else "%s:" % gateway, "devices": devices,
     }
@@ -156,38 +168,65 @@ def make_birth(gateway: str, site: str, devices: list, time: int, seq: int = 0, 
     return check(msg)
 
 
-def make_will(gateway: str, site: str, seq: int = 0) -> dict:
-    """The last-will map, registered at connect time with the same ``seq`` as the birth that follows."""
-    return check({"online": False, "gateway": gateway, "site": site, "seq": seq})
+def make_status(gateway: str, site: str, seq: int, session: int, time: int, inventory: int) -> dict:
+    """The online status of one connection; `inventory` is `digest()` of the encoded inventory."""
+    return check({"online": True, "gateway": gateway, "site": site, "seq": seq, "session": session,
+                  "time": time, "inventory": inventory})
+
+
+def make_will(gateway: str, site: str, seq: int = 0, session: int = 0) -> dict:
+    """The offline status: the last will registered at CONNECT, also published on a clean stop."""
+    return check({"online": False, "gateway": gateway, "site": site, "seq": seq, "session": session})
+
+
+def digest(data) -> int:
+    """The ``inventory`` field of a status: CRC-32 (ISO-HDLC, as zlib's) of the inventory's bytes."""
+    return binascii.crc32(data) & 0xFFFFFFFF
 
 
 def check(msg: object) -> dict:
-    """Validate a birth or will map; return it normalised (defaults filled). ``EncodingError`` if bad."""
+    """Validate a status or an inventory map (an inventory has ``devices``); return it normalised
+    (defaults filled; a legacy birth's ``online`` and ``time`` left out). ``EncodingError`` if bad."""
     if type(msg) is not dict:
-        raise EncodingError("a status message is a map, got %s" % type(msg).__name__)
+        raise EncodingError("a status or inventory message is a map, got %s" % type(msg).__name__)
+    if "devices" in msg:
+        return _inventory(msg)
+    return _status(msg)
+
+
+def _status(msg: dict) -> dict:
     online = msg.get("online")
     if type(online) is not bool:
         raise EncodingError("status field online must be true or false, got %r" % (online,))
     out = {"online": online, "gateway": _ident(msg.get("gateway"), "gateway"),
-           "site": _ident(msg.get("site"), "site"), "seq": _alias(msg.get("seq"), "birth seq")}
+           "site": _ident(msg.get("site"), "site"), "seq": _alias(msg.get("seq"), "inventory seq"),
+           "session": _alias(msg.get("session", 0), "status session")}
     if not online:
         return out
     time = msg.get("time")
     if not is_number(time) or time - time != 0:  # type: ignore[operator]
-        raise EncodingError("birth time must be POSIX seconds, got %r" % (time,))
+        raise EncodingError("status time must be POSIX seconds, got %r" % (time,))
+    out["time"] = time
+    out["inventory"] = _alias(msg.get("inventory"), "status inventory digest")
+    return out
+
+
+def _inventory(msg: dict) -> dict:
+    out = {"gateway": _ident(msg.get("gateway"), "gateway"), "site": _ident(msg.get("site"), "site"),
+           "seq": _alias(msg.get("seq"), "inventory seq")}
     versions = msg.get("versions", {})
     if type(versions) is not dict:
-        raise EncodingError("birth versions must be a map of text, got %r" % (versions,))
+        raise EncodingError("inventory versions must be a map of text, got %r" % (versions,))
     for k in versions:
         _text(k, "versions key")
         _text(versions[k], "version of %s" % k)
     payload = msg.get("payload")
     if payload not in PROFILES:
-        raise EncodingError("birth payload must be 'senml' or 'compact', got %r" % (payload,))
+        raise EncodingError("inventory payload must be 'senml' or 'compact', got %r" % (payload,))
     base_name = _text(msg.get("base_name"), "base_name")
     devices = msg.get("devices")
     if type(devices) is not list:
-        raise EncodingError("birth devices must be a list, got %r" % (devices,))
+        raise EncodingError("inventory devices must be a list, got %r" % (devices,))
     devs = [_device(d, i) for i, d in enumerate(devices)]
     _unique([d["id"] for d in devs], "device id")
     _unique([d["alias"] for d in devs], "device alias")
@@ -196,28 +235,40 @@ def check(msg: object) -> dict:
             try:
                 check_name("%s%s/%s" % (base_name, d["id"], p["name"]))
             except SenmlError as exc:
-                raise EncodingError("birth: %s" % exc) from None
-    out.update({"time": time, "versions": versions, "payload": payload, "base_name": base_name,
-                "devices": devs})
+                raise EncodingError("inventory: %s" % exc) from None
+    out.update({"versions": versions, "payload": payload, "base_name": base_name, "devices": devs})
     if msg.get("district") is not None:
         out["district"] = _ident(msg["district"], "district")
     return out
 
 
+def status_of(msg: dict) -> dict:
+    """The status part of a decoded ``…/status`` map, also of a legacy birth (online, with devices)."""
+    if "devices" not in msg:
+        return msg
+    out = {"online": msg.get("online") is True, "gateway": msg.get("gateway"), "site": msg.get("site"),
+           "seq": msg.get("seq"), "session": 0}
+    if out["online"]:
+        out["time"] = msg.get("time", 0)
+        out["inventory"] = 0  # not known: the legacy birth is its own inventory
+    return out
+
+
 def encode(msg: dict) -> bytes:
-    """Deterministic CBOR for a birth or will map (validated first)."""
+    """Deterministic CBOR for a status or inventory map (validated first)."""
     return cbor.dumps(check(msg))
 
 
 def decode(data: bytes) -> dict:
-    """Birth or will map from CBOR ``data``; ``CborError`` or ``EncodingError`` if malformed."""
+    """Status or inventory map from CBOR ``data``; ``CborError`` or ``EncodingError`` if malformed. A
+    legacy birth comes back as its inventory (`status_of` the raw map gives its status)."""
     return check(cbor.loads(data))
 
 
-def units(birth: dict) -> dict:
-    """``{(device, point): unit}`` for every point of a birth that declares a unit."""
+def units(inventory: dict) -> dict:
+    """``{(device, point): unit}`` for every point of an inventory that declares a unit."""
     out = {}
-    for d in birth.get("devices", ()):
+    for d in inventory.get("devices", ()):
         for p in d["points"]:
             if p.get("unit"):
                 out[(d["id"], p["name"])] = p["unit"]
@@ -225,7 +276,7 @@ def units(birth: dict) -> dict:
 
 
 class AliasTable:
-    """Lookup tables of one birth for the compact profile.
+    """Lookup tables of one inventory for the compact profile.
 
     ``by_name[device] = (device_alias, {point: (point_alias, scaling)})`` serves the encoder;
     ``by_alias[device_alias] = (device, {point_alias: (point, unit, scaling)})`` serves the decoder.
@@ -238,13 +289,13 @@ class AliasTable:
         self.by_alias: dict = {}
 
 
-def alias_table(birth: dict) -> AliasTable:
-    """Build the compact-profile alias tables from a birth map."""
-    birth = check(birth)
-    if not birth["online"]:
-        raise EncodingError("a will message declares no aliases")
-    table = AliasTable(birth["seq"], birth["base_name"])
-    for d in birth["devices"]:
+def alias_table(inventory: dict) -> AliasTable:
+    """Build the compact-profile alias tables from an inventory map."""
+    inventory = check(inventory)
+    if "devices" not in inventory:
+        raise EncodingError("a status message declares no aliases; the inventory does")
+    table = AliasTable(inventory["seq"], inventory["base_name"])
+    for d in inventory["devices"]:
         enc: dict = {}
         dec: dict = {}
         for p in d["points"]:
@@ -256,5 +307,5 @@ def alias_table(birth: dict) -> AliasTable:
     return table
 
 
-__all__ = ["NETWORKS", "PROFILES", "AliasTable", "alias_table", "check", "decode", "encode", "make_birth",
-           "make_will", "scaling", "units"]
+__all__ = ["NETWORKS", "PROFILES", "AliasTable", "alias_table", "check", "decode", "digest", "encode",
+           "make_inventory", "make_status", "make_will", "scaling", "status_of", "units"]

@@ -7,7 +7,8 @@ refused on the laptop with the same words. Per-point data sits once in shared ta
 
     format    FORMAT
     gateway   {site, id, prefix, payload, health, base_name}
-    broker    {host, port, client_id, username, password, keepalive, reconnect_min, reconnect_max}
+    broker    {host, port, client_id, username, password, keepalive, reconnect_min, reconnect_max,
+               probe_interval, probe_window, persistent_session}
     ring {path, slots, slot_size}; batch {max_records, max_age, max_bytes}; inflight; watchdog_ms
     buses     [{name, port, baud, parity, bytesize, stopbits, timeout_ms, turnaround_ms, pause_ms,
                 uart, tx, rx, de}]
@@ -25,7 +26,8 @@ refused on the laptop with the same words. Per-point data sits once in shared ta
                 lit name index | -1, lit_above]]
     lighting  (only with schedules) {latitude, longitude, zone (protocols/zone.py's JSON form),
                 alarm_after, schedules: [{name, devices: [device id, ...], steps: [{at, set, days?}]}]}
-    birth     [head hex, tail hex] (the birth is head + CBOR(time) + tail); birth_seq; will (hex)
+    inventory the retained inventory as CBOR (hex); inventory_crc its CRC-32; seq its sequence number
+              (the status and the will are small maps the board makes per connection)
 
 A device entry also carries `broadcast_ms` when its protocol can broadcast (Family.broadcast): how
 long the line stays idle after a broadcast.
@@ -36,7 +38,9 @@ sides.
 
 from protocols import registry
 
-FORMAT = 4  # the layout; a board refuses any other (4: groups, lamps, lighting, writes' broadcast)
+# the layout; a board refuses any other (4 came in two kinds, one with groups, lamps, lighting and
+# writes' broadcast, one with the inventory apart from the status; 5 holds both)
+FORMAT = 5
 
 
 class CompiledError(ValueError):
@@ -135,12 +139,11 @@ def check(cfg: object) -> None:
     _check_groups(cfg, len(devices), len(names))  # type: ignore[arg-type]
     if "lighting" in cfg:  # type: ignore[operator]
         _check_lighting(cfg["lighting"])  # type: ignore[index]
-    birth = cfg.get("birth")  # type: ignore[attr-defined]
-    if type(birth) is not list or len(birth) != 2:
-        _fail("birth", "expected [head hex, tail hex]")
-    _hex("birth[0]", birth[0])  # type: ignore[index]
-    _hex("birth[1]", birth[1])  # type: ignore[index]
-    _hex("will", cfg.get("will"))  # type: ignore[attr-defined]
+    _hex("inventory", cfg.get("inventory"))  # type: ignore[attr-defined]
+    for key, top in (("inventory_crc", 0xFFFFFFFF), ("seq", 0xFFFFFFFF)):
+        v = cfg.get(key)  # type: ignore[attr-defined]
+        if type(v) is not int or not 0 <= v <= top:  # type: ignore[operator]
+            _fail(key, "expected an integer 0..%d" % top)
 
 
 def _check_groups(cfg: dict, ndevices: int, nnames: int) -> None:

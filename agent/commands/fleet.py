@@ -3,9 +3,10 @@
     fieldlink fleet report --broker HOST:PORT --totals FILE [--stale HOURS] [--json] [--csv FILE]
                            [--plot FILE.png] [--prefix P] [--username U --password P] [--timeout S]
 
-Reads the retained births and health of every gateway (agent/fleet/report.py says how it knows it has
-them all), joins them with the city's totals (docs/indicators.md) and prints L1P3, L1P9 and L2P4 with
-their stars and what the next star needs, for the city and each district of the totals file. A device
+Reads the retained status, inventory and health of every gateway (agent/fleet/report.py says how it
+knows it has them all), joins them with the city's totals (docs/indicators.md) and prints L1P3, L1P9 and
+L2P4 with their stars and what the next star needs, for the city and each district of the totals file. A
+device
 that has not reported for `--stale` hours (default 24) counts for nothing.
 
 Exit status (docs/cli.md): 0 done; 1 the broker could not be reached or refused us; 2 bad arguments, a

@@ -3,8 +3,9 @@
     fieldlink monitor --broker HOST[:PORT] [--site S] [--gateway G] [--once N] [--json]
                       [--username U --password P] [--tls | --ca-file CA [--cert-file C --key-file K]]
 
-Subscribes to ``<prefix>/<site|+>/<gateway|+>/#``, keeps each gateway's birth (units, aliases, payload
-profile), decodes SenML-CBOR and compact packs with our codecs and shows a table (device, point, value,
+Subscribes to ``<prefix>/<site|+>/<gateway|+>/#``, keeps each gateway's inventories (units, aliases,
+payload profile; by ``seq``, retained on ``…/inventory``, or inside a legacy birth on ``…/status``),
+decodes SenML-CBOR and compact packs with our codecs and shows a table (device, point, value,
 unit, age) redrawn in place on a terminal, or one line per reading otherwise (``--json``: JSON lines).
 Alarms, status changes and command acks are shown too. A payload that does not decode is counted and
 shown as an error line; it never stops the monitor.
@@ -52,7 +53,7 @@ class MonitorState:
     """Everything the monitor knows, fed by `handle(topic, payload)`; no I/O."""
 
     prefix: str = "fieldlink"
-    births: dict = field(default_factory=dict)  # (site, gateway) -> latest birth map
+    births: dict = field(default_factory=dict)  # (site, gateway) -> latest inventory map
     tables: dict = field(default_factory=dict)  # (site, gateway, seq) -> (AliasTable, units)
     rows: dict = field(default_factory=dict)  # full name -> Row
     health: dict = field(default_factory=dict)  # (site, gateway) -> latest health map
@@ -77,6 +78,8 @@ class MonitorState:
                 return self._data(key, payload, now)
             if leaf == "status":
                 return self._status(key, payload)
+            if leaf == "inventory":
+                return self._inventory(key, payload)
             if leaf in ("alarm", "ack", "health", "cmd"):
                 msg = cbor.loads(payload)
                 if not isinstance(msg, dict):
@@ -93,15 +96,31 @@ class MonitorState:
     def _status(self, key: tuple, payload: bytes) -> list[dict]:
         if not payload:  # a cleared retained message
             return []
-        msg = birth_msg.decode(payload)
+        raw = cbor.loads(payload)
+        if isinstance(raw, dict) and "devices" in raw:  # a gateway from before the split: inventory too
+            self._keep_inventory(key, birth_msg.check(raw))
+            raw = birth_msg.status_of(raw)
+        msg = birth_msg.check(raw)
+        if "devices" in msg:
+            raise ProtocolError("an inventory on the status topic")
         self.status[key] = "online" if msg["online"] else "offline"
-        if msg["online"]:
-            self.births[key] = msg
-            for device in msg.get("devices", []):
-                for point in device.get("points", []):
-                    self.resolution[(*key, device.get("id"), point.get("name"))] = point.get("resolution")
-            self.tables[(*key, msg["seq"])] = (birth_msg.alias_table(msg), birth_msg.units(msg))
         return [{"kind": "status", "site": key[0], "gateway": key[1], "message": msg}]
+
+    def _inventory(self, key: tuple, payload: bytes) -> list[dict]:
+        if not payload:
+            return []
+        msg = birth_msg.decode(payload)
+        if "devices" not in msg:
+            raise ProtocolError("the inventory topic carries no inventory")
+        self._keep_inventory(key, msg)
+        return [{"kind": "inventory", "site": key[0], "gateway": key[1], "message": msg}]
+
+    def _keep_inventory(self, key: tuple, msg: dict) -> None:
+        self.births[key] = msg
+        for device in msg.get("devices", []):
+            for point in device.get("points", []):
+                self.resolution[(*key, device.get("id"), point.get("name"))] = point.get("resolution")
+        self.tables[(*key, msg["seq"])] = (birth_msg.alias_table(msg), birth_msg.units(msg))
 
     def _data(self, key: tuple, payload: bytes, now: float) -> list[dict]:
         items = cbor.loads(payload)
@@ -109,7 +128,7 @@ class MonitorState:
             seq = items[1] if len(items) > 1 else None
             entry = self.tables.get((*key, seq))
             if entry is None:
-                raise ProtocolError("compact pack for birth seq %r, but no such birth seen from %s/%s"
+                raise ProtocolError("compact pack for inventory seq %r, but no such inventory seen from %s/%s"
                                     % (seq, key[0], key[1]))
             records = compact.resolve(items, entry[0], now)
             units = entry[1]
@@ -157,7 +176,10 @@ def line(event: dict) -> str:
         return "! %s: bad payload: %s" % (event["topic"], event["error"])
     msg = event["message"]
     if kind == "status":
-        return "* %s %s (birth seq %s)" % (where, "online" if msg["online"] else "OFFLINE", msg.get("seq"))
+        return "* %s %s (inventory seq %s, connection %s)" % (where, "online" if msg["online"] else "OFFLINE",
+                                                              msg.get("seq"), msg.get("session"))
+    if kind == "inventory":
+        return "* %s inventory seq %s: %d devices" % (where, msg.get("seq"), len(msg.get("devices", ())))
     if kind == "alarm":
         return "ALARM %s %s %s %s %s: %s" % (where, msg.get("state", ""), msg.get("kind", ""),
                                              msg.get("device", ""), msg.get("point") or "",
@@ -281,7 +303,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, stop: threading.Eve
                 except OSError:
                     pass
             if live:
-                alerts.extend(line(e) for e in events if e["kind"] in ("alarm", "status", "ack", "error"))
+                alerts.extend(line(e) for e in events if e["kind"] in ("alarm", "status", "inventory", "ack",
+                                                                        "error"))
                 if (events and time.monotonic() - last_draw >= _REDRAW) or time.monotonic() - last_draw > 1.0:
                     out.write("\x1b[H\x1b[2J" + table(state, time.time()) + "\n" + "\n".join(alerts) + "\n")
                     out.flush()

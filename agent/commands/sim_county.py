@@ -1,14 +1,16 @@
-"""`fieldlink sim county`: a simulated county's retained births and health on a broker, and the truth.
+"""`fieldlink sim county`: a simulated county's retained status, inventory and health on a broker, and
+the truth.
 
     fieldlink sim county --gateways N --lamps N --meters N --broker HOST:PORT [--seed S]
                          [--truth FILE] [--totals FILE] [--districts K] [--prefix P]
                          [--username U --password P]
 
-Publishes, from one process and through the fleet engine of `fieldlink sim fleet`, the retained birth
-and health of N gateways exactly as the agent makes them (agent/fleet/model.py), some devices not
-answering and some gateways stale (old health; half of those dropped their connection, so the broker
-holds their will), as agent/fleet/county.py describes. Then it disconnects: the births stay on the
-broker, and `fieldlink fleet report` can be run against it any time in the next hours.
+Publishes, from one process and through the fleet engine of `fieldlink sim fleet`, the retained
+status, inventory and health of N gateways exactly as the agent makes them (agent/fleet/model.py), some
+devices not answering and some gateways stale (old health; half of those dropped their connection, so
+the broker holds their will as their status), as agent/fleet/county.py describes. Then it disconnects:
+the inventories and health stay on the broker, and `fieldlink fleet report` can be run against it any
+time in the next hours.
 
 `--truth FILE` gets what every indicator must come out as (JSON, city and districts: counted, total,
 exact ratio "n/d", stars) for a report with `--stale 24`; `--totals FILE` the county's totals file.
@@ -40,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--districts", type=int, default=5, metavar="K", help="districts (1 to 8, default 5)")
     parser.add_argument("--prefix", default="fieldlink", help="topic prefix (default fieldlink)")
     parser.add_argument("--payload", choices=("senml", "compact"), default="senml",
-                        help="the gateways' payload profile, said in their births (default senml)")
+                        help="the gateways' payload profile, said in their inventories (default senml)")
     parser.add_argument("--connect-rate", type=float, default=200.0, metavar="R",
                         help="new connections per second (default 200)")
     parser.add_argument("--username")
@@ -114,9 +116,10 @@ def run(args: argparse.Namespace) -> int:
         print("fieldlink sim county: broker %s:%d: %s" % (host, port, exc), file=sys.stderr)
         return 1
     sent = sum(stats.message_bytes.values())
-    print("published %d births and %d health messages (%.1f MB, retained) in %.1f s; %d connections "
-          "dropped" % (stats.messages.get("status", 0), stats.messages.get("health", 0), sent / 1e6,
-                       stats.window, stats.drops), flush=True)
+    print("published %d status, %d inventory and %d health messages (%.1f MB, retained) in %.1f s; %d "
+          "connections dropped" % (stats.messages.get("status", 0), stats.messages.get("inventory", 0),
+                                   stats.messages.get("health", 0), sent / 1e6, stats.window, stats.drops),
+          flush=True)
     if args.truth:
         with open(args.truth, "w") as f:
             json.dump(truth, f, indent=1, sort_keys=True)

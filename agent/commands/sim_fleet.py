@@ -7,9 +7,9 @@
                         [--username U --password P] [--json FILE] [--quiet]
 
 Each simulated gateway is what the agent would be with M devices polled every S seconds: one MQTT
-connection with its will, the retained birth, packs made by the agent's batcher, retained health,
-alarms, and acks to commands on `…/cmd` (docs/scaling.md). It runs T seconds after every gateway is
-connected (default: until Ctrl-C), then stops as the agent stops, and prints messages/s, readings/s,
+connection with its will, the retained status and inventory, packs made by the agent's batcher, retained
+health, alarms, and acks to commands on `…/cmd` (docs/scaling.md). It runs T seconds after every gateway
+is connected (default: until Ctrl-C), then stops as the agent stops, and prints messages/s, readings/s,
 publish latency (p50/p99), CPU and whether the load was sustained.
 
 Exit status (docs/cli.md): 0 done (1 with --require-sustained when it was not); 2 bad arguments or the

@@ -220,7 +220,7 @@ def from_health(status: dict | None, health: dict, url: str) -> dict:
         "online": (status or {}).get("online"),
         "broker": {
             "connected": bool(health.get("connected", True)),
-            "since": 0,
+            "since": mqtt.get("since") or 0,
             "url": url,
             "endpoint": mqtt.get("endpoint"),
         },
@@ -258,6 +258,8 @@ def _pid_alive(pid: Any) -> bool:
 def run_local(args: Any, out: TextIO) -> int:
     from agent.config import ConfigError, load_config
     from agent.status_file import STALE_AFTER, read, status_path
+    from agent.uplink_state import read as read_uplink
+    from agent.uplink_state import state_path
 
     path = args.config or DEFAULT_CONFIG
     if not os.path.exists(path):
@@ -296,7 +298,10 @@ def run_local(args: Any, out: TextIO) -> int:
         return NO_AGENT
     state["source"] = "local"
     state["stale_after"] = STALE_AFTER
-    uplink = read(config.outbox.path + ".uplink.json")  # the uplink's own state, where it keeps one
+    # the uplink's own state file (agent/uplink_state.py), written the moment the connection changes:
+    # fresher than the state above, renewed every STATUS_EVERY s
+    uplink_file = state_path(config.outbox.path)
+    uplink = read_uplink(uplink_file) if uplink_file else None
     if uplink is not None and uplink.get("pid") == state.get("pid"):
         broker = state.setdefault("broker", {})
         for key in ("connected", "endpoint", "since"):
@@ -325,7 +330,9 @@ def run_remote(args: Any, out: TextIO) -> int:
         entry = found.setdefault((parts[1], parts[2]), {})
         try:
             if parts[3] == "status":
-                entry["status"] = birth_msg.decode(bytes(msg.payload))
+                raw = cbor.loads(bytes(msg.payload))
+                # a gateway from before the status/inventory split publishes its birth here
+                entry["status"] = birth_msg.check(birth_msg.status_of(raw) if isinstance(raw, dict) else raw)
             elif parts[3] == "health":
                 value = cbor.loads(bytes(msg.payload))
                 if isinstance(value, dict):

@@ -6,10 +6,11 @@ the work done on the laptop: the poll plan of agent/planner.py turned into reque
 send (Modbus RTU ADUs, DL/T 645 and CJ/T 188 read frames) and, per request, indexes into shared
 tables of point names and decode specs (a DL/T 645 block DI such as 0001FF00 is one request whose
 points carry their byte offset and length in the value); the DL/T 645 follow-up settings; the
-writable points with the profile's limits; the threshold rules; the birth message as CBOR bytes
-around its time; the RS-485 wiring per board; the groups, the lamps' control, fault and lit points;
-and, for a config with lighting schedules, the gateway's place, its time zone compiled to an offset
-table (agent/lighting/zones.py) and the schedules with their groups resolved to device ids.
+writable points with the profile's limits; the threshold rules; the inventory as CBOR bytes with
+its CRC-32 (the status and the will are small maps the board makes per connection); the RS-485
+wiring per board; the groups, the lamps' control, fault and lit points; and, for a config with
+lighting schedules, the gateway's place, its time zone compiled to an offset table
+(agent/lighting/zones.py) and the schedules with their groups resolved to device ids.
 The layout is described in docs/flashing.md ("The compiled config").
 """
 
@@ -32,8 +33,6 @@ BOARDS: dict[str, list[dict[str, int]]] = {
     "host": [{"uart": 0, "de": 2}, {"uart": 1, "de": 6}],
 }
 SAFE_PIN = {"esp32": 0, "rp2040": 22, "host": 0}
-# two birth times whose CBOR encodings have the same length and differ in every argument byte
-_T_A, _T_B = 0x40000000, 0x7FFFFFFF
 
 
 class FirmwareConfigError(Exception):
@@ -87,19 +86,12 @@ def _birth_device(index: int, device: Any, profile: Any, names: list) -> dict:
     return entry
 
 
-def birth_parts(gateway: Any, devices: list, base_name: str, seq: int = 0) -> tuple:
-    """(head, tail): the birth for POSIX time T is head + CBOR(T) + tail, T in 2**16 .. 2**32-1.
-
-    The board never builds the inventory map: it sends these bytes around the time it read."""
+def inventory_bytes(gateway: Any, devices: list, base_name: str, seq: int = 0) -> bytes:
+    """The board's retained inventory, byte for byte what protocols.birth encodes (it is sent from flash
+    as it is; its CRC-32 goes into every status)."""
     versions = {"fieldlink": __version__, "firmware": __version__}
-    a, b = (birth.encode(birth.make_birth(gateway.id, gateway.site, devices, t, seq, "senml", versions,
-                                          base_name, getattr(gateway, "district", None)))
-            for t in (_T_A, _T_B))
-    diff = [i for i in range(len(a)) if a[i] != b[i]]
-    start = diff[0] - 1
-    if len(a) != len(b) or diff[-1] != start + 4 or a[start] != 0x1A:
-        raise FirmwareConfigError("cannot locate the time in the birth message")  # pragma: no cover
-    return a[:start], a[start + 5:]
+    return birth.encode(birth.make_inventory(gateway.id, gateway.site, devices, seq, "senml", versions,
+                                             base_name, getattr(gateway, "district", None)))
 
 
 def _lamps(config: Any, index: dict, names: _Table) -> list:
@@ -162,9 +154,16 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
         raise FirmwareConfigError("gateway.payload = %r: the firmware publishes the senml profile only"
                                   % g.payload)
     b = config.broker
-    if b.tls:
-        raise FirmwareConfigError("broker.tls: the firmware's MQTT client has no TLS; use a local broker "
-                                  "or a TLS-terminating bridge")
+    endpoints = b.endpoint_list()
+    if len(endpoints) > 1:
+        raise FirmwareConfigError("broker.endpoints lists %d brokers; the firmware connects to one: give the "
+                                  "board one endpoint (a node, or a load balancer in front of the cluster)"
+                                  % len(endpoints))
+    (ep,) = endpoints
+    if ep.tls:
+        where = "broker.tls" if ep.where == "broker" else ep.where
+        raise FirmwareConfigError("%s: the firmware's MQTT client has no TLS; use a local broker or a "
+                                  "TLS-terminating bridge" % where)
     buses: list = []
     devices: list = []
     birth_devices: list = []
@@ -217,16 +216,18 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
     lighting = _lighting(config, now)
     base_name = "%s:" % g.id
     seq = 0
-    head, tail = birth_parts(g, birth_devices, base_name, seq)
+    inventory = inventory_bytes(g, birth_devices, base_name, seq)
     out: dict = {
         "format": FORMAT,
         "board": board,
         "gateway": {"site": g.site, "id": g.id, "prefix": g.prefix, "payload": g.payload,
                     "health": _number(g.health_interval), "base_name": base_name},
-        "broker": {"host": b.host, "port": b.port,
+        "broker": {"host": ep.host, "port": ep.port,
                    "client_id": b.client_id or "%s-%s-%s" % (g.prefix, g.site, g.id),
-                   "username": b.username, "password": b.password, "keepalive": b.keepalive,
-                   "reconnect_min": _number(b.reconnect_min), "reconnect_max": _number(b.reconnect_max)},
+                   "username": ep.username, "password": ep.password, "keepalive": b.keepalive,
+                   "reconnect_min": _number(b.reconnect_min), "reconnect_max": _number(b.reconnect_max),
+                   "probe_interval": _number(b.probe_interval), "probe_window": _number(b.probe_window),
+                   "persistent_session": b.persistent_session},
         "ring": {"path": "/outbox.ring", "slots": ring_slots, "slot_size": ring_slot_size},
         "batch": {"max_records": config.batch.max_records, "max_age": _number(config.batch.max_age),
                   "max_bytes": min(config.batch.max_bytes, ring_slot_size - 19)},
@@ -241,11 +242,11 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
         "writes": writes,
         "actions": actions,
         "rules": rules,
+        "inventory": inventory.hex(),
+        "inventory_crc": birth.digest(inventory),
+        "seq": seq,
         "groups": groups,
         "lamps": lamps,
-        "birth": [head.hex(), tail.hex()],
-        "birth_seq": seq,
-        "will": birth.encode(birth.make_will(g.id, g.site, seq)).hex(),
         # the command keys go to the board's flash (config.json): protect the board as the key file
         "commands": {"signed": config.commands.signed, "keys": [k.hex() for k in config.commands.keys],
                      "id_window": config.commands.id_window, "queue": min(config.commands.queue, 8),

@@ -18,7 +18,9 @@ What a county holds (all chosen by `seed`):
 * about 4 % of the devices not answering: half of them answered a few hours ago (still reporting
   within 24 h: meters and sensors count, lamps do not since they are offline), half not for days or never;
 * about 4 % of the gateways stale: their health is 30 to 90 hours old; half of them dropped their
-  connection (their will replaced the birth on the broker), half still show their old birth.
+  connection (their will is their retained status), half still show their old online status. Both
+  keep their inventory on the broker (…/inventory is retained apart from the status), so their devices
+  are in the report, counted by their last report (hours too old: none counts).
 
 Districts: gateway `i` is in district `i % districts`. The totals are the inventory's lights,
 households and lengths divided by a coverage drawn per district (so the indicators land on various
@@ -63,7 +65,7 @@ class CountyGateway:
     kind: str  # "street" or "block"
     devices: list[CountyDevice] = field(default_factory=list)
     age: float = 0.0  # seconds its health is older than now
-    will: bool = False  # its connection dropped: the broker holds its will, not its birth
+    will: bool = False  # its connection dropped: the broker holds its will as its status
 
 
 @dataclass
@@ -142,7 +144,7 @@ class CountyPlan:
                              for name in self.districts}}
         out["gateways"] = len(self.gateways)
         out["devices"] = sum(len(g.devices) for g in self.gateways)
-        out["devices_in_retained_births"] = sum(len(g.devices) for g in self.gateways if not g.will)
+        out["devices_in_retained_inventories"] = out["devices"]  # a will does not remove the inventory
         return out
 
     def _scope(self, district: str | None, totals: dict, stale_hours: float) -> dict:
@@ -153,8 +155,6 @@ class CountyPlan:
         for g in self.gateways:
             if district is not None and g.district != district:
                 continue
-            if g.will:
-                continue  # its birth is not on the broker: none of its devices can be counted
             for d in g.devices:
                 if d.age is None or g.age + d.age > limit:
                     continue  # not reporting within the limit

@@ -2,7 +2,9 @@
 connection each (agent/fleet/mqtt.py), at field rates; what it achieved, measured.
 
 Each gateway behaves as the agent's publisher does (agent/publisher.py): CONNECT with its will (the
-retained offline status), subscribe to `…/cmd`, the retained birth, health, then its packs in order
+retained offline status of this connection), subscribe to `…/cmd`, the retained status, the retained
+inventory (at every connect: a clean session, so the broker is taken to hold nothing of ours, as the
+agent does with `broker.persistent_session = false`), health, then its packs in order
 with at most `inflight` waiting for a PUBACK; a pack leaves the outbox only on its PUBACK, and the
 unacknowledged ones are sent again after a reconnect; reconnects back off as the agent's do. One
 scheduler task polls every device at its interval (the devices of a gateway one after another, 50 ms
@@ -88,7 +90,8 @@ class _Link:
         self.inflight: list[tuple[Pack, float]] = []  # in publish order: (pack, monotonic sent)
         self.failures = 0
         self.next_health = 0.0
-        self.hello: list[asyncio.Future[Any]] = []  # the PUBACKs of the birth and health of a connect
+        # the PUBACKs of the status, inventory and health of a connect
+        self.hello: list[asyncio.Future[Any]] = []
         self.topics = {topic: _text(topic) for topic in model.topic.values()}
 
 
@@ -152,9 +155,10 @@ class Engine:
         return self.stats
 
     async def publish_once(self, drop: set[int], attempts: int = 3) -> Stats:
-        """Connect every gateway once (at `connect_rate`), publish its birth and health (retained) and
-        wait for their PUBACKs; then drop the connections of the gateways in `drop` (the broker
-        publishes their wills) and DISCONNECT the others, whose births stay. No polls, no data."""
+        """Connect every gateway once (at `connect_rate`), publish its status, inventory and health
+        (retained) and wait for their PUBACKs; then drop the connections of the gateways in `drop` (the
+        broker publishes their wills over their status; their inventory stays) and DISCONNECT the others,
+        whose online status stays. No polls, no data."""
         started = time.monotonic()
         self._begin_window()
 
@@ -173,7 +177,7 @@ class Engine:
                     if link.session is not None:
                         link.session.abort(reason)
                     if attempt + 1 == attempts:
-                        raise MqttError("gateway %s could not publish its birth and health: %s"
+                        raise MqttError("gateway %s could not publish its status, inventory and health: %s"
                                         % (link.model.id, reason)) from None
                     await asyncio.sleep(backoff_delay(attempt + 1, self.options.reconnect_min, 4.0, self.rng))
 
@@ -259,7 +263,7 @@ class Engine:
         o = self.options
         m = link.model
         session = Session("%s-%s-%s" % (m.config.gateway.prefix, m.site, m.id), keepalive=o.keepalive,
-                          will=(m.topic["status"], m.will, 1, True),
+                          will=(m.topic["status"], m.next_session(), 1, True),
                           on_message=lambda topic, payload, retain: self._command(link, topic, payload,
                                                                                   retain),
                           username=o.username, password=o.password)
@@ -269,7 +273,8 @@ class Engine:
         m.counters["connects"] += 1
         self.stats.connects += 1
         await session.subscribe([(m.topic["cmd"], 1)])
-        link.hello = [f for f in (self._publish(link, "status", m.birth_bytes(), retain=True),
+        link.hello = [f for f in (self._publish(link, "status", m.status_bytes(), retain=True),
+                                  self._publish(link, "inventory", m.inventory_bytes, retain=True),
                                   self._publish(link, "health", m.health_bytes(), retain=True)) if f]
         link.next_health = time.monotonic() + m.config.gateway.health_interval
         self._pump(link)
@@ -299,7 +304,7 @@ class Engine:
         goodbyes = []
         for link in self.links:
             if link.session is not None and link.session.up:
-                self._publish(link, "status", link.model.will, retain=True)
+                self._publish(link, "status", link.model.will_bytes(), retain=True)
                 goodbyes.append(link.session.disconnect())
         await asyncio.gather(*goodbyes, return_exceptions=True)
 

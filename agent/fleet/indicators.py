@@ -1,7 +1,7 @@
 """The provincial smart-city indicators a county is scored on, from the fleet's inventory and health.
 
 Pure functions (no broker, no clock: `now` is passed in). The integration (`fieldlink fleet report`)
-turns retained births and health messages into `DeviceFacts`; this module decides what counts and
+turns retained inventories and health messages into `DeviceFacts`; this module decides what counts and
 computes the ratios, the stars and what the next star needs. docs/indicators.md explains each one.
 
 * **L1P3 intelligent street lights** = intelligent lamps / public lights. A lamp counts (with its
@@ -54,7 +54,7 @@ class TotalsError(ValueError):
 
 @dataclass(frozen=True)
 class DeviceFacts:
-    """What the fleet knows of one device: from the gateway's birth (kind, serves, lights, what is
+    """What the fleet knows of one device: from the gateway's inventory (kind, serves, lights, what is
     writable and alarmed) and its latest health (online, last report)."""
 
     gateway: str

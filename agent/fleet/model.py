@@ -1,9 +1,11 @@
-"""One simulated gateway, without a network: its config, devices, birth, readings, packs, health, acks.
+"""One simulated gateway, without a network: its config, devices, status, inventory, readings, packs,
+health, acks.
 
 Every message is made by the agent's own code, so a change of shape there is a change here too:
 
-* the inventory by `agent.gateway.inventory(config)` from a real `Config` (devices with their profiles),
-  the birth and the will by `protocols.birth`;
+* the devices by `agent.gateway.inventory(config)` from a real `Config` (devices with their profiles);
+  the retained inventory, the small status of each connection and its will by `protocols.birth`, as
+  agent/uplink.py makes them (one more `session` per connect, the inventory's CRC-32 in the status);
 * packs by `agent.batcher.Batcher` with the gateway's payload profile (`make_encoder`: SenML or compact),
   closed by count, size and age exactly as the agent closes them;
 * health by `agent.health.Health` with the counters the agent adds (`readings`, `outbox`, `mqtt`,
@@ -34,8 +36,8 @@ from agent.gateway import inventory
 from agent.health import Health
 from agent.lighting.lamps import lamp_facts
 from agent.uplink import versions
+from protocols import alarms, cbor, poll
 from protocols import birth as birth_msg
-from protocols import cbor, poll
 from protocols.commands import Command, IdMemory, refusal
 from protocols.profiles import Point, Profile
 
@@ -154,17 +156,20 @@ class GatewayModel:
         self.devices = {d.id: SimDevice(d, config.profiles[d.profile], seed * 1000 + i)
                         for i, d in enumerate(config.devices)}
         self.topic = {leaf: config.topic(leaf)
-                      for leaf in ("status", "data", "alarm", "health", "cmd", "ack")}
+                      for leaf in ("status", "inventory", "data", "alarm", "health", "cmd", "ack")}
         self.seq = 0
-        self._birth_args = {"gateway": g.id, "site": g.site, "devices": inventory(config), "seq": self.seq,
-                            "payload": g.payload, "versions": versions(), "district": g.district}
-        first = self.make_birth()
-        self.will = birth_msg.encode(birth_msg.make_will(g.id, g.site, self.seq))
+        #: the inventory map (retained on …/inventory), its bytes and their CRC-32 (in every status)
+        self.inventory = birth_msg.make_inventory(g.id, g.site, inventory(config), seq=self.seq,
+                                                  payload=g.payload, versions=versions(), district=g.district)
+        self.inventory_bytes = birth_msg.encode(self.inventory)
+        self.inventory_digest = birth_msg.digest(self.inventory_bytes)
+        self.session = 0  # the connection's number, one more at every connect (the agent's `session`)
         b = config.batch
         self.outbox: deque[Pack] = deque()
         self.outbox_bytes = 0
-        self.batcher = Batcher(make_encoder(g.payload, first), self._store, max_records=b.max_records,
-                               max_bytes=b.max_bytes, max_age=b.max_age, clock=monotonic)
+        self.batcher = Batcher(make_encoder(g.payload, self.inventory), self._store,
+                               max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age,
+                               clock=monotonic)
         self.connected = False
         self.counters = {"polls": 0, "readings": 0, "timeouts": 0, "published": 0, "packs_published": 0,
                          "records_published": 0, "bytes_published": 0, "packs_resent": 0, "connects": 0,
@@ -190,12 +195,19 @@ class GatewayModel:
 
     # -- messages ---------------------------------------------------------------------------------
 
-    def make_birth(self) -> dict:
-        """The birth map as the agent makes it at each connect (time = now)."""
-        return birth_msg.make_birth(time=int(self.clock()), **self._birth_args)  # type: ignore[arg-type]
+    def next_session(self) -> bytes:
+        """A new connection: one more `session`; its will (registered at CONNECT), as the agent's."""
+        self.session += 1
+        return self.will_bytes()
 
-    def birth_bytes(self) -> bytes:
-        return birth_msg.encode(self.make_birth())
+    def will_bytes(self) -> bytes:
+        """The offline status of the current connection (the will; also sent on a clean stop)."""
+        return birth_msg.encode(birth_msg.make_will(self.id, self.site, self.seq, self.session))
+
+    def status_bytes(self) -> bytes:
+        """The online status of the current connection (time = now), with the inventory's CRC-32."""
+        return birth_msg.encode(birth_msg.make_status(self.id, self.site, self.seq, self.session,
+                                                      int(self.clock()), self.inventory_digest))
 
     def health_bytes(self) -> bytes:
         return self.health.encode()
@@ -232,9 +244,8 @@ class GatewayModel:
     def alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool) -> None:
         """An alarm map through the outbox (QoS 1, in order with the data), as `Uplink.alarm`."""
         self.batcher.flush()
-        payload = cbor.dumps({"device": device, "point": point, "kind": kind, "value": value,
-                              "state": "raised" if raised else "cleared", "time": int(self.clock())})
-        self.alarms += 1
+        self.alarms += 1  # the alarm's `n`: one more per alarm, as the agent numbers them
+        payload = cbor.dumps(alarms.alarm(device, point, kind, value, raised, self.clock(), self.alarms))
         self._put(self.topic["alarm"], payload, 0)
 
     def _store(self, payload: bytes, records: int) -> None:

@@ -1,13 +1,13 @@
 """`fieldlink fleet report`'s work: collect the fleet from the broker, compute, show.
 
-How it knows it has every gateway: births and health are retained (docs/payload.md §1), and a broker
-sends a new subscription's retained messages right after its SUBACK. The report subscribes to
-`<prefix>/+/+/status` and `<prefix>/+/+/health`, then publishes one empty message to a topic of its
-own (`fieldlink-report/<random>`, outside the prefix, also subscribed): the broker handles one client's
-packets in order, so that marker comes back after every retained message queued for the report. Once
-it is back and nothing came for `settle` seconds, the collection is complete. A broker that does not let
-the report publish (an ACL) never returns the marker: the report then stops after `quiet` seconds with
-no message, and says so.
+How it knows it has every gateway: status, inventory and health are retained (docs/payload.md §1), and a
+broker sends a new subscription's retained messages right after its SUBACK. The report subscribes to
+`<prefix>/+/+/status`, `<prefix>/+/+/inventory` and `<prefix>/+/+/health`, then publishes one empty
+message to a topic of its own (`fieldlink-report/<random>`, outside the prefix, also subscribed): the
+broker handles one client's packets in order, so that marker comes back after every retained message
+queued for the report. Once it is back and nothing came for `settle` seconds, the collection is
+complete. A broker that does not let the report publish (an ACL) never returns the marker: the report
+then stops after `quiet` seconds with no message, and says so.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class Collected:
 async def collect(view: FleetView, host: str, port: int, username: str | None = None,
                   password: str | None = None, timeout: float = 60.0, settle: float = 0.3,
                   quiet: float = 3.0) -> Collected:
-    """Subscribe, take every retained birth and health into `view`, return when complete (above)."""
+    """Subscribe, take every retained status, inventory and health into `view`, return when complete
+    (above)."""
     loop = asyncio.get_running_loop()
     token = secrets.token_hex(6)
     marker = "fieldlink-report/%s" % token
@@ -119,8 +120,10 @@ def text(scopes: list[ScopeReport], view: FleetView, now: float, stale_hours: fl
                                              stale_hours)]
     notes = []
     if g["offline"]:
-        notes.append("%d offline (their last will replaced the birth: inventory unknown, nothing counted)"
-                     % g["offline"])
+        notes.append("%d offline (their devices count by their last report)" % g["offline"])
+    if g["offline_without_inventory"]:
+        notes.append("%d offline from before the status/inventory split (their last will replaced the "
+                     "birth: inventory unknown, nothing counted)" % g["offline_without_inventory"])
     if g["without_health"]:
         notes.append("%d without health" % g["without_health"])
     if g["stale_health"]:

@@ -1,20 +1,23 @@
-"""The fleet as the broker holds it: every gateway's retained birth and latest health, read back into
-the device facts the indicators count (agent/fleet/indicators.py). The one place that knows those
-shapes (docs/payload.md §4 and §6): a change of the birth or the health is a change here.
+"""The fleet as the broker holds it: every gateway's retained status, inventory and latest health, read
+back into the device facts the indicators count (agent/fleet/indicators.py). The one place that knows
+those shapes (docs/payload.md §4 and §6): a change of the inventory or the health is a change here.
 
     view = FleetView(prefix="fieldlink")
-    view.handle(topic, payload)       # every retained `…/status` and `…/health` (and later live ones)
+    view.handle(topic, payload)       # every retained `…/status`, `…/inventory` and `…/health`
     facts = view.facts(now)           # [DeviceFacts], one per device of every known inventory
     view.problems                     # what was refused and why, counted by kind
 
 What is read:
 
-* `…/status` — the birth (`protocols.birth.decode`: inventory, `district`; per device `kind`,
-  `serves.households`, `serves.network`, `serves.length_m`, `lights`), or the will (offline). A will
-  whose `seq` is not the birth's is a stale session's and is ignored. An empty payload (a cleared
-  retained message) forgets the gateway's status. Note: while the birth and the will share `…/status`,
-  a gateway whose will is retained has no inventory on the broker; its devices cannot be counted and
-  the report says how many gateways are in that state.
+* `…/inventory` — the devices (`protocols.birth.decode`: `district`; per device `kind`,
+  `serves.households`, `serves.network`, `serves.length_m`, `lights`). It stays retained while the
+  gateway is offline, so an offline gateway's devices are still counted (by their last report).
+* `…/status` — online or offline (the will). An offline status whose `session` is older than the
+  online status held is a stale connection's will and is ignored. A gateway from before the
+  status/inventory split sends its inventory inside an online status (a birth): it is taken as both;
+  its will replaces that birth on the broker, so such a gateway offline has no inventory and its
+  devices cannot be counted (the report says how many gateways are in that state). An empty payload
+  (a cleared retained message) forgets what the topic said.
 * `…/health` — `time` (when the gateway sent it) and per bus `devices` {id: {online, last_ok,
   control_writable?, fault_alarm_armed?}} (docs/cddl/health.cddl `device-state`; `last_ok` 0: never,
   missing: the health's time for a device online). A health message from an agent older than that map
@@ -38,7 +41,7 @@ from protocols.errors import ProtocolError
 __all__ = ["FUTURE_SLACK", "LEAVES", "FleetView", "GatewayState"]
 
 FUTURE_SLACK = 3600.0  # a time this far ahead of the reader's clock is refused (a gateway's clock is wrong)
-LEAVES = ("status", "health")  # the topics the view reads (fleet report subscribes to these)
+LEAVES = ("status", "inventory", "health")  # the topics the view reads (fleet report subscribes to these)
 
 
 @dataclass
@@ -47,21 +50,22 @@ class GatewayState:
 
     site: str
     gateway: str
-    birth: dict | None = None
+    inventory: dict | None = None
     online: bool | None = None  # None: no status seen
-    will_seq: int | None = None
+    session: int | None = None  # the connection the status held speaks of
+    legacy: bool = False  # the inventory came in a birth on …/status (a gateway from before the split)
     health: dict | None = None
     health_time: float | None = None
 
     @property
     def district(self) -> str | None:
-        value = self.birth.get("district") if self.birth else None
+        value = self.inventory.get("district") if self.inventory else None
         return value if isinstance(value, str) else None
 
 
 @dataclass
 class FleetView:
-    """Births and health by gateway; see the module docstring."""
+    """Status, inventory and health by gateway; see the module docstring."""
 
     prefix: str = "fieldlink"
     max_payload: int = 4 << 20
@@ -95,6 +99,8 @@ class FleetView:
         try:
             if leaf == "status":
                 self._status(state, payload)
+            elif leaf == "inventory":
+                self._inventory(state, payload)
             else:
                 self._health(state, payload)
         except (ProtocolError, ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
@@ -107,21 +113,48 @@ class FleetView:
 
     def _status(self, state: GatewayState, payload: bytes) -> None:
         if not payload:  # a cleared retained status
-            state.birth, state.online, state.will_seq = None, None, None
+            if state.legacy:
+                state.inventory, state.legacy = None, False
+            state.online, state.session = None, None
+            return
+        raw = cbor.loads(payload)
+        if isinstance(raw, dict) and "devices" in raw:  # a birth: inventory and online status in one
+            self._take_inventory(state, birth_msg.check(raw), "status")
+            state.legacy = True
+            raw = birth_msg.status_of(raw)
+        msg = birth_msg.check(raw)
+        self._same_gateway(state, msg, "status")
+        if msg["online"]:
+            state.online, state.session = True, msg["session"]
+            return
+        if state.online and state.session is not None and msg["session"] < state.session:
+            return  # the will of an older connection, arrived late: stale (docs/payload.md §4)
+        if state.legacy and state.inventory is not None and state.inventory["seq"] != msg["seq"]:
+            return  # a legacy will of another seq than the birth held: a stale session's
+        state.online, state.session = False, msg["session"]
+        if state.legacy:
+            state.inventory, state.legacy = None, False  # the will replaced the birth on the broker
+
+    def _inventory(self, state: GatewayState, payload: bytes) -> None:
+        if not payload:  # a cleared retained inventory
+            if not state.legacy:
+                state.inventory = None
             return
         msg = birth_msg.decode(payload)
+        if "devices" not in msg:
+            raise ValueError("not an inventory (no devices): a status map on the inventory topic")
+        self._take_inventory(state, msg, "inventory")
+        state.legacy = False
+
+    def _take_inventory(self, state: GatewayState, msg: dict, leaf: str) -> None:
+        self._same_gateway(state, msg, leaf)
+        state.inventory = msg
+
+    @staticmethod
+    def _same_gateway(state: GatewayState, msg: dict, leaf: str) -> None:
         if msg["gateway"] != state.gateway or msg["site"] != state.site:
-            raise ValueError("the status names %s/%s, not the gateway of its topic"
-                             % (msg["site"], msg["gateway"]))
-        if msg["online"]:
-            state.birth = msg
-            state.online = True
-            state.will_seq = None
-        elif state.birth is None or state.birth["seq"] == msg["seq"]:
-            state.birth = None  # the retained status is now the will: the inventory is gone from the broker
-            state.online = False
-            state.will_seq = msg["seq"]
-        # a will of another seq than the birth we hold: a stale session's, ignored (docs/payload.md §4)
+            raise ValueError("the %s names %s/%s, not the gateway of its topic"
+                             % (leaf, msg["site"], msg["gateway"]))
 
     def _health(self, state: GatewayState, payload: bytes) -> None:
         if not payload:
@@ -145,10 +178,10 @@ class FleetView:
         """One DeviceFacts per device of every inventory held (gateways without one give none)."""
         out: list[DeviceFacts] = []
         for state in self.gateways.values():
-            if state.birth is None:
+            if state.inventory is None:
                 continue
             reports = self._reports(state, now)
-            for d in state.birth["devices"]:
+            for d in state.inventory["devices"]:
                 serves = d.get("serves") or {}
                 health = reports.get(d["id"], {})
                 lights = d.get("lights", 1)
@@ -214,16 +247,18 @@ class FleetView:
     # -- counts for the report ------------------------------------------------------------------------
 
     def summary(self, now: float, stale_hours: float) -> dict[str, int]:
-        """Gateways by state: with an inventory, offline (its will retained: inventory unknown), without
-        health, with health older than `stale_hours`."""
+        """Gateways by state: with an inventory, offline (its will retained), offline without an
+        inventory (a gateway from before the split whose will replaced its birth), without health, with
+        health older than `stale_hours`."""
         states = list(self.gateways.values())
         limit = stale_hours * 3600
         return {
             "gateways": len(states),
-            "with_inventory": sum(1 for s in states if s.birth is not None),
+            "with_inventory": sum(1 for s in states if s.inventory is not None),
             "offline": sum(1 for s in states if s.online is False),
+            "offline_without_inventory": sum(1 for s in states if s.online is False and s.inventory is None),
             "without_health": sum(1 for s in states if s.health_time is None),
             "stale_health": sum(1 for s in states
                                 if s.health_time is not None and not now - s.health_time <= limit),
-            "devices": sum(len(s.birth["devices"]) for s in states if s.birth is not None),
+            "devices": sum(len(s.inventory["devices"]) for s in states if s.inventory is not None),
         }

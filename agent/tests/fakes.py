@@ -12,7 +12,8 @@ from protocols.errors import ExceptionResponse
 
 
 class FakeModbus:
-    """A Modbus server: registers and coils by address; `dead` stops it answering."""
+    """A Modbus server: registers and coils by address; `dead` stops it answering; `delay` seconds it
+    takes to answer each request (a meter on a slow line; real time, for a PtyBus)."""
 
     def __init__(self, registers: dict[int, int] | None = None, inputs: dict[int, int] | None = None,
                  coils: dict[int, bool] | None = None, delay: float = 0.0) -> None:
@@ -31,6 +32,8 @@ class FakeModbus:
         self.requests.append((time.monotonic(), req))
         if self.dead:
             return None
+        if self.delay:
+            time.sleep(self.delay)
         fc = req.function
         if fc in (1, 2, 3, 4):
             tables: dict[int, dict] = {1: self.coils, 2: self.coils, 3: self.holding, 4: self.inputs}

@@ -18,7 +18,7 @@ INVENTORY = [
     {"id": "lamp-2", "kind": "lamp", "model": "l", "protocol": "modbus", "address": "2",
      "points": [{"name": "on", "unit": ""}, {"name": "dim", "unit": "/", "resolution": 0.01}]},
 ]
-BIRTH = birth_msg.make_birth("gw-01", "site-a", INVENTORY, time=1710498000, seq=3)
+BIRTH = birth_msg.make_inventory("gw-01", "site-a", INVENTORY, seq=3)
 
 
 def collect():

@@ -272,3 +272,49 @@ options = %s
                    ("devices[3].options.operator",
                     'expected 8 hex digits as a string (such as "00000000"); got "12345"')], got
     assert not any("s3cret" in m or "2123456" in m for _, m in got)
+
+
+def test_broker_endpoints_with_tls_for_all_or_per_endpoint(tmp_path, profile_dir):
+    for name in ("ca.pem", "ca-b.pem"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    path = basic_config(str(tmp_path), "/dev/ttyFAKE0", DEVICE)
+    with open(path, "a") as f:
+        f.write('\n[broker]\nca_file = "ca.pem"\nusername = "gw1"\npassword = "pw"\nendpoints = [\n'
+                '  "mqtts://a.example",\n  {url = "mqtts://[fd00::2]:9883", ca_file = "ca-b.pem"},\n'
+                '  {url = "mqtt://c.example", username = "gw1-c", password = "pw-c"},\n]\n'
+                "probe_interval = 2\nsession_expiry = 3600\nmqtt_version = \"3.1.1\"\n")
+    config = load_config(path)
+    a, b, c = config.broker.endpoint_list()
+    assert (a.url, a.tls, a.host, a.port, a.ca_file) == ("mqtts://a.example:8883", True, "a.example", 8883,
+                                                        str(tmp_path / "ca.pem"))
+    assert (b.url, b.host, b.port, b.ca_file) == ("mqtts://[fd00::2]:9883", "fd00::2", 9883,
+                                                  str(tmp_path / "ca-b.pem"))
+    assert (c.url, c.tls, c.username, c.password) == ("mqtt://c.example:1883", False, "gw1-c", "pw-c")
+    assert (a.username, a.password) == ("gw1", "pw")
+    assert a.key("ca_file") == "broker.ca_file" and b.key("ca_file") == "broker.endpoints[1].ca_file"
+    assert c.key("username") == "broker.endpoints[2].username" and b.key("host") == "broker.endpoints[1]"
+    bc = config.broker
+    assert (bc.probe_interval, bc.session_expiry, bc.mqtt_version, bc.persistent_session) == (
+        2, 3600, "3.1.1", True)
+
+
+def test_broker_endpoints_errors(tmp_path, profile_dir):
+    path = basic_config(str(tmp_path), "/dev/ttyFAKE0", DEVICE)
+    with open(path, "a") as f:
+        f.write('\n[broker]\nhost = "x"\nca_file = "missing.pem"\nendpoints = ["mqtt://a", "tcp://b", '
+                '{url = "mqtt://c", ca_file = "ca.pem"}, {ca_file = "x"}, "mqtt://a:1883", 5]\n'
+                'mqtt_version = "4"\n')
+    _config, issues, _ = validate(path)
+    got = {(i.key, i.message) for i in issues}
+    assert ("broker.host", 'host and endpoints are both set; expected one of them (an endpoint is '
+            '"mqtt://HOST:PORT" or "mqtts://HOST:PORT" for TLS)') in got
+    assert ("broker.endpoints[1]", "unknown scheme 'tcp'; expected mqtt://HOST[:PORT] or "
+            'mqtts://HOST[:PORT], got "tcp://b"') in got
+    assert ("broker.endpoints[2].ca_file", "ca_file is set but the URL is mqtt://; expected mqtts:// for "
+            "TLS") in got
+    assert ("broker.endpoints[3].url", "missing; expected a broker URL") in got
+    assert ("broker.endpoints[4]", "mqtt://a:1883 is already endpoint 0; expected each endpoint once") in got
+    assert ("broker.endpoints[5]", 'expected a URL string (["mqtts://a.example:8883", "mqtt://b.example:1883"])'
+            " or a table with url = ..., got 5") in got
+    assert ("broker.ca_file", "ca_file is set but no endpoint uses TLS; expected an mqtts:// endpoint") in got
+    assert ("broker.mqtt_version", 'expected one of "auto", "5", "3.1.1", got "4"') in got

@@ -193,6 +193,10 @@ def broker_with(lines: str) -> str:
     return BASE.replace(BROKER_AT, BROKER_AT + lines)
 
 
+def endpoints_with(entries: str) -> str:
+    return BASE.replace(BROKER_AT + "port = 1883\n", "endpoints = [%s]\n" % entries)
+
+
 def device_with(lines: str, modbus: bool = False) -> str:
     text = BASE.replace(DEVICE_AT, DEVICE_AT + lines)
     if modbus:  # a lamp controller: no password option at all
@@ -231,6 +235,19 @@ def secret_cases() -> list[tuple[str, str, str, str]]:
                 ("options.password on a Modbus device", HEX_SECRET,
                  device_with('options = { password = "%s" }\n' % HEX_SECRET, modbus=True), key),
             ]
+        elif pattern == ("broker", "endpoints", "*", "password"):
+            key = "broker.endpoints[0].password"
+            url = 'url = "mqtt://127.0.0.1:1883"'
+            cases += [
+                ("endpoint password as an integer", "98765432",
+                 endpoints_with('{%s, username = "gw1", password = 98765432}' % url), key),
+                ("endpoint password as a list", SECRET,
+                 endpoints_with('{%s, username = "gw1", password = ["%s"]}' % (url, SECRET)), key),
+                ("endpoint password without username", SECRET,
+                 endpoints_with('{%s, password = "%s"}' % (url, SECRET)), key),
+                ("endpoint password in the URL", SECRET,
+                 endpoints_with('"mqtt://gw1:%s@127.0.0.1:1883"' % SECRET), "broker.endpoints[0]"),
+            ]
         else:  # a new secret key needs its cases here
             raise AssertionError("no test cases for secret key %s" % (pattern,))
     return cases
@@ -255,6 +272,8 @@ def test_no_output_ever_shows_a_secret(tmp_path, case, secret, text, key):
 def test_every_secret_key_has_cases():
     covered = {c[3] for c in CASES}
     assert "broker.password" in covered and "devices[0].options.password" in covered
+    assert "broker.endpoints[0].password" in covered
+    assert is_secret(("broker", "endpoints", 1, "password"))
     assert is_secret(("devices", 3, "options", "password"))
     assert not is_secret(("devices", 3, "options", "operator"))
 
@@ -270,9 +289,12 @@ def test_a_check_that_would_print_a_secret_cannot():
 
 
 def test_config_repr_shows_no_secret(tmp_path):
-    text = broker_with('username = "gw1"\npassword = "%s"\n' % SECRET)
+    text = endpoints_with('"mqtt://127.0.0.1:1883", {url = "mqtt://127.0.0.2", password = "%s-2"}' % SECRET)
+    text = text.replace("[broker]\n", '[broker]\nusername = "gw1"\npassword = "%s"\n' % SECRET)
     text = text.replace(DEVICE_AT, DEVICE_AT + 'options = { password = "%s" }\n' % HEX_SECRET)
     config, issues, _ = validate(write_config(str(tmp_path), text))
     assert not issues and config is not None
     assert SECRET not in repr(config) and HEX_SECRET not in repr(config)
     assert config.broker.password == SECRET and config.devices[0].options["password"] == HEX_SECRET
+    first, second = config.broker.endpoint_list()
+    assert first.password == SECRET and second.password == SECRET + "-2" and second.username == "gw1"

@@ -1,5 +1,6 @@
-"""agent/fleet/view.py: births and health (made by the agent's own code) read back into device facts;
-hostile messages refused and counted; the county plan and its truth."""
+"""agent/fleet/view.py: status, inventory and health (made by the agent's own code) read back into device
+facts; births of gateways from before the split; hostile messages refused and counted; the county plan
+and its truth."""
 
 from __future__ import annotations
 
@@ -43,10 +44,22 @@ def topic(model: GatewayModel, leaf: str) -> str:
     return model.topic[leaf]
 
 
-def test_birth_and_health_become_device_facts() -> None:
+def connect(view: FleetView, m: GatewayModel) -> None:
+    """What the broker holds after the gateway connected: its online status and its inventory."""
+    m.next_session()
+    view.handle(topic(m, "status"), m.status_bytes())
+    view.handle(topic(m, "inventory"), m.inventory_bytes)
+
+
+def legacy_birth(m: GatewayModel) -> bytes:
+    """The one map a gateway from before the status/inventory split retained on …/status."""
+    return cbor.dumps(dict(m.inventory, online=True, time=int(NOW)))
+
+
+def test_status_inventory_and_health_become_device_facts() -> None:
     m = gateway()
     view = FleetView()
-    view.handle(topic(m, "status"), m.birth_bytes())
+    connect(view, m)
     view.handle(topic(m, "health"), m.health_bytes())
     facts = {f.device: f for f in view.facts(NOW)}
     assert set(facts) == {"lamp-1", "lamp-2", "em-1", "wm-1", "heat-1", "flow-1"}
@@ -60,8 +73,8 @@ def test_birth_and_health_become_device_facts() -> None:
     assert (facts["flow-1"].network, facts["flow-1"].length_m) == ("water", 1800.5)
     assert view.problems == {}
     summary = view.summary(NOW, 24)
-    assert summary == {"gateways": 1, "with_inventory": 1, "offline": 0, "without_health": 0,
-                       "stale_health": 0, "devices": 6}
+    assert summary == {"gateways": 1, "with_inventory": 1, "offline": 0, "offline_without_inventory": 0,
+                       "without_health": 0, "stale_health": 0, "devices": 6}
 
 
 def test_the_indicators_of_one_gateway() -> None:
@@ -69,7 +82,7 @@ def test_the_indicators_of_one_gateway() -> None:
     m.set_online("em-1", False)
     m.poll(m.devices["em-1"], NOW - 10)  # no answer: offline, last seen 30 s before
     view = FleetView()
-    view.handle(topic(m, "status"), m.birth_bytes())
+    connect(view, m)
     view.handle(topic(m, "health"), m.health_bytes())
     totals = parse_totals({"public_lights": 8, "households": {"water": 48, "electricity": 2, "gas": 10},
                            "network_length_m": {"water": 3601, "power": 100, "gas": 100}})
@@ -81,23 +94,41 @@ def test_the_indicators_of_one_gateway() -> None:
     assert l2p4.parts[0].counted == Fraction("1800.5")
 
 
-def test_a_will_replaces_the_birth_and_a_stale_will_is_ignored() -> None:
+def test_an_offline_gateway_keeps_its_inventory_and_a_stale_will_is_ignored() -> None:
     m = gateway()
     view = FleetView()
-    view.handle(topic(m, "status"), m.birth_bytes())
-    stale_will = birth_msg.encode(birth_msg.make_will("gw-1", "s1", seq=m.seq + 5))
+    connect(view, m)
+    stale_will = m.will_bytes()
+    connect(view, m)  # a second connection: the first one's will is stale now
     view.handle(topic(m, "status"), stale_will)
-    assert len(view.facts(NOW)) == 6
-    view.handle(topic(m, "status"), m.will)
-    assert view.facts(NOW) == [] and view.summary(NOW, 24)["offline"] == 1
-    view.handle(topic(m, "status"), b"")  # cleared by an operator
     assert view.summary(NOW, 24)["offline"] == 0
+    view.handle(topic(m, "status"), m.will_bytes())
+    summary = view.summary(NOW, 24)
+    assert (summary["offline"], summary["offline_without_inventory"]) == (1, 0)
+    assert len(view.facts(NOW)) == 6  # …/inventory stays retained: its devices count by their last report
+    view.handle(topic(m, "inventory"), b"")  # cleared by an operator
+    assert view.facts(NOW) == []
+    view.handle(topic(m, "status"), b"")
+    assert view.summary(NOW, 24)["offline"] == 0
+
+
+def test_a_birth_from_before_the_split_is_status_and_inventory_and_its_will_removes_both() -> None:
+    m = gateway()
+    view = FleetView()
+    view.handle(topic(m, "status"), legacy_birth(m))
+    view.handle(topic(m, "health"), m.health_bytes())
+    assert len(view.facts(NOW)) == 6 and view.summary(NOW, 24)["offline"] == 0
+    view.handle(topic(m, "status"), birth_msg.encode(birth_msg.make_will("gw-1", "s1", seq=m.seq + 5)))
+    assert len(view.facts(NOW)) == 6  # a will of another seq: a stale session's
+    view.handle(topic(m, "status"), birth_msg.encode(birth_msg.make_will("gw-1", "s1", seq=m.seq)))
+    summary = view.summary(NOW, 24)
+    assert view.facts(NOW) == [] and (summary["offline"], summary["offline_without_inventory"]) == (1, 1)
 
 
 def test_stale_health_and_devices_count_as_not_reporting() -> None:
     old = gateway("gw-2", clock=NOW - 30 * 3600)
     view = FleetView()
-    view.handle(topic(old, "status"), old.birth_bytes())
+    connect(view, old)
     view.handle(topic(old, "health"), old.health_bytes())
     totals = parse_totals({"public_lights": 4, "households": 50, "network_length_m": {
         "water": 2000, "power": 1, "gas": 1}})
@@ -113,7 +144,7 @@ def test_an_agent_without_per_device_state_counts_its_online_devices_at_health_t
     h = cbor2.loads(m.health_bytes())
     h["buses"] = {"rs485-1": {"online": ["em-1"], "offline": ["wm-1"]}}
     view = FleetView()
-    view.handle(topic(m, "status"), m.birth_bytes())
+    connect(view, m)
     view.handle(topic(m, "health"), cbor.dumps(h))
     facts = {f.device: f for f in view.facts(NOW)}
     assert facts["em-1"].last_seen == NOW and facts["em-1"].online
@@ -132,7 +163,7 @@ def test_a_device_state_without_last_ok_counts_at_health_time_and_bad_times_do_n
                                           "heat-1": {"online": True, "last_ok": "today"},
                                           "flow-1": {"online": True, "last_ok": NOW + 7200}}}}
     view = FleetView()
-    view.handle(topic(m, "status"), m.birth_bytes())
+    connect(view, m)
     view.handle(topic(m, "health"), cbor.dumps(h))
     facts = {f.device: f for f in view.facts(NOW)}
     assert facts["em-1"].last_seen == NOW - 50 and facts["em-1"].online
@@ -177,6 +208,9 @@ def test_the_simulated_gateways_health_is_the_agents_shape_by_the_cddl_spec() ->
     ("status", b"\xff\x00", "bad status"),
     ("status", cbor.dumps({"online": True}), "bad status"),
     ("status", cbor.dumps([1, 2]), "bad status"),
+    ("inventory", cbor.dumps({"online": False, "gateway": "gw-1", "site": "s1", "seq": 0}), "bad inventory"),
+    ("inventory", cbor.dumps({"gateway": "gw-1", "site": "s1", "seq": 0, "devices": [{"id": "x y"}]}),
+     "bad inventory"),
     ("health", b"\x9f", "bad health"),
     ("health", cbor.dumps([1]), "bad health"),
     ("health", cbor.dumps({"gateway": "gw-1"}), "bad health"),
@@ -187,23 +221,25 @@ def test_the_simulated_gateways_health_is_the_agents_shape_by_the_cddl_spec() ->
 def test_hostile_messages_are_refused_and_counted(leaf: str, payload: bytes, kind: str) -> None:
     m = gateway()
     view = FleetView()
-    view.handle(topic(m, "status"), m.birth_bytes())
+    connect(view, m)
     view.handle(topic(m, leaf), payload)
     assert view.problems == {kind: 1} and topic(m, leaf) in view.examples[0]
     assert len(view.facts(NOW)) == 6  # what was good before stays
 
 
-def test_a_birth_under_another_gateways_topic_is_refused() -> None:
+def test_an_inventory_or_status_under_another_gateways_topic_is_refused() -> None:
     m = gateway()
     view = FleetView()
-    view.handle("fieldlink/s1/gw-9/status", m.birth_bytes())
-    assert view.problems == {"bad status": 1} and view.facts(NOW) == []
+    view.handle("fieldlink/s1/gw-9/inventory", m.inventory_bytes)
+    view.handle("fieldlink/s1/gw-9/status", m.status_bytes())
+    view.handle("fieldlink/s1/gw-9/status", legacy_birth(m))
+    assert view.problems == {"bad inventory": 1, "bad status": 2} and view.facts(NOW) == []
 
 
 def test_times_in_the_future_count_as_not_reporting() -> None:
     m = gateway(clock=NOW + 5 * 3600)
     view = FleetView()
-    view.handle(topic(m, "status"), m.birth_bytes())
+    connect(view, m)
     view.handle(topic(m, "health"), m.health_bytes())
     assert all(f.last_seen is None for f in view.facts(NOW))
     assert view.problems == {"clock ahead": 1}
@@ -212,7 +248,7 @@ def test_times_in_the_future_count_as_not_reporting() -> None:
 def test_other_topics_and_prefixes_are_ignored() -> None:
     m = gateway()
     view = FleetView(prefix="city2")
-    view.handle(topic(m, "status"), m.birth_bytes())
+    connect(view, m)
     view.handle("city2/s1/gw-1/data", b"\x00")
     view.handle("city2/s1/gw-1/status/extra", b"\x00")
     assert view.gateways == {} and view.problems == {}
@@ -222,8 +258,8 @@ def test_gateways_are_bounded() -> None:
     view = FleetView(max_gateways=2)
     for i in range(4):
         m = gateway("gw-%d" % i)
-        view.handle(topic(m, "status"), m.birth_bytes())
-    assert len(view.gateways) == 2 and view.problems == {"too many gateways": 2}
+        connect(view, m)
+    assert len(view.gateways) == 2 and view.problems == {"too many gateways": 4}  # status and inventory each
 
 
 # -- the county plan ----------------------------------------------------------------------------

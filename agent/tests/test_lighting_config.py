@@ -144,7 +144,7 @@ def test_the_inventory_carries_serves_and_lights_with_their_defaults(tmp_path):
     assert devices["feeder"]["serves"] == {"households": 0}  # a Modbus meter: none by default
     assert devices["mains"]["serves"] == {"network": "water", "length_m": 1800.5}
     assert "lights" not in devices["mains"]
-    msg = birth.decode(birth.encode(birth.make_birth("gw1", "street", inventory(config), 1)))
+    msg = birth.decode(birth.encode(birth.make_inventory("gw1", "street", inventory(config))))
     assert {d["id"]: d.get("serves") for d in msg["devices"]}["water-1"] == {"households": 24}
 
 
@@ -305,9 +305,11 @@ def test_schedules_need_the_gateways_place(tmp_path):
     assert "schedules need the gateway's place" in issues[0].message
 
 
-def test_the_boards_birth_carries_the_same_serves_and_lights(tmp_path):
-    """`fieldlink firmware-config` compiles the board's birth on the host: the same indicator fields."""
+def test_the_boards_inventory_carries_the_same_serves_and_lights(tmp_path):
+    """`fieldlink firmware-config` compiles the board's inventory on the host: the same indicator fields
+    as the agent's, and the CRC-32 every status names is the inventory's own."""
     import json
+    import zlib
 
     import cbor2
 
@@ -317,8 +319,10 @@ def test_the_boards_birth_carries_the_same_serves_and_lights(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     with open(out) as f:
-        head, tail = json.load(f)["birth"]
-    board = cbor2.loads(bytes.fromhex(head) + cbor2.dumps(1796000000) + bytes.fromhex(tail))
+        compiled = json.load(f)
+    data = bytes.fromhex(compiled["inventory"])
+    assert compiled["inventory_crc"] == zlib.crc32(data)
+    board = cbor2.loads(data)
     agent = {d["id"]: d for d in inventory(load_config(path))}
     for device in board["devices"]:
         assert device.get("serves") == agent[device["id"]].get("serves"), device["id"]

@@ -27,24 +27,24 @@ READINGS = [("meter-1", "energy", 44444412000, 1710498030), ("meter-1", "voltage
 NOW = 1710498040.0
 
 
-def birth(payload="senml", seq=1):
-    return birth_msg.encode(birth_msg.make_birth("gw-01", "site-a", INVENTORY, time=1710498000, seq=seq,
-                                                 payload=payload))
+def inventory(payload="senml", seq=1):
+    return birth_msg.encode(birth_msg.make_inventory("gw-01", "site-a", INVENTORY, seq=seq, payload=payload))
 
 
-def test_senml_pack_with_units_from_the_birth():
+def test_senml_pack_with_units_from_the_inventory():
     st = MonitorState()
-    st.handle("fieldlink/site-a/gw-01/status", birth(), NOW)
+    (e,) = st.handle("fieldlink/site-a/gw-01/inventory", inventory(), NOW)
+    assert line(e) == "* site-a/gw-01 inventory seq 1: 1 devices"
     events = st.handle("fieldlink/site-a/gw-01/data", senml.encode(READINGS, "gw-01:"), NOW)
     assert [(e["device"], e["point"], e["value"], e["unit"], e["time"]) for e in events] == [
         ("meter-1", "energy", 44444412000, "J", 1710498030), ("meter-1", "voltage", 230.5, "V", 1710498031)]
     text = table(st, NOW)
     assert "meter-1" in text and "voltage" in text and "230.5" in text and "9s" in text
-    # units people read, rounded to the resolution the birth declares (3600 J = 0.001 kWh)
+    # units people read, rounded to the resolution the inventory declares (3600 J = 0.001 kWh)
     assert [line(e).split(" = ")[1] for e in events] == ["12345.670 kWh", "230.5 V"]
     assert "12345.670" in text and "kWh" in text
     si = MonitorState(si=True)
-    si.handle("fieldlink/site-a/gw-01/status", birth(), NOW)
+    si.handle("fieldlink/site-a/gw-01/inventory", inventory(), NOW)
     shown = si.handle("fieldlink/site-a/gw-01/data", senml.encode(READINGS, "gw-01:"), NOW)
     assert line(shown[0]).endswith(" = 44444412000 J")
 
@@ -59,12 +59,12 @@ def test_any_senml_pack_decodes_even_without_a_birth():
     assert (event["device"], event["point"], event["unit"]) == ("gw-01:meter-1", "energy", "")
 
 
-def test_compact_pack_needs_the_birth_of_its_seq():
+def test_compact_pack_needs_the_inventory_of_its_seq():
     st = MonitorState()
-    data = compact.encode(READINGS, birth_msg.decode(birth("compact", seq=4)))
+    data = compact.encode(READINGS, birth_msg.decode(inventory("compact", seq=4)))
     (err,) = st.handle("fieldlink/site-a/gw-01/data", data, NOW)
     assert err["kind"] == "error" and "seq" in err["error"] and st.errors == 1
-    st.handle("fieldlink/site-a/gw-01/status", birth("compact", seq=4), NOW)
+    st.handle("fieldlink/site-a/gw-01/inventory", inventory("compact", seq=4), NOW)
     events = st.handle("fieldlink/site-a/gw-01/data", data, NOW)
     assert [(e["point"], e["value"], e["unit"]) for e in events] == [("energy", 44444412000, "J"),
                                                                      ("voltage", 230.5, "V")]
@@ -85,11 +85,26 @@ def test_alarm_status_and_ack_lines():
                          "state": "raised", "time": 1710498000})
     (e,) = st.handle("fieldlink/s/g/alarm", alarm, NOW)
     assert line(e) == "ALARM s/g raised comms meter-1 : no answer"
-    (e,) = st.handle("fieldlink/s/g/status", birth_msg.encode(birth_msg.make_will("g", "s", 2)), NOW)
-    assert "OFFLINE" in line(e) and st.status[("s", "g")] == "offline"
+    (e,) = st.handle("fieldlink/s/g/status", birth_msg.encode(birth_msg.make_will("g", "s", 2, 9)), NOW)
+    assert line(e) == "* s/g OFFLINE (inventory seq 2, connection 9)" and st.status[("s", "g")] == "offline"
+    online = birth_msg.encode(birth_msg.make_status("g", "s", 2, 10, 1, 5))
+    (e,) = st.handle("fieldlink/s/g/status", online, NOW)
+    assert "online" in line(e) and st.status[("s", "g")] == "online"
     (e,) = st.handle("fieldlink/s/g/ack", cbor2.dumps({"id": 3, "ok": False, "error": "not writable"}), NOW)
     assert line(e) == "ack s/g id=3 ok=False not writable"
     assert st.handle("other/s/g/data", b"", NOW) == []
+
+
+def test_a_legacy_birth_on_status_gives_units_aliases_and_the_status():
+    """A gateway from before the status/inventory split: one retained map with online and the devices."""
+    st = MonitorState()
+    legacy = dict(birth_msg.make_inventory("gw-01", "site-a", INVENTORY, seq=4, payload="compact"),
+                  online=True, time=1710498000)
+    (e,) = st.handle("fieldlink/site-a/gw-01/status", cbor2.dumps(legacy), NOW)
+    assert e["kind"] == "status" and st.status[("site-a", "gw-01")] == "online"
+    data = compact.encode(READINGS, legacy)
+    events = st.handle("fieldlink/site-a/gw-01/data", data, NOW)
+    assert [(e["point"], e["unit"]) for e in events] == [("energy", "J"), ("voltage", "V")]
 
 
 def test_parse_broker():
@@ -113,9 +128,12 @@ def test_monitor_prints_what_it_receives():
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         pub.connect(broker.host, broker.port)
         pub.loop_start()
-        pub.publish("fieldlink/site-a/gw-01/status", birth(), qos=1, retain=True).wait_for_publish(5)
+        pub.publish("fieldlink/site-a/gw-01/inventory", inventory(), qos=1, retain=True).wait_for_publish(5)
+        status = birth_msg.make_status("gw-01", "site-a", 1, 3, 1710498000, birth_msg.digest(inventory()))
+        pub.publish("fieldlink/site-a/gw-01/status", birth_msg.encode(status), qos=1,
+                    retain=True).wait_for_publish(5)
         deadline = time.monotonic() + 15
-        while "online" not in out.getvalue():  # the retained birth arrived: the monitor has subscribed
+        while "online" not in out.getvalue():  # the retained status arrived: the monitor has subscribed
             assert time.monotonic() < deadline and thread.is_alive()
             time.sleep(0.05)
         for topic, payload in (("fieldlink/site-b/gw-09/data", senml.encode(READINGS, "gw-09:")),
@@ -126,7 +144,8 @@ def test_monitor_prints_what_it_receives():
         pub.loop_stop()
         assert result == [0]
         lines = out.getvalue().splitlines()
-        assert lines[0].startswith("* site-a/gw-01 online")
+        assert "* site-a/gw-01 inventory seq 1: 1 devices" in lines[:2]  # both retained, in either order
+        assert any(t.startswith("* site-a/gw-01 online") for t in lines[:2])
         assert any("meter-1/voltage = 230.5 V" in t for t in lines)
         assert not any("site-b" in t for t in lines), "--site filters"
         assert any("bad payload" in t for t in lines)

@@ -6,6 +6,8 @@ import random
 import signal
 import subprocess
 import sys
+import time
+import zlib
 
 import cbor2
 import pytest
@@ -67,19 +69,26 @@ def test_backoff_grows_with_jitter_and_is_capped():
     assert len({round(backoff_delay(3, 1.0, 60.0, rng), 6) for _ in range(20)}) > 1
 
 
-def test_birth_is_retained_and_stop_publishes_offline(broker, sub, uplink):
-    assert sub.wait_for(lambda: sub.on("status"), 5)
-    birth = sub.decoded("status")[0]
-    assert birth["online"] is True and birth["payload"] == "senml"
-    assert birth["devices"][0]["id"] == "lamp-1" and birth["devices"][0]["points"][0]["unit"] == "/"
-    assert "fieldlink" in birth["versions"] and "paho-mqtt" in birth["versions"]
+def test_status_and_inventory_are_retained_and_stop_publishes_offline(broker, sub, uplink):
+    assert sub.wait_for(lambda: sub.on("status") and sub.on("inventory"), 5)
+    status = sub.decoded("status")[0]
+    inventory = sub.on("inventory")[0]
+    assert status["online"] is True and status["inventory"] == zlib.crc32(inventory)
+    assert status["seq"] == uplink.seq and status["session"] >= 1 and abs(status["time"] - time.time()) < 60
+    assert len(sub.on("status")[0]) < 100, "the status is small"
+    inv = cbor2.loads(inventory)
+    assert inv["payload"] == "senml" and inv["seq"] == status["seq"] and "online" not in inv
+    assert inv["devices"][0]["id"] == "lamp-1" and inv["devices"][0]["points"][0]["unit"] == "/"
+    assert "fieldlink" in inv["versions"] and "paho-mqtt" in inv["versions"]
     uplink.stop()
     assert sub.wait_for(lambda: len(sub.on("status")) == 2, 5)
-    assert sub.decoded("status")[-1] == {"online": False, "gateway": "gw1", "site": "s1", "seq": birth["seq"]}
+    assert sub.decoded("status")[-1] == {"online": False, "gateway": "gw1", "site": "s1",
+                                         "seq": status["seq"], "session": status["session"]}
     late = Subscriber(broker, client_id="late", persistent=False)  # the retained message is the offline one
     try:
-        assert late.wait_for(lambda: late.on("status"), 5)
+        assert late.wait_for(lambda: late.on("status") and late.on("inventory"), 5)
         assert cbor2.loads(late.on("status")[0])["online"] is False
+        assert late.on("inventory") == [inventory], "the inventory stays retained"
     finally:
         late.close()
 
@@ -98,8 +107,9 @@ def test_last_will_is_offline_when_the_agent_dies(broker, sub, tmp_path):
         proc.kill()
         proc.wait(10)
     statuses = sub.decoded("status")
-    assert statuses[0]["online"] is True and statuses[-1] == {"online": False, "gateway": "gw1",
-                                                              "site": "s1", "seq": statuses[0]["seq"]}
+    assert statuses[0]["online"] is True and statuses[-1] == {
+        "online": False, "gateway": "gw1", "site": "s1", "seq": statuses[0]["seq"],
+        "session": statuses[0]["session"]}
 
 
 def test_device_state_raises_and_clears_a_comms_alarm(sub, uplink):
@@ -227,3 +237,19 @@ def test_garbage_on_cmd_gets_an_error_ack_or_a_counter(sub, uplink, tmp_path):
     stats = gate.stats()
     assert stats["received"] == 5 and stats["refused"] == 4, stats
     assert stats["refused_by"] == {"not_cbor": 2, "not_command": 1, "no_target": 1}, stats
+
+
+def test_alarms_are_numbered_across_restarts(broker, sub, tmp_path):
+    """`n` identifies an alarm: a consumer drops one it has seen (an alarm in flight when a connection broke
+    is sent again, byte for byte). The number goes on after a restart (it is kept in the outbox file)."""
+    for run in range(2):
+        u = Uplink(make_config(broker, tmp_path), INVENTORY)
+        u.start()
+        try:
+            assert sub.wait_for(lambda u=u: u.connected, 10)
+            u.alarm("lamp-1", "dim", "threshold", 0.9, True)
+            u.alarm("lamp-1", "dim", "threshold", 0.5, False)
+            assert sub.wait_for(lambda run=run: len(sub.on("alarm")) == 2 * (run + 1), 10)
+        finally:
+            u.stop()
+    assert [a["n"] for a in sub.decoded("alarm")] == [1, 2, 3, 4]

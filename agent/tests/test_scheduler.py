@@ -173,3 +173,53 @@ def test_a_vanished_port_marks_devices_offline_and_polling_resumes(tmp_path, pro
         scheduler.stop()
         if second is not None:
             second.close()
+
+
+class Batches(Recorder):
+    """Also keeps each `sink` call apart, with when it came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[tuple[float, list]] = []
+
+    def sink(self, readings: list) -> None:
+        super().sink(readings)
+        with self.lock:
+            self.batches.append((time.monotonic(), list(readings)))
+
+
+def slow_poll(tmp_path, fake_bus, within: float | None, monkeypatch) -> tuple[Batches, FakeModbus]:
+    """One poll of four single-point requests, each answered after 0.15 s (a meter on a slow line)."""
+    import agent.scheduler
+
+    if within is not None:
+        monkeypatch.setattr(agent.scheduler, "DELIVER_WITHIN", within)
+    device = FakeModbus(METER_REGISTERS, delay=0.15)
+    fake_bus.devices[1] = device
+    points = '["voltage", "energy", "setpoint", "relay"]'
+    block = device_block("m1", 1, 60, points=points) + "single_point_requests = true\n"
+    recorder = Batches()
+    scheduler = Scheduler(load_config(basic_config(str(tmp_path), fake_bus.path, block)), recorder.sink,
+                          recorder.event)
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(recorder.readings) < 4:
+            time.sleep(0.02)
+    finally:
+        scheduler.stop()
+    return recorder, device
+
+
+def test_a_long_poll_hands_on_what_it_read_before_it_ends(tmp_path, profile_dir, fake_bus, monkeypatch):
+    recorder, device = slow_poll(tmp_path, fake_bus, None, monkeypatch)
+    assert len(recorder.readings) == 4 and len(device.requests) == 4
+    assert len(recorder.batches) >= 2, recorder.batches
+    first_handed_on = recorder.batches[0][0]
+    assert first_handed_on < device.requests[-1][0], "the first readings went out before the last request"
+    assert sorted(r[1] for r in recorder.readings) == ["energy", "relay", "setpoint", "voltage"]
+
+
+def test_without_the_latency_rule_a_poll_is_handed_on_once(tmp_path, profile_dir, fake_bus, monkeypatch):
+    recorder, _ = slow_poll(tmp_path, fake_bus, 60.0, monkeypatch)
+    assert [len(b) for _, b in recorder.batches] == [4]

@@ -6,12 +6,14 @@ UARTs and publishes; every reading on the broker must be what the simulator says
 (ground truth over its control channel). During the run a lamp goes silent and comes back (comms
 alarm raised, then cleared), commands arrive on …/cmd (Modbus write with read-back, a signed CJ/T 188
 valve command, its replay, an unsigned and an expired one, a retained one, refusals, garbage), a
-threshold rule fires and clears, and the TCP connection is cut once (last will, then a new birth).
+threshold rule fires and clears, and the TCP connection is cut once (last will, then online again
+with the session kept: no inventory and no subscription the second time).
 """
 
 import os
 import threading
 import time
+import zlib
 
 import pytest
 
@@ -44,12 +46,12 @@ hostio.emit(json.dumps({"made": gw.counters, "pending": gw.ring.pending(), "erro
 
 
 class Collector:
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, client_id: str = "collector") -> None:
         import paho.mqtt.client as mqtt
 
         self.msgs: list = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="collector")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_message = self._on
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(topic, qos=1)
@@ -119,7 +121,7 @@ def test_firmware_against_the_simulator(tmp_path):
 
             def director():
                 try:
-                    assert col.wait("status"), "no birth"
+                    assert col.wait("status"), "no status"
                     time.sleep(0.3)
                     sim.client.fault("lamp-02", "no_answer")
                     command(col, cmd_topic, id="c1", device="lamp-03", point="dim", value=0.5)
@@ -214,23 +216,37 @@ def test_firmware_against_the_simulator(tmp_path):
             assert raised["point"] is None and raised["value"] == "no reply to 3 polls (timeout)"
             rule = [(a["point"], a["state"], a["value"]) for a in alarms if a["kind"] == "threshold"]
             assert rule == [("dim", "raised", 0.5), ("dim", "cleared", 0.7)], alarms
-            assert set(alarms[0]) == {"device", "point", "kind", "value", "state", "time"}
+            assert set(alarms[0]) == {"device", "point", "kind", "value", "n", "state", "time"}
+            numbers = [a["n"] for a in alarms]
+            assert numbers == sorted(set(numbers)), "every alarm has its own number, increasing"
             assert summary["online"] == [1] * len(devices)
 
-        # birth (retained, online); after the dropped connection the will (offline), then birth again
+        # status (retained, online); after the dropped connection its will (offline, same connection number),
+        # then online again with the next number; offline at the clean stop. The inventory went out once:
+        # after the drop the broker still held our session and the inventory (persistent session).
         status = [birth.decode(p) for _t, p, _r, _w in col.of("status")]
-        online = [s["online"] for s in status]
-        assert online[0] is True and False in online and online[-1] is True, online
-        assert [d["id"] for d in status[0]["devices"]] == [d["id"] for b in sim.ports["buses"]
-                                                          for d in b["devices"]]
-        assert abs(status[0]["time"] - time.time()) < 30
+        assert [s["online"] for s in status] == [True, False, True, False], status
+        first, will, again, stop = status
+        assert will["session"] == first["session"] < again["session"] == stop["session"]
+        inventories = col.of("inventory")
+        assert len(inventories) == 1
+        data = inventories[0][1]
+        late = Collector(broker.port, "fieldlink/demo/gw1/inventory", "late")  # retained: a late one gets it
+        try:
+            assert late.wait("inventory") and late.of("inventory")[0][1] == data
+        finally:
+            late.close()
+        assert first["inventory"] == again["inventory"] == zlib.crc32(data)
+        assert [d["id"] for d in birth.decode(data)["devices"]] == [d["id"] for b in sim.ports["buses"]
+                                                                   for d in b["devices"]]
+        assert abs(first["time"] - time.time()) < 30
         health = [cbor.loads(p) for _t, p, _r, _w in col.of("health")]
         assert health and health[-1]["polls"] > 0 and health[-1]["errors"]["timeout"] > 0
         street = next(b for b in sim.ports["buses"] if b["name"] == "street")
         assert set(health[-1]["buses"]["street"]["devices"]) == {d["id"] for d in street["devices"]}
         # the board's messages follow the same spec files as the agent's (pycddl)
-        for leaf, spec in (("status", "status"), ("data", "senml"), ("health", "health"), ("alarm", "alarm"),
-                           ("ack", "ack")):
+        for leaf, spec in (("status", "status"), ("inventory", "inventory"), ("data", "senml"),
+                           ("health", "health"), ("alarm", "alarm"), ("ack", "ack")):
             sent = [p for _t, p, _r, _w in col.of(leaf) if p]
             assert sent, leaf
             for payload in sent:

@@ -260,7 +260,7 @@ def test_quality_alarms_on_the_broker_under_micropython(tmp_path):
     got = alarms()
     assert [(a["device"], a["point"], a["value"], a["state"]) for a in got] == [
         ("e1", "voltage_a", "not_available", "raised"), ("e1", "voltage_a", "good", "cleared")], got
-    assert set(got[0]) == {"device", "point", "kind", "value", "state", "time"}
+    assert set(got[0]) == {"device", "point", "kind", "value", "n", "state", "time"}
     raised, cleared = got[0]["time"], got[1]["time"]
     assert cleared - raised >= 2
 

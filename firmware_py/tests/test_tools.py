@@ -4,6 +4,7 @@ import json
 import os
 import sys
 import tempfile
+import zlib
 
 import pytest
 
@@ -124,25 +125,55 @@ def test_pins_parse(pins):
     assert name == "rs485a" and spec["uart"] in (0, 2)
 
 
-def test_birth_bytes_are_the_agents_birth(tmp_path):
-    """The board sends head + CBOR(time) + tail: byte for byte protocols.birth's message."""
+def test_inventory_status_and_will_bytes_are_the_agents(tmp_path):
+    """The board sends the compiled inventory from flash as it is, and makes its status and will with
+    cbor.dumps: byte for byte what protocols.birth encodes (the agent's shapes)."""
+    from types import SimpleNamespace
+
     from agent.config import load_config
-    from agent.firmware.config import birth_parts, compile_config
-    from firmware_py import VERSION
-    from firmware_py.pack import uint_item
+    from agent.firmware.config import compile_config
+    from firmware_py.uplink import Uplink
+    from protocols import __version__ as VERSION
     from protocols import birth
 
     write_site(str(tmp_path), "/dev/ttyS9", 1883, [1, 2, 7])
     cfg = load_config(str(tmp_path / "site.toml"))
     compiled = compile_config(cfg)
-    head, tail = bytes.fromhex(compiled["birth"][0]), bytes.fromhex(compiled["birth"][1])
-    for t in (1_710_498_030, 70_000, 4_000_000_000):
-        msg = birth.decode(head + uint_item(t) + tail)
-        assert msg["time"] == t and msg["online"] is True and msg["seq"] == 0
-        assert [d["id"] for d in msg["devices"]] == ["m1", "m2", "m7"]
-        assert msg["versions"] == {"fieldlink": VERSION, "firmware": VERSION}
-        assert head + uint_item(t) + tail == birth.encode(birth.make_birth(
-            "fw-01", "lab", msg["devices"], t, 0, "senml", msg["versions"], "fw-01:"))
-    assert birth.decode(bytes.fromhex(compiled["will"])) == {"online": False, "gateway": "fw-01",
-                                                             "site": "lab", "seq": 0}
-    assert birth_parts(cfg.gateway, [], "fw-01:")[1].startswith(b"\x66online\xf5")
+    data = bytes.fromhex(compiled["inventory"])
+    inventory = birth.decode(data)
+    assert [d["id"] for d in inventory["devices"]] == ["m1", "m2", "m7"] and inventory["seq"] == 0
+    assert inventory["versions"] == {"fieldlink": VERSION, "firmware": VERSION}
+    assert data == birth.encode(birth.make_inventory("fw-01", "lab", inventory["devices"], 0, "senml",
+                                                     inventory["versions"], "fw-01:"))
+    assert compiled["inventory_crc"] == zlib.crc32(data) and compiled["seq"] == 0
+    board = SimpleNamespace(gateway_id="fw-01", site="lab", seq=0, session_no=(3 << 16) + 2,
+                            inventory_crc=compiled["inventory_crc"])
+    online = Uplink.status(board, True)  # type: ignore[arg-type]
+    t = birth.decode(online)["time"]
+    assert online == birth.encode(birth.make_status("fw-01", "lab", 0, (3 << 16) + 2, t, zlib.crc32(data)))
+    assert Uplink.status(board, False) == birth.encode(birth.make_will("fw-01", "lab", 0, (3 << 16) + 2))
+    assert compiled["broker"]["persistent_session"] is True and compiled["broker"]["probe_interval"] == 1.5
+
+
+
+
+def test_firmware_config_takes_one_plain_endpoint(tmp_path):
+    """The board connects to one broker without TLS: one mqtt:// endpoint is its broker, more are refused."""
+    from agent.config import load_config
+    from agent.firmware.config import FirmwareConfigError, compile_config
+
+    write_site(str(tmp_path), "/dev/ttyS9", 1883, [1])
+    toml = tmp_path / "site.toml"
+    text = toml.read_text().replace('host = "127.0.0.1"\nport = 1883\n', "endpoints = [%s]\n")
+    cases = [('"mqtt://10.0.0.9:1884"', None),
+             ('"mqtt://a:1883", "mqtt://b:1883"', "lists 2 brokers; the firmware connects to one"),
+             ('"mqtts://a:8883"', r"broker.endpoints\[0\]: the firmware's MQTT client has no TLS")]
+    for endpoints, error in cases:
+        toml.write_text(text % endpoints)
+        config = load_config(str(toml))
+        if error is None:
+            broker = compile_config(config, board="host")["broker"]
+            assert (broker["host"], broker["port"]) == ("10.0.0.9", 1884)
+        else:
+            with pytest.raises(FirmwareConfigError, match=error):
+                compile_config(config, board="host")

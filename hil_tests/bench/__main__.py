@@ -6,8 +6,9 @@ Rows (docs/benchmarks.md says how each is measured): codec (payload sizes of a m
 Modbus codec speed), poll (client CPU per Modbus poll on a pty: FieldLink, pymodbus, bare pyserial), cpu
 (agent CPU end to end on the street site vs pymodbus reads and the ThingsBoard gateway, payload bytes),
 latency (reading -> broker at field rates on the demo and street sites, payload bytes), throughput
-(readings/s through the durable outbox), reconnect (broker outage: back online, birth per connect), scale
-(10..400 devices: CPU, RSS, birth and payload bytes). The report goes to stdout, progress to stderr.
+(readings/s through the durable outbox), reconnect (broker outage: back online, status and inventory
+bytes per reconnect), scale (10..400 devices: CPU, RSS, inventory and payload bytes). The report goes to
+stdout, progress to stderr.
 `--quick` is a smoke run (short windows, small counts): the rows are all there, the figures are not.
 """
 

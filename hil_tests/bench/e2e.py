@@ -11,7 +11,7 @@ import cbor2
 from hil_tests.bench.common import NOT_INSTALLED, Tap, percentile, ratio, say
 from hil_tests.bench.peers import TbGateway, pymodbus_reads, tb_installed
 from hil_tests.bench.site import SiteRun, lamp_scenario
-from hil_tests.bench.wire import Sizes, data_records, last_birth, layout_steps, sizes
+from hil_tests.bench.wire import Sizes, data_records, last_inventory, layout_steps, sizes
 
 BATCH_AGE = 5.0  # the agent's default batch.max_age: a reading is published at most this late
 
@@ -42,7 +42,7 @@ def street_cpu(workdir: str, seconds: float) -> None:
         say("measuring the agent for %g s" % seconds)
         w = run.window(seconds, settle=BATCH_AGE + 1.5)
         assert run.tap is not None and run.site is not None and run.broker is not None
-        published = sizes(run.tap.on("/data"), last_birth(run.tap.messages))
+        published = sizes(run.tap.on("/data"), last_inventory(run.tap.messages))
         run.stop_agent()
         say("the same reads by a pymodbus sync client for %g s" % seconds)
         peer = pymodbus_reads(run.config, seconds, run.workdir)
@@ -121,8 +121,8 @@ def latency(scenario: str, workdir: str, seconds: float) -> tuple[Sizes, list[tu
         assert run.tap is not None
         messages = run.tap.on("/data", start)
         delays = [m.arrived - r.time for m, records in data_records(messages) for r in records]
-        published = sizes(messages, last_birth(run.tap.messages))
-        steps = layout_steps(messages, last_birth(run.tap.messages))
+        published = sizes(messages, last_inventory(run.tap.messages))
+        steps = layout_steps(messages, last_inventory(run.tap.messages))
     rate = len(delays) / seconds
     worst = max(delays) if delays else float("nan")
     print("  %-10s %9d %9.1f %9.3f %9.3f %9.3f" % (scenario, len(delays), rate, percentile(delays, 50),
@@ -191,17 +191,17 @@ def throughput(workdir: str, total: int) -> None:
 
 def reconnect(workdir: str, outages: list[float]) -> None:
     """Broker stopped for N s, started again (each outage in turn, one agent run): time to the first new
-    data publish, and the bytes the agent publishes on …/status when it reconnects (the birth)."""
+    data publish, and the bytes the agent publishes on …/status and …/inventory when it reconnects."""
     backs: list[float] = []
     with SiteRun("street", os.path.join(workdir, "reconnect"), instant=True, interval=1.0,
                  persistence=True) as run:
         run.wait_data()
         time.sleep(2.0)
         assert run.broker is not None and run.tap is not None
-        first_birth = last_birth(run.tap.messages) or b""
-        devices = len(cbor2.loads(first_birth)["devices"]) if first_birth else 1
-        print("  first birth: %d B for %d devices (%d B/device)" % (len(first_birth), devices,
-                                                                   len(first_birth) // devices))
+        first_inventory = last_inventory(run.tap.messages) or b""
+        devices = len(cbor2.loads(first_inventory)["devices"]) if first_inventory else 1
+        print("  inventory at the first connect: %d B for %d devices (%d B/device)" % (
+            len(first_inventory), devices, len(first_inventory) // devices))
         run.tap.close()
         run.tap = None
         for outage in outages:
@@ -215,13 +215,14 @@ def reconnect(workdir: str, outages: list[float]) -> None:
                 got = tap.wait_for("/data", 1, 90)
                 first = tap.on("/data")[0].arrived - back if got else float("nan")
                 time.sleep(1.0)
-                births = [m for m in tap.on("/status") if not m.retain]
-                birth_bytes = sum(len(m.payload) for m in births)
+                live = [m for m in tap.on("/status") + tap.on("/inventory") if not m.retain]
+                status_bytes = sum(len(m.payload) for m in live)
             finally:
                 tap.close()
             backs.append(first)
-            print("  broker down %5.1f s: first new publish %.2f s after it was back; %d B on status at "
-                  "reconnect (%d B/device)" % (outage, first, birth_bytes, birth_bytes // devices))
+            print("  broker down %5.1f s: first new publish %.2f s after it was back; %d B on status and "
+                  "inventory at reconnect (%d B/device)"
+                  % (outage, first, status_bytes, status_bytes // devices))
             time.sleep(2.0)  # publishing steadily again before the next outage
     print("  back online: worst %.2f s, median %.2f s of %d outages" % (max(backs), percentile(backs, 50),
                                                                         len(backs)))
@@ -233,7 +234,7 @@ def scale(workdir: str, sizes_: list[int], seconds: float) -> None:
     """How the agent's costs grow with devices: lamp sites of 10..400 devices, each polled every 10 s (what
     a 9600-baud line of 100 lamps allows)."""
     print("  %8s %12s %10s %15s %10s %12s %12s" % ("devices", "readings/s", "CPU s", "CPU/1k readings",
-                                                   "peak RSS", "birth B", "SenML B/rdg"))
+                                                   "peak RSS", "inventory B", "SenML B/rdg"))
     for n in sizes_:
         folder = os.path.join(workdir, "scale-%d" % n)
         os.makedirs(folder, exist_ok=True)
@@ -243,11 +244,11 @@ def scale(workdir: str, sizes_: list[int], seconds: float) -> None:
             run.wait_data(timeout=120)
             w = run.window(seconds, settle=BATCH_AGE + 1.5)
             assert run.tap is not None
-            birth = last_birth(run.tap.messages) or b""
+            inventory = last_inventory(run.tap.messages) or b""
             s = sizes(run.tap.on("/data"), None)
         print("  %8d %12.1f %10.2f %13.1fms %8.1fMB %12d %12.2f" % (
             n, w.readings / (w.end - w.start), w.cpu, w.per_1k_readings * 1000, w.peak_rss_kib / 1024,
-            len(birth), s.per("senml")))
+            len(inventory), s.per("senml")))
 
 
 __all__ = ["latency", "print_sizes", "reconnect", "scale", "street_cpu", "throughput"]

@@ -68,12 +68,12 @@ def data_records(messages: list[Message]) -> list[tuple[Message, list[Record]]]:
     return [(m, resolve(cbor2.loads(m.payload))) for m in messages if m.topic.endswith("/data")]
 
 
-def sizes(messages: list[Message], birth_payload: bytes | None) -> Sizes:
+def sizes(messages: list[Message], inventory: bytes | None) -> Sizes:
     """Payload sizes of every data pack in `messages`, pack by pack (same batches in every format)."""
     from protocols import birth as birth_msg
     from protocols import compact
 
-    table = birth_msg.alias_table(birth_msg.decode(birth_payload)) if birth_payload else None
+    table = birth_msg.alias_table(birth_msg.decode(inventory)) if inventory else None
     out = Sizes()
     for message, records in data_records(messages):
         out.packs += 1
@@ -127,7 +127,7 @@ def _layout(readings: list, base: str, per_device: bool, per_time: bool, numbers
     return cbor.dumps(records)
 
 
-def layout_steps(messages: list[Message], birth_payload: bytes | None) -> list[tuple[str, int, int]]:
+def layout_steps(messages: list[Message], inventory: bytes | None) -> list[tuple[str, int, int]]:
     """(step, bytes, readings) of every data pack re-encoded with the #12 choices added one at a time.
 
     The readings come off the wire; a value that a float-producing point (non-integer scale or offset,
@@ -137,9 +137,9 @@ def layout_steps(messages: list[Message], birth_payload: bytes | None) -> list[t
     from protocols import cbor, senml
     from protocols.profiles import load_profile
 
-    if birth_payload is None:
+    if inventory is None:
         return []
-    b = birth_msg.decode(birth_payload)
+    b = birth_msg.decode(inventory)
     floaty: set[tuple[str, str]] = set()
     for d in b["devices"]:
         try:
@@ -175,9 +175,11 @@ def layout_steps(messages: list[Message], birth_payload: bytes | None) -> list[t
     return [(step, total, count) for step, total in zip(STEPS, totals)]
 
 
-def last_birth(messages: list[Message]) -> bytes | None:
-    """The newest birth (online status) payload."""
+def last_inventory(messages: list[Message]) -> bytes | None:
+    """The newest inventory payload (`…/inventory`; a legacy birth on `…/status` also holds one)."""
     for m in reversed(messages):
-        if m.topic.endswith("/status") and cbor2.loads(m.payload).get("online"):
+        if m.topic.endswith("/inventory") and m.payload:
+            return m.payload
+        if m.topic.endswith("/status") and "devices" in cbor2.loads(m.payload):
             return m.payload
     return None

@@ -1,6 +1,7 @@
-"""protocols.birth: birth and will maps, validation, alias tables, resolution scaling."""
+"""protocols.birth: the inventory, the status and the will, validation, alias tables, resolution scaling."""
 
 import binascii
+import zlib
 
 import cbor2
 import pytest
@@ -19,14 +20,15 @@ DEVICES = [
 
 
 def make() -> dict:
-    return birth.make_birth("gw-01", "plant-3", DEVICES, T0, seq=2, payload="compact",
+    return birth.make_inventory("gw-01", "plant-3", DEVICES, seq=2, payload="compact",
                             versions={"fieldlink": "0.1.0"})
 
 
-def test_birth_fields_and_default_aliases() -> None:
+def test_inventory_fields_and_default_aliases() -> None:
     b = make()
-    assert b["online"] is True and b["gateway"] == "gw-01" and b["site"] == "plant-3" and b["seq"] == 2
-    assert b["time"] == T0 and b["payload"] == "compact" and b["base_name"] == "gw-01:"
+    assert b["gateway"] == "gw-01" and b["site"] == "plant-3" and b["seq"] == 2
+    assert b["payload"] == "compact" and b["base_name"] == "gw-01:"
+    assert "online" not in b and "time" not in b  # what changes lives in the status
     assert b["versions"] == {"fieldlink": "0.1.0"}
     em, wm = b["devices"]
     assert em["alias"] == 0 and [p["alias"] for p in em["points"]] == [0, 1]
@@ -36,7 +38,7 @@ def test_birth_fields_and_default_aliases() -> None:
     assert em["address"] == 1 and wm["address"] == "12345678901234"
 
 
-def test_birth_round_trip_and_text_keys() -> None:
+def test_inventory_round_trip_and_text_keys() -> None:
     b = make()
     data = birth.encode(b)
     assert birth.decode(data) == b
@@ -45,23 +47,46 @@ def test_birth_round_trip_and_text_keys() -> None:
     assert all(isinstance(k, str) for d in plain["devices"] for k in d)
 
 
+def test_status_carries_the_inventory_digest_and_is_small() -> None:
+    data = birth.encode(make())
+    assert birth.digest(data) == zlib.crc32(data)  # an independent CRC-32: what a consumer computes
+    status = birth.make_status("gw-01", "plant-3", 2, 17, T0, birth.digest(data))
+    assert status == {"online": True, "gateway": "gw-01", "site": "plant-3", "seq": 2, "session": 17,
+                      "time": T0, "inventory": zlib.crc32(data)}
+    encoded = birth.encode(status)
+    assert birth.decode(encoded) == status and cbor2.loads(encoded) == status
+    assert len(encoded) < 100
+
+
 def test_district_is_optional_and_kept() -> None:
     assert "district" not in make()
-    b = birth.make_birth("gw-01", "plant-3", DEVICES, T0, district="Lixia")
+    b = birth.make_inventory("gw-01", "plant-3", DEVICES, district="Lixia")
     assert b["district"] == "Lixia"
     assert birth.decode(birth.encode(b)) == b
     assert cbor2.loads(birth.encode(b))["district"] == "Lixia"
 
 
 def test_will() -> None:
-    will = birth.make_will("gw-01", "plant-3", seq=2)
-    assert will == {"online": False, "gateway": "gw-01", "site": "plant-3", "seq": 2}
+    will = birth.make_will("gw-01", "plant-3", seq=2, session=17)
+    assert will == {"online": False, "gateway": "gw-01", "site": "plant-3", "seq": 2, "session": 17}
     data = birth.encode(will)
+    assert cbor2.loads(data) == will
+    assert data == cbor2.dumps(will, canonical=True)  # core deterministic encoding, by another encoder
     assert binascii.hexlify(data).decode() == (
-        "a46373657102647369746567706c616e742d33666f6e6c696e65f46767617465776179656777" "2d3031")
+        "a56373657102647369746567706c616e742d33666f6e6c696e65f4676761746577617965677"
+        "72d30316773657373696f6e11")
     assert birth.decode(data) == will
     with pytest.raises(EncodingError):
         birth.alias_table(will)
+
+
+def test_a_legacy_birth_reads_as_an_inventory_and_a_status() -> None:
+    """A gateway from before the split sends one map on …/status: online, time and the devices."""
+    legacy = dict(make(), online=True, time=T0)
+    assert birth.decode(cbor.dumps(legacy)) == make()
+    assert birth.alias_table(legacy).seq == 2
+    assert birth.check(birth.status_of(legacy)) == {"online": True, "gateway": "gw-01", "site": "plant-3",
+                                                    "seq": 2, "session": 0, "time": T0, "inventory": 0}
 
 
 def test_units_and_alias_table() -> None:
@@ -86,10 +111,8 @@ def test_scaling(resolution: object, expected: object) -> None:
 
 
 @pytest.mark.parametrize("mutate,message", [
-    (lambda b: b.update(online="yes"), "online"),
     (lambda b: b.update(payload="json"), "payload"),
     (lambda b: b.update(seq=-1), "seq"),
-    (lambda b: b.update(time="now"), "time"),
     (lambda b: b.update(gateway="gw 01"), "gateway"),
     (lambda b: b.update(versions={"a": 1}), "version"),
     (lambda b: b.update(devices={}), "devices"),
@@ -114,10 +137,15 @@ def test_validation(mutate: object, message: str) -> None:
         birth.encode(b)
 
 
-def test_decode_refuses_non_status() -> None:
-    for value in ([1], {"online": True}, {"online": False, "gateway": "g", "site": "s"}):
-        with pytest.raises(EncodingError):
-            birth.decode(cbor.dumps(value))
+@pytest.mark.parametrize("value", [
+    [1], {"online": True}, {"online": False, "gateway": "g", "site": "s"}, {"online": "yes"},
+    {"online": True, "gateway": "g", "site": "s", "seq": 1, "time": "now", "inventory": 1},
+    {"online": True, "gateway": "g", "site": "s", "seq": 1, "time": 1, "inventory": -1},
+    {"online": False, "gateway": "g", "site": "s", "seq": 1, "session": "x"},
+])
+def test_decode_refuses_what_is_neither_status_nor_inventory(value: object) -> None:
+    with pytest.raises(EncodingError):
+        birth.decode(cbor.dumps(value))
 
 
 def test_serves_and_lights_travel_in_the_device_entries() -> None:
@@ -125,7 +153,7 @@ def test_serves_and_lights_travel_in_the_device_entries() -> None:
                dict(DEVICES[1], serves={"households": 24}),
                {"id": "lamp-01", "kind": "lamp", "model": "generic-lamp", "protocol": "modbus", "address": 3,
                 "points": [], "lights": 2}]
-    b = birth.make_birth("gw-01", "plant-3", devices, T0)
+    b = birth.make_inventory("gw-01", "plant-3", devices)
     decoded = cbor2.loads(birth.encode(b))
     assert decoded["devices"][0]["serves"] == {"households": 0, "network": "power", "length_m": 1200.5}
     assert decoded["devices"][1]["serves"] == {"households": 24} and "lights" not in decoded["devices"][1]
@@ -148,4 +176,4 @@ def test_serves_and_lights_travel_in_the_device_entries() -> None:
 ])
 def test_bad_serves_and_lights_are_refused(extra: dict, message: str) -> None:
     with pytest.raises(EncodingError, match=message):
-        birth.make_birth("gw-01", "plant-3", [dict(DEVICES[0], **extra)], T0)
+        birth.make_inventory("gw-01", "plant-3", [dict(DEVICES[0], **extra)])

@@ -22,7 +22,7 @@ METER_POINTS = [
 def meter_birth(meters: int = 48, seq: int = 3) -> dict:
     devices = [{"id": "em%02d" % i, "kind": "electricity_meter", "model": "dtsu666", "protocol": "dlt645",
                 "address": "0000000000%02d" % i, "points": METER_POINTS} for i in range(meters)]
-    return birth.make_birth("gw-01", "plant-3", devices, T0, seq=seq, payload="compact",
+    return birth.make_inventory("gw-01", "plant-3", devices, seq=seq, payload="compact",
                             versions={"fieldlink": "0.1.0"})
 
 
@@ -96,7 +96,7 @@ def test_other_value_types_and_unscaled_points() -> None:
                 "points": [{"name": "valve", "unit": ""}, {"name": "flow", "unit": "m3/s"},
                            {"name": "state", "unit": ""}, {"name": "raw", "unit": ""},
                            {"name": "lvl", "unit": "m", "resolution": 0.01}]}]
-    b = birth.make_birth("gw-02", "s", devices, T0, payload="compact")
+    b = birth.make_inventory("gw-02", "s", devices, payload="compact")
     readings = [("v1", "valve", True, T0), ("v1", "flow", 0.000123, T0), ("v1", "state", "open", T0 + 1),
                 ("v1", "raw", bytearray(b"\x01\x02"), T0 + 1), ("v1", "flow", 2.0, T0 + 2),
                 ("v1", "lvl", float("inf"), T0 + 3), ("v1", "lvl", 7, T0 + 4), ("v1", "flow", -3, T0 + 5)]
@@ -164,7 +164,7 @@ def mixed_birth() -> dict:
            {"name": "blob", "unit": ""}, {"name": "num", "unit": "count"}]
     devices = [{"id": "em%02d" % i, "kind": "electricity_meter", "model": "m", "protocol": "modbus",
                 "address": i + 1, "alias": 10 * i + 5, "points": pts} for i in range(3)]
-    return birth.make_birth("gw-01", "plant-3", devices, T0, seq=9, payload="compact")
+    return birth.make_inventory("gw-01", "plant-3", devices, seq=9, payload="compact")
 
 
 MIXED = mixed_birth()

@@ -1,4 +1,4 @@
-"""Birth vectors in the shared dialect (the device inventory with the indicators' serves and lights):
+"""Inventory vectors in the shared dialect (the device inventory with the indicators' serves and lights):
 one line per case, identical on CPython and MicroPython. Run from the repository root:
 ``python protocols/tests/mp/check_birth.py``. A mismatch prints ``FAIL``.
 """
@@ -25,7 +25,7 @@ def check(case, got, want):
 
 def refused(case, devices, words):
     try:
-        birth.make_birth("gw", "s", devices, 1)
+        birth.make_inventory("gw", "s", devices)
     except EncodingError as exc:
         check(case, words in str(exc), True)
         return
@@ -38,7 +38,7 @@ LAMP = {"id": "l1", "kind": "lamp", "model": "generic-lamp", "protocol": "modbus
         "points": [{"name": "on", "unit": "/"}], "lights": 3}
 SENSOR = {"id": "p1", "kind": "pressure", "model": "pressure-sensor", "protocol": "modbus", "address": 20,
           "points": [], "serves": {"network": "water", "length_m": 1800}}
-msg = birth.make_birth("gw", "s", [METER, LAMP, SENSOR], 1710498000, seq=1)
+msg = birth.make_inventory("gw", "s", [METER, LAMP, SENSOR], seq=1)
 data = birth.encode(msg)
 # the same bytes on both runtimes (the harness compares every line): deterministic CBOR, text keys
 print("encoded %d %s" % (len(data), binascii.hexlify(data).decode()))

@@ -23,7 +23,7 @@ POINTS = [
 SMALL_HEX = "8501031a65f420d083000084001908fb0119140383183c018400190901031a0012d687"
 
 
-def make_birth(meters: int) -> dict:
+def make_inventory(meters: int) -> dict:
     devices = []
     for i in range(meters):
         devices.append(
@@ -36,8 +36,8 @@ def make_birth(meters: int) -> dict:
                 "points": POINTS,
             }
         )
-    return birth.make_birth(
-        "gw-01", "plant-3", devices, T0, seq=3, payload="compact", versions={"fieldlink": "0.1.0"}
+    return birth.make_inventory(
+        "gw-01", "plant-3", devices, seq=3, payload="compact", versions={"fieldlink": "0.1.0"}
     )
 
 
@@ -66,7 +66,7 @@ def hx(data: bytes) -> str:
 
 def main() -> int:
     fails = 0
-    small = make_birth(2)
+    small = make_inventory(2)
     readings = [
         ("em01", "ua", 230.5, T0 + 60),
         ("em00", "ia", 5.123, T0),
@@ -78,15 +78,20 @@ def main() -> int:
     if got != SMALL_HEX:
         print("FAIL compact small")
         fails += 1
-    will = birth.encode(birth.make_will("gw-01", "plant-3", 3))
-    print("birth will %s" % hx(will))
+    will = birth.encode(birth.make_will("gw-01", "plant-3", 3, 17))
+    print("status will %s" % hx(will))
     data = birth.encode(small)
-    print("birth small %d bytes %s" % (len(data), hx(data)))
+    print("inventory small %d bytes %s crc %d" % (len(data), hx(data), birth.digest(data)))
     if birth.decode(data) != small:
-        print("FAIL birth round trip")
+        print("FAIL inventory round trip")
+        fails += 1
+    status = birth.encode(birth.make_status("gw-01", "plant-3", 3, 17, T0, birth.digest(data)))
+    print("status online %s" % hx(status))
+    if birth.decode(status)["inventory"] != birth.digest(data):
+        print("FAIL status round trip")
         fails += 1
     for minutes in (1, 15):
-        b = make_birth(48)
+        b = make_inventory(48)
         table = birth.alias_table(b)
         batch = meter_batch(minutes, 48)
         data = compact.encode(batch, table)
@@ -117,7 +122,7 @@ def main() -> int:
         if minutes == 1:
             print("compact meters 1 min head %s" % hx(data[:48]))
     try:
-        compact.decode(compact.encode(readings, small), make_birth(1))
+        compact.decode(compact.encode(readings, small), make_inventory(1))
         print("FAIL compact decode accepted a pack with an unknown device")
         fails += 1
     except ProtocolError as exc:
