@@ -70,8 +70,11 @@ bench-peers: setup
 firmware: setup
 	$(BIN)/fieldlink firmware build
 
+## flash: PORT=/dev/ttyUSB0 CONFIG=site.toml [WIFI_SSID=… WIFI_PASSWORD=…] [FLASH_ARGS=--dry-run]
 flash: firmware
-	$(BIN)/fieldlink firmware flash --port "$(PORT)" --config "$(CONFIG)"
+	@echo "fieldlink firmware flash --port $(PORT) --config $(CONFIG) $(FLASH_ARGS)"
+	@$(BIN)/fieldlink firmware flash --port "$(PORT)" --config "$(CONFIG)" $(FLASH_ARGS) -- \
+	  $(if $(WIFI_SSID),--wifi-ssid "$(WIFI_SSID)") $(if $(WIFI_PASSWORD),--wifi-password "$(WIFI_PASSWORD)")
 
 ## install-pi: install the agent as a systemd service on this Pi (as root; docs/install-pi.md)
 .PHONY: install-pi

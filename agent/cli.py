@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from agent import __version__
@@ -16,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "read": ("agent.commands.read", "read points from one device on a serial port"),
     "scan": ("agent.commands.scan", "find the device addresses on a bus"),
     "monitor": ("agent.commands.monitor", "show decoded readings from a broker live"),
+    "status": ("agent.commands.status", "one screen for one gateway: broker, outbox, buses, devices"),
+    "modbus": ("agent.commands.modbus", "read or write Modbus registers and coils by number (like mbpoll)"),
     "send": ("agent.commands.send", "send a command (signed with a key file) to a gateway and print its ack"),
     "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals)"),
     "sim-config": ("agent.commands.sim_config", "write an agent config for a running simulator"),
@@ -60,6 +63,24 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return closed_pipe()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # raise SystemExit("fieldlink: ...") in a command: wrong input
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
+
+
+def closed_pipe() -> int:
+    """The reader of our output went away (`fieldlink plan | head`): no traceback, nothing more to say.
+    Later writes (and the interpreter's flush at exit) go to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 if __name__ == "__main__":

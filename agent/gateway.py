@@ -11,6 +11,7 @@ from typing import Any
 
 from agent import seams
 from agent.config_model import BusConfig, Config
+from agent.diagnosis import line_text
 from agent.link import Link, open_link
 from agent.planner import plan_config
 from agent.scheduler import Scheduler
@@ -44,7 +45,7 @@ def inventory(config: Config) -> list[dict]:
 
 
 STOP_BUDGET = 4.5  # seconds from SIGTERM to a closed outbox and a clean DISCONNECT (systemd waits 90)
-LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "open_failures")
+LINK_COUNTERS = ("line_errors", "skipped_frames", "discarded_bytes", "opens", "open_failures", "echoes")
 
 
 class Gateway:
@@ -69,6 +70,43 @@ class Gateway:
         self.uplink.add_counters("errors", lambda: self._counters()["errors"])
         self.uplink.add_counters("buses", self._bus_counters)
         self._stopped = threading.Event()
+        # for `fieldlink status` (agent/status_file.py): active alarms, broker state changes, poll rates
+        self._alarms: dict[tuple, dict] = {}
+        self._alarms_lock = threading.Lock()
+        self._started = time.time()
+        self._broker: tuple[bool | None, float] = (None, self._started)  # (connected, since)
+        self._rates: tuple[float, dict] = (time.monotonic(), {})
+        from agent.status_file import StatusFile, status_path
+
+        self.status_file = StatusFile(status_path(config.outbox.path), self._status)
+
+    def _status(self) -> dict:
+        """The state `fieldlink status` reads (agent/status_file.py)."""
+        from agent.status_file import build
+
+        counters = self.scheduler.counters()
+        health_of = getattr(self.uplink, "counters", None)
+        health = health_of if isinstance(health_of, dict) else None
+        connected = bool(health.get("connected")) if health else False
+        if connected != self._broker[0]:
+            self._broker = (connected, time.time())
+        now = time.monotonic()
+        then, polls = self._rates
+        current = {name: bus["polls"] for name, bus in counters["buses"].items()}
+        span = max(1e-3, now - then)
+        rates = {name: round((n - polls.get(name, 0)) / span, 2) for name, n in current.items()}
+        self._rates = (now, current)
+        with self._alarms_lock:
+            alarms = dict(self._alarms)
+        return build(self.config, counters, health, alarms, self._broker[1], rates, self._started)
+
+    def _note_alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
+                    when: float) -> None:
+        with self._alarms_lock:
+            if raised:
+                self._alarms[(device, point or "", kind)] = {"value": value, "since": int(when)}
+            else:
+                self._alarms.pop((device, point or "", kind), None)
 
     def _command_gate(self, config: Config) -> Any:
         """The command gate: rules of protocols/commands.py, ids in the store beside the outbox."""
@@ -96,8 +134,13 @@ class Gateway:
 
     def _bus_counters(self) -> dict:
         out = {}
+        configs = {b.name: b for b in self.config.buses}
         for name, bus in self.scheduler.counters()["buses"].items():
+            cfg = configs[name]
+            tcp = str(cfg.port).lower().startswith("tcp://")
             out[name] = {
+                "port": cfg.port,
+                "line": "Modbus TCP" if tcp else line_text(cfg.baud, cfg.parity, cfg.stopbits, cfg.bytesize),
                 "port_up": bus["port_up"], "polls": bus["polls"], "readings": bus["readings"],
                 "late": bus["late"], "errors": {k: v for k, v in bus["errors"].items() if v},
                 "online": sorted(d for d, c in bus["devices"].items() if c["online"]),
@@ -107,7 +150,10 @@ class Gateway:
                                if c["bad_by_point"]},
                 "quality": {d: dict(c["quality"]) for d, c in bus["devices"].items() if c["quality"]},
                 # what the line did: noise and torn frames show here even when a good reply followed
-                "link": {k: bus["link"][k] for k in LINK_COUNTERS},
+                "link": {k: bus["link"].get(k, 0) for k in LINK_COUNTERS},
+                # per device: online (null: not polled yet), since when, why, and its last answer
+                "devices": {d: {"online": c["online"], "since": int(c["since"]), "reason": c["reason"],
+                                "last_ok": int(c["last_ok"])} for d, c in bus["devices"].items()},
             }
         return out
 
@@ -117,6 +163,7 @@ class Gateway:
             log.warning("event=alarm device=%s point=%s kind=%s state=%s value=%r", rule.device, rule.point,
                         rule.kind, "raised" if raised else "cleared", value)
             self.uplink.alarm(rule.device, rule.point, rule.kind, value, raised, when=when)
+            self._note_alarm(rule.device, rule.point, rule.kind, value, raised, when)
 
     def _event(self, device: str, online: bool, reason: str) -> None:
         self.uplink.device_state(device, online, reason)
@@ -130,6 +177,7 @@ class Gateway:
                 "event=alarm device=%s point=%s kind=quality state=%s value=%r", device, point,
                 "raised" if raised else "cleared", value)
         self.uplink.alarm(device, point, "quality", value, raised, when=when)
+        self._note_alarm(device, point, "quality", value, raised, when)
 
     def start(self) -> None:
         g = self.config.gateway
@@ -149,6 +197,7 @@ class Gateway:
                  self.commands.store.loaded if self.commands.store is not None else 0)
         self.uplink.start()
         self.scheduler.start()
+        self.status_file.start()
 
     def stop(self) -> None:
         """Stop polling (the poll in flight is finished), commit every reading made to the outbox, publish
@@ -159,6 +208,7 @@ class Gateway:
         began = time.monotonic()
         log.info("event=stopping")
         self.scheduler.stop(timeout=2.0)
+        self.status_file.stop()
         left = STOP_BUDGET - (time.monotonic() - began)
         self.uplink.stop(flush=True, drain=max(0.2, min(1.2, left - 1.0)), timeout=0.8)
         self.commands.close()

@@ -39,6 +39,7 @@ from typing import Any
 
 from agent import seams
 from agent.config_model import BusConfig, Config
+from agent.diagnosis import Where, explain
 from agent.drivers import Driver, WriteRefused, error_kind, make_driver
 from agent.link import Link, LinkClosed, LinkError, open_link
 from agent.planner import PlannedRequest
@@ -87,7 +88,10 @@ class DeviceState:
         self.failures = 0
         self.online: bool | None = None
         self.last_error = ""
-        self.last_ok = 0.0
+        self.last_ok = 0.0  # POSIX time of the last answer
+        self.since = 0.0  # POSIX time `online` last changed (0: not yet known)
+        self.reason = ""  # why it is online or offline (the comms alarm's text)
+        self.last_exc: BaseException | None = None  # the last failure, for the log's likely cause
         self.counters = _new_counters()
         self.bad_by_point: dict[str, int] = {}  # point -> bad answers since start
         self.quality: dict[str, str] = {}  # point -> quality text, for the points that are bad now
@@ -321,8 +325,15 @@ class BusWorker:
         if state.online is online:
             return
         state.online = online
-        log.log(logging.INFO if online else logging.WARNING, "bus=%s device=%s event=%s reason=%r",
-                self.name, state.id, "online" if online else "offline", reason)
+        state.since = time.time()
+        state.reason = reason
+        if online or state.last_exc is None:
+            log.log(logging.INFO if online else logging.WARNING, "bus=%s device=%s event=%s reason=%r",
+                    self.name, state.id, "online" if online else "offline", reason)
+        else:
+            where = Where.of(self.bus, state.driver.address, state.driver.profile, state.id)
+            log.warning("bus=%s device=%s event=offline reason=%r likely_cause=%r", self.name, state.id,
+                        reason, explain(state.last_exc, where))
         if self.events is not None:
             try:
                 self.events(state.id, online, reason)
@@ -357,6 +368,7 @@ class BusWorker:
                 return
             failed = True
             state.last_error = "%s: %s" % (kind, exc)
+            state.last_exc = exc
             if kind in ("exception", "abnormal"):
                 answered = True  # the device is there; it refused this request
                 continue
@@ -454,6 +466,9 @@ class BusWorker:
             entry["online"] = state.online
             entry["failures"] = state.failures
             entry["last_error"] = state.last_error
+            entry["since"] = state.since
+            entry["reason"] = state.reason
+            entry["last_ok"] = state.last_ok
             entry["bad_by_point"] = dict(state.bad_by_point)
             entry["quality"] = dict(state.quality)
             devices[state.id] = entry
@@ -461,6 +476,7 @@ class BusWorker:
         bus["errors"] = dict(self.counters["errors"])
         bus["port_up"] = self.port_up
         bus["link"] = dict(self.link.counters)
+        bus["port"] = self.link.port
         bus["devices"] = devices
         return bus
 

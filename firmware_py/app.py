@@ -17,7 +17,7 @@ short-lived values the codecs and steps return.
 
 import asyncio
 
-from firmware_py import health, rt
+from firmware_py import health, log, rt
 from firmware_py.alarms import Alarms
 from firmware_py.bus import UartBus
 from firmware_py.commands import Commands, Remote
@@ -38,6 +38,7 @@ class Firmware:
     def __init__(self, cfg: dict, hw) -> None:
         """Build everything from the compiled config; `cfg` is not kept (drop it after this)."""
         self.hw = hw
+        log.set_level(cfg.get("log_level", "info"))
         g = cfg["gateway"]
         self.gateway_id = g["id"]
         self.site = g["site"]
@@ -74,6 +75,8 @@ class Firmware:
         self.started = rt.ticks_ms()
         self.beats = [rt.ticks_ms()] * (len(self.buses) + 1)
         self.running = True
+        log.info("boot %s (%s): %d buses, %d devices"
+                 % (self.gateway_id, self.site, len(self.buses), inv.count))
 
     def alarm(self, d: int, point, kind: str, value, raised: bool, now: int) -> None:
         self.alarms.alarm(d, point, kind, value, raised, now)

@@ -17,7 +17,7 @@ first good value of a point whose slot in `quality` is not 0 (text None). A fail
 (timeout, CRC, ...) reports nothing: it is a comms matter.
 """
 
-from firmware_py import rt
+from firmware_py import log, rt
 from protocols import quality
 from protocols.errors import NoReply, ProtocolError, WriteRefused, error_kind
 
@@ -138,9 +138,13 @@ class UartBus:
             await self.run(inv, d, step)
         except NoReply:
             self._count("timeout")
+            if log.level <= log.DEBUG:
+                log.debug("bus %s: %s no reply" % (self.name, inv.device_id(d)))
             return TIMEOUT
         except ProtocolError as exc:
-            self._count(error_kind(exc))
+            kind = error_kind(exc)
+            self._count(kind)
+            log.warning("bus %s: %s %s: %s" % (self.name, inv.device_id(d), kind, exc))
             return FAILED
         return OK
 

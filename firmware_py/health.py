@@ -10,7 +10,8 @@ ERRORS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "quality
 
 
 def points_health(fw) -> dict:
-    """Per bus, as the agent's health: bad answers per point so far, the points bad now."""
+    """Per bus, as the agent's health (docs/cddl/health.cddl): bad answers per point so far, the points
+    bad now, and each device's online state."""
     inv = fw.inv
     alarms = fw.alarms
     out = {}
@@ -25,7 +26,10 @@ def points_health(fw) -> dict:
                         counts.setdefault(inv.device_id(d), {})[point] = alarms.bad_answers[k]
                         if alarms.quality[k]:
                             bad.setdefault(inv.device_id(d), {})[point] = QUALITY[alarms.quality[k]]
-        out[bus.name] = {"bad_points": counts, "quality": bad}
+        devices = {}
+        for d in bus.devices:
+            devices[inv.device_id(d)] = {"online": bool(fw.poller.online[d])}
+        out[bus.name] = {"bad_points": counts, "quality": bad, "devices": devices}
     return out
 
 

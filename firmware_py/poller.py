@@ -6,7 +6,7 @@ the online/offline rule are protocols/poll.py (the agent's), computed in ticks r
 poll was due so that tick wrap-around does no harm.
 """
 
-from firmware_py import rt
+from firmware_py import log, rt
 from firmware_py.bus import FAILED, OK
 from protocols import poll
 
@@ -61,6 +61,7 @@ class Poller:
             self.failures[d] = 0
             if not self.online[d]:
                 self.online[d] = 1
+                log.info("bus %s: %s online again" % (bus.name, inv.device_id(d)))
                 self.alarms.alarm(d, None, "comms", poll.online_reason(failed), False, rt.now())
             due = self.due[d]
             self.due[d] = rt.ticks_add(due, poll.next_due(0, interval, rt.ticks_diff(t, due)))
@@ -71,6 +72,7 @@ class Poller:
         if poll.offline_now(fails) and self.online[d]:
             self.online[d] = 0
             reason = poll.offline_reason(fails, self.last_error[d])
+            log.warning("bus %s: %s offline: %s" % (bus.name, inv.device_id(d), reason))
             self.alarms.alarm(d, None, "comms", reason, True, rt.now())
         self.due[d] = rt.ticks_add(t, poll.retry_delay(fails, interval, bus.timeout_ms, BACKOFF_MAX_MS))
 

@@ -8,7 +8,7 @@ exponential backoff and jitter (mqtt.Backoff, seeded per board). Only this task 
 
 import binascii
 
-from firmware_py import rt
+from firmware_py import log, rt
 from firmware_py.mqtt import Backoff, Client, MqttError, jitter_bits, topic_item
 from firmware_py.pack import uint_item
 
@@ -95,10 +95,13 @@ class Uplink:
                 await c.connect(self.host, self.port)
                 self.counters["connects"] += 1
                 up = True
+                log.info("broker %s:%d connected" % (self.host, self.port))
                 await c.subscribe(self.cmd_topic, 1)
                 await self.publish_birth()
                 await self.session(beats, slot, running)
-            except (OSError, MqttError):
+            except (OSError, MqttError) as exc:
+                log.warning("broker %s:%d: %s" % (self.host, self.port, "connection lost" if up else
+                                                  "cannot connect (%r)" % (exc,)))
                 c.close()
                 if self.counters["connects"]:
                     self.counters["disconnects"] += 1

@@ -53,6 +53,10 @@ class Bus:
         self.rfc2217_address: tuple[str, int] | None = None
         self.socket_address: tuple[str, int] | None = None
         self.servers: dict[str, Any] = {}  # "rfc2217" / "socket": the SerialServer, once started
+        #: scenario key address_clash: devices sharing an address answer at once and their replies
+        #: collide; the line carries the bitwise AND of them (a driver sending 0 wins, as on a real line
+        #: where two transceivers fight: a rule of thumb, not an analogue model)
+        self.collide = False
         self.lock = threading.RLock()  # one request at a time on the line
         self._accesses: list[Access] = []
         self._closed_counts = new_counts()  # wire counts of accesses that have gone
@@ -228,6 +232,7 @@ class Bus:
             if not targets:
                 self.counts["unaddressed"] += 1
                 return
+            answers: list[tuple[bytes, float]] = []
             for device in targets:
                 device.counts["requests"] += 1
                 if device.down(sim_t):
@@ -243,12 +248,29 @@ class Bus:
                     device.counts["silent"] += 1
                     continue
                 start = request_end + self.line.reply_gap(device.protocol) + delay + delay2
-                self.transmit(noise + noise2 + reply, start, access)
                 device.counts["answered"] += 1
                 self.counts["replies"] += 1
+                if self.collide and len(targets) > 1:
+                    answers.append((noise + noise2 + reply, start))
+                    continue
+                self.transmit(noise + noise2 + reply, start, access)
                 request_end = time.monotonic()
+            if answers:
+                self.counts["collisions"] = self.counts.get("collisions", 0) + (len(answers) > 1)
+                self.transmit(collision([a for a, _ in answers]), min(s for _, s in answers), access)
             if self._client_fd >= 0:
                 _park_speed(self._client_fd)
+
+
+def collision(replies: list[bytes]) -> bytes:
+    """What the line carries when several devices send at once from the same moment: each bit the AND of
+    theirs (0, the driven state, wins), as long as the longest of them."""
+    size = max(len(r) for r in replies)
+    out = bytearray(b"\xff" * size)
+    for r in replies:
+        for i, b in enumerate(r):
+            out[i] &= b
+    return bytes(out)
 
 
 def _raw_lines(fd: int) -> None:

@@ -36,8 +36,11 @@ def run(args: argparse.Namespace) -> int:
         print("fieldlink sim: %s" % exc, file=sys.stderr)
         return 2
     stop = threading.Event()
+    interrupted: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGINT:
+            interrupted.append(signum)
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         site.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return 0
+    return 130 if interrupted else 0  # docs/cli.md: Ctrl-C is 130, SIGTERM (a service stop) 0
 
 
 if __name__ == "__main__":

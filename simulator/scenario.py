@@ -25,6 +25,7 @@ ab_swapped = false       # A and B swapped between the clients and the devices
 termination = true       # false: an unterminated line, bit errors from baud and cable_length...
 cable_length = 1000      # m (with termination = false)
 bit_error_rate = 1e-4    # ... or this rate per bit (with termination = false)
+address_clash = false    # true: devices may share an address; their replies collide on the line
 faults = [{kind = "noise", rate = 0.05}]
 
 [[bus.device]]
@@ -89,6 +90,7 @@ class BusSpec:
     termination: bool = True
     cable_length: float | None = None
     bit_error_rate: float | None = None
+    address_clash: bool = False  # devices may share an address: their replies collide (simulator/bus.py)
     faults: list = field(default_factory=list)
     devices: list[DeviceSpec] = field(default_factory=list)
 
@@ -264,6 +266,7 @@ def _physical(bus: dict, spec: BusSpec, source: str, where: str) -> None:
                             % (" or ".join(repr(u) for u in UART_ERRORS), spec.uart_errors))
     spec.ab_swapped = bool(_get(bus, "ab_swapped", (bool,), source, where, False))
     spec.termination = bool(_get(bus, "termination", (bool,), source, where, True))
+    spec.address_clash = bool(_get(bus, "address_clash", (bool,), source, where, False))
     for key in ("cable_length", "bit_error_rate"):
         value = _get(bus, key, (int, float), source, where)
         if value is None:
@@ -307,7 +310,7 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
             raise ScenarioError(source, where, "must be a table")
         _unknown(bus, ("name", "line", "instant", "reply_delay", "turnaround", "link", "pty", "tcp",
                        "rfc2217", "socket", "uart_errors", "ab_swapped", "termination", "cable_length",
-                       "bit_error_rate", "faults", "device"), source, where)
+                       "bit_error_rate", "address_clash", "faults", "device"), source, where)
         name = str(_get(bus, "name", (str,), source, where, "bus%d" % (i + 1)))
         if name in names:
             raise ScenarioError(source, where + ".name", "bus %r is defined twice" % name)

@@ -53,7 +53,7 @@ class Site:
                 except (DeviceError, FaultError, ValueError) as exc:
                     raise ScenarioError(src, where, str(exc)) from None
                 key = (reader_key(profile.protocol), str(getattr(device.server, "address", device.address)))
-                if key in seen:
+                if key in seen and not getattr(spec, "address_clash", False):
                     raise ScenarioError(src, where + ".address", "address %s is already used by %s on bus %s"
                                         % (ds.address, seen[key], spec.name))
                 seen[key] = ds.id
@@ -64,6 +64,7 @@ class Site:
                       spec.link, getattr(spec, "uart_errors", "drop"), getattr(spec, "pty", True))
             for kind, params in list(spec.line_faults()) + list(spec.faults):
                 bus.set_fault(kind, params)
+            bus.collide = bool(getattr(spec, "address_clash", False))
             bus.tcp_port = spec.tcp
             bus.rfc2217_port = spec.rfc2217
             bus.socket_port = spec.socket

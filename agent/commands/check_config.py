@@ -23,7 +23,7 @@ def run(args: Any) -> int:
             print("%s (warning)" % warning, file=sys.stderr)
     if issues or config is None:
         print("%s: %d error%s" % (args.file, len(issues), "" if len(issues) == 1 else "s"), file=sys.stderr)
-        return 1
+        return 2  # docs/cli.md: the input is wrong
     if not args.quiet:
         nb, nd, nr = len(config.buses), len(config.devices), len(config.rules)
         print("%s: OK (%d bus%s, %d device%s, %d rule%s)" % (

@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from agent.commands.display import show_value
+from agent.units import show
 from protocols import birth as birth_msg
 from protocols import cbor, compact, senml
 from protocols.errors import ProtocolError
@@ -56,6 +57,8 @@ class MonitorState:
     rows: dict = field(default_factory=dict)  # full name -> Row
     health: dict = field(default_factory=dict)  # (site, gateway) -> latest health map
     status: dict = field(default_factory=dict)  # (site, gateway) -> "online" | "offline"
+    resolution: dict = field(default_factory=dict)  # (site, gateway, device, point) -> its resolution
+    si: bool = False  # show SenML units as on the wire (else units people read: kWh, kW, m³/h ...)
     packs: int = 0
     records: int = 0
     errors: int = 0
@@ -94,6 +97,9 @@ class MonitorState:
         self.status[key] = "online" if msg["online"] else "offline"
         if msg["online"]:
             self.births[key] = msg
+            for device in msg.get("devices", []):
+                for point in device.get("points", []):
+                    self.resolution[(*key, device.get("id"), point.get("name"))] = point.get("resolution")
             self.tables[(*key, msg["seq"])] = (birth_msg.alias_table(msg), birth_msg.units(msg))
         return [{"kind": "status", "site": key[0], "gateway": key[1], "message": msg}]
 
@@ -123,8 +129,10 @@ class MonitorState:
             row = Row(key[1], device, point, value, unit, rec["t"], now)
             self.rows[name] = row
             self.records += 1
+            shown, shown_unit = show(value, unit, self.resolution.get((*key, device, point)), self.si, point)
             events.append({"kind": "reading", "site": key[0], "gateway": key[1], "name": name,
-                           "device": device, "point": point, "value": value, "unit": unit, "time": rec["t"]})
+                           "device": device, "point": point, "value": value, "unit": unit, "time": rec["t"],
+                           "shown": shown, "shown_unit": shown_unit})
         return events
 
 
@@ -143,7 +151,8 @@ def line(event: dict) -> str:
     if kind == "reading":
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["time"]))
         return "%s %s %s/%s = %s %s" % (stamp, where, event["device"], event["point"],
-                                        show_value(event["value"]), event["unit"])
+                                        event.get("shown", show_value(event["value"])),
+                                        event.get("shown_unit", event["unit"]))
     if kind == "error":
         return "! %s: bad payload: %s" % (event["topic"], event["error"])
     msg = event["message"]
@@ -163,9 +172,11 @@ def table(state: MonitorState, now: float, width: int = 100) -> str:
     out = ["%-16s %-22s %-22s %16s %-8s %6s" % ("gateway", "device", "point", "value", "unit", "age")]
     for name in sorted(state.rows):
         r = state.rows[name]
+        site = next((k[0] for k in state.births if k[1] == r.gateway), "")
+        resolution = state.resolution.get((site, r.gateway, r.device, r.point))
+        value, unit = show(r.value, r.unit, resolution, state.si, r.point)
         out.append("%-16s %-22s %-22s %16s %-8s %6s" % (r.gateway[:16], r.device[:22], r.point[:22],
-                                                          show_value(r.value)[:16], r.unit[:8],
-                                                          show_age(now - r.time)))
+                                                          value[:16], unit[:8], show_age(now - r.time)))
     for key in sorted(state.status):
         h = state.health.get(key, {})
         readings = h.get("readings", {}) if isinstance(h, dict) else {}
@@ -195,6 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float,
                         help="stop after this many seconds (with --once: exit 1 if N packs did not come)")
     parser.add_argument("--json", action="store_true", help="print events as JSON lines")
+    parser.add_argument("--si", action="store_true", help="SenML units as on the wire (J, W, m3/s)")
     parser.add_argument("--username")
     parser.add_argument("--password")
     parser.add_argument("--tls", action="store_true", help="TLS with the system CA store")
@@ -216,7 +228,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, stop: threading.Eve
     ca_file, cert_file = getattr(args, "ca_file", None), getattr(args, "cert_file", None)
     tls = bool(args.tls or ca_file or cert_file)
     host, port = parse_broker(args.broker, 8883 if tls else 1883)
-    state = MonitorState(prefix=args.prefix)
+    state = MonitorState(prefix=args.prefix, si=bool(getattr(args, "si", False)))
     live = out.isatty() and not args.json
     events: list[dict] = []
     alerts: deque[str] = deque(maxlen=8)
@@ -256,7 +268,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, stop: threading.Eve
         return 2
     except OSError as exc:
         print("fieldlink monitor: cannot connect to %s:%d: %s" % (host, port, exc), file=sys.stderr)
-        return 2
+        return 1  # docs/cli.md: a problem found (the broker is unreachable)
     started = time.monotonic()
     last_draw = 0.0
     try:
@@ -293,7 +305,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, stop: threading.Eve
                                                                            args.timeout), file=sys.stderr)
                 return 1
     except KeyboardInterrupt:
-        return 0
+        return 130
     finally:
         client.disconnect()
     return 0

@@ -10,11 +10,12 @@ import argparse
 import sys
 from typing import Any
 
-from agent.commands.display import show_value
 from agent.config import find_profile, normalise_address
 from agent.config_model import BusConfig, DeviceConfig
+from agent.diagnosis import Where, explain
 from agent.drivers import Driver, error_kind, make_driver
-from agent.link import LinkClosed, LinkError, open_link
+from agent.link import LinkClosed, LinkError, LinkTimeout, open_link
+from agent.units import show
 from protocols import registry
 from protocols.errors import ProtocolError
 from protocols.profiles import Profile, ProfileError
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--point", action="append", default=[], metavar="NAME",
                         help="point to read (repeat; default all points of the profile)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the raw frames in hex")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="tries again after no reply (default 1); then the device is reported dead")
+    parser.add_argument("--si", action="store_true", help="show SenML units (J, W, m3/s) as on the wire")
 
 
 def load_cli_profile(args: Any) -> Profile:
@@ -63,6 +67,17 @@ def cli_bus(args: Any, profile: Profile) -> BusConfig:
 def cli_driver(args: Any, profile: Profile, bus: BusConfig, address: str) -> Driver:
     device = DeviceConfig(id="device", bus=bus.name, profile=profile.model, address=address)
     return make_driver(device, profile, bus)
+
+
+def read_with_retries(driver: Driver, link: Any, request: Any, retries: int) -> Any:
+    """`driver.read`, tried again up to `retries` times after no reply (a timeout); other errors at once."""
+    for attempt in range(max(0, retries) + 1):
+        try:
+            return driver.read(link, request)
+        except LinkTimeout:
+            if attempt >= retries:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _hex(data: bytes) -> str:
@@ -97,33 +112,46 @@ def run(args: Any) -> int:
         print("fieldlink read: %s" % exc, file=sys.stderr)
         return 1
     failures = 0
-    print("%s %s at %s on %s (%s)" % (profile.protocol, profile.model, address, args.port,
-                                      "Modbus TCP" if tcp else "%d %d%s%d" % (bus.baud, bus.bytesize,
-                                                                              bus.parity, bus.stopbits)))
+    where = Where.of(bus, address, profile)
+    print("%s %s at %s on %s (%s)" % (profile.protocol, profile.model, address, args.port, where.line))
     width = max(len(n) for n in names)
+    dead: BaseException | None = None
+    skipped = 0
     try:
         wanted = set(names)
         for request in driver.requests:
             mine = [p for p, _ in request.points if p.name in wanted]
             if not mine:
                 continue
+            if dead is not None:  # a silent device gets no more of the line: one timeout, not one per point
+                failures += len(mine)
+                skipped += len(mine)
+                continue
             try:
-                result = driver.read(link, request)
+                result = read_with_retries(driver, link, request, args.retries)
             except (LinkError, ProtocolError) as exc:
                 failures += len(mine)
                 for p in mine:
                     print("%-*s  ERROR %s: %s" % (width, p.name, error_kind(exc), exc))
-                if isinstance(exc, LinkClosed):
-                    break
+                print("  likely cause: %s" % explain(exc, where), file=sys.stderr)
+                if isinstance(exc, (LinkClosed, LinkTimeout)):
+                    dead = exc
                 continue
             for name, value in result.values:
                 if name in wanted:
-                    unit = profile.point(name).unit
-                    print("%-*s  %s%s" % (width, name, show_value(value), " " + unit if unit else ""))
+                    point = profile.point(name)
+                    number, unit = show(value, point.unit, point.resolution, args.si, name)
+                    print("%-*s  %s%s" % (width, name, number, " " + unit if unit else ""))
             for name, quality in result.bad:
                 if name in wanted:
                     failures += 1
                     print("%-*s  BAD %s" % (width, name, quality))
+            if link.echoed:
+                print("  note: our own request came back before the reply (the adapter hears itself: DE/RE)",
+                      file=sys.stderr)
+        if skipped:
+            print("%d more point%s not read: the device did not answer (above)"
+                  % (skipped, "s"[:skipped != 1]))
     finally:
         link.close()
     return 1 if failures else 0

@@ -16,18 +16,26 @@ import threading
 from typing import Any
 
 from agent.config import ConfigError, load_config
+from agent.logs import LOG_FORMAT
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
+__all__ = ["LOG_FORMAT", "add_arguments", "run", "setup_logging"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="gateway config (TOML)")
+    parser.add_argument("--once", action="store_true",
+                        help="poll every device once, print a table, exit 0 if all answered, 1 naming "
+                             "the ones that did not (publishes nothing)")
+    parser.add_argument("--si", action="store_true", help="with --once: SenML units as on the wire")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="log verbosity (default INFO)")
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    """Log lines on stderr; with journald priorities under systemd (agent/logs.py)."""
+    from agent.logs import setup
+
+    setup(level)
 
 
 def run(args: Any) -> int:
@@ -39,12 +47,19 @@ def run(args: Any) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 2
+    if args.once:
+        from agent.commands.once import run_once
+
+        return run_once(config, si=args.si)
     from agent.gateway import Gateway
 
     stop = threading.Event()
+    interrupted: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("event=signal signal=%s", signal.Signals(signum).name)
+        if signum == signal.SIGINT:
+            interrupted.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -63,4 +78,4 @@ def run(args: Any) -> int:
             pass
     finally:
         gateway.stop()
-    return 0
+    return 130 if interrupted else 0  # docs/cli.md: Ctrl-C 130; SIGTERM (systemctl stop) 0

@@ -95,9 +95,11 @@ def birth_parts(gateway: Any, devices: list, base_name: str, seq: int = 0) -> tu
     return a[:start], a[start + 5:]
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")  # firmware_py/log.py
+
 def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None, ring_slots: int = 48,
                    ring_slot_size: int = 1024, bus_pins: dict | None = None, inflight: int = 4,
-                   watchdog_ms: int = 30000) -> dict:
+                   watchdog_ms: int = 30000, log_level: str = "info") -> dict:
     """The firmware JSON (a dict) for a loaded agent `Config`.
 
     Per-point data is stored once in shared tables (`names`, `specs`, `wspecs`) that devices refer
@@ -197,6 +199,9 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
     }
     if wifi:
         out["wifi"] = {"ssid": wifi[0], "password": wifi[1]}
+    if log_level not in LOG_LEVELS:
+        raise FirmwareConfigError("log level must be one of %s" % ", ".join(LOG_LEVELS))
+    out["log_level"] = log_level  # the board's console log (firmware_py/log.py)
     try:
         compiled.check(out)  # the board runs the same check at boot
     except compiled.CompiledError as exc:  # pragma: no cover - a bug of this compiler
@@ -233,6 +238,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ring-slot-size", type=int, default=1024, help="bytes per ring slot (default 1024)")
     parser.add_argument("--inflight", type=int, default=4, help="QoS 1 packs awaiting PUBACK at once")
     parser.add_argument("--watchdog-ms", type=int, default=30000)
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        help="what the board prints on its console (default info: boot, Wi-Fi, broker, "
+                             "devices offline and back, per-bus errors)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -242,17 +250,18 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return 1
+        return 2  # docs/cli.md: the input is wrong
     except OSError as exc:
         print("fieldlink firmware-config: cannot read %s: %s" % (args.config, exc), file=sys.stderr)
-        return 1
+        return 2
     try:
         compiled = compile_config(
             config, args.board, (args.wifi_ssid, args.wifi_password) if args.wifi_ssid else None,
-            args.ring_slots, args.ring_slot_size, dict(args.bus_pins), args.inflight, args.watchdog_ms)
+            args.ring_slots, args.ring_slot_size, dict(args.bus_pins), args.inflight, args.watchdog_ms,
+            args.log_level)
     except FirmwareConfigError as exc:
         print("%s: %s" % (args.config, exc), file=sys.stderr)
-        return 1
+        return 2
     text = dumps(compiled)
     if args.output:
         with open(args.output, "w") as f:

@@ -2,8 +2,11 @@
 a board.
 
 Steps (printed before they run; `--dry-run` prints them only): compile the TOML with
-`fieldlink firmware config` (same validation as the agent), then with mpremote: create folders, copy
-build/firmware/ (protocols/*.mpy, firmware_py/*.mpy, boot.py, main.py) and config.json, reset.
+`fieldlink firmware config` (same validation as the agent; Wi-Fi settings after `--`) into a private
+temporary file removed in `finally`, then ONE mpremote session (steps chained with `+`): make the folders
+that are missing, copy build/firmware/ (protocols/*.mpy, firmware_py/*.mpy, boot.py, main.py) and
+config.json with a progress line per file printed by the board, reset. A board that does not answer gets
+one clear message; a flashed board can be flashed again.
 No umqtt is copied: the firmware has its own MQTT client (docs/flashing.md says why).
 """
 
@@ -30,7 +33,9 @@ def find_mpremote() -> list[str] | None:
 
 def plan(port: str, config_json: str, bundle: str = BUNDLE,
          mpremote: list[str] | None = None) -> list[list[str]]:
-    """The mpremote commands, in order."""
+    """One mpremote command line for the whole bundle: its steps chained with `+` in one session
+    (one connection, one soft reset), each file copied with `fs cp` and announced by an `echo` line
+    (progress per file); folders made with `fs mkdir` and tolerated when they exist (a re-flash)."""
     mp = [*(mpremote or ["mpremote"]), "connect", port]
     dirs = set()
     copies = []
@@ -42,11 +47,22 @@ def plan(port: str, config_json: str, bundle: str = BUNDLE,
             src = os.path.join(dirpath, name)
             dest = name if rel == "." else "%s/%s" % (rel.replace(os.sep, "/"), name)
             copies.append((src, dest))
-    cmds = [[*mp, "fs", "mkdir", ":" + d] for d in sorted(dirs)]
-    cmds += [[*mp, "fs", "cp", src, ":" + dest] for src, dest in copies]
-    cmds.append([*mp, "fs", "cp", config_json, ":config.json"])
-    cmds.append([*mp, "reset"])
-    return cmds
+    copies.append((config_json, "config.json"))
+    steps: list[list[str]] = []
+    # `exec` makes a folder only when it is missing: `fs mkdir` fails on a flashed board (EEXIST)
+    for d in sorted(dirs):
+        parent, _, leaf = d.rpartition("/")
+        steps.append(["exec", "import os; %r in os.listdir(%r) or os.mkdir(%r)" % (leaf, "/" + parent, d)])
+    for i, (src, dest) in enumerate(copies):
+        steps.append(["exec", "print('flash: [%d/%d] %s')" % (i + 1, len(copies), dest)])
+        steps.append(["fs", "cp", src, ":" + dest])
+    steps.append(["reset"])
+    cmd = list(mp)
+    for i, step in enumerate(steps):
+        if i:
+            cmd.append("+")
+        cmd += step
+    return [cmd]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,24 +107,42 @@ def flash(args: argparse.Namespace, extra: list[str]) -> int:
             print("flash: port %s does not exist (board plugged in? try `mpremote devs`)" % args.port,
                   file=sys.stderr)
             return 2
-    out = os.path.join(tempfile.mkdtemp(prefix="fieldlink-flash-"), "config.json")
+    # the compiled config holds the Wi-Fi password and the broker's credentials: a private folder
+    # (0700, a 0600 file) removed in `finally`, whatever happens
+    folder = tempfile.mkdtemp(prefix="fieldlink-flash-")
+    out = os.path.join(folder, "config.json")
+    try:
+        return _flash(args, extra, out, mpremote)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _flash(args: argparse.Namespace, extra: list[str], out: str, mpremote: list[str] | None) -> int:
     from agent.cli import main as fieldlink
 
     rc = fieldlink(["firmware", "config", args.config, "--board", args.board, "-o", out, *extra])
     if rc != 0:
         return rc
+    os.chmod(out, 0o600)
     cmds = plan(args.port or "PORT", out, BUNDLE, mpremote)
+    files = sum(1 for c in cmds for i, a in enumerate(c) if a == "cp" and c[i - 1] == "fs")
     for cmd in cmds:
-        print("$ " + " ".join(cmd))
+        print("$ " + " ".join(cmd).replace(out, "<compiled config>"))
         if not args.dry_run:
-            proc = subprocess.run(cmd)
+            proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
             if proc.returncode != 0:
-                print("flash: step failed (exit %d); the board keeps what was copied so far"
-                      % proc.returncode, file=sys.stderr)
-                return proc.returncode
-    print("flash: %s %d files and config.json to %s%s" % (
-        "would copy" if args.dry_run else "copied", len(cmds) - 2 - sum(1 for c in cmds if "mkdir" in c),
-        args.port or "PORT", " (dry run)" if args.dry_run else "; board reset"))
+                err = proc.stderr.strip()
+                if "no device found" in err or "failed to access" in err or "could not" in err.lower():
+                    print("flash: no board answers on %s (%s): is it plugged in, is another program (a "
+                          "serial monitor, Thonny) holding the port? `mpremote devs` lists the boards"
+                          % (args.port, err), file=sys.stderr)
+                else:
+                    print("flash: mpremote failed (exit %d): %s; the board keeps what was copied so far; run "
+                          "it again" % (proc.returncode, err), file=sys.stderr)
+                return 1
+    print("flash: %s %d files (config.json among them) to %s%s" % (
+        "would copy" if args.dry_run else "copied", files, args.port or "PORT",
+        " (dry run)" if args.dry_run else "; board reset"))
     return 0
 
 

@@ -25,7 +25,12 @@ class LinkError(Exception):
 
 
 class LinkTimeout(LinkError):
-    """No complete reply within the response timeout."""
+    """No complete reply within the response timeout. `received` counts the bytes that did arrive
+    (0: the line stayed silent; more: a torn or garbled reply), `echoed` is True when the first of them
+    were our own request (an adapter that hears itself: DE/RE)."""
+
+    received = 0
+    echoed = False
 
 
 class LinkClosed(LinkError):
@@ -69,7 +74,11 @@ class Link:
         #: called with ("tx" | "rx", bytes) for every write and read (fieldlink read --verbose)
         self.trace: Callable[[str, bytes], None] | None = None
         self.counters = {"tx_bytes": 0, "rx_bytes": 0, "opens": 0, "open_failures": 0,
-                         "closes": 0, "skipped_frames": 0, "discarded_bytes": 0, "line_errors": 0}
+                         "closes": 0, "skipped_frames": 0, "discarded_bytes": 0, "line_errors": 0,
+                         "echoes": 0}
+        #: True when the last reply read began with our own request (the adapter echoes what it sends)
+        self.echoed = False
+        self._sent = b""
         self._idle_from = 0.0  # monotonic time the line became idle
         #: the clock and the sleep of every timeout and silence; a virtual link injects its own
         self.clock: Callable[[], float] = time.monotonic
@@ -190,6 +199,7 @@ class Link:
         if self.trace is not None:
             self.trace("tx", data)
         self._write(data)
+        self._sent = data
         counters["tx_bytes"] += len(data)
         # the request is on the line for len(data) characters from now
         self._idle_from = self.clock() + len(data) * self.char_time
@@ -212,11 +222,23 @@ class Link:
         limit = deadline  # after a bad frame: a short quiet time in case a good one follows
         first_error: ProtocolError | None = None
         received = 0
+        head = b""  # the first bytes received, to recognise our own request coming back
+        sent, self._sent = self._sent, b""
+        self.echoed = False
         try:
             while now < limit:
                 chunk = read(512, limit - now)
                 if chunk:
                     received += len(chunk)
+                    if sent:
+                        if len(head) < len(sent):
+                            head += chunk[:len(sent) - len(head)]
+                            if not sent.startswith(head):
+                                sent = b""  # what came is not our request coming back: stop comparing
+                        # our request came back, and more followed it (a Modbus write's reply alone is the
+                        # request's copy by design; an echo with nothing after it is told at the timeout)
+                        if sent and not self.echoed and head == sent and received > len(sent):
+                            self._echo()
                     if self.trace is not None:
                         self.trace("rx", chunk)
                     counters["rx_bytes"] += len(chunk)
@@ -241,14 +263,28 @@ class Link:
         for frame in leftover:
             if accept is None or accept(frame):
                 return frame
+        if sent and head == sent and received == len(sent):  # only our own request came back
+            self._echo()
+            exc = LinkTimeout("%s: only our own request came back (echo), no reply within %d ms"
+                              % (self.name, round(timeout * 1000)))
+            exc.received = received
+            exc.echoed = True
+            raise exc
         if first_error is not None:
             raise first_error
         if received:
             if errors:
                 raise errors[0]
-            raise LinkTimeout("%s: incomplete reply (%d bytes) within %d ms"
+            exc = LinkTimeout("%s: incomplete reply (%d bytes) within %d ms"
                               % (self.name, received, round(timeout * 1000)))
+            exc.received = received
+            exc.echoed = self.echoed
+            raise exc
         raise LinkTimeout("%s: no reply within %d ms" % (self.name, round(timeout * 1000)))
+
+    def _echo(self) -> None:
+        self.echoed = True
+        self.counters["echoes"] += 1
 
     def transact(self, request: bytes, reader: FrameReader, timeout: float | None = None,
                  accept: Callable[[Any], bool] | None = None) -> Any:

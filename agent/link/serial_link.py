@@ -128,6 +128,24 @@ class SerialLink(Link):
             self._poller = select.poll()
             self._poller.register(self._fd, select.POLLIN)
 
+    def reconfigure(self, baud: int, parity: str, stopbits: int = 1, bytesize: int = 8) -> None:
+        """Change the line settings; on an open port they are applied in place (through RFC 2217 the
+        serial device server's UART changes; `fieldlink scan --auto` steps through settings this way)."""
+        bits = char_bits(bytesize, parity, stopbits)
+        self.baud, self.parity, self.stopbits, self.bytesize = baud, parity, stopbits, bytesize
+        self.silence = inter_frame_silence(baud, bits)
+        self.char_time = bits / baud
+        port = self._serial
+        if port is None:
+            return
+        pty = "://" not in self.port and is_pty(self.port)
+        try:
+            port.apply_settings({"baudrate": baud, "bytesize": bytesize, "stopbits": stopbits,
+                                 "parity": serial.PARITY_NONE if pty else _PARITY[parity]})
+        except (serial.SerialException, OSError, termios.error, ValueError) as exc:
+            raise self.lost("cannot set %d %d%s%d on %s: %s" % (baud, bytesize, parity, stopbits, self.port,
+                                                                 exc)) from None
+
     def _close(self) -> None:
         port, self._serial = self._serial, None
         self._poller = None

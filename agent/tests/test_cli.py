@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -35,7 +36,7 @@ def test_read_modbus_prints_values_with_units_and_hex_when_verbose(fake_bus, pro
     lines = result.stdout.splitlines()
     assert lines[0] == "modbus test-meter at 5 on %s (9600 8E1)" % fake_bus.path
     assert "  tx 05 03 00 00 00 04 45 8D" in lines
-    assert "voltage  230.1 V" in lines and "power    -200 W" in lines
+    assert "voltage  230.1 V" in lines and "power    -0.200 kW" in lines  # units people read
 
 
 def test_read_dlt645_reports_unavailable_points():
@@ -56,14 +57,35 @@ def test_read_dlt645_reports_unavailable_points():
         fake.close()
 
 
-def test_scan_finds_modbus_units_with_a_progress_bar(fake_bus):
+def test_scan_finds_modbus_units_with_a_progress_bar_only_on_a_terminal(fake_bus):
     for unit in (3, 17):
         fake_bus.devices[unit] = FakeModbus({0: 1})
     result = fieldlink("scan", "--port", fake_bus.path, "--protocol", "modbus", "--sweep", "1-20",
                        "--timeout-ms", "40")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["3  answers", "17  answers"]
-    assert "[##############################] 20/20 found 2" in result.stderr
+    assert "\r" not in result.stderr and "[#" not in result.stderr  # a log or a pipe gets plain lines
+    # stderr on a terminal (a pty we own for the whole run): the bar is drawn there
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "scan", "--port", fake_bus.path,
+                                 "--protocol", "modbus", "--sweep", "1-20", "--timeout-ms", "40"], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=slave, text=True)
+        out, _ = proc.communicate(timeout=60)
+        seen = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                break
+            chunk = os.read(master, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0 and out.splitlines() == ["3  answers", "17  answers"]
+    assert b"\r[" in seen and b"[##############################] 20/20 found 2" in seen
 
 
 def test_scan_dlt645_uses_the_wildcard_read_address():

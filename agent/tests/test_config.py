@@ -135,7 +135,7 @@ single_point_requests = "yes"
 def test_check_config_reports_every_error_with_file_line_key_and_expectation(tmp_path, profile_dir):
     path = write_config(str(tmp_path), BAD)
     result = check_config(path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # docs/cli.md: wrong input
     lines = result.stderr.splitlines()
     expected = [
         '%s:1: format: expected format = 1 (the version this agent reads), got 2',
@@ -194,7 +194,7 @@ def test_missing_sections_and_syntax_errors(tmp_path):
         "at most 64 characters" % path in messages
     path = write_config(str(tmp_path), 'format = 1\n[gateway]\nsite = "a\n', name="broken.toml")
     result = check_config(path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith("%s:3: (file): TOML syntax error: " % path)
 
 
@@ -216,7 +216,7 @@ def test_a_bad_line_setting_gives_one_error_and_no_misleading_warning(tmp_path, 
     path = basic_config(str(tmp_path), "/dev/ttyFAKE0", DEVICE)
     path = write_config(str(tmp_path), open(path).read().replace('parity = "E"', 'parity = "even"'), "e.toml")
     result = check_config(path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert 'buses[0].parity: expected one of "N", "E", "O", got "even"' in result.stderr
     assert "(warning)" not in result.stderr, result.stderr  # not "bus has parity N": that was a fallback
 

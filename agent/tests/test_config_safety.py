@@ -126,12 +126,12 @@ def test_every_number_key_refuses_nan_and_infinity():
 
 
 def test_check_config_refuses_nan_interval_and_sys_prefix_naming_file_line_key(tmp_path):
-    """The acceptance test: a real `fieldlink check-config`, exit 1, FILE:LINE: KEY on stderr."""
+    """The acceptance test: a real `fieldlink check-config`, exit 2 (bad input), FILE:LINE: KEY on stderr."""
     text = with_value(BASE, "devices", "interval", "nan")
     text = text.replace('id = "gw1"\n', 'id = "gw1"\nprefix = "$SYS"\n')
     path = write_config(str(tmp_path), text)
     done = fieldlink("check-config", path)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
     prefix = next(s for s in lines if ": gateway.prefix: " in s)
     interval = next(s for s in lines if ": devices[0].interval: " in s)

@@ -138,7 +138,7 @@ faults = [{kind = "followup", size = 8}]
     site.start()
     try:
         args = ["read", "--port", site.bus("meters").device_path, "--protocol", "dlt645",
-                "--profile", "dlt645-3p", "--address", "161", "--timeout-ms", "500", "--verbose"]
+                "--profile", "dlt645-3p", "--address", "161", "--timeout-ms", "500", "--verbose", "--si"]
         for name in ["energy_import", *TARIFFS]:
             args += ["--point", name]
         result = fieldlink(*args)

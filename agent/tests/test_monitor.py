@@ -40,6 +40,13 @@ def test_senml_pack_with_units_from_the_birth():
         ("meter-1", "energy", 44444412000, "J", 1710498030), ("meter-1", "voltage", 230.5, "V", 1710498031)]
     text = table(st, NOW)
     assert "meter-1" in text and "voltage" in text and "230.5" in text and "9s" in text
+    # units people read, rounded to the resolution the birth declares (3600 J = 0.001 kWh)
+    assert [line(e).split(" = ")[1] for e in events] == ["12345.670 kWh", "230.5 V"]
+    assert "12345.670" in text and "kWh" in text
+    si = MonitorState(si=True)
+    si.handle("fieldlink/site-a/gw-01/status", birth(), NOW)
+    shown = si.handle("fieldlink/site-a/gw-01/data", senml.encode(READINGS, "gw-01:"), NOW)
+    assert line(shown[0]).endswith(" = 44444412000 J")
 
 
 def test_any_senml_pack_decodes_even_without_a_birth():

@@ -17,6 +17,7 @@ import pytest
 
 from firmware_py.tests import mpvm
 from firmware_py.tests.simsite import Simulator, SimulatorMissing
+from hil_tests import cddl
 from hil_tests.broker import broker_or_skip
 from protocols import birth, cbor, cose, senml
 
@@ -74,6 +75,10 @@ class Collector:
                 return True
             time.sleep(0.05)
         return False
+
+
+def summary_devices(sim) -> int:
+    return sum(len(b["devices"]) for b in sim.ports["buses"])
 
 
 def command(col, topic, **cmd):
@@ -147,6 +152,15 @@ def test_firmware_against_the_simulator(tmp_path):
             assert not errors, errors
             assert res.returncode == 0, res.stderr[-3000:]
             summary = res.values()[-1]
+            # the console log a technician sees on the USB serial (log_level "info" by default)
+            console = [ln for ln in res.stdout.splitlines() if ln.startswith("fieldlink: ")]
+            assert console[0] == "fieldlink: INFO boot gw1 (demo): 2 buses, %d devices" % summary_devices(sim)
+            assert "fieldlink: INFO broker 127.0.0.1:%d connected" % broker.port in console
+            assert any(ln.startswith("fieldlink: WARNING bus street: lamp-02 offline: no reply to 3 polls")
+                       for ln in console), console
+            assert "fieldlink: INFO bus street: lamp-02 online again" in console
+            assert any(ln.startswith("fieldlink: WARNING broker 127.0.0.1:%d: connection lost" % broker.port)
+                       for ln in console), console  # the dropped connection
 
             # data: every reading of every device is what the simulator answered
             records = []
@@ -212,6 +226,15 @@ def test_firmware_against_the_simulator(tmp_path):
         assert abs(status[0]["time"] - time.time()) < 30
         health = [cbor.loads(p) for _t, p, _r, _w in col.of("health")]
         assert health and health[-1]["polls"] > 0 and health[-1]["errors"]["timeout"] > 0
+        street = next(b for b in sim.ports["buses"] if b["name"] == "street")
+        assert set(health[-1]["buses"]["street"]["devices"]) == {d["id"] for d in street["devices"]}
+        # the board's messages follow the same spec files as the agent's (pycddl)
+        for leaf, spec in (("status", "status"), ("data", "senml"), ("health", "health"), ("alarm", "alarm"),
+                           ("ack", "ack")):
+            sent = [p for _t, p, _r, _w in col.of(leaf) if p]
+            assert sent, leaf
+            for payload in sent:
+                cddl.validate(spec, payload)
         # hardware contract: DE pins of both buses high and low around every UART write; watchdog fed
         host = res.host
         assert host["pins"]["%2"][1] == host["pins"]["%2"][0] > 0

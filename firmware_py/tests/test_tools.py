@@ -2,6 +2,8 @@
 
 import json
 import os
+import sys
+import tempfile
 
 import pytest
 
@@ -33,7 +35,7 @@ def test_firmware_config_cli_compiles_and_rejects(tmp_path, capsys):
     assert x["buses"][0]["uart"] == 1 and x["buses"][0]["de"] is None and x["safe_pin"] == 22
     with open(toml, "a") as f:
         f.write('[[devices]]\nid = "bad"\nbus = "nope"\nprofile = "fw-meter"\naddress = 3\n')
-    assert fieldlink(["firmware-config", toml]) == 1
+    assert fieldlink(["firmware-config", toml]) == 2  # docs/cli.md: a config it cannot compile is wrong input
     assert "nope" in capsys.readouterr().err
 
 
@@ -57,8 +59,52 @@ def test_flash_dry_run_plan(tmp_path, capsys, monkeypatch):
     rc = flash.main(["--port", "/dev/ttyUSB7", "--config", str(tmp_path / "site.toml"), "--dry-run"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "fs mkdir :firmware_py" in out and ":config.json" in out and out.strip().endswith("(dry run)")
-    assert "umqtt" not in out and "reset" in out
+    commands = [line for line in out.splitlines() if line.startswith("$ ")]
+    assert len(commands) == 1, commands  # one mpremote session for the whole bundle
+    assert " + " in commands[0] and "connect /dev/ttyUSB7" in commands[0] and commands[0].endswith("+ reset")
+    assert "'firmware_py' in os.listdir('/') or os.mkdir('firmware_py')" in commands[0]  # re-flash works
+    assert ":config.json" in out and "<compiled config>" in out and out.strip().endswith("(dry run)")
+    copies = commands[0].count(" fs cp ")
+    assert commands[0].count("print('flash: [") == copies and "[%d/%d] config.json" % (copies, copies) in out
+    assert "umqtt" not in out
+
+
+def fake_mpremote(tmp_path, script: str) -> list:
+    """An executable standing in for mpremote (no board is attached here)."""
+    path = tmp_path / "mpremote"
+    path.write_text("#!%s\n%s" % (sys.executable, script))
+    path.chmod(0o755)
+    return [str(path)]
+
+
+def test_flash_one_session_no_secret_left_and_a_clear_message_without_a_board(tmp_path, capsys, monkeypatch):
+    write_site(str(tmp_path), "/dev/ttyS9", 1883, [1])
+    bundle = tmp_path / "bundle"
+    build.build(str(bundle), verbose=False)
+    monkeypatch.setattr(flash, "BUNDLE", str(bundle))
+    seen = tmp_path / "seen.json"
+    record = ("import json, os, stat, sys\nargs = sys.argv[1:]\n"
+              "cfg = next(a for a in args if a.endswith('config.json'))\n"
+              "mode = stat.S_IMODE(os.stat(cfg).st_mode)\ntext = open(cfg).read()\n"
+              "json.dump({'args': args, 'mode': mode, 'secret': 'hunter22' in text}, open(%r, 'w'))\n"
+              % str(seen))
+    monkeypatch.setattr(flash, "find_mpremote", lambda: fake_mpremote(tmp_path, record))
+    port = tmp_path / "ttyUSB0"
+    port.write_text("")
+    before = set(os.listdir(tempfile.gettempdir()))
+    rc = flash.main(["--port", str(port), "--config", str(tmp_path / "site.toml"), "--",
+                     "--wifi-ssid", "street", "--wifi-password", "hunter22"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    got = json.loads(seen.read_text())
+    assert got["secret"] and got["mode"] == 0o600 and got["args"].count("+") > 10  # one session
+    assert "hunter22" not in out.out + out.err
+    left = set(os.listdir(tempfile.gettempdir())) - before
+    assert not [n for n in left if n.startswith("fieldlink-flash-")], left  # the compiled config is gone
+    monkeypatch.setattr(flash, "find_mpremote", lambda: fake_mpremote(
+        tmp_path, "import sys\nsys.stderr.write('mpremote: no device found\\n')\nsys.exit(1)\n"))
+    rc = flash.main(["--port", str(port), "--config", str(tmp_path / "site.toml")])
+    assert rc == 1 and "no board answers on %s" % port in capsys.readouterr().err
 
 
 def test_flash_says_what_is_missing(tmp_path, capsys, monkeypatch):

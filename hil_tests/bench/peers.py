@@ -24,6 +24,10 @@ from hil_tests.link import ROOT, Process
 # ------------------------------------------------------------------------------------------- pymodbus
 
 
+#: our protocol -> the ThingsBoard connector that reads it (the peer is measured on Modbus RTU only)
+TB_CONNECTORS = {"modbus": "modbus"}
+
+
 def read_plan(config_path: str) -> list[dict]:
     """The agent's Modbus requests per serial bus: [{path, baud, requests: [[unit, fc, address, count]]}]."""
     from agent.config import load_config
@@ -35,7 +39,7 @@ def read_plan(config_path: str) -> list[dict]:
         if plan.tcp:
             continue
         reqs = [[int(d.device.address), r.function, r.address, r.count]
-                for d in plan.devices if d.profile.protocol == "modbus" for r in d.requests]
+                for d in plan.devices if d.profile.protocol in TB_CONNECTORS for r in d.requests]
         if reqs:
             out.append({"path": plan.bus.port, "baud": plan.bus.baud, "requests": reqs})
     return out
@@ -138,7 +142,7 @@ def tb_config(agent_config: str, directory: str, broker_port: int) -> str:
     for device in config.devices:
         profile = config.profiles[device.profile]
         bus = buses[device.bus]
-        if profile.protocol != "modbus" or bus.port.startswith("tcp://"):
+        if profile.protocol not in TB_CONNECTORS or bus.port.startswith("tcp://"):
             continue
         names = device.points if device.points is not None else profile.point_names()
         slaves.append({
@@ -164,7 +168,7 @@ def tb_config(agent_config: str, directory: str, broker_port: int) -> str:
             "checkingDeviceActivity": {"checkDeviceInactivity": False}},
         "storage": {"type": "memory", "read_records_count": 100, "max_records_count": 100000},
         "grpc": {"enabled": False},
-        "connectors": [{"type": "modbus", "name": "Modbus", "configuration": "modbus.json"}],
+        "connectors": [{"type": TB_CONNECTORS["modbus"], "name": "Modbus", "configuration": "modbus.json"}],
     }
     with open(os.path.join(conf, "tb_gateway.json"), "w") as f:
         json.dump(main, f, indent=1)

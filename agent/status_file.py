@@ -1,0 +1,222 @@
+"""The running agent's state for `fieldlink status`, in a small JSON file beside the outbox.
+
+    <outbox.path>.status.json   (0600, replaced atomically every STATUS_EVERY seconds and at stop)
+
+A file rather than a local socket: the command needs no broker and no answer from the agent (a hung
+agent is seen as a state that stopped being renewed, its `updated` time growing old), nothing listens
+for connections inside the agent, the outbox folder's permissions already say who may read it, and a
+technician can `cat` it. `pid` names the process; a reader that finds it gone (or `running` false after a
+clean stop) knows no agent is running.
+
+    {"format": 1, "pid": 812, "running": true, "updated": 1796563994.2, "started": 1796560000.0,
+     "site": "demo", "gateway": "gw1", "config": "/etc/fieldlink/site.toml",
+     "broker": {"connected": true, "since": 1796560001.0, "url": "127.0.0.1:1883", "endpoint": null},
+     "outbox": {"packs": 0, "bytes": 0, "records": 0, "dropped": 0},
+     "buses": {"meters": {"port": "/dev/ttyUSB0", "line": "2400 8E1", "port_up": true, "polls": 120,
+                          "polls_per_s": 0.4, "errors": {"timeout": 3}, "echoes": 0, "line_errors": 0}},
+     "devices": {"flat-101-power": {"bus": "meters", "online": true, "since": 1796560002.0,
+                                    "reason": "answering", "last_ok": 1796563993.0, "last_error": "",
+                                    "failing_points": {},
+                                    "alarms": [{"point": "voltage_a", "kind": "threshold", "value": 253.1,
+                                                "unit": "V", "since": 1796563000}]}}}
+
+Writing never raises: a disk fault is logged once and the next round tries again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent.diagnosis import line_text
+from agent.private import private_file
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+STATUS_EVERY = 2.0  # seconds between writes
+STALE_AFTER = 15.0  # a state not renewed for this long: the agent is hung (or the disk full)
+
+__all__ = ["FORMAT", "STALE_AFTER", "STATUS_EVERY", "StatusFile", "read", "status_path"]
+
+
+def _map(source: dict, key: str) -> dict:
+    value = source.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def status_path(outbox_path: str) -> str | None:
+    """Where the state of the agent that owns `outbox_path` lives (None for an outbox in memory)."""
+    if not outbox_path or outbox_path == ":memory:":
+        return None
+    return outbox_path + ".status.json"
+
+
+def read(path: str) -> dict | None:
+    """The state an agent wrote, or None when there is none or it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def build(
+    config: Any,
+    counters: dict,
+    health: dict | None,
+    alarms: dict,
+    broker_since: float,
+    rates: dict,
+    started: float,
+) -> dict:
+    """The state map from the scheduler's counters, the uplink's health map and the active alarms
+    {(device, point, kind): {value, since}}."""
+    buses_cfg = {b.name: b for b in config.buses}
+    profiles = {d.id: config.profiles.get(d.profile) for d in config.devices}
+    health = health or {}
+    outbox: dict = _map(health, "outbox")
+    readings: dict = _map(health, "readings")
+    mqtt: dict = _map(health, "mqtt")
+    buses: dict[str, Any] = {}
+    devices: dict[str, Any] = {}
+    for name, bus in counters.get("buses", {}).items():
+        cfg = buses_cfg.get(name)
+        tcp = cfg is not None and str(cfg.port).lower().startswith("tcp://")
+        line = (
+            "Modbus TCP"
+            if tcp or cfg is None
+            else line_text(cfg.baud, cfg.parity, cfg.stopbits, cfg.bytesize)
+        )
+        buses[name] = {
+            "port": bus.get("port", cfg.port if cfg else ""),
+            "line": line,
+            "port_up": bus.get("port_up"),
+            "polls": bus.get("polls", 0),
+            "polls_per_s": rates.get(name, 0.0),
+            "errors": {k: v for k, v in bus.get("errors", {}).items() if v},
+            "echoes": bus.get("link", {}).get("echoes", 0),
+            "line_errors": bus.get("link", {}).get("line_errors", 0),
+        }
+        for device, c in bus.get("devices", {}).items():
+            profile = profiles.get(device)
+            active = []
+            for (d, point, kind), a in sorted(alarms.items(), key=lambda kv: str(kv[0])):
+                if d != device:
+                    continue
+                unit, resolution = "", None
+                if profile is not None and point and profile.has_point(point):
+                    unit = profile.point(point).unit or ""
+                    resolution = profile.point(point).resolution
+                active.append(
+                    {
+                        "point": point,
+                        "kind": kind,
+                        "value": a["value"],
+                        "unit": unit,
+                        "resolution": resolution,
+                        "since": a["since"],
+                    }
+                )
+            devices[device] = {
+                "bus": name,
+                "online": c.get("online"),
+                "since": c.get("since", 0.0),
+                "reason": c.get("reason", ""),
+                "last_ok": c.get("last_ok", 0.0),
+                "last_error": c.get("last_error", ""),
+                "failing_points": dict(c.get("quality", {})),
+                "alarms": active,
+            }
+    g = config.gateway
+    return {
+        "format": FORMAT,
+        "running": True,
+        "started": round(started, 1),
+        "site": g.site,
+        "gateway": g.id,
+        "config": getattr(config, "path", ""),
+        "broker": {
+            "connected": bool(health.get("connected")),
+            "since": round(broker_since, 1),
+            "url": "%s:%s" % (config.broker.host, config.broker.port),
+            "endpoint": mqtt.get("endpoint"),
+        },
+        "outbox": {
+            "packs": outbox.get("packs", 0),
+            "bytes": outbox.get("bytes", 0),
+            "records": outbox.get("records", 0),
+            "dropped": readings.get("dropped", 0),
+        },
+        "buses": buses,
+        "devices": devices,
+    }
+
+
+class StatusFile:
+    """Writes the state every STATUS_EVERY seconds on its own thread (`start`, `stop`)."""
+
+    def __init__(self, path: str | None, collect: Callable[[], dict], every: float = STATUS_EVERY) -> None:
+        self.path = path
+        self.collect = collect
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed = False
+
+    def write(self, state: dict) -> bool:
+        """Replace the file with `state` (atomically, 0600); False when the disk refused."""
+        if self.path is None:
+            return False
+        data = dict(state, pid=os.getpid(), updated=round(time.time(), 1))
+        tmp = "%s.%d.tmp" % (self.path, os.getpid())
+        try:
+            private_file(tmp)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, sort_keys=True, default=str)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self._failed:
+                log.warning("event=status_file_unwritable path=%s error=%r", self.path, str(exc))
+            self._failed = True
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return False
+        self._failed = False
+        return True
+
+    def _round(self, running: bool = True) -> None:
+        try:
+            state = self.collect()
+        except Exception:  # a bug in a counter must not stop the agent
+            log.exception("event=status_collect_failed")
+            return
+        state["running"] = running
+        self.write(state)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._round()
+
+    def start(self) -> None:
+        if self.path is None:
+            return
+        self._round()
+        self._thread = threading.Thread(target=self._run, name="status-file", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop writing; the last state says `running: false` (a clean stop)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+            self._round(running=False)

@@ -1,0 +1,154 @@
+"""`fieldlink status --config` reading the state file a running agent keeps beside its outbox (written
+here as the agent writes it, with this test's pid standing for the agent's), and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+from agent.config import load_config
+from agent.status_file import StatusFile, status_path
+from agent.tests.conftest import basic_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def status(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", "status", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def state(now: float, online: bool = True, connected: bool = True) -> dict:
+    return {
+        "format": 1,
+        "running": True,
+        "started": now - 3700,
+        "site": "test-site",
+        "gateway": "gw1",
+        "broker": {"connected": connected, "since": now - 600, "url": "127.0.0.1:1883", "endpoint": None},
+        "outbox": {"packs": 2, "bytes": 900, "records": 40, "dropped": 0},
+        "buses": {
+            "line1": {
+                "port": "/dev/ttyUSB0",
+                "line": "2400 8E1",
+                "port_up": True,
+                "polls": 90,
+                "polls_per_s": 0.5,
+                "errors": {"crc": 2},
+                "echoes": 0,
+                "line_errors": 3,
+            }
+        },
+        "devices": {
+            "m1": {
+                "bus": "line1",
+                "online": True,
+                "since": now - 3600,
+                "reason": "answering",
+                "last_ok": now - 4,
+                "failing_points": {"energy_import_t4": "implausible"},
+                "alarms": [
+                    {
+                        "point": "voltage_a",
+                        "kind": "threshold",
+                        "value": 253.1000061035156,
+                        "unit": "V",
+                        "resolution": 0.1,
+                        "since": now - 60,
+                    }
+                ],
+            },
+            "m2": {
+                "bus": "line1",
+                "online": online,
+                "since": now - 125,
+                "reason": "answering"
+                if online
+                else "no reply to 3 polls (timeout: line1: no reply within 150 ms)",
+                "last_ok": now - 130,
+                "failing_points": {},
+                "alarms": [],
+            },
+        },
+    }
+
+
+def write(config_path: str, data: dict) -> str:
+    config = load_config(config_path)
+    path = status_path(config.outbox.path)
+    assert path is not None
+    assert StatusFile(path, lambda: data).write(data)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    return path
+
+
+def test_status_reads_the_state_file_and_follows_the_exit_codes(tmp_path, profile_dir) -> None:
+    config = basic_config(str(tmp_path), "/dev/ttyUSB0")
+    assert status("--config", config).returncode == 3  # no state file: no agent
+    now = time.time()
+    path = write(config, state(now))
+    done = status("--config", config)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("gateway test-site/gw1  up 61 min  pid %d" % os.getpid())
+    assert lines[1] == "  broker  connected to 127.0.0.1:1883 for 10 min"
+    assert lines[2] == "  outbox  2 packs, 40 readings waiting, 0 dropped"
+    assert lines[3] == "bus line1  /dev/ttyUSB0  2400 8E1  0.50 polls/s  crc 2"
+    assert re.fullmatch(r"  m1 {19}online   last reading \d+ s ago", lines[4])  # 4 s when written
+    assert "      point energy_import_t4: implausible" in lines
+    assert "      ALARM threshold voltage_a = 253.1 V since" in done.stdout  # no float noise
+    assert lines[-1] == "status: all well"
+
+    write(config, state(now, online=False))
+    done = status("--config", config)
+    assert done.returncode == 1
+    assert (
+        "  m2                   OFFLINE since" in done.stdout
+        and "(2 min ago): no reply to 3 polls" in done.stdout
+    )
+    report = json.loads(status("--config", config, "--json").stdout)
+    assert report["exit"] == 1 and report["problems"][0].startswith("m2 offline since ")
+
+    write(config, state(now, connected=False))
+    done = status("--config", config)
+    assert done.returncode == 1 and "broker  NOT connected since" in done.stdout
+
+    # the uplink's own state file (agent/uplink_state.py on the uplink branch) names the endpoint in use
+    with open(os.path.join(str(tmp_path), "outbox.sqlite.uplink.json"), "w") as f:
+        json.dump(
+            {
+                "pid": os.getpid(),
+                "connected": True,
+                "endpoint": "mqtts://b.example:8883",
+                "since": time.time() - 300,
+            },
+            f,
+        )
+    done = status("--config", config)
+    assert done.returncode == 0 and "connected to mqtts://b.example:8883 for 5 min" in done.stdout
+
+    # minutes, not seconds: the subprocess may start late on a busy machine
+    now = time.time()
+    stale = state(now)
+    write(config, stale)
+    data = json.load(open(path))
+    data["updated"] = now - 300
+    with open(path, "w") as f:
+        json.dump(data, f)
+    done = status("--config", config)
+    assert done.returncode == 1 and "has not renewed its state for 5 min" in done.stdout
+
+    stopped = state(now)
+    stopped["running"] = False
+    write(config, stopped)
+    done = status("--config", config)
+    assert done.returncode == 3 and "no agent running" in done.stderr and "stopped" in done.stderr
