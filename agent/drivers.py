@@ -133,8 +133,8 @@ class Driver:
         self._seq = seq = (self._seq + 4) & 0xFFFF  # a step may use seq .. seq + 3
         steps = self.steps
         opts = self.read_opts
-        values = run_step(link, steps.reader, opts, steps.read_prepared(self.id, self.address, opts, prepared.step,
-                                                                         seq, why))
+        step = steps.read_prepared(self.id, self.address, opts, prepared.step, seq, why)
+        values = run_step(link, steps.reader, opts, step)
         if bad:
             return ReadResult([(n, v) for n, v in zip(names, values, strict=True) if v is not None], bad)
         return ReadResult(list(zip(names, values, strict=True)), bad)

@@ -14,7 +14,7 @@ from protocols import cbor, modbus, points, senml
 from protocols.errors import EncodingError, ExceptionResponse, FrameError
 from protocols.modbus import device as mbdev
 
-TYPES = list(points.TYPES) + ["bit0", "bit7", "bit15", "str1", "str3"]
+TYPES = [*points.TYPES, "bit0", "bit7", "bit15", "str1", "str3"]
 SCALES = [(1, 0), (0.1, 0), (10, -5), (0.01, 1.5), (1, 3)]
 
 
