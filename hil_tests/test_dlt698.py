@@ -35,6 +35,7 @@ def fieldlink(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_fieldlink_read_gives_the_simulators_truth(sim_site: Callable[..., SimSite]) -> None:
+    """In SenML units (--si), as on the wire: the truth compares exactly."""
     site = sim_site("dlt698")
     port = site.ports["buses"][0]["path"]
     meters = [d for d in site.devices() if d["protocol"] == "dlt698"]
@@ -44,7 +45,8 @@ def test_fieldlink_read_gives_the_simulators_truth(sim_site: Callable[..., SimSi
     client = site.client
     for meter in meters:
         before = time.time()
-        result = fieldlink("read", "--port", port, "--protocol", "dlt698", "--address", meter["address"])
+        result = fieldlink("read", "--port", port, "--protocol", "dlt698", "--address", meter["address"],
+                           "--si")
         after = time.time()
         assert result.returncode == 0, result.stdout + result.stderr
         lines = result.stdout.splitlines()
