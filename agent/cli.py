@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("agent.commands.status", "one screen for one gateway: broker, outbox, buses, devices"),
     "modbus": ("agent.commands.modbus", "read or write Modbus registers and coils by number (like mbpoll)"),
     "send": ("agent.commands.send", "send a command (signed with a key file) to a gateway and print its ack"),
+    "schedule": ("agent.commands.schedule", "print the lighting schedules' steps of one day in local time"),
     "sim": ("simulator.cli", "run a simulated site (virtual devices on pseudo-terminals)"),
     "sim-config": ("agent.commands.sim_config", "write an agent config for a running simulator"),
     "firmware": ("agent.commands.firmware", "firmware host tools: build, flash, config"),

@@ -31,6 +31,13 @@ from agent.config_checks import (
     warn_unkeyed,
 )
 from agent.config_keys import Checker, ConfigIssue, fill, resolve_path, show, str_list
+from agent.config_lighting import (
+    check_groups,
+    check_indicator_keys,
+    check_lighting,
+    check_place,
+    check_schedules,
+)
 from agent.config_lines import scan_lines
 from agent.config_model import (
     FORMAT_VERSION,
@@ -129,6 +136,13 @@ def validate(path: str) -> tuple[Config | None, list[ConfigIssue], list[ConfigIs
     profiles: dict[str, Profile] = {}
     devices = check_devices(ck, data.get("devices", []), {b.name: b for b in buses}, profile_dirs, profiles)
     rules = check_rules(ck, data.get("rules", []), {d.id: d for d in devices}, profiles)
+    by_id = {d.id: d for d in devices}
+    groups = check_groups(ck, data.get("groups", {}), by_id)
+    schedules = check_schedules(ck, data.get("schedules", []), groups, by_id, profiles)
+    if "gateway" in data:
+        check_place(ck, ck.table(data, "gateway"), bool(data.get("schedules")))
+    lighting = check_lighting(ck, ck.table(data, "lighting"), out_vals.get("path", OutboxConfig.path),
+                              base_dir)
 
     config = Config(
         path=path,
@@ -141,9 +155,13 @@ def validate(path: str) -> tuple[Config | None, list[ConfigIssue], list[ConfigIs
         buses=buses,
         devices=devices,
         rules=rules,
+        groups=groups,
+        schedules=schedules,
+        lighting=lighting,
     )
     config.profile_dirs = profile_dirs
     config.profiles = profiles
+    check_indicator_keys(ck, data.get("devices", []), config)
     if ck.issues:
         return None, ck.issues, ck.warnings
     warn_unkeyed(ck, config)

@@ -50,7 +50,8 @@ RULE_KINDS = ("threshold", "fault", "leak")
 
 GATEWAY: dict[str, Spec] = {
     "site": name(), "id": name(), "prefix": topic_prefix(), "payload": choice("senml", "compact"),
-    "health_interval": number(1)}
+    "health_interval": number(1), "latitude": number(-90, 90), "longitude": number(-180, 180),
+    "timezone": string()}
 BROKER: dict[str, Spec] = {
     "host": string(), "port": integer(1, 65535), "client_id": string(), "username": string(),
     "password": string(False), "tls": boolean(), "ca_file": string(), "cert_file": string(),
@@ -69,14 +70,16 @@ BUS: dict[str, Spec] = {
 DEVICE: dict[str, Spec] = {
     "id": name(), "bus": name(), "profile": name(), "address": ("a device address", lambda v: v),
     "interval": number(0.05, 86400), "points": str_list(), "max_registers": integer(1, 125),
-    "single_point_requests": boolean(), "options": ("a table of protocol options", lambda v: v)}
+    "single_point_requests": boolean(), "options": ("a table of protocol options", lambda v: v),
+    "serves": ("a table", lambda v: v), "lights": integer(1, 100000)}
 RULE: dict[str, Spec] = {
     "device": name(), "point": name(), "kind": choice(*RULE_KINDS), "above": number(-1e300),
     "below": number(-1e300), "hysteresis": number(0)}
 COMMANDS: dict[str, Spec] = {
     "signed": choice(*SIGNED_MODES), "key_file": string(), "max_bytes": integer(256, 1024 * 1024),
     "queue": integer(1, 10000), "id_window": integer(60, 31 * 86400), "id_store": string()}
-TOP = ("format", "profiles", "gateway", "broker", "outbox", "batch", "commands", "buses", "devices", "rules")
+TOP = ("format", "profiles", "gateway", "broker", "outbox", "batch", "commands", "buses", "devices", "rules",
+       "groups", "schedules", "lighting")
 
 
 def normalise_address(protocol: str, address: object, tcp: bool = False) -> str:

@@ -18,6 +18,10 @@ class GatewayConfig:
     prefix: str = "fieldlink"
     payload: str = "senml"  # "senml" or "compact"
     health_interval: float = 60.0
+    # where the gateway stands, for lighting schedules (sunrise, sunset, local time): all or none
+    latitude: float | None = None  # degrees, north positive
+    longitude: float | None = None  # degrees, east positive
+    timezone: str | None = None  # an IANA name, compiled to an offset table (agent/lighting/zones.py)
 
 
 @dataclass
@@ -92,6 +96,10 @@ class DeviceConfig:
     max_registers: int | None = None  # override for quirky devices
     single_point_requests: bool = False
     options: dict = field(default_factory=dict, repr=False)  # the profile's options overridden (secrets)
+    # for the smart-city indicators (docs/indicators.md): what a meter or network sensor serves
+    # ({households}, {network, length_m}) and how many lamps a lamp controller switches
+    serves: dict | None = None
+    lights: int | None = None
     line: int = 0
 
 
@@ -107,6 +115,14 @@ class RuleConfig:
 
 
 @dataclass
+class LightingConfig:
+    """Street-lighting schedules at run time (docs/lighting.md)."""
+
+    store: str = "schedules.json"  # replaced schedules (signed commands), beside the outbox by default
+    alarm_after: float = 300.0  # seconds a lamp may differ from its schedule before a `lighting` alarm
+
+
+@dataclass
 class Config:
     path: str
     gateway: GatewayConfig
@@ -117,6 +133,9 @@ class Config:
     buses: list[BusConfig] = field(default_factory=list)
     devices: list[DeviceConfig] = field(default_factory=list)
     rules: list[RuleConfig] = field(default_factory=list)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # [groups]: name -> device ids
+    schedules: list[dict] = field(default_factory=list)  # [[schedules]] tables, checked
+    lighting: LightingConfig = field(default_factory=LightingConfig)
     format_version: int = FORMAT_VERSION
     # Filled by agent/config.py (acquisition side): site profile folders from the top-level
     # `profiles` key, and the loaded Profile of every model the devices use (model -> Profile).

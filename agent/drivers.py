@@ -175,6 +175,35 @@ class Driver:
         return self.run(link, self.steps.write(self.id, self.address, self.opts, name, spec, value,
                                                self._next_seq()))
 
+    def broadcast_refusal(self, name: str) -> str | None:
+        """None when point `name` may be written to every device of this bus by one broadcast, else why
+        not: the profile marks the point `"broadcast"`, the protocol can broadcast (Family.broadcast)
+        and its device steps can on this line and point (`broadcast_refusal`)."""
+        if not self.profile.has_point(name):
+            return 'profile %s has no point "%s"' % (self.profile.model, name)
+        point = self.profile.point(name)
+        if not point.broadcast or not self.family.broadcast:
+            return "profile %s does not mark point %s for broadcast" % (self.profile.model, name)
+        try:
+            spec = self.family.write_spec(point, self.options)
+        except ProtocolError:
+            return "%s devices take no writes" % self.protocol
+        reason: str | None = self.steps.broadcast_refusal(self.opts, name, spec)
+        return reason
+
+    def broadcast(self, link: Link, name: str, value: Any) -> None:
+        """Write `value` to point `name` of every device on the bus at once: one request no device
+        answers (the protocol's `broadcast` frame); the line then stays idle for the family's
+        `broadcast_idle_ms` (Modbus: the profile's `broadcast_delay_ms`, default 100 ms) so every device
+        has acted on it before the next request. Checked first: WriteRefused, nothing sent."""
+        point = self.check_write(name, value)
+        reason = self.broadcast_refusal(name)
+        if reason is not None:
+            raise WriteRefused(reason)
+        frame = self.steps.broadcast(self.opts, name, self.family.write_spec(point, self.options), value)
+        link.send(frame)
+        link.hold(self.family.broadcast_idle_ms(self.options) / 1000.0)
+
     @property
     def actions(self) -> tuple[str, ...]:
         """The actions this protocol can carry out (a profile lists those a model allows)."""

@@ -10,8 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import seams
+from agent.config_lighting import METER_KINDS, default_households
 from agent.config_model import BusConfig, Config
 from agent.diagnosis import line_text
+from agent.dispatch import Dispatcher
+from agent.lighting.lamps import lamp_facts
 from agent.link import Link, open_link
 from agent.planner import plan_config
 from agent.scheduler import Scheduler
@@ -19,13 +22,15 @@ from protocols import registry
 from protocols.quality import GOOD_VALUE
 from protocols.rules import Rule, RuleSet
 
-__all__ = ["Gateway", "inventory"]
+__all__ = ["Gateway", "indicator_fields", "inventory"]
 
 log = logging.getLogger("fieldlink.gateway")
 
 
 def inventory(config: Config) -> list[dict]:
-    """The device inventory for the birth message: one dict per device with its polled points."""
+    """The device inventory for the birth message: one dict per device with its polled points, and
+    what the smart-city indicators need (docs/payload.md §4): `serves` on meters and network sensors,
+    `lights` on lamps."""
     out = []
     for device in config.devices:
         profile = config.profiles[device.profile]
@@ -39,8 +44,24 @@ def inventory(config: Config) -> list[dict]:
             points.append(entry)
         # docs/payload.md: a Modbus unit id is a uint, a meter address its printed digits (text).
         address = registry.family(profile.protocol).birth_address(device.address)
-        out.append({"id": device.id, "kind": profile.kind, "model": profile.model,
-                    "protocol": profile.protocol, "address": address, "points": points})
+        entry = {"id": device.id, "kind": profile.kind, "model": profile.model,
+                 "protocol": profile.protocol, "address": address, "points": points}
+        entry.update(indicator_fields(device, profile))
+        out.append(entry)
+    return out
+
+
+def indicator_fields(device: Any, profile: Any) -> dict:
+    """The birth's `serves` (meters: households, by default 1 for DL/T 645 and CJ/T 188 meters and 0 for
+    others; network sensors: network and length_m) and `lights` (lamps, default 1) of one device."""
+    out: dict[str, Any] = {}
+    serves = dict(device.serves or {})
+    if profile.kind in METER_KINDS and "households" not in serves:
+        serves["households"] = default_households(profile)
+    if serves:
+        out["serves"] = serves
+    if profile.kind == "lamp":
+        out["lights"] = device.lights if device.lights is not None else 1
     return out
 
 
@@ -52,7 +73,8 @@ class Gateway:
     """Owns the scheduler and the uplink; `start`, then `stop` (flushes)."""
 
     def __init__(self, config: Config, uplink: seams.Uplink | None = None,
-                 link_factory: Callable[[BusConfig], Link] = open_link, **scheduler_options: Any) -> None:
+                 link_factory: Callable[[BusConfig], Link] = open_link, lighting_options: dict | None = None,
+                 **scheduler_options: Any) -> None:
         self.config = config
         if uplink is None:
             from agent.uplink import Uplink
@@ -61,14 +83,19 @@ class Gateway:
         self.uplink: seams.Uplink = uplink
         self.scheduler = Scheduler(config, self._sink, self._event, link_factory=link_factory,
                                    quality=self._quality, **scheduler_options)
+        self.lighting = self._lighting(config, lighting_options or {})
+        self.dispatcher = Dispatcher(self.scheduler, config.groups, self.lighting)
         self.commands = self._command_gate(config)
         self.rules = RuleSet([Rule(r.device, r.point, r.kind, r.above, r.below, r.hysteresis)
                               for r in config.rules])
+        self.lamps = lamp_facts(config)
         self.uplink.commands = self.commands
         self.uplink.add_counters("commands", self.commands.stats)
         self.uplink.add_counters("polls", lambda: self._counters()["polls"])
         self.uplink.add_counters("errors", lambda: self._counters()["errors"])
         self.uplink.add_counters("buses", self._bus_counters)
+        if self.lighting is not None:
+            self.uplink.add_counters("lighting", self.lighting.stats)
         self._stopped = threading.Event()
         # for `fieldlink status` (agent/status_file.py): active alarms, broker state changes, poll rates
         self._alarms: dict[tuple, dict] = {}
@@ -108,6 +135,42 @@ class Gateway:
             else:
                 self._alarms.pop((device, point or "", kind), None)
 
+    def _lighting(self, config: Config, options: dict) -> Any:
+        """The lighting task when the config has schedules or a place to run them (agent/lighting)."""
+        if not config.schedules and config.gateway.latitude is None:
+            return None
+        from agent.lighting.runner import LightingTask
+
+        return LightingTask(config, self.scheduler, record_event=self.uplink.event, alarm=self._alarm,
+                            **options)
+
+    def _alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
+               when: float | None = None) -> None:
+        log.log(logging.WARNING if raised else logging.INFO,
+                "event=alarm device=%s point=%s kind=%s state=%s value=%r", device, point, kind,
+                "raised" if raised else "cleared", value)
+        self.uplink.alarm(device, point, kind, value, raised, when=when)
+
+    def _device_entry(self, device: str, c: dict) -> dict:
+        """One device of `…/health` → `buses.<bus>.devices`: online (null: not polled yet), since when,
+        why, its last answer (docs/cddl/health.cddl `device-state`); a lamp also whether its control
+        point is writable and its fault alarm armed (the L1P3 facts, docs/payload.md)."""
+        entry: dict[str, Any] = {"online": c["online"], "since": int(c["since"]), "reason": c["reason"],
+                                 "last_ok": int(c["last_ok"])}
+        facts = self.lamps.get(device)
+        if facts is not None:
+            entry["control_writable"] = facts.control_writable
+            entry["fault_alarm_armed"] = facts.fault_alarm_armed
+        return entry
+
+    def device_health(self) -> dict:
+        """Every device's entry of `…/health` → `buses.<bus>.devices`, by device id (for tools and tests)."""
+        out: dict[str, dict] = {}
+        for bus in self.scheduler.counters()["buses"].values():
+            for device, c in bus["devices"].items():
+                out[device] = self._device_entry(device, c)
+        return out
+
     def _command_gate(self, config: Config) -> Any:
         """The command gate: rules of protocols/commands.py, ids in the store beside the outbox."""
         from agent.command_gate import CommandGate
@@ -122,7 +185,7 @@ class Gateway:
                 log.error("event=command_store_unavailable path=%s error=%r: commands are refused (no_store) "
                           "until it can be opened", c.id_store, str(exc))
                 store = PendingIdStore(c.id_store, str(exc))
-        return CommandGate(config, self.scheduler, store, send_ack=self._send_ack)
+        return CommandGate(config, self.dispatcher, store, send_ack=self._send_ack)
 
     def _send_ack(self, payload: bytes, ran: bool = False) -> None:
         send = getattr(self.uplink, "send_ack", None)
@@ -152,13 +215,14 @@ class Gateway:
                 # what the line did: noise and torn frames show here even when a good reply followed
                 "link": {k: bus["link"].get(k, 0) for k in LINK_COUNTERS},
                 # per device: online (null: not polled yet), since when, why, and its last answer
-                "devices": {d: {"online": c["online"], "since": int(c["since"]), "reason": c["reason"],
-                                "last_ok": int(c["last_ok"])} for d, c in bus["devices"].items()},
+                "devices": {d: self._device_entry(d, c) for d, c in bus["devices"].items()},
             }
         return out
 
     def _sink(self, readings: list) -> None:
         self.uplink.submit(readings)
+        if self.lighting is not None:
+            self.lighting.readings(readings)
         for rule, value, raised, when in self.rules.check(readings):
             log.warning("event=alarm device=%s point=%s kind=%s state=%s value=%r", rule.device, rule.point,
                         rule.kind, "raised" if raised else "cleared", value)
@@ -167,6 +231,8 @@ class Gateway:
 
     def _event(self, device: str, online: bool, reason: str) -> None:
         self.uplink.device_state(device, online, reason)
+        if self.lighting is not None:
+            self.lighting.device_state(device, online)
 
     def _quality(self, device: str, point: str, quality: str | None, when: float) -> None:
         """A point turned bad (`quality` is why, e.g. "not_available") or good again (None): a
@@ -197,6 +263,8 @@ class Gateway:
                  self.commands.store.loaded if self.commands.store is not None else 0)
         self.uplink.start()
         self.scheduler.start()
+        if self.lighting is not None:
+            self.lighting.start()
         self.status_file.start()
 
     def stop(self) -> None:
@@ -207,6 +275,8 @@ class Gateway:
         self._stopped.set()
         began = time.monotonic()
         log.info("event=stopping")
+        if self.lighting is not None:
+            self.lighting.stop(timeout=1.0)
         self.scheduler.stop(timeout=2.0)
         self.status_file.stop()
         left = STOP_BUDGET - (time.monotonic() - began)

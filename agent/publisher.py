@@ -191,6 +191,7 @@ class Publisher:
         self.topic_status = config.topic("status")
         self.topic_data = config.topic("data")
         self.topic_alarm = config.topic("alarm")
+        self.topic_event = config.topic("event")
         self.topic_health = config.topic("health")
         self.topic_cmd = config.topic("cmd")
         self.topic_ack = config.topic("ack")
@@ -242,6 +243,10 @@ class Publisher:
     def publish_alarm(self, alarm: dict) -> int:
         """Commit an alarm map to the outbox (QoS 1, in order with the data) and return its id."""
         return self.outbox.put(self.topic_alarm, cbor.dumps(alarm), 1, 0)
+
+    def publish_event(self, event: dict) -> int:
+        """Commit an event map to the outbox for `…/event` (QoS 1, in order with the data); its id."""
+        return self.outbox.put(self.topic_event, cbor.dumps(event), 1, 0)
 
     def publish_direct(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Publish outside the outbox on the next network-loop turn (dropped while disconnected)."""

@@ -125,6 +125,11 @@ class Uplink:
         self.publisher.publish_alarm(alarms.alarm(device, point, kind, value, raised,
                                                   self.clock() if when is None else when))
 
+    def event(self, event: dict) -> None:
+        """Commit an event map (a lighting schedule's switching, docs/payload.md §6) to the outbox for
+        `…/event` (QoS 1, in order with the data and alarms)."""
+        self.publisher.publish_event(event)
+
     def add_counters(self, name: str, getter: Callable[[], Any]) -> None:
         """Merge `getter()` into the health message under `name` (e.g. "polls", "errors")."""
         self.health.add(name, getter)

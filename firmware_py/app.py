@@ -7,6 +7,8 @@ Jobs (asyncio, so the same loop runs on a board and under the WebAssembly VM), e
 - alarms (firmware_py/alarms.py): threshold rules, point quality, comms;
 - commands (firmware_py/commands.py): check, queue and ack the commands from …/cmd;
 - the uplink (firmware_py/uplink.py): the MQTT session that empties the ring;
+- lighting (firmware_py/lighting.py, only when the config has schedules): the street's schedules on
+  the board's own clock, no network needed;
 - health (firmware_py/health.py): the health map;
 and here the supervision: the watchdog is fed by the main loop only while every task made progress
 recently.
@@ -27,6 +29,10 @@ from firmware_py.packs import Packs
 from firmware_py.poller import Poller
 from firmware_py.uplink import Uplink
 from protocols.quality import QUALITY  # noqa: F401  (a point's quality code -> its name)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 COUNTERS = ("made", "connects", "disconnects", "connect_failures", "packs", "alarms", "commands",
             "commands_bad", "acks", "acks_dropped")
@@ -70,10 +76,19 @@ class Firmware:
         self.commands = Commands(inv, self.buses, self.counters, self.remote)
         self.poller = Poller(inv, self.buses, self.packs, self.alarms, self.commands, self.counters)
         self.online = self.poller.online
+        self.lighting: Any = None  # firmware_py.lighting.Lighting when the config has schedules
+        if "lighting" in cfg:  # protocols/schedule, solar, zone and lighting are loaded only then
+            from firmware_py.lighting import Lighting
+
+            self.lighting = Lighting(cfg["lighting"], inv, self.buses, self.poller, self.alarms, self.packs,
+                                     self.ring.max_payload)
+            self.poller.lighting = self.lighting
+            self.commands.lighting = self.lighting
         self.uplink = Uplink(cfg, hw, self.packs, self.commands, self.counters, lambda: health.health(self))
         self.watchdog_ms = cfg.get("watchdog_ms", 30000)
         self.started = rt.ticks_ms()
-        self.beats = [rt.ticks_ms()] * (len(self.buses) + 1)
+        # a slot per task: buses, uplink, lighting (when there is one)
+        self.beats = [rt.ticks_ms()] * (len(self.buses) + (2 if self.lighting is not None else 1))
         self.running = True
         log.info("boot %s (%s): %d buses, %d devices"
                  % (self.gateway_id, self.site, len(self.buses), inv.count))
@@ -89,6 +104,9 @@ class Firmware:
         tasks = [asyncio.create_task(self.poller.poll_bus(b, self.beats, i, self._running))
                  for i, b in enumerate(self.buses)]
         tasks.append(asyncio.create_task(self.uplink.run(self.beats, len(self.buses), self._running)))
+        if self.lighting is not None:
+            slot = len(self.buses) + 1
+            tasks.append(asyncio.create_task(self.lighting.run(self.beats, slot, self._running)))
         wdt = self.hw.wdt(self.watchdog_ms)
         limit = self.watchdog_ms // 2
         start = rt.ticks_ms()

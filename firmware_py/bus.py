@@ -158,6 +158,18 @@ class UartBus:
                                   self._next_seq())
         return await self.run(inv, d, step)
 
+    async def broadcast(self, frame, idle_ms: int) -> None:
+        """Send `frame` to every device of the line at once (no device answers it; the protocol's
+        `broadcast` built it), then keep the line idle for `idle_ms` so each has acted on it."""
+        if self.turnaround_ms or self.pause_ms:
+            await rt.sleep_ms(self.turnaround_ms + self.pause_ms)
+        else:
+            await rt.sleep_ms(self.gap_ms)
+        while self.uart.readinto(self.rx) > 0:  # stale bytes from a late reply
+            pass
+        await self.uart.write(frame)
+        await rt.sleep_ms(idle_ms)
+
     def check_action(self, inv, d: int, name) -> None:
         """Nothing when device `d` may run action `name` (its profile lists it, its protocol can);
         WriteRefused saying why not: nothing is sent."""

@@ -4,7 +4,11 @@ The checks and their texts are the agent's: the command rules of protocols/comma
 expiry, at-most-once ids, refusal texts), the profile's own `Point.check_write` and the protocol's
 device steps (`check_action`), so both gateways refuse the same commands the same way; a refused
 command sends nothing. Writes, reads and actions (DL/T 645 relay trip / close) run on the bus task
-between two polls (firmware_py/poller.py) through the device steps.
+between two polls (firmware_py/poller.py) through the device steps. A command whose `device` names a
+group of the config goes to firmware_py/groups.py (loaded only when the config has groups). A hand
+write of a point a lighting schedule sets is told to the lighting task (it holds until the next
+step). Schedule commands (`action` "schedule") are refused: a board runs the schedules of its
+config.json.
 
 `Remote` keeps the rules' state on the board:
 
@@ -38,6 +42,34 @@ MAX_ACKS = 8  # encoded acks waiting for the uplink
 
 LIMIT = 32  # ids remembered on the board (the ones that expire first are forgotten beyond that)
 COUNTERS = ("received", "queued", "done", "failed", "repeats", "refused")
+NO_VALUE = "point has no value (not read)"
+SCHEDULE = "schedule"  # the action that replaces a lighting schedule on the agent
+NO_SCHEDULE_COMMANDS = ("this gateway is a board: it runs the schedules compiled into its config.json; "
+                        "change [[schedules]] in the config and flash it again (fieldlink firmware flash)")
+
+
+def checked(inv, d: int, ni: int, point, value) -> tuple:
+    """(write spec, None) when device `d` may be written `value` at `point` (name index `ni`), else
+    (write spec or None, the reason): the profile's own Point.check_write, as the agent checks."""
+    from protocols.profiles import Point
+
+    ws = inv.writes.get(d << 16 | ni) if ni >= 0 else None
+    spec: dict
+    if ws is None:
+        spec = {"name": point}
+    else:
+        spec = inv.steps(d).point_spec(ws[4:])  # e.g. the register grid: no rounding on the wire
+        spec.update({"name": point, "writable": True, "min": ws[1], "max": ws[2], "values": ws[3]})
+    return ws, Point(spec).check_write(value)
+
+
+def failure(exc) -> str:
+    """The error text of a failed write, read or action (as the agent's acks)."""
+    if isinstance(exc, WriteRefused):
+        return str(exc)
+    if isinstance(exc, ProtocolError):
+        return "%s: %s" % (error_kind(exc), exc)
+    return "command failed: %s" % exc
 
 
 class Remote:
@@ -142,6 +174,7 @@ class Commands:
         self.inbox: list = []  # (payload, retained) from …/cmd
         self.acks: list = []  # encoded acks
         self.connected = lambda: True  # the uplink says whether an ack can go out
+        self.lighting = None  # the lighting task (firmware_py/lighting.py), told of hand writes
 
     def received(self, payload, retained: bool = False) -> None:
         """A delivery on …/cmd (the MQTT client's callback): kept until the uplink checks it."""
@@ -176,16 +209,27 @@ class Commands:
         action = cmd.fields.get("action", "write")
         inv = self.inv
         d = inv.find_device(device)
+        g = inv.find_group(device) if d < 0 else -1
         ni = inv.find_name(point)
-        marked = d >= 0 and ni >= 0 and (d << 16 | ni) in inv.switching
-        try:
-            prior = remote.check(cmd, rules.is_switching(action, marked), now)
+        marked = False
+        if ni >= 0:
+            for m in (inv.groups[g][1] if g >= 0 else ((d,) if d >= 0 else ())):
+                if (m << 16 | ni) in inv.switching:
+                    marked = True
+        try:  # a schedule switches lamps at its steps: signed, as on the agent
+            prior = remote.check(cmd, action == SCHEDULE or rules.is_switching(action, marked), now)
         except Refused as exc:
             return self.refuse(exc)
         if prior is not None:
             if prior:
                 self.ack_raw(prior)  # a repeat: the original ack again, nothing runs
             return
+        if action == SCHEDULE:
+            return self.ack(cid, False, NO_SCHEDULE_COMMANDS)
+        if g >= 0:
+            from firmware_py import groups
+
+            return groups.take(self, cmd, g, ni, action, now)
         if d < 0:
             return self.ack(cid, False, rules.refusal("unknown_device", repr(device)))
         bus = self.buses[inv.bus[d]]
@@ -194,27 +238,21 @@ class Commands:
                 bus.check_action(inv, d, action)
             except WriteRefused as exc:
                 return self.ack(cid, False, str(exc))
-            return self.queue(bus, cmd, (cid, d, -1, action, None, False), now)
+            self.queue(bus, cmd, (cid, d, -1, action, None, False), now)
+            return
         if type(point) is not str:
             return self.ack(cid, False, rules.refusal("no_point"))
         if action == "read":
-            return self.queue(bus, cmd, (cid, d, ni, None, None, True), now)
+            self.queue(bus, cmd, (cid, d, ni, None, None, True), now)
+            return
         if "value" not in cmd.fields:
             return self.ack(cid, False, rules.refusal("no_value"))
         value = cmd.fields["value"]
-        from protocols.profiles import Point
-
-        ws = inv.writes.get(d << 16 | ni) if ni >= 0 else None
-        spec: dict
-        if ws is None:
-            spec = {"name": point}
-        else:
-            spec = inv.steps(d).point_spec(ws[4:])  # e.g. the register grid: no rounding on the wire
-            spec.update({"name": point, "writable": True, "min": ws[1], "max": ws[2], "values": ws[3]})
-        reason = Point(spec).check_write(value)
+        ws, reason = checked(inv, d, ni, point, value)
         if reason is not None:
             return self.ack(cid, False, reason)
-        self.queue(bus, cmd, (cid, d, ni, ws, value, False), now)
+        if self.queue(bus, cmd, (cid, d, ni, ws, value, False), now) and self.lighting is not None:
+            self.lighting.command_queued(d, ni)
 
     def refuse(self, exc) -> None:
         """A refusal: counted by reason, acked when the command had an id (else counted as bad)."""
@@ -224,37 +262,47 @@ class Commands:
         else:
             self.counters["commands_bad"] += 1
 
-    def queue(self, bus, cmd, job, now: int) -> None:
-        """Onto the bus's job list unless `queue` jobs already wait (busy); remembered in flash first."""
+    def queue(self, bus, cmd, job, now: int) -> bool:
+        """Onto the bus's job list unless `queue` jobs already wait (busy, acked); remembered in flash
+        first. True when queued."""
         if len(bus.jobs) >= self.remote.queue:
             self.remote.refuse("busy")
-            return self.ack(cmd.id, False, rules.refusal("busy", bus.name, len(bus.jobs)))
+            self.ack(cmd.id, False, rules.refusal("busy", bus.name, len(bus.jobs)))
+            return False
         self.remote.begin(cmd, now)
         bus.jobs.append(job)
+        return True
+
+    async def read_point(self, bus, d: int, ni: int) -> tuple:
+        """Read device `d` now: (True, the value of point `ni`), or (False, None) when it has none."""
+        inv = self.inv
+        got: list = []
+        for r in inv.requests(d):
+            await bus.request(inv, d, r, lambda _d, spec, v, _t: got.append((spec, v)), 0)
+        for spec, v in got:
+            if inv.specs[spec][0] == ni:
+                return True, v
+        return False, None
 
     async def run_job(self, bus, job) -> None:
         cid, d, ni, ws, value, read = job
         inv = self.inv
+        ok = False
         try:
             if read:
-                got: list = []
-                for r in inv.requests(d):
-                    await bus.request(inv, d, r, lambda _d, spec, v, _t: got.append((spec, v)), 0)
-                for spec, v in got:
-                    if inv.specs[spec][0] == ni:
-                        return self.done(cid, True, None, v)
-                return self.done(cid, False, "point has no value (not read)")
-            if ni < 0:  # an action: its validity deadline in the board's local time
+                found, v = await self.read_point(bus, d, ni)
+                if not found:
+                    return self.done(cid, False, NO_VALUE)
+            elif ni < 0:  # an action: its validity deadline in the board's local time
                 v = await bus.action(inv, d, ws, rt.localtime(rt.now() + ACTION_VALID_S))
             else:
                 v = await bus.write(inv, d, ws, value)
+            ok = True
             self.done(cid, True, None, v)
-        except WriteRefused as exc:
-            self.done(cid, False, str(exc))
-        except ProtocolError as exc:
-            self.done(cid, False, "%s: %s" % (error_kind(exc), exc))
         except Exception as exc:  # as the agent: an error ack, the poller goes on
-            self.done(cid, False, "command failed: %s" % exc)
+            self.done(cid, False, failure(exc))
+        if not read and ni >= 0 and self.lighting is not None:
+            self.lighting.command_done(d, ni, value, ok)
 
     def done(self, cid, ok: bool, error, value=None) -> None:
         """A command finished: its ack is kept with its id in flash, then sent."""

@@ -11,7 +11,7 @@ ERRORS = ("timeout", "crc", "frame", "exception", "abnormal", "decode", "quality
 
 def points_health(fw) -> dict:
     """Per bus, as the agent's health (docs/cddl/health.cddl): bad answers per point so far, the points
-    bad now, and each device's online state."""
+    bad now, and each device's state (`device_state`)."""
     inv = fw.inv
     alarms = fw.alarms
     out = {}
@@ -28,9 +28,24 @@ def points_health(fw) -> dict:
                             bad.setdefault(inv.device_id(d), {})[point] = QUALITY[alarms.quality[k]]
         devices = {}
         for d in bus.devices:
-            devices[inv.device_id(d)] = {"online": bool(fw.poller.online[d])}
+            devices[inv.device_id(d)] = device_state(fw, d)
         out[bus.name] = {"bad_points": counts, "quality": bad, "devices": devices}
     return out
+
+
+def device_state(fw, d: int) -> dict:
+    """Device `d` as the agent's `buses.<bus>.devices` entry: online (None before its first answer or
+    silence), since (POSIX seconds it last changed, 0: not yet), reason (why), last_ok (POSIX seconds of
+    its last answer, 0: never), and a lamp's L1P3 facts."""
+    poller = fw.poller
+    seen = poller.last_seen[d]
+    entry = {"online": None if (poller.online[d] and not seen) else bool(poller.online[d]),
+             "since": poller.since[d], "reason": poller.reason[d] or "", "last_ok": seen}
+    lamp = fw.inv.lamps.get(d)
+    if lamp is not None:
+        entry["control_writable"] = bool(lamp[1])
+        entry["fault_alarm_armed"] = bool(lamp[2])
+    return entry
 
 
 def health(fw) -> bytes:
@@ -60,4 +75,6 @@ def health(fw) -> bytes:
         "buses": points_health(fw),
         "mem_free": gc.mem_free(),
     }
+    if fw.lighting is not None:
+        msg["lighting"] = fw.lighting.stats()
     return cbor.dumps(msg)

@@ -10,7 +10,10 @@ The layout is the contract of protocols/compiled.py (checked here at boot, as on
 decode specs, write specs and each device's step options are what its protocol's device steps
 (protocols/<protocol>/device.py) take; step options are one tuple shared by the devices that have
 the same. Rules: [device, name, kind, above, below, hysteresis], evaluated by protocols/rules.py.
-Writes: [device, write spec, switching (1: a signed command only, per `commands.signed`)].
+Writes: [device, write spec, switching (1: a signed command only, per `commands.signed`), broadcast (1:
+the profile lets one broadcast write it to every device of a line)].
+Groups: [name, [device, ...]] (group commands, schedules' targets). Lamps: [device, control name,
+control writable, fault alarm armed, lit name, lit_above] (health and the lighting alarm).
 """
 
 import array
@@ -38,6 +41,7 @@ class Inventory:
         self.interval_ms: list = []
         self.options: list = []  # the device steps' options (protocols/<protocol>/device.py: options)
         self.models: list = []  # profile model names (in refusals)
+        self.broadcast_ms: dict = {}  # device -> the line's idle time after a broadcast (ms)
         shared: dict = {}
         frames = bytearray()
         frame_at = [0]
@@ -57,6 +61,8 @@ class Inventory:
                 pass
             self.options.append(o)
             self.models.append(d.get("model", ""))
+            if "broadcast_ms" in d:
+                self.broadcast_ms[len(self.ids) - 1] = d["broadcast_ms"]
             for frame, idx in d["requests"]:
                 frames.extend(binascii.unhexlify(frame))
                 frame_at.append(len(frames))
@@ -72,11 +78,18 @@ class Inventory:
         wspecs = [tuple(w) for w in cfg.get("wspecs", ())]
         self.writes: dict = {}
         self.switching: dict = {}  # (device << 16 | name) of the writable points that switch supply
+        self.broadcast: dict = {}  # (device << 16 | name) of the points a broadcast may write
         for entry in cfg.get("writes", ()):
             d, w = entry[0], entry[1]
             self.writes[d << 16 | wspecs[w][0]] = wspecs[w]
             if len(entry) > 2 and entry[2]:
                 self.switching[d << 16 | wspecs[w][0]] = True
+            if len(entry) > 3 and entry[3]:
+                self.broadcast[d << 16 | wspecs[w][0]] = True
+        self.groups = [(g[0], bytes(g[1])) for g in cfg.get("groups", ())]  # (name, device indexes)
+        self.lamps: dict = {}  # device -> (control name | -1, writable, armed, lit name | -1, lit_above)
+        for row in cfg.get("lamps", ()):
+            self.lamps[row[0]] = tuple(row[1:])
         self.actions: dict = {}  # device -> the action names its profile lists (list)
         for d, name in cfg.get("actions", ()):
             self.actions.setdefault(d, []).append(name)
@@ -103,6 +116,13 @@ class Inventory:
         key = device_id.encode() + b"/"
         for i in range(self.count):
             if self.ids[i] == key:
+                return i
+        return -1
+
+    def find_group(self, name) -> int:
+        """Index of the group called `name` in `groups`; -1 when there is none."""
+        for i in range(len(self.groups)):
+            if self.groups[i][0] == name:
                 return i
         return -1
 

@@ -1,7 +1,7 @@
 """Readings into SenML-CBOR packs, packs and alarms into the flash ring (the board's outbox).
 
-Ring records start with one byte naming the topic (0 data, 1 alarm), then the CBOR payload; an alarm
-is committed after the readings made before it, so they go out in order.
+Ring records start with one byte naming the topic (0 data, 1 alarm, 2 event), then the CBOR payload;
+an alarm or an event is committed after the readings made before it, so they go out in order.
 """
 
 from firmware_py import rt
@@ -10,6 +10,7 @@ from firmware_py.ring import Ring
 
 KIND_DATA = 0
 KIND_ALARM = 1
+KIND_EVENT = 2
 
 
 class Packs:
@@ -56,3 +57,8 @@ class Packs:
         """An alarm record, after the readings made before it."""
         self.commit()
         self.ring.append(b"\x01" + payload)
+
+    def add_event(self, payload: bytes) -> None:
+        """An event record (a lighting schedule's switching), after the readings made before it."""
+        self.commit()
+        self.ring.append(b"\x02" + payload)

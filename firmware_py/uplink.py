@@ -21,7 +21,9 @@ class Uplink:
     def __init__(self, cfg: dict, hw, packs, commands, counters: dict, health) -> None:
         g = cfg["gateway"]
         prefix = "%s/%s/%s/" % (g["prefix"], g["site"], g["id"])
-        self.topics = (topic_item(prefix + "data"), topic_item(prefix + "alarm"))
+        # ring record kinds 0, 1, 2 (firmware_py/packs.py)
+        self.topics = (topic_item(prefix + "data"), topic_item(prefix + "alarm"),
+                       topic_item(prefix + "event"))
         self.t_status = topic_item(prefix + "status")
         self.t_health = topic_item(prefix + "health")
         self.t_ack = topic_item(prefix + "ack")
@@ -150,7 +152,7 @@ class Uplink:
             if not seq or view is None:
                 return
             self.cursor = seq
-            topic = self.topics[view[0]] if view[0] < 2 else self.topics[0]
+            topic = self.topics[view[0]] if view[0] < 3 else self.topics[0]
             pid = await self.client.publish(topic, view[1:], 1, False)
             self.inflight_seq[i] = seq
             self.inflight_pid[i] = pid

@@ -10,7 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CDDL = os.path.join(ROOT, "docs", "cddl")
 #: topic leaf -> spec file (…/cmd is a command, …/data a SenML or compact pack)
 FILES = {"status": "status", "alarm": "alarm", "cmd": "command", "ack": "ack", "health": "health",
-         "senml": "senml", "compact": "compact"}
+         "senml": "senml", "compact": "compact", "event": "event"}
 
 _schemas: dict = {}
 
@@ -49,6 +49,14 @@ def validate(name: str, payload: bytes) -> None:
             values = [k for k in (2, 3, 4, 8) if k in record]
             if len(values) > 1 or (0 in record and not values and 5 not in record):
                 raise ValueError("SenML record %r: exactly one of v, vs, vb, vd (or a sum)" % (record,))
+    if FILES.get(name, name) == "event":
+        from protocols import cbor
+
+        event: Any = cbor.loads(payload)
+        for value in event["set"].values():
+            schema(name, "setting").validate_cbor(cbor.dumps(value))
+        for result in event["devices"].values():
+            schema(name, "read-back").validate_cbor(cbor.dumps(result["value"]))
     if FILES.get(name, name) == "health":
         from protocols import cbor
 

@@ -122,3 +122,20 @@ def test_live_messages_validate_against_the_cddl_files(sim_site: Any, mosquitto:
 
 def alarm_of(payload: bytes) -> Any:
     return cbor.loads(payload)
+
+
+def test_the_event_spec_takes_the_shared_event_and_refuses_a_wrong_one() -> None:
+    """docs/cddl/event.cddl against protocols/lighting.py's `event` (what agent and board send); the
+    live events are checked in hil_tests/test_agent_lighting.py and test_mpvm_lighting.py."""
+    from protocols import lighting
+
+    results = {"lamp-01": {"ok": True, "error": None, "value": {"on": 1, "dim": 0.4}},
+               "lamp-02": lighting.not_written("no answer"),
+               "lamp-03": {"ok": True, "error": None, "value": None, "broadcast": True}}
+    state = {"on": True, "dim": 0.4}
+    event = lighting.event("main street", 2, "23:30", 1781992800, 1781992801, "change", state, results)
+    validate("event", cbor.dumps(event))
+    for bad in (dict(event, reason="whim"), dict(event, set={"on": "yes"}), dict(event, step=-1),
+                dict(event, devices={"lamp-01": {"ok": True, "error": None, "value": 3}})):
+        with pytest.raises(pycddl.ValidationError):
+            validate("event", cbor.dumps(bad))

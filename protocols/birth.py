@@ -10,7 +10,8 @@ documented in docs/payload.md section "Birth and will"; in short:
     versions  {"fieldlink": "0.1.0", ...} software versions (birth only)
     payload   "senml" | "compact": the profile of this gateway's ``data`` topic (birth only)
     base_name SenML base name of every record, e.g. "gw-01:" (birth only)
-    devices   [{id, kind, model, protocol, address, alias, points: [{name, unit, alias, resolution?}]}]
+    devices   [{id, kind, model, protocol, address, alias, points: [{name, unit, alias, resolution?}],
+               serves?: {households?, network?, length_m?}, lights?}]  (serves, lights: the indicators')
 
 ``alias_table`` turns a birth into the lookup tables the compact profile encodes and decodes with.
 Shared dialect: runs on CPython 3.11+ and MicroPython 1.22+.
@@ -25,6 +26,7 @@ DIVIDE = 0  # value = n / factor (resolution 1/factor, e.g. 0.1 -> 10): exact fo
 MULTIPLY = 1  # value = n * factor (integer resolution, e.g. 1 or 36000)
 GENERIC = 2  # value = n * resolution (any other step; approximate)
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._"
+NETWORKS = ("water", "power", "gas")  # what a network sensor's serves.network may name
 
 
 def scaling(resolution: object) -> tuple | None:
@@ -94,6 +96,40 @@ def _device(d: object, index: int) -> dict:
     out["points"] = [_point(p, i, where) for i, p in enumerate(points)]
     _unique([p["name"] for p in out["points"]], "%s point name" % where)
     _unique([p["alias"] for p in out["points"]], "%s point alias" % where)
+    if d.get("serves") is not None:
+        out["serves"] = _serves(d["serves"], where)
+    if d.get("lights") is not None:
+        lights = d["lights"]
+        if type(lights) is not int or lights < 1:
+            raise EncodingError("%s lights must be a whole number >= 1, got %r" % (where, lights))
+        out["lights"] = lights
+    return out
+
+
+def _serves(serves: object, where: str) -> dict:
+    """A device's `serves`: households (uint), and network with length_m (metres) together."""
+    if type(serves) is not dict:
+        raise EncodingError("%s serves must be a map, got %r" % (where, serves))
+    out: dict = {}
+    for key in serves:
+        if key not in ("households", "network", "length_m"):
+            raise EncodingError("%s serves has unknown key %r (households, network, length_m)" % (where, key))
+    if "households" in serves:
+        n = serves["households"]
+        if type(n) is not int or n < 0:
+            raise EncodingError("%s serves.households must be a whole number >= 0, got %r" % (where, n))
+        out["households"] = n
+    if ("network" in serves) != ("length_m" in serves):
+        raise EncodingError("%s serves: network and length_m go together" % where)
+    if "network" in serves:
+        if serves["network"] not in NETWORKS:
+            raise EncodingError("%s serves.network must be one of %s, got %r"
+                                % (where, ", ".join(NETWORKS), serves["network"]))
+        length = serves["length_m"]
+        if not is_number(length) or length - length != 0 or length < 0:  # type: ignore[operator]
+            raise EncodingError("%s serves.length_m must be a finite number >= 0, got %r" % (where, length))
+        out["network"] = serves["network"]
+        out["length_m"] = length
     return out
 
 
@@ -214,5 +250,5 @@ def alias_table(birth: dict) -> AliasTable:
     return table
 
 
-__all__ = ["PROFILES", "AliasTable", "alias_table", "check", "decode", "encode", "make_birth", "make_will",
-           "scaling", "units"]
+__all__ = ["NETWORKS", "PROFILES", "AliasTable", "alias_table", "check", "decode", "encode", "make_birth",
+           "make_will", "scaling", "units"]

@@ -104,6 +104,28 @@ def ack_bytes(cmd_id: object, ok: bool, error: object = None, value: object = No
     return cbor.dumps(ack(cmd_id, ok, error, value))
 
 
+NOT_RUN = {"ok": False, "error": "not run", "value": None}
+
+
+def group_outcome(members: list, results: dict) -> dict:
+    """The ack fields {ok, error, value} of a group command: `value` has one result per device of
+    the group (`results`: device -> {ok, error, value[, broadcast]}), `ok` only when every device's is;
+    `error` counts the failures and quotes the first."""
+    value = {}
+    failed = []
+    for d in members:
+        r = results.get(d, NOT_RUN)
+        value[d] = r
+        if not r["ok"]:
+            failed.append(d)
+    error = None
+    if failed:
+        error = "%d of %d devices failed: %s: %s%s" % (len(failed), len(members), failed[0],
+                                                       value[failed[0]]["error"],
+                                                       "; \u2026" if len(failed) > 1 else "")
+    return {"ok": not failed, "error": error, "value": value}
+
+
 class Command:
     """A command map that passed `open_command`: its fields, whether it was signed, its digest."""
 

@@ -17,10 +17,18 @@ refused on the laptop with the same words. Per-point data sits once in shared ta
                 and the protocol's own keys (Family.compiled_entry: DL/T 645 followup, version,
                 credentials; CJ/T 188 options)}]
     wspecs    [write spec]: [name index, min, max, values, the protocol's arguments (Family.write_spec)]
-    writes    [[device index, wspec index]]
+    writes    [[device index, wspec index, switching 0/1, broadcast 0/1]]
     actions   [[device index, action name]]
     rules     [[device index, name index, kind, above, below, hysteresis]]
+    groups    [[group name, [device index, ...]]]
+    lamps     [[device index, control name index | -1, control writable 0/1, fault alarm armed 0/1,
+                lit name index | -1, lit_above]]
+    lighting  (only with schedules) {latitude, longitude, zone (protocols/zone.py's JSON form),
+                alarm_after, schedules: [{name, devices: [device id, ...], steps: [{at, set, days?}]}]}
     birth     [head hex, tail hex] (the birth is head + CBOR(time) + tail); birth_seq; will (hex)
+
+A device entry also carries `broadcast_ms` when its protocol can broadcast (Family.broadcast): how
+long the line stays idle after a broadcast.
 
 `options(entry)` gives a device's step options (the protocol's `device.options`), the same on both
 sides.
@@ -28,7 +36,7 @@ sides.
 
 from protocols import registry
 
-FORMAT = 3  # the layout; a board refuses any other
+FORMAT = 4  # the layout; a board refuses any other (4: groups, lamps, lighting, writes' broadcast)
 
 
 class CompiledError(ValueError):
@@ -124,12 +132,51 @@ def check(cfg: object) -> None:
                 _index("%s[%d][1]" % (key, i), row[1], n)
             elif type(row[1]) is not str:
                 _fail("%s[%d][1]" % (key, i), "expected an action name")
+    _check_groups(cfg, len(devices), len(names))  # type: ignore[arg-type]
+    if "lighting" in cfg:  # type: ignore[operator]
+        _check_lighting(cfg["lighting"])  # type: ignore[index]
     birth = cfg.get("birth")  # type: ignore[attr-defined]
     if type(birth) is not list or len(birth) != 2:
         _fail("birth", "expected [head hex, tail hex]")
     _hex("birth[0]", birth[0])  # type: ignore[index]
     _hex("birth[1]", birth[1])  # type: ignore[index]
     _hex("will", cfg.get("will"))  # type: ignore[attr-defined]
+
+
+def _check_groups(cfg: dict, ndevices: int, nnames: int) -> None:
+    groups = _list(cfg, "groups")
+    for i in range(len(groups)):
+        g = groups[i]
+        if type(g) is not list or len(g) != 2 or type(g[0]) is not str or type(g[1]) is not list:
+            _fail("groups[%d]" % i, "expected [name, [device index, ...]]")
+        for d in g[1]:
+            _index("groups[%d][1]" % i, d, ndevices)
+    lamps = _list(cfg, "lamps")
+    for i in range(len(lamps)):
+        row = lamps[i]
+        if type(row) is not list or len(row) != 6:
+            _fail("lamps[%d]" % i, "expected [device, control, writable, armed, lit, lit_above]")
+        _index("lamps[%d][0]" % i, row[0], ndevices)
+        for k in (1, 4):
+            if row[k] != -1:
+                _index("lamps[%d][%d]" % (i, k), row[k], nnames)
+
+
+def _check_lighting(lighting: object) -> None:
+    if type(lighting) is not dict:
+        _fail("lighting", "expected an object")
+    for key in ("latitude", "longitude", "alarm_after"):
+        if type(lighting.get(key)) not in (int, float):  # type: ignore[attr-defined]
+            _fail("lighting." + key, "expected a number")
+    if type(lighting.get("zone")) is not dict:  # type: ignore[attr-defined]
+        _fail("lighting.zone", "expected a compiled time zone {name, until, changes}")
+    schedules = lighting.get("schedules")  # type: ignore[attr-defined]
+    if type(schedules) is not list or not schedules:
+        _fail("lighting.schedules", "expected a non-empty list")
+    for i in range(len(schedules)):  # type: ignore[arg-type]
+        s = schedules[i]  # type: ignore[index]
+        if type(s) is not dict or type(s.get("name")) is not str or type(s.get("devices")) is not list:
+            _fail("lighting.schedules[%d]" % i, "expected {name, devices, steps}")
 
 
 def options(entry: dict) -> object:

@@ -126,6 +126,11 @@ class Family:
     error_reply = "abnormal"
     #: "module:Class" of the simulator's server for this protocol (host side, imported lazily)
     simulator = ""
+    #: households one of its meters serves unless the config says (`serves`; the birth's inventory)
+    households = 0
+    #: its devices can be written all at once by one broadcast request (a profile point may then be
+    #: marked "broadcast"; the device steps' `broadcast` builds the frame)
+    broadcast = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -184,6 +189,10 @@ class Family:
     def write_spec(self, point: object, options: dict) -> list:
         """How a command writes the point (after the limits the compiler puts in front)."""
         raise EncodingError("%s points cannot be written" % self.name)
+
+    def broadcast_idle_ms(self, options: dict) -> int:
+        """How long the line stays idle after a broadcast (ms): the devices act on it and send nothing."""
+        return 0
 
     def compiled_entry(self, options: dict, tcp: bool = False) -> dict:
         """The keys of a compiled device entry beyond the common ones (protocols/compiled.py) that the

@@ -17,6 +17,12 @@ A writable point marked `"switching": true` switches supply (a lamp on/off, a va
 the default `[commands] signed = "switching"` a command may write it only when signed, as the relay
 actions (protocols/commands.py).
 
+Lamps (docs/lighting.md): a point's `"role"` says what it is to the lighting code: `"control"` (the
+writable point that switches the lamp), `"fault"` (the lamp's fault, watched by a `fault` rule) or
+`"lit"` (a reading that shows whether the lamp burns: lit when above `"lit_above"`, e.g. its power). A
+writable point marked `"broadcast": true` may be written by one broadcast to every device of a bus
+when a group command allows it (only protocols whose family says `broadcast`: Modbus RTU, unit 0).
+
 `parse_profile` only checks a decoded dict; `load_profile` reads the packaged JSON file (the one
 deliberate file read in protocols/: profiles are data shipped beside the code).
 """
@@ -43,8 +49,10 @@ NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 _POINT_KEYS = (
     "name", "unit", "scale", "offset", "resolution", "writable", "min", "max", "values", "description",
-    "switching", "plausible",
+    "switching", "plausible", "role", "lit_above", "broadcast",
 )  # and the keys of every protocol's points (Family.point_keys)
+#: what a point may be to the lighting code (docs/lighting.md)
+ROLES = ("control", "fault", "lit")
 _PROFILE_KEYS = (
     "model", "kind", "vendor", "description", "protocol", "link", "options", "points", "source", "actions",
 )
@@ -92,6 +100,11 @@ class Point:
         self.description = spec.get("description", "")
         # a write switches supply (a lamp on/off, a valve, a contactor): signed commands only by default
         self.switching = spec.get("switching", False)
+        # lamps: "control", "fault" or "lit" (lit when the reading is above lit_above); None otherwise
+        self.role = spec.get("role")
+        self.lit_above = spec.get("lit_above")
+        # one broadcast may write it to every device of a bus at once (Family.broadcast)
+        self.broadcast = spec.get("broadcast", False)
         # Modbus
         self.table = spec.get("table", "holding")
         self.address = spec.get("address", 0)
@@ -129,6 +142,9 @@ class Point:
         if isinstance(value, bool):
             if self.table == "coil" or self.type.startswith("bit"):
                 return None
+            if not (self.scale == 1 and self.offset == 0 and self.min == 0 and self.max == 1):
+                # true/false is 1/0 only on an on/off register (0..1, unscaled), never a level or a ratio
+                return "point %s needs a number, not %r" % (self.name, value)
             value = int(value)
         if not _number(value):
             return "point %s needs a number, not %r" % (self.name, value)
@@ -187,6 +203,17 @@ class Profile:
     def action_names(self) -> list:
         return [a["name"] for a in self.actions]
 
+    def role_point(self, role: str) -> "Point | None":
+        """The point with `role` ("control", "fault", "lit"); for a profile that marks none, the point
+        named `on` (control) or `lamp_failure` (fault); else None."""
+        for p in self.points:
+            if p.role == role:
+                return p
+        fallback = {"control": "on", "fault": "lamp_failure"}.get(role)
+        if fallback is not None and fallback in self._by_name:
+            return self._by_name[fallback]
+        return None
+
     def __repr__(self) -> str:
         return "Profile(%r)" % self.model
 
@@ -235,12 +262,35 @@ def _check_point(source: str, protocol: str, index: int, spec: object) -> None:
         problem = check_spec(spec["plausible"])
         if problem is not None:
             raise ProfileError(source, "%s: %s" % (where, problem))
+    _check_lamp_keys(source, fam, where, spec)
     for key in spec:
         if key in owner and owner[key][0] != fam.folder:
             raise ProfileError(source, "%s: %s is for %s points only" % (where, key, owner[key][1]))
     problem = fam.check_point(spec)
     if problem is not None:
         raise ProfileError(source, "%s: %s" % (where, problem))
+
+
+def _check_lamp_keys(source: str, fam: object, where: str, spec: dict) -> None:
+    """role, lit_above and broadcast of one point."""
+    role = spec.get("role")
+    if role is not None and role not in ROLES:
+        raise ProfileError(source, "%s: role must be one of %s, not %r" % (where, ", ".join(ROLES), role))
+    if role == "control" and not spec.get("writable"):
+        raise ProfileError(source, "%s: the control point must be writable" % where)
+    if role == "lit" and not _number(spec.get("lit_above")):
+        raise ProfileError(source, "%s: role lit needs lit_above (a number: lit when the reading is above it)"
+                           % where)
+    if "lit_above" in spec and role != "lit":
+        raise ProfileError(source, "%s: lit_above goes with role lit" % where)
+    if "broadcast" in spec:
+        if not isinstance(spec["broadcast"], bool):
+            raise ProfileError(source, "%s: broadcast must be true or false" % where)
+        if spec["broadcast"] and not spec.get("writable"):
+            raise ProfileError(source, "%s: broadcast applies to writable points only" % where)
+        if spec["broadcast"] and not fam.broadcast:  # type: ignore[attr-defined]
+            raise ProfileError(source, "%s: %s devices cannot be written by broadcast" % (
+                where, fam.title))  # type: ignore[attr-defined]
 
 
 def _check_actions(source: str, protocol: str, actions: object) -> None:
@@ -294,6 +344,11 @@ def parse_profile(data: object, source: str = "<profile>") -> Profile:
         seen[spec["name"]] = True
     if "actions" in data:
         _check_actions(source, data["protocol"], data["actions"])
+    for role in ROLES:
+        marked = [spec["name"] for spec in points if spec.get("role") == role]
+        if len(marked) > 1:
+            raise ProfileError(source, "points %s all have role %s; a profile marks one"
+                               % (", ".join(marked), role))
     return Profile(data)
 
 

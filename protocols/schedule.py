@@ -181,8 +181,7 @@ class Schedule:
                 instant = place.zone.utc(day * 86400 + step.seconds)  # type: ignore[attr-defined]
             else:
                 if step.event not in sun:
-                    solar_day = _solar_day(day, place)
-                    y, m, d = solar.civil_from_days(solar_day)
+                    y, m, d = solar.civil_from_days(solar_day(day, place))
                     sun[step.event] = solar.sun_event(y, m, d, place.latitude, place.longitude, step.event)
                 result = sun[step.event]
                 if not isinstance(result, int):
@@ -259,7 +258,7 @@ def _merge(changes: list) -> dict:
     return state
 
 
-def _solar_day(day: int, place: Place) -> int:
+def solar_day(day: int, place: Place) -> int:
     """The date whose mean solar noon falls on local date `day` (the same date unless the zone is
     more than 12 hours from solar time, as on the far side of the date line)."""
     for candidate in (day, day - 1, day + 1):

@@ -1,9 +1,16 @@
 """`fieldlink send`: build a command, sign it when given a key, publish it, wait for its ack, print it.
 
     fieldlink send --broker HOST:PORT --site S --gateway G --device D
-                   (--action NAME | --point P --value V | --read P)
+                   (--action NAME | --point P --value V [--no-readback] | --read P
+                    | --schedule FILE | --restore NAME)
                    [--key-file F] [--ttl SECONDS] [--id ID]
                    [--prefix P] [--timeout SECONDS] [--username U --password P]
+
+`--device` may name a group of the gateway's config: the ack then carries one result per device, and
+each is printed on its own line. `--no-readback` lets a group write go out as one Modbus broadcast per
+bus where the profile allows it. `--schedule FILE` replaces (or adds) the lighting schedule of FILE for
+the device or group (FILE: TOML with `name` and `[[steps]]`, as a `[[schedules]]` table without group
+or devices); `--restore NAME` drops such a replacement so the config's schedule NAME runs again.
 
 With `--key-file` (the gateway's key file, 0600; its first key signs) the command goes out as a
 COSE_Mac0 (protocols/cose.py, kid = the gateway id in the protected header) with `exp` = now + ttl
@@ -54,9 +61,17 @@ def build(args: argparse.Namespace, key: bytes | None, now: float) -> tuple[dict
     elif args.read is not None:
         cmd["point"] = args.read
         cmd["action"] = "read"
+    elif getattr(args, "schedule", None) is not None:
+        cmd["action"] = "schedule"
+        cmd["value"] = args.schedule_value
+    elif getattr(args, "restore", None) is not None:
+        cmd["action"] = "schedule"
+        cmd["value"] = {"name": args.restore, "restore": True}
     else:
         cmd["point"] = args.point
         cmd["value"] = parse_value(args.value)
+        if getattr(args, "no_readback", False):
+            cmd["readback"] = False
     ttl = args.ttl if args.ttl is not None else (DEFAULT_TTL if key is not None else None)
     if ttl is not None:
         cmd["exp"] = int(now) + int(ttl)
@@ -87,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="an action the device's profile lists (relay_trip ...)")
     what.add_argument("--point", metavar="P", help="write point P (with --value)")
     what.add_argument("--read", metavar="P", help="read point P now")
+    what.add_argument("--schedule", metavar="FILE",
+                      help="replace the lighting schedule of FILE (TOML: name, [[steps]]) for device/group")
+    what.add_argument("--restore", metavar="NAME",
+                      help="drop the replacement of schedule NAME (the config's runs again)")
+    parser.add_argument("--no-readback", action="store_true",
+                        help="a group write without read-back: one Modbus broadcast per bus where allowed")
     parser.add_argument("--value", metavar="V", help="the value to write: a number, true/false or text")
     parser.add_argument("--key-file", metavar="F", help="the gateway's command key file: sign the command")
     parser.add_argument("--ttl", type=_positive, metavar="SECONDS",
@@ -112,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
     if args.point is None and args.value is not None:
         print("fieldlink send: --value goes with --point", file=sys.stderr)
         return 2
+    if args.schedule is not None:
+        try:
+            args.schedule_value = read_schedule(args.schedule)
+        except ValueError as exc:
+            print("fieldlink send: %s" % exc, file=sys.stderr)
+            return 2
     key = None
     if args.key_file:
         try:
@@ -172,11 +199,48 @@ def run(args: argparse.Namespace) -> int:
         client.disconnect()
         client.loop_stop()
     ack = found[0]
+    value: Any = ack.get("value")
+    if _group_result(value):
+        ok = ack.get("ok") is True
+        failed = [d for d, r in value.items() if not r.get("ok")]
+        print("ack %s: %s, %d devices%s" % (_show(ack["id"]), "ok" if ok else "failed", len(value),
+                                            "" if ok else ": %d failed" % len(failed)))
+        for device, result in value.items():
+            if result.get("ok"):
+                text = "ok, value %s%s" % (json.dumps(result.get("value"), default=repr),
+                                           " (broadcast)" if result.get("broadcast") else "")
+            else:
+                text = "failed: %s" % result.get("error")
+            print("  %s: %s" % (device, text))
+        return 0 if ok else 1
     if ack.get("ok") is True:
-        print("ack %s: ok, value %s" % (_show(ack["id"]), json.dumps(ack.get("value"), default=repr)))
+        print("ack %s: ok, value %s" % (_show(ack["id"]), json.dumps(value, default=repr)))
         return 0
     print("ack %s: refused: %s" % (_show(ack["id"]), ack.get("error")))
     return 1
+
+
+def _group_result(value: Any) -> bool:
+    """True for the value of a group command's ack: {device: {ok, error, value}}."""
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(r, dict) and "ok" in r and "error" in r for r in value.values())
+
+
+def read_schedule(path: str) -> dict:
+    """A schedule command's value from a TOML file (name and [[steps]]); ValueError saying why."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except OSError as exc:
+        raise ValueError("cannot read schedule file %s: %s" % (path, exc.strerror)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError("schedule file %s: %s" % (path, exc)) from None
+    if not isinstance(table.get("name"), str) or not isinstance(table.get("steps"), list):
+        raise ValueError("schedule file %s: expected name = \"...\" and [[steps]] tables (at, set, days)"
+                         % path)
+    return table
 
 
 def _show(value: Any) -> str:

@@ -7,7 +7,9 @@ send (Modbus RTU ADUs, DL/T 645 and CJ/T 188 read frames) and, per request, inde
 tables of point names and decode specs (a DL/T 645 block DI such as 0001FF00 is one request whose
 points carry their byte offset and length in the value); the DL/T 645 follow-up settings; the
 writable points with the profile's limits; the threshold rules; the birth message as CBOR bytes
-around its time; the RS-485 wiring per board.
+around its time; the RS-485 wiring per board; the groups, the lamps' control, fault and lit points;
+and, for a config with lighting schedules, the gateway's place, its time zone compiled to an offset
+table (agent/lighting/zones.py) and the schedules with their groups resolved to device ids.
 The layout is described in docs/flashing.md ("The compiled config").
 """
 
@@ -77,8 +79,12 @@ def _birth_device(index: int, device: Any, profile: Any, names: list) -> dict:
         if p.resolution is not None:
             entry["resolution"] = p.resolution
         points.append(entry)
-    return {"id": device.id, "kind": profile.kind, "model": profile.model, "protocol": profile.protocol,
-            "address": str(device.address), "alias": index, "points": points}
+    from agent.gateway import indicator_fields
+
+    entry = {"id": device.id, "kind": profile.kind, "model": profile.model, "protocol": profile.protocol,
+             "address": str(device.address), "alias": index, "points": points}
+    entry.update(indicator_fields(device, profile))  # serves, lights: the same as the agent's birth
+    return entry
 
 
 def birth_parts(gateway: Any, devices: list, base_name: str, seq: int = 0) -> tuple:
@@ -95,15 +101,55 @@ def birth_parts(gateway: Any, devices: list, base_name: str, seq: int = 0) -> tu
     return a[:start], a[start + 5:]
 
 
+def _lamps(config: Any, index: dict, names: _Table) -> list:
+    """[device, control name | -1, control writable, fault alarm armed, lit name | -1, lit_above] of
+    every lamp: the same facts as the agent's health (agent/lighting/lamps.py)."""
+    from agent.lighting.lamps import lamp_facts
+
+    out = []
+    for device, f in lamp_facts(config).items():
+        out.append([index[device], names.add(f.control) if f.control else -1, int(f.control_writable),
+                    int(f.fault_alarm_armed), names.add(f.lit) if f.lit else -1, _number(f.lit_above)])
+    return out
+
+
+def _lighting(config: Any, now: float | None) -> dict | None:
+    """The schedules the board runs, its place and its compiled time zone; None without schedules.
+
+    Each schedule is the config's table with its group resolved to device ids (the board parses it
+    with the same protocols/schedule.py); the zone's table starts on 1 January of last year and runs
+    YEARS_AHEAD years ahead (protocols/zone.py says when it expired)."""
+    if not config.schedules:
+        return None
+    import time
+
+    from agent.lighting.zones import compile_zone
+    from protocols import solar
+
+    g = config.gateway
+    year = solar.civil_from_days(int((time.time() if now is None else now) // 86400))[0]
+    schedules = []
+    for table in config.schedules:
+        devices = list(config.groups[table["group"]]) if "group" in table else list(table["devices"])
+        steps = [{k: step[k] for k in ("at", "set", "days") if k in step} for step in table["steps"]]
+        schedules.append({"name": table["name"], "devices": devices, "steps": steps})
+    return {"latitude": float(g.latitude), "longitude": float(g.longitude),
+            "zone": compile_zone(g.timezone, year - 1).to_dict(),
+            "alarm_after": _number(config.lighting.alarm_after), "schedules": schedules}
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")  # firmware_py/log.py
+
 
 def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None, ring_slots: int = 48,
                    ring_slot_size: int = 1024, bus_pins: dict | None = None, inflight: int = 4,
-                   watchdog_ms: int = 30000, log_level: str = "info") -> dict:
+                   watchdog_ms: int = 30000, now: float | None = None,
+                   log_level: str = "info") -> dict:
     """The firmware JSON (a dict) for a loaded agent `Config`.
 
     Per-point data is stored once in shared tables (`names`, `specs`, `wspecs`) that devices refer
-    to by index, so 16 meters of one model cost the board one copy of the model's point list."""
+    to by index, so 16 meters of one model cost the board one copy of the model's point list. `now`
+    (POSIX seconds, default the clock) picks the first year of the compiled time zone."""
     if board not in BOARDS:
         raise FirmwareConfigError("board must be one of %s" % ", ".join(BOARDS))
     plans = planner.plan_config(config)
@@ -148,12 +194,14 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
                      "address": str(d.address),
                      "interval": _number(d.interval), "requests": _requests(dplan, d, names, specs)}
             entry.update(family.compiled_entry(options))  # what the protocol's device steps need
+            if family.broadcast and any(p.writable and p.broadcast for p in profile.points):
+                entry["broadcast_ms"] = family.broadcast_idle_ms(options)  # the line's idle time after one
             birth_devices.append(_birth_device(len(birth_devices), d, profile, polled))
-            for name in polled:
-                p = profile.point(name)
+            for p in profile.points:  # every writable point, polled or not (schedules, commands)
                 if p.writable:
-                    wspec = _write_spec(family, p, names.add(name), options)
-                    writes.append([len(devices), wspecs.add(wspec), int(bool(p.switching))])
+                    wspec = _write_spec(family, p, names.add(p.name), options)
+                    writes.append([len(devices), wspecs.add(wspec), int(bool(p.switching)),
+                                   int(bool(p.broadcast and family.broadcast))])
             for action in profile.action_names():
                 if action in family.actions:
                     actions.append([len(devices), action])
@@ -163,6 +211,9 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
         if rule.device in index:
             rules.append([index[rule.device], names.add(rule.point), rule.kind, _number(rule.above),
                           _number(rule.below), _number(rule.hysteresis)])
+    groups = [[name, [index[d] for d in members]] for name, members in sorted(config.groups.items())]
+    lamps = _lamps(config, index, names)
+    lighting = _lighting(config, now)
     base_name = "%s:" % g.id
     seq = 0
     head, tail = birth_parts(g, birth_devices, base_name, seq)
@@ -189,6 +240,8 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
         "writes": writes,
         "actions": actions,
         "rules": rules,
+        "groups": groups,
+        "lamps": lamps,
         "birth": [head.hex(), tail.hex()],
         "birth_seq": seq,
         "will": birth.encode(birth.make_will(g.id, g.site, seq)).hex(),
@@ -197,6 +250,8 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
                      "id_window": config.commands.id_window, "queue": min(config.commands.queue, 8),
                      "max_bytes": config.commands.max_bytes},
     }
+    if lighting is not None:
+        out["lighting"] = lighting
     if wifi:
         out["wifi"] = {"ssid": wifi[0], "password": wifi[1]}
     if log_level not in LOG_LEVELS:
@@ -258,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
         compiled = compile_config(
             config, args.board, (args.wifi_ssid, args.wifi_password) if args.wifi_ssid else None,
             args.ring_slots, args.ring_slot_size, dict(args.bus_pins), args.inflight, args.watchdog_ms,
-            args.log_level)
+            log_level=args.log_level)
     except FirmwareConfigError as exc:
         print("%s: %s" % (args.config, exc), file=sys.stderr)
         return 2
@@ -266,9 +321,10 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w") as f:
             f.write(text)
-        print("%s: %d buses, %d devices, %d requests -> %s (%d bytes)" % (
+        print("%s: %d buses, %d devices, %d requests, %d schedules -> %s (%d bytes)" % (
             args.config, len(compiled["buses"]), len(compiled["devices"]),
-            sum(len(d["requests"]) for d in compiled["devices"]), args.output, len(text)), file=sys.stderr)
+            sum(len(d["requests"]) for d in compiled["devices"]),
+            len(compiled.get("lighting", {}).get("schedules", ())), args.output, len(text)), file=sys.stderr)
     else:
         print(text)
     return 0

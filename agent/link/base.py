@@ -204,6 +204,11 @@ class Link:
         # the request is on the line for len(data) characters from now
         self._idle_from = self.clock() + len(data) * self.char_time
 
+    def hold(self, seconds: float) -> None:
+        """Keep the line idle for `seconds` more before the next request (after a Modbus broadcast the
+        devices act on it without replying; the client must give them time before the next frame)."""
+        self._idle_from = max(self._idle_from, self.clock() + max(0.0, seconds))
+
     def read_frame(self, reader: FrameReader, timeout: float | None = None,
                    accept: Callable[[Any], bool] | None = None) -> Any:
         """Read bytes into `reader` until it completes a frame `accept` takes, or time runs out.

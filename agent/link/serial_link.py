@@ -245,7 +245,8 @@ class SerialLink(Link):
                 dropped += len(data)
                 if now >= latest:
                     return dropped
-                until = min(latest, now + max(self.silence, self.turnaround) + self.pause)
+                # the silence counts again from these bytes; a hold (after a broadcast) still ends no earlier
+                until = max(until, min(latest, now + max(self.silence, self.turnaround) + self.pause))
             elif now >= until:
                 return dropped
 

@@ -107,6 +107,7 @@ class RecordingUplink:
         self.readings: list = []
         self.states: list = []
         self.alarms: list = []
+        self.events: list = []
         self.counters: dict = {}
         self.commands: Any = None
         self.acks: list = []
@@ -131,6 +132,10 @@ class RecordingUplink:
               when: float | None = None) -> None:
         with self.lock:
             self.alarms.append((device, point, kind, value, raised, when))
+
+    def event(self, event: dict) -> None:
+        with self.lock:
+            self.events.append(event)
 
     def add_counters(self, name: str, getter: Any) -> None:
         self.counters[name] = getter

@@ -140,7 +140,7 @@ def test_check_config_reports_every_error_with_file_line_key_and_expectation(tmp
     expected = [
         '%s:1: format: expected format = 1 (the version this agent reads), got 2',
         '%s:7: gateway.helth_interval: unknown key; did you mean "health_interval"? expected one of: '
-        'site, id, prefix, payload, health_interval',
+        'site, id, prefix, payload, health_interval, latitude, longitude, timezone',
         '%s:6: gateway.id: expected a name of letters, digits, _ - . (not starting with _ - .), '
         'at most 64 characters, got "gw 1"',
         '%s:10: broker.port: expected an integer 1..65535, got "1883"',
@@ -247,7 +247,7 @@ point = "voltage"
 def test_the_shipped_example_is_valid():
     result = check_config(os.path.join(ROOT, "agent", "examples", "site.toml"))
     assert result.returncode == 0, result.stderr
-    assert "OK (3 buses, 6 devices, 1 rule)" in result.stdout
+    assert "OK (3 buses, 6 devices, 2 rules)" in result.stdout
 
 
 def test_meter_password_and_operator_must_be_8_hex_digits_and_the_password_is_never_shown(tmp_path,

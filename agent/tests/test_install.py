@@ -187,7 +187,7 @@ def test_staging_creates_the_tree_and_keeps_an_existing_config(tmp_path: Path) -
     assert mode(root / "var/lib/fieldlink") == 0o700
     assert tomllib.loads(config.read_text())["outbox"]["path"] == OUTBOX
     assert unit.read_text() == UNIT.read_text()          # default prefix: the unit as shipped
-    assert "OK (3 buses, 6 devices, 1 rule)" in out and "checked /etc/fieldlink/fieldlink.toml: valid" in out
+    assert "OK (3 buses, 6 devices, 2 rules)" in out and "checked /etc/fieldlink/fieldlink.toml: valid" in out
     assert "sudo systemctl start fieldlink" in out        # a fresh example config is not started
     assert not (root / "opt").exists()                    # --no-venv
 
@@ -296,7 +296,7 @@ def test_staging_install_with_venv_takes_wheels_only(tmp_path: Path) -> None:
             _no_ci_skip("pip could not install from the configured index: %s" % result.stderr[-500:])
         pytest.fail(result.stdout + result.stderr)
     venv = root / "opt/fieldlink"
-    assert "--only-binary=:all:" in result.stdout and "OK (3 buses, 6 devices, 1 rule)" in result.stdout
+    assert "--only-binary=:all:" in result.stdout and "OK (3 buses, 6 devices, 2 rules)" in result.stdout
     assert os.readlink(root / "usr/local/bin/fieldlink") == "/opt/fieldlink/bin/fieldlink"
     version = subprocess.run([str(venv / "bin/fieldlink"), "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("fieldlink "), version

@@ -68,8 +68,10 @@ class Simulator:
             self.proc = None
 
     def firmware_config(self, broker_port: int, interval: float = 1.0, timeout_ms: int = 100,
-                        health: float = 2.0, rules: list[dict] | None = None, extra: str = "") -> str:
-        """`fieldlink sim-config` for this site, tuned for a short test, compiled for the board."""
+                        health: float = 2.0, rules: list[dict] | None = None, extra: str = "",
+                        gateway: str = "", ring_slots: int = 16) -> str:
+        """`fieldlink sim-config` for this site, tuned for a short test, compiled for the board;
+        `gateway` is added to its [gateway] table, `extra` at the end."""
         from agent.config import load_config
         from agent.firmware.config import compile_config, dumps
 
@@ -80,7 +82,8 @@ class Simulator:
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise RuntimeError(out.stderr)
-        text = out.stdout.replace('payload = "senml"\n', 'payload = "senml"\nhealth_interval = %s\n' % health)
+        head = 'payload = "senml"\nhealth_interval = %s\n%s' % (health, gateway)
+        text = out.stdout.replace('payload = "senml"\n', head)
         text = text.replace("port = %d\n" % broker_port,
                             "port = %d\nkeepalive = 10\nreconnect_min = 0.2\nreconnect_max = 1.0\n"
                             % broker_port, 1)
@@ -89,7 +92,7 @@ class Simulator:
         text += extra
         with open(toml, "w") as f:
             f.write(text)
-        compiled = compile_config(load_config(toml), board="host", ring_slots=16, ring_slot_size=1024)
+        compiled = compile_config(load_config(toml), board="host", ring_slots=ring_slots, ring_slot_size=1024)
         path = os.path.join(self.tmp, "fw.json")
         with open(path, "w") as f:
             f.write(dumps(compiled))

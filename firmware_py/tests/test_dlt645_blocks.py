@@ -60,7 +60,7 @@ def test_block_points_compile_to_one_request_with_byte_offsets(tmp_path):
          "points": TARIFFS, "options": {"followup_seq_start": 0, "followup_reply_seq": False,
                                         "max_followups": 3, "preamble": 2}},
     ])
-    assert cfg["format"] == FORMAT == 3
+    assert cfg["format"] == FORMAT == 4
     e1, e2 = cfg["devices"]
     assert len(e1["requests"]) == 2  # the block once, voltage_a once
     frame, idx = e1["requests"][0]
@@ -85,7 +85,7 @@ def test_the_board_refuses_a_config_of_another_format(tmp_path):
     cfg["format"] = 2
     with pytest.raises(ValueError) as err:
         Inventory(cfg)
-    assert str(err.value).startswith("config.json is format 2, this firmware reads format 3: compile")
+    assert str(err.value).startswith("config.json is format 2, this firmware reads format 4: compile")
 
 
 # -- a fake meter on a pty ---------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_tariff_points_and_split_values_under_micropython(tmp_path):
         refused, got = poll_all(str(tmp_path), bus.path, devices)
     log = {m.address[-3:]: m.log for m in meters}
     joules = [round(k * J_PER_KWH, 9) for k in KWH]
-    assert refused.startswith("config.json is format 2, this firmware reads format 3")
+    assert refused.startswith("config.json is format 2, this firmware reads format 4")
 
     # one request for the block, each point its own member
     assert got["plain"]["values"] == dict(zip(TARIFFS, joules, strict=True), voltage_a=230.1)

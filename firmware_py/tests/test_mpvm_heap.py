@@ -51,6 +51,7 @@ async def go():
     from protocols import modbus, points, profiles, rules, cbor, errors, compat, bcd
     from protocols import registry, compiled, scaling, quality, poll, alarms, framing
     from protocols.modbus import device
+%(imports)s
     known = set(sys.modules)
     code = await live(5) - base
     gw = make(app, hw_host)
@@ -124,7 +125,7 @@ def test_heap_16_devices_100_points(tmp_path, code_form):
             cfg = write_site(str(tmp_path), fake.path, broker.port, units, interval=1.0, health=2.0,
                              points={u: SIX for u in range(1, 13)}, ring_slots=48, rules=rules)
             files = dict(run_args.pop("files", {}), **{"/config.json": cfg})
-            res = mpvm.run(MEASURE % {"deadline_ms": 60000}, files=files, **run_args)
+            res = mpvm.run(MEASURE % {"deadline_ms": 60000, "imports": ""}, files=files, **run_args)
     finally:
         broker.close()
     assert res.returncode == 0, res.stderr[-3000:]
@@ -140,3 +141,66 @@ def test_heap_16_devices_100_points(tmp_path, code_form):
     # no growth while polling: the live minimum of the last samples is that of the first ones
     assert min(m["samples"][3:]) <= min(m["samples"][:3]) + 256, m["samples"]
     assert state <= STATE_LIMIT, m
+
+
+STREET_SCHEDULE = """
+[groups]
+street = [%s]
+
+[[schedules]]
+name = "street"
+group = "street"
+
+[[schedules.steps]]
+at = "sunset-10m"
+set = {on = true, dim = 1.0}
+
+[[schedules.steps]]
+at = "23:30"
+days = "mon-fri"
+set = {dim = 0.5}
+
+[[schedules.steps]]
+at = "sunrise+15m"
+set = {on = false}
+"""
+LIGHTING_IMPORTS = """    from firmware_py import lighting
+    from protocols import schedule, solar, zone
+    from protocols import lighting as rules_of_lighting
+"""
+
+
+@pytest.mark.parametrize("schedules", [False, True], ids=["no-schedule", "schedule"])
+def test_heap_of_the_street_with_and_without_its_schedule(tmp_path, schedules):
+    """What running the lighting schedules costs the board: the simulator's `street` (40 lamps, a
+    cabinet and its meter on two buses; the .mpy bundle) measured without and with one schedule for
+    its 40 lamps (the place, a compiled zone, three steps: sunset, a weeknight dim, sunrise)."""
+    from agent.firmware import build
+    from firmware_py.tests.simsite import Simulator, SimulatorMissing
+
+    broker = broker_or_skip()
+    out = str(tmp_path / "bundle")
+    build.build(out, verbose=False)
+    try:
+        with Simulator("street", str(tmp_path)) as sim:
+            lamps = ", ".join('"lamp-%02d"' % n for n in range(1, 41))
+            place = 'latitude = 36.6512\nlongitude = 117.1201\ntimezone = "Asia/Shanghai"\n'
+            cfg = sim.firmware_config(broker.port, interval=1.0, timeout_ms=100,
+                                      extra=STREET_SCHEDULE % lamps if schedules else "",
+                                      gateway=place if schedules else "", ring_slots=48)
+            res = mpvm.run(MEASURE % {"deadline_ms": 90000, "imports": LIGHTING_IMPORTS if schedules else ""},
+                           files={"/config.json": cfg}, root=out, packages=("protocols", "firmware_py"))
+    except SimulatorMissing as exc:
+        pytest.skip(str(exc))
+    finally:
+        broker.close()
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = res.values()[-1]
+    assert m["devices"] == 42 and m["late_modules"] == [], m
+    state = min(m["samples"])
+    print("\nheap [street, %s] code %d (%.1f KiB), state built %d, running %d (%.1f KiB), %d points"
+          % ("schedule" if schedules else "no schedule", m["code"], m["code"] / 1024, m["built"], state,
+             state / 1024,
+             m["points"]))
+    assert min(m["samples"][3:]) <= min(m["samples"][:3]) + 256, m["samples"]
+    assert state <= 2 * STATE_LIMIT, m

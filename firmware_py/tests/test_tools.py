@@ -24,7 +24,7 @@ def test_firmware_config_cli_compiles_and_rejects(tmp_path, capsys):
     # shared tables: one decode spec per point of the model, whatever the number of devices
     assert cfg["names"][cfg["specs"][cfg["devices"][1]["requests"][0][1][0]][0]] == "setpoint"
     assert len(cfg["specs"]) == 7 and len(cfg["wspecs"]) == 1
-    assert cfg["writes"] == [[0, 0, 0], [1, 0, 0]]  # [device, write spec, switching]
+    assert cfg["writes"] == [[0, 0, 0, 0], [1, 0, 0, 0]]  # [device, write spec, switching, broadcast]
     assert cfg["wspecs"][0] == [0, 0, 100, None, "holding", 0, "u16", "ABCD", 1, 0]
     assert cfg["batch"]["max_bytes"] <= cfg["ring"]["slot_size"] - 19
     toml = str(tmp_path / "site.toml")

@@ -21,6 +21,7 @@ class Family(family.Family):
     link = (2400, "E")
     default_profile = "cjt188-water"
     simulator = "simulator.servers.cjt188:Cjt188Server"
+    households = 1  # a CJ/T 188 meter is a household's water, gas or heat meter
 
     def check_point(self, spec: dict) -> "str | None":
         if type(spec.get("field")) is not str:

@@ -49,6 +49,7 @@ class Family(family.Family):
     address_digits = 12
     address_what = "a DL/T 645 meter address of up to 12 digits (as printed on the meter)"
     simulator = "simulator.servers.dlt645:Dlt645Server"
+    households = 1  # a DL/T 645 meter is a household's electricity meter
 
     def __init__(self, name: str) -> None:
         family.Family.__init__(self, name)

@@ -13,6 +13,10 @@ A planned read is worked out once (`prepare`: the frame, its PDU, the reply's by
 point where its value lies in the reply and the `struct` format that reads it) and run on every poll
 (`read_prepared`): the reply's values are read straight from its bytes, without a list of registers,
 except for the types that need `points.decode` (BCD, text, word- or byte-swapped 32/64-bit values).
+
+A broadcast (`broadcast`) is one request to unit 0 on an RTU line: every device acts on it and none
+answers, so it is a frame, not a step; the runner sends it and keeps the line idle for
+`BROADCAST_DELAY_MS` (or the device's `broadcast_delay_ms` option) before the next request.
 """
 
 from struct import unpack_from
@@ -22,6 +26,9 @@ from protocols.errors import EncodingError, ExceptionResponse, WriteRefused, no_
 from protocols.scaling import scaled
 
 FUNCTIONS = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+#: after a broadcast the client keeps the line idle this long (the serial-line spec's "turnaround
+#: delay", typically 100..200 ms: the devices act on the request and send nothing)
+BROADCAST_DELAY_MS = 100
 
 # how a prepared field is read from the reply PDU
 NUMBER = 0  # struct format at a byte offset
@@ -214,6 +221,24 @@ def point_spec(ws: list) -> dict:
     return {"table": ws[0], "address": ws[1], "type": ws[2], "order": ws[3], "scale": ws[4], "offset": ws[5]}
 
 
+def write_pdu(name: str, ws: list, value: object) -> bytes:
+    """The request PDU that writes `value` to a coil or whole registers (FC 05, 06 or 16); true/false on
+    a register point (an on/off register: Point.check_write allows no other) is 1/0. WriteRefused when
+    the point cannot carry the value."""
+    table, reg, typ, order, scale, offset = ws
+    try:
+        if table == "coil":
+            return modbus.write_coil_request(reg, bool(value))
+        if value is True or value is False:
+            value = 1 if value else 0
+        registers = points.encode(value, typ, order, scale, offset)  # type: ignore[arg-type]
+    except EncodingError as exc:
+        raise WriteRefused("point %s cannot carry %r: %s" % (name, value, exc)) from None
+    if len(registers) == 1:
+        return modbus.write_register_request(reg, registers[0])
+    return modbus.write_registers_request(reg, registers)
+
+
 def write(device: str, address: object, opts: object, name: str, ws: list, value: object, seq: int):  # type: ignore[no-untyped-def]
     """Write one point (limits already checked); returns the value read back, None when the read-back
     failed. WriteRefused (nothing sent) when the point cannot carry the value."""
@@ -221,24 +246,18 @@ def write(device: str, address: object, opts: object, name: str, ws: list, value
     table, reg, typ, order, scale, offset = ws
     if table == "input" or table == "discrete":
         raise WriteRefused("point %s is in the %s table, which cannot be written" % (name, table))
-    try:
-        if table == "coil":
-            pdu = modbus.write_coil_request(reg, bool(value))
-        elif typ.startswith("bit"):
-            current = modbus.read_request(3, reg, 1)
-            register = modbus.parse_response(current, (yield from exchange(unit, opts, current, seq)))[0]
-            seq += 1
+    if table != "coil" and typ.startswith("bit"):
+        try:
             mask = points.encode(True, typ, order)[0]
-            register = (register | mask) if value else (register & ~mask & 0xFFFF)
-            pdu = modbus.write_register_request(reg, register)
-        else:
-            registers = points.encode(value, typ, order, scale, offset)  # type: ignore[arg-type]
-            if len(registers) == 1:
-                pdu = modbus.write_register_request(reg, registers[0])
-            else:
-                pdu = modbus.write_registers_request(reg, registers)
-    except EncodingError as exc:
-        raise WriteRefused("point %s cannot carry %r: %s" % (name, value, exc)) from None
+        except EncodingError as exc:
+            raise WriteRefused("point %s cannot carry %r: %s" % (name, value, exc)) from None
+        current = modbus.read_request(3, reg, 1)
+        register = modbus.parse_response(current, (yield from exchange(unit, opts, current, seq)))[0]
+        seq += 1
+        register = (register | mask) if value else (register & ~mask & 0xFFFF)
+        pdu = modbus.write_register_request(reg, register)
+    else:
+        pdu = write_pdu(name, ws, value)
     modbus.parse_response(pdu, (yield from exchange(unit, opts, pdu, seq)))
     got: list = []
     try:  # read back
@@ -249,6 +268,27 @@ def write(device: str, address: object, opts: object, name: str, ws: list, value
     except Exception:  # written, but the read-back failed
         return None
     return got[0] if got else None
+
+
+def broadcast_refusal(opts: object, name: str, ws: list) -> "str | None":
+    """None when point `name` (write spec `ws`) can be written to every device of the line by one
+    broadcast, else why not: Modbus TCP has no broadcast, and a bit inside a register needs its
+    register read first."""
+    if opts:
+        return "Modbus TCP has no broadcast (unit 0 is for RTU lines)"
+    table, typ = ws[0], ws[2]
+    if table != "coil" and (table != "holding" or typ.startswith("bit")):
+        return "point %s is not a coil or whole holding registers" % name
+    return None
+
+
+def broadcast(opts: object, name: str, ws: list, value: object) -> bytes:
+    """The RTU frame that writes `value` to point `name` of every device on the line (unit 0, which no
+    device answers; limits already checked). WriteRefused (nothing to send) when it cannot."""
+    why = broadcast_refusal(opts, name, ws)
+    if why is not None:
+        raise WriteRefused(why)
+    return modbus.rtu_frame(0, write_pdu(name, ws, value))
 
 
 def action(device: str, address: object, opts: object, name: str, until: tuple, seq: int):  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ registers; line times follow protocol-facts §3.5 (characters on the line plus t
 
 from protocols import family, modbus
 from protocols.family import Option, PlannedRequest, number
+from protocols.modbus import device
 
 TABLES = ("holding", "input", "coil", "discrete")
 FUNCTIONS = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
@@ -15,7 +16,8 @@ DEFAULT_MAX_GAP = 4
 
 #: the options a device may set (config `options = {...}`)
 OPTIONS = {"max_registers": Option("int", 1, 125), "max_gap": Option("int", 0, 124),
-    "max_bits": Option("int", 1, 2000), "reply_delay_ms": Option("int", 0, 60000)}
+    "max_bits": Option("int", 1, 2000), "reply_delay_ms": Option("int", 0, 60000),
+    "broadcast_delay_ms": Option("int", 0, 10000)}
 
 
 class Family(family.Family):
@@ -31,6 +33,7 @@ class Family(family.Family):
     sweep = (1, 247)
     error_reply = "exception"
     simulator = "simulator.servers.modbus:ModbusServer"
+    broadcast = True  # unit 0 on an RTU line (protocols/modbus/device.py: broadcast)
 
     def check_point(self, spec: dict) -> "str | None":
         table = spec.get("table", "holding")
@@ -104,6 +107,9 @@ class Family(family.Family):
     def write_spec(self, point: object, options: dict) -> list:
         p = point
         return [p.table, p.address, p.type, p.order, number(p.scale), number(p.offset)]  # type: ignore[attr-defined]
+
+    def broadcast_idle_ms(self, options: dict) -> int:
+        return int(options.get("broadcast_delay_ms", device.BROADCAST_DELAY_MS))
 
     def compiled_entry(self, options: dict, tcp: bool = False) -> dict:
         return {"tcp": 1} if tcp else {}

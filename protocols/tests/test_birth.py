@@ -108,3 +108,34 @@ def test_decode_refuses_non_status() -> None:
     for value in ([1], {"online": True}, {"online": False, "gateway": "g", "site": "s"}):
         with pytest.raises(EncodingError):
             birth.decode(cbor.dumps(value))
+
+
+def test_serves_and_lights_travel_in_the_device_entries() -> None:
+    devices = [dict(DEVICES[0], serves={"households": 0, "network": "power", "length_m": 1200.5}),
+               dict(DEVICES[1], serves={"households": 24}),
+               {"id": "lamp-01", "kind": "lamp", "model": "generic-lamp", "protocol": "modbus", "address": 3,
+                "points": [], "lights": 2}]
+    b = birth.make_birth("gw-01", "plant-3", devices, T0)
+    decoded = cbor2.loads(birth.encode(b))
+    assert decoded["devices"][0]["serves"] == {"households": 0, "network": "power", "length_m": 1200.5}
+    assert decoded["devices"][1]["serves"] == {"households": 24} and "lights" not in decoded["devices"][1]
+    assert decoded["devices"][2]["lights"] == 2 and "serves" not in decoded["devices"][2]
+    assert birth.decode(birth.encode(b)) == b
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"serves": 3}, "serves must be a map"),
+    ({"serves": {"homes": 3}}, "serves has unknown key 'homes'"),
+    ({"serves": {"households": -1}}, "serves.households must be a whole number >= 0"),
+    ({"serves": {"households": 2.5}}, "serves.households must be a whole number >= 0"),
+    ({"serves": {"households": True}}, "serves.households must be a whole number >= 0"),
+    ({"serves": {"network": "water"}}, "network and length_m go together"),
+    ({"serves": {"network": "heat", "length_m": 3}}, "serves.network must be one of water, power, gas"),
+    ({"serves": {"network": "gas", "length_m": float("nan")}}, "serves.length_m must be a finite number"),
+    ({"serves": {"network": "gas", "length_m": -1}}, "serves.length_m must be a finite number"),
+    ({"lights": 0}, "lights must be a whole number >= 1"),
+    ({"lights": True}, "lights must be a whole number >= 1"),
+])
+def test_bad_serves_and_lights_are_refused(extra: dict, message: str) -> None:
+    with pytest.raises(EncodingError, match=message):
+        birth.make_birth("gw-01", "plant-3", [dict(DEVICES[0], **extra)], T0)

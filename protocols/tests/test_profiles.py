@@ -46,6 +46,8 @@ def test_writes_inside_range_and_on_the_register_grid_are_allowed() -> None:
     ("dim", math.nan, "finite number"),
     ("setpoint", math.inf, "finite number"),
     ("dim", "half", "needs a number"),
+    ("dim", True, "point dim needs a number, not True"),          # a ratio is no on/off switch
+    ("setpoint", False, "point setpoint needs a number, not False"),
 ])
 def test_refused_writes_say_why(point: str, value: object, reason: str) -> None:
     message = parse_profile(LAMP).point(point).check_write(value)
@@ -113,3 +115,49 @@ def test_dlt698_points_name_an_oad_and_maybe_an_element() -> None:
             parse_profile(bad, "t-698.json")
     with pytest.raises(ProfileError, match=r"element is for DL/T 698\.45 points only"):
         parse_profile(dict(METER, points=[dict(METER["points"][0], element=1)]))
+
+
+def test_lamp_roles_and_broadcast_of_the_generic_lamp() -> None:
+    lamp = load_profile("generic-lamp")
+    assert lamp.role_point("control").name == "on"  # type: ignore[union-attr]
+    assert lamp.role_point("fault").name == "lamp_failure"  # type: ignore[union-attr]
+    lit = lamp.role_point("lit")
+    assert lit is not None and lit.name == "power" and lit.lit_above == 1.0
+    assert lamp.point("on").broadcast and lamp.point("dim").broadcast and not lamp.point("power").broadcast
+
+
+def test_a_lamp_without_roles_falls_back_to_on_and_lamp_failure_by_name() -> None:
+    bare = parse_profile(dict(LAMP, points=[*LAMP["points"], {
+        "name": "lamp_failure", "table": "input", "address": 8, "type": "bit0"}]), "t-lamp.json")
+    assert bare.role_point("control").name == "on"  # type: ignore[union-attr]
+    assert bare.role_point("fault").name == "lamp_failure"  # type: ignore[union-attr]
+    assert bare.role_point("lit") is None
+    assert parse_profile(LAMP, "t-lamp.json").role_point("fault") is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": "power", "role": "lamp"}, "point power: role must be one of control, fault, lit, not 'lamp'"),
+    ({"name": "power", "role": "control"}, "point power: the control point must be writable"),
+    ({"name": "power", "role": "lit"}, "point power: role lit needs lit_above"),
+    ({"name": "power", "role": "lit", "lit_above": "1"}, "point power: role lit needs lit_above"),
+    ({"name": "power", "lit_above": 1.0}, "point power: lit_above goes with role lit"),
+    ({"name": "power", "broadcast": True}, "point power: broadcast applies to writable points only"),
+    ({"name": "dim", "broadcast": "yes"}, "point dim: broadcast must be true or false"),
+])
+def test_bad_lamp_keys_name_the_point(change: dict, message: str) -> None:
+    points = [dict(p, **change) if p["name"] == change["name"] else p for p in LAMP["points"]]
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(dict(LAMP, points=points), "t-lamp.json")
+
+
+def test_one_point_per_role() -> None:
+    points = [dict(p, role="control") if p["name"] in ("on", "relay") else p for p in LAMP["points"]]
+    with pytest.raises(ProfileError, match="points on, relay all have role control; a profile marks one"):
+        parse_profile(dict(LAMP, points=points), "t-lamp.json")
+
+
+def test_broadcast_is_for_protocols_that_can_broadcast() -> None:
+    """Only a family with `broadcast` (Modbus: unit 0) lets a profile mark a point for it."""
+    bad = dict(METER, points=[dict(METER["points"][0], writable=True, broadcast=True)])
+    with pytest.raises(ProfileError, match="DL/T 645 devices cannot be written by broadcast"):
+        parse_profile(bad, "t-meter.json")
