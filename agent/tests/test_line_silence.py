@@ -93,3 +93,25 @@ def test_a_line_that_never_falls_silent_does_not_stop_the_bus(line) -> None:  # 
     assert PAUSE <= waited
     assert waited < PAUSE + link.timeout + 5.0  # generous for a busy machine; unbounded would hang
     assert link.counters["discarded_bytes"] > 0
+
+
+def test_bytes_heard_during_a_hold_do_not_end_it_early(line) -> None:  # type: ignore[no-untyped-def]
+    master, link = line
+    link.pause = 0.0
+    link.send(b"\x00\x06\x00\x01\x00\x01\x18\x1b")  # a broadcast: nobody answers
+    take(master, 8)
+    link.hold(2 * PAUSE)  # the devices act on it; the line stays idle
+    held_at = time.monotonic()
+
+    def device() -> None:
+        time.sleep(PAUSE / 2)
+        os.write(master, b"\xff")  # noise early in the hold
+
+    player = threading.Thread(target=device)
+    player.start()
+    link.send(b"\x01\x03\x00\x01\x00\x01\xd5\xca")
+    player.join()
+    request, arrived = take(master, 8)
+    assert request == b"\x01\x03\x00\x01\x00\x01\xd5\xca"
+    assert arrived - held_at >= 2 * PAUSE  # the noise restarted only t3.5, the hold still counted
+    assert link.counters["discarded_bytes"] == 1
