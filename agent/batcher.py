@@ -69,15 +69,19 @@ class Batcher:
     def add(self, readings: list[Reading] | tuple[Reading, ...]) -> None:
         """Queue readings; closes packs that reach the record or byte limit."""
         with self._lock:
+            self.counters["readings"] += len(readings)
             for reading in readings:
-                size = estimate(reading)
-                if self._pending and self._size + size > self.max_bytes:
+                value = reading[2]
+                size = len(reading[0]) + len(reading[1]) + _RECORD_OVERHEAD  # `estimate`, inline
+                if type(value) is not float and type(value) is not int \
+                        and isinstance(value, (str, bytes, bytearray)):
+                    size += len(value)
+                if self._size + size > self.max_bytes and self._pending:
                     self._close()
                 if not self._pending:
                     self._since = self.clock()
                 self._pending.append(reading)
                 self._size += size
-                self.counters["readings"] += 1
                 if len(self._pending) >= self.max_records:
                     self._close()
 
@@ -136,12 +140,19 @@ class Batcher:
 def by_device(readings: list[Reading]) -> list[Reading]:
     """The readings grouped by device (first appearance first), each device's in their own order: a SenML
     pack then names each device once in its base name (buses poll in parallel and interleave)."""
-    first: dict[str, int] = {}
+    groups: dict[str, list[Reading]] = {}  # in order of first appearance (dicts keep insertion order)
     for reading in readings:
-        first.setdefault(reading[0], len(first))
-    if len(first) < 2:
+        group = groups.get(reading[0])
+        if group is None:
+            groups[reading[0]] = [reading]
+        else:
+            group.append(reading)
+    if len(groups) < 2:
         return readings
-    return sorted(readings, key=lambda reading: first[reading[0]])  # stable
+    out: list[Reading] = []
+    for group in groups.values():
+        out += group
+    return out
 
 
 def make_encoder(profile: str, birth: dict) -> Encoder:

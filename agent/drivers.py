@@ -12,7 +12,6 @@ and board read a device the same way.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent.link.base import Link, LinkClosed, LinkError, LinkTimeout
@@ -25,12 +24,33 @@ from protocols.scaling import scaled as _scaled
 __all__ = ["Driver", "ReadResult", "WriteRefused", "error_kind", "make_driver", "run_step", "scaled"]
 
 
-@dataclass
 class ReadResult:
     """What one transaction gave: good values and the points that came back without one."""
 
-    values: list[tuple[str, Any]] = field(default_factory=list)  # (point, value)
-    bad: list[tuple[str, str]] = field(default_factory=list)  # (point, quality / reason)
+    __slots__ = ("bad", "values")
+
+    def __init__(self, values: list[tuple[str, Any]] | None = None,
+                 bad: list[tuple[str, str]] | None = None) -> None:
+        self.values = [] if values is None else values  # (point, value)
+        self.bad = [] if bad is None else bad  # (point, quality / reason)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReadResult) and (self.values, self.bad) == (other.values, other.bad)
+
+    def __repr__(self) -> str:
+        return "ReadResult(values=%r, bad=%r)" % (self.values, self.bad)
+
+
+class Prepared:
+    """One planned request worked out once: what its device step needs on every poll (the protocol's
+    `prepare(address, opts, frame, specs)`) and its point names."""
+
+    __slots__ = ("names", "request", "step")
+
+    def __init__(self, request: PlannedRequest, step: Any, names: list[str]) -> None:
+        self.request = request
+        self.step = step
+        self.names = names
 
 
 def error_kind(exc: BaseException) -> str:
@@ -66,11 +86,14 @@ class Driver:
         self.address = str(device.address)
         self.plan = plan_device(device, profile, bus)
         self.requests: list[PlannedRequest] = self.plan.requests
+        self.id = str(device.id)
+        #: the steps' options for the planned reads, worked out once with the plan (writes and actions
+        #: take `opts`, from the device's options as they are at the time)
+        self.read_opts = self.opts
+        self._prepared: dict[int, Prepared] = {}  # id(request) -> its Prepared (the plan's, made once)
+        for request in self.requests:
+            self._prepared[id(request)] = self._prepare(request)
         self._seq = 0
-
-    @property
-    def id(self) -> str:
-        return str(self.device.id)
 
     @property
     def opts(self) -> Any:
@@ -78,6 +101,12 @@ class Driver:
         entry = {"protocol": self.protocol}
         entry.update(self.family.compiled_entry(self.options, self.tcp))
         return self.steps.options(entry)
+
+    def _prepare(self, request: PlannedRequest) -> Prepared:
+        frame = self.family.request_frame(self.address, self.options, request)
+        specs = [self.family.decode_spec(p, off, 0) for p, off in request.points]
+        return Prepared(request, self.steps.prepare(self.address, self.read_opts, frame, specs),
+                        [p.name for p, _ in request.points])
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 4) & 0xFFFF  # a step may use seq .. seq + 3
@@ -89,21 +118,26 @@ class Driver:
 
     # ------------------------------------------------------------------ reads
     def read(self, link: Link, request: PlannedRequest) -> ReadResult:
-        """Run one planned request; raises LinkError or ProtocolError when it fails as a whole."""
-        frame = self.family.request_frame(self.address, self.options, request)
-        specs = [self.family.decode_spec(p, off, 0) for p, off in request.points]
-        result = ReadResult()
+        """Run one planned request; raises LinkError or ProtocolError when it fails as a whole.
 
-        def emit(i: int, value: Any, bad: str | None) -> None:
-            name = request.points[i][0].name
-            if bad is None:
-                result.values.append((name, value))
-            else:
-                result.bad.append((name, bad))
+        The request's frame and decode are prepared once (`Prepared`); a poll only runs them."""
+        prepared = self._prepared.get(id(request))
+        if prepared is None or prepared.request is not request:  # not one of the plan's (fieldlink read)
+            prepared = self._prepare(request)
+        names = prepared.names
+        bad: list[tuple[str, str]] = []
 
-        step = self.steps.read(self.id, self.address, self.opts, frame, specs, self._next_seq(), emit)
-        self.run(link, step)
-        return result
+        def why(i: int, text: str) -> None:
+            bad.append((names[i], text))
+
+        self._seq = seq = (self._seq + 4) & 0xFFFF  # a step may use seq .. seq + 3
+        steps = self.steps
+        opts = self.read_opts
+        step = steps.read_prepared(self.id, self.address, opts, prepared.step, seq, why)
+        values = run_step(link, steps.reader, opts, step)
+        if bad:
+            return ReadResult([(n, v) for n, v in zip(names, values, strict=True) if v is not None], bad)
+        return ReadResult(list(zip(names, values, strict=True)), bad)
 
     def read_points(self, link: Link, names: list[str]) -> ReadResult:
         """Read the named points (one request each, in plan order) — for `fieldlink read`."""

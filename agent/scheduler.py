@@ -212,6 +212,8 @@ class BusWorker:
             self._run_job(job)
 
     def _run_jobs(self) -> None:
+        if self._jobs.empty():  # the usual case between two transactions: nothing queued
+            return
         while not self._stop.is_set():
             try:
                 job = self._jobs.get_nowait()
@@ -406,7 +408,8 @@ class BusWorker:
 
     def _transaction(self, state: DeviceState, request: PlannedRequest,
                      readings: list[Reading]) -> tuple[bool, str, BaseException | None]:
-        state.counters["requests"] += 1
+        counters = state.counters
+        counters["requests"] += 1
         self.counters["requests"] += 1
         try:
             result = state.driver.read(self.link, request)
@@ -414,19 +417,21 @@ class BusWorker:
             kind = error_kind(exc)
             self._count_error(state, kind)
             if isinstance(exc, (ExceptionResponse, AbnormalReply)):
-                state.counters["replies"] += 1
+                counters["replies"] += 1
                 self.counters["replies"] += 1
             return False, kind, exc
         stamp = time.time()
-        state.counters["replies"] += 1
+        counters["replies"] += 1
         self.counters["replies"] += 1
         values, bad = result.values, result.bad
         if state.plausible:
             values, bad = _screen(state, values, bad)
-        for point, value in values:
-            readings.append((state.id, point, value, stamp))
-            if quality.change(point in state.quality, None) == quality.CLEARED:
-                self._set_quality(state, point, None, stamp)
+        device = state.id
+        readings += [(device, point, value, stamp) for point, value in values]
+        if state.quality:  # some point is bad now: a good value clears it
+            for point, _value in values:
+                if quality.change(point in state.quality, None) == quality.CLEARED:
+                    self._set_quality(state, point, None, stamp)
         if bad:
             state.counters["bad_points"] += len(bad)
             self.counters["bad_points"] += len(bad)
@@ -491,17 +496,24 @@ class BusWorker:
 
 
 def _screen(state: DeviceState, values: list, bad: list) -> tuple[list, list]:
-    """Split off the values the profile says cannot be (range, never decreasing) as bad points."""
-    kept, refused = [], list(bad)
-    for point, value in values:
-        check = state.plausible.get(point)
+    """Split off the values the profile says cannot be (range, never decreasing) as bad points; the
+    lists themselves when every value is plausible (the usual case)."""
+    checks = state.plausible
+    kept: list | None = None
+    refused = bad
+    for i in range(len(values)):
+        point, value = values[i]
+        check = checks.get(point)
         if check is None or check.check(value):
-            kept.append((point, value))
-        else:
-            refused.append((point, IMPLAUSIBLE))
-            log.debug("device=%s point=%s event=implausible value=%r reference=%r", state.id, point, value,
-                      check.last)
-    return kept, refused
+            if kept is not None:
+                kept.append(values[i])
+            continue
+        if kept is None:
+            kept, refused = values[:i], list(bad)
+        refused.append((point, IMPLAUSIBLE))
+        log.debug("device=%s point=%s event=implausible value=%r reference=%r", state.id, point, value,
+                  check.last)
+    return (values, bad) if kept is None else (kept, refused)
 
 
 class Scheduler:

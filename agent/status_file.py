@@ -181,7 +181,9 @@ class StatusFile:
         try:
             private_file(tmp)
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f, sort_keys=True, default=str)
+                # dumps, then one write: json.dump streams through the pure-Python encoder (a write
+                # per token, thousands per file); dumps uses the C one
+                f.write(json.dumps(data, sort_keys=True, default=str))
             os.replace(tmp, self.path)
         except OSError as exc:
             if not self._failed:

@@ -17,9 +17,9 @@ ROWS = (
     # codec
     "compact <= 12 B/reading -> met", "SenML-CBOR, units in birth", "ThingsBoard-style", "CBOR encode",
     "CBOR decode", "Modbus RTU build", "Modbus RTU parse",
-    # poll CPU on a pty, three clients
+    # poll CPU on a pty, four clients
     "Client CPU per Modbus RTU poll", "FieldLink link + driver", "sync client",
-    "bare pyserial write/read loop",
+    "bare pyserial write/read loop", "bare loop + t3.5 sleep",
     # agent CPU end to end and its peers
     "Agent CPU end to end", "FieldLink agent", "pymodbus sync client, reads only",
     "agent CPU per Modbus transaction vs pymodbus reads only", "agent CPU per 1k readings vs ThingsBoard",

@@ -264,6 +264,23 @@ def _enc(buf: bytearray, obj: object, depth: int) -> None:
         raise CborError("cannot encode a %s as CBOR" % type(obj).__name__)
 
 
+def append(buf: bytearray, obj: object) -> None:
+    """Append ``obj`` to ``buf`` as deterministic CBOR, as ``dumps`` encodes it (for writers that build
+    an item piece by piece, such as ``protocols.senml.encode``)."""
+    t = type(obj)
+    if t is int and -24 <= obj < 24:  # type: ignore[operator]
+        buf += _SMALL_KEYS[obj + 24]  # type: ignore[operator]
+    elif t is float:
+        _float(buf, obj)  # type: ignore[arg-type]
+    else:
+        _enc(buf, obj, MAX_DEPTH)
+
+
+def append_head(buf: bytearray, major: int, n: int) -> None:
+    """Append the initial byte (and argument) of major type ``major`` (0x00, 0x20 ... 0xE0) with ``n``."""
+    _head(buf, major, n)
+
+
 def dumps(obj: object) -> bytes:
     """Encode ``obj`` as deterministic CBOR (RFC 8949 section 4.2.1); ``CborError`` if it cannot."""
     buf = bytearray()
@@ -469,4 +486,5 @@ def loads(data: bytes | bytearray | memoryview) -> object:
     return value
 
 
-__all__ = ["MAX_DEPTH", "UNDEFINED", "Tag", "decimal_fraction", "dumps", "float_size", "loads"]
+__all__ = ["MAX_DEPTH", "UNDEFINED", "Tag", "append", "append_head", "decimal_fraction", "dumps",
+           "float_size", "loads"]

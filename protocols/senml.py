@@ -120,14 +120,18 @@ def value_field(value: object) -> tuple:
 def reading_times(readings: list) -> int:
     """Check every reading's shape and time; return the base time (floor of the earliest time)."""
     base = None
+    last = None  # the time of the previous reading (a poll's readings share one: checked once)
     for r in readings:
-        if not isinstance(r, (tuple, list)) or len(r) != 4:
+        if (type(r) is not tuple and not isinstance(r, (tuple, list))) or len(r) != 4:
             raise SenmlError("a reading is a tuple (device, point, value, time), got %r" % (r,))
         t = r[3]
+        if t is last:
+            continue
         if not is_finite(t):
             raise SenmlError("reading %s/%s has time %r; a finite number is needed" % (r[0], r[1], t))
         if base is None or t < base:
             base = t
+        last = t
     return 0 if base is None else floor_int(base)
 
 
@@ -169,8 +173,97 @@ def pack(readings: list, base_name: str, units: dict | None = None) -> list:
 
 
 def encode(readings: list, base_name: str, units: dict | None = None) -> bytes:
-    """Deterministic SenML-CBOR bytes for ``readings`` (see ``pack``)."""
-    return cbor.dumps(pack(readings, base_name, units))
+    """Deterministic SenML-CBOR bytes for ``readings``: exactly ``cbor.dumps(pack(readings, base_name,
+    units))``, written record by record without the maps (the labels in their deterministic order: n,
+    u, the value, bn, bt), with each device's base name and each point's name encoded once."""
+    if units or type(base_name) is not str:
+        return cbor.dumps(pack(readings, base_name, units))
+    rows = readings if type(readings) is list else list(readings)
+    reading_times(rows)
+    buf = bytearray()
+    cbor.append_head(buf, 0x80, len(rows))
+    names = _names
+    if len(names) > _NAMES_MAX:  # a bound for gateways whose devices come and go
+        names.clear()
+    bn = None  # the base name in force ("" until the first record sets it)
+    bt: object = 0
+    last = None  # the previous record's time, and its `exact` form
+    when: object = 0
+    for device, point, value, time in rows:
+        key = (base_name, device, point)
+        known = names.get(key)
+        if known is None:
+            front = "%s%s/" % (base_name, device)
+            check_name(front + point, "reading %s/%s: " % (device, point))
+            n = bytearray(b"\x00")
+            cbor.append(n, point)
+            f = bytearray(b"\x21")
+            cbor.append(f, front)
+            known = names[key] = (bytes(n), bytes(f))
+        if time is not last:
+            when = exact(time)
+            last = time
+        new_bt = when != bt
+        new_bn = known[1] is not bn and known[1] != bn
+        buf.append(0xA2 + new_bn + new_bt)
+        buf += known[0]
+        _value(buf, value)
+        if new_bn:
+            buf += known[1]
+            bn = known[1]
+        if new_bt:
+            buf.append(0x22)
+            cbor.append(buf, when)
+            bt = when
+    return bytes(buf)
+
+
+_names: dict = {}  # (base name, device, point) -> (the n label and name, the bn label and base name), checked
+_NAMES_MAX = 4096
+
+
+_floats: dict = {}  # a non-integral finite float -> its label and item (readings repeat their values)
+_FLOATS_MAX = 1024
+
+
+def _value(buf: bytearray, value: object) -> None:
+    """Append a reading value's label and item, as ``value_field`` and ``cbor.dumps`` give them."""
+    t = type(value)
+    if t is float:
+        x: float = value  # type: ignore[assignment]
+        done = _floats.get(x)
+        if done is not None:
+            buf += done
+            return
+        if x - x == 0:  # finite
+            if -9007199254740992.0 <= x <= 9007199254740992.0 and x == int(x):
+                buf.append(0x02)
+                cbor.append(buf, int(x))
+                return
+            out = bytearray(b"\x02")
+            size = cbor.float_size(x)
+            found = cbor.decimal_fraction(x, size) if size > 4 else None
+            if found is not None:
+                out += b"\xc4\x82"  # tag 4 [exponent, mantissa]
+                cbor.append(out, found[0])
+                cbor.append(out, found[1])
+            else:
+                cbor.append(out, x)
+            if len(_floats) >= _FLOATS_MAX:
+                _floats.clear()
+            _floats[x] = done = bytes(out)
+            buf += done
+            return
+        buf.append(0x02)
+        cbor.append(buf, x)
+        return
+    if t is int and -24 <= value < 24:  # type: ignore[operator]
+        buf.append(0x02)
+        cbor.append(buf, value)
+        return
+    label, item = value_field(value)
+    buf.append(label)
+    cbor.append(buf, item)
 
 
 def decimal(item: cbor.Tag, where: str) -> object:

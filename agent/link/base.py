@@ -109,6 +109,16 @@ class Link:
                 return dropped
             dropped += len(chunk)
 
+    def _quiet(self, until: float) -> int:
+        """Wait until `until` (on `clock`) and drop what arrived meanwhile; return how many bytes.
+
+        A link that can watch its input overrides this with one timed read that also restarts the
+        silence when stale bytes arrive (agent/link/serial_link.py); this one sleeps, then drops."""
+        wait = until - self.clock()
+        if wait > 0:
+            self.sleep(wait)
+        return self._discard_input()
+
     # ------------------------------------------------------------------ open / close
     def open(self) -> None:
         """Open now; LinkClosed (with the reason) when the port cannot be opened."""
@@ -176,19 +186,21 @@ class Link:
 
     # ------------------------------------------------------------------ frames
     def send(self, data: bytes) -> None:
-        """Send one request after the required line silence, dropping stale input first."""
-        self.ensure_open()
-        wait = self._idle_from + max(self.silence, self.turnaround) + self.pause - self.clock()
-        if wait > 0:
-            self.sleep(wait)
-        dropped = self._discard_input()
+        """Send one request after the required line silence (t3.5, or the turnaround, plus the pause
+        since the line went idle), dropping stale input first."""
+        if not self.is_open:
+            self.ensure_open()
+        dropped = self._quiet(self._idle_from + max(self.silence, self.turnaround) + self.pause)
+        counters = self.counters
         if dropped:
-            self.counters["discarded_bytes"] += dropped
+            counters["discarded_bytes"] += dropped
+        if type(data) is not bytes:
+            data = bytes(data)
         if self.trace is not None:
-            self.trace("tx", bytes(data))
-        self._write(bytes(data))
-        self._sent = bytes(data)
-        self.counters["tx_bytes"] += len(data)
+            self.trace("tx", data)
+        self._write(data)
+        self._sent = data
+        counters["tx_bytes"] += len(data)
         # the request is on the line for len(data) characters from now
         self._idle_from = self.clock() + len(data) * self.char_time
 
@@ -203,52 +215,56 @@ class Link:
 
         Frames `accept` refuses (our own echo, another unit's reply) are skipped. Raises
         LinkTimeout when nothing (or only a fragment) arrived, the codec's ProtocolError (CRC,
-        frame) when only bad frames arrived, LinkClosed when the port went away.
+        frame) when only bad frames arrived, LinkClosed when the port went away. The response
+        timeout counts from the end of the request on the line.
         """
         timeout = self.timeout if timeout is None else timeout
-        start = max(self.clock(), self._idle_from)
-        deadline = start + timeout
-        quiet_until = 0.0
+        clock = self.clock
+        read = self._read
+        counters = self.counters
+        now = clock()
+        deadline = (now if now > self._idle_from else self._idle_from) + timeout
+        limit = deadline  # after a bad frame: a short quiet time in case a good one follows
         first_error: ProtocolError | None = None
         received = 0
         head = b""  # the first bytes received, to recognise our own request coming back
         sent, self._sent = self._sent, b""
         self.echoed = False
         try:
-            while True:
-                now = self.clock()
-                limit = min(deadline, quiet_until) if first_error is not None else deadline
-                if now >= limit:
-                    break
-                chunk = self._read(512, limit - now)
-                if not chunk:
-                    continue
-                received += len(chunk)
-                if sent and len(head) < len(sent):
-                    head += chunk[:len(sent) - len(head)]
-                # our request came back, and more followed it (a Modbus write's reply alone is the
-                # request's copy by design; an echo with nothing after it is told at the timeout below)
-                if not self.echoed and head == sent and received > len(sent):
-                    self._echo()
-                if self.trace is not None:
-                    self.trace("rx", chunk)
-                self.counters["rx_bytes"] += len(chunk)
-                frames = reader.feed(chunk)
-                errors = reader.take_errors()
-                self.counters["line_errors"] += len(errors)  # noise, bad CRC, torn frames: all counted
-                for frame in frames:
-                    if accept is None or accept(frame):
-                        return frame
-                    self.counters["skipped_frames"] += 1
-                if errors and first_error is None:
-                    first_error = errors[0]
-                if first_error is not None:
-                    quiet_until = self.clock() + self.error_quiet
+            while now < limit:
+                chunk = read(512, limit - now)
+                if chunk:
+                    received += len(chunk)
+                    if sent:
+                        if len(head) < len(sent):
+                            head += chunk[:len(sent) - len(head)]
+                            if not sent.startswith(head):
+                                sent = b""  # what came is not our request coming back: stop comparing
+                        # our request came back, and more followed it (a Modbus write's reply alone is the
+                        # request's copy by design; an echo with nothing after it is told at the timeout)
+                        if sent and not self.echoed and head == sent and received > len(sent):
+                            self._echo()
+                    if self.trace is not None:
+                        self.trace("rx", chunk)
+                    counters["rx_bytes"] += len(chunk)
+                    frames = reader.feed(chunk)
+                    errors = reader.take_errors()
+                    if errors:
+                        counters["line_errors"] += len(errors)  # noise, bad CRC, torn frames: all counted
+                    for frame in frames:
+                        if accept is None or accept(frame):
+                            return frame
+                        counters["skipped_frames"] += 1
+                    if errors and first_error is None:
+                        first_error = errors[0]
+                    if first_error is not None:
+                        limit = min(deadline, clock() + self.error_quiet)
+                now = clock()
         finally:
-            self._idle_from = self.clock()
+            self._idle_from = clock()
         leftover = reader.reset() or []
         errors = reader.take_errors()
-        self.counters["line_errors"] += len(errors)
+        counters["line_errors"] += len(errors)
         for frame in leftover:
             if accept is None or accept(frame):
                 return frame

@@ -3,10 +3,17 @@
 
 A port that disappears (USB adapter unplugged) raises LinkClosed; the link closes itself and
 `ensure_open` reopens it with a backoff once the device node is back.
+
+A device file (not a URL) is opened and configured by pyserial, then read and written on its file
+descriptor directly: one `poll` with a deadline per wait, `os.read` / `os.write`, no per-call
+objects. The silence before a request (t3.5, or the turnaround) is that same kind of timed read on
+the line: bytes that arrive during it are dropped and counted, and the silence starts again after
+them (bounded by the response timeout), so a request never goes out over a late reply.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import termios
@@ -20,6 +27,7 @@ from agent.link.base import Link, LinkClosed
 __all__ = ["SerialLink", "char_bits", "inter_frame_silence"]
 
 _PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+_NO_DATA = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)  # a non-blocking read that found nothing yet
 
 
 def is_pty(path: str) -> bool:
@@ -78,6 +86,8 @@ class SerialLink(Link):
         self.stopbits = stopbits
         self._serial: Any = None
         self._fd_mode = True
+        self._fd = -1  # the device file's descriptor in fd mode
+        self._poller: Any = None  # select.poll() watching it for input
 
     @classmethod
     def from_bus(cls, bus: Any) -> SerialLink:
@@ -113,6 +123,10 @@ class SerialLink(Link):
             reason = _open_failure(self.port, exc)
             raise LinkClosed("%s: cannot open %s: %s" % (self.name, self.port, reason)) from None
         self._serial = port
+        if self._fd_mode:
+            self._fd = port.fileno()
+            self._poller = select.poll()
+            self._poller.register(self._fd, select.POLLIN)
 
     def reconfigure(self, baud: int, parity: str, stopbits: int = 1, bytesize: int = 8) -> None:
         """Change the line settings; on an open port they are applied in place (through RFC 2217 the
@@ -134,28 +148,62 @@ class SerialLink(Link):
 
     def _close(self) -> None:
         port, self._serial = self._serial, None
+        self._poller = None
+        self._fd = -1
         if port is not None:
             port.close()
 
     def _write(self, data: bytes) -> None:
         try:
-            self._serial.write(data)
+            if self._poller is not None:
+                self._write_fd(data)
+            else:
+                self._serial.write(data)
         except (serial.SerialException, OSError, termios.error) as exc:
             raise self.lost("write failed on %s: %s" % (self.port, _io_failure(exc))) from None
 
+    def _write_fd(self, data: bytes) -> None:
+        """All of `data` to the device file (non-blocking): the kernel takes a request at once unless
+        its transmit buffer is full; then wait for room, up to the write timeout."""
+        fd = self._fd
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        end = time.monotonic() + max(2.0, self.timeout * 4)
+        while sent < len(data):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise serial.SerialTimeoutException("write timeout: %d of %d bytes sent" % (sent, len(data)))
+            if poller.poll(left * 1000):
+                try:
+                    sent += os.write(fd, view[sent:])
+                except BlockingIOError:
+                    pass
+
     def _read(self, max_bytes: int, timeout: float) -> bytes:
+        poller = self._poller
+        if poller is not None:  # a device file: one timed poll, one read
+            try:
+                if not poller.poll(timeout * 1000 if timeout > 0 else 0):
+                    return b""
+                data = os.read(self._fd, max_bytes)
+            except OSError as exc:
+                if exc.errno in _NO_DATA:
+                    return b""
+                raise self.lost("read failed on %s: %s" % (self.port, _io_failure(exc))) from None
+            if not data and self._hung_up(self._fd):  # readable but empty: the node went away
+                raise self.lost("read failed on %s: device disconnected" % self.port)
+            return data  # empty: the bytes went elsewhere (a flush, another reader): no data yet
         port = self._serial
         if port is None:
             raise LinkClosed("%s: port %s is closed" % (self.name, self.port))
         try:
-            if self._fd_mode:
-                ready, _, _ = select.select([port.fileno()], [], [], max(0.0, timeout))
-                if not ready:
-                    return b""
-                data = port.read(max_bytes)
-                if not data and self._hung_up(port.fileno()):  # readable but empty: the node went away
-                    raise serial.SerialException("device disconnected")
-                return bytes(data)  # empty: the bytes went elsewhere (a flush, another reader): no data yet
             end = time.monotonic() + timeout
             while True:
                 first = port.read(1)
@@ -178,6 +226,29 @@ class SerialLink(Link):
             if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
                 return True
         return not os.path.exists(self.port)
+
+    def _quiet(self, until: float) -> int:
+        """Wait for the line to be silent until `until`, with timed reads on the device file: bytes
+        that arrive meanwhile (a late reply, noise) are dropped, and the silence is counted again from
+        the last of them, for at most the response timeout more. Other ports: sleep, then flush."""
+        if self._poller is None:
+            return Link._quiet(self, until)
+        clock = self.clock
+        read = self._read
+        now = clock()
+        latest = max(now, until) + self.timeout  # a line that never falls silent does not stop the bus
+        dropped = 0
+        while True:
+            data = read(4096, until - now if until > now else 0)
+            now = clock()
+            if data:
+                dropped += len(data)
+                if now >= latest:
+                    return dropped
+                # the silence counts again from these bytes; a hold (after a broadcast) still ends no earlier
+                until = max(until, min(latest, now + max(self.silence, self.turnaround) + self.pause))
+            elif now >= until:
+                return dropped
 
     def _discard_input(self) -> int:
         port = self._serial

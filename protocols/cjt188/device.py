@@ -10,7 +10,7 @@ Decode spec: [name, 901F field, scale, offset]. Write spec: [field, meter type, 
 Options (`options(entry)`): (meter type, status map, unit codes).
 """
 
-from protocols import cjt188
+from protocols import cjt188, steps
 from protocols.errors import EncodingError, WriteRefused, no_action
 from protocols.scaling import scaled
 
@@ -49,27 +49,54 @@ def convert(field: str, value: object, fields: dict, units: object) -> object:
     return have / base
 
 
-def decode(fields: dict, specs: list, units: object, emit) -> None:  # type: ignore[no-untyped-def]
+def values(fields: dict, specs: list, units: object, bad) -> list:  # type: ignore[no-untyped-def]
+    """The values of a 901F reply's points in spec order; None for a point without one, after
+    `bad(i, why)`: a field missing or with bad BCD, or in a unit that does not convert."""
+    out: list = []
     for i in range(len(specs)):
         _n, field, scale, offset = specs[i]
         value = fields.get(field)
         if value is None:
             quality = fields.get("quality", "missing")
-            emit(i, None, quality if quality != "good" else "missing")
+            bad(i, quality if quality != "good" else "missing")
+            out.append(None)
             continue
         try:
             value = convert(field, value, fields, units)
         except EncodingError as exc:
-            emit(i, None, "unit: %s" % exc)
+            bad(i, "unit: %s" % exc)
+            out.append(None)
             continue
-        emit(i, scaled(value, scale, offset), None)
+        out.append(scaled(value, scale, offset))
+    return out
+
+
+def decode(fields: dict, specs: list, units: object, emit) -> None:  # type: ignore[no-untyped-def]
+    """`emit(i, value, None)` for each point with a value, `emit(i, None, why)` for the others."""
+    why: dict = {}
+
+    def bad(i, text):  # type: ignore[no-untyped-def]
+        why[i] = text
+
+    steps.emit_values(values(fields, specs, units, bad), why, emit)
+
+
+def prepare(address: str, opts: tuple, frame: bytes, specs: list) -> tuple:
+    """What every poll of one planned read needs, worked out once: (frame, accept test, specs)."""
+    return (bytes(frame), _accept(address), specs)
+
+
+def read_prepared(device: str, address: str, opts: tuple, prepared: tuple, seq: int, bad):  # type: ignore[no-untyped-def]
+    """One planned read, prepared once (`prepare`): the frame with this exchange's SER; the values of
+    its points in spec order (None for a point without one, reported by `bad(i, why)`)."""
+    meter_type, status, units = opts
+    ser = seq & 0xFF
+    reply = yield cjt188.with_ser(prepared[0], ser), prepared[1]
+    return values(cjt188.parse_901f(reply, meter_type, ser, status), prepared[2], units, bad)
 
 
 def read(device: str, address: str, opts: tuple, frame: bytes, specs: list, seq: int, emit):  # type: ignore[no-untyped-def]
-    meter_type, status, units = opts
-    ser = seq & 0xFF
-    reply = yield cjt188.with_ser(frame, ser), _accept(address)
-    decode(cjt188.parse_901f(reply, meter_type, ser, status), specs, units, emit)
+    yield from steps.read(prepare, read_prepared, device, address, opts, frame, specs, seq, emit)
 
 
 def check_action(device: str, opts: object, name: object) -> None:

@@ -17,7 +17,7 @@ offset]. Write spec: [DI, format, signed, scale, offset]. Options (`options(entr
 compiled device entry): (max_followups, seq_start, reply_seq, preamble, version, password, operator).
 """
 
-from protocols import dlt645
+from protocols import dlt645, steps
 from protocols.errors import EncodingError, ProtocolError, WriteRefused, no_action
 from protocols.scaling import scaled
 
@@ -50,11 +50,12 @@ def _accept(address: str):  # type: ignore[no-untyped-def]
     return lambda f: f.is_reply and dlt645.address_matches(address, f.address)
 
 
-def read_value(device: str, address: str, opts: tuple, frame: bytes, di: str):  # type: ignore[no-untyped-def]
+def read_value(device: str, address: str, opts: tuple, frame: bytes, di: str, accept=None):  # type: ignore[no-untyped-def]
     """The value bytes of one DI: the read frame, then C=12 follow-ups while the meter has more."""
     limit, seq_start, reply_seq, preamble, version = opts[:5]
     assembler = dlt645.FollowupAssembler(address, di, version, limit, seq_start, reply_seq, preamble)
-    accept = _accept(address)
+    if accept is None:
+        accept = _accept(address)
     request = frame  # then a follow-up request, None when complete
     while request is not None:
         try:
@@ -67,7 +68,10 @@ def read_value(device: str, address: str, opts: tuple, frame: bytes, di: str):  
     return assembler.value
 
 
-def decode(raw: bytes, di: str, specs: list, emit) -> None:  # type: ignore[no-untyped-def]
+def values(raw: bytes, di: str, specs: list, bad) -> list:  # type: ignore[no-untyped-def]
+    """The values of a DI's points in spec order (block members by offset); None for a point without
+    one, after `bad(i, why)`: short, all FF (not_available) or not BCD (bad_bcd)."""
+    out: list = []
     for i in range(len(specs)):
         _n, _di, off, size, fmt, signed, scale, offset = specs[i]
         try:
@@ -76,18 +80,42 @@ def decode(raw: bytes, di: str, specs: list, emit) -> None:  # type: ignore[no-u
                                     % (di, len(raw), off // size, off + size))
             value, quality = dlt645.decode_reading(raw[off : off + size] if size else raw, fmt, signed)
         except EncodingError as exc:
-            emit(i, None, "decode: %s" % exc)
+            bad(i, "decode: %s" % exc)
+            out.append(None)
             continue
         if value is None:
-            emit(i, None, quality)  # not_available (all FF), bad_bcd
+            bad(i, quality)  # not_available (all FF), bad_bcd
+            out.append(None)
         else:
-            emit(i, scaled(value, scale, offset), None)
+            out.append(scaled(value, scale, offset))
+    return out
+
+
+def decode(raw: bytes, di: str, specs: list, emit) -> None:  # type: ignore[no-untyped-def]
+    """`emit(i, value, None)` for each point with a value, `emit(i, None, why)` for the others."""
+    why: dict = {}
+
+    def bad(i, text):  # type: ignore[no-untyped-def]
+        why[i] = text
+
+    steps.emit_values(values(raw, di, specs, bad), why, emit)
+
+
+def prepare(address: str, opts: tuple, frame: bytes, specs: list) -> tuple:
+    """What every poll of one planned read needs, worked out once: (frame, DI, accept test, specs)."""
+    return (bytes(frame), specs[0][1], _accept(address), specs)  # every point of a request has its DI
+
+
+def read_prepared(device: str, address: str, opts: tuple, prepared: tuple, seq: int, bad):  # type: ignore[no-untyped-def]
+    """One planned read, prepared once (`prepare`): the DI's value (with follow-ups); the values of its
+    points in spec order (None for a point without one, reported by `bad(i, why)`)."""
+    frame, di, accept, specs = prepared
+    raw = yield from read_value(device, address, opts, frame, di, accept)
+    return values(raw, di, specs, bad)
 
 
 def read(device: str, address: str, opts: tuple, frame: bytes, specs: list, seq: int, emit):  # type: ignore[no-untyped-def]
-    di = specs[0][1]  # every point of a request has its DI
-    raw = yield from read_value(device, address, opts, bytes(frame), di)
-    decode(raw, di, specs, emit)
+    yield from steps.read(prepare, read_prepared, device, address, opts, frame, specs, seq, emit)
 
 
 def _hex_bytes(text: object) -> bytes:

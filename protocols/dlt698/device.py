@@ -12,7 +12,7 @@ Decode spec: [name, OAD, element (0: the OAD's own value), scale, offset].
 Options (`options(entry)`): (client address, preamble).
 """
 
-from protocols import dlt698
+from protocols import dlt698, steps
 from protocols.errors import EncodingError, WriteRefused, no_action
 from protocols.scaling import scaled
 
@@ -44,36 +44,64 @@ def _oads(specs: list) -> list:
     return out
 
 
-def decode(results: list, address: str, specs: list, emit) -> None:  # type: ignore[no-untyped-def]
-    """`emit(i, value, None)` for each spec with a value, `emit(i, None, why)` for the others."""
+def values(results: list, address: str, specs: list, bad) -> list:  # type: ignore[no-untyped-def]
+    """The values of the points in spec order; None for a point without one, after `bad(i, why)`: its
+    OAD missing from the response or refused with a DAR, or data that does not decode."""
     by_oad: dict = {}
     for r in results:
         by_oad[r.oad] = r
+    out: list = []
     for i in range(len(specs)):
         _n, oad, element, scale, offset = specs[i]
         result = by_oad.get(oad)
         if result is None:
-            emit(i, None, "missing")
+            bad(i, "missing")
+            out.append(None)
             continue
         if result.dar is not None:
-            emit(i, None, "dar: %s" % dlt698.dar_meaning(result.dar))
+            bad(i, "dar: %s" % dlt698.dar_meaning(result.dar))
+            out.append(None)
             continue
         try:
             value = dlt698.scaled(oad, result.data, element)
         except EncodingError as exc:
-            emit(i, None, "decode: %s" % exc)
+            bad(i, "decode: %s" % exc)
+            out.append(None)
             continue
-        emit(i, scaled(value, scale, offset), None)
+        out.append(scaled(value, scale, offset))
+    return out
 
 
-def read(device: str, address: str, opts: tuple, frame: bytes, specs: list, seq: int, emit):  # type: ignore[no-untyped-def]
+def decode(results: list, address: str, specs: list, emit) -> None:  # type: ignore[no-untyped-def]
+    """`emit(i, value, None)` for each spec with a value, `emit(i, None, why)` for the others."""
+    why: dict = {}
+
+    def bad(i, text):  # type: ignore[no-untyped-def]
+        why[i] = text
+
+    steps.emit_values(values(results, address, specs, bad), why, emit)
+
+
+def prepare(address: str, opts: tuple, frame: bytes, specs: list) -> tuple:
+    """What every poll of one planned read needs, worked out once: (frame, OADs asked, accept, specs)."""
     oads = _oads(specs)
-    reply = yield bytes(frame), _accept(address)
-    results = dlt698.parse_read_response(reply, oads if len(oads) > 1 else oads[0], None, address)
+    return (bytes(frame), oads if len(oads) > 1 else oads[0], _accept(address), specs)
+
+
+def read_prepared(device: str, address: str, opts: tuple, prepared: tuple, seq: int, bad):  # type: ignore[no-untyped-def]
+    """One planned read, prepared once (`prepare`); the values of its points in spec order (None for a
+    point without one, reported by `bad(i, why)`)."""
+    frame, oads, accept, specs = prepared
+    reply = yield frame, accept
+    results = dlt698.parse_read_response(reply, oads, None, address)
     refused = [r for r in results if r.dar is not None]
     if refused and len(refused) == len(results):  # the meter refused the whole request
         raise dlt698.DarError(refused[0].dar, reply.address, refused[0].oad)  # type: ignore[arg-type]
-    decode(results, address, specs, emit)
+    return values(results, address, specs, bad)
+
+
+def read(device: str, address: str, opts: tuple, frame: bytes, specs: list, seq: int, emit):  # type: ignore[no-untyped-def]
+    yield from steps.read(prepare, read_prepared, device, address, opts, frame, specs, seq, emit)
 
 
 def point_spec(ws: list) -> dict:

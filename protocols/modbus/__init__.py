@@ -14,9 +14,9 @@ from protocols.errors import CrcError, EncodingError, ExceptionResponse, FrameEr
 __all__ = [
     "READ_COILS", "READ_DISCRETE_INPUTS", "READ_HOLDING_REGISTERS", "READ_INPUT_REGISTERS",
     "WRITE_MULTIPLE_COILS", "WRITE_MULTIPLE_REGISTERS", "WRITE_SINGLE_COIL", "WRITE_SINGLE_REGISTER",
-    "Request", "RtuFrameReader", "crc16", "exception_response", "frame_time", "parse_request",
-    "parse_response", "read_request", "read_response", "rtu_frame", "rtu_parse", "t15", "t35",
-    "tcp_adu_length", "tcp_frame", "tcp_parse", "write_coil_request", "write_coils_request",
+    "Request", "RtuFrameReader", "check_read_response", "crc16", "exception_response", "frame_time",
+    "parse_request", "parse_response", "read_request", "read_response", "rtu_frame", "rtu_parse", "t15",
+    "t35", "tcp_adu_length", "tcp_frame", "tcp_parse", "write_coil_request", "write_coils_request",
     "write_register_request", "write_registers_request", "write_response",
 ]
 
@@ -264,22 +264,12 @@ def parse_response(request_pdu: bytes, response_pdu: bytes) -> list | tuple:
         raise EncodingError("not a valid request PDU: %s" % e) from None
     resp = bytes(response_pdu)
     fc = req.function
-    if not resp:
-        raise FrameError("FC%02X: empty response PDU" % fc)
-    if resp[0] == fc | 0x80:
-        if len(resp) != 2:
-            raise FrameError("FC%02X exception response must be 2 bytes: %s" % (fc, _hex(resp)))
-        raise ExceptionResponse(fc, resp[1])
-    if resp[0] != fc:
-        raise FrameError("expected function %02X in response, got %02X: %s" % (fc, resp[0], _hex(resp)))
     if fc <= 4:
-        nbytes = (req.count + 7) // 8 if fc <= 2 else 2 * req.count
-        if len(resp) < 2 or resp[1] != nbytes or len(resp) != 2 + nbytes:
-            raise FrameError("FC%02X response for %d items: expected byte count %d (%d bytes), got: %s"
-                             % (fc, req.count, nbytes, 2 + nbytes, _hex(resp)))
+        check_read_response(fc, req.count, resp)
         if fc <= 2:
             return _unpack_bits(resp[2:], req.count)
         return list(struct.unpack(">%dH" % req.count, resp[2:]))
+    _check_function(fc, resp)
     expected = write_response(req)
     if resp != expected:
         raise FrameError("FC%02X response does not echo the request: expected %s, got %s"
@@ -287,6 +277,31 @@ def parse_response(request_pdu: bytes, response_pdu: bytes) -> list | tuple:
     if fc == 5 or fc == 6:
         return (req.address, (req.values or [0])[0])
     return (req.address, req.count)
+
+
+def _check_function(fc: int, resp: bytes) -> None:
+    """FrameError unless ``resp`` is a response of function ``fc``; ExceptionResponse for its exception."""
+    if not resp:
+        raise FrameError("FC%02X: empty response PDU" % fc)
+    if resp[0] != fc:
+        if resp[0] == fc | 0x80:
+            if len(resp) != 2:
+                raise FrameError("FC%02X exception response must be 2 bytes: %s" % (fc, _hex(resp)))
+            raise ExceptionResponse(fc, resp[1])
+        raise FrameError("expected function %02X in response, got %02X: %s" % (fc, resp[0], _hex(resp)))
+
+
+def check_read_response(function: int, count: int, resp: bytes) -> None:
+    """Check that ``resp`` answers a read of ``count`` bits (FC 1/2) or registers (FC 3/4): nothing, or
+    ExceptionResponse for an exception PDU, FrameError for another function or a wrong byte count.
+    What ``parse_response`` checks of a read, without parsing the request again (a planned read)."""
+    nbytes = (count + 7) // 8 if function <= 2 else 2 * count
+    if len(resp) == 2 + nbytes and resp[0] == function and resp[1] == nbytes:
+        return  # the usual reply
+    _check_function(function, resp)
+    if len(resp) < 2 or resp[1] != nbytes or len(resp) != 2 + nbytes:
+        raise FrameError("FC%02X response for %d items: expected byte count %d (%d bytes), got: %s"
+                         % (function, count, nbytes, 2 + nbytes, _hex(resp)))
 
 
 # ---------------------------------------------------------------- ADUs
@@ -487,6 +502,13 @@ class RtuFrameReader:
 
     def feed(self, chunk: bytes) -> list:
         """Add received bytes; return the (unit, pdu) frames they complete, in order."""
+        if not self._buf and len(chunk) >= 4:  # the usual case: one whole frame in one chunk
+            try:
+                n = self._length(chunk, 0)
+            except FrameError:
+                n = 0
+            if n == len(chunk) and crc16(chunk) == 0:  # a good CRC leaves a zero remainder
+                return [(chunk[0], bytes(chunk[1:n - 2]))]
         self._buf.extend(chunk)
         frames: list = []
         while True:

@@ -9,19 +9,43 @@ Modbus TCP, where the step sends the same PDU in an MBAP frame.
 Decode spec of a point: [name, offset in the reply (registers or bits), type, order, scale, offset].
 Write spec: [table, address, type, order, scale, offset].
 
+A planned read is worked out once (`prepare`: the frame, its PDU, the reply's byte count, and per
+point where its value lies in the reply and the `struct` format that reads it) and run on every poll
+(`read_prepared`): the reply's values are read straight from its bytes, without a list of registers,
+except for the types that need `points.decode` (BCD, text, word- or byte-swapped 32/64-bit values).
+
 A broadcast (`broadcast`) is one request to unit 0 on an RTU line: every device acts on it and none
 answers, so it is a frame, not a step; the runner sends it and keeps the line idle for
 `BROADCAST_DELAY_MS` (or the device's `broadcast_delay_ms` option) before the next request.
 """
 
-from protocols import modbus, points
-from protocols.errors import EncodingError, WriteRefused, no_action
+from struct import unpack_from
+
+from protocols import modbus, points, steps
+from protocols.errors import EncodingError, ExceptionResponse, WriteRefused, no_action
 from protocols.scaling import scaled
 
 FUNCTIONS = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 #: after a broadcast the client keeps the line idle this long (the serial-line spec's "turnaround
 #: delay", typically 100..200 ms: the devices act on the request and send nothing)
 BROADCAST_DELAY_MS = 100
+
+# how a prepared field is read from the reply PDU
+NUMBER = 0  # struct format at a byte offset
+BIT = 1  # bit `arg` of the register read with the format at a byte offset (bit<N> types)
+COIL = 2  # bit `arg` of the data byte at a byte offset (FC 1 / 2)
+GENERAL = 3  # points.decode of the point's registers, or bits (the decode of a whole read)
+
+# (type, order) -> struct format of the value as it lies in the reply (the orders of protocols/points.py
+# that are a plain byte order: big-endian ABCD, little-endian DCBA; 16-bit values only swap bytes)
+_FORMATS = {}
+for _t, _f in (("u16", "H"), ("s16", "h"), ("u32", "I"), ("s32", "i"), ("f32", "f"), ("u64", "Q"),
+               ("s64", "q"), ("f64", "d")):
+    _FORMATS[(_t, "ABCD")] = ">" + _f
+    _FORMATS[(_t, "DCBA")] = "<" + _f
+    if _t == "u16" or _t == "s16":
+        _FORMATS[(_t, "CDAB")] = ">" + _f
+        _FORMATS[(_t, "BADC")] = "<" + _f
 
 
 def options(entry: dict) -> object:
@@ -57,24 +81,134 @@ def decode(pdu: bytes, values: object, specs: list, emit) -> None:  # type: igno
     """`emit(i, value, None)` for each spec the reply carries, `emit(i, None, why)` for the others."""
     bits = pdu[0] <= 2
     for i in range(len(specs)):
-        _n, off, typ, order, scale, offset = specs[i]
+        value, why = _decode_one(bits, values, specs[i])
+        emit(i, value, why)
+
+
+def _decode_one(bits: bool, values: object, spec: list) -> tuple:
+    """(value, None), or (None, why) for a point the reply cannot give."""
+    _n, off, typ, order, scale, offset = spec
+    try:
+        if bits:
+            raw: object = bool(values[off])  # type: ignore[index]
+        else:
+            n = points.register_count(typ)
+            raw = points.decode(values[off : off + n], typ, order)  # type: ignore[index]
+    except (EncodingError, IndexError) as exc:
+        return None, "decode: %s" % exc
+    return scaled(raw, scale, offset), None
+
+
+def _field(spec: list, function: int, count: int) -> tuple:
+    """How one point's value is read from the reply PDU of a read of `count` items: (kind, byte
+    offset, struct format, bit, scale or None when it is 1 with offset 0, offset, spec)."""
+    _n, off, typ, order, scale, offset = spec
+    plain = scale == 1 and offset == 0
+    if function <= 2:
+        if 0 <= off < count:
+            return (COIL, 2 + (off >> 3), "", off & 7, None, 0, spec)
+        return (GENERAL, 0, "", 0, None, 0, spec)
+    fmt = _FORMATS.get((typ, order))
+    if fmt is not None:
+        if 0 <= off and off + points.register_count(typ) <= count:
+            return (NUMBER, 2 + 2 * off, fmt, 0, None if plain else scale, offset, spec)
+    elif typ[:3] == "bit" and order in points.ORDERS and 0 <= off < count:
         try:
-            if bits:
-                raw: object = bool(values[off])  # type: ignore[index]
+            points.register_count(typ)
+        except EncodingError:
+            return (GENERAL, 0, "", 0, None, 0, spec)
+        fmt = "<H" if order[0] in "BD" else ">H"
+        return (BIT, 2 + 2 * off, fmt, int(typ[3:]), None, 0, spec)
+    return (GENERAL, 0, "", 0, None, 0, spec)
+
+
+def _whole(fields: list) -> "str | None":
+    """One struct format that reads every field of a reply at once (from byte 2 of its PDU), with pad
+    bytes between them: when all are plain numbers of one byte order, in order, not overlapping."""
+    order = ""
+    parts = []
+    at = 2
+    for f in fields:
+        if f[0] != NUMBER or f[1] < at or (order and f[2][0] != order):
+            return None
+        order = f[2][0]
+        if f[1] > at:
+            parts.append("%dx" % (f[1] - at))
+        parts.append(f[2][1])
+        at = f[1] + (8 if f[2][1] in "qQd" else 4 if f[2][1] in "iIf" else 2)
+    return order + "".join(parts) if parts else None
+
+
+def prepare(address: object, opts: object, frame: bytes, specs: list) -> tuple:
+    """What every poll of one planned read needs, worked out once: (unit, request PDU, RTU frame, the
+    accept test of its reply, function, count, fields, the struct format of the whole reply or None,
+    the scaled fields as (index, scale, offset)). EncodingError when the frame is not a read."""
+    frame = bytes(frame)
+    pdu = frame[1:-2]
+    try:
+        request = modbus.parse_request(pdu)
+    except ExceptionResponse as exc:
+        raise EncodingError("not a valid request PDU: %s" % exc) from None
+    if request.function > 4:
+        raise EncodingError("a planned read needs function 1-4, not %d" % request.function)
+    unit = frame[0]
+    fields = [_field(spec, request.function, request.count) for spec in specs]
+    scaled_fields = [(i, fields[i][4], fields[i][5]) for i in range(len(fields)) if fields[i][4] is not None]
+
+    def accept(f):  # type: ignore[no-untyped-def]
+        # a read request echoed by an adapter with local echo is not the reply
+        return f[0] == unit and f[1] != pdu and f[1][:1] != b""
+
+    return (unit, pdu, frame, accept, request.function, request.count, fields, _whole(fields), scaled_fields)
+
+
+def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore[no-untyped-def]
+    """Check the reply PDU of a prepared read; the values of its points in spec order (None for a point
+    without one, after `bad(i, why)`), as `decode` gives them."""
+    function = prepared[4]
+    modbus.check_read_response(function, prepared[5], reply)
+    whole = prepared[7]
+    if whole is not None:  # plain numbers: one unpack, then the scale of those that have one
+        values = list(unpack_from(whole, reply, 2))
+        for i, scale, offset in prepared[8]:
+            values[i] = scaled(values[i], scale, offset)
+        return values
+    fields = prepared[6]
+    values = [None] * len(fields)
+    registers = None  # the reply as a list of registers or bits, made only when a field needs it
+    for i in range(len(fields)):
+        kind, pos, fmt, arg, scale, offset, spec = fields[i]
+        if kind == NUMBER:
+            raw = unpack_from(fmt, reply, pos)[0]
+            values[i] = raw if scale is None else scaled(raw, scale, offset)
+        elif kind == COIL:
+            values[i] = (reply[pos] >> arg) & 1 == 1
+        elif kind == BIT:
+            values[i] = (unpack_from(fmt, reply, pos)[0] >> arg) & 1 == 1
+        else:
+            if registers is None:
+                registers = modbus.parse_response(prepared[1], reply)
+            value, why = _decode_one(function <= 2, registers, spec)
+            if why is None:
+                values[i] = value
             else:
-                n = points.register_count(typ)
-                raw = points.decode(values[off : off + n], typ, order)  # type: ignore[index]
-        except (EncodingError, IndexError) as exc:
-            emit(i, None, "decode: %s" % exc)
-            continue
-        emit(i, scaled(raw, scale, offset), None)
+                bad(i, why)
+    return values
+
+
+def read_prepared(device: str, address: object, opts: object, prepared: tuple, seq: int, bad):  # type: ignore[no-untyped-def]
+    """One planned read, prepared once (`prepare`): the frame to the unit; returns the values of its
+    points in spec order (None for a point without one, reported by `bad(i, why)`)."""
+    if opts:
+        reply = yield from exchange(prepared[0], opts, prepared[1], seq)
+    else:
+        reply = (yield prepared[2], prepared[3])[1]
+    return decode_prepared(prepared, reply, bad)
 
 
 def read(device: str, address: object, opts: object, frame: bytes, specs: list, seq: int, emit):  # type: ignore[no-untyped-def]
     """One planned read: the compiled RTU frame's PDU to the unit, the reply decoded into `emit`."""
-    pdu = bytes(frame[1:-2])
-    reply = yield from exchange(frame[0], opts, pdu, seq)
-    decode(pdu, modbus.parse_response(pdu, reply), specs, emit)
+    yield from steps.read(prepare, read_prepared, device, address, opts, frame, specs, seq, emit)
 
 
 def check_action(device: str, opts: object, name: object) -> None:

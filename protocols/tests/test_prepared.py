@@ -1,0 +1,125 @@
+"""Reads prepared once and run per poll give exactly what the general path gives.
+
+The hot path of a poll (protocols/modbus/device.py `prepare` / `decode_prepared`, protocols/senml.py
+`encode` written record by record) must not change a value, a quality or a byte: each is checked here
+against the general path it replaces (`parse_response` + `points.decode` + `scaled`; `cbor.dumps(pack)`)
+on random plans and replies.
+"""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols import cbor, modbus, points, senml
+from protocols.errors import EncodingError, ExceptionResponse, FrameError
+from protocols.modbus import device as mbdev
+
+TYPES = [*points.TYPES, "bit0", "bit7", "bit15", "str1", "str3"]
+SCALES = [(1, 0), (0.1, 0), (10, -5), (0.01, 1.5), (1, 3)]
+
+
+def general(pdu: bytes, reply: bytes, specs: list) -> tuple:
+    """Values and bad points the way a read decoded them before it was prepared."""
+    got: list = [None] * len(specs)
+    why: dict = {}
+
+    def emit(i: int, value: object, bad: object) -> None:
+        if bad is None:
+            got[i] = value
+        else:
+            why[i] = bad
+
+    mbdev.decode(pdu, modbus.parse_response(pdu, reply), specs, emit)
+    return got, why
+
+
+def prepared(frame: bytes, reply: bytes, specs: list) -> tuple:
+    why: dict = {}
+
+    def bad(i: int, text: str) -> None:
+        why[i] = text
+
+    return mbdev.decode_prepared(mbdev.prepare(1, None, frame, specs), reply, bad), why
+
+
+@st.composite
+def reads(draw: st.DrawFn) -> tuple:
+    function = draw(st.sampled_from([1, 2, 3, 4]))
+    count = draw(st.integers(1, 40 if function <= 2 else 20))
+    specs = []
+    for i in range(draw(st.integers(1, 6))):
+        off = draw(st.integers(-1, count + 1))
+        typ = draw(st.sampled_from(TYPES))
+        order = draw(st.sampled_from(points.ORDERS))
+        scale, offset = draw(st.sampled_from(SCALES))
+        specs.append(["p%d" % i, off, typ, order, scale, offset])
+    if function <= 2:
+        data = modbus.read_response(function, draw(st.lists(st.booleans(), min_size=count, max_size=count)))
+    else:
+        data = modbus.read_response(function, draw(st.lists(st.integers(0, 0xFFFF), min_size=count,
+                                                            max_size=count)))
+    return modbus.rtu_frame(1, modbus.read_request(function, 100, count)), data, specs
+
+
+@settings(max_examples=400)
+@given(reads())
+def test_a_prepared_read_decodes_as_the_general_path(case: tuple) -> None:
+    frame, reply, specs = case
+    # repr: a NaN equals its twin, an int differs from the float of the same value
+    assert repr(prepared(frame, reply, specs)) == repr(general(frame[1:-2], reply, specs))
+
+
+def test_plain_numbers_of_one_byte_order_are_read_in_one_unpack() -> None:
+    specs = [["a", 0, "u16", "ABCD", 1, 0], ["b", 2, "s32", "ABCD", 0.1, 0], ["c", 5, "f32", "ABCD", 1, 0]]
+    frame = modbus.rtu_frame(1, modbus.read_request(3, 0, 7))
+    step = mbdev.prepare(1, None, frame, specs)
+    assert step[7] == ">H2xi2xf"  # the whole reply's struct format, the gaps skipped
+    reply = modbus.read_response(3, [7, 0, 0xFFFF, 0xFFF6, 0, 0x4148, 0])
+    assert prepared(frame, reply, specs) == ([7, -1.0, 12.5], {}) == general(frame[1:-2], reply, specs)
+
+
+@pytest.mark.parametrize("reply, error", [
+    (b"\x83\x02", ExceptionResponse), (b"\x83\x02\x00", FrameError), (b"\x04\x02\x00\x01", FrameError),
+    (b"\x03\x04\x00\x01", FrameError), (b"\x03\x02\x00\x01\x00", FrameError), (b"", FrameError),
+])
+def test_a_wrong_reply_is_refused_as_the_general_path_refuses_it(reply: bytes, error: type) -> None:
+    frame = modbus.rtu_frame(1, modbus.read_request(3, 0, 1))
+    specs = [["a", 0, "u16", "ABCD", 1, 0]]
+    with pytest.raises(error) as general_exc:
+        general(frame[1:-2], reply, specs)
+    with pytest.raises(error) as prepared_exc:
+        prepared(frame, reply, specs)
+    assert str(prepared_exc.value) == str(general_exc.value)
+
+
+def test_only_reads_are_prepared() -> None:
+    with pytest.raises(EncodingError, match="function 1-4"):
+        mbdev.prepare(1, None, modbus.rtu_frame(1, modbus.write_register_request(0, 1)), [])
+
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-.", min_size=1, max_size=6).filter(
+    lambda s: s[0].isalnum())
+values = (st.booleans() | st.integers(min_value=-(2**64), max_value=2**64) | st.floats()
+          | st.sampled_from([230.1, 0.7, 49.98, -0.0, 1e300, 5e-324]) | st.text(max_size=6)
+          | st.binary(max_size=6) | st.builds(bytearray, st.binary(max_size=3)))
+times = st.sampled_from([1710498030, 1710498030.0, 1710498030.5, 1276020076.001, 0.25, -3])
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from(["m01", "m02", "v1"]), names, values, times), max_size=20),
+       st.sampled_from(["gw-01:", "", "urn:dev:mac:0024befffe804ff1:"]))
+def test_encode_writes_exactly_the_deterministic_cbor_of_the_pack(readings: list, base: str) -> None:
+    assert senml.encode(readings, base) == cbor.dumps(senml.pack(readings, base))
+    shared = 1710498031.25  # a poll's readings share one time object
+    polled = [(d, p, v, shared) for d, p, v, _ in readings]
+    assert senml.encode(polled, base) == cbor.dumps(senml.pack(polled, base))
+
+
+def test_encode_refuses_what_pack_refuses() -> None:
+    for readings in ([("m01", "a", 1, float("nan"))], [("m01", "a", 1, 0), ("m01", "a", 1, float("inf"))],
+                     [("m01", "a b", 1, 0)], [("m01", "a", object(), 0)], [("m01", "a", 1)]):
+        with pytest.raises(senml.SenmlError) as packed:
+            senml.pack(readings, "gw:")
+        with pytest.raises(senml.SenmlError) as encoded:
+            senml.encode(readings, "gw:")
+        assert str(encoded.value) == str(packed.value)
