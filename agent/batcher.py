@@ -66,8 +66,10 @@ class Batcher:
         self._since = 0.0
         self.counters = {"readings": 0, "packs": 0, "rejected": 0, "unstored": 0, "bytes": 0}
 
-    def add(self, readings: list[Reading] | tuple[Reading, ...]) -> None:
-        """Queue readings; closes packs that reach the record or byte limit."""
+    def add(self, readings: list[Reading] | tuple[Reading, ...]) -> bool:
+        """Queue readings; closes packs that reach the record or byte limit. True when the last pack
+        opened here is still open (a caller that sleeps until `due` then knows a new deadline exists)."""
+        opened = False
         with self._lock:
             self.counters["readings"] += len(readings)
             for reading in readings:
@@ -80,10 +82,12 @@ class Batcher:
                     self._close()
                 if not self._pending:
                     self._since = self.clock()
+                    opened = True
                 self._pending.append(reading)
                 self._size += size
                 if len(self._pending) >= self.max_records:
                     self._close()
+            return opened and bool(self._pending)
 
     def tick(self) -> bool:
         """Close the open pack if its oldest reading is `max_age` old; True if one was closed."""
@@ -92,6 +96,16 @@ class Batcher:
                 self._close()
                 return True
         return False
+
+    def due(self) -> float | None:
+        """When (on `clock`) the open pack reaches `max_age`; None when no pack is open."""
+        with self._lock:
+            return self._since + self.max_age if self._pending else None
+
+    def age(self) -> float:
+        """How long (on `clock`) the open pack has been open; 0 when none is."""
+        with self._lock:
+            return self.clock() - self._since if self._pending else 0.0
 
     def flush(self) -> None:
         """Close the open pack now, whatever its age."""

@@ -38,6 +38,13 @@ that took the session over) is answered with our "online" status again.
 A connection attempt that does not reach an accepted CONNACK counts in ``connect_failures`` and is
 logged once per distinct cause in words a technician can act on (agent/broker_errors.py). Nothing
 leaves the outbox meanwhile.
+
+The network thread sleeps until there is something to do: it waits on the broker's socket (readable, or
+writable while paho has bytes to send) and on a wake-up socket (``wake``: a pack committed to the outbox,
+a message to send directly, stop), with the time until the next thing that falls due as the timeout:
+the next health message, the oldest PUBACK or the SUBACK reaching ``puback_timeout``, the CONNACK
+timeout, and at most ``IDLE_WAIT`` seconds (paho's keep-alive ping, a generation change of the outbox).
+An idle connected gateway's network thread so wakes about once a second, not twenty times.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import select
 import socket
 import ssl
 import threading
@@ -86,7 +94,8 @@ _CONNACK_TIMEOUT = 10.0  # seconds a broker may take to answer CONNECT
 # ... when there are other endpoints to try: a node that accepts TCP but cannot answer (a cluster node
 # just restarted, still setting up; one that lost its peers) is passed over for the next one
 _CONNACK_TIMEOUT_SEVERAL = 4.0
-_LOOP_TIMEOUT = 0.05
+_LOOP_TIMEOUT = 0.05  # the network loop's turns while stopping (draining, offline status, DISCONNECT)
+IDLE_WAIT = 1.0  # the longest the network thread sleeps with nothing due (keep-alive is checked then)
 _REASSERT_EVERY = 5.0  # seconds between two "online" statuses sent because a stale will came back
 # a stale "offline" that arrives this long after our "online" replaced the retained status (a late will);
 # sooner, it is a delivery queued in our session from before, and our "online" came after it
@@ -146,6 +155,10 @@ class Publisher:
         self._offline_wait = 2.0
         self._thread: threading.Thread | None = None
         self._direct: queue.Queue[tuple[str, bytes, int, bool]] = queue.Queue()
+        # a byte written to _wake_w ends the network thread's wait (`wake`); made by `start`, closed when
+        # the thread ends
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._rng = random.Random()
         # session state (network thread only)
         self._client: mqtt.Client | None = None
@@ -185,6 +198,9 @@ class Publisher:
         """Start the network thread (connects in the background)."""
         if self._thread is not None:
             return
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="fieldlink-mqtt", daemon=True)
         self._thread.start()
 
@@ -195,21 +211,38 @@ class Publisher:
         self._drain_until = now + drain
         self._offline_wait = min(2.0, timeout)
         self._stopping.set()
+        self.wake()
         if self._thread is not None:
             self._thread.join(drain + timeout + 0.5)
         self._thread = None
 
+    def wake(self) -> None:
+        """End the network thread's wait now: a pack was committed to the outbox, a message waits, stop.
+        Any thread may call it; it never blocks (a wake-up already pending is enough)."""
+        w = self._wake_w
+        if w is None:
+            return
+        try:
+            w.send(b"\0")
+        except OSError:  # full (a wake-up is pending anyway) or closed (the thread ended)
+            pass
+
     def publish_alarm(self, alarm: dict) -> int:
         """Commit an alarm map to the outbox (QoS 1, in order with the data) and return its id."""
-        return self.outbox.put(self.topic_alarm, cbor.dumps(alarm), 1, 0)
+        pack_id = self.outbox.put(self.topic_alarm, cbor.dumps(alarm), 1, 0)
+        self.wake()
+        return pack_id
 
     def publish_event(self, event: dict) -> int:
         """Commit an event map to the outbox for `…/event` (QoS 1, in order with the data); its id."""
-        return self.outbox.put(self.topic_event, cbor.dumps(event), 1, 0)
+        pack_id = self.outbox.put(self.topic_event, cbor.dumps(event), 1, 0)
+        self.wake()
+        return pack_id
 
     def publish_direct(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Publish outside the outbox on the next network-loop turn (dropped while disconnected)."""
         self._direct.put((topic, payload, qos, retain))
+        self.wake()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until everything in the outbox has been acknowledged (for tests and drivers)."""
@@ -263,6 +296,15 @@ class Publisher:
             self._counters[key] += n
 
     def _run(self) -> None:
+        try:
+            self._connect_loop()
+        finally:
+            for sock in (self._wake_w, self._wake_r):
+                if sock is not None:
+                    sock.close()
+            self._wake_w = self._wake_r = None
+
+    def _connect_loop(self) -> None:
         while not self._stopping.is_set():
             ep, wait = self.failover.pick()
             if wait > 0:
@@ -414,8 +456,10 @@ class Publisher:
                 return REFUSED if tls or isinstance(exc, (ValueError, ConnectionResetError)) else UNREACHABLE
             state.last_address = client.address
             started = time.monotonic()
+            wait = 0.0
             while True:
-                rc = client.loop(_LOOP_TIMEOUT)
+                self._sleep(client, wait)
+                rc = client.loop(0)  # what the broker sent, what paho has queued for it; never blocks
                 if self._connack is not None and self._connack != 0:
                     if self._connack == 1 and version == V5 and b.mqtt_version == "auto":
                         wrong_version = True  # not a failure: the same attempt goes on in 3.1.1
@@ -435,11 +479,13 @@ class Publisher:
                 if self._connack is None:
                     if self._stopping.is_set():
                         break
-                    wait = _CONNACK_TIMEOUT if len(self.failover.states) == 1 else _CONNACK_TIMEOUT_SEVERAL
-                    if time.monotonic() - started > wait:
+                    limit = _CONNACK_TIMEOUT if len(self.failover.states) == 1 else _CONNACK_TIMEOUT_SEVERAL
+                    if time.monotonic() - started > limit:
                         self._note_error("no CONNACK from broker %s:%d within %g s"
-                                         % (ep.host, ep.port, wait))
+                                         % (ep.host, ep.port, limit))
                         break
+                    # just past the deadline, so the check above then sees it passed
+                    wait = min(IDLE_WAIT, started + limit - time.monotonic() + 0.01)
                     continue
                 if not up:
                     up = True
@@ -460,6 +506,7 @@ class Publisher:
                     self._next_health = time.monotonic() + self.config.gateway.health_interval
                     # retained: a fleet report learns every gateway's latest health at subscribe time
                     client.publish(self.topic_health, self._health(), qos=1, retain=True)
+                wait = self._idle_for()
             return UP if up else REFUSED
         finally:
             if up:
@@ -476,6 +523,43 @@ class Publisher:
                 except OSError:
                     pass
             self._client = None
+
+    def _idle_for(self) -> float:
+        """How long the connected network thread may sleep: until the next health message, the oldest
+        PUBACK or the SUBACK falls due, at most IDLE_WAIT; 0 while a direct message waits or stopping."""
+        if not self._direct.empty() or self._stopping.is_set():
+            return 0.0
+        now = time.monotonic()
+        wait = IDLE_WAIT
+        if self._health is not None:
+            wait = min(wait, self._next_health - now)
+        limit = self.config.broker.puback_timeout
+        if self._suback_mid is not None:
+            wait = min(wait, self._suback_sent + limit - now)
+        if self._inflight:
+            oldest = min(entry[2] for entry in self._inflight.values())
+            wait = min(wait, oldest + limit - now)
+        return max(0.0, wait)
+
+    def _sleep(self, client: mqtt.Client, timeout: float) -> None:
+        """Sleep up to `timeout` s until the broker's socket has data (or room, while paho has bytes to
+        write) or `wake` is called; the `client.loop(0)` that follows does the reading and writing."""
+        sock = client.socket()
+        wake = self._wake_r
+        if timeout <= 0 or sock is None or wake is None:
+            return
+        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted wait in the SSL object
+        if pending is not None and pending():
+            return
+        try:
+            ready = select.select([sock, wake], [sock] if client.want_write() else [], [], timeout)[0]
+        except (OSError, ValueError, TypeError):  # the socket just closed: loop(0) reports it
+            return
+        if wake in ready:
+            try:
+                wake.recv(4096)
+            except OSError:
+                pass
 
     def _on_up(self, client: mqtt.Client, ep: Endpoint) -> None:
         """CONNACK accepted: subscriptions (if the broker lacks them), status, inventory (if it lacks it)."""

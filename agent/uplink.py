@@ -14,11 +14,17 @@ reconnect). ``submit`` never blocks on the network; it returns once the readings
 batcher (a full pack is committed to the outbox inside the call).
 
 Latency adapts like Nagle's algorithm: while the uplink is idle (connected, every pack acknowledged)
-the readings of a poll are closed into a pack at once, by the batch thread, so they reach the broker
-a few milliseconds after the poll; while a pack waits for its PUBACK, or while offline, readings
+the readings of a poll are closed into a pack by the batch thread ``_LINGER`` (50 ms) after the pack
+opened, so they reach the broker within some 50 ms of the poll together with the polls that ended
+meanwhile; while a pack waits for its PUBACK, or while offline, readings
 gather in the open pack until the outbox is empty again (the publisher says so) or until the batch
 limits (``max_records``, ``max_bytes``, ``max_age``) close it. Under load packs therefore grow to
-the batch limits, and at field rates each poll is published as soon as it completes.
+the batch limits, and at field rates each poll is published within ``_LINGER`` (50 ms) of completing.
+
+The batch thread sleeps until there is work: the uplink became idle with readings waiting, a pack was
+opened (its ``max_age`` deadline is then known), the open pack falls due, or stop; while the outbox's
+disk fails it wakes every ``_TICK`` to let the outbox retry, else at most every ``_IDLE`` seconds.
+A pack committed to the outbox wakes the publisher's network thread (``Publisher.wake``).
 """
 
 from __future__ import annotations
@@ -46,7 +52,12 @@ from protocols import birth as birth_msg
 
 log = logging.getLogger(__name__)
 
-_TICK = 0.1  # how often the age of the open pack is checked
+_TICK = 0.1  # how often the batch thread looks at the outbox while its disk fails
+_IDLE = 5.0  # the longest the batch thread sleeps with nothing due (a safety net; wake-ups are exact)
+# while the uplink is idle a pack closes this long after it opened: the polls that finish meanwhile (a
+# bus's next devices, other buses) share it. The network loop used to give this for free by turning
+# only every 50 ms; without it, a pack per poll costs more CPU (outbox row, PUBLISH, PUBACK) than it saves.
+_LINGER = 0.05
 _SEQ_LIMIT = 1 << 32
 
 
@@ -121,9 +132,8 @@ class Uplink:
         """Queue readings `(device, point, value, time)` for publishing: at once when the uplink is idle
         (the batch thread closes the pack), else with the next pack (module docstring)."""
         if readings:
-            self.batcher.add(readings)
-            if self.idle:
-                self._wake.set()
+            if self.batcher.add(readings) or self.idle:
+                self._wake.set()  # a new pack's deadline, or an idle uplink: the batch thread decides
 
     def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
         """Report a device's comms state; a change raises or clears a `comms` alarm."""
@@ -143,11 +153,15 @@ class Uplink:
             self.outbox.set_meta("alarm_n", number)
         self.publisher.publish_alarm(alarms.alarm(device, point, kind, value, raised,
                                                   self.clock() if when is None else when, number))
+        if self.outbox.state != "ok":
+            self._wake.set()  # the batch thread retries the disk every _TICK from now on
 
     def event(self, event: dict) -> None:
         """Commit an event map (a lighting schedule's switching, docs/payload.md §6) to the outbox for
         `…/event` (QoS 1, in order with the data and alarms)."""
         self.publisher.publish_event(event)
+        if self.outbox.state != "ok":
+            self._wake.set()
 
     def add_counters(self, name: str, getter: Callable[[], Any]) -> None:
         """Merge `getter()` into the health message under `name` (e.g. "polls", "errors")."""
@@ -171,7 +185,12 @@ class Uplink:
     # -- internals -----------------------------------------------------------------------------
 
     def _store(self, payload: bytes, records: int) -> None:
-        self.outbox.put(self.publisher.topic_data, payload, 1, records)
+        try:
+            self.outbox.put(self.publisher.topic_data, payload, 1, records)
+        finally:
+            self.publisher.wake()  # the network thread publishes it now
+            if self.outbox.state != "ok":
+                self._wake.set()  # the batch thread retries the disk every _TICK from now on
 
     def _status(self, session: int, online: bool) -> bytes:
         """The status map of connection `session`: online (with the inventory's digest) or the will."""
@@ -228,15 +247,27 @@ class Uplink:
         if self.batcher.pending:
             self._wake.set()
 
+    def _sleep_for(self) -> float:
+        """How long the batch thread may sleep: until the open pack reaches `max_age` (or, while the
+        uplink is idle, `_LINGER`), at most `_IDLE`, at most `_TICK` while the outbox's disk fails (the
+        outbox then retries it from `maintain`)."""
+        due = self.batcher.due()
+        if due is not None and self.idle:
+            due = min(due, due - self.batcher.max_age + _LINGER)
+        wait = _IDLE if due is None else max(0.001, due - self.batcher.clock())
+        if self.outbox.state != "ok":
+            wait = min(wait, _TICK)
+        return min(wait, _IDLE)
+
     def _tick(self) -> None:
         next_maintain = time.monotonic() + _TICK
         while not self._stopping.is_set():
-            self._wake.wait(_TICK)
+            self._wake.wait(self._sleep_for())
             self._wake.clear()
             if self._stopping.is_set():
                 break
             try:
-                if self.batcher.pending and self.idle:
+                if self.batcher.pending and self.idle and self.batcher.age() >= _LINGER:
                     self.batcher.flush()  # idle: a poll's readings go out as soon as it is done
                 else:
                     self.batcher.tick()

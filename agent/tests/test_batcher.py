@@ -154,3 +154,23 @@ def test_compact_profile_decodes_to_the_same_records_as_senml():
 def test_unknown_profile_is_refused():
     with pytest.raises(ValueError, match="payload profile"):
         make_encoder("json", BIRTH)
+
+
+def test_due_is_the_open_packs_deadline_and_add_says_when_it_opened_one():
+    """What the batch thread sleeps on: `add` is True when it left a new pack open, `due` is when that
+    pack reaches max_age (None with no pack open)."""
+    now = [100.0]
+    packs, sink = collect()
+    b = Batcher(plain_encoder, sink, max_records=3, max_age=5.0, clock=lambda: now[0])
+    assert b.due() is None
+    assert b.add([("d", "p", 1, 1.7e9)]) is True  # opened a pack
+    assert b.due() == 105.0
+    now[0] = 102.0
+    assert b.add([("d", "p", 2, 1.7e9)]) is False  # joined the open pack: same deadline
+    assert b.due() == 105.0
+    assert b.add([("d", "p", 3, 1.7e9)]) is False  # the third reading closed the pack: none open
+    assert b.due() is None and len(packs) == 1
+    assert b.add([("d", "p", i, 1.7e9) for i in range(4)]) is True  # one full pack, then a new one open
+    assert b.due() == 107.0 and len(packs) == 2
+    now[0] = 107.0
+    assert b.tick() and b.due() is None

@@ -1,0 +1,142 @@
+"""An idle agent sleeps until something is due (issue #12, the CPU rows), at the wire with a real
+Mosquitto: the network thread waits on the broker's socket and a wake-up, the batch thread until the
+open pack's age; a committed pack, a new pack's deadline and stop each end those waits at once.
+
+No time is asserted: each test either counts the threads' turns over a quiet stretch (a polling loop
+makes dozens, a load can only make fewer) or stretches the longest wait to an hour, so that what it
+waits for arrives before the deadline only because the wake-up under test happened.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cbor2
+import pytest
+
+from agent import publisher as publisher_mod
+from agent import uplink as uplink_mod
+from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
+from agent.mqtt_client import Client
+from agent.uplink import Uplink
+from hil_tests.broker import Subscriber, broker_or_skip
+
+INVENTORY = [{"id": "lamp-1", "kind": "lamp", "model": "generic-lamp", "protocol": "modbus",
+              "address": 1, "points": [{"name": "dim", "unit": "/"}, {"name": "on", "unit": ""}]}]
+T0 = 1_700_000_000
+HOUR = 3600.0
+
+
+@pytest.fixture
+def broker():
+    b = broker_or_skip()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def sub(broker):
+    s = Subscriber(broker, client_id="idle-sub")
+    yield s
+    s.close()
+
+
+def make_uplink(broker, tmp_path, max_age: float = HOUR, adaptive: bool = True) -> Uplink:
+    config = Config(
+        path="<test>",
+        gateway=GatewayConfig(site="s1", id="gw1", health_interval=3600),
+        broker=BrokerConfig(host=broker.host, port=broker.port, reconnect_min=0.1, reconnect_max=0.5),
+        outbox=OutboxConfig(path=str(tmp_path / "outbox.sqlite")),
+        batch=BatchConfig(max_age=max_age, adaptive=adaptive),
+    )
+    return Uplink(config, INVENTORY)
+
+
+def poll(t: float) -> list:
+    return [("lamp-1", "dim", 0.5, t), ("lamp-1", "on", True, t)]
+
+
+def count(sub) -> int:
+    return sum(len(cbor2.loads(p)) for p in sub.on("data"))
+
+
+def test_an_idle_uplink_wakes_about_once_a_second(broker, sub, tmp_path, monkeypatch):
+    """Connected, nothing to send: over 3 s the network loop turns a few times (it used to turn every
+    50 ms: 60 times) and the batch thread not at all (every 100 ms: 30 times)."""
+    turns = {"loop": 0, "batch": 0}
+    loop, sleep_for = Client.loop, Uplink._sleep_for
+
+    def counted_loop(self, timeout=1.0):  # type: ignore[no-untyped-def]
+        turns["loop"] += 1
+        return loop(self, timeout)
+
+    def counted_sleep_for(self):  # type: ignore[no-untyped-def]
+        turns["batch"] += 1
+        return sleep_for(self)
+
+    monkeypatch.setattr(Client, "loop", counted_loop)
+    monkeypatch.setattr(Uplink, "_sleep_for", counted_sleep_for)
+    uplink = make_uplink(broker, tmp_path)
+    uplink.start()
+    try:
+        assert sub.wait_for(lambda: uplink.idle and uplink.publisher.stats()["inflight"] == 0, 10)
+        time.sleep(0.5)  # the health message and status go out, their PUBACKs come back
+        before = dict(turns)
+        time.sleep(3.0)
+        loop_turns, batch_turns = turns["loop"] - before["loop"], turns["batch"] - before["batch"]
+    finally:
+        uplink.stop()
+    assert loop_turns <= 3.0 / publisher_mod.IDLE_WAIT + 3, loop_turns
+    assert batch_turns <= 3.0 / uplink_mod._IDLE + 2, batch_turns
+
+
+def test_a_committed_pack_wakes_the_network_thread(broker, sub, tmp_path, monkeypatch):
+    """With the network thread's longest sleep set to an hour, a poll of an idle uplink reaches the
+    broker only because committing its pack wakes the thread."""
+    monkeypatch.setattr(publisher_mod, "IDLE_WAIT", HOUR)
+    uplink = make_uplink(broker, tmp_path)
+    uplink.start()
+    try:
+        assert sub.wait_for(lambda: uplink.idle, 10)
+        for i in range(3):
+            uplink.submit(poll(T0 + i))
+            assert sub.wait_for(lambda i=i: count(sub) == 2 * (i + 1), 30), "poll %d did not go out" % i
+            assert sub.wait_for(lambda: uplink.idle, 30)
+    finally:
+        uplink.stop()
+
+
+def test_an_open_pack_closes_at_its_age_not_at_the_longest_sleep(broker, sub, tmp_path, monkeypatch):
+    """Adaptive batching off, batch age 0.3 s, the batch thread's longest sleep an hour: the pack goes
+    out because opening it told the sleeping thread its deadline."""
+    monkeypatch.setattr(uplink_mod, "_IDLE", HOUR)
+    uplink = make_uplink(broker, tmp_path, max_age=0.3, adaptive=False)
+    uplink.start()
+    try:
+        assert sub.wait_for(lambda: uplink.connected, 10)
+        time.sleep(0.5)  # the batch thread is asleep with no pack open
+        uplink.submit(poll(T0))
+        assert sub.wait_for(lambda: count(sub) == 2, 30)
+        uplink.submit(poll(T0 + 1))  # and again: the next pack gets its own deadline
+        assert sub.wait_for(lambda: count(sub) == 4, 30)
+    finally:
+        uplink.stop()
+
+
+def test_stop_wakes_both_sleeping_threads(broker, sub, tmp_path, monkeypatch):
+    """Both threads asleep for up to an hour: stop still ends them (inside its join timeouts), having
+    flushed the open pack and published it."""
+    monkeypatch.setattr(publisher_mod, "IDLE_WAIT", HOUR)
+    monkeypatch.setattr(uplink_mod, "_IDLE", HOUR)
+    uplink = make_uplink(broker, tmp_path, adaptive=False)
+    uplink.start()
+    assert sub.wait_for(lambda: uplink.connected, 10)
+    time.sleep(0.5)
+    uplink.submit(poll(T0))  # an hour's batch age: only stop's flush sends it
+    names = {"fieldlink-mqtt", "fieldlink-batch"}
+    threads = [t for t in threading.enumerate() if t.name in names]
+    assert {t.name for t in threads} == names
+    uplink.stop()
+    assert not any(t.is_alive() for t in threads)
+    assert sub.wait_for(lambda: count(sub) == 2, 10)
