@@ -7,6 +7,9 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "default", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+settings.register_profile(  # `make test-fast`, the inner loop; `make test` runs the default 300
+    "fast", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.register_profile(
     "fuzz", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -39,6 +42,8 @@ SLOW_PATHS = (
     "hil_tests/",  # the end-to-end suite: Mosquitto, simulator and agent subprocesses, the VM
     "agent/tests/test_install.py",  # builds wheels into a fresh venv
     "agent/tests/test_sim_e2e.py",  # `fieldlink sim` and `fieldlink run` as subprocesses
+    "agent/tests/test_cli_conventions.py",  # every subcommand as a subprocess, its exit codes
+    "agent/tests/test_schedule_cli.py",  # `fieldlink schedule` as a subprocess for cities and dates
     "protocols/tests/test_micropython.py",  # every check script under the VM
     "simulator/tests/test_physical.py",  # the line at real baud timing, with bit errors
     "simulator/tests/test_mismatch.py",  # wrong line settings against real-time meters
