@@ -43,12 +43,33 @@ FORMAT = 1
 STATUS_EVERY = 2.0  # seconds between writes
 STALE_AFTER = 15.0  # a state not renewed for this long: the agent is hung (or the disk full)
 
-__all__ = ["FORMAT", "STALE_AFTER", "STATUS_EVERY", "StatusFile", "read", "status_path"]
+__all__ = [
+    "FORMAT",
+    "STALE_AFTER",
+    "STATUS_EVERY",
+    "StatusFile",
+    "outbox_state",
+    "part",
+    "read",
+    "status_path",
+]
 
 
-def _map(source: dict, key: str) -> dict:
+def part(source: dict, key: str) -> dict:
+    """source[key] when it is a map, else an empty one (a health map from a broker is not trusted)."""
     value = source.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def outbox_state(health: dict) -> dict:
+    """The state's outbox section, from a health map (the agent's own or one read from a broker)."""
+    outbox, readings = part(health, "outbox"), part(health, "readings")
+    return {
+        "packs": outbox.get("packs", 0),
+        "bytes": outbox.get("bytes", 0),
+        "records": outbox.get("records", 0),
+        "dropped": readings.get("dropped", 0),
+    }
 
 
 def status_path(outbox_path: str) -> str | None:
@@ -82,9 +103,10 @@ def build(
     buses_cfg = {b.name: b for b in config.buses}
     profiles = {d.id: config.profiles.get(d.profile) for d in config.devices}
     health = health or {}
-    outbox: dict = _map(health, "outbox")
-    readings: dict = _map(health, "readings")
-    mqtt: dict = _map(health, "mqtt")
+    mqtt: dict = part(health, "mqtt")
+    by_device: dict[str, list] = {}  # the active alarms, sorted once, by device
+    for (d, point, kind), a in sorted(alarms.items(), key=lambda kv: str(kv[0])):
+        by_device.setdefault(d, []).append((point, kind, a))
     buses: dict[str, Any] = {}
     devices: dict[str, Any] = {}
     for name, bus in counters.get("buses", {}).items():
@@ -108,9 +130,7 @@ def build(
         for device, c in bus.get("devices", {}).items():
             profile = profiles.get(device)
             active = []
-            for (d, point, kind), a in sorted(alarms.items(), key=lambda kv: str(kv[0])):
-                if d != device:
-                    continue
+            for point, kind, a in by_device.get(device, ()):
                 unit, resolution = "", None
                 if profile is not None and point and profile.has_point(point):
                     unit = profile.point(point).unit or ""
@@ -150,12 +170,7 @@ def build(
             "url": ", ".join(e.url for e in config.broker.endpoint_list()),
             "endpoint": mqtt.get("endpoint"),
         },
-        "outbox": {
-            "packs": outbox.get("packs", 0),
-            "bytes": outbox.get("bytes", 0),
-            "records": outbox.get("records", 0),
-            "dropped": readings.get("dropped", 0),
-        },
+        "outbox": outbox_state(health),
         "buses": buses,
         "devices": devices,
     }

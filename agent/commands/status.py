@@ -21,17 +21,13 @@ import sys
 import time
 from typing import Any, TextIO
 
+from agent.status_file import outbox_state, part
 from agent.units import show_text
 
 DEFAULT_CONFIG = "/etc/fieldlink/fieldlink.toml"
 NO_AGENT = 3
 
 __all__ = ["DEFAULT_CONFIG", "NO_AGENT", "add_arguments", "from_health", "render", "run", "verdict"]
-
-
-def _map(source: dict, key: str) -> dict:
-    value = source.get(key)
-    return value if isinstance(value, dict) else {}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,9 +204,7 @@ def from_health(status: dict | None, health: dict, url: str) -> dict:
                 "failing_points": dict(quality.get(device) or {}),
                 "alarms": [],
             }
-    mqtt: dict = _map(health, "mqtt")
-    outbox: dict = _map(health, "outbox")
-    readings: dict = _map(health, "readings")
+    mqtt: dict = part(health, "mqtt")
     return {
         "source": "broker",
         "site": health.get("site"),
@@ -224,12 +218,7 @@ def from_health(status: dict | None, health: dict, url: str) -> dict:
             "url": url,
             "endpoint": mqtt.get("endpoint"),
         },
-        "outbox": {
-            "packs": outbox.get("packs", 0),
-            "bytes": outbox.get("bytes", 0),
-            "records": outbox.get("records", 0),
-            "dropped": readings.get("dropped", 0),
-        },
+        "outbox": outbox_state(health),
         "buses": buses,
         "devices": devices,
     }
