@@ -71,15 +71,6 @@ def values(fields: dict, specs: list, units: object, bad) -> list:  # type: igno
     return out
 
 
-def decode(fields: dict, specs: list, units: object, emit) -> None:  # type: ignore[no-untyped-def]
-    """`emit(i, value, None)` for each point with a value, `emit(i, None, why)` for the others."""
-    why: dict = {}
-
-    def bad(i, text):  # type: ignore[no-untyped-def]
-        why[i] = text
-
-    steps.emit_values(values(fields, specs, units, bad), why, emit)
-
 
 def prepare(address: str, opts: tuple, frame: bytes, specs: list) -> tuple:
     """What every poll of one planned read needs, worked out once: (frame, accept test, specs)."""

@@ -72,15 +72,6 @@ def values(results: list, address: str, specs: list, bad) -> list:  # type: igno
     return out
 
 
-def decode(results: list, address: str, specs: list, emit) -> None:  # type: ignore[no-untyped-def]
-    """`emit(i, value, None)` for each spec with a value, `emit(i, None, why)` for the others."""
-    why: dict = {}
-
-    def bad(i, text):  # type: ignore[no-untyped-def]
-        why[i] = text
-
-    steps.emit_values(values(results, address, specs, bad), why, emit)
-
 
 def prepare(address: str, opts: tuple, frame: bytes, specs: list) -> tuple:
     """What every poll of one planned read needs, worked out once: (frame, OADs asked, accept, specs)."""
