@@ -165,9 +165,10 @@ def test_the_subscription_comes_back_before_the_backlog(tmp_path, broker):
     assert suback < first_data, order[:12]
 
 
-def test_a_command_queued_for_our_session_while_away_runs_once(tmp_path, relay, broker, sub):
-    uplink = Uplink(config(tmp_path, relay.port), lamps(2))
-    ran = []
+def commands_that_run(uplink, tmp_path) -> list:
+    """Gives the uplink a command gate whose scheduler runs every command at once (ok) and notes its id
+    in the list returned."""
+    ran: list = []
 
     class Scheduler:
         def switching(self, cmd):
@@ -181,6 +182,12 @@ def test_a_command_queued_for_our_session_while_away_runs_once(tmp_path, relay, 
 
     uplink.commands = CommandGate(uplink.config, Scheduler(), IdStore(str(tmp_path / "ids.sqlite")),
                                   uplink.send_ack)
+    return ran
+
+
+def test_a_command_queued_for_our_session_while_away_runs_once(tmp_path, relay, broker, sub):
+    uplink = Uplink(config(tmp_path, relay.port), lamps(2))
+    ran = commands_that_run(uplink, tmp_path)
     uplink.start()
     try:
         assert wait(lambda: uplink.connected)
@@ -251,20 +258,7 @@ def test_a_retained_command_published_while_subscribed(tmp_path, broker, sub, ve
     """MQTT 5 "retain as published": the live delivery of a retained command is flagged and refused.
     On MQTT 3.1.1 that delivery is unflagged and runs once (docs/commands.md, the residual risk)."""
     uplink = Uplink(config(tmp_path, broker.port, mqtt_version=version), lamps(1))
-    ran = []
-
-    class Scheduler:
-        def switching(self, cmd):
-            return False
-
-        def submit(self, cmd, done, before=None):
-            ran.append(cmd["id"])
-            if before is not None:
-                before()
-            done({"ok": True, "value": cmd.get("value")})
-
-    uplink.commands = CommandGate(uplink.config, Scheduler(), IdStore(str(tmp_path / "ids.sqlite")),
-                                  uplink.send_ack)
+    ran = commands_that_run(uplink, tmp_path)
     uplink.start()
     try:
         assert wait(lambda: uplink.connected and uplink.publisher._suback_mid is None)  # type: ignore[attr-defined]
