@@ -221,7 +221,12 @@ def test_a_dns_name_with_several_addresses_is_tried_address_by_address(tmp_path,
     try:
         assert wait(lambda: uplink.connected)
         mqtt = uplink.counters["mqtt"]
-        state = read(state_path(uplink.config.outbox.path) or "")
+
+        def written():  # the state file follows the connection on its own beat
+            found = read(state_path(uplink.config.outbox.path) or "")
+            return found if found and found.get("connected") is True else None
+        assert wait(lambda: written() is not None)
+        state = written()
     finally:
         uplink.stop()
     assert mqtt["endpoint"] == "mqtt://cluster.test:%d" % broker.port
