@@ -46,6 +46,10 @@ from protocols import lighting
 from protocols.schedule import LOOKBACK_DAYS
 from protocols.solar import format_instant
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from protocols.schedule import Change
+
 IDLE_RECHECK = 86400  # s: with no change within LOOKBACK_DAYS, look again a day later
 EARLIEST = -(1 << 62)  # the start of a run with no step in force
 COUNTERS = ("changes", "applications", "writes_ok", "writes_failed", "not_written_offline", "resets",
@@ -71,7 +75,7 @@ class Run:
         self.reason = reason  # why the first state in force is written: "start" or "replaced"
         self.live = True  # False once the run was replaced: its late results change nothing
         self.key = None  # type: tuple | None  # the in-force change's key; None: not resolved yet
-        self.change = None
+        self.change: Change | None = None  # not evaluated: an annotation in a function
         self.state: dict = {}
         self.valid_from = 0
         self.valid_until = 0
@@ -293,6 +297,8 @@ class Machine:
     def event_of(self, app: Application, now: int, results: dict) -> dict:
         """The `…/event` map of a finished application (`results` by device id, as sent)."""
         change = app.run.change
+        if change is None:  # never: an EVENT is decided only with a step in force
+            raise ValueError("schedule %r has no step in force" % (app.run.schedule.name,))
         return lighting.event(app.run.schedule.name, change.index + 1, change.step.at, change.instant, now,
                               app.reason, app.state, results)
 
