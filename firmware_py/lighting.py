@@ -28,7 +28,7 @@ from firmware_py.commands import checked, failure
 from protocols import cbor, lighting
 from protocols.commands import CLOCK_SET_AFTER
 from protocols.compiled import CompiledError
-from protocols.lighting_run import ALARM, COUNTERS, EVENT, IDLE_RECHECK, LOG, WRITE, Machine, Run
+from protocols.lighting_run import COUNTERS, IDLE_RECHECK, Machine, Run
 from protocols.schedule import Place, ScheduleError, parse_schedule
 from protocols.zone import zone_from_dict
 
@@ -147,24 +147,19 @@ class Lighting:
     def _bus_of(self, d: int) -> int:
         return self.inv.bus[d]
 
-    def _carry_out(self, now: int) -> None:
+    def _carry_out(self) -> None:
         """Carry out the machine's decisions: bus jobs, alarms and events into the ring, log lines."""
-        while True:
-            decisions = self.machine.take()
-            if not decisions:
-                return
-            for decision in decisions:
-                what = decision[0]
-                if what == WRITE:
-                    self.buses[decision[2]].jobs.append(Apply(self, decision[1], decision[3]))
-                elif what == ALARM:
-                    d, point, kind, value, raised, when = decision[1:]
-                    self.alarms.alarm(d, point, kind, value, raised, now if when is None else when)
-                elif what == EVENT:
-                    app = decision[1]
-                    self._record(app, app.run.change, [d for d in app.run.devices if d in app.results], now)
-                elif what == LOG:
-                    log.log(decision[1], decision[2])
+        self.machine.carry_out(self._write, self._alarm, self._event, log.log)
+
+    def _write(self, app, b: int, devices: list) -> None:
+        self.buses[b].jobs.append(Apply(self, app, devices))
+
+    def _alarm(self, d: int, point, kind: str, value, raised: bool, when) -> None:
+        self.alarms.alarm(d, point, kind, value, raised, rt.now() if when is None else when)
+
+    def _event(self, app) -> None:
+        """The application's `…/event` record(s) into the ring, after the readings made before it."""
+        self._record(app, app.run.change, [d for d in app.run.devices if d in app.results], rt.now())
 
     # -- the clock ------------------------------------------------------------------------------
 
@@ -172,14 +167,14 @@ class Lighting:
         """Bring every schedule up to `now` and queue the writes that are due; seconds until the next
         thing to do (a change, a retry)."""
         wait = self.machine.tick(now, IDLE_RECHECK)
-        self._carry_out(now)
+        self._carry_out()
         return wait
 
     def bus_done(self, app, results: dict) -> None:
         """An Apply job finished on its bus: results by device index."""
         now = rt.now()
         self.machine.bus_done(app, results, now, now - self.epoch)
-        self._carry_out(now)
+        self._carry_out()
         self.wake = True
 
     def _record(self, app, change, devices: list, now: int) -> None:
@@ -217,7 +212,7 @@ class Lighting:
         # the poller's `when` is the board's now (one clock): no second reading of it
         if self.machine.reading(d, point, value, when, when - self.epoch, when):
             self.wake = True
-        self._carry_out(when)
+        self._carry_out()
 
     def command_queued(self, d: int, ni: int) -> None:
         """A command is about to write point `ni` of device `d` by hand: until it finished, readings
@@ -230,7 +225,7 @@ class Lighting:
         if ni >= 0 and self.scheduled[ni]:
             now = rt.now()
             self.machine.command_done(d, self.inv.names[ni].decode(), value, ok, now - self.epoch)
-            self._carry_out(now)
+            self._carry_out()
 
     # -- health -------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ no threads. It keeps the bookkeeping of each schedule and says what to do; the d
     machine = Machine(place, counters, tolerance, offline, bus_of, name, watches)
     machine.set_runs([Run(schedule, devices), ...])
     wait = machine.tick(now, horizon)          # seconds until the next thing to do
-    for decision in machine.take(): ...        # carry out what it decided, in order
+    machine.carry_out(write, alarm, event, say)  # the driver carries out what it decided, in order
 
 Devices are whatever keys the driver uses (the agent: device ids; the board: device indexes, which
 cost its heap nothing); points are names. What the driver tells the machine, and the rules it applies:
@@ -34,7 +34,8 @@ Times: `now` is the gateway's clock (the schedules' time, retries, resets); `whe
 keeps it (the board counts from its start, which keeps the numbers small), to tell readings made
 before a write finished from those made after.
 
-Decisions (`take()`), tuples in the order they were made:
+Decisions (`take()`, or handed to the driver's functions by `carry_out`), tuples in the order they
+were made:
     (WRITE, app, bus, devices)    write `values(app, device, control)` to each device, on that bus;
                                   then call bus_done(app, results by device)
     (EVENT, app)                  record `event_of(app, now, results)`
@@ -136,6 +137,24 @@ class Machine:
             return NOTHING
         self.out = []
         return out
+
+    def carry_out(self, write, alarm, event, say) -> None:
+        """Hand each decision to the driver, in order, also those made while it carried out earlier
+        ones (a bus job that finished at once): write(app, bus, devices), alarm(device, point, kind,
+        value, raised, when), event(app), say(level, text)."""
+        while self.out:
+            out = self.out
+            self.out = []
+            for decision in out:
+                what = decision[0]
+                if what == WRITE:
+                    write(decision[1], decision[2], decision[3])
+                elif what == ALARM:
+                    alarm(decision[1], decision[2], decision[3], decision[4], decision[5], decision[6])
+                elif what == EVENT:
+                    event(decision[1])
+                else:
+                    say(decision[1], decision[2])
 
     def set_runs(self, runs: list) -> None:
         """Run these schedules from now on; the schedule alarms of a run no longer run are cleared."""

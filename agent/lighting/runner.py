@@ -51,7 +51,7 @@ from agent.lighting.store import ScheduleStore, StoreError
 from agent.lighting.zones import compile_zone
 from protocols import solar
 from protocols.lighting import tolerance
-from protocols.lighting_run import ALARM, EVENT, LOG, WRITE, Application, Machine, Run
+from protocols.lighting_run import Application, Machine, Run
 from protocols.schedule import Place, Schedule, ScheduleError
 
 __all__ = ["LightingTask", "command_schedule", "load_schedules", "make_place"]
@@ -266,23 +266,15 @@ class LightingTask:
     def _carry_out(self) -> None:
         """Carry out the machine's decisions (under the lock): writes go to their bus owners at once,
         alarms and events are sent by _flush outside the lock."""
-        while True:
-            decisions = self.machine.take()
-            if not decisions:
-                return
-            for decision in decisions:
-                what = decision[0]
-                if what == WRITE:
-                    self._write(*decision[1:])
-                elif what == ALARM:
-                    self._outgoing.append(("alarm", decision[1:]))
-                elif what == EVENT:
-                    app = decision[1]
-                    results = {d: dict(r) for d, r in sorted(app.results.items())}
-                    event = self.machine.event_of(app, int(self.clock()), results)
-                    self._outgoing.append(("event", (event,)))
-                elif what == LOG:
-                    log.log(decision[1], "%s", decision[2])
+        self.machine.carry_out(self._write, self._send_alarm, self._event, log.log)
+
+    def _send_alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
+                    when: float | None) -> None:
+        self._outgoing.append(("alarm", (device, point, kind, value, raised, when)))
+
+    def _event(self, app: Application) -> None:
+        results = {d: dict(r) for d, r in sorted(app.results.items())}
+        self._outgoing.append(("event", (self.machine.event_of(app, int(self.clock()), results),)))
 
     def _write(self, app: Application, worker: Any, devices: list[str]) -> None:
         """Start one application's writes on one bus (its owner runs them between two polls)."""
