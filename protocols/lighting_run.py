@@ -235,27 +235,31 @@ class Machine:
         if run.change is None or not run.state:
             run.dirty = {}
             return
-        by_reason: dict = {}
-        for device in list(run.dirty):
-            if device not in run.pending and run.retry_at.get(device, 0) <= now:
-                by_reason.setdefault(run.dirty.pop(device), []).append(device)
-        for reason in by_reason:
+        if not run.dirty:
+            return
+        by_reason: dict = {}  # reason -> [device], in the schedule's order
+        reasons: list = []
+        for device in run.devices:
+            if device in run.dirty and device not in run.pending and run.retry_at.get(device, 0) <= now:
+                _group(by_reason, reasons, run.dirty.pop(device), device)
+        for reason in reasons:
             app = Application(run, reason)
             jobs: dict = {}  # bus -> [device]
+            buses: list = []
             for device in by_reason[reason]:
                 why = self.offline(device)
                 if why is not None:
                     self.counters["not_written_offline"] += 1
                     app.results[device] = lighting.not_written(why)
                     continue
-                jobs.setdefault(self.bus_of(device), []).append(device)
+                _group(jobs, buses, self.bus_of(device), device)
                 run.pending[device] = True
-            app.waiting = len(jobs)
+            app.waiting = len(buses)
             self.counters["applications"] += 1
-            if not jobs:
+            if not buses:
                 self._finish(app)
                 continue
-            for bus in jobs:
+            for bus in buses:
                 self.out.append((WRITE, app, bus, jobs[bus]))
 
     def values(self, app: Application, device, control) -> list:
@@ -436,3 +440,13 @@ class Machine:
     def lamps_alarmed(self) -> list:
         """The ids of the lamps whose `lighting` alarm is up."""
         return sorted([self.name(d) for d in self.watches if self.watches[d].raised])
+
+
+def _group(groups: dict, order: list, key, item) -> None:
+    """Add `item` to group `key`; `order` lists the keys as they first came (MicroPython's dicts keep
+    no order, and the decisions must come in the same order on both runtimes)."""
+    members = groups.get(key)
+    if members is None:
+        members = groups[key] = []
+        order.append(key)
+    members.append(item)
