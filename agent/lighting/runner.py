@@ -32,7 +32,10 @@ What it does (docs/lighting.md, "How the agent runs a schedule"):
 
 A schedule command (`action` "schedule") replaces a schedule by name, or adds one; it is kept in the
 store beside the outbox (agent/lighting/store.py) and checked again against the config at every start.
-The core is `tick(now)`, which tests drive with their own clock; the thread only calls it.
+The core is `tick(now)`, which tests drive with their own clock; the thread only calls it. The rules
+above are not kept here: protocols/lighting_run.Machine, the board's too, decides what is written when,
+which alarms and events follow (docs/lighting.md, "One state machine for agent and board"); this module
+asks it under its lock and carries its decisions out with threads, bus owners and the outbox.
 """
 
 from __future__ import annotations
