@@ -163,10 +163,6 @@ class LightingTask:
                                str, watches)
         self._build()
 
-    @property
-    def watches(self) -> dict:
-        return self.machine.watches
-
     # -- the schedules --------------------------------------------------------------------------
 
     def _build(self) -> None:
