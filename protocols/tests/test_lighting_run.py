@@ -6,7 +6,7 @@ outages, readings and hand writes."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols.tests.lighting_run_cases import CASES, NIGHT, OFF, Driver, results
@@ -27,7 +27,6 @@ STEP = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(STEP, max_size=40), st.booleans())
 def test_any_sequence_keeps_the_books(steps: list, across_a_change: bool) -> None:
     """Whatever happens: a device has at most one write on its bus, each application is one event
