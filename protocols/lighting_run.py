@@ -299,7 +299,7 @@ class Machine:
             if current:
                 run.dirty.setdefault(device, "retry")
                 run.retry_at[device] = now + lighting.RETRY_AFTER
-            if device not in run.failed:
+            if run.live and device not in run.failed:  # a replaced run's alarms were cleared: none again
                 run.failed[device] = error
                 self._alarm(device, None, lighting.SCHEDULE, error, True, None)
         app.waiting -= 1

@@ -263,8 +263,10 @@ def case_replaced():
     out: list = [("cleared", sorted(drv.alarms[2:]), [("a", None, "schedule", "applied", False, None),
                                         ("b", None, "schedule", "applied", False, None)]),
            ("the old run", (old.live, dict(old.failed)), (False, {}))]
-    drv.done(second, results(["c"]), NIGHT + 1, 101)
+    raised = len(drv.alarms)
+    drv.done(second, results(["c"], "timeout"), NIGHT + 1, 101)
     out.append(("a late result", (dict(old.applied), sorted(old.dirty)), ({}, ["a", "b"])))
+    out.append(("a late failure raises nothing", drv.alarms[raised:], []))
     drv.writes = []
     drv.tick(NIGHT + 2)
     out.append(("the new one writes", drv.sent(), [("replaced", 1, ["a", "b"]), ("replaced", 2, ["c"])]))
