@@ -17,6 +17,11 @@ The session is persistent unless `clean` is set: the broker keeps our subscripti
 while we are away, and CONNACK's `session_present` tells whether it still holds them. The will is set
 by `on_open` (called once TCP is up, before CONNECT), so it can carry this connection's number.
 
+The packets are protocols/mqtt_packet.py's (the codec the fleet tools' client shares): this module is
+the socket loop around it. Whatever a broker sends is either handled or an MqttError naming the broken
+packet (the uplink closes and reconnects); a packet larger than the receive buffer is skipped and
+counted (`oversized`).
+
 The socket adapter (firmware_py.hw) offers: `await connect(host, port)`, `write(buf) -> n`
 (non-blocking, may be short), `readinto(buf) -> n` (0: nothing now, -1: closed), `close()`.
 """

@@ -3,7 +3,8 @@
 `fieldlink sim fleet` holds a thousand broker connections from one process; `fieldlink fleet report`
 holds one. paho-mqtt (the agent's client) costs a thread or a select() per client and about three
 times the CPU per message here (docs/scaling.md, "Why our own client"), so the fleet tools speak
-the few packets they need themselves, over asyncio transports:
+the few packets they need themselves, over asyncio transports; the packets are built and checked by
+protocols/mqtt_packet.py, the codec the board's client (firmware_py/mqtt.py) uses too:
 
     session = Session("gw-0001", will=("fieldlink/s/gw-0001/status", will_bytes, 1, True),
                       on_message=handle)          # handle(topic, payload, retain)
