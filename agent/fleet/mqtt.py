@@ -77,7 +77,8 @@ class Session(asyncio.Protocol):
         self._buf = bytearray()
         self._ping_sent = 0.0
         await asyncio.wait_for(loop.create_connection(lambda: self, host, port), timeout)
-        self._send(self._connect_packet())
+        self._send(packets.connect(self.client_id, self.keepalive, True, self.will, self.username,
+                                   self.password))
         try:
             code = await asyncio.wait_for(asyncio.shield(self._connack), timeout)
         except TimeoutError:
@@ -204,9 +205,6 @@ class Session(asyncio.Protocol):
             if self._next_id not in self._waiting:
                 return self._next_id
         raise MqttError("65535 messages in flight on client %s" % self.client_id)
-
-    def _connect_packet(self) -> bytes:
-        return packets.connect(self.client_id, self.keepalive, True, self.will, self.username, self.password)
 
     def _handle(self, buf: bytearray, head: int, body: int, size: int) -> None:
         """One whole packet from the broker: its first byte `head`, its body buf[body:body + size]."""
