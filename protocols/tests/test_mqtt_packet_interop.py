@@ -130,19 +130,21 @@ def test_paho_sends_our_bytes_and_reads_ours(client_id, keepalive, clean, will, 
         paho.close()
 
 
-@pytest.fixture
-def broker():
-    b = broker_or_skip()
-    yield b
-    b.close()
-
-
 def raw(broker: Mosquitto) -> Wire:
     return Wire(socket.create_connection((broker.host, broker.port), 10))
 
 
 @pytest.mark.slow
-def test_mosquitto_takes_our_packets(broker: Mosquitto) -> None:
+def test_mosquitto_takes_our_packets() -> None:
+    broker = broker_or_skip()
+    try:
+        talk_to(broker)
+    finally:
+        broker.close()
+
+
+def talk_to(broker: Mosquitto) -> None:
+    """Our CONNECT (will), SUBSCRIBE, PUBLISH of every length size, PUBACK and PINGREQ, to Mosquitto."""
     sub = Subscriber(broker, topic="codec/#", persistent=False)
     wire = raw(broker)
     try:
