@@ -32,7 +32,10 @@ What it does (docs/lighting.md, "How the agent runs a schedule"):
 
 A schedule command (`action` "schedule") replaces a schedule by name, or adds one; it is kept in the
 store beside the outbox (agent/lighting/store.py) and checked again against the config at every start.
-The core is `tick(now)`, which tests drive with their own clock; the thread only calls it.
+The core is `tick(now)`, which tests drive with their own clock; the thread only calls it. The rules
+above are not kept here: protocols/lighting_run.Machine, the board's too, decides what is written when,
+which alarms and events follow (docs/lighting.md, "One state machine for agent and board"); this module
+asks it under its lock and carries its decisions out with threads, bus owners and the outbox.
 """
 
 from __future__ import annotations
@@ -42,25 +45,23 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config_lighting import check_schedule
 from agent.config_model import Config
-from agent.lighting.lamps import LampFacts, LightWatch, lamp_facts, light_watch
+from agent.lighting.lamps import LampFacts, lamp_facts, light_watch
 from agent.lighting.store import ScheduleStore, StoreError
 from agent.lighting.zones import compile_zone
-from protocols import lighting, solar
-from protocols.lighting import RESET_GAP, RETRY_AFTER
-from protocols.schedule import LOOKBACK_DAYS, Change, Place, Schedule, ScheduleError
+from protocols import solar
+from protocols.lighting import tolerance
+from protocols.lighting_run import Application, Machine, Run
+from protocols.schedule import Place, Schedule, ScheduleError
 
 __all__ = ["LightingTask", "command_schedule", "load_schedules", "make_place"]
 
 log = logging.getLogger("fieldlink.lighting")
 
 RECHECK = 60.0  # seconds between two readings of the wall clock while waiting for a change
-IDLE_RECHECK = 86400  # with no change within LOOKBACK_DAYS, look again a day later
-_UNSET = ("unset",)  # the key of a schedule that was never resolved
 
 
 def command_schedule(config: Config, target: str, raw: object, others: dict[str, Schedule]) -> Schedule:
@@ -123,56 +124,11 @@ def make_place(config: Config, now: float | None = None) -> Place | None:
     return Place(float(g.latitude), float(g.longitude), compile_zone(g.timezone, year - 1))
 
 
-@dataclass
-class Running:
-    """One schedule at run time: what is in force, what each device was given."""
-
-    schedule: Schedule
-    source: str  # "config" or "command"
-    first_reason: str = "start"
-    key: tuple = _UNSET
-    change: Change | None = None
-    state: dict = field(default_factory=dict)
-    valid_from: float = 0.0
-    valid_until: float = 0.0
-    next: int | None = None  # the instant of the next change, None when none within LOOKBACK_DAYS
-    applied: dict[str, tuple] = field(default_factory=dict)  # device -> key written to it
-    pending: set[str] = field(default_factory=set)  # devices with a write on their bus now
-    dirty: dict[str, str] = field(default_factory=dict)  # device -> why it must be written
-    retry_at: dict[str, float] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)  # device -> error (a schedule alarm is up)
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # by hand, until the next step
-    manual: dict[tuple[str, str], int] = field(default_factory=dict)  # hand writes on their way
-    last_reset: dict[str, float] = field(default_factory=dict)
-    # device -> time.time() its last write finished: readings stamped before it (a poll cycle the
-    # write ran in the middle of) do not show a lost state
-    written_at: dict[str, float] = field(default_factory=dict)
-    away: set[str] = field(default_factory=set)  # devices reported offline since they were written
-
-    @property
-    def devices(self) -> list[str]:
-        return list(self.schedule.devices or [])  # type: ignore[call-overload]
-
-    def wanted(self, device: str, point: str) -> Any:
-        """What `device`'s `point` should be now: a hand override, else the state in force."""
-        return self.overrides.get(device, {}).get(point, self.state.get(point))
-
-
-@dataclass
-class Application:
-    """One write of a schedule's state to some of its devices, recorded as one event."""
-
-    running: Running
-    key: tuple
-    reason: str
-    state: dict
-    results: dict[str, dict] = field(default_factory=dict)
-    waiting: int = 0
-
-
 class LightingTask:
-    """See the module docstring. Thread-safe: the bus owners, the network thread and the task's own
-    thread call in."""
+    """See the module docstring: the thread, the bus owners' jobs and the schedule store around the
+    run's state machine (protocols/lighting_run.Machine), which decides what to write, when, and
+    which alarms and events follow. Thread-safe: the bus owners, the network thread and the task's
+    own thread call in; the machine is only touched under the lock."""
 
     def __init__(self, config: Config, scheduler: Any, record_event: Callable[[dict], None],
                  alarm: Callable[..., None], clock: Callable[[], float] = time.time,
@@ -186,14 +142,14 @@ class LightingTask:
         self.place = place if place is not None else make_place(config, clock())
         self.alarm_after = config.lighting.alarm_after
         self.lamps: dict[str, LampFacts] = lamp_facts(config)
-        self.watches: dict[str, LightWatch] = {}
+        watches = {}
         for d, f in self.lamps.items():
             watch = light_watch(f, self.alarm_after)
             if watch is not None:
-                self.watches[d] = watch
+                watches[d] = watch
         self.devices = {d.id: d for d in config.devices}
         self.store = ScheduleStore(config.lighting.store)
-        self.running: dict[str, Running] = {}
+        self.running: dict[str, Run] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -203,6 +159,8 @@ class LightingTask:
         self.counters = {"changes": 0, "applications": 0, "writes_ok": 0, "writes_failed": 0,
                          "not_written_offline": 0, "resets": 0, "overrides": 0, "replaced": 0,
                          "restored": 0, "alarms": 0, "stored_invalid": 0}
+        self.machine = Machine(self.place, self.counters, self._tolerance_of, self._offline, self._bus_of,
+                               str, watches)
         self._build()
 
     # -- the schedules --------------------------------------------------------------------------
@@ -214,19 +172,13 @@ class LightingTask:
             self.counters["stored_invalid"] += 1
             log.error("event=stored_schedule_ignored name=%r file=%s: %s; the config's schedule (if any) "
                       "runs instead", name, self.store.path, problem)
-        running = {name: Running(schedule, source) for name, (schedule, source) in schedules.items()}
+        running = {name: _run(schedule, source) for name, (schedule, source) in schedules.items()}
         if running and self.place is None:
             raise ValueError("schedules need [gateway] latitude, longitude and timezone")
         self.running = running
-        self._index()
+        self.machine.set_runs(list(running.values()))
 
-    def _index(self) -> None:
-        self._by_device: dict[str, list[Running]] = {}
-        for run in self.running.values():
-            for device in run.devices:
-                self._by_device.setdefault(device, []).append(run)
-
-    def _check_command_schedule(self, target: str, raw: object, others: dict[str, Running]) -> Schedule:
+    def _check_command_schedule(self, target: str, raw: object, others: dict[str, Run]) -> Schedule:
         return command_schedule(self.config, target, raw, {n: r.schedule for n, r in others.items()})
 
     def replace(self, fields: dict) -> dict:
@@ -249,11 +201,10 @@ class LightingTask:
                 self.store.put(schedule.name, str(target), dict(value), fields.get("id"), now)  # type: ignore[arg-type]
             except StoreError as exc:
                 return _failed("schedule not kept, nothing changed: %s" % exc)
-            old = self.running.get(schedule.name)
-            self.running[schedule.name] = Running(schedule, "command", first_reason="replaced")
-            self._index()
+            self.running[schedule.name] = _run(schedule, "command", "replaced")
             self.counters["replaced"] += 1
-            self._drop_alarms(old)
+            self.machine.set_runs(list(self.running.values()))
+            self._carry_out()
             ack = self._describe(schedule, now)
         log.info("event=schedule_replaced name=%r target=%s steps=%d id=%r", schedule.name, target,
                  len(schedule.steps), fields.get("id"))
@@ -273,14 +224,14 @@ class LightingTask:
                 return _failed("schedule not restored, nothing changed: %s" % exc)
             if not dropped:
                 return _failed("schedule refused: no replacement of schedule %r is kept" % name)
-            old = self.running.pop(name, None)
+            self.running.pop(name, None)
             table = next((t for t in self.config.schedules if t.get("name") == name), None)
             if table is not None:
                 schedule = check_schedule(table, self.config.groups, self.devices, self.config.profiles)
-                self.running[name] = Running(schedule, "config", first_reason="replaced")
-            self._index()
+                self.running[name] = _run(schedule, "config", "replaced")
             self.counters["restored"] += 1
-            self._drop_alarms(old)
+            self.machine.set_runs(list(self.running.values()))
+            self._carry_out()
             now = int(self.clock())
             ack = self._describe(self.running[name].schedule, now) if name in self.running else {
                 "schedule": name, "devices": 0, "step": None, "next": None}
@@ -296,101 +247,52 @@ class LightingTask:
         return {"schedule": schedule.name, "devices": len(schedule.devices or []),  # type: ignore[arg-type]
                 "step": change.index + 1 if change else None, "next": nxt.instant if nxt else None}
 
-    def _drop_alarms(self, old: Running | None) -> None:
-        """Clear the schedule alarms of a schedule that is no longer run."""
-        if old is None:
-            return
-        for device in list(old.failed):
-            self._send_alarm(device, None, lighting.SCHEDULE, lighting.APPLIED, False)
-        old.failed.clear()
+    # -- the machine's questions and decisions --------------------------------------------------
+
+    def _tolerance_of(self, device: str, point: str) -> float:
+        return self._tolerance.get((device, point), 1e-9)
+
+    def _offline(self, device: str) -> str | None:
+        """None when `device` may be written; why not when its bus owner knows it does not answer."""
+        state = self.scheduler.drivers[device][0].devices[device]
+        if state.online is False:
+            return str(state.last_error or "no answer")
+        return None
+
+    def _bus_of(self, device: str) -> Any:
+        return self.scheduler.drivers[device][0]
+
+    def _carry_out(self) -> None:
+        """Carry out the machine's decisions (under the lock): writes go to their bus owners at once,
+        alarms and events are sent by _flush outside the lock."""
+        self.machine.carry_out(self._write, self._send_alarm, self._event, log.log)
+
+    def _send_alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
+                    when: float | None) -> None:
+        self._outgoing.append(("alarm", (device, point, kind, value, raised, when)))
+
+    def _event(self, app: Application) -> None:
+        results = {d: dict(r) for d, r in sorted(app.results.items())}
+        self._outgoing.append(("event", (self.machine.event_of(app, int(self.clock()), results),)))
+
+    def _write(self, app: Application, worker: Any, devices: list[str]) -> None:
+        """Start one application's writes on one bus (its owner runs them between two polls)."""
+        writes = []
+        for device in devices:
+            facts = self.lamps.get(device)
+            writes.append((device, self.machine.values(app, device, facts.control if facts else None)))
+        future = worker.run_on_bus(self._job(writes))
+        self._watch_future(future, app, devices)
 
     # -- the clock ------------------------------------------------------------------------------
 
     def tick(self, now: float) -> float:
         """Bring every schedule up to `now` and start the writes that are due; the seconds to wait."""
         with self._lock:
-            wake = now + self.recheck
-            for run in list(self.running.values()):
-                self._refresh(run, now)
-                self._launch(run, now)
-                wake = min(wake, run.valid_until)
-                for device, at in run.retry_at.items():
-                    if device in run.dirty:
-                        wake = min(wake, at)
+            wait = self.machine.tick(now, self.recheck)
+            self._carry_out()
         self._flush()
-        return max(0.0, wake - now)
-
-    def _refresh(self, run: Running, now: float) -> None:
-        if run.key is not _UNSET and run.valid_from <= now < run.valid_until:
-            return
-        assert self.place is not None
-        instant = int(now)
-        change = run.schedule.in_force(instant, self.place)
-        nxt = run.schedule.next_change(instant, self.place)
-        run.valid_from = change.instant if change is not None else -float("inf")
-        run.valid_until = nxt.instant if nxt is not None else instant + IDLE_RECHECK
-        run.next = nxt.instant if nxt is not None else None
-        key = change.key() if change is not None else ()
-        if key == run.key:
-            return
-        reason = run.first_reason if run.key is _UNSET else "change"
-        run.key = key
-        run.change = change
-        run.state = run.schedule.state_at(instant, self.place) if change is not None else {}
-        run.overrides.clear()
-        run.applied.clear()
-        if change is None:
-            log.warning("event=schedule_idle name=%r: no step within the last %d days", run.schedule.name,
-                        LOOKBACK_DAYS)
-            return
-        self.counters["changes"] += 1
-        log.info("event=schedule_step name=%r step=%d at=%r due=%s state=%s reason=%s", run.schedule.name,
-                 change.index + 1, change.step.at, solar.format_instant(change.instant), run.state, reason)
-        for device in run.devices:
-            run.dirty[device] = reason
-            run.retry_at.pop(device, None)
-            watch = self.watches.get(device)
-            if watch is not None:
-                watch.written()
-
-    def _launch(self, run: Running, now: float) -> None:
-        """Start the writes of the devices that need the state in force (one job per bus)."""
-        if run.change is None or not run.state:
-            run.dirty.clear()
-            return
-        due = [d for d in run.dirty if d not in run.pending and run.retry_at.get(d, 0.0) <= now]
-        by_reason: dict[str, list[str]] = {}
-        for device in due:
-            by_reason.setdefault(run.dirty.pop(device), []).append(device)
-        for reason, devices in by_reason.items():
-            app = Application(run, run.key, reason, dict(run.state))
-            jobs: dict[str, tuple[Any, list[str]]] = {}
-            for device in devices:
-                worker = self.scheduler.drivers[device][0]
-                state = worker.devices[device]
-                if state.online is False:
-                    self.counters["not_written_offline"] += 1
-                    app.results[device] = lighting.not_written(state.last_error or "no answer")
-                    continue
-                jobs.setdefault(worker.name, (worker, []))[1].append(device)
-                run.pending.add(device)
-            app.waiting = len(jobs)
-            self.counters["applications"] += 1
-            if not jobs:
-                self._finish(app)
-                continue
-            for worker, members in jobs.values():
-                writes = [(d, self._ordered(d, run)) for d in members]
-                future = worker.run_on_bus(self._job(writes))
-                self._watch_future(future, app, members)
-
-    def _ordered(self, device: str, run: Running) -> list[tuple[str, Any]]:
-        """The points to write, hand overrides included; a lamp's control point last when it switches
-        on (its dim level is set before it lights) and first when it switches off."""
-        values = dict(run.state)
-        values.update(run.overrides.get(device, {}))
-        facts = self.lamps.get(device)
-        return lighting.ordered(values, facts.control if facts is not None else None)
+        return wait
 
     def _job(self, writes: list[tuple[str, list[tuple[str, Any]]]]) -> Callable[[Any], dict]:
         scheduler = self.scheduler
@@ -429,56 +331,13 @@ class LightingTask:
                 error = outcome(None, exc)["error"] if isinstance(exc, Exception) else str(exc)
                 results = {d: {"ok": False, "error": error, "value": None} for d in devices}
             with self._lock:
-                self._bus_done(app, results)
+                # the bus's clock, which stamps the readings, for the written_at of each device
+                self.machine.bus_done(app, results, self.clock(), time.time())
+                self._carry_out()
             self._flush()
             self._wake.set()
 
         future.add_done_callback(done)
-
-    def _bus_done(self, app: Application, results: dict) -> None:
-        run = app.running
-        now = self.clock()
-        current = self.running.get(run.schedule.name) is run and app.key == run.key
-        for device, result in results.items():
-            app.results[device] = result
-            run.pending.discard(device)
-            run.written_at[device] = time.time()  # the bus's clock, which stamps the readings
-            if result["ok"]:
-                watch = self.watches.get(device)
-                if watch is not None:  # the lamp was just switched: its light may take a reading to follow
-                    watch.written()
-                self.counters["writes_ok"] += 1
-                if current:
-                    run.applied[device] = app.key
-                    run.retry_at.pop(device, None)
-                if device in run.failed:
-                    del run.failed[device]
-                    self._send_alarm(device, None, lighting.SCHEDULE, lighting.APPLIED, False)
-                continue
-            self.counters["writes_failed"] += 1
-            log.warning("event=schedule_write_failed name=%r device=%s error=%r retry_in=%.0f",
-                        run.schedule.name, device, result["error"], RETRY_AFTER)
-            if current:
-                run.dirty.setdefault(device, "retry")
-                run.retry_at[device] = now + RETRY_AFTER
-            if device not in run.failed:
-                run.failed[device] = str(result["error"])
-                self._send_alarm(device, None, lighting.SCHEDULE, str(result["error"]), True)
-        app.waiting -= 1
-        if app.waiting <= 0:
-            self._finish(app)
-
-    def _finish(self, app: Application) -> None:
-        change = app.running.change
-        if change is None:
-            return
-        event = lighting.event(app.running.schedule.name, change.index + 1, change.step.at, change.instant,
-                               int(self.clock()), app.reason, app.state,
-                               {d: dict(r) for d, r in sorted(app.results.items())})
-        ok = sum(1 for r in app.results.values() if r["ok"])
-        log.info("event=schedule_applied name=%r step=%d reason=%s devices=%d ok=%d", event["schedule"],
-                 event["step"], app.reason, len(app.results), ok)
-        self._outgoing.append(("event", (event,)))
 
     # -- what the bus owners and the command path report ----------------------------------------
 
@@ -486,16 +345,7 @@ class LightingTask:
         """A device stopped answering, or answers again after that: then it gets the state in force
         (its first answer after start-up is no news: the start-up write reached it or is retried)."""
         with self._lock:
-            for run in self._by_device.get(device, ()):
-                if not online:
-                    run.applied.pop(device, None)
-                    run.away.add(device)
-                    continue
-                if device in run.away:  # back after an outage: it may have lost what it was given
-                    run.away.discard(device)
-                    if device not in run.pending:
-                        run.dirty[device] = "online"
-                        run.retry_at.pop(device, None)
+            self.machine.device_state(device, online)
         if online:
             self._wake.set()
 
@@ -503,94 +353,37 @@ class LightingTask:
         """Readings from a bus owner: a scheduled point that differs from what was written (the device
         lost its state) is written again; a lamp's lit point is compared with its schedule."""
         wake = False
+        machine = self.machine
         with self._lock:
+            now = self.clock()
             for device, point, value, when in readings:
-                runs = self._by_device.get(device)
-                watch = self.watches.get(device)
-                if runs is None and watch is None:
-                    continue
-                for run in runs or ():
-                    if point in run.schedule.points and self._lost(run, device, point, value, when):
+                if device in machine.by_device or device in machine.watches:
+                    if machine.reading(device, point, value, when, when, now):
                         wake = True
-                if watch is not None and point == watch.lit:
-                    wanted = self._wanted(device, watch.control)  # type: ignore[arg-type]
-                    change = watch.reading(value, when, wanted)
-                    if change is not None:
-                        if change[1]:
-                            self.counters["alarms"] += 1
-                        level = logging.WARNING if change[1] else logging.INFO
-                        log.log(level, "event=lamp_%s device=%s %s=%r wanted %s=%r", change[0], device, point,
-                                value, watch.control, wanted)
-                        self._send_alarm(device, watch.control, lighting.LIGHTING,  # type: ignore[arg-type]
-                                         change[0], change[1], when)
+            self._carry_out()
         self._flush()
         if wake:
             self._wake.set()
 
-    def _wanted(self, device: str, point: str | None) -> Any:
-        if point is None:
-            return None
-        for run in self._by_device.get(device, ()):
-            if point in run.schedule.points and run.change is not None:
-                return run.wanted(device, point)
-        return None
-
-    def _lost(self, run: Running, device: str, point: str, value: Any, when: float) -> bool:
-        if run.applied.get(device) != run.key or device in run.pending or device in run.dirty:
-            return False
-        if when <= run.written_at.get(device, 0.0):
-            return False
-        if run.manual.get((device, point)):
-            return False
-        wanted = run.wanted(device, point)
-        if wanted is None or lighting.same(value, wanted, self._tolerance.get((device, point), 1e-9)):
-            return False
-        now = self.clock()
-        if now - run.last_reset.get(device, -RESET_GAP) < RESET_GAP:
-            return False
-        run.last_reset[device] = now
-        run.dirty[device] = "reset"
-        self.counters["resets"] += 1
-        log.warning("event=lamp_reset name=%r device=%s point=%s read=%r wanted=%r: the device lost its "
-                    "state; writing it again", run.schedule.name, device, point, value, wanted)
-        return True
-
     def scheduled(self, device: str, point: str) -> bool:
         """True when a running schedule sets `point` of `device` (a hand write is then an override)."""
         with self._lock:
-            return any(point in run.schedule.points for run in self._by_device.get(device, ()))
+            return self.machine.sets(device, point)
 
     def command_queued(self, device: str, point: str) -> None:
         """A command is about to write a scheduled point by hand: readings do not count as a lost state
         until it finished."""
         with self._lock:
-            for run in self._by_device.get(device, ()):
-                if point in run.schedule.points:
-                    run.manual[(device, point)] = run.manual.get((device, point), 0) + 1
+            self.machine.command_queued(device, point)
 
     def command_done(self, device: str, point: str, value: Any, ok: bool) -> None:
         """The hand write finished: when it succeeded, it holds until the schedule's next step."""
         with self._lock:
-            for run in self._by_device.get(device, ()):
-                if point not in run.schedule.points:
-                    continue
-                left = run.manual.get((device, point), 1) - 1
-                if left > 0:
-                    run.manual[(device, point)] = left
-                else:
-                    run.manual.pop((device, point), None)
-                run.written_at[device] = time.time()  # a poll cycle around the write read the old value
-                if ok:
-                    run.overrides.setdefault(device, {})[point] = value
-                    self.counters["overrides"] += 1
-                    log.info("event=schedule_override name=%r device=%s point=%s value=%r: held until the "
-                             "next step", run.schedule.name, device, point, value)
+            # a poll cycle around the write read the old value: stamped on the readings' clock
+            self.machine.command_done(device, point, value, ok, time.time())
+            self._carry_out()
 
     # -- outgoing -------------------------------------------------------------------------------
-
-    def _send_alarm(self, device: str, point: str | None, kind: str, value: Any, raised: bool,
-                    when: float | None = None) -> None:
-        self._outgoing.append(("alarm", (device, point, kind, value, raised, when)))
 
     def _flush(self) -> None:
         """Send the alarms and events collected under the lock (the outbox may take a few ms)."""
@@ -611,13 +404,9 @@ class LightingTask:
         """`…/health` → `lighting`."""
         with self._lock:
             out: dict[str, Any] = dict(self.counters)
-            out["schedules"] = {
-                name: {"source": run.source, "devices": len(run.devices),
-                       "step": run.change.index + 1 if run.change is not None else None,
-                       "next": run.next,
-                       "failed": sorted(run.failed), "overrides": sorted(run.overrides)}
-                for name, run in sorted(self.running.items())}
-            out["lamps_alarmed"] = sorted(d for d, w in self.watches.items() if w.raised)
+            runs = sorted(self.running.items())
+            out["schedules"] = {name: self.machine.describe(run) for name, run in runs}
+            out["lamps_alarmed"] = self.machine.lamps_alarmed()
         out["store"] = self.store.path
         if self.store.problem:
             out["store_problem"] = self.store.problem
@@ -630,7 +419,7 @@ class LightingTask:
             profile = self.config.profiles[device.profile]
             for point in profile.points:
                 if point.writable:
-                    out[(device.id, point.name)] = lighting.tolerance(point.scale)
+                    out[(device.id, point.name)] = tolerance(point.scale)
         return out
 
     # -- the thread -----------------------------------------------------------------------------
@@ -660,6 +449,11 @@ class LightingTask:
                 log.exception("event=lighting_error")
                 wait = 5.0
             self._wake.wait(min(wait, self.recheck))
+
+
+def _run(schedule: Schedule, source: str, reason: str = "start") -> Run:
+    """A schedule at run time, its devices by id."""
+    return Run(schedule, list(schedule.devices or []), source, reason)  # type: ignore[call-overload]
 
 
 def _failed(error: str) -> dict:
