@@ -7,7 +7,7 @@ The independent implementations it is checked against are in test_mqtt_packet_in
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols import mqtt_packet as mp
@@ -118,7 +118,6 @@ def test_subscribe_puback_and_fixed_packets_by_hand() -> None:
 topics = st.text(min_size=1, max_size=40).filter(lambda t: "\x00" not in t)
 
 
-@settings(max_examples=300)
 @given(st.lists(st.tuples(topics, st.binary(max_size=400), st.integers(0, 2), st.booleans(),
                           st.integers(1, 0xFFFF)), max_size=8))
 def test_publish_round_trip(messages: list) -> None:
@@ -216,7 +215,6 @@ pieces = st.lists(st.one_of(st.sampled_from(GOOD), st.binary(max_size=6)), max_s
 streams = st.one_of(st.binary(max_size=64), pieces.map(b"".join))
 
 
-@settings(max_examples=1000)
 @given(streams)
 def test_any_bytes_give_packets_or_the_codec_error(data: bytes) -> None:
     """Property: garbage, truncated or oversized input from a broker decodes or raises MqttError;

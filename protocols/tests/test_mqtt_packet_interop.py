@@ -98,7 +98,9 @@ messages = st.lists(st.tuples(names, st.binary(max_size=300), st.integers(0, 1),
                     min_size=1, max_size=6)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# a TCP connection per example: at most 40 (the profile's number when smaller)
+@settings(max_examples=min(40, settings().max_examples), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(names, st.integers(0, 65535), st.booleans(), wills, logins, messages)
 def test_paho_sends_our_bytes_and_reads_ours(client_id, keepalive, clean, will, login, msgs) -> None:
     user, password = login
