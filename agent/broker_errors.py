@@ -11,11 +11,12 @@ import socket
 import ssl
 
 from agent.config_model import Endpoint
+from protocols.mqtt_packet import CONNACK_CODES
 
 # paho 2 reports an MQTT 3.1.1 CONNACK code as an MQTT 5 reason code; the 3.1.1 numbers for the log
 CONNACK_V311 = {0: 0, 132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
-CONNACK_TEXT = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "broker unavailable",
-                4: "bad user name or password", 5: "not authorised"}
+# refusals 1..5 in the words the fleet tools and the board use too
+CONNACK_TEXT = {code: text for code, text in enumerate(CONNACK_CODES) if code}
 
 
 class TlsSetupError(ValueError):

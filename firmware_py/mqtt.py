@@ -17,6 +17,11 @@ The session is persistent unless `clean` is set: the broker keeps our subscripti
 while we are away, and CONNACK's `session_present` tells whether it still holds them. The will is set
 by `on_open` (called once TCP is up, before CONNECT), so it can carry this connection's number.
 
+The packets are protocols/mqtt_packet.py's (the codec the fleet tools' client shares): this module is
+the socket loop around it. Whatever a broker sends is either handled or an MqttError naming the broken
+packet (the uplink closes and reconnects); a packet larger than the receive buffer is skipped and
+counted (`oversized`).
+
 The socket adapter (firmware_py.hw) offers: `await connect(host, port)`, `write(buf) -> n`
 (non-blocking, may be short), `readinto(buf) -> n` (0: nothing now, -1: closed), `close()`.
 """
@@ -26,26 +31,13 @@ import random
 import struct
 
 from firmware_py import rt
+from protocols import mqtt_packet as packets
+from protocols.mqtt_packet import CONNACK, PINGREQ, PINGRESP, PUBACK, PUBLISH, SUBACK, MqttError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-SUBSCRIBE = 0x82
-SUBACK = 0x90
-UNSUBACK = 0xB0
-PUBREC = 0x50
-PUBREL = 0x60
-PUBCOMP = 0x70
-PINGREQ = b"\xc0\x00"
-PINGRESP = 0xD0
-DISCONNECT = b"\xe0\x00"
-CONNACK_CODES = ("accepted", "unacceptable protocol version", "identifier rejected",
-                 "server unavailable", "bad user name or password", "not authorised")
 
 
 JITTER_BITS = 10  # the jitter's resolution: 1/1024 of the delay (small ints, no long arithmetic)
@@ -125,25 +117,9 @@ class Backoff:
         return self.last_ms
 
 
-class MqttError(Exception):
-    """The broker refused us or broke the protocol; the caller closes and reconnects."""
-
-
 def topic_item(topic: str) -> bytes:
     """A topic as MQTT puts it on the wire: 2-byte length + UTF-8 (precomputed once)."""
-    raw = topic.encode()
-    return struct.pack(">H", len(raw)) + raw
-
-
-def remaining_length(n: int, out: bytearray, pos: int) -> int:
-    """Write the variable-byte length `n` at `pos`; returns the position after it."""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out[pos] = b | (0x80 if n else 0)
-        pos += 1
-        if not n:
-            return pos
+    return packets.encode_string(topic)
 
 
 class Client:
@@ -207,35 +183,11 @@ class Client:
         self.tcp_up = True
         if self.on_open is not None:
             self.on_open()
-        cid = topic_item(self.client_id)
         # unacknowledged packs are resent from the flash ring either way: a persistent session only keeps
         # our subscription and the commands queued for us
-        flags = 0x02 if self.clean else 0x00
-        size = 10 + len(cid)
-        will_topic = will_msg = None
-        if self.will:
-            will_topic = topic_item(self.will[0])
-            will_msg = struct.pack(">H", len(self.will[1])) + self.will[1]
-            flags |= 0x04 | (self.will[2] << 3) | (0x20 if self.will[3] else 0)
-            size += len(will_topic) + len(will_msg)
-        user = pw = None
-        if self.user:
-            user = topic_item(self.user)
-            flags |= 0x80
-            size += len(user)
-            if self.password:
-                pw = topic_item(self.password)
-                flags |= 0x40
-                size += len(pw)
-        head = self.head
-        head[0] = CONNECT
-        end = remaining_length(size, head, 1)
-        await self._send(memoryview(head)[:end])
-        await self._send(b"\x00\x04MQTT\x04" + bytes((flags,)) + struct.pack(">H", self.keepalive))
-        await self._send(cid)
-        for part in (will_topic, will_msg, user, pw):
-            if part:
-                await self._send(part)
+        user = self.user or None
+        await self._send(packets.connect(self.client_id, self.keepalive, self.clean, self.will or None, user,
+                                         (self.password or None) if user else None))
         self.rx_len = 0
         self.skip = 0
         self.connected = False
@@ -252,8 +204,7 @@ class Client:
         """Send the head of a PUBLISH whose payload of `length` bytes follows through `send`;
         returns the packet id (0 for QoS 0). Lets a payload be streamed from flash."""
         head = self.head
-        head[0] = PUBLISH | (qos << 1) | (1 if retain else 0)
-        end = remaining_length(len(topic) + length + (2 if qos else 0), head, 1)
+        end = packets.put_publish_head(head, qos, retain, len(topic), length)
         pid = 0
         if qos:
             pid = self.next_pid()
@@ -275,21 +226,15 @@ class Client:
         return pid
 
     async def subscribe(self, topic: str, qos: int = 1) -> int:
-        item = topic_item(topic)
         pid = self.next_pid()
-        body = struct.pack(">H", pid) + item + bytes((qos,))
-        head = self.head
-        head[0] = SUBSCRIBE
-        end = remaining_length(len(body), head, 1)
-        await self._send(memoryview(head)[:end])
-        await self._send(body)
+        await self._send(packets.subscribe(pid, [(topic, qos)]))
         return pid
 
     async def disconnect(self) -> None:
         """Clean DISCONNECT: the broker discards the will."""
         if self.sock is not None:
             try:
-                await self._send(DISCONNECT)
+                await self._send(packets.DISCONNECT)
             except OSError:
                 pass
         self.close()
@@ -340,30 +285,12 @@ class Client:
         return handled
 
     def _drop_oversized(self) -> None:
-        size, start = self._length()
+        size, start = packets.read_length(self.rx, 0, self.rx_len)
         if size < 0:
             raise MqttError("malformed remaining length")
         self.oversized += 1
         self.skip = start + size - self.rx_len
         self.rx_len = 0
-
-    def _length(self) -> tuple:
-        """(remaining length, offset of the body) of the packet at rx[0], or (-1, 0) if incomplete.
-        MqttError when the length field runs past its 4 bytes."""
-        rx = self.rx
-        mult = 1
-        value = 0
-        pos = 1
-        while pos < self.rx_len:
-            if pos == 5:
-                raise MqttError("malformed remaining length")
-            b = rx[pos]
-            value += (b & 0x7F) * mult
-            pos += 1
-            if not b & 0x80:
-                return value, pos
-            mult <<= 7
-        return -1, 0
 
     def _consume(self, n: int) -> None:
         left = self.rx_len - n
@@ -377,56 +304,40 @@ class Client:
         handled = 0
         rx = self.rx
         while self.rx_len >= 2:
-            size, start = self._length()
+            size, start = packets.read_length(rx, 0, self.rx_len)
             if size < 0 or start + size > self.rx_len:
                 break
-            kind = rx[0] & 0xF0
+            kind = packets.check_head(rx[0])
             if kind == CONNACK:
-                if size != 2:
-                    raise MqttError("malformed CONNACK")
-                if rx[start + 1] != 0:
-                    code = rx[start + 1]
-                    raise MqttError("broker refused: %s" % (
-                        CONNACK_CODES[code] if code < len(CONNACK_CODES) else code))
-                self.session_present = bool(rx[start] & 1) and not self.clean
+                present, code = packets.read_connack(rx, start, size)
+                if code:
+                    raise MqttError("broker refused: %s" % packets.connack_reason(code))
+                self.session_present = present and not self.clean
                 self.connected = True
             elif kind == PUBACK:
-                if size != 2:
-                    raise MqttError("malformed PUBACK")
+                pid = packets.read_ack(rx, start, size, kind)
                 if self.on_puback is not None:
-                    self.on_puback((rx[start] << 8) | rx[start + 1])
+                    self.on_puback(pid)
             elif kind == PINGRESP:
+                packets.read_empty(size, kind)
                 self.ping_sent = 0
             elif kind == SUBACK:
-                if size < 3:
-                    raise MqttError("malformed SUBACK")
+                pid, codes = packets.read_suback(rx, start, size)
                 if self.on_suback is not None:
-                    self.on_suback((rx[start] << 8) | rx[start + 1], rx[start + 2] < 0x80)
+                    self.on_suback(pid, codes[0] < 0x80)
             elif kind == PUBLISH:
                 self._incoming(start, size)
-            elif kind not in (UNSUBACK, PUBREC, PUBREL, PUBCOMP):
-                raise MqttError("unexpected packet type %d from the broker" % (kind >> 4))
+            else:  # UNSUBACK, PUBREC, PUBREL, PUBCOMP: never asked for; checked, then let go
+                packets.read_ack(rx, start, size, kind)
             self._consume(start + size)
             handled += 1
         return handled
 
     def _incoming(self, start: int, size: int) -> None:
         rx = self.rx
-        qos = (rx[0] >> 1) & 3
-        if qos == 3 or size < 2:
-            raise MqttError("malformed PUBLISH")
-        tlen = (rx[start] << 8) | rx[start + 1]
-        topic_end = start + 2 + tlen
-        body = topic_end + (2 if qos else 0)
-        if body > start + size:
-            raise MqttError("malformed PUBLISH: topic longer than the packet")
+        qos, topic_end, pid, body = packets.read_publish(rx, start, size, rx[0])
         if self.on_message is not None:
             view = memoryview(rx)
             self.on_message(view[start + 2 : topic_end], view[body : start + size], bool(rx[0] & 1))
         if qos:  # PUBACK straight away (QoS 2 is never subscribed); a command is handled once per arrival
-            ack = bytearray(4)
-            ack[0] = PUBACK
-            ack[1] = 2
-            ack[2] = rx[topic_end]
-            ack[3] = rx[topic_end + 1]
-            self.sock.write(ack)
+            self.sock.write(packets.puback(pid))

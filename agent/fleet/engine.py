@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.fleet.model import GatewayModel, Pack
-from agent.fleet.mqtt import MqttError, Session, _text
+from agent.fleet.mqtt import MqttError, Session
 from agent.fleet.stats import Stats, ms, percentile
 from agent.publisher import backoff_delay
+from protocols.mqtt_packet import encode_string
 
 __all__ = ["Engine", "Options", "Stats", "percentile", "raise_fd_limit"]
 
@@ -92,7 +93,7 @@ class _Link:
         self.next_health = 0.0
         # the PUBACKs of the status, inventory and health of a connect
         self.hello: list[asyncio.Future[Any]] = []
-        self.topics = {topic: _text(topic) for topic in model.topic.values()}
+        self.topics = {topic: encode_string(topic) for topic in model.topic.values()}
 
 
 class Engine:

@@ -3,7 +3,8 @@
 `fieldlink sim fleet` holds a thousand broker connections from one process; `fieldlink fleet report`
 holds one. paho-mqtt (the agent's client) costs a thread or a select() per client and about three
 times the CPU per message here (docs/scaling.md, "Why our own client"), so the fleet tools speak
-the few packets they need themselves, over asyncio transports:
+the few packets they need themselves, over asyncio transports; the packets are built and checked by
+protocols/mqtt_packet.py, the codec the board's client (firmware_py/mqtt.py) uses too:
 
     session = Session("gw-0001", will=("fieldlink/s/gw-0001/status", will_bytes, 1, True),
                       on_message=handle)          # handle(topic, payload, retain)
@@ -22,52 +23,13 @@ crash of the other sessions.
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CONNACK_TEXT", "MqttError", "Session", "encode_length"]
+from protocols import mqtt_packet as packets
+from protocols.mqtt_packet import CONNACK, PINGRESP, PUBACK, PUBLISH, SUBACK, MqttError, encode_length
 
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-SUBSCRIBE = 0x82
-SUBACK = 0x90
-PINGREQ = b"\xc0\x00"
-PINGRESP = 0xD0
-DISCONNECT = b"\xe0\x00"
-
-CONNACK_TEXT = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "broker unavailable",
-                4: "bad user name or password", 5: "not authorised"}
-
-
-class MqttError(Exception):
-    """The broker refused the session, broke the protocol, or the connection ended."""
-
-
-def encode_length(n: int) -> bytes:
-    """MQTT's variable-byte Remaining Length (1..4 bytes, at most 268 435 455)."""
-    if not 0 <= n <= 268_435_455:
-        raise ValueError("MQTT remaining length %d is out of range" % n)
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _text(s: str | bytes) -> bytes:
-    raw = s.encode() if isinstance(s, str) else s
-    if len(raw) > 0xFFFF:
-        raise ValueError("MQTT string of %d bytes is over 65535" % len(raw))
-    return struct.pack(">H", len(raw)) + raw
-
-
-def _packet(head: int, body: bytes) -> bytes:
-    return bytes((head,)) + encode_length(len(body)) + body
+__all__ = ["MqttError", "Session", "encode_length"]
 
 
 class Session(asyncio.Protocol):
@@ -115,34 +77,34 @@ class Session(asyncio.Protocol):
         self._buf = bytearray()
         self._ping_sent = 0.0
         await asyncio.wait_for(loop.create_connection(lambda: self, host, port), timeout)
-        self._send(self._connect_packet())
+        self._send(packets.connect(self.client_id, self.keepalive, True, self.will, self.username,
+                                   self.password))
         try:
             code = await asyncio.wait_for(asyncio.shield(self._connack), timeout)
         except TimeoutError:
             self.abort("no CONNACK from %s:%d within %g s" % (host, port, timeout))
             raise MqttError(self.error or "no CONNACK") from None
         if code != 0:
-            self.abort("refused: %s (CONNACK %d)" % (CONNACK_TEXT.get(code, "unknown reason"), code))
+            self.abort("refused: %s (CONNACK %d)" % (packets.connack_reason(code), code))
             raise MqttError("broker %s:%d refused client %s: %s (CONNACK %d)" % (
-                host, port, self.client_id, CONNACK_TEXT.get(code, "unknown reason"), code))
+                host, port, self.client_id, packets.connack_reason(code), code))
         self._schedule_ping()
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                 topic_bytes: bytes | None = None) -> asyncio.Future[Any] | None:
         """Send a PUBLISH; for QoS 1 a Future that is set at its PUBACK (or fails when the session
-        ends first). `topic_bytes` is `_text(topic)` precomputed by a caller that publishes often."""
+        ends first). `topic_bytes` is `encode_string(topic)` (protocols/mqtt_packet.py) precomputed by
+        a caller that publishes often."""
         if not self.up:
             raise MqttError("client %s is not connected" % self.client_id)
-        head = PUBLISH | (qos << 1) | (1 if retain else 0)
-        t = topic_bytes if topic_bytes is not None else _text(topic)
+        t = topic_bytes if topic_bytes is not None else packets.encode_string(topic)
         if qos == 0:
-            self._send(bytes((head,)) + encode_length(len(t) + len(payload)) + t + payload)
+            self._send(packets.publish(t, payload, 0, retain))
             return None
         pid = self._new_id()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[pid] = future
-        self._send(bytes((head,)) + encode_length(len(t) + 2 + len(payload)) + t + struct.pack(">H", pid)
-                   + payload)
+        self._send(packets.publish(t, payload, qos, retain, pid))
         return future
 
     async def subscribe(self, topics: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
@@ -152,15 +114,14 @@ class Session(asyncio.Protocol):
         pid = self._new_id()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[pid] = future
-        body = struct.pack(">H", pid) + b"".join(_text(t) + bytes((q,)) for t, q in topics)
-        self._send(_packet(SUBSCRIBE, body))
+        self._send(packets.subscribe(pid, topics))
         granted: list[int] = await asyncio.wait_for(future, timeout)
         return granted
 
     async def disconnect(self) -> None:
         """A clean end: DISCONNECT (the broker discards the will), then close."""
         if self.up and self.transport is not None:
-            self._send(DISCONNECT)
+            self._send(packets.DISCONNECT)
             self.transport.close()
         if self.closed is not None:
             await asyncio.shield(self.closed)
@@ -213,33 +174,18 @@ class Session(asyncio.Protocol):
         end = len(buf)
         try:
             while end - pos >= 2:
-                n = 0
-                shift = 0
-                i = pos + 1
-                complete = False
-                for _ in range(4):
-                    if i >= end:
-                        break
-                    b = buf[i]
-                    i += 1
-                    n |= (b & 0x7F) << shift
-                    shift += 7
-                    if not b & 0x80:
-                        complete = True
-                        break
-                else:
-                    raise MqttError("malformed remaining length from the broker")
-                if not complete:
+                size, body = packets.read_length(buf, pos, end)
+                if size < 0:
                     break  # the length itself is not complete yet
-                if n > self.max_packet:
+                if size > self.max_packet:
                     raise MqttError("the broker sent a packet of %d bytes; the limit is %d"
-                                    % (n, self.max_packet))
-                if end - i < n:
+                                    % (size, self.max_packet))
+                if end - body < size:
                     break
                 self.received_packets += 1
-                self._handle(buf[pos], bytes(buf[i:i + n]))
-                pos = i + n
-        except (MqttError, struct.error, UnicodeDecodeError, IndexError) as exc:
+                self._handle(buf, buf[pos], body, size)
+                pos = body + size
+        except MqttError as exc:
             self.abort("protocol error: %s" % exc)
             return
         if pos:
@@ -260,55 +206,37 @@ class Session(asyncio.Protocol):
                 return self._next_id
         raise MqttError("65535 messages in flight on client %s" % self.client_id)
 
-    def _connect_packet(self) -> bytes:
-        flags = 0x02  # clean session
-        payload = _text(self.client_id)
-        if self.will is not None:
-            topic, message, qos, retain = self.will
-            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-            payload += _text(topic) + _text(message)
-        if self.username is not None:
-            flags |= 0x80
-            payload += _text(self.username)
-            if self.password is not None:
-                flags |= 0x40
-                payload += _text(self.password)
-        body = _text("MQTT") + bytes((4, flags)) + struct.pack(">H", self.keepalive) + payload
-        return _packet(CONNECT, body)
-
-    def _handle(self, head: int, body: bytes) -> None:
-        kind = head & 0xF0
+    def _handle(self, buf: bytearray, head: int, body: int, size: int) -> None:
+        """One whole packet from the broker: its first byte `head`, its body buf[body:body + size]."""
+        kind = packets.check_head(head)
         if kind == PUBACK:
-            future = self._waiting.pop(struct.unpack_from(">H", body)[0], None)
+            future = self._waiting.pop(packets.read_ack(buf, body, size, kind), None)
             if future is not None and not future.done():
                 future.set_result(None)
         elif kind == PUBLISH:
-            qos = (head >> 1) & 3
+            qos, topic_end, pid, payload = packets.read_publish(buf, body, size, head)
             if qos > 1:
                 raise MqttError("a QoS %d delivery; this client subscribes at QoS 0 or 1 only" % qos)
-            tlen = struct.unpack_from(">H", body)[0]
-            at = 2 + tlen
-            if at + 2 * qos > len(body):
-                raise MqttError("a PUBLISH whose topic (%d bytes) runs past its packet (%d bytes)"
-                                % (tlen, len(body)))
-            topic = body[2:at].decode()
+            topic = packets.topic_text(buf, body + 2, topic_end)
             if qos:
-                pid = body[at:at + 2]
-                at += 2
-                self._send(b"\x40\x02" + pid)
+                self._send(packets.puback(pid))
             if self.on_message is not None:
-                self.on_message(topic, body[at:], bool(head & 1))
+                self.on_message(topic, bytes(buf[payload:body + size]), bool(head & 1))
         elif kind == CONNACK:
+            _present, code = packets.read_connack(buf, body, size)
             if self._connack is not None and not self._connack.done():
-                self._connack.set_result(body[1])
+                self._connack.set_result(code)
         elif kind == SUBACK:
-            future = self._waiting.pop(struct.unpack_from(">H", body)[0], None)
+            pid, codes = packets.read_suback(buf, body, size)
+            future = self._waiting.pop(pid, None)
             if future is not None and not future.done():
-                future.set_result(list(body[2:]))
+                future.set_result(list(codes))
         elif kind == PINGRESP:
+            packets.read_empty(size, kind)
             self._ping_sent = 0.0
         else:
-            raise MqttError("unexpected packet type 0x%02x from the broker" % head)
+            raise MqttError("unexpected packet type %d (first byte 0x%02x) from the broker"
+                            % (kind >> 4, head))
 
     def _schedule_ping(self) -> None:
         if self.keepalive:
@@ -321,5 +249,5 @@ class Session(asyncio.Protocol):
             return
         if not self._ping_sent:
             self._ping_sent = now
-            self._send(PINGREQ)
+            self._send(packets.PINGREQ)
         self._schedule_ping()

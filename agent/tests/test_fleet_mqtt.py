@@ -149,6 +149,8 @@ async def _fake_broker(replies: list[bytes]) -> tuple[asyncio.Server, int]:
     (b"\x34\x05\x00\x01t\x00\x01", "QoS 2"),
     (b"\xf0\x00", "unexpected packet type"),
     (b"\x30\x03\x00\x09a", "protocol error"),  # topic length past the packet
+    (b"\x91\x03\x00\x01\x00", "malformed SUBACK: fixed header flags"),  # checks of the shared codec
+    (b"\x40\x02\x00\x00", "malformed PUBACK: packet id 0"),
 ])
 def test_hostile_bytes_end_the_session_with_a_reason_not_a_crash(garbage: bytes, why: str) -> None:
     async def main() -> str:

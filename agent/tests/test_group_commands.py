@@ -25,25 +25,10 @@ import pytest
 
 from agent.config import load_config
 from agent.gateway import Gateway
+from hil_tests.sample_configs import lamp_scenario
 from protocols import cose
 
-SCENARIO = """\
-[site]
-name = "groups"
-seed = 5
-utc_offset = 8
-
-[[bus]]
-name = "street"
-line = "19200 8N1"
-
-[[bus.device]]
-id = "lamp-{n:02}"
-count = 3
-profile = "generic-lamp"
-address = 1
-params = { dim = 0.8, rated_power = 100 }
-
+SCENARIO = lamp_scenario("groups", 3, "19200 8N1", 0.8) + """
 [[bus]]
 name = "park"
 line = "19200 8N1"

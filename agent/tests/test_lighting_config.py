@@ -11,49 +11,19 @@ import pytest
 
 from agent.config import load_config, validate
 from agent.gateway import inventory
+from hil_tests.sample_configs import EVENING, bus, group, lamp, schedule, site_head
 from protocols import birth
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-HEAD = """\
-format = 1
-
-[gateway]
-site = "street"
-id = "gw1"
-latitude = 36.6512
-longitude = 117.1201
-timezone = "Asia/Shanghai"
-
-[outbox]
-path = "outbox.sqlite"
-
-[commands]
-signed = "none"
-
-[[buses]]
-name = "lamps"
-port = "/dev/ttyFAKE0"
-
+HEAD = site_head() + "\n" + bus() + """
 [[buses]]
 name = "meters"
 port = "/dev/ttyFAKE1"
 baud = 2400
 parity = "E"
 
-[[devices]]
-id = "lamp-01"
-bus = "lamps"
-profile = "generic-lamp"
-address = 1
-
-[[devices]]
-id = "lamp-02"
-bus = "lamps"
-profile = "generic-lamp"
-address = 2
-lights = 2
-
+""" + lamp(1) + "\n" + lamp(2, extra="lights = 2\n") + """
 [[devices]]
 id = "flat-1"
 bus = "meters"
@@ -83,27 +53,8 @@ address = 20
 serves = {network = "water", length_m = 1800.5}
 """
 
-GOOD = HEAD + """
-[groups]
-main_street = ["lamp-01", "lamp-02"]
-
-[[schedules]]
-name = "main street"
-group = "main_street"
-
-[[schedules.steps]]
-at = "sunset-10m"
-set = {on = true, dim = 1.0}
-
-[[schedules.steps]]
-at = "23:30"
-days = "mon-fri"
-set = {dim = 0.5}
-
-[[schedules.steps]]
-at = "sunrise+15m"
-set = {on = false}
-
+GOOD = HEAD + "\n" + group("main_street", ["lamp-01", "lamp-02"]) + "\n" \
+    + schedule("main street", EVENING, group="main_street") + """
 [lighting]
 alarm_after = 120
 """

@@ -26,7 +26,9 @@ import pytest
 from agent.config import load_config
 from agent.gateway import Gateway
 from agent.tests.fakes import FakeModbus
+from hil_tests import sample_configs
 from hil_tests.buses import PtyBus
+from hil_tests.sample_configs import steps_text
 from protocols import modbus, solar
 
 ON, DIM, POWER = 0, 1, 2  # holding registers on/dim, input register power (0.1 W)
@@ -262,15 +264,7 @@ def rigs(tmp_path) -> Iterator[Any]:
             rig.close()
 
 
-NIGHT = """
-[[schedules.steps]]
-at = "22:00"
-set = {on = true, dim = 1.0}
-
-[[schedules.steps]]
-at = "02:00"
-set = {on = false}
-"""
+NIGHT = steps_text(sample_configs.NIGHT)
 
 
 def test_across_midnight_in_a_zone_without_dst_startup_inside_a_step(rigs):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from agent.config import load_config
 from agent.gateway import Gateway
 from agent.tests.conftest import METER_REGISTERS, basic_config
 from agent.tests.fakes import FakeModbus, RecordingUplink
+from hil_tests.link import wait_until
 
 RULES = """
 [[devices]]
@@ -26,15 +25,6 @@ hysteresis = 5.0
 """
 
 
-def wait_for(predicate, seconds: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_threshold_rule_raises_and_clears_once_each(tmp_path, profile_dir, virtual_bus) -> None:  # type: ignore[no-untyped-def]
     device = FakeModbus(dict(METER_REGISTERS))  # voltage register 0 = 230.1 V
     virtual_bus.devices[1] = device
@@ -43,16 +33,16 @@ def test_threshold_rule_raises_and_clears_once_each(tmp_path, profile_dir, virtu
     gateway = Gateway(config, uplink=uplink)
     gateway.start()
     try:
-        assert wait_for(lambda: len(uplink.readings) >= 3)
+        assert wait_until(lambda: len(uplink.readings) >= 3, 5.0)
         assert uplink.alarms == []
         device.holding[0] = 2453  # 245.3 V: above 240
-        assert wait_for(lambda: len(uplink.alarms) == 1)
+        assert wait_until(lambda: len(uplink.alarms) == 1, 5.0)
         device.holding[0] = 2380  # 238.0 V: inside the hysteresis band, still raised
         n = len(uplink.readings)
-        assert wait_for(lambda: len(uplink.readings) >= n + 3)
+        assert wait_until(lambda: len(uplink.readings) >= n + 3, 5.0)
         assert len(uplink.alarms) == 1
         device.holding[0] = 2340  # 234.0 V: below 240 - 5, cleared
-        assert wait_for(lambda: len(uplink.alarms) == 2)
+        assert wait_until(lambda: len(uplink.alarms) == 2, 5.0)
     finally:
         gateway.stop()
     raised, cleared = uplink.alarms

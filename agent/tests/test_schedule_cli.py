@@ -14,37 +14,15 @@ import zoneinfo
 
 import pytest
 
+from hil_tests.sample_configs import bus, lamp, site_head
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 astral = pytest.importorskip("astral")
 from astral import Observer  # noqa: E402
 from astral.sun import sun  # noqa: E402
 
-CONFIG = """\
-format = 1
-
-[gateway]
-site = "s"
-id = "gw1"
-latitude = {lat}
-longitude = {lon}
-timezone = "{tz}"
-
-[outbox]
-path = "outbox.sqlite"
-
-[commands]
-signed = "none"
-
-[[buses]]
-name = "lamps"
-port = "/dev/ttyFAKE0"
-
-[[devices]]
-id = "lamp-01"
-bus = "lamps"
-profile = "generic-lamp"
-address = 1
-
+PLACE = 'latitude = {lat}\nlongitude = {lon}\ntimezone = "{tz}"\n'  # filled in by CONFIG.format
+CONFIG = site_head("s", place=PLACE) + "\n" + bus() + "\n" + lamp(1) + """
 [[schedules]]
 name = "sun"
 devices = ["lamp-01"]

@@ -14,17 +14,9 @@ import pytest
 from agent.config import load_config
 from agent.gateway import Gateway
 from agent.tests.fakes import RecordingUplink
+from hil_tests.link import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -35,7 +27,7 @@ def simulator(tmp_path):
                              "--ports-file", ports],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if not wait_for(lambda: os.path.exists(ports), 20):
+        if not wait_until(lambda: os.path.exists(ports), 20):
             pytest.skip("simulator did not start")
         yield ports
     finally:
@@ -63,19 +55,19 @@ def test_gateway_polls_the_simulated_site_and_backs_off_a_silent_lamp(tmp_path, 
     gateway = Gateway(config, uplink=uplink, backoff_max=1.0)
     gateway.start()
     try:
-        assert wait_for(lambda: all(uplink.count(i) for i in ids), 20), uplink.states
+        assert wait_until(lambda: all(uplink.count(i) for i in ids), 20), uplink.states
         with SimClient(ports["control"]) as sim:
             assert dict((r[1], r[2]) for r in uplink.readings if r[0] == "lamp-01")["dim"] == \
                 pytest.approx(sim.truth("lamp-01", "dim"))
             sim.fault("lamp-02", "no_answer")
-            assert wait_for(lambda: ("lamp-02", False) in [s[:2] for s in uplink.states], 15), uplink.states
+            assert wait_until(lambda: ("lamp-02", False) in [s[:2] for s in uplink.states], 15), uplink.states
             start = time.time()
             time.sleep(3.0)
             # the neighbours keep their 1 s rate while lamp-02 is silent
             assert uplink.count("lamp-01", start) >= 2 and uplink.count("lamp-03", start) >= 2
             assert uplink.count("lamp-02", start) == 0
             sim.clear("lamp-02")
-            assert wait_for(lambda: uplink.states[-1][:2] == ("lamp-02", True), 15), uplink.states
+            assert wait_until(lambda: uplink.states[-1][:2] == ("lamp-02", True), 15), uplink.states
         ack = gateway.scheduler.command({"device": "lamp-03", "point": "dim", "value": 0.5})
         assert ack["ok"] is True and ack["value"] == pytest.approx(0.5), ack
         refused = gateway.scheduler.command({"device": "lamp-03", "point": "voltage", "value": 1})

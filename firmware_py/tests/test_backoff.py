@@ -150,7 +150,7 @@ for i in range(20):
     r.next_ms(0)
     street.append(r.next_ms(1))
 hostio.emit(json.dumps({"schedule": out, "street": street}))
-""" % json.dumps(SCHEDULE), packages=("firmware_py",), timeout=60)
+""" % json.dumps(SCHEDULE), packages=("protocols", "firmware_py"), timeout=60)
     assert res.returncode == 0, res.stderr[-3000:]
     got = res.values()[0]
     assert got["schedule"] == [ms for _o, _d, _t, ms in SCHEDULE]

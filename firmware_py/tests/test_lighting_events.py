@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from firmware_py.lighting import Lighting
 from hil_tests import cddl
+from hil_tests.sample_configs import SUN, bus, group, lamp, schedule, site_head
 from protocols import cbor, lighting
 
 
@@ -86,50 +87,8 @@ def test_one_device_result_beyond_a_slot_is_counted_not_fatal():
     assert task.counters["errors"] == 1
 
 
-SITE = """\
-format = 1
-
-[gateway]
-site = "street"
-id = "gw1"
-latitude = 36.6512
-longitude = 117.1201
-timezone = "Asia/Shanghai"
-
-[outbox]
-path = "outbox.sqlite"
-
-[[buses]]
-name = "lamps"
-port = "/dev/ttyFAKE0"
-
-[[devices]]
-id = "lamp-01"
-bus = "lamps"
-profile = "generic-lamp"
-address = 1
-
-[[devices]]
-id = "lamp-02"
-bus = "lamps"
-profile = "generic-lamp"
-address = 2
-
-[groups]
-street = ["lamp-01", "lamp-02"]
-
-[[schedules]]
-name = "street"
-group = "street"
-
-[[schedules.steps]]
-at = "sunset"
-set = {on = true, dim = 1.0}
-
-[[schedules.steps]]
-at = "sunrise"
-set = {on = false}
-"""
+SITE = site_head(signed=None) + "\n" + bus() + "\n" + lamp(1) + "\n" + lamp(2) + "\n" \
+    + group("street", ["lamp-01", "lamp-02"]) + "\n" + schedule("street", SUN, group="street")
 
 
 def test_nothing_is_written_until_the_boards_clock_is_set(tmp_path, monkeypatch):

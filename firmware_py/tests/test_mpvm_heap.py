@@ -20,6 +20,7 @@ from firmware_py.tests import mpvm
 from firmware_py.tests.fakebus import FakeBus
 from firmware_py.tests.site import write_site
 from hil_tests.broker import broker_or_skip
+from hil_tests.sample_configs import EVENING, schedule
 
 pytestmark = mpvm.vm_module()
 
@@ -143,27 +144,7 @@ def test_heap_16_devices_100_points(tmp_path, code_form):
     assert state <= STATE_LIMIT, m
 
 
-STREET_SCHEDULE = """
-[groups]
-street = [%s]
-
-[[schedules]]
-name = "street"
-group = "street"
-
-[[schedules.steps]]
-at = "sunset-10m"
-set = {on = true, dim = 1.0}
-
-[[schedules.steps]]
-at = "23:30"
-days = "mon-fri"
-set = {dim = 0.5}
-
-[[schedules.steps]]
-at = "sunrise+15m"
-set = {on = false}
-"""
+STREET_SCHEDULE = "\n[groups]\nstreet = [%s]\n\n" + schedule("street", EVENING, group="street")
 LIGHTING_IMPORTS = """    from firmware_py import lighting
     from protocols import schedule, solar, zone
     from protocols import lighting as rules_of_lighting

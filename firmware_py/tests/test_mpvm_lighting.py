@@ -35,31 +35,14 @@ from firmware_py.tests import mpvm
 from firmware_py.tests.simsite import Simulator, SimulatorMissing
 from hil_tests import cddl
 from hil_tests.broker import Mosquitto, Subscriber, find_mosquitto, free_port
+from hil_tests.sample_configs import PLACE, lamp_scenario
 from protocols import cbor, cose
 
 pytestmark = mpvm.vm_module()
 
-SCENARIO = """\
-[site]
-name = "fwlight"
-seed = 5
-speed = 1.0
-utc_offset = 8
-
-[[bus]]
-name = "street"
-line = "9600 8N1"
-
-[[bus.device]]
-id = "lamp-{n:02}"
-count = 4
-profile = "generic-lamp"
-address = 1
-params = { dim = 1.0, rated_power = 100 }
-"""
+SCENARIO = lamp_scenario("fwlight", 4, "9600 8N1", 1.0, speed=1.0)
 LAMPS = ["lamp-01", "lamp-02", "lamp-03", "lamp-04"]
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
-PLACE = 'latitude = 36.6512\nlongitude = 117.1201\ntimezone = "Asia/Shanghai"\n'
 #: a step's writes must reach the lamps within this many seconds on a busy machine
 SWITCH_WITHIN = 2.5
 KEY = bytes(range(40, 72))

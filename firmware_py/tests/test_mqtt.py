@@ -172,6 +172,9 @@ def connected_client(chunks: list[bytes], rx_size: int = 64) -> tuple[Client, Sc
     (b"\x32\x04\x00\x09ab", "topic longer than the packet"),
     (b"\x36\x04\x00\x01ab", "malformed PUBLISH"),
     (b"\x10\x00", "unexpected packet type 1"),
+    (b"\x40\x02\x00\x00", "malformed PUBACK: packet id 0"),  # checks of the shared codec
+    (b"\xd0\x01\x00", "malformed PINGRESP"),
+    (b"\x60\x02\x00\x01", "malformed PUBREL: fixed header flags"),
 ])
 def test_broken_packets_are_mqtt_errors(data, why):
     c, _ = connected_client([data])

@@ -25,6 +25,7 @@ from firmware_py.bus import OK, TIMEOUT, UartBus
 from firmware_py.inventory import Inventory
 from firmware_py.tests import mpvm
 from hil_tests.buses import PtyBus, VirtualBus, VirtualUart
+from hil_tests.link import wait_until
 from protocols import dlt645
 
 ADDRESS = "000000000161"
@@ -208,15 +209,6 @@ hostio.emit(json.dumps({"quality": list(gw.quality), "bad_answers": list(gw.bad_
 """
 
 
-def wait_for(check, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @needs_vm
 def test_quality_alarms_on_the_broker_under_micropython(tmp_path):
     from hil_tests.broker import Subscriber, broker_or_skip
@@ -232,10 +224,10 @@ def test_quality_alarms_on_the_broker_under_micropython(tmp_path):
 
         def director() -> None:
             try:
-                assert wait_for(lambda: len(alarms()) >= 1, 20), "no quality alarm raised"
+                assert wait_until(lambda: len(alarms()) >= 1, 20), "no quality alarm raised"
                 time.sleep(2.5)  # bad answers go on: counted, no second alarm
                 meter.bad = False
-                assert wait_for(lambda: len(alarms()) >= 2, 10), "no quality alarm cleared"
+                assert wait_until(lambda: len(alarms()) >= 2, 10), "no quality alarm cleared"
             except AssertionError as exc:
                 errors.append(exc)
 
