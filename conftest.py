@@ -45,6 +45,7 @@ SLOW_PATHS = (
     "agent/tests/test_cli_conventions.py",  # every subcommand as a subprocess, its exit codes
     "agent/tests/test_schedule_cli.py",  # `fieldlink schedule` as a subprocess for cities and dates
     "protocols/tests/test_micropython.py",  # every check script under the VM
+    "protocols/tests/test_mqtt_packet_interop.py",  # paho-mqtt and a real Mosquitto on loopback sockets
     "simulator/tests/test_physical.py",  # the line at real baud timing, with bit errors
     "simulator/tests/test_mismatch.py",  # wrong line settings against real-time meters
 )
