@@ -64,7 +64,8 @@ def test_compiles_to_mpy_v6(source: Path, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def compiled_protocols(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """protocols/ as shipped: .mpy for code, data files copied, check scripts kept as source."""
+    """protocols/ as shipped: .mpy for code, data files copied, check scripts kept as source with the
+    case modules they import (protocols/tests/*_cases.py, written once for both interpreters)."""
     root = tmp_path_factory.mktemp("mpy") / "protocols"
     src = ROOT / "protocols"
     for path in sorted(src.rglob("*")):
@@ -72,7 +73,8 @@ def compiled_protocols(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if path.is_dir() or "__pycache__" in rel.parts:
             continue
         if rel.parts[0] == "tests":
-            if rel.parts[:2] == ("tests", "mp") and path.suffix == ".py":
+            shared = len(rel.parts) == 2 and (path.name == "__init__.py" or path.name.endswith("_cases.py"))
+            if (rel.parts[:2] == ("tests", "mp") or shared) and path.suffix == ".py":
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, root / rel)
             continue
