@@ -44,9 +44,10 @@ def read_plan(config_path: str) -> list[dict]:
     for plan in plan_config(config):
         if plan.tcp:
             continue
-        devices = [{"interval": float(d.device.interval),
-                    "requests": [[int(d.device.address), r.function, r.address, r.count] for r in d.requests]}
-                   for d in plan.devices if d.profile.protocol in TB_CONNECTORS]
+        devices: list[dict[str, Any]] = [
+            {"interval": float(d.device.interval),
+             "requests": [[int(d.device.address), r.function, r.address, r.count] for r in d.requests]}
+            for d in plan.devices if d.profile.protocol in TB_CONNECTORS]
         reqs = [r for d in devices for r in d["requests"]]
         if reqs:
             out.append({"path": plan.bus.port, "baud": plan.bus.baud, "requests": reqs, "devices": devices})
