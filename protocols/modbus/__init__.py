@@ -408,6 +408,19 @@ class RtuFrameReader:
         """Bytes buffered towards a frame not yet complete."""
         return len(self._buf)
 
+    def missing(self) -> int:
+        """Bytes still to come before the frame at the head of the buffer is complete; 0 when nothing is
+        buffered or its length is not known yet. A link on a slow line waits for that many characters
+        in one go instead of waking for every byte the port hands on."""
+        buf = self._buf
+        if not buf:
+            return 0
+        try:
+            n = self._length(buf, 0)
+        except FrameError:
+            return 0
+        return n - len(buf) if n > len(buf) else 0
+
     def _error(self, err: ProtocolError) -> None:
         self.error_count += 1
         if len(self.errors) >= MAX_ERRORS:
