@@ -142,4 +142,4 @@ counts = []
 for i in range(len(adu)):
     reader.feed(adu[i:i + 1])
     counts.append(reader.missing())
-check("reader missing", " ".join(["%d" % n for n in counts]), "0 0 8 7 6 5 4 3 2 1 0")
+check("reader missing", " ".join(["%d" % n for n in counts]), "4 3 8 7 6 5 4 3 2 1 0")
