@@ -131,9 +131,11 @@ class Uplink:
     def submit(self, readings: list[Reading] | tuple[Reading, ...]) -> None:
         """Queue readings `(device, point, value, time)` for publishing: at once when the uplink is idle
         (the batch thread closes the pack), else with the next pack (module docstring)."""
-        if readings:
-            if self.batcher.add(readings) or self.idle:
-                self._wake.set()  # a new pack's deadline, or an idle uplink: the batch thread decides
+        if readings and self.batcher.add(readings):
+            # a pack opened: its deadline is new (`_LINGER` while idle, else `max_age`), so the batch
+            # thread must look again. Readings added to an open pack need no wake-up: its deadline is
+            # already known, and the uplink turning idle wakes the thread through `on_idle`.
+            self._wake.set()
 
     def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
         """Report a device's comms state; a change raises or clears a `comms` alarm."""

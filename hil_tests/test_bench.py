@@ -21,8 +21,13 @@ ROWS = (
     "Client CPU per Modbus RTU poll", "FieldLink link + driver", "sync client",
     "bare pyserial write/read loop", "bare loop + t3.5 sleep",
     # agent CPU end to end and its peers
-    "Agent CPU end to end", "FieldLink agent", "pymodbus sync client, reads only",
-    "agent CPU per Modbus transaction vs pymodbus reads only", "agent CPU per 1k readings vs ThingsBoard",
+    "Agent CPU end to end", "FieldLink agent", "pymodbus sync, reads only, flat out",
+    "pymodbus sync, reads only, paced", "agent CPU per Modbus transaction vs pymodbus reads only, flat out",
+    "agent CPU per Modbus transaction vs pymodbus reads only, paced at the agent's schedule",
+    "agent CPU per 1k readings vs ThingsBoard",
+    # the agent at full bus rate beside pymodbus flat out
+    "Agent CPU at full bus rate", "FieldLink agent, full bus rate",
+    "agent CPU per Modbus transaction at full bus rate vs pymodbus flat out",
     # latency and payload bytes on the demo and street sites
     "Reading -> broker latency", "p99 s", "Payload bytes per reading at field rates",
     "SenML-CBOR as published",

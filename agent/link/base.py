@@ -230,9 +230,20 @@ class Link:
         head = b""  # the first bytes received, to recognise our own request coming back
         sent, self._sent = self._sent, b""
         self.echoed = False
+        # a reader that knows how many bytes its frame still lacks (RtuFrameReader.missing): on a serial
+        # line the rest takes that many character times, so the link sleeps once for all of it and
+        # reads it in one go, rather than waking for every byte or two the port hands on
+        missing = getattr(reader, "missing", None) if self.char_time > 0 else None
         try:
             while now < limit:
-                chunk = read(512, limit - now)
+                if missing is not None and received:
+                    rest = missing()
+                    if rest:
+                        wait = min(limit, now + rest * self.char_time) - now
+                        if wait > 0:
+                            self.sleep(wait)
+                            now = clock()
+                chunk = read(512, limit - now if limit > now else 0)
                 if chunk:
                     received += len(chunk)
                     if sent:

@@ -3,12 +3,16 @@ ThingsBoard IoT Gateway 3.8.5 (installed by `make bench-peers` in .peers/tb, a v
 
     python -m hil_tests.bench.peers reads SPEC.json     # the pymodbus worker; prints its result as JSON
 
+The pymodbus worker runs flat out (each bus's requests over and over) or paced (each device at its
+planned interval, as the agent polls it).
+
 Both poll the same simulated buses as the agent, in the same run, after the agent has stopped (one
 client per RS-485 bus, as on a real line).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import shutil
@@ -29,7 +33,9 @@ TB_CONNECTORS = {"modbus": "modbus"}
 
 
 def read_plan(config_path: str) -> list[dict]:
-    """The agent's Modbus requests per serial bus: [{path, baud, requests: [[unit, fc, address, count]]}]."""
+    """The agent's Modbus requests per serial bus: [{path, baud, requests: [[unit, fc, address, count]],
+    devices: [{interval, requests}]}] (`requests` all of them in plan order; `devices` the same requests
+    per device with the device's poll interval, for the paced worker)."""
     from agent.config import load_config
     from agent.planner import plan_config
 
@@ -38,18 +44,24 @@ def read_plan(config_path: str) -> list[dict]:
     for plan in plan_config(config):
         if plan.tcp:
             continue
-        reqs = [[int(d.device.address), r.function, r.address, r.count]
-                for d in plan.devices if d.profile.protocol in TB_CONNECTORS for r in d.requests]
+        devices: list[dict[str, Any]] = [
+            {"interval": float(d.device.interval),
+             "requests": [[int(d.device.address), r.function, r.address, r.count] for r in d.requests]}
+            for d in plan.devices if d.profile.protocol in TB_CONNECTORS]
+        reqs = [r for d in devices for r in d["requests"]]
         if reqs:
-            out.append({"path": plan.bus.port, "baud": plan.bus.baud, "requests": reqs})
+            out.append({"path": plan.bus.port, "baud": plan.bus.baud, "requests": reqs, "devices": devices})
     return out
 
 
-def pymodbus_reads(config_path: str, seconds: float, workdir: str) -> dict:
-    """Run the pymodbus worker over the agent's requests for `seconds`; its CPU and transaction count."""
-    spec = os.path.join(workdir, "pymodbus-reads.json")
+def pymodbus_reads(config_path: str, seconds: float, workdir: str, paced: bool = False) -> dict:
+    """Run the pymodbus worker over the agent's requests for `seconds`; its CPU and transaction count.
+    Flat out (each bus's requests over and over), or `paced`: each device's requests at its planned
+    interval, devices in deadline order, the thread sleeping until the next one is due (the agent's
+    schedule: one thread per bus, a device polled one interval after it was due, or at once when late)."""
+    spec = os.path.join(workdir, "pymodbus-reads%s.json" % ("-paced" if paced else ""))
     with open(spec, "w") as f:
-        json.dump({"seconds": seconds, "buses": read_plan(config_path)}, f)
+        json.dump({"seconds": seconds, "paced": paced, "buses": read_plan(config_path)}, f)
     done = subprocess.run([sys.executable, "-m", "hil_tests.bench.peers", "reads", spec], cwd=ROOT,
                           capture_output=True, text=True, timeout=seconds + 120)
     if done.returncode != 0:
@@ -57,7 +69,8 @@ def pymodbus_reads(config_path: str, seconds: float, workdir: str) -> dict:
     return dict(json.loads(done.stdout))
 
 
-def _read_loop(bus: dict, until: float, counts: dict[str, float], lock: threading.Lock) -> None:
+def _read_loop(bus: dict, until: float, counts: dict[str, float], lock: threading.Lock,
+               paced: bool = False) -> None:
     from pymodbus.client import ModbusSerialClient
 
     client = ModbusSerialClient(bus["path"], baudrate=bus["baud"], timeout=0.5, retries=0)
@@ -66,15 +79,38 @@ def _read_loop(bus: dict, until: float, counts: dict[str, float], lock: threadin
     calls = {1: client.read_coils, 2: client.read_discrete_inputs, 3: client.read_holding_registers,
              4: client.read_input_registers}
     done = errors = 0
-    try:
-        while time.monotonic() < until:
-            for unit, function, address, count in bus["requests"]:
-                done += 1
-                try:
-                    if calls[function](address, count=count, device_id=unit).isError():
-                        errors += 1
-                except Exception:  # pymodbus raises ModbusIOException on a timeout: counted, go on
+
+    def read(requests: list) -> None:
+        nonlocal done, errors
+        for unit, function, address, count in requests:
+            done += 1
+            try:
+                if calls[function](address, count=count, device_id=unit).isError():
                     errors += 1
+            except Exception:  # pymodbus raises ModbusIOException on a timeout: counted, go on
+                errors += 1
+
+    try:
+        if not paced:
+            while time.monotonic() < until:
+                read(bus["requests"])
+        else:
+            start = time.monotonic()
+            # (due, order, device): first polls 1 ms apart, like the agent's scheduler
+            due = [(start + 0.001 * i, i) for i in range(len(bus["devices"]))]
+            heapq.heapify(due)
+            while True:
+                when, i = heapq.heappop(due)
+                now = time.monotonic()
+                if when >= until:
+                    break
+                if when > now:
+                    time.sleep(when - now)
+                device = bus["devices"][i]
+                read(device["requests"])
+                later = when + device["interval"]
+                now = time.monotonic()
+                heapq.heappush(due, (later if later > now else now, i))
     finally:
         client.close()
         with lock:
@@ -87,9 +123,13 @@ def reads_main(spec_path: str) -> int:
         spec = json.load(f)
     counts: dict[str, float] = {"transactions": 0, "errors": 0}
     lock = threading.Lock()
+    import pymodbus.client  # noqa: F401  (imported before the CPU count starts: not a transaction's cost)
+
     cpu0 = time.process_time()
     until = time.monotonic() + float(spec["seconds"])
-    threads = [threading.Thread(target=_read_loop, args=(bus, until, counts, lock)) for bus in spec["buses"]]
+    paced = bool(spec.get("paced"))
+    threads = [threading.Thread(target=_read_loop, args=(bus, until, counts, lock, paced))
+               for bus in spec["buses"]]
     for t in threads:
         t.start()
     for t in threads:

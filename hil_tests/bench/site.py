@@ -83,6 +83,10 @@ class SiteRun:
                                        self.broker.url, os.path.join(self.workdir, "outbox.sqlite"),
                                        interval=self.interval, timeout_ms=500, settings=self.settings)
         self.tap = Tap(self.broker.host, self.broker.port, "fieldlink/#")
+        self.start_agent()
+
+    def start_agent(self) -> None:
+        """`fieldlink run` on `config` (again, after `stop_agent`: e.g. with intervals rewritten)."""
         self.agent = start_agent(self.config, os.path.join(self.workdir, "agent.log"), level="WARNING")
 
     def wait_data(self, packs: int = 1, timeout: float = 60.0) -> None:

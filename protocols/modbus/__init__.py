@@ -408,6 +408,23 @@ class RtuFrameReader:
         """Bytes buffered towards a frame not yet complete."""
         return len(self._buf)
 
+    def missing(self) -> int:
+        """Bytes still to come, at the least, before the frame at the head of the buffer is complete: its
+        length less what is buffered once the header tells the length, before that what the shortest
+        frame would still need (5 bytes for a response, 8 for a request); 0 when nothing is buffered.
+        A link on a slow line waits for that many characters in one go instead of waking for every
+        byte the port hands on; it is never more than will come, so no wait outlasts the frame."""
+        buf = self._buf
+        if not buf:
+            return 0
+        try:
+            n = self._length(buf, 0)
+        except FrameError:
+            return 0
+        if n == 0:
+            n = 5 if self.expect == "response" else 8
+        return n - len(buf) if n > len(buf) else 0
+
     def _error(self, err: ProtocolError) -> None:
         self.error_count += 1
         if len(self.errors) >= MAX_ERRORS:

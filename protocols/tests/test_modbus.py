@@ -2,9 +2,10 @@
 
 import binascii
 import random
+import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols import modbus as mb
@@ -268,6 +269,45 @@ def test_reader_byte_by_byte(expect, adus):
     frames = feed_all(reader, data, [1] * len(data))
     assert frames == [mb.rtu_parse(a) for a in adus]
     assert reader.errors == [] and reader.pending == 0
+
+
+@pytest.mark.parametrize(("expect", "adus"), [("response", RESPONSES), ("request", REQUESTS)])
+def test_reader_missing_counts_the_bytes_a_known_frame_still_lacks(expect, adus):
+    """After each byte of a frame: never more than the bytes still to come (a link that waits for them
+    never outlasts the frame), exactly those once the header tells the length (7 bytes at most), at
+    least one until the frame is complete, and 0 then."""
+    for adu in adus:
+        reader = mb.RtuFrameReader(expect)
+        assert reader.missing() == 0
+        for i in range(len(adu)):
+            frames = reader.feed(adu[i : i + 1])
+            left = len(adu) - (i + 1)
+            assert frames == ([mb.rtu_parse(adu)] if left == 0 else [])
+            missing = reader.missing()
+            assert missing <= left
+            assert missing >= 1 or left == 0
+            if i + 1 >= 7:
+                assert missing == left
+
+
+def test_reader_missing_after_noise_is_the_next_frames():
+    reader = mb.RtuFrameReader()
+    assert reader.feed(h("FA") + RSP_03_10[:4]) == []  # unit 250 is dropped as noise; a header follows
+    assert reader.missing() == len(RSP_03_10) - 4
+    assert reader.feed(RSP_03_10[4:]) == [mb.rtu_parse(RSP_03_10)]
+    assert reader.missing() == 0 and reader.pending == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 247), st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=125), st.data())
+def test_reader_missing_property(unit, registers, data):
+    values = b"".join(struct.pack(">H", r) for r in registers)
+    adu = mb.rtu_frame(unit, bytes([3, len(values)]) + values)
+    cut = data.draw(st.integers(3, len(adu) - 1))
+    reader = mb.RtuFrameReader()
+    assert reader.feed(adu[:cut]) == []
+    assert reader.missing() == len(adu) - cut
+    assert reader.feed(adu[cut:]) == [(unit, adu[1:-2])] and reader.missing() == 0
 
 
 def test_reader_bad_expect():

@@ -135,3 +135,11 @@ check("reader request", show(frames), "1:100001000204000a0102")
 errs = reader.take_errors()
 check("reader request errors", "%d %s" % (len(errs), " ".join([type(e).__name__ for e in errs])),
       "2 FrameError FrameError")
+
+reader = mb.RtuFrameReader("response")
+adu = un("110306ae415652434049ad")
+counts = []
+for i in range(len(adu)):
+    reader.feed(adu[i:i + 1])
+    counts.append(reader.missing())
+check("reader missing", " ".join(["%d" % n for n in counts]), "4 3 8 7 6 5 4 3 2 1 0")
