@@ -44,6 +44,10 @@ SLOW_PATHS = (
     "agent/tests/test_sim_e2e.py",  # `fieldlink sim` and `fieldlink run` as subprocesses
     "agent/tests/test_cli_conventions.py",  # every subcommand as a subprocess, its exit codes
     "agent/tests/test_schedule_cli.py",  # `fieldlink schedule` as a subprocess for cities and dates
+    "agent/tests/test_publisher_faults.py",  # the uplink against a real Mosquitto, a failing disk, a stall
+    "agent/tests/test_reconnect.py",  # the uplink through a relay to a real Mosquitto
+    "agent/tests/test_idle.py",  # a running uplink's wake-ups over seconds, with a real Mosquitto
+    "agent/tests/test_latency.py",  # packs at the wire with a real Mosquitto
     "protocols/tests/test_micropython.py",  # every check script under the VM
     "protocols/tests/test_mqtt_packet_interop.py",  # paho-mqtt and a real Mosquitto on loopback sockets
     "simulator/tests/test_physical.py",  # the line at real baud timing, with bit errors
