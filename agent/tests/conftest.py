@@ -1,5 +1,5 @@
 """Fixtures for the acquisition tests: buses of fake devices (in memory or on a pty), a test profile
-folder, config files."""
+folder, config files, a real Mosquitto on a free loopback port."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from hil_tests.broker import Mosquitto, broker_or_skip
 from hil_tests.buses import PtyBus, VirtualBus
 
 TEST_METER = {
@@ -30,6 +31,15 @@ TEST_METER = {
 }
 
 METER_REGISTERS = {0: 2301, 1: 512, 2: 0xFFFF, 3: 0xFF38, 10: 0, 11: 1000, 20: 50}
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    """A Mosquitto of the test's own (skipped where none is installed, a failure under CI); a module
+    that needs the broker's persistence defines its own `broker` fixture."""
+    b = broker_or_skip()
+    yield b
+    b.close()
 
 
 @pytest.fixture

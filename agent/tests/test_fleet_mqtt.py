@@ -29,13 +29,6 @@ def test_remaining_length_out_of_range() -> None:
             encode_length(n)
 
 
-@pytest.fixture
-def broker():
-    b = broker_or_skip()
-    yield b
-    b.close()
-
-
 def test_publish_qos1_is_acked_and_paho_receives_it_in_order(broker: Mosquitto) -> None:
     sub = Subscriber(broker, topic="t/#", persistent=False)
     payloads = [bytes([i]) * (i * 37 % 300) for i in range(200)]

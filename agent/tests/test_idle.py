@@ -20,19 +20,12 @@ from agent import uplink as uplink_mod
 from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
 from agent.mqtt_client import Client
 from agent.uplink import Uplink
-from hil_tests.broker import Subscriber, broker_or_skip
+from hil_tests.broker import Subscriber
 
 INVENTORY = [{"id": "lamp-1", "kind": "lamp", "model": "generic-lamp", "protocol": "modbus",
               "address": 1, "points": [{"name": "dim", "unit": "/"}, {"name": "on", "unit": ""}]}]
 T0 = 1_700_000_000
 HOUR = 3600.0
-
-
-@pytest.fixture
-def broker():
-    b = broker_or_skip()
-    yield b
-    b.close()
 
 
 @pytest.fixture

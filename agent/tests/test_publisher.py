@@ -17,17 +17,10 @@ from agent.command_store import IdStore
 from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
 from agent.publisher import backoff_delay
 from agent.uplink import Uplink
-from hil_tests.broker import Subscriber, broker_or_skip
+from hil_tests.broker import Subscriber
 
 INVENTORY = [{"id": "lamp-1", "kind": "lamp", "model": "generic-lamp", "protocol": "modbus", "address": "1",
               "points": [{"name": "dim", "unit": "/", "resolution": 0.01}]}]
-
-
-@pytest.fixture
-def broker():
-    b = broker_or_skip()
-    yield b
-    b.close()
 
 
 @pytest.fixture

@@ -18,18 +18,11 @@ import pytest
 from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
 from agent.tests.test_outbox_faults import FULL, IO_ERROR, FaultyDisk
 from agent.uplink import Uplink
-from hil_tests.broker import Subscriber, broker_or_skip
+from hil_tests.broker import Subscriber
 
 INVENTORY = [{"id": "dev0", "kind": "flow_meter", "model": "test", "protocol": "modbus", "address": "1",
               "points": [{"name": "n", "unit": "count", "resolution": 1}]}]
 T0 = 1_700_000_000
-
-
-@pytest.fixture
-def broker():
-    b = broker_or_skip()
-    yield b
-    b.close()
 
 
 @pytest.fixture
