@@ -106,8 +106,7 @@ class Lighting:
         for d in inv.lamps:
             lamp = inv.lamps[d]
             if lamp[3] >= 0:
-                control = inv.names[lamp[0]].decode() if lamp[0] >= 0 else None
-                watches[d] = lighting.LightWatch(control, inv.names[lamp[3]].decode(), lamp[4],
+                watches[d] = lighting.LightWatch(self.control(d), inv.names[lamp[3]].decode(), lamp[4],
                                                  self.alarm_after)
                 self.lit[d] = lamp[3]
                 self.watched[d] = 1
