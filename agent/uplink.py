@@ -155,15 +155,13 @@ class Uplink:
             self.outbox.set_meta("alarm_n", number)
         self.publisher.publish_alarm(alarms.alarm(device, point, kind, value, raised,
                                                   self.clock() if when is None else when, number))
-        if self.outbox.state != "ok":
-            self._wake.set()  # the batch thread retries the disk every _TICK from now on
+        self._watch_disk()
 
     def event(self, event: dict) -> None:
         """Commit an event map (a lighting schedule's switching, docs/payload.md §6) to the outbox for
         `…/event` (QoS 1, in order with the data and alarms)."""
         self.publisher.publish_event(event)
-        if self.outbox.state != "ok":
-            self._wake.set()
+        self._watch_disk()
 
     def add_counters(self, name: str, getter: Callable[[], Any]) -> None:
         """Merge `getter()` into the health message under `name` (e.g. "polls", "errors")."""
@@ -191,8 +189,12 @@ class Uplink:
             self.outbox.put(self.publisher.topic_data, payload, 1, records)
         finally:
             self.publisher.wake()  # the network thread publishes it now
-            if self.outbox.state != "ok":
-                self._wake.set()  # the batch thread retries the disk every _TICK from now on
+            self._watch_disk()
+
+    def _watch_disk(self) -> None:
+        """After a put: while the outbox's disk fails, the batch thread retries it every _TICK from now on."""
+        if self.outbox.state != "ok":
+            self._wake.set()
 
     def _status(self, session: int, online: bool) -> bytes:
         """The status map of connection `session`: online (with the inventory's digest) or the will."""
