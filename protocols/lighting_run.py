@@ -34,8 +34,8 @@ Times: `now` is the gateway's clock (the schedules' time, retries, resets); `whe
 keeps it (the board counts from its start, which keeps the numbers small), to tell readings made
 before a write finished from those made after.
 
-Decisions (`take()`, or handed to the driver's functions by `carry_out`), tuples in the order they
-were made:
+Decisions, handed to the driver's functions by `carry_out` in the order they were made (as tuples in
+`Machine.out` until then):
     (WRITE, app, bus, devices)    write `values(app, device, control)` to each device, on that bus;
                                   then call bus_done(app, results by device)
     (EVENT, app)                  record `event_of(app, now, results)`
@@ -63,7 +63,7 @@ LOG = "log"
 INFO = 20  # the levels of Python's logging and of firmware_py/log.py
 WARNING = 30
 
-NOTHING = ()  # take() when nothing was decided: no allocation on the readings' path
+NOTHING = ()  # the runs of a device no schedule has: no allocation on the readings' path
 
 
 class Run:
@@ -129,14 +129,6 @@ class Machine:
         self.runs: list = []
         self.by_device: dict = {}  # device -> (Run, ...)
         self.out: list = []
-
-    def take(self):
-        """The decisions made since the last take(), in order."""
-        out = self.out
-        if not out:
-            return NOTHING
-        self.out = []
-        return out
 
     def carry_out(self, write, alarm, event, say) -> None:
         """Hand each decision to the driver, in order, also those made while it carried out earlier
