@@ -74,6 +74,7 @@ from agent.broker_memory import BrokerMemory, digest
 from agent.config_model import Config, Endpoint
 from agent.endpoints import REFUSED, UNREACHABLE, Failover, addresses, show_address
 from agent.mqtt_client import (
+    LOGGED,
     V5,
     V311,
     connect_options,
@@ -364,7 +365,7 @@ class Publisher:
             self._connack = CONNACK_V311.get(code, code)
 
     def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
-        if level in (mqtt.MQTT_LOG_ERR, mqtt.MQTT_LOG_WARNING) and client is self._client:
+        if level in LOGGED and client is self._client:
             self._paho_error = text
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
