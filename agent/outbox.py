@@ -614,6 +614,10 @@ class Outbox:
         """Up to `n` packs, oldest first, with an id greater than `after` (file first, then memory)."""
         with self._lock:
             out: list[Pack] = []
+            if after >= self._next_id - 1:
+                # every id given so far is below _next_id (renumbered packs too): nothing newer, and no
+                # SELECT. The publisher asks on every turn of its loop, mostly when nothing came.
+                return out
             if self._db is not None and self._disk[0] > len(self._gone):
                 limit = n + len(self._gone)
                 try:
