@@ -181,6 +181,21 @@ def test_paho_formats_only_the_log_lines_the_publisher_reads():
                      (mqtt.MQTT_LOG_ERR, "an error: tlsv1 alert unknown ca")]
 
 
+def test_the_shared_content_type_properties_pack_as_fresh_ones():
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from agent.mqtt_client import content_type
+
+    for value in ("application/senml+cbor", "application/cbor", "application/senml+cbor"):
+        fresh = Properties(PacketTypes.PUBLISH)
+        fresh.ContentType = value
+        shared = content_type(value)
+        assert shared is content_type(value) and shared.ContentType == value  # type: ignore[attr-defined]
+        assert shared.pack() == shared.pack() == fresh.pack()
+        assert str(shared) == str(fresh)
+
+
 def test_health_carries_the_counters(sub, uplink):
     uplink.add_counters("polls", lambda: 7)
     uplink.add_counters("errors", lambda: {"timeout": 2, "crc": 1})
