@@ -599,11 +599,9 @@ class Publisher:
         """Why the session must end: the oldest pack in flight (or our SUBSCRIBE) waited longer than
         puback_timeout."""
         b = self.config.broker
-        ep = self._endpoint
-        where = "%s:%d" % (ep.host, ep.port) if ep is not None else "?"
         if self._suback_mid is not None and time.monotonic() - self._suback_sent >= b.puback_timeout:
             return ("no SUBACK from broker %s for %.0f s (broker.puback_timeout); reconnecting" % (
-                where, time.monotonic() - self._suback_sent))
+                self._where(), time.monotonic() - self._suback_sent))
         if not self._inflight:
             return ""
         oldest = min(entry[2] for entry in self._inflight.values())
@@ -611,7 +609,13 @@ class Publisher:
         if waited < b.puback_timeout:
             return ""
         return ("no PUBACK from broker %s for %.0f s (broker.puback_timeout); reconnecting to send the %d "
-                "packs in flight again" % (where, waited, len(self._inflight)))
+                "packs in flight again" % (self._where(), waited, len(self._inflight)))
+
+    def _where(self) -> str:
+        """host:port of the session's endpoint, for a message (only made when one is said: the check
+        above runs on every turn of the network loop)."""
+        ep = self._endpoint
+        return "%s:%d" % (ep.host, ep.port) if ep is not None else "?"
 
     def _pump(self, client: mqtt.Client) -> None:
         """Fill the in-flight window from the outbox, oldest first."""
