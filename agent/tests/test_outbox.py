@@ -59,6 +59,7 @@ def test_peek_gives_the_oldest_live_packs_after_any_id(tmp_path, ops):
             got = ob.peek(n, after=after)
             assert [p.id for p in got] == [i for i in live if i > after][:n]
             assert [p.id for p in ob.peek(n)] == live[:n]
+            assert len(ob) == len(live) == ob.stats()["packs"]
     finally:
         ob.close()
 
