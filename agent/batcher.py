@@ -51,6 +51,8 @@ class Batcher:
         max_bytes: int = 16 * 1024,
         max_age: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        linger: float = 0.0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if max_records < 1 or max_bytes < 64 or max_age < 0:
             raise ValueError("batch limits must be positive (max_records >= 1, max_bytes >= 64)")
@@ -60,16 +62,23 @@ class Batcher:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.clock = clock
+        #: how long a fresh reading may wait for others while the uplink is idle, from the reading's own
+        #: time (`idle_due`); readings older than that when they arrive make the pack due at once
+        self.linger = linger
+        self.wall = wall  # the clock of the readings' times
         self._lock = threading.Lock()
         self._pending: list[Reading] = []
         self._size = 0
         self._since = 0.0
+        self._idle_due = 0.0
         self.counters = {"readings": 0, "packs": 0, "rejected": 0, "unstored": 0, "bytes": 0}
 
     def add(self, readings: list[Reading] | tuple[Reading, ...]) -> bool:
         """Queue readings; closes packs that reach the record or byte limit. True when the last pack
-        opened here is still open (a caller that sleeps until `due` then knows a new deadline exists)."""
+        opened here is still open, or when these readings made the open pack's `idle_due` earlier (a
+        caller that sleeps until a deadline then knows a new one exists)."""
         opened = False
+        sooner = False
         with self._lock:
             self.counters["readings"] += len(readings)
             for reading in readings:
@@ -87,7 +96,15 @@ class Batcher:
                 self._size += size
                 if len(self._pending) >= self.max_records:
                     self._close()
-            return opened and bool(self._pending)
+            if self._pending and readings:
+                # the oldest reading of this call sets when the pack is due while idle: `linger` after
+                # that reading was taken (a poll's readings come in time order; min() costs little)
+                late = self.wall() - min(r[3] for r in readings)  # < 0 after the clock was set back
+                due = self.clock() + min(self.linger, max(0.0, self.linger - late))
+                if opened or due < self._idle_due:
+                    sooner = not opened
+                    self._idle_due = due
+            return (opened or sooner) and bool(self._pending)
 
     def tick(self) -> bool:
         """Close the open pack if its oldest reading is `max_age` old; True if one was closed."""
@@ -101,6 +118,12 @@ class Batcher:
         """When (on `clock`) the open pack reaches `max_age`; None when no pack is open."""
         with self._lock:
             return self._since + self.max_age if self._pending else None
+
+    def idle_due(self) -> float | None:
+        """When (on `clock`) the open pack should close while the uplink is idle: `linger` after its
+        oldest reading was taken; None when no pack is open."""
+        with self._lock:
+            return self._idle_due if self._pending else None
 
     def age(self) -> float:
         """How long (on `clock`) the open pack has been open; 0 when none is."""

@@ -78,7 +78,7 @@ OUTBOX: dict[str, Spec] = {
     "inflight": integer(1, 1000), "memory_bytes": integer(0, 1024 * 1024 * 1024)}
 BATCH: dict[str, Spec] = {
     "max_records": integer(1, 10000), "max_age": number(0, 3600, strict=True),
-    "max_bytes": integer(512, 1024 * 1024), "adaptive": boolean()}
+    "max_bytes": integer(512, 1024 * 1024), "adaptive": boolean(), "linger": number(0, 60)}
 BUS: dict[str, Spec] = {
     "name": name(), "port": string(), "baud": choice(*BAUDS), "parity": choice("N", "E", "O", upper=True),
     "bytesize": choice(7, 8), "stopbits": choice(1, 2), "timeout_ms": integer(1, 60000),

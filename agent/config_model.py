@@ -105,6 +105,7 @@ class BatchConfig:
     max_age: float = 5.0
     max_bytes: int = 16 * 1024
     adaptive: bool = True  # an idle uplink publishes each poll at once; false: packs close at the limits only
+    linger: float = 0.25  # while idle, a fresh reading waits up to this long (from its time) for others
 
 
 @dataclass

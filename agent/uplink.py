@@ -14,12 +14,14 @@ reconnect). ``submit`` never blocks on the network; it returns once the readings
 batcher (a full pack is committed to the outbox inside the call).
 
 Latency adapts like Nagle's algorithm: while the uplink is idle (connected, every pack acknowledged)
-the readings of a poll are closed into a pack by the batch thread ``_LINGER`` (50 ms) after the pack
-opened, so they reach the broker within some 50 ms of the poll together with the polls that ended
-meanwhile; while a pack waits for its PUBACK, or while offline, readings
-gather in the open pack until the outbox is empty again (the publisher says so) or until the batch
-limits (``max_records``, ``max_bytes``, ``max_age``) close it. Under load packs therefore grow to
-the batch limits, and at field rates each poll is published within ``_LINGER`` (50 ms) of completing.
+the open pack is closed by the batch thread when its oldest reading is ``[batch] linger`` old (0.25 s
+by default, from the reading's own time; at once for readings that arrive older than that, e.g. the
+end of a long poll), so each reading reaches the broker within about ``linger`` of being read,
+together with the polls that ended meanwhile; while a pack waits for its PUBACK, or while offline,
+readings gather in the open pack until the outbox is empty again (the publisher says so) or until the
+batch limits (``max_records``, ``max_bytes``, ``max_age``) close it. Under load packs therefore grow
+to the batch limits. ``linger = 0`` publishes each poll as soon as it is done: every pack then costs
+an outbox row written and deleted, a PUBLISH and a PUBACK (docs/benchmarks.md measures the trade).
 
 The batch thread sleeps until there is work: the uplink became idle with readings waiting, a pack was
 opened (its ``max_age`` deadline is then known), the open pack falls due, or stop; while the outbox's
@@ -54,10 +56,6 @@ log = logging.getLogger(__name__)
 
 _TICK = 0.1  # how often the batch thread looks at the outbox while its disk fails
 _IDLE = 5.0  # the longest the batch thread sleeps with nothing due (a safety net; wake-ups are exact)
-# while the uplink is idle a pack closes this long after it opened: the polls that finish meanwhile (a
-# bus's next devices, other buses) share it. The network loop used to give this for free by turning
-# only every 50 ms; without it, a pack per poll costs more CPU (outbox row, PUBLISH, PUBACK) than it saves.
-_LINGER = 0.05
 _SEQ_LIMIT = 1 << 32
 
 
@@ -85,7 +83,8 @@ class Uplink:
         self.inventory_digest = birth_msg.digest(self.inventory_bytes)
         b = config.batch
         self.batcher = Batcher(make_encoder(g.payload, self.inventory), self._store,
-                               max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age)
+                               max_records=b.max_records, max_bytes=b.max_bytes, max_age=b.max_age,
+                               linger=b.linger)
         self.health = Health(g.id, g.site, clock)
         self.publisher: seams.Publisher = Publisher(
             config, self.outbox, status=self._status,
@@ -132,9 +131,9 @@ class Uplink:
         """Queue readings `(device, point, value, time)` for publishing: at once when the uplink is idle
         (the batch thread closes the pack), else with the next pack (module docstring)."""
         if readings and self.batcher.add(readings):
-            # a pack opened: its deadline is new (`_LINGER` while idle, else `max_age`), so the batch
-            # thread must look again. Readings added to an open pack need no wake-up: its deadline is
-            # already known, and the uplink turning idle wakes the thread through `on_idle`.
+            # a pack opened, or old readings made it due sooner while idle: its deadline is new, so
+            # the batch thread must look again. Other readings added to an open pack need no wake-up:
+            # its deadline is already known, and the uplink turning idle wakes the thread (`on_idle`).
             self._wake.set()
 
     def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
@@ -257,11 +256,11 @@ class Uplink:
 
     def _sleep_for(self) -> float:
         """How long the batch thread may sleep: until the open pack reaches `max_age` (or, while the
-        uplink is idle, `_LINGER`), at most `_IDLE`, at most `_TICK` while the outbox's disk fails (the
-        outbox then retries it from `maintain`)."""
+        uplink is idle, its `idle_due`), at most `_IDLE`, at most `_TICK` while the outbox's disk fails
+        (the outbox then retries it from `maintain`)."""
         due = self.batcher.due()
         if due is not None and self.idle:
-            due = min(due, due - self.batcher.max_age + _LINGER)
+            due = min(due, self.batcher.idle_due() or due)
         wait = _IDLE if due is None else max(0.001, due - self.batcher.clock())
         if self.outbox.state != "ok":
             wait = min(wait, _TICK)
@@ -275,8 +274,9 @@ class Uplink:
             if self._stopping.is_set():
                 break
             try:
-                if self.batcher.pending and self.idle and self.batcher.age() >= _LINGER:
-                    self.batcher.flush()  # idle: a poll's readings go out as soon as it is done
+                idle_due = self.batcher.idle_due()
+                if idle_due is not None and self.idle and self.batcher.clock() >= idle_due:
+                    self.batcher.flush()  # idle: the readings go out `linger` after they were taken
                 else:
                     self.batcher.tick()
             except Exception:

@@ -24,6 +24,8 @@ ROWS = (
     "Agent CPU end to end", "FieldLink agent", "pymodbus sync, reads only, flat out",
     "pymodbus sync, reads only, paced", "agent CPU per Modbus transaction vs pymodbus reads only, flat out",
     "agent CPU per Modbus transaction vs pymodbus reads only, paced at the agent's schedule",
+    "bare RTU loop (floor), flat out", "bare RTU loop (floor), paced",
+    "agent CPU per Modbus transaction vs the bare loop, paced",
     "agent CPU per 1k readings vs ThingsBoard",
     # the agent at full bus rate beside pymodbus flat out
     "Agent CPU at full bus rate", "FieldLink agent, full bus rate",

@@ -174,3 +174,34 @@ def test_due_is_the_open_packs_deadline_and_add_says_when_it_opened_one():
     assert b.due() == 107.0 and len(packs) == 2
     now[0] = 107.0
     assert b.tick() and b.due() is None
+
+
+def test_idle_due_is_linger_after_the_oldest_reading_was_taken():
+    """While the uplink is idle the batch thread closes the pack at `idle_due`: `linger` after its oldest
+    reading was taken (the readings' own times), at once for readings already older than that, and never
+    later than `linger` from now when the readings' times lie ahead (the clock was set back)."""
+    now, wall = [100.0], [1000.0]
+    packs, sink = collect()
+    b = Batcher(plain_encoder, sink, max_age=5.0, clock=lambda: now[0], linger=0.25, wall=lambda: wall[0])
+    assert b.idle_due() is None
+    assert b.add([("d", "p", 1, 999.95)]) is True  # taken 50 ms ago: opened a pack
+    assert b.idle_due() == pytest.approx(100.2)
+    now[0] += 0.1
+    wall[0] += 0.1
+    assert b.add([("d", "p", 2, 1000.1), ("d", "q", 3, 1000.1)]) is False  # fresh: same deadline, no wake-up
+    assert b.idle_due() == pytest.approx(100.2)
+    assert b.add([("e", "p", 4, 1000.1), ("e", "q", 5, 999.0)]) is True  # a second old: due now, look again
+    assert b.idle_due() == pytest.approx(100.1)
+    assert b.due() == pytest.approx(105.0) and not packs  # idle_due closes nothing by itself
+    b.flush()
+    assert b.idle_due() is None and len(packs) == 1
+    assert b.add([("d", "p", 6, 5000.0)]) is True  # times ahead of the wall clock: linger from now at most
+    assert b.idle_due() == pytest.approx(100.35)
+
+
+def test_without_linger_an_idle_pack_is_due_when_it_opens():
+    now = [7.0]
+    _packs, sink = collect()
+    b = Batcher(plain_encoder, sink, clock=lambda: now[0])
+    assert b.add([("d", "p", 1, 1.7e9)]) is True
+    assert b.idle_due() == 7.0

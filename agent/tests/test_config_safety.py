@@ -298,3 +298,25 @@ def test_config_repr_shows_no_secret(tmp_path):
     assert config.broker.password == SECRET and config.devices[0].options["password"] == HEX_SECRET
     first, second = config.broker.endpoint_list()
     assert first.password == SECRET and second.password == SECRET + "-2" and second.username == "gw1"
+
+
+@pytest.mark.parametrize(("value", "ok"), [("0", True), ("0.25", True), ("60", True), ("-0.1", False),
+                                           ("61", False), ("nan", False), ('"fast"', False)])
+def test_batch_linger_is_zero_to_a_minute(tmp_path, value, ok):
+    """`[batch] linger` (seconds an idle uplink holds a fresh reading for the polls that end meanwhile):
+    0 publishes each poll at once; a bad value names the file, the line and the key."""
+    text = BASE.replace("max_age = 5.0\n", "max_age = 5.0\nlinger = %s\n" % value)
+    found = errors_of(tmp_path, text)
+    if ok:
+        assert found == []
+    else:
+        where = "%s:21: batch.linger: " % os.path.join(str(tmp_path), "site.toml")
+        assert any(e.startswith(where) for e in found), found
+
+
+def test_batch_linger_is_read_from_the_file(tmp_path):
+    from agent.config import load_config
+
+    path = write_config(str(tmp_path), BASE.replace("max_age = 5.0\n", "max_age = 5.0\nlinger = 0.5\n"))
+    assert load_config(path).batch.linger == 0.5
+    assert load_config(write_config(str(tmp_path), BASE, "plain.toml")).batch.linger == 0.25

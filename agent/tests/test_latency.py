@@ -37,13 +37,13 @@ def sub(broker):
     s.close()
 
 
-def make_uplink(broker, tmp_path, max_records: int = 200) -> Uplink:
+def make_uplink(broker, tmp_path, max_records: int = 200, linger: float = 0.25) -> Uplink:
     config = Config(
         path="<test>",
         gateway=GatewayConfig(site="s1", id="gw1", health_interval=3600),
         broker=BrokerConfig(host=broker.host, port=broker.port, reconnect_min=0.1, reconnect_max=0.5),
         outbox=OutboxConfig(path=str(tmp_path / "outbox.sqlite"), inflight=5),
-        batch=BatchConfig(max_records=max_records, max_age=3600.0),
+        batch=BatchConfig(max_records=max_records, max_age=3600.0, linger=linger),
     )
     return Uplink(config, INVENTORY)
 
@@ -75,6 +75,25 @@ def test_an_idle_uplink_publishes_each_poll_at_once(broker, sub, tmp_path):
         uplink.stop()
     got = packs(sub)
     assert len(got) == 4 and all(len(p) == 2 for p in got), got  # one pack per poll
+
+
+def test_fresh_polls_linger_together_and_an_old_reading_sends_the_pack(broker, sub, tmp_path):
+    """`[batch] linger`: fresh readings wait (here an hour, so nothing else can send them) for the polls
+    that end meanwhile; a reading already older than the linger makes the pack go at once, the fresh
+    readings with it."""
+    uplink = make_uplink(broker, tmp_path, linger=3600.0)
+    uplink.start()
+    try:
+        assert sub.wait_for(lambda: uplink.connected and uplink.idle, 10)
+        now = time.time()
+        uplink.submit(poll(1, now))
+        uplink.submit(poll(2, now))
+        assert uplink.batcher.pending == 4  # not sent: the linger holds them
+        uplink.submit(poll(3, now - 7200))  # the end of a long poll, two hours late
+        assert sub.wait_for(lambda: count(sub) == 6, 10)
+    finally:
+        uplink.stop()
+    assert [len(p) for p in packs(sub)] == [6]  # three polls, one pack
 
 
 def test_packs_grow_while_the_broker_is_away_and_go_out_when_it_returns(broker, sub, tmp_path):

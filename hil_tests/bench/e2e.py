@@ -48,6 +48,9 @@ def street_cpu(workdir: str, seconds: float) -> None:
         peer = pymodbus_reads(run.config, seconds, run.workdir)
         say("the same reads by a pymodbus sync client for %g s, at the agent's planned schedule" % seconds)
         paced = pymodbus_reads(run.config, seconds, run.workdir, paced=True)
+        say("the floor: a bare RTU loop (no decode, no publish) for %g s, flat out and paced" % seconds)
+        bare = pymodbus_reads(run.config, seconds, run.workdir, client="bare")
+        bare_paced = pymodbus_reads(run.config, seconds, run.workdir, paced=True, client="bare")
         tb: dict[str, Any] | None = None
         if tb_installed():
             say("the ThingsBoard gateway on the same site for %g s" % seconds)
@@ -64,6 +67,10 @@ def street_cpu(workdir: str, seconds: float) -> None:
                                                        "-", peer["transactions"], "-", pm_per * 1e6, "-"))
     print("  %-34s %9.2f %9s %11d %13s %10.1fus %9s" % ("pymodbus sync, reads only, paced", paced["cpu"],
                                                        "-", paced["transactions"], "-", paced_per * 1e6, "-"))
+    floors = (("bare RTU loop (floor), flat out", bare), ("bare RTU loop (floor), paced", bare_paced))
+    for name, result in floors:
+        print("  %-34s %9.2f %9s %11d %13s %10.1fus %9s" % (
+            name, result["cpu"], "-", result["transactions"], "-", per_transaction(result) * 1e6, "-"))
     if tb is None:
         print("  %-34s %s" % ("ThingsBoard IoT Gateway", NOT_INSTALLED))
         tb_per_1k = None
@@ -77,11 +84,16 @@ def street_cpu(workdir: str, seconds: float) -> None:
           % ratio(w.per_transaction, pm_per))
     print("  agent CPU per Modbus transaction vs pymodbus reads only, paced at the agent's schedule: %s "
           "(acceptance: <= 0.5x)" % ratio(w.per_transaction, paced_per))
+    print("  agent CPU per Modbus transaction vs the bare loop, paced (the floor of any Python master at "
+          "this schedule): %s; pymodbus paced vs the same floor: %s"
+          % (ratio(w.per_transaction, per_transaction(bare_paced)),
+             ratio(paced_per, per_transaction(bare_paced))))
     print("  agent CPU per 1k readings vs ThingsBoard gateway: %s (goal: <= 0.1x)"
           % (ratio(w.per_1k_readings, tb_per_1k) if tb is not None else NOT_INSTALLED))
-    for name, result in (("flat out", peer), ("paced", paced)):
+    for name, result in (("pymodbus flat out", peer), ("pymodbus paced", paced), ("bare loop flat out", bare),
+                         ("bare loop paced", bare_paced)):
         if result["errors"]:
-            print("  (pymodbus %s: %d of its transactions failed)" % (name, result["errors"]))
+            print("  (%s: %d of its transactions failed)" % (name, result["errors"]))
     print_sizes("payload, this run", published, (tb["values"], tb["bytes"]) if tb else None)
 
 

@@ -54,18 +54,19 @@ def read_plan(config_path: str) -> list[dict]:
     return out
 
 
-def pymodbus_reads(config_path: str, seconds: float, workdir: str, paced: bool = False) -> dict:
+def pymodbus_reads(config_path: str, seconds: float, workdir: str, paced: bool = False,
+                   client: str = "pymodbus") -> dict:
     """Run the pymodbus worker over the agent's requests for `seconds`; its CPU and transaction count.
     Flat out (each bus's requests over and over), or `paced`: each device's requests at its planned
     interval, devices in deadline order, the thread sleeping until the next one is due (the agent's
     schedule: one thread per bus, a device polled one interval after it was due, or at once when late)."""
-    spec = os.path.join(workdir, "pymodbus-reads%s.json" % ("-paced" if paced else ""))
+    spec = os.path.join(workdir, "%s-reads%s.json" % (client, "-paced" if paced else ""))
     with open(spec, "w") as f:
-        json.dump({"seconds": seconds, "paced": paced, "buses": read_plan(config_path)}, f)
+        json.dump({"seconds": seconds, "paced": paced, "client": client, "buses": read_plan(config_path)}, f)
     done = subprocess.run([sys.executable, "-m", "hil_tests.bench.peers", "reads", spec], cwd=ROOT,
                           capture_output=True, text=True, timeout=seconds + 120)
     if done.returncode != 0:
-        raise RuntimeError("pymodbus worker failed: %s" % done.stderr[-2000:])
+        raise RuntimeError("%s worker failed: %s" % (client, done.stderr[-2000:]))
     return dict(json.loads(done.stdout))
 
 
@@ -118,6 +119,77 @@ def _read_loop(bus: dict, until: float, counts: dict[str, float], lock: threadin
             counts["errors"] += errors
 
 
+def _bare_loop(bus: dict, until: float, counts: dict[str, float], lock: threading.Lock,
+               paced: bool = False) -> None:
+    """The floor of any Python RTU master on this machine: frames built once, os.write, the reply read
+    with poll + os.read until its known length, the t3.5 silence before every request, no decode, no
+    retries. Not a client anyone should ship (no CRC check, no error handling): it shows what the
+    wake-ups and system calls of a transaction cost before any work is done."""
+    import select
+
+    import serial
+
+    from protocols import modbus
+
+    port = serial.Serial(bus["path"], baudrate=bus["baud"], timeout=0)
+    fd = port.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    t35 = modbus.t35(bus["baud"])
+
+    def frame(unit: int, function: int, address: int, count: int) -> tuple[bytes, int]:
+        size = 5 + (2 * count if function in (3, 4) else (count + 7) // 8)
+        return modbus.rtu_frame(unit, modbus.read_request(function, address, count)), size
+
+    devices = [[frame(*r) for r in d["requests"]] for d in bus["devices"]]
+    done = errors = 0
+    quiet_from = 0.0  # when the line last went quiet
+
+    def read(frames: list) -> None:
+        nonlocal done, errors, quiet_from
+        for request, size in frames:
+            wait = quiet_from + t35 - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            os.write(fd, request)
+            got = 0
+            deadline = time.monotonic() + 0.5
+            while got < size:
+                left = deadline - time.monotonic()
+                if left <= 0 or not poller.poll(left * 1000):
+                    errors += 1
+                    break
+                got += len(os.read(fd, 256))
+            quiet_from = time.monotonic()
+            done += 1
+
+    try:
+        if not paced:
+            while time.monotonic() < until:
+                for frames in devices:
+                    read(frames)
+        else:
+            start = time.monotonic()
+            due = [(start + 0.001 * i, i) for i in range(len(devices))]
+            heapq.heapify(due)
+            while True:
+                when, i = heapq.heappop(due)
+                now = time.monotonic()
+                if when >= until:
+                    break
+                if when > now:
+                    time.sleep(when - now)
+                read(devices[i])
+                later = when + bus["devices"][i]["interval"]
+                now = time.monotonic()
+                heapq.heappush(due, (later if later > now else now, i))
+    finally:
+        port.close()
+        with lock:
+            counts["transactions"] += done
+            counts["errors"] += errors
+
+
 def reads_main(spec_path: str) -> int:
     with open(spec_path) as f:
         spec = json.load(f)
@@ -128,7 +200,8 @@ def reads_main(spec_path: str) -> int:
     cpu0 = time.process_time()
     until = time.monotonic() + float(spec["seconds"])
     paced = bool(spec.get("paced"))
-    threads = [threading.Thread(target=_read_loop, args=(bus, until, counts, lock, paced))
+    loop = _bare_loop if spec.get("client") == "bare" else _read_loop
+    threads = [threading.Thread(target=loop, args=(bus, until, counts, lock, paced))
                for bus in spec["buses"]]
     for t in threads:
         t.start()
