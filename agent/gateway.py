@@ -109,10 +109,13 @@ class Gateway:
 
     def _status(self) -> dict:
         """The state `fieldlink status` reads (agent/status_file.py)."""
-        from agent.status_file import build
+        from agent.status_file import HEALTH_PARTS, build
 
         counters = self.scheduler.counters()
-        health_of = getattr(self.uplink, "counters", None)
+        part_of = getattr(self.uplink, "counters_of", None)
+        # only the parts the state shows: the whole health map would run the scheduler's counters three
+        # more times and copy them all, every round (agent/uplink.py `counters_of`)
+        health_of = part_of(HEALTH_PARTS) if part_of is not None else getattr(self.uplink, "counters", None)
         health = health_of if isinstance(health_of, dict) else None
         connected = bool(health.get("connected")) if health else False
         if connected != self._broker[0]:

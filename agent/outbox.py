@@ -614,6 +614,10 @@ class Outbox:
         """Up to `n` packs, oldest first, with an id greater than `after` (file first, then memory)."""
         with self._lock:
             out: list[Pack] = []
+            if after >= self._next_id - 1:
+                # every id given so far is below _next_id (renumbered packs too): nothing newer, and no
+                # SELECT. The publisher asks on every turn of its loop, mostly when nothing came.
+                return out
             if self._db is not None and self._disk[0] > len(self._gone):
                 limit = n + len(self._gone)
                 try:
@@ -682,8 +686,8 @@ class Outbox:
     # -- what health reports ----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._logical()[0]
+        with self._lock:  # `_logical()[0]` without its byte and reading sums (asked on every turn)
+            return self._disk[0] - len(self._gone) + len(self._held)
 
     @property
     def size(self) -> int:

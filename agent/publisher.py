@@ -74,6 +74,7 @@ from agent.broker_memory import BrokerMemory, digest
 from agent.config_model import Config, Endpoint
 from agent.endpoints import REFUSED, UNREACHABLE, Failover, addresses, show_address
 from agent.mqtt_client import (
+    LOGGED,
     V5,
     V311,
     connect_options,
@@ -364,7 +365,7 @@ class Publisher:
             self._connack = CONNACK_V311.get(code, code)
 
     def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
-        if level in (mqtt.MQTT_LOG_ERR, mqtt.MQTT_LOG_WARNING) and client is self._client:
+        if level in LOGGED and client is self._client:
             self._paho_error = text
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
@@ -598,11 +599,9 @@ class Publisher:
         """Why the session must end: the oldest pack in flight (or our SUBSCRIBE) waited longer than
         puback_timeout."""
         b = self.config.broker
-        ep = self._endpoint
-        where = "%s:%d" % (ep.host, ep.port) if ep is not None else "?"
         if self._suback_mid is not None and time.monotonic() - self._suback_sent >= b.puback_timeout:
             return ("no SUBACK from broker %s for %.0f s (broker.puback_timeout); reconnecting" % (
-                where, time.monotonic() - self._suback_sent))
+                self._where(), time.monotonic() - self._suback_sent))
         if not self._inflight:
             return ""
         oldest = min(entry[2] for entry in self._inflight.values())
@@ -610,7 +609,13 @@ class Publisher:
         if waited < b.puback_timeout:
             return ""
         return ("no PUBACK from broker %s for %.0f s (broker.puback_timeout); reconnecting to send the %d "
-                "packs in flight again" % (where, waited, len(self._inflight)))
+                "packs in flight again" % (self._where(), waited, len(self._inflight)))
+
+    def _where(self) -> str:
+        """host:port of the session's endpoint, for a message (only made when one is said: the check
+        above runs on every turn of the network loop)."""
+        ep = self._endpoint
+        return "%s:%d" % (ep.host, ep.port) if ep is not None else "?"
 
     def _pump(self, client: mqtt.Client) -> None:
         """Fill the in-flight window from the outbox, oldest first."""

@@ -42,9 +42,13 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 STATUS_EVERY = 2.0  # seconds between writes
 STALE_AFTER = 15.0  # a state not renewed for this long: the agent is hung (or the disk full)
+# the parts of the health map `build` reads (the rest, the buses' counters above all, comes from the
+# scheduler directly): a round asks the uplink for these only
+HEALTH_PARTS = ("connected", "mqtt", "outbox", "readings")
 
 __all__ = [
     "FORMAT",
+    "HEALTH_PARTS",
     "STALE_AFTER",
     "STATUS_EVERY",
     "StatusFile",

@@ -171,6 +171,10 @@ class Uplink:
         """The health map as it would be published now."""
         return self.health.snapshot()
 
+    def counters_of(self, names: tuple[str, ...]) -> dict:
+        """The health map with only the counters under `names` (see `Health.snapshot`)."""
+        return self.health.snapshot(names)
+
     @property
     def connected(self) -> bool:
         return self.publisher.connected

@@ -257,9 +257,12 @@ def _value(buf: bytearray, value: object) -> None:
         buf.append(0x02)
         cbor.append(buf, x)
         return
-    if t is int and -24 <= value < 24:  # type: ignore[operator]
+    if t is int:  # value_field gives (v, the int itself) for every int
         buf.append(0x02)
         cbor.append(buf, value)
+        return
+    if t is bool:  # vb, then CBOR true (0xF5) or false (0xF4): a quarter of a street site's readings
+        buf += b"\x04\xf5" if value else b"\x04\xf4"
         return
     label, item = value_field(value)
     buf.append(label)

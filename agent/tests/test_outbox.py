@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -10,6 +11,8 @@ import sys
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent.outbox import Outbox
 
@@ -29,6 +32,39 @@ def test_put_peek_ack_in_order(path):
     assert [p.id for p in ob.peek(10)] == [ids[0], ids[2], ids[3], ids[4]]
     assert len(ob) == 4 and ob.size == 8 and ob.stats()["records"] == 8
     ob.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["put", "ack", "peek", "reopen"]), st.integers(0, 12),
+                          st.integers(1, 6)), max_size=40))
+def test_peek_gives_the_oldest_live_packs_after_any_id(tmp_path, ops):
+    """Against a model FIFO: `peek(n, after)` for every `after` (below, at and past the newest id, where
+    it answers without reading the file), across puts, acks and reopening the file."""
+    path = str(tmp_path / ("h%d.sqlite" % next(_files)))
+    ob = Outbox(path)
+    live: list[int] = []  # the model: ids not acknowledged, oldest first
+    newest = 0
+    try:
+        for op, k, n in ops:
+            if op == "put":
+                newest = ob.put("t/data", b"p%d" % k, 1, records=1)
+                live.append(newest)
+            elif op == "ack" and live:
+                pack_id = live.pop(k % len(live))
+                assert ob.ack(pack_id)
+            elif op == "reopen":
+                ob.close()
+                ob = Outbox(path)
+            after = max(0, newest - 3) + k % 6  # around the newest id: before it, at it, past it
+            got = ob.peek(n, after=after)
+            assert [p.id for p in got] == [i for i in live if i > after][:n]
+            assert [p.id for p in ob.peek(n)] == live[:n]
+            assert len(ob) == len(live) == ob.stats()["packs"]
+    finally:
+        ob.close()
+
+
+_files = itertools.count()
 
 
 def test_survives_reopen(path):

@@ -117,6 +117,85 @@ def test_device_state_raises_and_clears_a_comms_alarm(sub, uplink):
     assert cleared["state"] == "cleared"
 
 
+def test_packs_carry_their_content_type_on_mqtt_5(broker, sub, uplink):
+    """Every pack from the outbox says what it is (MQTT 5 Content Type), the data packs SenML-CBOR and
+    the alarms CBOR; the properties object is shared between publishes, so each one is checked."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    seen: list[tuple[str, str | None]] = []
+    lock = threading.Lock()
+    subscribed = threading.Event()
+
+    def on_message(client, userdata, msg):
+        with lock:
+            seen.append((msg.topic.rsplit("/", 1)[-1], getattr(msg.properties, "ContentType", None)))
+
+    v5 = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="v5-subscriber", protocol=mqtt.MQTTv5)
+    v5.on_message = on_message
+    v5.on_connect = lambda c, u, f, r, p: c.subscribe("fieldlink/s1/gw1/#", qos=1)
+    v5.on_subscribe = lambda *a: subscribed.set()
+    v5.connect(broker.host, broker.port, keepalive=10)
+    v5.loop_start()
+    try:
+        assert subscribed.wait(10)
+        assert uplink.publisher.stats()["protocol"] == "5"
+        for i in range(3):  # three packs, one at a time
+            uplink.submit([("lamp-1", "dim", 0.5, 1710498030 + i)])
+            assert sub.wait_for(lambda n=i + 1: len(sub.on("data")) == n, 10)
+        uplink.device_state("lamp-1", True, "")
+        uplink.device_state("lamp-1", False, "no answer")
+        assert sub.wait_for(lambda: len(sub.on("alarm")) == 1, 5)
+        assert sub.wait_for(lambda: sum(1 for leaf, _ in list(seen) if leaf in ("data", "alarm")) == 4, 5)
+    finally:
+        v5.loop_stop()
+        v5.disconnect()
+    with lock:
+        packs = [(leaf, ct) for leaf, ct in seen if leaf in ("data", "alarm")]
+    assert sorted(packs) == [("alarm", "application/cbor")] + [("data", "application/senml+cbor")] * 3
+
+
+def test_paho_formats_only_the_log_lines_the_publisher_reads():
+    """paho's debug line per packet (PUBLISH with its properties, each PUBACK) is not formatted at all;
+    its errors and warnings still reach `on_log` (the publisher keeps the last one for its messages)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from agent.mqtt_client import Client
+
+    class Loud:
+        def __str__(self) -> str:
+            raise AssertionError("a debug line was formatted")
+
+    lines: list[tuple[int, str]] = []
+    client = Client(CallbackAPIVersion.VERSION2, client_id="x", protocol=mqtt.MQTTv5, candidates=[],
+                    timeout=1.0)
+    client.on_log = lambda c, u, level, text: lines.append((level, text))
+    for level in (mqtt.MQTT_LOG_DEBUG, mqtt.MQTT_LOG_INFO, mqtt.MQTT_LOG_NOTICE):
+        client._easy_log(level, "Sending PUBLISH properties=%s", Loud())
+    client._easy_log(mqtt.MQTT_LOG_WARNING, "a warning %d", 1)
+    client._easy_log(mqtt.MQTT_LOG_ERR, "an error: %s", "tlsv1 alert unknown ca")
+    assert lines == [(mqtt.MQTT_LOG_WARNING, "a warning 1"),
+                     (mqtt.MQTT_LOG_ERR, "an error: tlsv1 alert unknown ca")]
+
+
+def test_the_shared_content_type_properties_pack_as_fresh_ones():
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from agent.mqtt_client import content_type
+
+    for value in ("application/senml+cbor", "application/cbor", "application/senml+cbor"):
+        fresh = Properties(PacketTypes.PUBLISH)
+        fresh.ContentType = value
+        shared = content_type(value)
+        assert shared is content_type(value) and shared.ContentType == value  # type: ignore[attr-defined]
+        assert shared.pack() == shared.pack() == fresh.pack()
+        assert str(shared) == str(fresh)
+
+
 def test_health_carries_the_counters(sub, uplink):
     uplink.add_counters("polls", lambda: 7)
     uplink.add_counters("errors", lambda: {"timeout": 2, "crc": 1})

@@ -107,6 +107,7 @@ def test_a_puback_that_does_not_come_ends_the_session_and_the_window_is_sent_aga
     print("\nbroker frozen: %s; %d readings delivered (%d messages); resent %d packs"
           % (told[:1], len(set(values(sub))), len(values(sub)), stats["packs_resent"]))
     assert len(told) == 1 and "broker.puback_timeout" in told[0]
+    assert "no PUBACK from broker %s:%d for " % (broker.host, broker.port) in told[0]
     assert stats["packs_resent"] >= 1 and stats["connects"] >= 2
 
 

@@ -146,3 +146,49 @@ def test_status_reads_the_state_file_and_follows_the_exit_codes(tmp_path, profil
     write(config, stopped)
     done = status("--config", config)
     assert done.returncode == 3 and "no agent running" in done.stderr and "stopped" in done.stderr
+
+
+def test_the_state_from_the_health_parts_it_reads_equals_the_state_from_the_whole_map(
+        tmp_path, profile_dir) -> None:
+    """A status round asks the uplink for `HEALTH_PARTS` only (not every counter, the scheduler's whole map
+    three times): the state it builds is the one the whole health map gives, figure for figure."""
+    from agent.gateway import Gateway
+    from agent.status_file import HEALTH_PARTS, build
+
+    devices = "".join(
+        '\n[[devices]]\nid = "m%d"\nbus = "line1"\nprofile = "dlt645-1p"\n'
+        'address = "00000000000%d"\n' % (i, i)
+        for i in (1, 2))
+    config = load_config(basic_config(str(tmp_path), "/dev/ttyFAKE0", devices))
+    gateway = Gateway(config)
+    uplink = gateway.uplink
+    outbox = uplink.outbox  # type: ignore[attr-defined]
+    publisher = uplink.publisher  # type: ignore[attr-defined]
+    try:
+        # a figure that is not its default in every part the state shows
+        outbox.max_bytes = 50
+        outbox.put("t", b"x" * 100, records=5)  # larger than max_bytes: dropped, counted
+        outbox.max_bytes = 10_000
+        outbox.put("t", b"y" * 20, records=3)
+        publisher.connected = True
+        publisher._endpoint = config.broker.endpoint_list()[0]
+        publisher._since = 1796560001.0
+
+        whole = uplink.counters  # type: ignore[attr-defined]
+        part = uplink.counters_of(HEALTH_PARTS)  # type: ignore[attr-defined]
+        assert set(part) == {"gateway", "site", "time", "uptime", *HEALTH_PARTS}
+        assert set(whole) > set(part)  # polls, errors, buses, commands were not collected
+        counters = gateway.scheduler.counters()
+        state_part = build(config, counters, part, {}, 5.0, {"line1": 0.5}, 1.0)
+        assert state_part == build(config, counters, whole, {}, 5.0, {"line1": 0.5}, 1.0)
+        assert state_part["outbox"] == {"packs": 1, "bytes": 20, "records": 3, "dropped": 5}
+        assert state_part["broker"]["connected"] is True and state_part["broker"]["since"] == 1796560001.0
+        assert state_part["broker"]["endpoint"] == whole["mqtt"]["endpoint"] is not None
+        assert set(state_part["devices"]) == {"m1", "m2"}
+
+        state_of_round = gateway._status()  # what the status thread writes
+        assert state_of_round["outbox"] == state_part["outbox"]
+        assert state_of_round["broker"] == state_part["broker"]
+    finally:
+        publisher.connected = False
+        outbox.close()

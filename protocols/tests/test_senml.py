@@ -232,6 +232,15 @@ def test_resolve_gives_back_every_reading(readings: list) -> None:
     assert reference_resolve(pack) == expected
 
 
+any_int = st.integers(-(2**70), 2**70)
+
+
+@given(st.lists(st.tuples(names, names, values | any_int, times), min_size=1, max_size=30))
+def test_encode_writes_the_bytes_of_the_general_path(readings: list) -> None:
+    """`encode`'s fast paths (cached names, floats, ints, bools) give exactly `cbor.dumps(pack(...))`."""
+    assert senml.encode(readings, BN) == cbor.dumps(senml.pack(readings, BN))
+
+
 def tb_json(readings: list) -> bytes:
     """The ThingsBoard gateway telemetry JSON of the same readings (one ts entry per device and time)."""
     body: dict = {}
