@@ -36,6 +36,11 @@ BIT = 1  # bit `arg` of the register read with the format at a byte offset (bit<
 COIL = 2  # bit `arg` of the data byte at a byte offset (FC 1 / 2)
 GENERAL = 3  # points.decode of the point's registers, or bits (the decode of a whole read)
 
+# how the scale of a NUMBER field applies, decided once per field (`_rule`) rather than by `scaled` per value
+SCALED = 0  # anything else: `scaled(raw, scale, offset)` itself
+ROUNDED = 1  # a float comes out: round(raw * scale + offset, 9), as `scaled` rounds every float
+WHOLE = 2  # integers all through: raw * scale + offset, an integer as `scaled` leaves it
+
 # (type, order) -> struct format of the value as it lies in the reply (the orders of protocols/points.py
 # that are a plain byte order: big-endian ABCD, little-endian DCBA; 16-bit values only swap bytes)
 _FORMATS = {}
@@ -99,9 +104,23 @@ def _decode_one(bits: bool, values: object, spec: list) -> tuple:
     return scaled(raw, scale, offset), None
 
 
+def _rule(fmt: str, scale: object, offset: object) -> int:
+    """How `scaled(raw, scale, offset)` treats every value a number of struct format `fmt` can have
+    (never None, bool, text or bytes; scale and offset not 1 and 0): ROUNDED when raw, scale or offset
+    is a float (then so is the result, which it rounds), WHOLE when all three are integers (the result
+    is one, left as it is), else SCALED (a scale of another type: the general rule)."""
+    if (type(scale) is not int and type(scale) is not float) or \
+            (type(offset) is not int and type(offset) is not float):
+        return SCALED
+    if fmt[-1] in "fd" or type(scale) is float or type(offset) is float:
+        return ROUNDED
+    return WHOLE
+
+
 def _field(spec: list, function: int, count: int) -> tuple:
     """How one point's value is read from the reply PDU of a read of `count` items: (kind, byte
-    offset, struct format, bit, scale or None when it is 1 with offset 0, offset, spec)."""
+    offset, struct format, bit (a NUMBER's: how its scale applies, `_rule`), scale or None when it is
+    1 with offset 0, offset, spec)."""
     _n, off, typ, order, scale, offset = spec
     plain = scale == 1 and offset == 0
     if function <= 2:
@@ -111,7 +130,9 @@ def _field(spec: list, function: int, count: int) -> tuple:
     fmt = _FORMATS.get((typ, order))
     if fmt is not None:
         if 0 <= off and off + points.register_count(typ) <= count:
-            return (NUMBER, 2 + 2 * off, fmt, 0, None if plain else scale, offset, spec)
+            if plain:
+                return (NUMBER, 2 + 2 * off, fmt, 0, None, offset, spec)
+            return (NUMBER, 2 + 2 * off, fmt, _rule(fmt, scale, offset), scale, offset, spec)
     elif typ[:3] == "bit" and order in points.ORDERS and 0 <= off < count:
         try:
             points.register_count(typ)
@@ -142,7 +163,8 @@ def _whole(fields: list) -> "str | None":
 def prepare(address: object, opts: object, frame: bytes, specs: list) -> tuple:
     """What every poll of one planned read needs, worked out once: (unit, request PDU, RTU frame, the
     accept test of its reply, function, count, fields, the struct format of the whole reply or None,
-    the scaled fields as (index, scale, offset)). EncodingError when the frame is not a read."""
+    the scaled fields as (index, scale, offset, how it applies: `_rule`)). EncodingError when the frame
+    is not a read."""
     frame = bytes(frame)
     pdu = frame[1:-2]
     try:
@@ -153,7 +175,8 @@ def prepare(address: object, opts: object, frame: bytes, specs: list) -> tuple:
         raise EncodingError("a planned read needs function 1-4, not %d" % request.function)
     unit = frame[0]
     fields = [_field(spec, request.function, request.count) for spec in specs]
-    scaled_fields = [(i, fields[i][4], fields[i][5]) for i in range(len(fields)) if fields[i][4] is not None]
+    scaled_fields = [(i, fields[i][4], fields[i][5], fields[i][3]) for i in range(len(fields))
+                     if fields[i][4] is not None]
 
     def accept(f):  # type: ignore[no-untyped-def]
         # a read request echoed by an adapter with local echo is not the reply
@@ -170,8 +193,13 @@ def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore
     whole = prepared[7]
     if whole is not None:  # plain numbers: one unpack, then the scale of those that have one
         values = list(unpack_from(whole, reply, 2))
-        for i, scale, offset in prepared[8]:
-            values[i] = scaled(values[i], scale, offset)
+        for i, scale, offset, rule in prepared[8]:  # what `scaled` would do, its type checks made once
+            if rule == ROUNDED:
+                values[i] = round(values[i] * scale + offset, 9)
+            elif rule == WHOLE:
+                values[i] = values[i] * scale + offset
+            else:
+                values[i] = scaled(values[i], scale, offset)
         return values
     fields = prepared[6]
     values = [None] * len(fields)
@@ -180,7 +208,14 @@ def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore
         kind, pos, fmt, arg, scale, offset, spec = fields[i]
         if kind == NUMBER:
             raw = unpack_from(fmt, reply, pos)[0]
-            values[i] = raw if scale is None else scaled(raw, scale, offset)
+            if scale is None:
+                values[i] = raw
+            elif arg == ROUNDED:  # as in the whole-reply case above
+                values[i] = round(raw * scale + offset, 9)
+            elif arg == WHOLE:
+                values[i] = raw * scale + offset
+            else:
+                values[i] = scaled(raw, scale, offset)
         elif kind == COIL:
             values[i] = (reply[pos] >> arg) & 1 == 1
         elif kind == BIT:

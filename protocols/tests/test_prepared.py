@@ -15,7 +15,10 @@ from protocols.errors import EncodingError, ExceptionResponse, FrameError
 from protocols.modbus import device as mbdev
 
 TYPES = [*points.TYPES, "bit0", "bit7", "bit15", "str1", "str3"]
-SCALES = [(1, 0), (0.1, 0), (10, -5), (0.01, 1.5), (1, 3)]
+# every way a scale can apply (device.py `_rule`): floats rounded (a float scale, offset or raw value),
+# integers left whole, and the plain 1 and 0 (also as floats) that leave the raw value alone
+SCALES = [(1, 0), (0.1, 0), (10, -5), (0.01, 1.5), (1, 3), (3600, 0), (360000, 0), (0.001, 0), (1.0, 0.0),
+          (2, 0.5), (-1, 0), (0.1, -40), (1e-9, 0), (3600000, 0.0)]
 
 
 def general(pdu: bytes, reply: bytes, specs: list) -> tuple:
@@ -67,6 +70,22 @@ def test_a_prepared_read_decodes_as_the_general_path(case: tuple) -> None:
     frame, reply, specs = case
     # repr: a NaN equals its twin, an int differs from the float of the same value
     assert repr(prepared(frame, reply, specs)) == repr(general(frame[1:-2], reply, specs))
+
+
+def test_each_scale_is_applied_as_scaled_applies_it() -> None:
+    """The per-field rule gives what `scaled` gives, value for value, for integer and float registers
+    (one unpack of the whole reply, and field by field when a bit field is read too)."""
+    for scale, offset in SCALES:
+        for typ in ("u16", "s16", "u32", "s32", "f32", "u64", "f64"):
+            count = points.register_count(typ)
+            specs = [["a", 0, typ, "ABCD", scale, offset]]
+            frame = modbus.rtu_frame(1, modbus.read_request(3, 0, count + 1))
+            for registers in ([0] * count, [0xFFFF] * count, [0x4148, 0x1234, 0, 7][:count],
+                              [0x3DCC, 0xCCCD, 0x3FB9, 0x999A][:count], [0x7FC0, 0, 0, 0][:count]):
+                for extra in ([], [["bit", count, "bit3", "ABCD", 1, 0]]):  # whole reply / field by field
+                    reply = modbus.read_response(3, [*registers, 9])
+                    got = prepared(frame, reply, specs + extra)
+                    assert repr(got) == repr(general(frame[1:-2], reply, specs + extra)), (scale, offset, typ)
 
 
 def test_plain_numbers_of_one_byte_order_are_read_in_one_unpack() -> None:
