@@ -241,6 +241,21 @@ def read_prepared(device: str, address: object, opts: object, prepared: tuple, s
     return decode_prepared(prepared, reply, bad)
 
 
+def plain_read(opts: object, prepared: tuple) -> "tuple | None":
+    """(frame, accept) when a prepared read is one exchange of a frame fixed at `prepare` (Modbus RTU:
+    nothing per poll, no transaction id), so a runner may send it and decode the reply frame with
+    `decode_reply` itself instead of running `read_prepared`'s step (the agent's driver does, to save
+    the generator per transaction); None on Modbus TCP."""
+    if opts:
+        return None
+    return prepared[2], prepared[3]
+
+
+def decode_reply(prepared: tuple, frame: tuple, bad) -> list:  # type: ignore[no-untyped-def]
+    """What `read_prepared` returns when `frame` (unit, PDU) answers a plain read (`plain_read`)."""
+    return decode_prepared(prepared, frame[1], bad)
+
+
 def read(device: str, address: object, opts: object, frame: bytes, specs: list, seq: int, emit):  # type: ignore[no-untyped-def]
     """One planned read: the compiled RTU frame's PDU to the unit, the reply decoded into `emit`."""
     yield from steps.read(prepare, read_prepared, device, address, opts, frame, specs, seq, emit)
