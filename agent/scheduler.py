@@ -100,6 +100,10 @@ class DeviceState:
         self.bad_by_point: dict[str, int] = {}  # point -> bad answers since start
         self.quality: dict[str, str] = {}  # point -> quality text, for the points that are bad now
         self.plausible = for_points(driver.profile.points)  # point -> its range/rule and last good value
+        #: id(request) -> (request, the positions of its points that have a plausible check), for the
+        #: planned requests: a reply that gave every point is screened at those positions only (`_screen`)
+        self.checked = {id(r): (r, [i for i, (p, _off) in enumerate(r.points) if p.name in self.plausible])
+                        for r in driver.requests}
 
     @property
     def id(self) -> str:
@@ -425,7 +429,12 @@ class BusWorker:
         self.counters["replies"] += 1
         values, bad = result.values, result.bad
         if state.plausible:
-            values, bad = _screen(state, values, bad)
+            checked = state.checked.get(id(request))
+            if not bad and checked is not None and checked[0] is request:  # every point of it, in plan order
+                if checked[1]:
+                    values, bad = _screen(state, values, bad, checked[1])
+            else:
+                values, bad = _screen(state, values, bad)
         device = state.id
         readings += [(device, point, value, stamp) for point, value in values]
         if state.quality:  # some point is bad now: a good value clears it
@@ -495,25 +504,27 @@ class BusWorker:
         return bus
 
 
-def _screen(state: DeviceState, values: list, bad: list) -> tuple[list, list]:
+def _screen(state: DeviceState, values: list, bad: list, positions: Any = None) -> tuple[list, list]:
     """Split off the values the profile says cannot be (range, never decreasing) as bad points; the
-    lists themselves when every value is plausible (the usual case)."""
+    lists themselves when every value is plausible (the usual case). `positions`: the indices of
+    `values` whose points have a check (known from the plan when `values` holds every point of a
+    planned request), so the others are not looked at; None: every value is looked up by its point."""
     checks = state.plausible
-    kept: list | None = None
-    refused = bad
-    for i in range(len(values)):
+    implausible: list | None = None  # the indices of the values refused
+    for i in range(len(values)) if positions is None else positions:
         point, value = values[i]
         check = checks.get(point)
         if check is None or check.check(value):
-            if kept is not None:
-                kept.append(values[i])
             continue
-        if kept is None:
-            kept, refused = values[:i], list(bad)
-        refused.append((point, IMPLAUSIBLE))
+        if implausible is None:
+            implausible = []
+        implausible.append(i)
         log.debug("device=%s point=%s event=implausible value=%r reference=%r", state.id, point, value,
                   check.last)
-    return (values, bad) if kept is None else (kept, refused)
+    if implausible is None:
+        return values, bad
+    kept = [values[i] for i in range(len(values)) if i not in implausible]
+    return kept, bad + [(values[i][0], IMPLAUSIBLE) for i in implausible]
 
 
 class Scheduler:
