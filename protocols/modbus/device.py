@@ -143,28 +143,33 @@ def _field(spec: list, function: int, count: int) -> tuple:
     return (GENERAL, 0, "", 0, None, 0, spec)
 
 
-def _whole(fields: list) -> "str | None":
-    """One struct format that reads every field of a reply at once (from byte 2 of its PDU), with pad
-    bytes between them: when all are plain numbers of one byte order, in order, not overlapping."""
+def _whole(fields: list) -> tuple:
+    """One struct format that reads the leading fields of a reply at once (from byte 2 of its PDU), with
+    pad bytes between them, and how many fields it reads: the longest run of plain numbers of one byte
+    order from the first field on, in order, not overlapping; (None, 0) when the first field is not one.
+    The fields after the run (bits of a register already read, a text, another byte order) are read one
+    by one (a lamp's input registers: seven numbers in one unpack, then three bits of its fault word)."""
     order = ""
     parts = []
     at = 2
+    n = 0
     for f in fields:
         if f[0] != NUMBER or f[1] < at or (order and f[2][0] != order):
-            return None
+            break
         order = f[2][0]
         if f[1] > at:
             parts.append("%dx" % (f[1] - at))
         parts.append(f[2][1])
         at = f[1] + (8 if f[2][1] in "qQd" else 4 if f[2][1] in "iIf" else 2)
-    return order + "".join(parts) if parts else None
+        n += 1
+    return (order + "".join(parts), n) if parts else (None, 0)
 
 
 def prepare(address: object, opts: object, frame: bytes, specs: list) -> tuple:
     """What every poll of one planned read needs, worked out once: (unit, request PDU, RTU frame, the
-    accept test of its reply, function, count, fields, the struct format of the whole reply or None,
-    the scaled fields as (index, scale, offset, how it applies: `_rule`)). EncodingError when the frame
-    is not a read."""
+    accept test of its reply, function, count, fields, the struct format of the leading fields (`_whole`)
+    or None, the scaled fields among those as (index, scale, offset, how it applies: `_rule`), how many
+    fields that format reads). EncodingError when the frame is not a read."""
     frame = bytes(frame)
     pdu = frame[1:-2]
     try:
@@ -175,14 +180,15 @@ def prepare(address: object, opts: object, frame: bytes, specs: list) -> tuple:
         raise EncodingError("a planned read needs function 1-4, not %d" % request.function)
     unit = frame[0]
     fields = [_field(spec, request.function, request.count) for spec in specs]
-    scaled_fields = [(i, fields[i][4], fields[i][5], fields[i][3]) for i in range(len(fields))
+    whole, first = _whole(fields)
+    scaled_fields = [(i, fields[i][4], fields[i][5], fields[i][3]) for i in range(first)
                      if fields[i][4] is not None]
 
     def accept(f):  # type: ignore[no-untyped-def]
         # a read request echoed by an adapter with local echo is not the reply
         return f[0] == unit and f[1] != pdu and f[1][:1] != b""
 
-    return (unit, pdu, frame, accept, request.function, request.count, fields, _whole(fields), scaled_fields)
+    return (unit, pdu, frame, accept, request.function, request.count, fields, whole, scaled_fields, first)
 
 
 def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore[no-untyped-def]
@@ -191,7 +197,8 @@ def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore
     function = prepared[4]
     modbus.check_read_response(function, prepared[5], reply)
     whole = prepared[7]
-    if whole is not None:  # plain numbers: one unpack, then the scale of those that have one
+    fields = prepared[6]
+    if whole is not None:  # leading plain numbers: one unpack, then the scale of those that have one
         values = list(unpack_from(whole, reply, 2))
         for i, scale, offset, rule in prepared[8]:  # what `scaled` would do, its type checks made once
             if rule == ROUNDED:
@@ -200,17 +207,21 @@ def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore
                 values[i] = values[i] * scale + offset
             else:
                 values[i] = scaled(values[i], scale, offset)
-        return values
-    fields = prepared[6]
-    values = [None] * len(fields)
+        first = prepared[9]
+        if first == len(fields):
+            return values
+        values.extend([None] * (len(fields) - first))
+    else:
+        first = 0
+        values = [None] * len(fields)
     registers = None  # the reply as a list of registers or bits, made only when a field needs it
-    for i in range(len(fields)):
+    for i in range(first, len(fields)):  # the fields the unpack above did not read, one by one
         kind, pos, fmt, arg, scale, offset, spec = fields[i]
         if kind == NUMBER:
             raw = unpack_from(fmt, reply, pos)[0]
             if scale is None:
                 values[i] = raw
-            elif arg == ROUNDED:  # as in the whole-reply case above
+            elif arg == ROUNDED:  # as for the leading numbers above
                 values[i] = round(raw * scale + offset, 9)
             elif arg == WHOLE:
                 values[i] = raw * scale + offset

@@ -88,6 +88,21 @@ def test_each_scale_is_applied_as_scaled_applies_it() -> None:
                     assert repr(got) == repr(general(frame[1:-2], reply, specs + extra)), (scale, offset, typ)
 
 
+def test_leading_numbers_are_read_in_one_unpack_and_the_bits_after_them_one_by_one() -> None:
+    """A lamp's input registers: seven numbers, then three bits of its fault word (the last number)."""
+    specs = [["voltage", 0, "u16", "ABCD", 0.1, 0], ["current", 1, "u16", "ABCD", 0.001, 0],
+             ["power", 2, "u16", "ABCD", 0.1, 0], ["energy", 3, "u32", "ABCD", 3600, 0],
+             ["hours", 5, "u32", "ABCD", 360, 0], ["temperature", 7, "s16", "ABCD", 0.1, 0],
+             ["faults", 8, "u16", "ABCD", 1, 0], ["lamp", 8, "bit0", "ABCD", 1, 0],
+             ["cable", 8, "bit1", "ABCD", 1, 0], ["hot", 8, "bit2", "ABCD", 1, 0]]
+    frame = modbus.rtu_frame(1, modbus.read_request(4, 0, 9))
+    step = mbdev.prepare(1, None, frame, specs)
+    assert (step[7], step[9]) == (">HHHIIhH", 7)
+    reply = modbus.read_response(4, [2301, 150, 345, 0, 1000, 0, 12, 0xFFF6, 0b101])
+    want: tuple = ([230.1, 0.15, 34.5, 3600000, 4320, -1.0, 5, True, False, True], {})
+    assert prepared(frame, reply, specs) == want == general(frame[1:-2], reply, specs)
+
+
 def test_plain_numbers_of_one_byte_order_are_read_in_one_unpack() -> None:
     specs = [["a", 0, "u16", "ABCD", 1, 0], ["b", 2, "s32", "ABCD", 0.1, 0], ["c", 5, "f32", "ABCD", 1, 0]]
     frame = modbus.rtu_frame(1, modbus.read_request(3, 0, 7))
