@@ -125,6 +125,16 @@ class Driver:
         """Run one planned request; raises LinkError or ProtocolError when it fails as a whole.
 
         The request's frame and decode are prepared once (`Prepared`); a poll only runs them."""
+        names, values, bad = self.read_values(link, request)
+        if bad:
+            return ReadResult([(n, v) for n, v in zip(names, values, strict=True) if v is not None], bad)
+        return ReadResult(list(zip(names, values, strict=True)), bad)
+
+    def read_values(self, link: Link, request: PlannedRequest) -> tuple[list[str], list, list]:
+        """`read` before its values are paired with their points: the request's point names, their values
+        in the same order (None for a point without one) and those points as (point, why); `names` is the
+        plan's own list, not to be changed. The bus owner
+        makes readings of them at once (agent/scheduler.py), without the pairs in between."""
         prepared = self._prepared.get(id(request))
         if prepared is None or prepared.request is not request:  # not one of the plan's (fieldlink read)
             prepared = self._prepare(request)
@@ -146,9 +156,7 @@ class Driver:
         else:
             step = steps.read_prepared(self.id, self.address, opts, prepared.step, seq, why)
             values = run_step(link, steps.reader, opts, step)
-        if bad:
-            return ReadResult([(n, v) for n, v in zip(names, values, strict=True) if v is not None], bad)
-        return ReadResult(list(zip(names, values, strict=True)), bad)
+        return names, values, bad
 
     def read_points(self, link: Link, names: list[str]) -> ReadResult:
         """Read the named points (one request each, in plan order) — for `fieldlink read`."""

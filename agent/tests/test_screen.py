@@ -1,9 +1,10 @@
 """Plausibility screening at the positions the plan knows is the screening of every value by name.
 
 A reply that gave every point of a planned request holds them in plan order, so the bus owner checks
-only the positions whose points have a `plausible` spec (`DeviceState.checked`); anything else (a
-reply with bad points) is looked up value by value. Both must refuse the same values, in the same
-order, and leave every point's reference (last good value, readings below it) the same.
+only the positions whose points have a `plausible` spec (`DeviceState.checked`, `_implausible`);
+anything else (a reply with bad points) is looked up value by value (`_screen`). Both must refuse the
+same values, in the same order, and leave every point's reference (last good value, readings below it)
+the same.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from agent.config_model import BusConfig, DeviceConfig
 from agent.drivers import make_driver
-from agent.scheduler import DeviceState, _screen
+from agent.scheduler import DeviceState, _implausible, _screen
 from protocols.profiles import parse_profile
 
 PROFILE = parse_profile({
@@ -56,9 +57,10 @@ def test_screening_at_positions_is_screening_by_name(polls: list) -> None:
         request = by_position.driver.requests[which]
         names = [p.name for p, _off in request.points]
         values = list(zip(names, drawn, strict=False))
-        got = _screen(by_position, values, [], by_position.checked[id(request)][1])
-        want = _screen(by_name, list(values), [])
-        assert repr(got) == repr(want)
+        refused = _implausible(by_position, names, drawn[:len(names)], by_position.checked[id(request)][1])
+        kept, bad = _screen(by_name, list(values), [])
+        assert repr([v for i, v in enumerate(values) if i not in (refused or [])]) == repr(kept)
+        assert [(names[i], "implausible") for i in refused or []] == bad
     for point, check in by_position.plausible.items():
         other = by_name.plausible[point]
         assert repr((check.last, check.below, check.below_last)) == repr((other.last, other.below,
@@ -67,10 +69,10 @@ def test_screening_at_positions_is_screening_by_name(polls: list) -> None:
 
 def test_an_implausible_value_is_refused_at_its_position() -> None:
     s = state()
-    request = s.driver.requests[0]
-    values = [("a", 1), ("volts", 600), ("b", 2), ("energy", 10)]
-    kept, bad = _screen(s, values, [("x", "decode")], s.checked[id(request)][1])
-    assert kept == [("a", 1), ("b", 2), ("energy", 10)]
+    names = ["a", "volts", "b", "energy"]
+    assert _implausible(s, names, [1, 600, 2, 10], [1, 3]) == [1]
+    assert _implausible(s, names, [1, 230, 2, 9], [1, 3]) == [3]  # energy went back from 10
+    assert _implausible(s, names, [1, 230, 2, 11], [1, 3]) is None
+    kept, bad = _screen(s, [("a", 1), ("volts", 600), ("b", 2), ("energy", 12)], [("x", "decode")])
+    assert kept == [("a", 1), ("b", 2), ("energy", 12)]
     assert bad == [("x", "decode"), ("volts", "implausible")]
-    kept, bad = _screen(s, [("a", 1), ("volts", 230), ("b", 2), ("energy", 9)], [], [1, 3])
-    assert kept == [("a", 1), ("volts", 230), ("b", 2)] and bad == [("energy", "implausible")]
