@@ -40,6 +40,12 @@ GENERAL = 3  # points.decode of the point's registers, or bits (the decode of a 
 SCALED = 0  # anything else: `scaled(raw, scale, offset)` itself
 ROUNDED = 1  # a float comes out: round(raw * scale + offset, 9), as `scaled` rounds every float
 WHOLE = 2  # integers all through: raw * scale + offset, an integer as `scaled` leaves it
+DIVIDED = 3  # a 16-bit register times 10**-k (0.1, 0.01 ... 1e-9): raw / 10**k, which is that rounded value
+# A 16-bit raw times fl(10**-k) is within |q| * 2**-52 (< 1.5e-11 for |raw| < 2**16) of q = raw / 10**k, a
+# multiple of 1e-9, so round(raw * scale, 9) is the double nearest q, which is what raw / 10**k (an exact
+# numerator and denominator, one correctly rounded division) gives; only where floats are doubles
+_DOUBLE = float(16777217) != 16777216.0
+_TENTHS = [(float("1e-%d" % k), 10**k) for k in range(1, 10)]  # (fl(10**-k), 10**k)
 
 # (type, order) -> struct format of the value as it lies in the reply (the orders of protocols/points.py
 # that are a plain byte order: big-endian ABCD, little-endian DCBA; 16-bit values only swap bytes)
@@ -117,10 +123,20 @@ def _rule(fmt: str, scale: object, offset: object) -> int:
     return WHOLE
 
 
+def _divisor(fmt: str, scale: object, offset: object) -> int:
+    """10**k when a ROUNDED field is a 16-bit register times 10**-k with no offset (DIVIDED), else 0."""
+    if not _DOUBLE or fmt[-1] not in "Hh" or type(offset) is not int or offset != 0:
+        return 0
+    for tenth, divisor in _TENTHS:
+        if scale == tenth:
+            return divisor
+    return 0
+
+
 def _field(spec: list, function: int, count: int) -> tuple:
     """How one point's value is read from the reply PDU of a read of `count` items: (kind, byte
     offset, struct format, bit (a NUMBER's: how its scale applies, `_rule`), scale or None when it is
-    1 with offset 0, offset, spec)."""
+    1 with offset 0 (DIVIDED: the divisor), offset, spec)."""
     _n, off, typ, order, scale, offset = spec
     plain = scale == 1 and offset == 0
     if function <= 2:
@@ -132,7 +148,11 @@ def _field(spec: list, function: int, count: int) -> tuple:
         if 0 <= off and off + points.register_count(typ) <= count:
             if plain:
                 return (NUMBER, 2 + 2 * off, fmt, 0, None, offset, spec)
-            return (NUMBER, 2 + 2 * off, fmt, _rule(fmt, scale, offset), scale, offset, spec)
+            rule = _rule(fmt, scale, offset)
+            divisor = _divisor(fmt, scale, offset) if rule == ROUNDED else 0
+            if divisor:  # DIVIDED: the divisor where the scale would be
+                return (NUMBER, 2 + 2 * off, fmt, DIVIDED, divisor, offset, spec)
+            return (NUMBER, 2 + 2 * off, fmt, rule, scale, offset, spec)
     elif typ[:3] == "bit" and order in points.ORDERS and 0 <= off < count:
         try:
             points.register_count(typ)
@@ -201,7 +221,9 @@ def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore
     if whole is not None:  # leading plain numbers: one unpack, then the scale of those that have one
         values = list(unpack_from(whole, reply, 2))
         for i, scale, offset, rule in prepared[8]:  # what `scaled` would do, its type checks made once
-            if rule == ROUNDED:
+            if rule == DIVIDED:  # scale holds the divisor
+                values[i] = values[i] / scale
+            elif rule == ROUNDED:
                 values[i] = round(values[i] * scale + offset, 9)
             elif rule == WHOLE:
                 values[i] = values[i] * scale + offset
@@ -221,7 +243,9 @@ def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore
             raw = unpack_from(fmt, reply, pos)[0]
             if scale is None:
                 values[i] = raw
-            elif arg == ROUNDED:  # as for the leading numbers above
+            elif arg == DIVIDED:  # as for the leading numbers above
+                values[i] = raw / scale
+            elif arg == ROUNDED:
                 values[i] = round(raw * scale + offset, 9)
             elif arg == WHOLE:
                 values[i] = raw * scale + offset

@@ -88,6 +88,32 @@ def test_each_scale_is_applied_as_scaled_applies_it() -> None:
                     assert repr(got) == repr(general(frame[1:-2], reply, specs + extra)), (scale, offset, typ)
 
 
+def test_a_16_bit_register_times_a_power_of_ten_is_divided_exactly_as_scaled_rounds_it() -> None:
+    """Every u16 and s16 value times 0.1, 0.01 ... 1e-9: raw / 10**k (DIVIDED) is, value for value and
+    repr for repr, what `scaled` gives (raw * scale rounded to 9 decimals); wider registers, offsets and
+    other scales keep the general rounding."""
+    from protocols.scaling import scaled
+
+    frame = modbus.rtu_frame(1, modbus.read_request(3, 0, 120))
+    for k in range(1, 10):
+        scale = float("1e-%d" % k)
+        for typ in ("u16", "s16"):
+            specs = [["p%d" % i, i, typ, "ABCD", scale, 0] for i in range(120)]
+            step = mbdev.prepare(1, None, frame, specs)
+            assert {f[3] for f in step[6]} == {mbdev.DIVIDED}
+            for start in range(0, 0x10000, 120):
+                registers = [(start + i) & 0xFFFF for i in range(120)]
+                reply = modbus.read_response(3, registers)
+                raws = [r - 0x10000 if typ == "s16" and r >= 0x8000 else r for r in registers]
+                got = mbdev.decode_prepared(step, reply, None)
+                assert repr(got) == repr([scaled(r, scale, 0) for r in raws]), (k, typ, start)
+    others = [["a", 0, "u32", "ABCD", 0.1, 0], ["b", 2, "u16", "ABCD", 0.1, 1],
+              ["c", 3, "u16", "ABCD", 0.2, 0], ["d", 4, "u16", "ABCD", 0.1, 0.0],
+              ["e", 5, "f32", "ABCD", 0.1, 0]]
+    step = mbdev.prepare(1, None, modbus.rtu_frame(1, modbus.read_request(3, 0, 7)), others)
+    assert [f[3] for f in step[6]] == [mbdev.ROUNDED] * 5
+
+
 def test_leading_numbers_are_read_in_one_unpack_and_the_bits_after_them_one_by_one() -> None:
     """A lamp's input registers: seven numbers, then three bits of its fault word (the last number)."""
     specs = [["voltage", 0, "u16", "ABCD", 0.1, 0], ["current", 1, "u16", "ABCD", 0.001, 0],
