@@ -43,14 +43,16 @@ class ReadResult:
 
 class Prepared:
     """One planned request worked out once: what its device step needs on every poll (the protocol's
-    `prepare(address, opts, frame, specs)`) and its point names."""
+    `prepare(address, opts, frame, specs)`), its point names, and (frame, accept) when it is a plain
+    read (the protocol's `plain_read`: one exchange of a fixed frame, a Modbus RTU read), else None."""
 
-    __slots__ = ("names", "request", "step")
+    __slots__ = ("names", "plain", "request", "step")
 
-    def __init__(self, request: PlannedRequest, step: Any, names: list[str]) -> None:
+    def __init__(self, request: PlannedRequest, step: Any, names: list[str], plain: Any = None) -> None:
         self.request = request
         self.step = step
         self.names = names
+        self.plain = plain
 
 
 def error_kind(exc: BaseException) -> str:
@@ -105,8 +107,10 @@ class Driver:
     def _prepare(self, request: PlannedRequest) -> Prepared:
         frame = self.family.request_frame(self.address, self.options, request)
         specs = [self.family.decode_spec(p, off, 0) for p, off in request.points]
-        return Prepared(request, self.steps.prepare(self.address, self.read_opts, frame, specs),
-                        [p.name for p, _ in request.points])
+        step = self.steps.prepare(self.address, self.read_opts, frame, specs)
+        plain_read = getattr(self.steps, "plain_read", None)  # a protocol without plain reads has none
+        plain = None if plain_read is None else plain_read(self.read_opts, step)
+        return Prepared(request, step, [p.name for p, _ in request.points], plain)
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 4) & 0xFFFF  # a step may use seq .. seq + 3
@@ -121,6 +125,16 @@ class Driver:
         """Run one planned request; raises LinkError or ProtocolError when it fails as a whole.
 
         The request's frame and decode are prepared once (`Prepared`); a poll only runs them."""
+        names, values, bad = self.read_values(link, request)
+        if bad:
+            return ReadResult([(n, v) for n, v in zip(names, values, strict=True) if v is not None], bad)
+        return ReadResult(list(zip(names, values, strict=True)), bad)
+
+    def read_values(self, link: Link, request: PlannedRequest) -> tuple[list[str], list, list]:
+        """`read` before its values are paired with their points: the request's point names, their values
+        in the same order (None for a point without one) and those points as (point, why); `names` is the
+        plan's own list, not to be changed. The bus owner
+        makes readings of them at once (agent/scheduler.py), without the pairs in between."""
         prepared = self._prepared.get(id(request))
         if prepared is None or prepared.request is not request:  # not one of the plan's (fieldlink read)
             prepared = self._prepare(request)
@@ -133,11 +147,16 @@ class Driver:
         self._seq = seq = (self._seq + 4) & 0xFFFF  # a step may use seq .. seq + 3
         steps = self.steps
         opts = self.read_opts
-        step = steps.read_prepared(self.id, self.address, opts, prepared.step, seq, why)
-        values = run_step(link, steps.reader, opts, step)
-        if bad:
-            return ReadResult([(n, v) for n, v in zip(names, values, strict=True) if v is not None], bad)
-        return ReadResult(list(zip(names, values, strict=True)), bad)
+        plain = prepared.plain
+        if plain is not None:
+            # the usual poll (a Modbus RTU read): its one exchange is run here rather than through the
+            # step generator, which would only yield this frame and decode the reply the same way
+            reply = link.transact(plain[0], steps.reader(opts), accept=plain[1])
+            values = steps.decode_reply(prepared.step, reply, why)
+        else:
+            step = steps.read_prepared(self.id, self.address, opts, prepared.step, seq, why)
+            values = run_step(link, steps.reader, opts, step)
+        return names, values, bad
 
     def read_points(self, link: Link, names: list[str]) -> ReadResult:
         """Read the named points (one request each, in plan order) — for `fieldlink read`."""

@@ -100,6 +100,10 @@ class DeviceState:
         self.bad_by_point: dict[str, int] = {}  # point -> bad answers since start
         self.quality: dict[str, str] = {}  # point -> quality text, for the points that are bad now
         self.plausible = for_points(driver.profile.points)  # point -> its range/rule and last good value
+        #: id(request) -> (request, the positions of its points that have a plausible check), for the
+        #: planned requests: a reply that gave every point is screened at those positions only (`_screen`)
+        self.checked = {id(r): (r, [i for i, (p, _off) in enumerate(r.points) if p.name in self.plausible])
+                        for r in driver.requests}
 
     @property
     def id(self) -> str:
@@ -412,7 +416,7 @@ class BusWorker:
         counters["requests"] += 1
         self.counters["requests"] += 1
         try:
-            result = state.driver.read(self.link, request)
+            names, values, bad = state.driver.read_values(self.link, request)
         except (LinkError, ProtocolError) as exc:
             kind = error_kind(exc)
             self._count_error(state, kind)
@@ -423,13 +427,23 @@ class BusWorker:
         stamp = time.time()
         counters["replies"] += 1
         self.counters["replies"] += 1
-        values, bad = result.values, result.bad
-        if state.plausible:
-            values, bad = _screen(state, values, bad)
-        device = state.id
-        readings += [(device, point, value, stamp) for point, value in values]
+        device = state.driver.id
+        checked = state.checked.get(id(request)) if not bad else None
+        if checked is not None and checked[0] is request:  # every point of a planned request, in plan order
+            refused = _implausible(state, names, values, checked[1]) if checked[1] else None
+            if refused is None and not state.quality:  # the usual reply: readings of every point, at once
+                readings += [(device, name, value, stamp) for name, value in zip(names, values, strict=True)]
+                return True, "", None
+            pairs = [(names[i], values[i]) for i in range(len(names)) if refused is None or i not in refused]
+            if refused is not None:
+                bad = [(names[i], IMPLAUSIBLE) for i in refused]
+        else:  # as `Driver.read` pairs them, then screened point by point
+            pairs = [(n, v) for n, v in zip(names, values, strict=True) if v is not None or not bad]
+            if state.plausible:
+                pairs, bad = _screen(state, pairs, bad)
+        readings += [(device, point, value, stamp) for point, value in pairs]
         if state.quality:  # some point is bad now: a good value clears it
-            for point, _value in values:
+            for point, _value in pairs:
                 if quality.change(point in state.quality, None) == quality.CLEARED:
                     self._set_quality(state, point, None, stamp)
         if bad:
@@ -495,25 +509,33 @@ class BusWorker:
         return bus
 
 
-def _screen(state: DeviceState, values: list, bad: list) -> tuple[list, list]:
-    """Split off the values the profile says cannot be (range, never decreasing) as bad points; the
-    lists themselves when every value is plausible (the usual case)."""
+def _implausible(state: DeviceState, names: list, values: list, positions: Any) -> list | None:
+    """The indices among `positions` whose value (`values[i]` of point `names[i]`) the profile says
+    cannot be (range, never decreasing), each checked once (a check keeps the point's reference); None
+    when every one is plausible (the usual case)."""
     checks = state.plausible
-    kept: list | None = None
-    refused = bad
-    for i in range(len(values)):
-        point, value = values[i]
-        check = checks.get(point)
-        if check is None or check.check(value):
-            if kept is not None:
-                kept.append(values[i])
+    refused: list | None = None
+    for i in positions:
+        check = checks.get(names[i])
+        if check is None or check.check(values[i]):
             continue
-        if kept is None:
-            kept, refused = values[:i], list(bad)
-        refused.append((point, IMPLAUSIBLE))
-        log.debug("device=%s point=%s event=implausible value=%r reference=%r", state.id, point, value,
+        if refused is None:
+            refused = []
+        refused.append(i)
+        log.debug("device=%s point=%s event=implausible value=%r reference=%r", state.id, names[i], values[i],
                   check.last)
-    return (values, bad) if kept is None else (kept, refused)
+    return refused
+
+
+def _screen(state: DeviceState, values: list, bad: list) -> tuple[list, list]:
+    """Split off the (point, value) pairs the profile says cannot be as bad points; the lists themselves
+    when every value is plausible. (A reply that gave every point of a planned request is screened at
+    the positions of its checked points only: `DeviceState.checked`, `_implausible`.)"""
+    refused = _implausible(state, [p for p, _v in values], [v for _p, v in values], range(len(values)))
+    if refused is None:
+        return values, bad
+    kept = [values[i] for i in range(len(values)) if i not in refused]
+    return kept, bad + [(values[i][0], IMPLAUSIBLE) for i in refused]
 
 
 class Scheduler:

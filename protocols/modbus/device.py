@@ -36,6 +36,17 @@ BIT = 1  # bit `arg` of the register read with the format at a byte offset (bit<
 COIL = 2  # bit `arg` of the data byte at a byte offset (FC 1 / 2)
 GENERAL = 3  # points.decode of the point's registers, or bits (the decode of a whole read)
 
+# how the scale of a NUMBER field applies, decided once per field (`_rule`) rather than by `scaled` per value
+SCALED = 0  # anything else: `scaled(raw, scale, offset)` itself
+ROUNDED = 1  # a float comes out: round(raw * scale + offset, 9), as `scaled` rounds every float
+WHOLE = 2  # integers all through: raw * scale + offset, an integer as `scaled` leaves it
+DIVIDED = 3  # a 16-bit register times 10**-k (0.1, 0.01 ... 1e-9): raw / 10**k, which is that rounded value
+# A 16-bit raw times fl(10**-k) is within |q| * 2**-52 (< 1.5e-11 for |raw| < 2**16) of q = raw / 10**k, a
+# multiple of 1e-9, so round(raw * scale, 9) is the double nearest q, which is what raw / 10**k (an exact
+# numerator and denominator, one correctly rounded division) gives; only where floats are doubles
+_DOUBLE = float(16777217) != 16777216.0
+_TENTHS = [(float("1e-%d" % k), 10**k) for k in range(1, 10)]  # (fl(10**-k), 10**k)
+
 # (type, order) -> struct format of the value as it lies in the reply (the orders of protocols/points.py
 # that are a plain byte order: big-endian ABCD, little-endian DCBA; 16-bit values only swap bytes)
 _FORMATS = {}
@@ -99,9 +110,33 @@ def _decode_one(bits: bool, values: object, spec: list) -> tuple:
     return scaled(raw, scale, offset), None
 
 
+def _rule(fmt: str, scale: object, offset: object) -> int:
+    """How `scaled(raw, scale, offset)` treats every value a number of struct format `fmt` can have
+    (never None, bool, text or bytes; scale and offset not 1 and 0): ROUNDED when raw, scale or offset
+    is a float (then so is the result, which it rounds), WHOLE when all three are integers (the result
+    is one, left as it is), else SCALED (a scale of another type: the general rule)."""
+    if (type(scale) is not int and type(scale) is not float) or \
+            (type(offset) is not int and type(offset) is not float):
+        return SCALED
+    if fmt[-1] in "fd" or type(scale) is float or type(offset) is float:
+        return ROUNDED
+    return WHOLE
+
+
+def _divisor(fmt: str, scale: object, offset: object) -> int:
+    """10**k when a ROUNDED field is a 16-bit register times 10**-k with no offset (DIVIDED), else 0."""
+    if not _DOUBLE or fmt[-1] not in "Hh" or type(offset) is not int or offset != 0:
+        return 0
+    for tenth, divisor in _TENTHS:
+        if scale == tenth:
+            return divisor
+    return 0
+
+
 def _field(spec: list, function: int, count: int) -> tuple:
     """How one point's value is read from the reply PDU of a read of `count` items: (kind, byte
-    offset, struct format, bit, scale or None when it is 1 with offset 0, offset, spec)."""
+    offset, struct format, bit (a NUMBER's: how its scale applies, `_rule`), scale or None when it is
+    1 with offset 0 (DIVIDED: the divisor), offset, spec)."""
     _n, off, typ, order, scale, offset = spec
     plain = scale == 1 and offset == 0
     if function <= 2:
@@ -111,7 +146,13 @@ def _field(spec: list, function: int, count: int) -> tuple:
     fmt = _FORMATS.get((typ, order))
     if fmt is not None:
         if 0 <= off and off + points.register_count(typ) <= count:
-            return (NUMBER, 2 + 2 * off, fmt, 0, None if plain else scale, offset, spec)
+            if plain:
+                return (NUMBER, 2 + 2 * off, fmt, 0, None, offset, spec)
+            rule = _rule(fmt, scale, offset)
+            divisor = _divisor(fmt, scale, offset) if rule == ROUNDED else 0
+            if divisor:  # DIVIDED: the divisor where the scale would be
+                return (NUMBER, 2 + 2 * off, fmt, DIVIDED, divisor, offset, spec)
+            return (NUMBER, 2 + 2 * off, fmt, rule, scale, offset, spec)
     elif typ[:3] == "bit" and order in points.ORDERS and 0 <= off < count:
         try:
             points.register_count(typ)
@@ -122,27 +163,33 @@ def _field(spec: list, function: int, count: int) -> tuple:
     return (GENERAL, 0, "", 0, None, 0, spec)
 
 
-def _whole(fields: list) -> "str | None":
-    """One struct format that reads every field of a reply at once (from byte 2 of its PDU), with pad
-    bytes between them: when all are plain numbers of one byte order, in order, not overlapping."""
+def _whole(fields: list) -> tuple:
+    """One struct format that reads the leading fields of a reply at once (from byte 2 of its PDU), with
+    pad bytes between them, and how many fields it reads: the longest run of plain numbers of one byte
+    order from the first field on, in order, not overlapping; (None, 0) when the first field is not one.
+    The fields after the run (bits of a register already read, a text, another byte order) are read one
+    by one (a lamp's input registers: seven numbers in one unpack, then three bits of its fault word)."""
     order = ""
     parts = []
     at = 2
+    n = 0
     for f in fields:
         if f[0] != NUMBER or f[1] < at or (order and f[2][0] != order):
-            return None
+            break
         order = f[2][0]
         if f[1] > at:
             parts.append("%dx" % (f[1] - at))
         parts.append(f[2][1])
         at = f[1] + (8 if f[2][1] in "qQd" else 4 if f[2][1] in "iIf" else 2)
-    return order + "".join(parts) if parts else None
+        n += 1
+    return (order + "".join(parts), n) if parts else (None, 0)
 
 
 def prepare(address: object, opts: object, frame: bytes, specs: list) -> tuple:
     """What every poll of one planned read needs, worked out once: (unit, request PDU, RTU frame, the
-    accept test of its reply, function, count, fields, the struct format of the whole reply or None,
-    the scaled fields as (index, scale, offset)). EncodingError when the frame is not a read."""
+    accept test of its reply, function, count, fields, the struct format of the leading fields (`_whole`)
+    or None, the scaled fields among those as (index, scale, offset, how it applies: `_rule`), how many
+    fields that format reads). EncodingError when the frame is not a read."""
     frame = bytes(frame)
     pdu = frame[1:-2]
     try:
@@ -153,13 +200,15 @@ def prepare(address: object, opts: object, frame: bytes, specs: list) -> tuple:
         raise EncodingError("a planned read needs function 1-4, not %d" % request.function)
     unit = frame[0]
     fields = [_field(spec, request.function, request.count) for spec in specs]
-    scaled_fields = [(i, fields[i][4], fields[i][5]) for i in range(len(fields)) if fields[i][4] is not None]
+    whole, first = _whole(fields)
+    scaled_fields = [(i, fields[i][4], fields[i][5], fields[i][3]) for i in range(first)
+                     if fields[i][4] is not None]
 
     def accept(f):  # type: ignore[no-untyped-def]
         # a read request echoed by an adapter with local echo is not the reply
         return f[0] == unit and f[1] != pdu and f[1][:1] != b""
 
-    return (unit, pdu, frame, accept, request.function, request.count, fields, _whole(fields), scaled_fields)
+    return (unit, pdu, frame, accept, request.function, request.count, fields, whole, scaled_fields, first)
 
 
 def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore[no-untyped-def]
@@ -168,19 +217,40 @@ def decode_prepared(prepared: tuple, reply: bytes, bad) -> list:  # type: ignore
     function = prepared[4]
     modbus.check_read_response(function, prepared[5], reply)
     whole = prepared[7]
-    if whole is not None:  # plain numbers: one unpack, then the scale of those that have one
-        values = list(unpack_from(whole, reply, 2))
-        for i, scale, offset in prepared[8]:
-            values[i] = scaled(values[i], scale, offset)
-        return values
     fields = prepared[6]
-    values = [None] * len(fields)
+    if whole is not None:  # leading plain numbers: one unpack, then the scale of those that have one
+        values = list(unpack_from(whole, reply, 2))
+        for i, scale, offset, rule in prepared[8]:  # what `scaled` would do, its type checks made once
+            if rule == DIVIDED:  # scale holds the divisor
+                values[i] = values[i] / scale
+            elif rule == ROUNDED:
+                values[i] = round(values[i] * scale + offset, 9)
+            elif rule == WHOLE:
+                values[i] = values[i] * scale + offset
+            else:
+                values[i] = scaled(values[i], scale, offset)
+        first = prepared[9]
+        if first == len(fields):
+            return values
+        values.extend([None] * (len(fields) - first))
+    else:
+        first = 0
+        values = [None] * len(fields)
     registers = None  # the reply as a list of registers or bits, made only when a field needs it
-    for i in range(len(fields)):
+    for i in range(first, len(fields)):  # the fields the unpack above did not read, one by one
         kind, pos, fmt, arg, scale, offset, spec = fields[i]
         if kind == NUMBER:
             raw = unpack_from(fmt, reply, pos)[0]
-            values[i] = raw if scale is None else scaled(raw, scale, offset)
+            if scale is None:
+                values[i] = raw
+            elif arg == DIVIDED:  # as for the leading numbers above
+                values[i] = raw / scale
+            elif arg == ROUNDED:
+                values[i] = round(raw * scale + offset, 9)
+            elif arg == WHOLE:
+                values[i] = raw * scale + offset
+            else:
+                values[i] = scaled(raw, scale, offset)
         elif kind == COIL:
             values[i] = (reply[pos] >> arg) & 1 == 1
         elif kind == BIT:
@@ -204,6 +274,21 @@ def read_prepared(device: str, address: object, opts: object, prepared: tuple, s
     else:
         reply = (yield prepared[2], prepared[3])[1]
     return decode_prepared(prepared, reply, bad)
+
+
+def plain_read(opts: object, prepared: tuple) -> "tuple | None":
+    """(frame, accept) when a prepared read is one exchange of a frame fixed at `prepare` (Modbus RTU:
+    nothing per poll, no transaction id), so a runner may send it and decode the reply frame with
+    `decode_reply` itself instead of running `read_prepared`'s step (the agent's driver does, to save
+    the generator per transaction); None on Modbus TCP."""
+    if opts:
+        return None
+    return prepared[2], prepared[3]
+
+
+def decode_reply(prepared: tuple, frame: tuple, bad) -> list:  # type: ignore[no-untyped-def]
+    """What `read_prepared` returns when `frame` (unit, PDU) answers a plain read (`plain_read`)."""
+    return decode_prepared(prepared, frame[1], bad)
 
 
 def read(device: str, address: object, opts: object, frame: bytes, specs: list, seq: int, emit):  # type: ignore[no-untyped-def]

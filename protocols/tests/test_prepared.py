@@ -15,7 +15,10 @@ from protocols.errors import EncodingError, ExceptionResponse, FrameError
 from protocols.modbus import device as mbdev
 
 TYPES = [*points.TYPES, "bit0", "bit7", "bit15", "str1", "str3"]
-SCALES = [(1, 0), (0.1, 0), (10, -5), (0.01, 1.5), (1, 3)]
+# every way a scale can apply (device.py `_rule`): floats rounded (a float scale, offset or raw value),
+# integers left whole, and the plain 1 and 0 (also as floats) that leave the raw value alone
+SCALES = [(1, 0), (0.1, 0), (10, -5), (0.01, 1.5), (1, 3), (3600, 0), (360000, 0), (0.001, 0), (1.0, 0.0),
+          (2, 0.5), (-1, 0), (0.1, -40), (1e-9, 0), (3600000, 0.0)]
 
 
 def general(pdu: bytes, reply: bytes, specs: list) -> tuple:
@@ -67,6 +70,63 @@ def test_a_prepared_read_decodes_as_the_general_path(case: tuple) -> None:
     frame, reply, specs = case
     # repr: a NaN equals its twin, an int differs from the float of the same value
     assert repr(prepared(frame, reply, specs)) == repr(general(frame[1:-2], reply, specs))
+
+
+def test_each_scale_is_applied_as_scaled_applies_it() -> None:
+    """The per-field rule gives what `scaled` gives, value for value, for integer and float registers
+    (one unpack of the whole reply, and field by field when a bit field is read too)."""
+    for scale, offset in SCALES:
+        for typ in ("u16", "s16", "u32", "s32", "f32", "u64", "f64"):
+            count = points.register_count(typ)
+            specs = [["a", 0, typ, "ABCD", scale, offset]]
+            frame = modbus.rtu_frame(1, modbus.read_request(3, 0, count + 1))
+            for registers in ([0] * count, [0xFFFF] * count, [0x4148, 0x1234, 0, 7][:count],
+                              [0x3DCC, 0xCCCD, 0x3FB9, 0x999A][:count], [0x7FC0, 0, 0, 0][:count]):
+                for extra in ([], [["bit", count, "bit3", "ABCD", 1, 0]]):  # whole reply / field by field
+                    reply = modbus.read_response(3, [*registers, 9])
+                    got = prepared(frame, reply, specs + extra)
+                    assert repr(got) == repr(general(frame[1:-2], reply, specs + extra)), (scale, offset, typ)
+
+
+def test_a_16_bit_register_times_a_power_of_ten_is_divided_exactly_as_scaled_rounds_it() -> None:
+    """Every u16 and s16 value times 0.1, 0.01 ... 1e-9: raw / 10**k (DIVIDED) is, value for value and
+    repr for repr, what `scaled` gives (raw * scale rounded to 9 decimals); wider registers, offsets and
+    other scales keep the general rounding."""
+    from protocols.scaling import scaled
+
+    frame = modbus.rtu_frame(1, modbus.read_request(3, 0, 120))
+    for k in range(1, 10):
+        scale = float("1e-%d" % k)
+        for typ in ("u16", "s16"):
+            specs = [["p%d" % i, i, typ, "ABCD", scale, 0] for i in range(120)]
+            step = mbdev.prepare(1, None, frame, specs)
+            assert {f[3] for f in step[6]} == {mbdev.DIVIDED}
+            for start in range(0, 0x10000, 120):
+                registers = [(start + i) & 0xFFFF for i in range(120)]
+                reply = modbus.read_response(3, registers)
+                raws = [r - 0x10000 if typ == "s16" and r >= 0x8000 else r for r in registers]
+                got = mbdev.decode_prepared(step, reply, None)
+                assert repr(got) == repr([scaled(r, scale, 0) for r in raws]), (k, typ, start)
+    others = [["a", 0, "u32", "ABCD", 0.1, 0], ["b", 2, "u16", "ABCD", 0.1, 1],
+              ["c", 3, "u16", "ABCD", 0.2, 0], ["d", 4, "u16", "ABCD", 0.1, 0.0],
+              ["e", 5, "f32", "ABCD", 0.1, 0]]
+    step = mbdev.prepare(1, None, modbus.rtu_frame(1, modbus.read_request(3, 0, 7)), others)
+    assert [f[3] for f in step[6]] == [mbdev.ROUNDED] * 5
+
+
+def test_leading_numbers_are_read_in_one_unpack_and_the_bits_after_them_one_by_one() -> None:
+    """A lamp's input registers: seven numbers, then three bits of its fault word (the last number)."""
+    specs = [["voltage", 0, "u16", "ABCD", 0.1, 0], ["current", 1, "u16", "ABCD", 0.001, 0],
+             ["power", 2, "u16", "ABCD", 0.1, 0], ["energy", 3, "u32", "ABCD", 3600, 0],
+             ["hours", 5, "u32", "ABCD", 360, 0], ["temperature", 7, "s16", "ABCD", 0.1, 0],
+             ["faults", 8, "u16", "ABCD", 1, 0], ["lamp", 8, "bit0", "ABCD", 1, 0],
+             ["cable", 8, "bit1", "ABCD", 1, 0], ["hot", 8, "bit2", "ABCD", 1, 0]]
+    frame = modbus.rtu_frame(1, modbus.read_request(4, 0, 9))
+    step = mbdev.prepare(1, None, frame, specs)
+    assert (step[7], step[9]) == (">HHHIIhH", 7)
+    reply = modbus.read_response(4, [2301, 150, 345, 0, 1000, 0, 12, 0xFFF6, 0b101])
+    want: tuple = ([230.1, 0.15, 34.5, 3600000, 4320, -1.0, 5, True, False, True], {})
+    assert prepared(frame, reply, specs) == want == general(frame[1:-2], reply, specs)
 
 
 def test_plain_numbers_of_one_byte_order_are_read_in_one_unpack() -> None:
