@@ -234,6 +234,18 @@ class Link:
         # line the rest takes that many character times, so the link sleeps once for all of it and
         # reads it in one go, rather than waking for every byte or two the port hands on
         missing = getattr(reader, "missing", None) if self.char_time > 0 else None
+        if missing is not None:
+            # a reader that knows the size of a good reply (RtuFrameReader.expect_reply): a device starts
+            # it once it has seen the request end (t3.5 of silence, or its length) and sends it at line
+            # rate, and a port hands the last byte on a character or so after its stop bit; the link
+            # sleeps until then and reads the reply in one go, rather than waking for its first byte and
+            # again for the rest (a quicker device's reply is read at most t3.5 + 2 characters late)
+            size = getattr(reader, "reply_size", 0)
+            if size:
+                wait = min(limit, self._idle_from + self.silence + (size + 2) * self.char_time) - now
+                if wait > 0:
+                    self.sleep(wait)
+                    now = clock()
         try:
             while now < limit:
                 if missing is not None and received:
@@ -305,6 +317,9 @@ class Link:
     def transact(self, request: bytes, reader: FrameReader, timeout: float | None = None,
                  accept: Callable[[Any], bool] | None = None) -> Any:
         """Send `request` and return the reply frame (see `read_frame`)."""
+        expect_reply = getattr(reader, "expect_reply", None)
+        if expect_reply is not None:
+            expect_reply(request)
         self.send(request)
         return self.read_frame(reader, timeout, accept)
 

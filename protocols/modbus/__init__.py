@@ -402,6 +402,27 @@ class RtuFrameReader:
         self.errors: list = []
         self.error_count = 0
         self._buf = bytearray()
+        #: how long the reply to the request last sent will be when it is good (`expect_reply`); 0 unknown
+        self.reply_size = 0
+
+    def expect_reply(self, request: bytes) -> None:
+        """Note the size of a good reply to `request` (an RTU frame): a read of n coils or inputs
+        (5 + ceil(n/8) bytes), of n registers (5 + 2n), a write (8). A link on a slow line then waits
+        until the whole reply can have come before it first reads, instead of waking for its first
+        byte; 0 (unknown) for anything else. An exception reply is shorter: it is read that much later."""
+        size = 0
+        if len(request) == 8 and self.expect == "response":
+            fc = request[1]
+            count = (request[4] << 8) | request[5]
+            if fc in (1, 2) and 1 <= count <= 2000:
+                size = 5 + (count + 7) // 8
+            elif fc in (3, 4) and 1 <= count <= 125:
+                size = 5 + 2 * count
+            elif fc in (5, 6):
+                size = 8
+        elif len(request) > 8 and self.expect == "response" and request[1] in (15, 16):
+            size = 8
+        self.reply_size = size
 
     @property
     def pending(self) -> int:
