@@ -56,6 +56,9 @@ class Link:
 
     #: how long to keep listening after a bad frame in case a good one follows (seconds)
     error_quiet = 0.03
+    #: on a line whose replies come at line rate, every this many timed first reads one reply is read as
+    #: its bytes come again, to notice a line that changed (see `read_frame`)
+    relearn_every = 32
     #: reopen backoff bounds (seconds)
     reopen_min = 0.5
     reopen_max = 30.0
@@ -80,6 +83,8 @@ class Link:
         self.echoed = False
         self._sent = b""
         self._idle_from = 0.0  # monotonic time the line became idle
+        self._paced = False  # the last reply read as it came arrived in pieces (line rate)
+        self._timed_left = 0  # timed first reads before the next reply is read as it comes
         #: the clock and the sleep of every timeout and silence; a virtual link injects its own
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], None] = time.sleep
@@ -234,18 +239,26 @@ class Link:
         # line the rest takes that many character times, so the link sleeps once for all of it and
         # reads it in one go, rather than waking for every byte or two the port hands on
         missing = getattr(reader, "missing", None) if self.char_time > 0 else None
-        if missing is not None:
-            # a reader that knows the size of a good reply (RtuFrameReader.expect_reply): a device starts
-            # it once it has seen the request end (t3.5 of silence, or its length) and sends it at line
-            # rate, and a port hands the last byte on a character or so after its stop bit; the link
-            # sleeps until then and reads the reply in one go, rather than waking for its first byte and
-            # again for the rest (a quicker device's reply is read at most t3.5 + 2 characters late)
-            size = getattr(reader, "reply_size", 0)
-            if size:
+        size = getattr(reader, "reply_size", 0) if missing is not None else 0
+        learn = False  # this read shows whether the line's replies come in pieces (`_paced`)
+        if size:
+            if self._paced and self._timed_left > 0:
+                # a reader that knows the size of a good reply (RtuFrameReader.expect_reply), on a line
+                # whose replies come at line rate: a device starts once it has seen the request end (t3.5
+                # of silence, or its length), and a port hands the last byte on a character or so after
+                # its stop bit; the link sleeps until then and reads the reply in one go, rather than
+                # waking for its first byte and again for the rest (a quicker device's reply is read at
+                # most t3.5 + 2 characters late)
+                self._timed_left -= 1
                 wait = min(limit, self._idle_from + self.silence + (size + 2) * self.char_time) - now
                 if wait > 0:
                     self.sleep(wait)
                     now = clock()
+            else:
+                # read as the bytes come, and learn from it: a reply read in one piece (a simulator
+                # without line timing, a serial server that sends whole frames) is best read at once
+                learn = True
+        chunks = 0
         try:
             while now < limit:
                 if missing is not None and received:
@@ -257,6 +270,7 @@ class Link:
                             now = clock()
                 chunk = read(512, limit - now if limit > now else 0)
                 if chunk:
+                    chunks += 1
                     received += len(chunk)
                     if sent:
                         if len(head) < len(sent):
@@ -276,6 +290,9 @@ class Link:
                         counters["line_errors"] += len(errors)  # noise, bad CRC, torn frames: all counted
                     for frame in frames:
                         if accept is None or accept(frame):
+                            if learn:
+                                self._paced = chunks > 1
+                                self._timed_left = self.relearn_every if self._paced else 0
                             return frame
                         counters["skipped_frames"] += 1
                     if errors and first_error is None:
