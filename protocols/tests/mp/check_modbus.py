@@ -179,3 +179,14 @@ for scale, offset in ((0.1, 0), (3600, 0), (10, -5), (0.01, 1.5), (2, 0.5), (1.0
                     print("FAIL prepared %r %r %s %s got %r want %r"
                           % (scale, offset, typ, regs, values, want))
 check("prepared reads as the general path", same, 336)
+
+# the size of a good reply to a request (RtuFrameReader.expect_reply), as agent/tests asserts on CPython
+sizer = mb.RtuFrameReader()
+sizes = []
+for fc, n in ((1, 1), (1, 9), (2, 16), (3, 10), (4, 125), (3, 1)):
+    sizer.expect_reply(mb.rtu_frame(1, mb.read_request(fc, 0, n)))
+    sizes.append(sizer.reply_size)
+for pdu in (un("0600010002"), un("10000000020400010002"), un("2b0e0100")):
+    sizer.expect_reply(mb.rtu_frame(1, pdu))
+    sizes.append(sizer.reply_size)
+check("reply sizes", ",".join(["%d" % n for n in sizes]), "6,7,7,25,255,7,8,8,0")
