@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from hil_tests.bench.common import TB_PYTHON, Tap, cpu_seconds, rss_kib
@@ -70,6 +71,33 @@ def pymodbus_reads(config_path: str, seconds: float, workdir: str, paced: bool =
     return dict(json.loads(done.stdout))
 
 
+def _drive(bus: dict, until: float, paced: bool, poll: Callable[[int], None]) -> None:
+    """Poll the bus's devices (`poll(i)` reads device i's requests) until `until`: flat out, every device
+    in plan order over and over, or `paced`: each device at its planned interval, devices in deadline
+    order, sleeping until the next one is due, a device polled one interval after it was due or at once
+    when late (the agent's scheduler; first polls 1 ms apart)."""
+    count = len(bus["devices"])
+    if not paced:
+        while time.monotonic() < until:
+            for i in range(count):
+                poll(i)
+        return
+    start = time.monotonic()
+    due = [(start + 0.001 * i, i) for i in range(count)]  # (due, device)
+    heapq.heapify(due)
+    while True:
+        when, i = heapq.heappop(due)
+        now = time.monotonic()
+        if when >= until:
+            break
+        if when > now:
+            time.sleep(when - now)
+        poll(i)
+        later = when + bus["devices"][i]["interval"]
+        now = time.monotonic()
+        heapq.heappush(due, (later if later > now else now, i))
+
+
 def _read_loop(bus: dict, until: float, counts: dict[str, float], lock: threading.Lock,
                paced: bool = False) -> None:
     from pymodbus.client import ModbusSerialClient
@@ -92,26 +120,7 @@ def _read_loop(bus: dict, until: float, counts: dict[str, float], lock: threadin
                 errors += 1
 
     try:
-        if not paced:
-            while time.monotonic() < until:
-                read(bus["requests"])
-        else:
-            start = time.monotonic()
-            # (due, order, device): first polls 1 ms apart, like the agent's scheduler
-            due = [(start + 0.001 * i, i) for i in range(len(bus["devices"]))]
-            heapq.heapify(due)
-            while True:
-                when, i = heapq.heappop(due)
-                now = time.monotonic()
-                if when >= until:
-                    break
-                if when > now:
-                    time.sleep(when - now)
-                device = bus["devices"][i]
-                read(device["requests"])
-                later = when + device["interval"]
-                now = time.monotonic()
-                heapq.heappush(due, (later if later > now else now, i))
+        _drive(bus, until, paced, lambda i: read(bus["devices"][i]["requests"]))
     finally:
         client.close()
         with lock:
@@ -164,25 +173,7 @@ def _bare_loop(bus: dict, until: float, counts: dict[str, float], lock: threadin
             done += 1
 
     try:
-        if not paced:
-            while time.monotonic() < until:
-                for frames in devices:
-                    read(frames)
-        else:
-            start = time.monotonic()
-            due = [(start + 0.001 * i, i) for i in range(len(devices))]
-            heapq.heapify(due)
-            while True:
-                when, i = heapq.heappop(due)
-                now = time.monotonic()
-                if when >= until:
-                    break
-                if when > now:
-                    time.sleep(when - now)
-                read(devices[i])
-                later = when + bus["devices"][i]["interval"]
-                now = time.monotonic()
-                heapq.heappush(due, (later if later > now else now, i))
+        _drive(bus, until, paced, lambda i: read(devices[i]))
     finally:
         port.close()
         with lock:
