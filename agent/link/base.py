@@ -85,6 +85,7 @@ class Link:
         self._idle_from = 0.0  # monotonic time the line became idle
         self._paced = False  # the last reply read as it came arrived in pieces (line rate)
         self._timed_left = 0  # timed first reads before the next reply is read as it comes
+        self._on_time = False  # the last reply read as it came ended when a prompt device's would
         #: the clock and the sleep of every timeout and silence; a virtual link injects its own
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], None] = time.sleep
@@ -241,19 +242,30 @@ class Link:
         missing = getattr(reader, "missing", None) if self.char_time > 0 else None
         size = getattr(reader, "reply_size", 0) if missing is not None else 0
         learn = False  # this read shows whether the line's replies come in pieces (`_paced`)
+        read_after_silence = False  # the timed read sleeps on through the silence after the reply
+        idle = 0.0  # when the line fell idle, if known better than "now" (see below)
         if size:
+            # a prompt device's reply is on hand by then: it starts once it has seen the request end (t3.5
+            # of silence, or its length), and a port hands the last byte on a character or so after its
+            # stop bit
+            whole_at = self._idle_from + self.silence + (size + 2) * self.char_time
             if self._paced and self._timed_left > 0:
                 # a reader that knows the size of a good reply (RtuFrameReader.expect_reply), on a line
-                # whose replies come at line rate: a device starts once it has seen the request end (t3.5
-                # of silence, or its length), and a port hands the last byte on a character or so after
-                # its stop bit; the link sleeps until then and reads the reply in one go, rather than
-                # waking for its first byte and again for the rest (a quicker device's reply is read at
-                # most t3.5 + 2 characters late)
+                # whose replies come at line rate: the link sleeps until the whole reply can be there and
+                # reads it in one go, rather than waking for its first byte and again for the rest (a
+                # quicker device's reply is read at most t3.5 + 2 characters late). On a line whose
+                # devices have answered that promptly, it sleeps on through the silence the next request
+                # must leave after the reply, so one wake-up serves the reply and that silence: the next
+                # request goes out when it would have anyway, without a second sleep before it
                 self._timed_left -= 1
-                wait = min(limit, self._idle_from + self.silence + (size + 2) * self.char_time) - now
+                until = whole_at
+                if self._on_time:
+                    until += max(self.silence, self.turnaround) + self.pause
+                wait = min(limit, until) - now
                 if wait > 0:
                     self.sleep(wait)
                     now = clock()
+                read_after_silence = self._on_time
             else:
                 # read as the bytes come, and learn from it: a reply read in one piece (a simulator
                 # without line timing, a serial server that sends whole frames) is best read at once
@@ -293,6 +305,10 @@ class Link:
                             if learn:
                                 self._paced = chunks > 1
                                 self._timed_left = self.relearn_every if self._paced else 0
+                                # its last byte came no later than a prompt device's would have
+                                self._on_time = clock() <= whole_at
+                            elif read_after_silence and chunks == 1:
+                                idle = whole_at  # whole at the first read: idle since a prompt reply's end
                             return frame
                         counters["skipped_frames"] += 1
                     if errors and first_error is None:
@@ -301,7 +317,7 @@ class Link:
                         limit = min(deadline, clock() + self.error_quiet)
                 now = clock()
         finally:
-            self._idle_from = clock()
+            self._idle_from = idle or clock()
         leftover = reader.reset() or []
         errors = reader.take_errors()
         counters["line_errors"] += len(errors)

@@ -40,6 +40,8 @@ class Line(Link):
         self.sent_end = 0.0
         self.taken = 0
         self.reads: list[tuple[float, int]] = []
+        self.waits: list[float] = []  # how long each wait for the silence before a request slept
+        self.gaps: list[float] = []  # silence on the line before each request after the first
 
     def _advance(self, seconds: float) -> None:
         self.now += max(0.0, seconds)
@@ -59,10 +61,13 @@ class Line(Link):
         return self
 
     def _write(self, data: bytes) -> None:
+        if self.sent_end and self.reply:
+            self.gaps.append(self.now - self._arrival(len(self.reply) - 1))
         self.sent_end = self.now + len(data) * CHAR
         self.taken = 0
 
     def _quiet(self, until: float) -> int:
+        self.waits.append(max(0.0, until - self.now))
         self.now = max(self.now, until)
         return 0
 
@@ -101,14 +106,30 @@ def test_a_device_that_answers_after_the_silence_is_read_in_one_go(start: float)
     assert frame == mb.rtu_parse(REPLY)
     assert [n for _, n in line.reads] == [25]  # one read; before, one for the first byte and more after
     complete = line._arrival(len(REPLY) - 1)
-    assert line.reads[0][0] - complete <= 2 * CHAR + 1e-9  # read at most two characters after it was whole
+    # read once the silence after it has passed too: at most t3.5 and two characters after it was whole
+    assert T35 <= line.reads[0][0] - complete <= T35 + 2 * CHAR + 1e-9
 
 
-def test_a_device_that_answers_at_once_is_read_at_most_t35_and_two_characters_late() -> None:
+def test_a_device_that_answers_at_once_is_read_once_the_silence_after_a_prompt_reply_has_passed() -> None:
     line = Line(REPLY, 0.0).learnt()
     assert line.transact(REQUEST, mb.RtuFrameReader()) == mb.rtu_parse(REPLY)
     assert len(line.reads) == 1
-    assert line.reads[0][0] - line._arrival(len(REPLY) - 1) <= T35 + 2 * CHAR + 1e-9
+    assert line.reads[0][0] - line._arrival(len(REPLY) - 1) <= 2 * T35 + 2 * CHAR + 1e-9
+
+
+@pytest.mark.parametrize("start", [0.0, T35, T35 + CHAR])
+def test_one_wake_up_serves_a_prompt_reply_and_the_silence_before_the_next_request(start: float) -> None:
+    """Back to back on a line of prompt devices: each reply is read in one go once the t3.5 after it
+    has passed, so the next request goes out at once (its wait for the silence sleeps 0 s) and never
+    less than t3.5 after the reply's last byte, nor later than when the read and a wait would have."""
+    line = Line(REPLY, start).learnt()
+    line.waits, line.gaps = [], []
+    for _ in range(10):
+        assert line.transact(REQUEST, mb.RtuFrameReader()) == mb.rtu_parse(REPLY)
+    assert len(line.reads) == 10 and line.waits[1:] == [0.0] * 9
+    assert len(line.gaps) == 10  # the first is after the reply learnt() read
+    for gap in line.gaps[1:]:
+        assert T35 - 1e-9 <= gap <= 2 * T35 + 2 * CHAR + 1e-9
 
 
 def test_a_slow_device_is_read_when_its_reply_is_whole() -> None:
@@ -116,6 +137,28 @@ def test_a_slow_device_is_read_when_its_reply_is_whole() -> None:
     assert line.transact(REQUEST, mb.RtuFrameReader()) == mb.rtu_parse(REPLY)
     assert sum(n for _, n in line.reads) == 25
     assert line.reads[-1][0] - line._arrival(len(REPLY) - 1) <= 2 * CHAR + 1e-9
+
+
+def test_after_a_slow_device_the_silence_is_waited_for_from_the_reply_actually_read() -> None:
+    """A device that answered late when the link learnt the line: its replies are read when whole and
+    the silence before the next request counts from that read, in a wait of its own."""
+    line = Line(REPLY, 0.05).learnt()
+    line.waits, line.gaps = [], []
+    for _ in range(3):
+        assert line.transact(REQUEST, mb.RtuFrameReader()) == mb.rtu_parse(REPLY)
+    assert all(w > 0 for w in line.waits[1:]), line.waits
+    assert all(gap >= T35 - 1e-9 for gap in line.gaps), line.gaps
+
+
+def test_a_prompt_line_whose_device_turns_slow_still_leaves_the_silence() -> None:
+    """Learnt prompt, then the device answers 50 ms late: the read after the silence finds the reply
+    unfinished, reads the rest as it comes, and the next request waits t3.5 from its end."""
+    line = Line(REPLY, T35).learnt()
+    line.start = 0.05
+    line.waits, line.gaps = [], []
+    for _ in range(3):
+        assert line.transact(REQUEST, mb.RtuFrameReader()) == mb.rtu_parse(REPLY)
+    assert all(gap >= T35 - 1e-9 for gap in line.gaps[1:]), line.gaps
 
 
 def test_an_exception_reply_is_still_read_and_raised_by_the_codec() -> None:
