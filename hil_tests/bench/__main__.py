@@ -5,7 +5,8 @@
 Rows (docs/benchmarks.md says how each is measured): codec (payload sizes of a meter batch, CBOR and
 Modbus codec speed), poll (client CPU per Modbus poll on a pty: FieldLink, pymodbus, bare pyserial), cpu
 (agent CPU end to end on the street site vs pymodbus reads, flat out and paced at the agent's schedule,
-and the ThingsBoard gateway, payload bytes; then the agent at full bus rate vs pymodbus flat out),
+and the ThingsBoard gateway, payload bytes; the same at the planned rate with the simulator's line
+timing; then the agent at full bus rate vs pymodbus flat out),
 latency (reading -> broker at field rates on the demo and street sites, payload bytes), throughput
 (readings/s through the durable outbox), reconnect (broker outage: back online, status and inventory
 bytes per reconnect), scale (10..400 devices: CPU, RSS, inventory and payload bytes). The report goes to
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         poll.report(200 if quick else 3000, 1 if quick else 3)
     if "cpu" in rows:
         e2e.street_cpu(args.dir, 3.0 if quick else 30.0)
+        e2e.street_planned_line_timed(args.dir, 3.0 if quick else 30.0)
         e2e.street_full_rate(args.dir, 3.0 if quick else 30.0)
     if "latency" in rows:
         seconds = 12.0 if quick else 60.0

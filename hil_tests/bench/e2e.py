@@ -97,6 +97,48 @@ def street_cpu(workdir: str, seconds: float) -> None:
     print_sizes("payload, this run", published, (tb["values"], tb["bytes"]) if tb else None)
 
 
+def street_planned_line_timed(workdir: str, seconds: float) -> None:
+    """The same as `street_cpu` with the simulator's default line timing (9600 baud on the wire, as a
+    real RS-485 line and `fieldlink sim` give it): the agent at its planned rate, then pymodbus and the
+    bare loop doing only its reads, flat out and paced at its schedule, on the same simulator."""
+    print("\nAgent CPU at the planned rate on a line-timed bus: street site, simulator with line timing "
+          "(its default), %g s windows, one run" % seconds)
+    with SiteRun("street", os.path.join(workdir, "street-timed"), instant=False, interval=1.0) as run:
+        print("  poll intervals: %s" % intervals(run.config))
+        say("street site, line timing: agent running, waiting for its first pack")
+        run.wait_data(timeout=120)
+        time.sleep(min(3.0, seconds))
+        say("measuring the agent for %g s" % seconds)
+        w = run.window(seconds, settle=BATCH_AGE + 1.5)
+        run.stop_agent()
+        results = []
+        for client, paced in (("pymodbus", False), ("pymodbus", True), ("bare", False), ("bare", True)):
+            say("%s reads only on the same simulator for %g s, %s" % (client, seconds,
+                                                                     "paced" if paced else "flat out"))
+            results.append(pymodbus_reads(run.config, seconds, run.workdir, paced=paced, client=client))
+    peer, paced_peer, bare, bare_paced = results
+    print("  %-34s %9s %11s %12s %9s" % ("", "CPU s", "Modbus txns", "CPU/txn", "txns/s"))
+    print("  %-34s %9.2f %11d %10.1fus %9.1f" % ("FieldLink agent, planned rate", w.cpu, w.transactions,
+                                                w.per_transaction * 1e6, w.transactions / (w.end - w.start)))
+    clients = (("pymodbus sync, reads only, flat out", peer),
+               ("pymodbus sync, reads only, paced", paced_peer),
+               ("bare RTU loop, flat out", bare), ("bare RTU loop, paced", bare_paced))
+    for name, result in clients:
+        print("  %-34s %9.2f %11d %10.1fus %9.1f" % (name, result["cpu"], result["transactions"],
+                                                    per_transaction(result) * 1e6,
+                                                    result["transactions"] / seconds))
+    print("  agent CPU per Modbus transaction on a line-timed bus vs pymodbus reads only, flat out: %s "
+          "(acceptance: <= 0.5x)" % ratio(w.per_transaction, per_transaction(peer)))
+    print("  agent CPU per Modbus transaction on a line-timed bus vs pymodbus reads only, paced at the "
+          "agent's schedule: %s (acceptance: <= 0.5x)"
+          % ratio(w.per_transaction, per_transaction(paced_peer)))
+    print("  agent vs the bare loop, paced: %s" % ratio(w.per_transaction, per_transaction(bare_paced)))
+    for name, result in (("pymodbus flat out", peer), ("pymodbus paced", paced_peer),
+                         ("bare loop flat out", bare), ("bare loop paced", bare_paced)):
+        if result["errors"]:
+            print("  (%s: %d of its transactions failed)" % (name, result["errors"]))
+
+
 def per_transaction(result: dict) -> float:
     """CPU seconds per transaction of a pymodbus worker's result."""
     return float(result["cpu"] / result["transactions"]) if result["transactions"] else float("nan")
