@@ -27,10 +27,11 @@ ROWS = (
     "bare RTU loop (floor), flat out", "bare RTU loop (floor), paced",
     "agent CPU per Modbus transaction vs the bare loop, paced",
     "agent CPU per 1k readings vs ThingsBoard",
-    # the agent at full bus rate beside pymodbus flat out
+    # the same on the simulator's line timing
     "Agent CPU at the planned rate on a line-timed bus", "FieldLink agent, planned rate",
     "agent CPU per Modbus transaction on a line-timed bus vs pymodbus reads only, flat out",
     "agent CPU per Modbus transaction on a line-timed bus vs pymodbus reads only, paced",
+    # the agent at full bus rate beside pymodbus flat out
     "Agent CPU at full bus rate", "FieldLink agent, full bus rate",
     "agent CPU per Modbus transaction at full bus rate vs pymodbus flat out",
     # latency and payload bytes on the demo and street sites

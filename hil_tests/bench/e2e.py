@@ -44,13 +44,7 @@ def street_cpu(workdir: str, seconds: float) -> None:
         assert run.tap is not None and run.site is not None and run.broker is not None
         published = sizes(run.tap.on("/data"), last_inventory(run.tap.messages))
         run.stop_agent()
-        say("the same reads by a pymodbus sync client for %g s, flat out" % seconds)
-        peer = pymodbus_reads(run.config, seconds, run.workdir)
-        say("the same reads by a pymodbus sync client for %g s, at the agent's planned schedule" % seconds)
-        paced = pymodbus_reads(run.config, seconds, run.workdir, paced=True)
-        say("the floor: a bare RTU loop (no decode, no publish) for %g s, flat out and paced" % seconds)
-        bare = pymodbus_reads(run.config, seconds, run.workdir, client="bare")
-        bare_paced = pymodbus_reads(run.config, seconds, run.workdir, paced=True, client="bare")
+        peer, paced, bare, bare_paced = every_client(run, seconds)
         tb: dict[str, Any] | None = None
         if tb_installed():
             say("the ThingsBoard gateway on the same site for %g s" % seconds)
@@ -90,10 +84,7 @@ def street_cpu(workdir: str, seconds: float) -> None:
              ratio(paced_per, per_transaction(bare_paced))))
     print("  agent CPU per 1k readings vs ThingsBoard gateway: %s (goal: <= 0.1x)"
           % (ratio(w.per_1k_readings, tb_per_1k) if tb is not None else NOT_INSTALLED))
-    for name, result in (("pymodbus flat out", peer), ("pymodbus paced", paced), ("bare loop flat out", bare),
-                         ("bare loop paced", bare_paced)):
-        if result["errors"]:
-            print("  (%s: %d of its transactions failed)" % (name, result["errors"]))
+    print_failures((peer, paced, bare, bare_paced))
     print_sizes("payload, this run", published, (tb["values"], tb["bytes"]) if tb else None)
 
 
@@ -111,32 +102,53 @@ def street_planned_line_timed(workdir: str, seconds: float) -> None:
         say("measuring the agent for %g s" % seconds)
         w = run.window(seconds, settle=BATCH_AGE + 1.5)
         run.stop_agent()
-        results = []
-        for client, paced in (("pymodbus", False), ("pymodbus", True), ("bare", False), ("bare", True)):
-            say("%s reads only on the same simulator for %g s, %s" % (client, seconds,
-                                                                     "paced" if paced else "flat out"))
-            results.append(pymodbus_reads(run.config, seconds, run.workdir, paced=paced, client=client))
-    peer, paced_peer, bare, bare_paced = results
-    print("  %-34s %9s %11s %12s %9s" % ("", "CPU s", "Modbus txns", "CPU/txn", "txns/s"))
-    print("  %-34s %9.2f %11d %10.1fus %9.1f" % ("FieldLink agent, planned rate", w.cpu, w.transactions,
-                                                w.per_transaction * 1e6, w.transactions / (w.end - w.start)))
-    clients = (("pymodbus sync, reads only, flat out", peer),
-               ("pymodbus sync, reads only, paced", paced_peer),
-               ("bare RTU loop, flat out", bare), ("bare RTU loop, paced", bare_paced))
-    for name, result in clients:
-        print("  %-34s %9.2f %11d %10.1fus %9.1f" % (name, result["cpu"], result["transactions"],
-                                                    per_transaction(result) * 1e6,
-                                                    result["transactions"] / seconds))
+        results = every_client(run, seconds)
+    peer, paced_peer, _bare, bare_paced = results
+    print_rate_header()
+    print_rate_row("FieldLink agent, planned rate", w.cpu, w.transactions, w.per_transaction,
+                   w.transactions / (w.end - w.start))
+    for (name, _client, _paced), result in zip(CLIENTS, results, strict=True):
+        print_rate_row(name, result["cpu"], result["transactions"], per_transaction(result),
+                       result["transactions"] / seconds)
     print("  agent CPU per Modbus transaction on a line-timed bus vs pymodbus reads only, flat out: %s "
           "(acceptance: <= 0.5x)" % ratio(w.per_transaction, per_transaction(peer)))
     print("  agent CPU per Modbus transaction on a line-timed bus vs pymodbus reads only, paced at the "
           "agent's schedule: %s (acceptance: <= 0.5x)"
           % ratio(w.per_transaction, per_transaction(paced_peer)))
     print("  agent vs the bare loop, paced: %s" % ratio(w.per_transaction, per_transaction(bare_paced)))
-    for name, result in (("pymodbus flat out", peer), ("pymodbus paced", paced_peer),
-                         ("bare loop flat out", bare), ("bare loop paced", bare_paced)):
+    print_failures(results)
+
+
+#: the clients that do only the agent's reads, beside it on the same simulator: (name, client, paced)
+CLIENTS = (("pymodbus sync, reads only, flat out", "pymodbus", False),
+           ("pymodbus sync, reads only, paced", "pymodbus", True),
+           ("bare RTU loop, flat out", "bare", False),
+           ("bare RTU loop, paced", "bare", True))
+
+
+def every_client(run: SiteRun, seconds: float) -> list[dict]:
+    """Each of CLIENTS doing the reads of `run`'s agent config for `seconds`, in CLIENTS' order (the
+    agent stopped): pymodbus flat out and at the agent's schedule, then the bare loop (the floor)."""
+    results = []
+    for name, client, paced in CLIENTS:
+        say("%s on the same simulator for %g s" % (name, seconds))
+        results.append(pymodbus_reads(run.config, seconds, run.workdir, paced=paced, client=client))
+    return results
+
+
+def print_failures(results: list[dict] | tuple[dict, ...]) -> None:
+    """A line for each of CLIENTS' results (same order) whose transactions failed."""
+    for (name, _client, _paced), result in zip(CLIENTS, results, strict=True):
         if result["errors"]:
             print("  (%s: %d of its transactions failed)" % (name, result["errors"]))
+
+
+def print_rate_header() -> None:
+    print("  %-34s %9s %11s %12s %9s" % ("", "CPU s", "Modbus txns", "CPU/txn", "txns/s"))
+
+
+def print_rate_row(name: str, cpu: float, transactions: int, per_txn: float, rate: float) -> None:
+    print("  %-34s %9.2f %11d %10.1fus %9.1f" % (name, cpu, transactions, per_txn * 1e6, rate))
 
 
 def per_transaction(result: dict) -> float:
@@ -195,12 +207,11 @@ def street_full_rate(workdir: str, seconds: float) -> None:
         say("pymodbus sync client flat out on the same simulator for %g s" % seconds)
         peer = pymodbus_reads(run.config, seconds, run.workdir)
     pm_per = per_transaction(peer)
-    print("  %-34s %9s %11s %12s %9s" % ("", "CPU s", "Modbus txns", "CPU/txn", "txns/s"))
-    print("  %-34s %9.2f %11d %10.1fus %9.1f" % ("FieldLink agent, full bus rate", w.cpu, w.transactions,
-                                                w.per_transaction * 1e6, w.transactions / (w.end - w.start)))
-    pm_rate = peer["transactions"] / seconds
-    print("  %-34s %9.2f %11d %10.1fus %9.1f" % ("pymodbus sync, reads only, flat out", peer["cpu"],
-                                                peer["transactions"], pm_per * 1e6, pm_rate))
+    print_rate_header()
+    print_rate_row("FieldLink agent, full bus rate", w.cpu, w.transactions, w.per_transaction,
+                   w.transactions / (w.end - w.start))
+    print_rate_row("pymodbus sync, reads only, flat out", peer["cpu"], peer["transactions"], pm_per,
+                   peer["transactions"] / seconds)
     print("  agent CPU per Modbus transaction at full bus rate vs pymodbus flat out: %s (acceptance: <= 0.5x)"
           % ratio(w.per_transaction, pm_per))
     if peer["errors"]:
