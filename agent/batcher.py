@@ -10,6 +10,12 @@ A pack whose real encoding exceeds ``max_bytes`` is split in halves until each p
 one reading). A reading the encoder refuses (a value type SenML cannot carry, a point missing from
 the birth in the compact profile) is logged, counted in ``rejected`` and left out; the rest of its
 pack is published.
+
+While the uplink is idle one thread closes packs for latency (``close_due``, the network thread): at the
+open pack's ``idle_due`` (``linger`` after its oldest reading was taken) or, while readings stream in,
+``linger`` after it closed the previous pack, whichever comes first, so no reading waits longer than
+``linger`` and a stream costs that thread one wake-up per pack. ``add`` returns True only when the
+open pack falls due before that thread said it would look again: the caller then wakes it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ Encoder = Callable[[list], bytes]
 Sink = Callable[[bytes, int], Any]
 
 _RECORD_OVERHEAD = 24  # map head, labels, a double value and a time offset
+_NEVER = float("inf")
 
 
 def estimate(reading: Reading) -> int:
@@ -71,14 +78,17 @@ class Batcher:
         self._size = 0
         self._since = 0.0
         self._idle_due = 0.0
+        # when the idle closer looks next (`close_due`): +inf = only when woken, -inf = the uplink is not
+        # idle (whoever makes it idle looks then); `add` returns True when the open pack is due sooner
+        self._look = _NEVER
+        self._tick = _NEVER  # while readings stream: `linger` after the closer's last pack
         self.counters = {"readings": 0, "packs": 0, "rejected": 0, "unstored": 0, "bytes": 0}
 
     def add(self, readings: list[Reading] | tuple[Reading, ...]) -> bool:
-        """Queue readings; closes packs that reach the record or byte limit. True when the last pack
-        opened here is still open, or when these readings made the open pack's `idle_due` earlier (a
-        caller that sleeps until a deadline then knows a new one exists)."""
+        """Queue readings; closes packs that reach the record or byte limit. True when the open pack's
+        `idle_due` is now earlier than the idle closer said it would look (`close_due`): the caller
+        wakes it. A pack that opens while the closer looks at the next tick anyway says nothing."""
         opened = False
-        sooner = False
         with self._lock:
             self.counters["readings"] += len(readings)
             for reading in readings:
@@ -102,9 +112,31 @@ class Batcher:
                 late = self.wall() - min(r[3] for r in readings)  # < 0 after the clock was set back
                 due = self.clock() + min(self.linger, max(0.0, self.linger - late))
                 if opened or due < self._idle_due:
-                    sooner = not opened
                     self._idle_due = due
-            return (opened or sooner) and bool(self._pending)
+                if self._idle_due < self._look:
+                    self._look = self._idle_due  # told once: later readings due no sooner say nothing
+                    return True
+            return False
+
+    def close_due(self, idle: bool) -> float | None:
+        """The idle closer's turn (module docstring): while `idle`, close the open pack if it is due;
+        return when (on `clock`) to look again, None when an `add` returning True will say so."""
+        with self._lock:
+            if not idle:
+                self._look = -_NEVER
+                return None
+            now = self.clock()
+            if self._pending and now >= min(self._idle_due, self._tick):
+                self._close()
+                self._tick = now + self.linger
+            if self._pending:
+                look = min(self._idle_due, self._tick)
+            elif self._tick > now:
+                look = self._tick
+            else:
+                look = self._tick = _NEVER  # the stream stopped: the next pack's opening says so
+            self._look = look
+            return None if look == _NEVER else look
 
     def tick(self) -> bool:
         """Close the open pack if its oldest reading is `max_age` old; True if one was closed."""

@@ -43,7 +43,8 @@ The network thread sleeps until there is something to do: it waits on the broker
 writable while paho has bytes to send) and on a wake-up socket (``wake``: a pack committed to the outbox,
 a message to send directly, stop), with the time until the next thing that falls due as the timeout:
 the next health message, the oldest PUBACK or the SUBACK reaching ``puback_timeout``, the CONNACK
-timeout, and at most ``IDLE_WAIT`` seconds (paho's keep-alive ping, a generation change of the outbox).
+timeout, the idle uplink's open pack (``before_pump``: the uplink closes it and this thread publishes it
+in the same turn), and at most ``IDLE_WAIT`` seconds (paho's keep-alive ping, a generation change of the outbox).
 An idle connected gateway's network thread so wakes about once a second, not twenty times.
 """
 
@@ -132,9 +133,11 @@ class Publisher:
         self._inventory = inventory
         self._health = health
         self.commands: Any = None  # the command gate (agent/command_gate.py): take(payload, retained)
-        # called (network thread) when the outbox became empty or a session began: the uplink is idle,
-        # so the batcher may close its open pack at once (agent/uplink.py, "latency adapts")
-        self.on_idle: Callable[[], None] | None = None
+        # called by the network thread on every turn of a session before it publishes from the outbox
+        # (and once when the session ends): the uplink closes its open pack if it is due, so the pack goes
+        # out in the same turn; returns when (monotonic) to look again, or None (agent/uplink.py)
+        self.before_pump: Callable[[], float | None] | None = None
+        self._look_at: float | None = None
         self.topic_status = config.topic("status")
         self.topic_inventory = config.topic("inventory")
         self.topic_data = config.topic("data")
@@ -155,6 +158,7 @@ class Publisher:
         self._drain_until = 0.0
         self._offline_wait = 2.0
         self._thread: threading.Thread | None = None
+        self._thread_ident: int | None = None  # the network thread's, once it runs
         self._direct: queue.Queue[tuple[str, bytes, int, bool]] = queue.Queue()
         # a byte written to _wake_w ends the network thread's wait (`wake`); made by `start`, closed when
         # the thread ends
@@ -219,9 +223,10 @@ class Publisher:
 
     def wake(self) -> None:
         """End the network thread's wait now: a pack was committed to the outbox, a message waits, stop.
-        Any thread may call it; it never blocks (a wake-up already pending is enough)."""
+        Any thread may call it; it never blocks (a wake-up already pending is enough). The network
+        thread itself needs none: it publishes from the outbox before it sleeps again."""
         w = self._wake_w
-        if w is None:
+        if w is None or threading.get_ident() == self._thread_ident:
             return
         try:
             w.send(b"\0")
@@ -297,6 +302,7 @@ class Publisher:
             self._counters[key] += n
 
     def _run(self) -> None:
+        self._thread_ident = threading.get_ident()
         try:
             self._connect_loop()
         finally:
@@ -402,14 +408,15 @@ class Publisher:
         with self._state_lock:
             self._counters["packs_published"] += 1
             self._counters["records_published"] += records
-        if not self._inflight and self.on_idle is not None and len(self.outbox) == 0:
-            self._idle_now()
 
-    def _idle_now(self) -> None:
-        try:
-            self.on_idle()  # type: ignore[misc]
-        except Exception:  # never into paho
-            log.exception("mqtt: the idle callback failed")
+    def _close_packs(self) -> None:
+        """`before_pump`: the uplink closes its open pack if it is due (an idle uplink's latency)."""
+        self._look_at = None
+        if self.before_pump is not None:
+            try:
+                self._look_at = self.before_pump()
+            except Exception:  # a bug there must not end the session
+                log.exception("mqtt: closing the open pack failed")
 
     def _session(self, ep: Endpoint, version: str) -> str:
         """One connection to `ep`, from CONNECT to its end: UP if the broker accepted it, else why not."""
@@ -500,6 +507,7 @@ class Publisher:
                     self._count("puback_timeouts")
                     self._note_error(late)
                     break
+                self._close_packs()
                 if self._suback_mid is None:
                     self._pump(client)
                 self._send_direct(client)
@@ -517,6 +525,7 @@ class Publisher:
             self._count("packs_resent", len(self._inflight))  # sent again by the next session
             self._inflight.clear()
             self.connected = False
+            self._close_packs()  # not idle now: readings gather (and need no wake-up) until the next session
             sock = client.socket()
             if sock is not None:
                 try:
@@ -540,6 +549,8 @@ class Publisher:
         if self._inflight:
             oldest = min(entry[2] for entry in self._inflight.values())
             wait = min(wait, oldest + limit - now)
+        if self._look_at is not None:
+            wait = min(wait, self._look_at - now)
         return max(0.0, wait)
 
     def _sleep(self, client: mqtt.Client, timeout: float) -> None:
@@ -592,8 +603,6 @@ class Publisher:
         self.connected = True
         self._count("connects")
         self._save_state()
-        if self.on_idle is not None and len(self.outbox) == 0:
-            self._idle_now()
 
     def _puback_overdue(self) -> str:
         """Why the session must end: the oldest pack in flight (or our SUBSCRIBE) waited longer than

@@ -14,19 +14,22 @@ reconnect). ``submit`` never blocks on the network; it returns once the readings
 batcher (a full pack is committed to the outbox inside the call).
 
 Latency adapts like Nagle's algorithm: while the uplink is idle (connected, every pack acknowledged)
-the open pack is closed by the batch thread when its oldest reading is ``[batch] linger`` old (0.25 s
-by default, from the reading's own time; at once for readings that arrive older than that, e.g. the
-end of a long poll), so each reading reaches the broker within about ``linger`` of being read,
-together with the polls that ended meanwhile; while a pack waits for its PUBACK, or while offline,
-readings gather in the open pack until the outbox is empty again (the publisher says so) or until the
-batch limits (``max_records``, ``max_bytes``, ``max_age``) close it. Under load packs therefore grow
-to the batch limits. ``linger = 0`` publishes each poll as soon as it is done: every pack then costs
-an outbox row written and deleted, a PUBLISH and a PUBACK (docs/benchmarks.md measures the trade).
+the network thread closes the open pack when its oldest reading is ``[batch] linger`` old (0.25 s by
+default, from the reading's own time; at once for readings that arrive older than that, e.g. the end of
+a long poll) and publishes it in the same turn; while readings stream in it closes one pack every
+``linger`` (a reading never waits longer), so a stream costs one wake-up per pack to close and publish
+it and one for its PUBACK. Each reading so reaches the broker within about ``linger`` of being read,
+together with the polls that ended meanwhile. While a pack waits for its PUBACK, or while offline,
+readings gather in the open pack until the outbox is empty again or until the batch limits
+(``max_records``, ``max_bytes``, ``max_age``) close it. Under load packs therefore grow to the batch
+limits. ``linger = 0`` publishes each poll as soon as it is done: every pack then costs an outbox row
+written and deleted, a PUBLISH and a PUBACK (docs/benchmarks.md measures the trade).
 
-The batch thread sleeps until there is work: the uplink became idle with readings waiting, a pack was
-opened (its ``max_age`` deadline is then known), the open pack falls due, or stop; while the outbox's
-disk fails it wakes every ``_TICK`` to let the outbox retry, else at most every ``_IDLE`` seconds.
-A pack committed to the outbox wakes the publisher's network thread (``Publisher.wake``).
+The batch thread closes packs at ``max_age`` (the idle rule above aside) and retries a failing disk: it
+sleeps until the open pack reaches ``max_age``, with no pack open for ``max_age`` (a pack opening
+meanwhile falls due later than that) but at most ``_IDLE`` seconds, and every ``_TICK`` while the
+outbox's disk fails. A pack committed to the outbox by another thread wakes the publisher's network
+thread (``Publisher.wake``), and so does a pack that falls due before the network thread would look.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ class Uplink:
         self.publisher: seams.Publisher = Publisher(
             config, self.outbox, status=self._status,
             inventory=lambda: (self.inventory_bytes, self.inventory_digest), health=self.health.encode)
-        self.publisher.on_idle = self._wake_batcher
+        self.publisher.before_pump = self._close_due
         self.health.add("connected", lambda: self.publisher.connected)
         self.health.add("readings", self._reading_counters)
         self.health.add("outbox", self.outbox.stats)
@@ -97,7 +100,7 @@ class Uplink:
         self._devices_online: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._wake = threading.Event()  # the uplink is idle and readings wait: close the pack now
+        self._wake = threading.Event()  # stop, or the outbox's disk failed: the batch thread looks now
         self._ticker: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -128,13 +131,13 @@ class Uplink:
     # -- what the acquisition side calls -------------------------------------------------------
 
     def submit(self, readings: list[Reading] | tuple[Reading, ...]) -> None:
-        """Queue readings `(device, point, value, time)` for publishing: at once when the uplink is idle
-        (the batch thread closes the pack), else with the next pack (module docstring)."""
+        """Queue readings `(device, point, value, time)` for publishing: within `linger` when the uplink
+        is idle (the network thread closes the pack), else with the next pack (module docstring)."""
         if readings and self.batcher.add(readings):
-            # a pack opened, or old readings made it due sooner while idle: its deadline is new, so
-            # the batch thread must look again. Other readings added to an open pack need no wake-up:
-            # its deadline is already known, and the uplink turning idle wakes the thread (`on_idle`).
-            self._wake.set()
+            # the open pack falls due before the network thread would look: wake it. In a stream the
+            # next pack opens after that thread already planned to look (one `linger` after the last
+            # pack), and no reading needs a wake-up.
+            self.publisher.wake()
 
     def device_state(self, device_id: str, online: bool, reason: str = "") -> None:
         """Report a device's comms state; a change raises or clears a `comms` alarm."""
@@ -249,19 +252,21 @@ class Uplink:
                 "buffered": stats["records"] + self.batcher.pending,
                 "dropped": sum(dropped_by.values()), "dropped_by": dropped_by, "rejected": bc["rejected"]}
 
-    def _wake_batcher(self) -> None:
-        """From the publisher: the outbox is empty (a PUBACK emptied it, or a session began)."""
-        if self.batcher.pending:
-            self._wake.set()
+    def _close_due(self) -> float | None:
+        """From the publisher's network thread, every turn (and once when a session ends): while the
+        uplink is idle, close the open pack if it is due (the thread publishes it next); when to look
+        again (monotonic), None when a reading's `submit` will wake it."""
+        return self.batcher.close_due(self.idle)
 
     def _sleep_for(self) -> float:
-        """How long the batch thread may sleep: until the open pack reaches `max_age` (or, while the
-        uplink is idle, its `idle_due`), at most `_IDLE`, at most `_TICK` while the outbox's disk fails
-        (the outbox then retries it from `maintain`)."""
+        """How long the batch thread may sleep: until the open pack reaches `max_age`; with none open
+        `max_age` (a pack opening meanwhile is due no sooner than the thread looks); at most `_IDLE`, at
+        most `_TICK` while the outbox's disk fails (the outbox then retries it from `maintain`)."""
         due = self.batcher.due()
-        if due is not None and self.idle:
-            due = min(due, self.batcher.idle_due() or due)
-        wait = _IDLE if due is None else max(0.001, due - self.batcher.clock())
+        if due is None:
+            wait = self.batcher.max_age
+        else:
+            wait = max(0.001, due - self.batcher.clock())
         if self.outbox.state != "ok":
             wait = min(wait, _TICK)
         return min(wait, _IDLE)
@@ -274,11 +279,7 @@ class Uplink:
             if self._stopping.is_set():
                 break
             try:
-                idle_due = self.batcher.idle_due()
-                if idle_due is not None and self.idle and self.batcher.clock() >= idle_due:
-                    self.batcher.flush()  # idle: the readings go out `linger` after they were taken
-                else:
-                    self.batcher.tick()
+                self.batcher.tick()
             except Exception:
                 log.exception("batcher: closing a pack failed")
             if time.monotonic() >= next_maintain:

@@ -156,30 +156,31 @@ def test_unknown_profile_is_refused():
         make_encoder("json", BIRTH)
 
 
-def test_due_is_the_open_packs_deadline_and_add_says_when_it_opened_one():
-    """What the batch thread sleeps on: `add` is True when it left a new pack open, `due` is when that
-    pack reaches max_age (None with no pack open)."""
+def test_due_is_the_open_packs_deadline():
+    """What the batch thread sleeps on: `due` is when the open pack reaches max_age (None with no pack
+    open)."""
     now = [100.0]
     packs, sink = collect()
     b = Batcher(plain_encoder, sink, max_records=3, max_age=5.0, clock=lambda: now[0])
     assert b.due() is None
-    assert b.add([("d", "p", 1, 1.7e9)]) is True  # opened a pack
+    b.add([("d", "p", 1, 1.7e9)])  # opened a pack
     assert b.due() == 105.0
     now[0] = 102.0
-    assert b.add([("d", "p", 2, 1.7e9)]) is False  # joined the open pack: same deadline
+    b.add([("d", "p", 2, 1.7e9)])  # joined the open pack: same deadline
     assert b.due() == 105.0
-    assert b.add([("d", "p", 3, 1.7e9)]) is False  # the third reading closed the pack: none open
+    b.add([("d", "p", 3, 1.7e9)])  # the third reading closed the pack: none open
     assert b.due() is None and len(packs) == 1
-    assert b.add([("d", "p", i, 1.7e9) for i in range(4)]) is True  # one full pack, then a new one open
+    b.add([("d", "p", i, 1.7e9) for i in range(4)])  # one full pack, then a new one open
     assert b.due() == 107.0 and len(packs) == 2
     now[0] = 107.0
     assert b.tick() and b.due() is None
 
 
 def test_idle_due_is_linger_after_the_oldest_reading_was_taken():
-    """While the uplink is idle the batch thread closes the pack at `idle_due`: `linger` after its oldest
-    reading was taken (the readings' own times), at once for readings already older than that, and never
-    later than `linger` from now when the readings' times lie ahead (the clock was set back)."""
+    """While the uplink is idle the pack closes at `idle_due`: `linger` after its oldest reading was
+    taken (the readings' own times), at once for readings already older than that, and never later than
+    `linger` from now when the readings' times lie ahead (the clock was set back). `add` is True when
+    that is sooner than the idle closer will look: here it has not looked yet (it waits to be woken)."""
     now, wall = [100.0], [1000.0]
     packs, sink = collect()
     b = Batcher(plain_encoder, sink, max_age=5.0, clock=lambda: now[0], linger=0.25, wall=lambda: wall[0])
@@ -195,8 +196,54 @@ def test_idle_due_is_linger_after_the_oldest_reading_was_taken():
     assert b.due() == pytest.approx(105.0) and not packs  # idle_due closes nothing by itself
     b.flush()
     assert b.idle_due() is None and len(packs) == 1
+    assert b.close_due(True) is None  # the closer looks: nothing open, no stream: wake me
     assert b.add([("d", "p", 6, 5000.0)]) is True  # times ahead of the wall clock: linger from now at most
     assert b.idle_due() == pytest.approx(100.35)
+
+
+def test_the_idle_closer_closes_once_per_linger_while_readings_stream():
+    """`close_due` (the network thread's turn): the open pack closes at its `idle_due`; while readings
+    keep coming the next pack closes `linger` after the last one (no reading waits longer) and opening it
+    wakes nobody; when the stream stops the closer sleeps until a pack opens; while the uplink is not
+    idle it closes nothing and no reading wakes it (the PUBACK or the connection does)."""
+    now, wall = [100.0], [1000.0]
+    packs, sink = collect()
+    b = Batcher(plain_encoder, sink, max_age=60.0, clock=lambda: now[0], linger=0.25, wall=lambda: wall[0])
+
+    def at(t):
+        now[0], wall[0] = 100.0 + t, 1000.0 + t
+
+    assert b.close_due(True) is None  # nothing open: asleep until woken
+    assert b.add([("d", "p", 1, 1000.0)]) is True  # opening a pack wakes it
+    assert b.close_due(True) == pytest.approx(100.25) and not packs  # woken early: looks at idle_due
+    at(0.1)
+    assert b.add([("d", "p", 2, 1000.1)]) is False
+    at(0.25)
+    assert b.close_due(True) == pytest.approx(100.5) and len(packs) == 1  # closed; next look: a linger on
+    at(0.3)
+    assert b.add([("d", "p", 3, 1000.3)]) is False  # due at 100.55, after the look at 100.5: no wake-up
+    at(0.5)
+    assert b.close_due(True) == pytest.approx(100.75) and len(packs) == 2  # closed at the tick, 0.2 s old
+    at(0.6)
+    assert b.add([("d", "p", 4, 999.0)]) is True  # a reading a second old: due now, sooner than 100.75
+    assert b.close_due(True) == pytest.approx(100.85) and len(packs) == 3
+    at(0.9)
+    assert b.close_due(True) is None  # the tick came with nothing open: the stream stopped
+    at(1.0)
+    assert b.add([("d", "p", 5, 1001.0)]) is True
+    assert b.close_due(False) is None  # a PUBACK is awaited: not idle, closes nothing
+    at(1.5)
+    assert b.add([("d", "p", 6, 999.0)]) is False and len(packs) == 3  # even old readings wake nobody
+    assert b.close_due(True) == pytest.approx(101.75) and len(packs) == 4  # idle again: due, closed
+
+
+def test_without_linger_each_poll_closes_its_own_pack():
+    now = [7.0]
+    packs, sink = collect()
+    b = Batcher(plain_encoder, sink, clock=lambda: now[0])
+    for i in range(3):
+        assert b.add([("d", "p", i, 1.7e9)]) is True  # each poll wakes the closer
+        assert b.close_due(True) is None and len(packs) == i + 1  # closed at once; no stream to wait for
 
 
 def test_without_linger_an_idle_pack_is_due_when_it_opens():

@@ -1,6 +1,8 @@
 """An idle agent sleeps until something is due (issue #12, the CPU rows), at the wire with a real
 Mosquitto: the network thread waits on the broker's socket and a wake-up, the batch thread until the
-open pack's age; a committed pack, a new pack's deadline and stop each end those waits at once.
+open pack's age; a committed pack, a new pack's deadline and stop each end those waits at once, and a
+stream of polls costs the network thread about two turns per pack (close and publish, PUBACK) and the
+batch thread none.
 
 No time is asserted: each test either counts the threads' turns over a quiet stretch (a polling loop
 makes dozens, a load can only make fewer) or stretches the longest wait to an hour, so that what it
@@ -102,7 +104,7 @@ def test_a_committed_pack_wakes_the_network_thread(broker, sub, tmp_path, monkey
 
 def test_an_open_pack_closes_at_its_age_not_at_the_longest_sleep(broker, sub, tmp_path, monkeypatch):
     """Adaptive batching off, batch age 0.3 s, the batch thread's longest sleep an hour: the pack goes
-    out because opening it told the sleeping thread its deadline."""
+    out at its age because with no pack open the thread sleeps no longer than the batch age."""
     monkeypatch.setattr(uplink_mod, "_IDLE", HOUR)
     uplink = make_uplink(broker, tmp_path, max_age=0.3, adaptive=False)
     uplink.start()
@@ -133,3 +135,45 @@ def test_stop_wakes_both_sleeping_threads(broker, sub, tmp_path, monkeypatch):
     uplink.stop()
     assert not any(t.is_alive() for t in threads)
     assert sub.wait_for(lambda: count(sub) == 2, 10)
+
+
+def test_a_stream_of_polls_costs_two_network_turns_per_pack_and_no_batch_turn(broker, sub, tmp_path,
+                                                                             monkeypatch):
+    """Polls every 50 ms for 3 s on an idle uplink (linger 0.25 s): the network thread closes a pack a
+    linger after the last one and publishes it in the same turn, and the PUBACK is its other turn; no
+    poll wakes it and the batch thread (batch age an hour) does not turn at all. It used to take the
+    batch thread two turns per pack (the pack opening, its due time) and a wake-up of the network thread."""
+    turns = {"loop": 0, "batch": 0}
+    loop, sleep_for = Client.loop, Uplink._sleep_for
+
+    def counted_loop(self, timeout=1.0):  # type: ignore[no-untyped-def]
+        turns["loop"] += 1
+        return loop(self, timeout)
+
+    def counted_sleep_for(self):  # type: ignore[no-untyped-def]
+        turns["batch"] += 1
+        return sleep_for(self)
+
+    monkeypatch.setattr(Client, "loop", counted_loop)
+    monkeypatch.setattr(Uplink, "_sleep_for", counted_sleep_for)
+    uplink = make_uplink(broker, tmp_path)
+    uplink.start()
+    try:
+        assert sub.wait_for(lambda: uplink.idle and uplink.publisher.stats()["inflight"] == 0, 10)
+        time.sleep(0.5)  # the health message and status go out, their PUBACKs come back
+        before, packs_before = dict(turns), len(sub.on("data"))
+        for i in range(60):
+            uplink.submit(poll(time.time()))
+            time.sleep(0.05)
+        assert sub.wait_for(lambda: count(sub) == 120, 30)
+        assert sub.wait_for(lambda: uplink.idle and uplink.publisher.stats()["inflight"] == 0, 10)
+        loop_turns, batch_turns = turns["loop"] - before["loop"], turns["batch"] - before["batch"]
+        packs = len(sub.on("data")) - packs_before
+    finally:
+        uplink.stop()
+    print("\n60 polls: %d packs, %d network turns, %d batch turns" % (packs, loop_turns, batch_turns))
+    assert packs < 60  # polls were packed together
+    assert batch_turns <= 3.5 / uplink_mod._IDLE + 1, batch_turns  # its longest sleep, nothing else
+    # two per pack, the first pack's opening, a stall of this thread longer than the linger (the stream
+    # stops, the next poll wakes the network thread), and the IDLE_WAIT turns of 3.5 s
+    assert loop_turns <= 2 * packs + 3 + 3.5 / publisher_mod.IDLE_WAIT + 2, (loop_turns, packs)
