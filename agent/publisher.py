@@ -466,8 +466,7 @@ class Publisher:
             started = time.monotonic()
             wait = 0.0
             while True:
-                self._sleep(client, wait)
-                rc = client.loop(0)  # what the broker sent, what paho has queued for it; never blocks
+                rc = self._turn(client, wait)
                 if self._connack is not None and self._connack != 0:
                     if self._connack == 1 and version == V5 and b.mqtt_version == "auto":
                         wrong_version = True  # not a failure: the same attempt goes on in 3.1.1
@@ -553,25 +552,38 @@ class Publisher:
             wait = min(wait, self._look_at - now)
         return max(0.0, wait)
 
-    def _sleep(self, client: mqtt.Client, timeout: float) -> None:
-        """Sleep up to `timeout` s until the broker's socket has data (or room, while paho has bytes to
-        write) or `wake` is called; the `client.loop(0)` that follows does the reading and writing."""
+    def _turn(self, client: mqtt.Client, timeout: float) -> MQTTErrorCode:
+        """One turn of the network loop: sleep up to `timeout` s until the broker's socket has data (or
+        room, while paho has bytes to write) or `wake` is called, then let paho read what came, write
+        what it has queued and check the keep-alive. paho's external-loop calls (`loop_read`,
+        `loop_write`, `loop_misc`) rather than `loop()`: one `select` per turn instead of two, and paho
+        makes no wake-up socket of its own, so a `publish` from this thread writes at once instead of
+        also writing and reading a byte through that socket."""
         sock = client.socket()
         wake = self._wake_r
-        if timeout <= 0 or sock is None or wake is None:
-            return
+        if sock is None or wake is None:
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
         pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted wait in the SSL object
-        if pending is not None and pending():
-            return
+        readable = pending is not None and pending() > 0
         try:
-            ready = select.select([sock, wake], [sock] if client.want_write() else [], [], timeout)[0]
-        except (OSError, ValueError, TypeError):  # the socket just closed: loop(0) reports it
-            return
+            ready = select.select([sock, wake], [sock] if client.want_write() else [], [],
+                                  0.0 if readable else max(0.0, timeout))[0]
+        except (OSError, ValueError, TypeError):  # the socket just closed
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
         if wake in ready:
             try:
                 wake.recv(4096)
             except OSError:
                 pass
+        if readable or sock in ready:
+            rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                return rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if client.want_write():
+            rc = client.loop_write()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return client.loop_misc()
 
     def _on_up(self, client: mqtt.Client, ep: Endpoint) -> None:
         """CONNACK accepted: subscriptions (if the broker lacks them), status, inventory (if it lacks it)."""
@@ -676,15 +688,15 @@ class Publisher:
             self._send_direct(client)
             if self._is_idle() and self._direct.empty():
                 break
-            if client.loop(_LOOP_TIMEOUT) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if self._turn(client, _LOOP_TIMEOUT) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
         info = client.publish(self.topic_status, self._status(self._session_no, False), qos=1, retain=True)
         deadline = time.monotonic() + self._offline_wait
         while not info.is_published() and time.monotonic() < deadline:
-            if client.loop(_LOOP_TIMEOUT) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if self._turn(client, _LOOP_TIMEOUT) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
         client.disconnect()
-        client.loop(_LOOP_TIMEOUT)
+        self._turn(client, _LOOP_TIMEOUT)
         log.info("mqtt: disconnected (offline status published)")
 
     def _note_error(self, text: str, level: int = logging.WARNING) -> None:

@@ -20,7 +20,7 @@ import pytest
 from agent import publisher as publisher_mod
 from agent import uplink as uplink_mod
 from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
-from agent.mqtt_client import Client
+from agent.publisher import Publisher
 from agent.uplink import Uplink
 from hil_tests.broker import Subscriber
 
@@ -60,17 +60,17 @@ def test_an_idle_uplink_wakes_about_once_a_second(broker, sub, tmp_path, monkeyp
     """Connected, nothing to send: over 3 s the network loop turns a few times (it used to turn every
     50 ms: 60 times) and the batch thread not at all (every 100 ms: 30 times)."""
     turns = {"loop": 0, "batch": 0}
-    loop, sleep_for = Client.loop, Uplink._sleep_for
+    loop, sleep_for = Publisher._turn, Uplink._sleep_for
 
-    def counted_loop(self, timeout=1.0):  # type: ignore[no-untyped-def]
+    def counted_loop(self, client, timeout):  # type: ignore[no-untyped-def]
         turns["loop"] += 1
-        return loop(self, timeout)
+        return loop(self, client, timeout)
 
     def counted_sleep_for(self):  # type: ignore[no-untyped-def]
         turns["batch"] += 1
         return sleep_for(self)
 
-    monkeypatch.setattr(Client, "loop", counted_loop)
+    monkeypatch.setattr(Publisher, "_turn", counted_loop)
     monkeypatch.setattr(Uplink, "_sleep_for", counted_sleep_for)
     uplink = make_uplink(broker, tmp_path)
     uplink.start()
@@ -144,17 +144,17 @@ def test_a_stream_of_polls_costs_two_network_turns_per_pack_and_no_batch_turn(br
     poll wakes it and the batch thread (batch age an hour) does not turn at all. It used to take the
     batch thread two turns per pack (the pack opening, its due time) and a wake-up of the network thread."""
     turns = {"loop": 0, "batch": 0}
-    loop, sleep_for = Client.loop, Uplink._sleep_for
+    loop, sleep_for = Publisher._turn, Uplink._sleep_for
 
-    def counted_loop(self, timeout=1.0):  # type: ignore[no-untyped-def]
+    def counted_loop(self, client, timeout):  # type: ignore[no-untyped-def]
         turns["loop"] += 1
-        return loop(self, timeout)
+        return loop(self, client, timeout)
 
     def counted_sleep_for(self):  # type: ignore[no-untyped-def]
         turns["batch"] += 1
         return sleep_for(self)
 
-    monkeypatch.setattr(Client, "loop", counted_loop)
+    monkeypatch.setattr(Publisher, "_turn", counted_loop)
     monkeypatch.setattr(Uplink, "_sleep_for", counted_sleep_for)
     uplink = make_uplink(broker, tmp_path)
     uplink.start()
