@@ -27,6 +27,12 @@ Faults never reach the caller (docs/store-and-forward.md, "Faults"):
   read back through the connection that still holds the old file and written to a fresh file at the path
   (a replacing file is moved aside as ``<path>.replaced-<unix time>``); counted in `file_lost`.
 
+**A PUBACK that empties the outbox** (an idle uplink's pack, the common case): its delete is not
+committed on its own but with the next write, normally the next pack a `linger` later, else by
+`maintain()` within `DELETE_DELAY` s, or at `close()`. This saves a transaction per pack; a crash in
+between sends that one pack again after the restart (nothing else is in flight then: docs/payload.md,
+"Deduplication"). A PUBACK that leaves packs in the outbox (a backlog) commits its delete at once.
+
 One process per outbox: `<path>.lock` is locked at open (agent/lockfile.py); a second one gets
 `OutboxInUse` ("outbox PATH is in use by pid N"). The folder is created 0700 and every file 0600
 (agent/private.py); SQLite gives its `-wal` and `-shm` files the database file's mode.
@@ -49,6 +55,7 @@ from agent.private import PrivateFileError, private_dir, private_file
 log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = {"full": "FULL", "normal": "NORMAL"}
+DELETE_DELAY = 1.0  # seconds `maintain()` leaves the delete of the PUBACK that emptied the outbox unwritten
 OutboxInUse = InUseError
 
 _SCHEMA = """
@@ -151,6 +158,7 @@ class Outbox:
         self._disk = [0, 0, 0]  # packs, bytes, readings in the file (acked ones included until deleted)
         # deleted but not yet on disk: id -> (bytes, readings), None when the row could not be read
         self._gone: dict[int, tuple[int, int] | None] = {}
+        self._deferred_at: float | None = None  # when a delete was left for the next write (module doc)
         self._held: dict[int, _Held] = {}  # not on disk: stored when the disk works again
         self._held_bytes = 0
         self._counters = dict.fromkeys(COUNTERS, 0)
@@ -408,9 +416,14 @@ class Outbox:
         self._read_failures = 0
 
     def maintain(self) -> None:
-        """Retry a failing disk when its retry time has come (the uplink calls this several times a s)."""
+        """Retry a failing disk when its retry time has come; write a delete left for the next write
+        once it waited `DELETE_DELAY` s (the uplink's batch thread calls this when it wakes)."""
         with self._lock:
-            if self._fault is None or time.monotonic() < self._retry_at:
+            if self._fault is None:
+                if self._deferred_at is not None and time.monotonic() - self._deferred_at >= DELETE_DELAY:
+                    self._save_quietly()
+                return
+            if time.monotonic() < self._retry_at:
                 return
             self._retry()
 
@@ -481,6 +494,7 @@ class Outbox:
             raise
         self._unsaved.clear()
         self._read_failures = 0
+        self._deferred_at = None
         for i in gone:
             self._gone.pop(i, None)
         if known:
@@ -641,7 +655,8 @@ class Outbox:
 
     def ack(self, pack_id: int, generation: int | None = None) -> bool:
         """Delete a pack the broker acknowledged; False if it was already gone. Never raises on a disk
-        fault: a delete that cannot be written is remembered and written later.
+        fault: a delete that cannot be written is remembered and written later. The delete of the pack
+        that leaves the outbox empty is written with the next write (module docstring).
 
         With `generation` (the one the pack was peeked in), a PUBACK from before packs were renumbered
         is ignored: its id may name another pack now, which must not be deleted unsent."""
@@ -662,6 +677,9 @@ class Outbox:
             if row is None:
                 return False
             self._gone[pack_id] = (int(row[0]), int(row[1])) if row else None
+            if self._fault is None and row and self._disk[0] == len(self._gone) and not self._held:
+                self._deferred_at = time.monotonic()  # the outbox is empty: written with the next write
+                return True
             if self._healthy():
                 try:
                     self._commit([])
@@ -718,6 +736,8 @@ class Outbox:
         with self._lock:
             if self._fault is not None:
                 self._retry()
+            elif self._deferred_at is not None:
+                self._save_quietly()
             if self._held:
                 log.error("outbox %s: %d packs (%d readings) held in memory could not be stored (%s) and are "
                           "lost with this process", self.path, len(self._held),

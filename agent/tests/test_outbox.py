@@ -179,3 +179,43 @@ def test_sigkill_loses_nothing_committed(path, policy):
     assert payloads[: last + 1] == [b"pack %d" % i for i in range(last + 1)]
     assert ob.stats()["corrupt_resets"] == 0
     ob.close()
+
+
+def _ids_in_file(path: str) -> list[int]:
+    """What another process would find in the file now (committed rows only)."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return [int(r[0]) for r in db.execute("SELECT id FROM outbox ORDER BY id")]
+    finally:
+        db.close()
+
+
+def test_the_delete_that_empties_the_outbox_is_written_with_the_next_write(path, monkeypatch):
+    """An idle uplink's pack: its PUBACK empties the outbox, and its delete rides with the next pack's
+    commit (one transaction per pack instead of two); a PUBACK that leaves a backlog is written at once;
+    `maintain` writes a delete left alone for DELETE_DELAY s, and `close` writes it."""
+    from agent import outbox as outbox_mod
+
+    ob = Outbox(path)
+    first = ob.put("t/data", b"a", 1, records=1)
+    assert ob.ack(first) and len(ob) == 0 and ob.stats()["unsaved_deletes"] == 1
+    assert _ids_in_file(path) == [first]  # a crash now sends this one pack again, nothing else
+    second = ob.put("t/data", b"b", 1, records=1)
+    assert _ids_in_file(path) == [second] and ob.stats()["unsaved_deletes"] == 0  # one transaction
+    third = ob.put("t/data", b"c", 1, records=1)
+    assert ob.ack(second) and _ids_in_file(path) == [third]  # a backlog: written at once
+    assert ob.ack(third) and _ids_in_file(path) == [third]
+    ob.maintain()
+    assert _ids_in_file(path) == [third]  # not yet DELETE_DELAY old
+    monkeypatch.setattr(outbox_mod, "DELETE_DELAY", 0.0)
+    ob.maintain()
+    assert _ids_in_file(path) == [] and ob.stats()["unsaved_deletes"] == 0
+    fourth = ob.put("t/data", b"d", 1, records=1)
+    assert ob.ack(fourth) and _ids_in_file(path) == [fourth]
+    ob.close()
+    assert _ids_in_file(path) == []
+    again = Outbox(path)
+    assert len(again) == 0 and again.peek(5) == []
+    again.close()
