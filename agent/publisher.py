@@ -45,7 +45,10 @@ a message to send directly, stop), with the time until the next thing that falls
 the next health message, the oldest PUBACK or the SUBACK reaching ``puback_timeout``, the CONNACK
 timeout, the idle uplink's open pack (``before_pump``: the uplink closes it and this thread publishes it
 in the same turn), and at most ``IDLE_WAIT`` seconds (paho's keep-alive ping, a generation change of the outbox).
-An idle connected gateway's network thread so wakes about once a second, not twenty times.
+An idle connected gateway's network thread so wakes about once a second, not twenty times. While
+readings stream in, the PUBACK of the pack just published is read at the turn of the next pack (at
+most ``READ_LATER_MAX`` later) rather than waking the thread on its own, as long as nothing else waits
+for the socket (`_reads_can_wait`); a `…/cmd` delivery then waits as long.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ _CONNACK_TIMEOUT = 10.0  # seconds a broker may take to answer CONNECT
 _CONNACK_TIMEOUT_SEVERAL = 4.0
 _LOOP_TIMEOUT = 0.05  # the network loop's turns while stopping (draining, offline status, DISCONNECT)
 IDLE_WAIT = 1.0  # the longest the network thread sleeps with nothing due (keep-alive is checked then)
+READ_LATER_MAX = 0.5  # the longest a PUBACK (or a command) waits unread while readings stream in
 _REASSERT_EVERY = 5.0  # seconds between two "online" statuses sent because a stale will came back
 # a stale "offline" that arrives this long after our "online" replaced the retained status (a late will);
 # sooner, it is a delivery queued in our session from before, and our "online" came after it
@@ -465,8 +469,9 @@ class Publisher:
             state.last_address = client.address
             started = time.monotonic()
             wait = 0.0
+            later = False  # read the broker's socket at the next planned look, not at every packet
             while True:
-                rc = self._turn(client, wait)
+                rc = self._turn(client, wait, later)
                 if self._connack is not None and self._connack != 0:
                     if self._connack == 1 and version == V5 and b.mqtt_version == "auto":
                         wrong_version = True  # not a failure: the same attempt goes on in 3.1.1
@@ -515,6 +520,7 @@ class Publisher:
                     # retained: a fleet report learns every gateway's latest health at subscribe time
                     client.publish(self.topic_health, self._health(), qos=1, retain=True)
                 wait = self._idle_for()
+                later = self._reads_can_wait(wait)
             return UP if up else REFUSED
         finally:
             if up:
@@ -552,22 +558,33 @@ class Publisher:
             wait = min(wait, self._look_at - now)
         return max(0.0, wait)
 
-    def _turn(self, client: mqtt.Client, timeout: float) -> MQTTErrorCode:
+    def _reads_can_wait(self, wait: float) -> bool:
+        """While readings stream in, the PUBACK of the pack just published need not wake the network
+        thread: it looks again within `wait` s anyway (the next pack is due then), and reads it then, in
+        the same wake-up that closes and publishes the next pack. Only while nothing else waits for the
+        socket: no pack in the outbox beyond those in flight (a backlog needs its PUBACKs to move the
+        window), no SUBACK awaited, and the look is at most READ_LATER_MAX away. A command on `…/cmd`
+        and a broken connection are then noticed at that look."""
+        return (self._look_at is not None and wait <= READ_LATER_MAX and self._suback_mid is None
+                and not self._stopping.is_set() and len(self.outbox) <= len(self._inflight))
+
+    def _turn(self, client: mqtt.Client, timeout: float, later: bool = False) -> MQTTErrorCode:
         """One turn of the network loop: sleep up to `timeout` s until the broker's socket has data (or
         room, while paho has bytes to write) or `wake` is called, then let paho read what came, write
         what it has queued and check the keep-alive. paho's external-loop calls (`loop_read`,
         `loop_write`, `loop_misc`) rather than `loop()`: one `select` per turn instead of two, and paho
         makes no wake-up socket of its own, so a `publish` from this thread writes at once instead of
-        also writing and reading a byte through that socket."""
+        also writing and reading a byte through that socket. With `later` (`_reads_can_wait`) the sleep
+        does not end for the broker's data; what came is read when it ends."""
         sock = client.socket()
         wake = self._wake_r
         if sock is None or wake is None:
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted wait in the SSL object
-        readable = pending is not None and pending() > 0
+        buffered = pending is not None and pending() > 0
         try:
-            ready = select.select([sock, wake], [sock] if client.want_write() else [], [],
-                                  0.0 if readable else max(0.0, timeout))[0]
+            ready = select.select([wake] if later else [sock, wake], [sock] if client.want_write() else [],
+                                  [], max(0.0, timeout) if later or not buffered else 0.0)[0]
         except (OSError, ValueError, TypeError):  # the socket just closed
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         if wake in ready:
@@ -575,7 +592,7 @@ class Publisher:
                 wake.recv(4096)
             except OSError:
                 pass
-        if readable or sock in ready:
+        if later or buffered or sock in ready:  # (nothing there: paho's read returns at once)
             rc = client.loop_read()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
                 return rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else MQTTErrorCode.MQTT_ERR_CONN_LOST
