@@ -43,12 +43,12 @@ The network thread sleeps until there is something to do: it waits on the broker
 writable while paho has bytes to send) and on a wake-up socket (``wake``: a pack committed to the outbox,
 a message to send directly, stop), with the time until the next thing that falls due as the timeout:
 the next health message, the oldest PUBACK or the SUBACK reaching ``puback_timeout``, the CONNACK
-timeout, the idle uplink's open pack (``before_pump``: the uplink closes it and this thread publishes it
-in the same turn), and at most ``IDLE_WAIT`` seconds (paho's keep-alive ping, a generation change of the outbox).
-An idle connected gateway's network thread so wakes about once a second, not twenty times. While
-readings stream in, the PUBACK of the pack just published is read at the turn of the next pack (at
-most ``READ_LATER_MAX`` later) rather than waking the thread on its own, as long as nothing else waits
-for the socket (`_reads_can_wait`); a `…/cmd` delivery then waits as long.
+timeout, the idle uplink's open pack (``before_pump``: the uplink closes it and this thread publishes
+it in the same turn), and at most ``IDLE_WAIT`` seconds (paho's keep-alive ping, a generation change of
+the outbox). An idle connected gateway's network thread so wakes about once a second, not twenty times.
+While readings stream in, the PUBACK of the pack just published is read at the turn of the next pack
+(at most ``READ_LATER_MAX`` later) rather than waking the thread on its own, as long as nothing else
+waits for the socket (`_reads_can_wait`); a `…/cmd` delivery then waits as long.
 """
 
 from __future__ import annotations

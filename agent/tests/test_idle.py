@@ -174,7 +174,7 @@ def test_a_stream_of_polls_costs_one_network_turn_per_pack_and_no_batch_turn(bro
         for i in range(100):
             uplink.submit(poll(time.time()))
             if i == 50:
-                sub.client.publish(uplink.publisher.topic_cmd, b"\xa0", qos=1)
+                sub.client.publish(uplink.config.topic("cmd"), b"\xa0", qos=1)
             time.sleep(0.05)
         assert sub.wait_for(lambda: count(sub) == 200, 30)
         assert sub.wait_for(lambda: uplink.idle and uplink.publisher.stats()["inflight"] == 0, 10)
