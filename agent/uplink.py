@@ -17,13 +17,14 @@ Latency adapts like Nagle's algorithm: while the uplink is idle (connected, ever
 the network thread closes the open pack when its oldest reading is ``[batch] linger`` old (0.25 s by
 default, from the reading's own time; at once for readings that arrive older than that, e.g. the end of
 a long poll) and publishes it in the same turn; while readings stream in it closes one pack every
-``linger`` (a reading never waits longer), so a stream costs one wake-up per pack to close and publish
-it and one for its PUBACK. Each reading so reaches the broker within about ``linger`` of being read,
-together with the polls that ended meanwhile. While a pack waits for its PUBACK, or while offline,
-readings gather in the open pack until the outbox is empty again or until the batch limits
-(``max_records``, ``max_bytes``, ``max_age``) close it. Under load packs therefore grow to the batch
-limits. ``linger = 0`` publishes each poll as soon as it is done: every pack then costs an outbox row
-written and deleted, a PUBLISH and a PUBACK (docs/benchmarks.md measures the trade).
+``linger`` (a reading never waits longer), so a stream costs that thread one wake-up per pack: it
+reads the last pack's PUBACK, closes and publishes the next one (agent/publisher.py). Each reading so
+reaches the broker within about ``linger`` of being read, together with the polls that ended meanwhile.
+While a pack waits for its PUBACK, or while offline, readings gather in the open pack until the outbox
+is empty again or until the batch limits (``max_records``, ``max_bytes``, ``max_age``) close it. Under
+load packs therefore grow to the batch limits. ``linger = 0`` publishes each poll as soon as it is
+done: every pack then costs an outbox row written and deleted, a PUBLISH and a PUBACK
+(docs/benchmarks.md measures the trade).
 
 The batch thread closes packs at ``max_age`` (the idle rule above aside) and retries a failing disk: it
 sleeps until the open pack reaches ``max_age``, with no pack open for ``max_age`` (a pack opening
