@@ -594,8 +594,10 @@ class Publisher:
                 pass
         if later or buffered or sock in ready:  # (nothing there: paho's read returns at once)
             rc = client.loop_read()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
-                return rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else MQTTErrorCode.MQTT_ERR_CONN_LOST
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+            if client.socket() is None:  # closed without an error code (a DISCONNECT from the broker)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
         if client.want_write():
             rc = client.loop_write()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:

@@ -56,9 +56,8 @@ def count(sub) -> int:
     return sum(len(cbor2.loads(p)) for p in sub.on("data"))
 
 
-def test_an_idle_uplink_wakes_about_once_a_second(broker, sub, tmp_path, monkeypatch):
-    """Connected, nothing to send: over 3 s the network loop turns a few times (it used to turn every
-    50 ms: 60 times) and the batch thread not at all (every 100 ms: 30 times)."""
+def count_turns(monkeypatch) -> dict:
+    """Counts, from now on, the network loop's turns (`loop`) and the batch thread's (`batch`)."""
     turns = {"loop": 0, "batch": 0}
     loop, sleep_for = Publisher._turn, Uplink._sleep_for
 
@@ -72,6 +71,13 @@ def test_an_idle_uplink_wakes_about_once_a_second(broker, sub, tmp_path, monkeyp
 
     monkeypatch.setattr(Publisher, "_turn", counted_loop)
     monkeypatch.setattr(Uplink, "_sleep_for", counted_sleep_for)
+    return turns
+
+
+def test_an_idle_uplink_wakes_about_once_a_second(broker, sub, tmp_path, monkeypatch):
+    """Connected, nothing to send: over 3 s the network loop turns a few times (it used to turn every
+    50 ms: 60 times) and the batch thread not at all (every 100 ms: 30 times)."""
+    turns = count_turns(monkeypatch)
     uplink = make_uplink(broker, tmp_path)
     uplink.start()
     try:
@@ -144,17 +150,7 @@ def test_a_stream_of_polls_costs_one_network_turn_per_pack_and_no_batch_turn(bro
     of the next pack rather than waking for it; no poll wakes it and the batch thread (batch age an hour)
     does not turn at all. It used to take the batch thread two turns per pack (the pack opening, its due
     time) and the network thread two (the pack, its PUBACK). A command sent meanwhile is still taken."""
-    turns = {"loop": 0, "batch": 0}
-    loop, sleep_for = Publisher._turn, Uplink._sleep_for
-
-    def counted_loop(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        turns["loop"] += 1
-        return loop(self, *args, **kwargs)
-
-    def counted_sleep_for(self):  # type: ignore[no-untyped-def]
-        turns["batch"] += 1
-        return sleep_for(self)
-
+    turns = count_turns(monkeypatch)
     class Gate:
         def __init__(self) -> None:
             self.taken: list = []
@@ -162,8 +158,6 @@ def test_a_stream_of_polls_costs_one_network_turn_per_pack_and_no_batch_turn(bro
         def take(self, payload, retained=False):  # type: ignore[no-untyped-def]
             self.taken.append(payload)
 
-    monkeypatch.setattr(Publisher, "_turn", counted_loop)
-    monkeypatch.setattr(Uplink, "_sleep_for", counted_sleep_for)
     uplink = make_uplink(broker, tmp_path)
     uplink.commands = gate = Gate()
     uplink.start()
