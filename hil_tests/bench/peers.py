@@ -34,10 +34,12 @@ TB_CONNECTORS = {"modbus": "modbus"}
 
 
 def read_plan(config_path: str) -> list[dict]:
-    """The agent's Modbus requests per serial bus: [{path, baud, requests: [[unit, fc, address, count]],
-    devices: [{interval, requests}]}] (`requests` all of them in plan order; `devices` the same requests
-    per device with the device's poll interval, for the paced worker)."""
+    """The agent's Modbus requests per serial bus: [{path, baud, bits, requests: [[unit, fc, address,
+    count]], devices: [{interval, requests}]}] (`bits` per character on the line; `requests` all of them
+    in plan order; `devices` the same requests per device with the device's poll interval, for the paced
+    worker)."""
     from agent.config import load_config
+    from agent.link.serial_link import char_bits
     from agent.planner import plan_config
 
     config = load_config(config_path)
@@ -51,7 +53,10 @@ def read_plan(config_path: str) -> list[dict]:
             for d in plan.devices if d.profile.protocol in TB_CONNECTORS]
         reqs = [r for d in devices for r in d["requests"]]
         if reqs:
-            out.append({"path": plan.bus.port, "baud": plan.bus.baud, "requests": reqs, "devices": devices})
+            bus = plan.bus
+            bits = char_bits(bus.bytesize, bus.parity, bus.stopbits)
+            out.append({"path": bus.port, "baud": bus.baud, "bits": bits, "requests": reqs,
+                        "devices": devices})
     return out
 
 
@@ -131,44 +136,67 @@ def _read_loop(bus: dict, until: float, counts: dict[str, float], lock: threadin
 def _bare_loop(bus: dict, until: float, counts: dict[str, float], lock: threading.Lock,
                paced: bool = False) -> None:
     """The floor of any Python RTU master on this machine: frames built once, os.write, the reply read
-    with poll + os.read until its known length, the t3.5 silence before every request, no decode, no
-    retries. Not a client anyone should ship (no CRC check, no error handling): it shows what the
-    wake-ups and system calls of a transaction cost before any work is done."""
+    with os.read (poll for what has not come yet) to its known length, t3.5 of silence before every
+    request, no decode, no retries. Not a client anyone should ship (no CRC check, no error handling): it
+    shows what the wake-ups and system calls of a transaction cost before any work is done.
+
+    One wake-up per reply where a master can have it: the first reply shows how replies come. One piece
+    (a simulator without line timing): poll until it is there, then sleep out t3.5 before the next
+    request. In pieces, at line rate (a line-timed bus, as a real RS-485 line is): write, sleep until the
+    whole reply and the t3.5 after it can have passed (the agent's timed read), read it at once; only a
+    reply that is late then costs more wake-ups, and the next request waits t3.5 after it."""
     import select
 
     import serial
 
     from protocols import modbus
 
-    port = serial.Serial(bus["path"], baudrate=bus["baud"], timeout=0)
+    port = serial.Serial(bus["path"], baudrate=bus["baud"], timeout=0)  # pyserial opens it non-blocking
     fd = port.fileno()
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     t35 = modbus.t35(bus["baud"])
+    char = bus.get("bits", 10) / bus["baud"]  # one character on the line
 
-    def frame(unit: int, function: int, address: int, count: int) -> tuple[bytes, int]:
+    def frame(unit: int, function: int, address: int, count: int) -> tuple[bytes, int, float]:
         size = 5 + (2 * count if function in (3, 4) else (count + 7) // 8)
-        return modbus.rtu_frame(unit, modbus.read_request(function, address, count)), size
+        request = modbus.rtu_frame(unit, modbus.read_request(function, address, count))
+        # the request's characters, the device's t3.5, the reply's characters and two more, the t3.5 after
+        return request, size, (len(request) + size + 2) * char + 2 * t35
 
     devices = [[frame(*r) for r in d["requests"]] for d in bus["devices"]]
     done = errors = 0
     quiet_from = 0.0  # when the line last went quiet
+    timed: bool | None = None  # replies come in pieces (learnt from the first one)
+    late = True  # the last reply was not whole when the timed sleep ended: keep t3.5 after it
 
     def read(frames: list) -> None:
-        nonlocal done, errors, quiet_from
-        for request, size in frames:
-            wait = quiet_from + t35 - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+        nonlocal done, errors, quiet_from, timed, late
+        for request, size, whole in frames:
+            if late or not timed:
+                wait = quiet_from + t35 - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             os.write(fd, request)
-            got = 0
+            if timed:
+                time.sleep(whole)
+            got = pieces = 0
+            late = False
             deadline = time.monotonic() + 0.5
             while got < size:
+                try:
+                    got += len(os.read(fd, 256))
+                    pieces += 1
+                    continue
+                except BlockingIOError:
+                    pass
+                late = True
                 left = deadline - time.monotonic()
                 if left <= 0 or not poller.poll(left * 1000):
                     errors += 1
                     break
-                got += len(os.read(fd, 256))
+            if timed is None and got >= size:
+                timed = pieces > 1
             quiet_from = time.monotonic()
             done += 1
 
