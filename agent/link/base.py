@@ -244,6 +244,7 @@ class Link:
         learn = False  # this read shows whether the line's replies come in pieces (`_paced`)
         read_after_silence = False  # the timed read sleeps on through the silence after the reply
         idle = 0.0  # when the line fell idle, if known better than "now" (see below)
+        at_once = False  # the next read takes what is there without waiting
         if size:
             # a prompt device's reply is on hand by then: it starts once it has seen the request end (t3.5
             # of silence, or its length), and a port hands the last byte on a character or so after its
@@ -266,6 +267,7 @@ class Link:
                     self.sleep(wait)
                     now = clock()
                 read_after_silence = self._on_time
+                at_once = True  # the reply is whole by now: its first read does not wait (nor `poll`)
             else:
                 # read as the bytes come, and learn from it: a reply read in one piece (a simulator
                 # without line timing, a serial server that sends whole frames) is best read at once
@@ -280,7 +282,9 @@ class Link:
                         if wait > 0:
                             self.sleep(wait)
                             now = clock()
-                chunk = read(512, limit - now if limit > now else 0)
+                            at_once = True
+                chunk = read(512, 0 if at_once or limit <= now else limit - now)
+                at_once = False
                 if chunk:
                     chunks += 1
                     received += len(chunk)

@@ -6,9 +6,11 @@ A port that disappears (USB adapter unplugged) raises LinkClosed; the link close
 
 A device file (not a URL) is opened and configured by pyserial, then read and written on its file
 descriptor directly: one `poll` with a deadline per wait, `os.read` / `os.write`, no per-call
-objects. The silence before a request (t3.5, or the turnaround) is that same kind of timed read on
-the line: bytes that arrive during it are dropped and counted, and the silence starts again after
-them (bounded by the response timeout), so a request never goes out over a late reply.
+objects; a read that must not wait (the check for stale input before a request, the read of a reply
+whose time has come) is the non-blocking `os.read` alone. The silence before a request (t3.5, or the
+turnaround) is that same kind of timed read on the line: bytes that arrive during it are dropped and
+counted, and the silence starts again after them (bounded by the response timeout), so a request never
+goes out over a late reply.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class SerialLink(Link):
         self._serial = port
         if self._fd_mode:
             self._fd = port.fileno()
+            os.set_blocking(self._fd, False)  # (pyserial opens it so; `_read` and `_write_fd` rely on it)
             self._poller = select.poll()
             self._poller.register(self._fd, select.POLLIN)
 
@@ -188,16 +191,20 @@ class SerialLink(Link):
 
     def _read(self, max_bytes: int, timeout: float) -> bytes:
         poller = self._poller
-        if poller is not None:  # a device file: one timed poll, one read
+        if poller is not None:  # a device file: one timed poll, one read (no wait: the read alone)
+            waited = timeout > 0
             try:
-                if not poller.poll(timeout * 1000 if timeout > 0 else 0):
+                if waited and not poller.poll(timeout * 1000):
                     return b""
+                # non-blocking, and a terminal with VMIN = VTIME = 0: nothing there reads as 0 bytes (or
+                # EAGAIN), so a read that must not wait says nothing of a hang-up; the next timed read
+                # (poll reports the hang-up as readable) or the next write does
                 data = os.read(self._fd, max_bytes)
             except OSError as exc:
                 if exc.errno in _NO_DATA:
                     return b""
                 raise self.lost("read failed on %s: %s" % (self.port, _io_failure(exc))) from None
-            if not data and self._hung_up(self._fd):  # readable but empty: the node went away
+            if not data and waited and self._hung_up(self._fd):  # readable but empty: the node went away
                 raise self.lost("read failed on %s: device disconnected" % self.port)
             return data  # empty: the bytes went elsewhere (a flush, another reader): no data yet
         port = self._serial

@@ -40,6 +40,7 @@ class Line(Link):
         self.sent_end = 0.0
         self.taken = 0
         self.reads: list[tuple[float, int]] = []
+        self.asked: list[float] = []  # the timeout of every read (0: it takes what is there, no `poll`)
         self.waits: list[float] = []  # how long each wait for the silence before a request slept
         self.gaps: list[float] = []  # silence on the line before each request after the first
 
@@ -72,6 +73,7 @@ class Line(Link):
         return 0
 
     def _read(self, max_bytes: int, timeout: float) -> bytes:
+        self.asked.append(timeout)
         if self.taken >= len(self.reply) or self._arrival(self.taken) > self.now + timeout:
             self.now += timeout
             return b""
@@ -105,6 +107,7 @@ def test_a_device_that_answers_after_the_silence_is_read_in_one_go(start: float)
     frame = line.transact(REQUEST, mb.RtuFrameReader(), accept=lambda f: f[0] == 7)
     assert frame == mb.rtu_parse(REPLY)
     assert [n for _, n in line.reads] == [25]  # one read; before, one for the first byte and more after
+    assert line.asked[-1:] == [0]  # and it does not wait: the serial link's read is then one `os.read`
     complete = line._arrival(len(REPLY) - 1)
     # read once the silence after it has passed too: at most t3.5 and two characters after it was whole
     assert T35 <= line.reads[0][0] - complete <= T35 + 2 * CHAR + 1e-9
