@@ -37,6 +37,7 @@ class MeterFrameReader:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._noise = 0
+        self._lead = False  # a preamble (FE) came since the last frame: a frame follows
         self.errors = []  # type: list
 
     def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
@@ -45,6 +46,29 @@ class MeterFrameReader:
 
     def _parse(self, frame: bytes) -> object:
         raise NotImplementedError
+
+    #: the shortest frame, from its first 0x68: what a frame that has begun still needs, at the least,
+    #: before its header tells its length
+    min_frame = 12
+
+    def _frame_least(self, buf: bytearray, n: int) -> int:
+        """The length of the frame begun at ``buf[0]`` (a 0x68) as far as its first ``n`` bytes tell
+        it; 0 while they do not."""
+        return 0
+
+    def missing(self) -> int:
+        """Bytes still to come, at the least, before the frame begun at the head of the buffer is
+        complete: what its header says once it is in, before that what the shortest frame still needs
+        (after a preamble too: a frame follows it); 0 when no frame has begun. A link on a slow
+        line waits for that many characters in one go instead of waking for every byte or two the port
+        hands on (agent/link/base.py `read_frame`); noise that looks like a header can make it wait
+        longer, never past the reply's deadline, and the bytes are read and searched then."""
+        buf = self._buf
+        n = len(buf)
+        if not n:
+            return self.min_frame if self._lead else 0
+        size = self._frame_least(buf, n) or self.min_frame
+        return size - n if size > n else 0
 
     def feed(self, chunk: bytes) -> list:
         """Append ``chunk``; return the frames completed by it, in order.
@@ -62,6 +86,8 @@ class MeterFrameReader:
             if b != 0x68:
                 if b != 0xFE:
                     self._noise += 1
+                else:
+                    self._lead = True
                 pos += 1
                 continue
             end = self._frame_end(buf, pos, n)
@@ -73,6 +99,7 @@ class MeterFrameReader:
                 continue
             try:
                 frames.append(self._parse(bytes(buf[pos:end])))
+                self._lead = False
                 self._flush_noise()
                 pos = end
             except ProtocolError as e:
@@ -106,3 +133,4 @@ class MeterFrameReader:
             )
         self._buf = bytearray()
         self._noise = 0
+        self._lead = False

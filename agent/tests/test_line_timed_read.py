@@ -215,3 +215,31 @@ def test_a_line_that_stops_pacing_is_noticed_at_the_next_relearn() -> None:
         late.append(line.reads[0][0] - line._arrival(0))
     assert all(d > 0.02 for d in late[:line.relearn_every])  # timed: read when a paced reply would be whole
     assert all(d == pytest.approx(0.0, abs=1e-9) for d in late[line.relearn_every:])  # then at once again
+
+
+def _meter_replies() -> list[tuple[str, object, bytes]]:
+    from protocols import cjt188, dlt645, dlt698
+
+    fields = {"flow_total": 123.45, "flow_settlement": 100.0, "time": (2024, 3, 15, 10, 20, 30)}
+    return [
+        ("DL/T 645", dlt645.Dlt645FrameReader,
+         dlt645.read_reply("000000000161", "02010100", b"\x05\x23", preamble=4)),
+        ("CJ/T 188", cjt188.Cjt188FrameReader,
+         cjt188.encode_901f_reply(0x10, "00000000123456", fields, preamble=2)),
+        ("DL/T 698.45", dlt698.Dlt698FrameReader,
+         dlt698.build_frame(dlt698.Frame("000000000161", b"\x05" * 40), preamble=4)),
+    ]
+
+
+@pytest.mark.parametrize("name,reader_class,reply", _meter_replies(), ids=[m[0] for m in _meter_replies()])
+def test_a_meter_reply_is_read_in_a_few_goes_not_byte_by_byte(name: str, reader_class: object,
+                                                              reply: bytes) -> None:
+    """The meter readers say how much of a frame is still to come (`missing`: the shortest frame after
+    a preamble or a 0x68, the rest once the header is in), so on a line-timed bus the link sleeps for it
+    and reads it in one go: a handful of reads per reply, where it woke for every byte before."""
+    line = Line(reply, T35)
+    frame = line.transact(b"\x68" * 16, reader_class())  # type: ignore[operator]
+    assert frame is not None
+    assert sum(n for _, n in line.reads) == len(reply)
+    assert len(line.reads) <= 4, (name, line.reads)  # 20-60 bytes: one read per byte before
+    assert line.reads[-1][0] - line._arrival(len(reply) - 1) <= 1e-9  # and no later than it was whole

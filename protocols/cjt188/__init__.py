@@ -411,6 +411,10 @@ class Cjt188FrameReader(MeterFrameReader):
     """Incremental frame reader: skips FE and noise, resyncs one byte after a bad candidate."""
 
     name = "CJ/T 188"
+    min_frame = 13  # 68 T A0..A6 C L CS 16
+
+    def _frame_least(self, buf: bytearray, n: int) -> int:
+        return 13 + buf[10] if n >= 11 else 0
 
     def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
         if n - pos < 11:

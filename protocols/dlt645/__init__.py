@@ -473,6 +473,10 @@ class Dlt645FrameReader(MeterFrameReader):
 
     name = "DL/T 645"
 
+    def _frame_least(self, buf: bytearray, n: int) -> int:
+        # 68 A0..A5 68 C L data CS 16: the length byte is the tenth
+        return 12 + buf[9] if n >= 10 and buf[7] == 0x68 else 0
+
     def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
         if n - pos < 10:
             return NEED_MORE

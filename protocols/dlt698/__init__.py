@@ -284,6 +284,21 @@ class Dlt698FrameReader(MeterFrameReader):
         MeterFrameReader.__init__(self)
         self.max_frame = max_frame
 
+    def _frame_least(self, buf: bytearray, n: int) -> int:
+        # 68 L L C AF SA.. CA HCS APDU FCS 16: the header's size is in AF; its length word counts once
+        # the header's HCS holds (a 68 in noise with a huge length must not hold the link)
+        if n < 5:
+            return 0
+        header = _header_size(buf, 0)
+        if n < header:
+            return header + 3
+        word = buf[1] | buf[2] << 8
+        if word & 0xC000 or word + 2 > self.max_frame or word + 2 < header + 3:
+            return 0
+        if crc16(buf[1:header - 2]) != buf[header - 2] | buf[header - 1] << 8:
+            return 0
+        return word + 2
+
     def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
         if n - pos < 5:
             return NEED_MORE

@@ -29,6 +29,14 @@ def check(case, got, want):
     else:
         print("%s %s" % (case, got))
 
+def missing_each_byte(reader, data):
+    """What the reader says is still to come after each byte fed (the link's wait on a slow line)."""
+    out = []
+    for i in range(len(data)):
+        reader.feed(data[i:i + 1])
+        out.append(str(reader.missing()))
+    return " ".join(out)
+
 
 def error_name(fn, *args):
     try:
@@ -113,3 +121,5 @@ for i in range(0, len(stream), 6):
 reader.reset()
 check("reader frames", " ".join(got), "10:00000000123456:01 10:00000000123456:81")
 check("reader errors", str(len(reader.take_errors())), "3")
+check("reader missing", missing_each_byte(c.Cjt188FrameReader(), b"\xfe" + un(REPLY)),
+      "13 12 11 10 9 8 7 6 5 4 3 24 23 22 21 20 19 18 17 16 15 14 13 12 11 10 9 8 7 6 5 4 3 2 1 0")

@@ -26,6 +26,14 @@ def check(case, got, want):
     else:
         print("%s %s" % (case, got))
 
+def missing_each_byte(reader, data):
+    """What the reader says is still to come after each byte fed (the link's wait on a slow line)."""
+    out = []
+    for i in range(len(data)):
+        reader.feed(data[i:i + 1])
+        out.append(str(reader.missing()))
+    return " ".join(out)
+
 
 def error_name(fn, *args):
     try:
@@ -112,6 +120,8 @@ for i in range(0, len(stream), 5):
 reader.reset()
 check("reader frames", " ".join(got), "999999999999:08:302010150324 000000000161:91:000101020523")
 check("reader errors", str(len(reader.take_errors())), "3")
+check("reader missing", missing_each_byte(d.Dlt645FrameReader(), b"\xfe\xfe" + un(REPLIES[2][1])),
+      "12 12 11 10 9 8 7 6 5 4 3 8 7 6 5 4 3 2 1 0")
 
 # read follow-up (C=12 / 92 / B2) and a tariff block (0001FF00) spread over three frames
 B = "0001FF00"

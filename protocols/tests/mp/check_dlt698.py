@@ -27,6 +27,14 @@ def check(case, got, want):
     else:
         print("%s %s" % (case, got))
 
+def missing_each_byte(reader, data):
+    """What the reader says is still to come after each byte fed (the link's wait on a slow line)."""
+    out = []
+    for i in range(len(data)):
+        reader.feed(data[i:i + 1])
+        out.append(str(reader.missing()))
+    return " ".join(out)
+
 
 def error_name(fn, *args):
     try:
@@ -135,3 +143,5 @@ for i in range(0, len(stream), 6):
 reader.reset()
 check("reader frames", " ".join(f.address for f in frames), "000039200933 000000003304")
 check("reader errors", str(all(isinstance(e, ProtocolError) for e in reader.take_errors())), "True")
+check("reader missing", missing_each_byte(d.Dlt698FrameReader(), b"\xfe\xfe" + un(H3_RSP)),
+      "12 12 11 10 9 8 12 11 10 9 8 7 6 5 4 21 20 19 18 17 16 15 14 13 12 11 10 9 8 7 6 5 4 3 2 1 0")
