@@ -181,20 +181,27 @@ def _bare_loop(bus: dict, until: float, counts: dict[str, float], lock: threadin
             if timed:
                 time.sleep(whole)
             got = pieces = 0
-            late = False
             deadline = time.monotonic() + 0.5
+            at_once = bool(timed)  # after the timed sleep the reply is there: read it before any poll
             while got < size:
+                if not at_once:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not poller.poll(left * 1000):
+                        errors += 1
+                        break
                 try:
-                    got += len(os.read(fd, 256))
-                    pieces += 1
-                    continue
+                    chunk = os.read(fd, 256)  # (a pty with nothing there reads 0 bytes or EAGAIN)
                 except BlockingIOError:
-                    pass
-                late = True
-                left = deadline - time.monotonic()
-                if left <= 0 or not poller.poll(left * 1000):
-                    errors += 1
+                    chunk = b""
+                if chunk:
+                    got += len(chunk)
+                    pieces += 1
+                elif not at_once:
+                    errors += 1  # readable but empty: the port went away
                     break
+                if at_once:
+                    late = got < size  # not whole when the timed sleep ended: t3.5 after it, then
+                    at_once = False
             if timed is None and got >= size:
                 timed = pieces > 1
             quiet_from = time.monotonic()
