@@ -2,7 +2,9 @@
 
 A reader is fed bytes as a UART delivers them; it keeps a partial frame, counts line noise, and
 records what it discarded in ``errors`` (taken by the caller with ``take_errors()``). Subclasses say
-only where a frame that starts at a 0x68 byte ends (``_frame_end``) and how to parse it (``_parse``).
+only how long a frame that starts at a 0x68 byte is as its header declares it (``_declared``; one rule
+serves finding frames, ``_frame_end``, and telling a link how much is still to come, ``missing``) and
+how to parse it (``_parse``).
 """
 
 import binascii
@@ -40,9 +42,18 @@ class MeterFrameReader:
         self._lead = False  # a preamble (FE) came since the last frame: a frame follows
         self.errors = []  # type: list
 
+    def _declared(self, buf: bytearray, pos: int, n: int) -> int:
+        """The length of the frame that starts at ``buf[pos]`` (a 0x68) as its header declares it, with
+        ``n`` bytes buffered; NEED_MORE while the header is not all in, NOT_A_FRAME when it cannot be one."""
+        raise NotImplementedError
+
     def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
         """The end offset of a frame starting at ``pos``, NEED_MORE or NOT_A_FRAME."""
-        raise NotImplementedError
+        size = self._declared(buf, pos, n)
+        if size <= 0:
+            return size
+        end = pos + size
+        return end if n >= end else NEED_MORE
 
     def _parse(self, frame: bytes) -> object:
         raise NotImplementedError
@@ -51,10 +62,9 @@ class MeterFrameReader:
     #: before its header tells its length
     min_frame = 12
 
-    def _frame_least(self, buf: bytearray, n: int) -> int:
-        """The length of the frame begun at ``buf[0]`` (a 0x68) as far as its first ``n`` bytes tell
-        it; 0 while they do not."""
-        return 0
+    def _least(self, buf: bytearray, n: int) -> int:
+        """What the frame begun at ``buf[0]`` has at the least while its header is not all in."""
+        return self.min_frame
 
     def missing(self) -> int:
         """Bytes still to come, at the least, before the frame begun at the head of the buffer is
@@ -67,7 +77,11 @@ class MeterFrameReader:
         n = len(buf)
         if not n:
             return self.min_frame if self._lead else 0
-        size = self._frame_least(buf, n) or self.min_frame
+        size = self._declared(buf, 0, n)
+        if size == NEED_MORE:
+            size = self._least(buf, n)
+        elif size < 0:
+            size = self.min_frame  # noise at the head: what a frame behind it needs at the least
         return size - n if size > n else 0
 
     def feed(self, chunk: bytes) -> list:

@@ -413,16 +413,12 @@ class Cjt188FrameReader(MeterFrameReader):
     name = "CJ/T 188"
     min_frame = 13  # 68 T A0..A6 C L CS 16
 
-    def _frame_least(self, buf: bytearray, n: int) -> int:
-        return 13 + buf[10] if n >= 11 else 0
+    def _declared(self, buf: bytearray, pos: int, n: int) -> int:
+        return 13 + buf[pos + 10] if n - pos >= 11 else NEED_MORE
 
     def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
-        if n - pos < 11:
-            return NEED_MORE
-        end = pos + 13 + buf[pos + 10]
-        if n < end:
-            return NEED_MORE
-        if buf[end - 1] != 0x16 or (sum(buf[pos:end - 2]) & 0xFF) != buf[end - 2]:
+        end = MeterFrameReader._frame_end(self, buf, pos, n)
+        if end > 0 and (buf[end - 1] != 0x16 or (sum(buf[pos:end - 2]) & 0xFF) != buf[end - 2]):
             return NOT_A_FRAME  # a 0x68 inside noise or data: not counted as a checksum error
         return end
 

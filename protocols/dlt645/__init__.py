@@ -473,17 +473,13 @@ class Dlt645FrameReader(MeterFrameReader):
 
     name = "DL/T 645"
 
-    def _frame_least(self, buf: bytearray, n: int) -> int:
+    def _declared(self, buf: bytearray, pos: int, n: int) -> int:
         # 68 A0..A5 68 C L data CS 16: the length byte is the tenth
-        return 12 + buf[9] if n >= 10 and buf[7] == 0x68 else 0
-
-    def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
         if n - pos < 10:
             return NEED_MORE
         if buf[pos + 7] != 0x68:
             return NOT_A_FRAME
-        end = pos + 12 + buf[pos + 9]
-        return end if n >= end else NEED_MORE
+        return 12 + buf[pos + 9]
 
     def _parse(self, frame: bytes) -> object:
         return parse_frame(frame)

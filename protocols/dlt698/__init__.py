@@ -284,22 +284,13 @@ class Dlt698FrameReader(MeterFrameReader):
         MeterFrameReader.__init__(self)
         self.max_frame = max_frame
 
-    def _frame_least(self, buf: bytearray, n: int) -> int:
-        # 68 L L C AF SA.. CA HCS APDU FCS 16: the header's size is in AF; its length word counts once
-        # the header's HCS holds (a 68 in noise with a huge length must not hold the link)
-        if n < 5:
-            return 0
-        header = _header_size(buf, 0)
-        if n < header:
-            return header + 3
-        word = buf[1] | buf[2] << 8
-        if word & 0xC000 or word + 2 > self.max_frame or word + 2 < header + 3:
-            return 0
-        if crc16(buf[1:header - 2]) != buf[header - 2] | buf[header - 1] << 8:
-            return 0
-        return word + 2
+    def _least(self, buf: bytearray, n: int) -> int:
+        # 68 L L C AF SA.. CA HCS: the header's size is in AF, and a frame has three bytes after it
+        return _header_size(buf, 0) + 3 if n >= 5 else self.min_frame
 
-    def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
+    def _declared(self, buf: bytearray, pos: int, n: int) -> int:
+        # the length word counts only once the header's HCS holds (a 68 in noise with a huge length must
+        # not hold the frames behind it, nor the link)
         if n - pos < 5:
             return NEED_MORE
         word = buf[pos + 1] | buf[pos + 2] << 8
@@ -310,8 +301,7 @@ class Dlt698FrameReader(MeterFrameReader):
             return NEED_MORE
         if crc16(buf[pos + 1:pos + header - 2]) != buf[pos + header - 2] | buf[pos + header - 1] << 8:
             return NOT_A_FRAME  # a 68 in noise or data: not counted as a CRC error
-        end = pos + word + 2
-        return end if n >= end else NEED_MORE
+        return word + 2
 
     def _parse(self, frame: bytes) -> object:
         return parse_frame(frame)
