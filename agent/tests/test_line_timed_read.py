@@ -219,13 +219,13 @@ def test_a_line_that_stops_pacing_is_noticed_at_the_next_relearn() -> None:
 
 def _meter_replies() -> list[tuple[str, object, bytes]]:
     from protocols import cjt188, dlt645, dlt698
+    from protocols.tests.test_cjt188 import FIELDS
 
-    fields = {"flow_total": 123.45, "flow_settlement": 100.0, "time": (2024, 3, 15, 10, 20, 30)}
     return [
         ("DL/T 645", dlt645.Dlt645FrameReader,
          dlt645.read_reply("000000000161", "02010100", b"\x05\x23", preamble=4)),
         ("CJ/T 188", cjt188.Cjt188FrameReader,
-         cjt188.encode_901f_reply(0x10, "00000000123456", fields, preamble=2)),
+         cjt188.encode_901f_reply(0x10, "00000000123456", FIELDS, preamble=2)),
         ("DL/T 698.45", dlt698.Dlt698FrameReader,
          dlt698.build_frame(dlt698.Frame("000000000161", b"\x05" * 40), preamble=4)),
     ]

@@ -156,7 +156,7 @@ def _bare_loop(bus: dict, until: float, counts: dict[str, float], lock: threadin
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     t35 = modbus.t35(bus["baud"])
-    char = bus.get("bits", 10) / bus["baud"]  # one character on the line
+    char = bus["bits"] / bus["baud"]  # one character on the line
 
     def frame(unit: int, function: int, address: int, count: int) -> tuple[bytes, int, float]:
         size = 5 + (2 * count if function in (3, 4) else (count + 7) // 8)

@@ -14,6 +14,7 @@ import pytest
 from protocols import cjt188 as c
 from protocols import dlt645 as d
 from protocols import dlt698 as e
+from protocols.tests.test_cjt188 import FIELDS
 from protocols.tests.test_dlt698 import H3_RESPONSE, LIST_ENERGY
 
 
@@ -29,10 +30,9 @@ def _replies() -> list[tuple[str, object, bytes, int, int]]:
                     d.read_reply("000000000161", "00010000", b"\x12\x34\x56\x78", preamble=p), p, 10))
         out.append(("645 voltage, %d FE" % p, d.Dlt645FrameReader,
                     d.read_reply("000000000161", "02010100", b"\x05\x23", preamble=p), p, 10))
-    fields = {"flow_total": 123.45, "flow_settlement": 100.0, "time": (2024, 3, 15, 10, 20, 30)}
     for p in range(4):
         out.append(("188 901F, %d FE" % p, c.Cjt188FrameReader,
-                    c.encode_901f_reply(0x10, "00000000123456", fields, preamble=p), p, 11))
+                    c.encode_901f_reply(0x10, "00000000123456", FIELDS, preamble=p), p, 11))
     for name, text in (("698 H3", H3_RESPONSE), ("698 list", LIST_ENERGY)):
         frame = h(text)
         out.append((name, e.Dlt698FrameReader, frame, 0, 9 + (frame[4] & 0x0F)))

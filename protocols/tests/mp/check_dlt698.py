@@ -11,6 +11,7 @@ import binascii
 from protocols import axdr
 from protocols import dlt698 as d
 from protocols.errors import ProtocolError
+from protocols.tests.meter_reads import missing_each_byte
 
 
 def hx(data):
@@ -26,14 +27,6 @@ def check(case, got, want):
         print("FAIL %s got %s want %s" % (case, got, want))
     else:
         print("%s %s" % (case, got))
-
-def missing_each_byte(reader, data):
-    """What the reader says is still to come after each byte fed (the link's wait on a slow line)."""
-    out = []
-    for i in range(len(data)):
-        reader.feed(data[i:i + 1])
-        out.append(str(reader.missing()))
-    return " ".join(out)
 
 
 def error_name(fn, *args):

@@ -1,0 +1,10 @@
+"""What the meter checks on MicroPython (mp/check_dlt645.py, check_cjt188.py, check_dlt698.py) share."""
+
+
+def missing_each_byte(reader, data):
+    """What the reader says is still to come after each byte fed (the link's wait on a slow line)."""
+    out = []
+    for i in range(len(data)):
+        reader.feed(data[i:i + 1])
+        out.append(str(reader.missing()))
+    return " ".join(out)
