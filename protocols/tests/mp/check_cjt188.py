@@ -8,7 +8,7 @@ import binascii
 
 from protocols import cjt188 as c
 from protocols.errors import AbnormalReply, ProtocolError
-from protocols.tests.meter_reads import missing_each_byte
+from protocols.tests.meter_cases import missing_each_byte
 
 A = "00000000123456"
 READ = "fefefefe68105634120000000001031f9001c816"

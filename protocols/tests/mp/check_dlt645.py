@@ -8,7 +8,7 @@ import binascii
 
 from protocols import dlt645 as d
 from protocols.errors import AbnormalReply, ProtocolError
-from protocols.tests.meter_reads import missing_each_byte
+from protocols.tests.meter_cases import missing_each_byte
 
 A = "000000000161"
 

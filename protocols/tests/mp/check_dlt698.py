@@ -11,7 +11,7 @@ import binascii
 from protocols import axdr
 from protocols import dlt698 as d
 from protocols.errors import ProtocolError
-from protocols.tests.meter_reads import missing_each_byte
+from protocols.tests.meter_cases import missing_each_byte
 
 
 def hx(data):

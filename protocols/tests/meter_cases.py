@@ -1,4 +1,5 @@
-"""What the meter checks on MicroPython (mp/check_dlt645.py, check_cjt188.py, check_dlt698.py) share."""
+"""What the meter checks (mp/check_dlt645.py, check_cjt188.py, check_dlt698.py) share, on CPython and
+MicroPython (a `*_cases.py` module: hil_tests/mpvm/test_mpy_cross.py ships it with the checks)."""
 
 
 def missing_each_byte(reader, data):
