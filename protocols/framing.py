@@ -88,7 +88,8 @@ class MeterFrameReader:
         """Append ``chunk``; return the frames completed by it, in order.
 
         FE preambles are skipped; other bytes before a frame are counted as noise; a candidate that
-        does not parse is recorded in ``errors`` and the search resumes one byte later.
+        does not parse is recorded in ``errors`` and the search resumes one byte later; a candidate that
+        waits for more bytes gives way to a whole frame behind it (``_whole_after``).
         """
         self._buf.extend(chunk)
         buf = self._buf
@@ -106,7 +107,12 @@ class MeterFrameReader:
                 continue
             end = self._frame_end(buf, pos, n)
             if end == NEED_MORE:
-                break
+                later = self._whole_after(buf, pos, n)
+                if later < 0:
+                    break
+                self._noise += later - pos  # the 0x68 at pos claimed more than came: noise, or a torn frame
+                pos = later
+                continue
             if end == NOT_A_FRAME:
                 self._noise += 1
                 pos += 1
@@ -121,6 +127,28 @@ class MeterFrameReader:
                 pos += 1
         self._keep(buf, pos)
         return frames
+
+    def _whole_after(self, buf: bytearray, pos: int, n: int) -> int:
+        """Where a later frame starts that is whole in the buffer and parses, while the one begun at
+        ``pos`` still waits for bytes: a 0x68 in noise (or a torn frame) whose length claims more than
+        comes must not hold a good frame behind it until a silence, which would drop both. -1 if none.
+
+        Only a frame that passes every check of ``_parse`` (checksums, end byte) counts: a 0x68 in the
+        data of a frame still arriving is taken for a frame only if the bytes after it make one, length,
+        checksum and end byte (DL/T 645 also its second 0x68, DL/T 698.45 both CRCs), which a meter's
+        readings do not carry."""
+        for q in range(pos + 1, n - self.min_frame + 1):
+            if buf[q] != 0x68:
+                continue
+            end = self._frame_end(buf, q, n)
+            if end <= 0:
+                continue
+            try:
+                self._parse(bytes(buf[q:end]))
+            except ProtocolError:
+                continue
+            return q
+        return -1
 
     def _keep(self, buf: bytearray, pos: int) -> None:
         """Keep the unparsed tail from ``pos``; report noise once nothing is pending."""

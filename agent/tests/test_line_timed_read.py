@@ -243,3 +243,19 @@ def test_a_meter_reply_is_read_in_a_few_goes_not_byte_by_byte(name: str, reader_
     assert sum(n for _, n in line.reads) == len(reply)
     assert len(line.reads) <= 4, (name, line.reads)  # 20-60 bytes: one read per byte before
     assert line.reads[-1][0] - line._arrival(len(reply) - 1) <= 1e-9  # and no later than it was whole
+
+
+def test_a_meter_reply_behind_a_noise_68_is_still_read() -> None:
+    """A 0x68 in noise right before a CJ/T 188 reply reads as a frame whose length (the reply's control
+    byte, 0x81) is 142 bytes: the link sleeps towards that (bounded by the deadline) and the reader then
+    finds the whole reply behind it (`MeterFrameReader._whole_after`); it used to wait for bytes that never
+    came and drop the reply with the noise at the deadline."""
+    from protocols import cjt188
+
+    reply = _meter_replies()[1][2].lstrip(b"\xfe")
+    line = Line(b"\x68" + reply, T35)
+    reader = cjt188.Cjt188FrameReader()
+    frame = line.transact(b"\x68" * 16, reader)
+    assert frame == cjt188.parse_frame(reply)
+    assert line.now <= line.sent_end + line.timeout  # within the reply's deadline
+    assert line.counters["line_errors"] == 1  # the noise, counted

@@ -9,3 +9,12 @@ def missing_each_byte(reader, data):
         reader.feed(data[i:i + 1])
         out.append(str(reader.missing()))
     return " ".join(out)
+
+
+def frames_each_byte(reader, data):
+    """At which byte of ``data``, fed one at a time, the reader gave a frame, and whose (its address)."""
+    out = []
+    for i in range(len(data)):
+        for frame in reader.feed(data[i:i + 1]):
+            out.append("%d:%s" % (i, frame.address))
+    return " ".join(out)

@@ -8,7 +8,7 @@ import binascii
 
 from protocols import cjt188 as c
 from protocols.errors import AbnormalReply, ProtocolError
-from protocols.tests.meter_cases import missing_each_byte
+from protocols.tests.meter_cases import frames_each_byte, missing_each_byte
 
 A = "00000000123456"
 READ = "fefefefe68105634120000000001031f9001c816"
@@ -116,3 +116,7 @@ check("reader frames", " ".join(got), "10:00000000123456:01 10:00000000123456:81
 check("reader errors", str(len(reader.take_errors())), "3")
 check("reader missing", missing_each_byte(c.Cjt188FrameReader(), b"\xfe" + un(REPLY)),
       "13 12 11 10 9 8 7 6 5 4 3 24 23 22 21 20 19 18 17 16 15 14 13 12 11 10 9 8 7 6 5 4 3 2 1 0")
+# a 0x68 in noise right before a reply: its "length" (the reply's control byte, 0x81) claims 142 bytes;
+# the reply behind it still comes whole at its last byte
+check("reader behind a noise 68", frames_each_byte(c.Cjt188FrameReader(), b"\x68" + un(REPLY)),
+      "35:00000000123456")

@@ -8,7 +8,7 @@ import binascii
 
 from protocols import dlt645 as d
 from protocols.errors import AbnormalReply, ProtocolError
-from protocols.tests.meter_cases import missing_each_byte
+from protocols.tests.meter_cases import frames_each_byte, missing_each_byte
 
 A = "000000000161"
 
@@ -146,3 +146,8 @@ loop = d.FollowupAssembler(A, B, max_followups=1)
 loop.feed(d.parse_frame(d.read_reply(A, B, b"\x01", more=True)))
 again = d.parse_frame(d.followup_reply(A, B, b"\x01", 1, True))
 check("followup bound", error_name(loop.feed, again), "FrameError")
+# a torn reply (a meter cut off mid-frame) and the whole reply after it: the torn one's length claims
+# bytes of the next; the whole one still comes at its last byte
+torn = un(REPLIES[2][1])
+check("reader behind a torn frame", frames_each_byte(d.Dlt645FrameReader(), torn[:len(torn) // 2] + torn),
+      "%d:000000000161" % (len(torn) // 2 + len(torn) - 1))
