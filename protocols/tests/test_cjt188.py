@@ -289,7 +289,8 @@ def test_round_trip_frames(t, address, control, data, preamble):
 
 @given(st.randoms(use_true_random=False), st.lists(st.binary(max_size=30), min_size=1, max_size=6))
 def test_reader_random_chunks_with_noise(rng, payloads):
-    noise_bytes = bytes(b for b in range(256) if b not in (0x68, 0xFE))
+    # 0x68 too: a fake header in the noise gives way to the whole frame behind it (test_meter_noise.py)
+    noise_bytes = bytes(b for b in range(256) if b != 0xFE)
     stream = b""
     expected = []
     for i, data in enumerate(payloads):
