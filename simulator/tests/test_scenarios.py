@@ -74,3 +74,28 @@ def test_bad_devices_name_the_device() -> None:
     text = "[[bus]]\n[[bus.device]]\nid='m'\nprofile='dtsu666'\naddress=300\n"
     with pytest.raises(ScenarioError, match=r"outside 1\.\.247"):
         Site(parse(tomllib.loads(text), "bad.toml"))
+
+
+@pytest.mark.parametrize("day", ["2026-03-20", "2026-06-21", "2026-12-07"])
+def test_the_faults_clash_bus_never_reads_clean(day: str) -> None:
+    """docs/troubleshooting.md shows pressure-a offline: its replies and pressure-b's (same address) meet
+    on the line as their AND (simulator/bus.py `collision`). When that AND is one of the two replies the
+    read is clean and the guide's example is wrong; with the two sensors' pressures close it was, at some
+    times of day (359 s of 2026-12-07), so hil_tests/test_troubleshooting.py could fail by the clock.
+    Every 10 s of a day, in three seasons: the AND is never a frame with a right CRC."""
+    import calendar
+    import time
+
+    from protocols import modbus
+    from simulator.bus import collision
+
+    site = Site(load(os.path.join(os.path.dirname(__file__), "..", "scenarios", "faults.toml")), instant=True)
+    a, b = site.devices["pressure-a"], site.devices["pressure-b"]
+    read = (22, modbus.read_request(4, 0, 2))  # what the agent asks: pressure and temperature
+    start = calendar.timegm(time.strptime(day, "%Y-%m-%d"))
+    clean = []
+    for t in range(start, start + 86400, 10):
+        line = collision([a.server.handle(read, t), b.server.handle(read, t)])
+        if modbus.crc16(line[:-2]) == int.from_bytes(line[-2:], "little"):
+            clean.append(time.strftime("%H:%M:%S", time.gmtime(t)))
+    assert not clean, "clean reads of the clash bus at %s UTC" % clean[:10]
