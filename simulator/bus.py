@@ -253,6 +253,13 @@ class Bus:
                 if self.collide and len(targets) > 1:
                     answers.append((noise + noise2 + reply, start))
                     continue
+                if delay + delay2 > 0:
+                    # a late reply (the `late` fault) goes out on its own: the master has moved on by
+                    # then, and the other devices answer the requests that come meanwhile at once, as on
+                    # a real line, instead of queueing behind it (a late device held every neighbour)
+                    threading.Thread(target=self.transmit, args=(noise + noise2 + reply, start, access),
+                                     name="late-%s" % device.id, daemon=True).start()
+                    continue
                 self.transmit(noise + noise2 + reply, start, access)
                 request_end = time.monotonic()
             if answers:

@@ -210,3 +210,20 @@ def test_bad_fault_requests_are_refused(street) -> None:  # type: ignore[no-unty
         control.fault("lamp-1", "leak")
     with pytest.raises(SimError, match="use exception"):
         control.fault("lamp-1", "abnormal")
+
+
+def test_a_late_device_does_not_hold_its_neighbours(street) -> None:  # type: ignore[no-untyped-def]
+    """The master gives up on a late device and asks the next one: that one answers at once, and the
+    late reply comes when it is due (hil_tests/test_agent_faults.py's late lamp: its neighbours went
+    unanswered while the simulator waited to send the late reply)."""
+    _site, port, control = street
+    control.fault("lamp-1", "late", delay=0.8)
+    port.reset_input_buffer()
+    t0 = time.monotonic()
+    port.write(modbus.rtu_frame(1, ECHO_PDU))
+    assert read_silence(port, 0.1) == b""  # the master's response timeout: nothing yet
+    port.write(modbus.rtu_frame(2, ECHO_PDU))
+    assert collect(port, 8, 0.5) == modbus.rtu_frame(2, ECHO_PDU)
+    assert time.monotonic() - t0 < 0.7  # the neighbour's reply came before the late one was due
+    assert collect(port, 8, 3.0) == modbus.rtu_frame(1, ECHO_PDU)
+    assert time.monotonic() - t0 >= 0.75
