@@ -219,9 +219,12 @@ class Bus:
 
     def transmit(self, data: bytes, start: float, asker: Access | None = None) -> None:
         """A device's transmission, from `start` at line rate, as every client's UART receives it."""
+        self.line.deliver(self._heard(data, asker), start, self._stop)
+
+    def _heard(self, data: bytes, asker: Access | None) -> list:
+        """What each client's UART receives of a transmission (the line's faults applied now)."""
         faults = self.faults.line()
-        targets = [a.hear(data, faults, asked=a is asker) for a in self.accesses()]
-        self.line.deliver(targets, start, self._stop)
+        return [a.hear(data, faults, asked=a is asker) for a in self.accesses()]
 
     def handle(self, access: Access, key: str, frame: object, request_end: float) -> None:
         """Give one request to the devices it addresses and send their replies."""
@@ -257,7 +260,9 @@ class Bus:
                     # a late reply (the `late` fault) goes out on its own: the master has moved on by
                     # then, and the other devices answer the requests that come meanwhile at once, as on
                     # a real line, instead of queueing behind it (a late device held every neighbour)
-                    threading.Thread(target=self.transmit, args=(noise + noise2 + reply, start, access),
+                    # (what the clients hear is worked out here, under the lock, as for any reply)
+                    threading.Thread(target=self.line.deliver,
+                                     args=(self._heard(noise + noise2 + reply, access), start, self._stop),
                                      name="late-%s" % device.id, daemon=True).start()
                     continue
                 self.transmit(noise + noise2 + reply, start, access)
