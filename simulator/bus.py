@@ -217,14 +217,18 @@ class Bus:
             if out:
                 write(out)
 
-    def transmit(self, data: bytes, start: float, asker: Access | None = None) -> None:
-        """A device's transmission, from `start` at line rate, as every client's UART receives it."""
-        self.line.deliver(self._heard(data, asker), start, self._stop)
-
-    def _heard(self, data: bytes, asker: Access | None) -> list:
-        """What each client's UART receives of a transmission (the line's faults applied now)."""
+    def transmit(self, data: bytes, start: float, asker: Access | None = None, apart: bool = False) -> None:
+        """A device's transmission, from `start` at line rate, as every client's UART receives it (the
+        line's faults applied now, under the caller's lock). `apart`: sent from a thread of its own, so the
+        bus answers the requests that come meanwhile (a late reply: the master has moved on by then, and on
+        a real line the other devices answer at once instead of queueing behind it)."""
         faults = self.faults.line()
-        return [a.hear(data, faults, asked=a is asker) for a in self.accesses()]
+        targets = [a.hear(data, faults, asked=a is asker) for a in self.accesses()]
+        if apart:
+            threading.Thread(target=self.line.deliver, args=(targets, start, self._stop),
+                             name="late-reply", daemon=True).start()
+        else:
+            self.line.deliver(targets, start, self._stop)
 
     def handle(self, access: Access, key: str, frame: object, request_end: float) -> None:
         """Give one request to the devices it addresses and send their replies."""
@@ -253,20 +257,14 @@ class Bus:
                 start = request_end + self.line.reply_gap(device.protocol) + delay + delay2
                 device.counts["answered"] += 1
                 self.counts["replies"] += 1
+                sent = noise + noise2 + reply
                 if self.collide and len(targets) > 1:
-                    answers.append((noise + noise2 + reply, start))
+                    answers.append((sent, start))
                     continue
-                if delay + delay2 > 0:
-                    # a late reply (the `late` fault) goes out on its own: the master has moved on by
-                    # then, and the other devices answer the requests that come meanwhile at once, as on
-                    # a real line, instead of queueing behind it (a late device held every neighbour)
-                    # (what the clients hear is worked out here, under the lock, as for any reply)
-                    threading.Thread(target=self.line.deliver,
-                                     args=(self._heard(noise + noise2 + reply, access), start, self._stop),
-                                     name="late-%s" % device.id, daemon=True).start()
-                    continue
-                self.transmit(noise + noise2 + reply, start, access)
-                request_end = time.monotonic()
+                late = delay + delay2 > 0  # the `late` fault: the reply must not hold the bus's other devices
+                self.transmit(sent, start, access, apart=late)
+                if not late:
+                    request_end = time.monotonic()
             if answers:
                 self.counts["collisions"] = self.counts.get("collisions", 0) + (len(answers) > 1)
                 self.transmit(collision([a for a, _ in answers]), min(s for _, s in answers), access)
