@@ -9,10 +9,9 @@ ST1 status-bit map, the FE preamble length. Replies are accepted in either DI or
 
 
 from protocols.bcd import bcd_to_int, int_to_bcd, is_bcd
-from protocols.errors import AbnormalReply, CrcError, EncodingError, FrameError, ProtocolError
-from protocols.framing import NEED_MORE, NOT_A_FRAME, MeterFrameReader
+from protocols.errors import AbnormalReply, EncodingError, FrameError, ProtocolError
+from protocols.framing import NOT_A_FRAME, MeterFrameReader, SumFrame
 from protocols.framing import hex_upper as _hex
-from protocols.framing import reversed_bytes as _reverse
 
 __all__ = [
     "HEAT_LAYOUT", "KNOWN_DIS", "METER_COLD_WATER", "METER_COOLING", "METER_GAS", "METER_HEAT",
@@ -152,28 +151,18 @@ class Frame:
         return "Frame(0x%02X, %r, 0x%02X, %s)" % (t, self.address, c, _hex(self.data))
 
 
+#: the frame: 68 T A0..A6 C L DATA CS 16 (the length byte is the eleventh)
+FRAME = SumFrame("CJ/T 188", head=11, address_at=2, address_size=7)
+
+
 def format_address(raw: bytes) -> str:
     """Seven address bytes in wire order (A0 first) -> printed (most significant first)."""
-    if len(raw) != 7:
-        raise EncodingError("CJ/T 188 address needs 7 bytes, got %d" % len(raw))
-    return _hex(_reverse(raw))
+    return FRAME.printed(raw)
 
 
 def parse_address(address: str) -> bytes:
     """Printed address (up to 14 digits, zero-padded; AA bytes allowed) -> 7 wire bytes."""
-    if not isinstance(address, str) or not 0 < len(address) <= 14:
-        raise EncodingError("meter address must be 1..14 digits, got %r" % (address,))
-    s = ("0" * (14 - len(address)) + address).upper()
-    out = bytearray(7)
-    for i in range(7):
-        pair = s[12 - 2 * i:14 - 2 * i]
-        if pair == "AA":
-            out[i] = 0xAA
-        elif "0" <= pair[0] <= "9" and "0" <= pair[1] <= "9":
-            out[i] = int(pair[0]) * 16 + int(pair[1])
-        else:
-            raise EncodingError("meter address %s: %r is neither two digits nor AA" % (address, pair))
-    return bytes(out)
+    return FRAME.address(address)
 
 
 def build_frame(meter_type: int, address: str, control: int, data: bytes = b"", preamble: int = 4) -> bytes:
@@ -193,28 +182,7 @@ def build_frame(meter_type: int, address: str, control: int, data: bytes = b"", 
 
 def parse_frame(buf: bytes) -> Frame:
     """Parse exactly one frame (leading FE allowed). FrameError / CrcError on any defect."""
-    n = len(buf)
-    i = 0
-    while i < n and buf[i] == 0xFE:
-        i += 1
-    if n - i < 13:
-        raise FrameError("CJ/T 188 frame too short: %d bytes after the FE preamble, need 13" % (n - i))
-    if buf[i] != 0x68:
-        raise FrameError("CJ/T 188 frame must start with 68, got %02X" % buf[i])
-    address = _hex(_reverse(bytes(buf[i + 2:i + 9])))
-    length = buf[i + 10]
-    end = i + 13 + length
-    if n != end:
-        raise FrameError(
-            "CJ/T 188 frame from %s: L=%d needs %d bytes, got %d" % (address, length, end - i, n - i)
-        )
-    if buf[end - 1] != 0x16:
-        raise FrameError("CJ/T 188 frame from %s must end with 16, got %02X" % (address, buf[end - 1]))
-    cs = sum(buf[i:end - 2]) & 0xFF
-    if cs != buf[end - 2]:
-        raise CrcError(
-            "CJ/T 188 checksum from %s: frame says %02X, computed %02X" % (address, buf[end - 2], cs)
-        )
+    i, end, address = FRAME.check(buf)
     return Frame(buf[i + 1], address, buf[i + 9], bytes(buf[i + 11:end - 2]))
 
 
@@ -411,10 +379,8 @@ class Cjt188FrameReader(MeterFrameReader):
     """Incremental frame reader: skips FE and noise, resyncs one byte after a bad candidate."""
 
     name = "CJ/T 188"
-    min_frame = 13  # 68 T A0..A6 C L CS 16
-
-    def _declared(self, buf: bytearray, pos: int, n: int) -> int:
-        return 13 + buf[pos + 10] if n - pos >= 11 else NEED_MORE
+    layout = FRAME
+    min_frame = FRAME.least
 
     def _frame_end(self, buf: bytearray, pos: int, n: int) -> int:
         end = MeterFrameReader._frame_end(self, buf, pos, n)

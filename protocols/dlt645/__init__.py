@@ -14,6 +14,7 @@ from protocols.dlt645.table import (
     DI_1997_TO_2007,
     DI_TABLE,
     ERR_BITS,
+    FRAME,
     QUALITY_BAD_BCD,
     QUALITY_GOOD,
     QUALITY_NOT_AVAILABLE,
@@ -39,8 +40,8 @@ from protocols.dlt645.table import (
     format_info,
     parse_address,
 )
-from protocols.errors import AbnormalReply, CrcError, EncodingError, FrameError, ProtocolError
-from protocols.framing import NEED_MORE, NOT_A_FRAME, MeterFrameReader
+from protocols.errors import AbnormalReply, EncodingError, FrameError, ProtocolError
+from protocols.framing import MeterFrameReader
 
 __all__ = [
     "BROADCAST", "DI_1997_TO_2007", "DI_TABLE", "ERR_BITS", "MAX_FOLLOWUPS", "QUALITY_BAD_BCD",
@@ -130,30 +131,8 @@ def build_frame(address: str, control: int, data: bytes = b"", preamble: int = 4
 
 def parse_frame(buf: bytes) -> Frame:
     """Parse exactly one frame (leading FE bytes allowed). FrameError / CrcError on any defect."""
-    n = len(buf)
-    i = 0
-    while i < n and buf[i] == 0xFE:
-        i += 1
-    if n - i < 12:
-        raise FrameError("DL/T 645 frame too short: %d bytes after the FE preamble, need 12" % (n - i))
-    if buf[i] != 0x68:
-        raise FrameError("DL/T 645 frame must start with 68, got %02X" % buf[i])
-    if buf[i + 7] != 0x68:
-        raise FrameError("DL/T 645 second 68 missing: got %02X at offset 7" % buf[i + 7])
-    length = buf[i + 9]
-    end = i + 12 + length
-    address = _hex(_reverse(bytes(buf[i + 1:i + 7])))
-    if n < end:
-        msg = "DL/T 645 frame from %s truncated: L=%d needs %d bytes, got %d"
-        raise FrameError(msg % (address, length, end - i, n - i))
-    if n > end:
-        raise FrameError("DL/T 645 frame from %s: %d extra bytes after the end" % (address, n - end))
-    if buf[end - 1] != 0x16:
-        raise FrameError("DL/T 645 frame from %s must end with 16, got %02X" % (address, buf[end - 1]))
-    cs = sum(buf[i:end - 2]) & 0xFF
-    if cs != buf[end - 2]:
-        msg = "DL/T 645 checksum from %s: frame says %02X, computed %02X"
-        raise CrcError(msg % (address, buf[end - 2], cs))
+    i, end, address = FRAME.check(buf)
+    length = end - i - 12
     data = bytearray(length)
     for k in range(length):
         data[k] = (buf[i + 10 + k] - 0x33) & 0xFF
@@ -472,14 +451,7 @@ class Dlt645FrameReader(MeterFrameReader):
     """
 
     name = "DL/T 645"
-
-    def _declared(self, buf: bytearray, pos: int, n: int) -> int:
-        # 68 A0..A5 68 C L data CS 16: the length byte is the tenth
-        if n - pos < 10:
-            return NEED_MORE
-        if buf[pos + 7] != 0x68:
-            return NOT_A_FRAME
-        return 12 + buf[pos + 9]
+    layout = FRAME
 
     def _parse(self, frame: bytes) -> object:
         return parse_frame(frame)

@@ -12,6 +12,7 @@ import binascii
 
 from protocols.bcd import bcd_to_int, int_to_bcd, is_bcd
 from protocols.errors import EncodingError
+from protocols.framing import SumFrame
 from protocols.framing import hex_upper as _hex
 from protocols.framing import reversed_bytes as _reverse
 
@@ -233,11 +234,13 @@ def encode_value(value: "int | float | str", fmt: str, signed: bool = False) -> 
     return bytes(out)
 
 
+#: the frame: 68 A0..A5 68 C L DATA CS 16 (the length byte is the tenth; the second 68 is fixed)
+FRAME = SumFrame("DL/T 645", head=10, address_at=1, address_size=6, marks=((7, 0x68),))
+
+
 def format_address(raw: bytes) -> str:
     """Six address bytes in wire order (A0 first) -> the address as printed (AA stays "AA")."""
-    if len(raw) != 6:
-        raise EncodingError("DL/T 645 address needs 6 bytes, got %d" % len(raw))
-    return _hex(_reverse(raw))
+    return FRAME.printed(raw)
 
 
 def parse_address(address: str) -> bytes:
@@ -246,19 +249,7 @@ def parse_address(address: str) -> bytes:
     Shorter digit strings are padded with leading zeros; a byte may be "AA" (wildcard or
     abbreviated addressing). Anything else raises EncodingError.
     """
-    if not isinstance(address, str) or not 0 < len(address) <= 12:
-        raise EncodingError("meter address must be 1..12 digits, got %r" % (address,))
-    s = ("0" * (12 - len(address)) + address).upper()
-    out = bytearray(6)
-    for i in range(6):
-        pair = s[10 - 2 * i:12 - 2 * i]
-        if pair == "AA":
-            out[i] = 0xAA
-        elif "0" <= pair[0] <= "9" and "0" <= pair[1] <= "9":
-            out[i] = int(pair[0]) * 16 + int(pair[1])
-        else:
-            raise EncodingError("meter address %s: %r is neither two digits nor AA" % (address, pair))
-    return bytes(out)
+    return FRAME.address(address)
 
 
 def abbreviated_address(address: str, keep_bytes: int) -> str:

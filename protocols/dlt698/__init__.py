@@ -16,6 +16,7 @@ Not covered: fragments (C bit5), security-wrapped APDUs (10h / 90h), GET-Record 
 """
 
 from protocols import axdr
+from protocols.crc import reflected_table
 from protocols.dlt698.table import (
     DAR_MEANINGS,
     OAD_TABLE,
@@ -74,17 +75,7 @@ class DarError(AbnormalReply):
 
 
 # ---------------------------------------------------------------- CRC
-def _make_table() -> tuple:
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC_TABLE = _make_table()
+_CRC_TABLE = reflected_table(0x8408)
 
 
 def crc16(data: "bytes | bytearray") -> int:

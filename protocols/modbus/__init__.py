@@ -9,6 +9,7 @@ import binascii
 import struct
 
 from protocols.compat import const
+from protocols.crc import reflected_table
 from protocols.errors import CrcError, EncodingError, ExceptionResponse, FrameError, ProtocolError
 
 __all__ = [
@@ -41,17 +42,7 @@ MAX_TCP_ADU = const(260)
 _FUNCTIONS = (1, 2, 3, 4, 5, 6, 15, 16)
 
 
-def _make_table() -> tuple:
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC_TABLE = _make_table()
+_CRC_TABLE = reflected_table(0xA001)
 
 
 def crc16(data: bytes) -> int:
