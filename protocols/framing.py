@@ -113,6 +113,16 @@ class SumFrame:
         """The printed meter address -> its wire bytes (``bcd_address``)."""
         return bcd_address(address, self.address_size)
 
+    def matches(self, requested: str, replied: str) -> bool:
+        """True when the address ``replied`` fits ``requested``: an AA byte in the request (a wildcard
+        or an abbreviated address) matches any byte. EncodingError when either is no address."""
+        a = self.address(requested)
+        b = self.address(replied)
+        for i in range(self.address_size):
+            if a[i] != 0xAA and a[i] != b[i]:
+                return False
+        return True
+
     def printed(self, raw: bytes) -> str:
         """The address's wire bytes (A0 first) -> the address as printed ("AA" stays "AA")."""
         if len(raw) != self.address_size:

@@ -16,7 +16,8 @@ from protocols.framing import hex_upper as _hex
 __all__ = [
     "HEAT_LAYOUT", "KNOWN_DIS", "METER_COLD_WATER", "METER_COOLING", "METER_GAS", "METER_HEAT",
     "METER_HOT_WATER", "STATUS_DEFAULT", "UNIT_CODES", "WATER_LAYOUT", "WILDCARD", "WILDCARD_TYPE",
-    "Cjt188AbnormalReply", "Cjt188FrameReader", "Frame", "abnormal_reply", "build_frame", "decode_status",
+    "Cjt188AbnormalReply", "Cjt188FrameReader", "Frame", "abnormal_reply", "address_matches", "build_frame",
+    "decode_status",
     "encode_901f_reply", "encode_di", "encode_status", "format_address", "parse_901f", "parse_address",
     "parse_frame", "parse_reply", "parse_request", "parse_write_reply", "primary_value",
     "read_address_reply", "read_address_request", "read_request", "status_meaning", "valve_request",
@@ -163,6 +164,11 @@ def format_address(raw: bytes) -> str:
 def parse_address(address: str) -> bytes:
     """Printed address (up to 14 digits, zero-padded; AA bytes allowed) -> 7 wire bytes."""
     return FRAME.address(address)
+
+
+def address_matches(requested: str, replied: str) -> bool:
+    """True when ``replied`` fits ``requested``; AA bytes in the request match any byte."""
+    return FRAME.matches(requested, replied)
 
 
 def build_frame(meter_type: int, address: str, control: int, data: bytes = b"", preamble: int = 4) -> bytes:

@@ -262,12 +262,7 @@ def abbreviated_address(address: str, keep_bytes: int) -> str:
 
 def address_matches(requested: str, replied: str) -> bool:
     """True when ``replied`` fits ``requested``; AA bytes in the request match any byte."""
-    a = parse_address(requested)
-    b = parse_address(replied)
-    for i in range(6):
-        if a[i] != 0xAA and a[i] != b[i]:
-            return False
-    return True
+    return FRAME.matches(requested, replied)
 
 
 def _time_bytes(when: tuple, order: str) -> bytes:

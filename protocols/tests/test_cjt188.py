@@ -240,6 +240,14 @@ def test_address_rules():
         c.parse_address("1234567890123456")
     with pytest.raises(EncodingError):
         c.encode_di(0x901F, "middle")
+    assert c.parse_address("AAAAAAAA123456") == h("563412AAAAAAAA")
+    assert c.format_address(h("563412AAAAAAAA")) == "AAAAAAAA123456"
+    assert c.address_matches(c.WILDCARD, A) and c.address_matches("AAAAAAAA123456", A)
+    assert not c.address_matches("AAAAAAAA123457", A) and not c.address_matches(A, "AAAAAAAA123456")
+    with pytest.raises(EncodingError):
+        c.format_address(h("56341200"))  # CJ/T 188 addresses are 7 bytes
+    with pytest.raises(EncodingError):
+        c.parse_address("12345B")
 
 
 @given(

@@ -30,6 +30,20 @@ def reader_for(protocol: str):  # type: ignore[no-untyped-def]
     return registry.device(protocol).request_reader()
 
 
+def reply_address(device: Device, address: str) -> str:
+    """The address a meter's reply carries: its own `address`, or under the `wrong_address` fault the
+    fault's `address`, else its own plus one in as many digits (an address that is not all digits:
+    zeros and a final 1), so that the reply comes from another meter."""
+    wrong = device.faults.fires("wrong_address")
+    if not wrong:
+        return address
+    other = wrong.get("address")
+    if other is None:
+        size = len(address)
+        return str((int(address) + 1) % 10 ** size).zfill(size) if address.isdigit() else "1".zfill(size)
+    return str(other)
+
+
 def reader_key(protocol: str) -> str:
     """The variants of one protocol (DL/T 645-2007 and -1997) share one frame reader on a bus."""
     return registry.folder(protocol)

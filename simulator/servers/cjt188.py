@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from protocols import cjt188
 from protocols.errors import EncodingError, ProtocolError
 from protocols.profiles import Point
+from simulator.servers import reply_address
 
 if TYPE_CHECKING:
     from simulator.device import Device
@@ -76,21 +77,13 @@ class Cjt188Server:
             return False
         if frame.meter_type not in (self.meter_type, cjt188.WILDCARD_TYPE):
             return False
-        want = frame.address.upper()
-        for i in range(0, 14, 2):
-            if want[i:i + 2] != "AA" and want[i:i + 2] != self.address[i:i + 2]:
-                return False
-        return True
+        try:
+            return cjt188.address_matches(frame.address, self.address)
+        except EncodingError:
+            return False
 
     def _reply_address(self) -> str:
-        wrong = self.device.faults.fires("wrong_address")
-        if wrong:
-            other = wrong.get("address")
-            if other is None:
-                digits = self.address.isdigit()
-                other = "%014d" % ((int(self.address) + 1) % 10 ** 14) if digits else "1"
-            return str(other)
-        return self.address
+        return reply_address(self.device, self.address)
 
     def _st1(self, t: float) -> int:
         return cjt188.encode_status(str(self.device.quantity("valve", t)),

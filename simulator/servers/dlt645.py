@@ -24,6 +24,7 @@ from protocols import dlt645, registry
 from protocols.errors import EncodingError, ProtocolError
 from protocols.profiles import Point
 from simulator.devices.base import uniform
+from simulator.servers import reply_address
 
 if TYPE_CHECKING:
     from simulator.device import Device
@@ -203,14 +204,7 @@ class Dlt645Server:
                                      self.version, control, self.preamble)
 
     def _reply_address(self) -> str:
-        wrong = self.device.faults.fires("wrong_address")
-        if wrong:
-            other = wrong.get("address")
-            if other is None:
-                digits = self.address.isdigit()
-                other = "%012d" % ((int(self.address) + 1) % 10 ** 12) if digits else "000000000001"
-            return str(other)
-        return self.address
+        return reply_address(self.device, self.address)
 
     def _read(self, frame: dlt645.Frame, t: float) -> bytes | None:
         version = 2007 if frame.control == 0x11 else 1997

@@ -25,6 +25,7 @@ from protocols import axdr, dlt698
 from protocols.errors import ProtocolError
 from protocols.profiles import Point
 from simulator.devices.base import uniform
+from simulator.servers import reply_address
 
 if TYPE_CHECKING:
     from simulator.device import Device
@@ -169,11 +170,4 @@ class Dlt698Server:
                                     frame.logic, self.preamble)
 
     def _reply_address(self) -> str:
-        wrong = self.device.faults.fires("wrong_address")
-        if wrong:
-            other = wrong.get("address")
-            if other is None:
-                size = len(self.address)
-                other = str(int(self.address) + 1).zfill(size) if self.address.isdigit() else "0" * size
-            return str(other)
-        return self.address
+        return reply_address(self.device, self.address)

@@ -38,6 +38,13 @@ def test_read_901f_and_valve(make_site) -> None:  # type: ignore[no-untyped-def]
         # wildcard type and address reach the one water meter
         reply = ask(port, cjt188.read_request(cjt188.WILDCARD_TYPE, cjt188.WILDCARD, ser=1))
         assert reply.address == "00000000123456"
+        # an abbreviated address (AA bytes) reaches it too; one whose digits differ does not
+        assert ask(port, cjt188.read_request(0x10, "AAAAAAAA123456", ser=2)).address == "00000000123456"
+        port.write(cjt188.read_request(0x10, "AAAAAAAA123457"))
+        assert read_silence(port, 0.3) == b""
+        # wrong_address: the reply comes from the next address
+        meter.inject("wrong_address")
+        assert ask(port, cjt188.read_request(0x10, "00000000123456", ser=3)).address == "00000000123457"
 
 
 def test_heat_meter(make_site) -> None:  # type: ignore[no-untyped-def]
