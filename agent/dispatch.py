@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from protocols.commands import group_outcome, refusal
+from protocols.commands import group_outcome
 
 __all__ = ["Dispatcher"]
 
@@ -120,10 +120,9 @@ class Dispatcher:
             worker, run = prepared
             jobs.setdefault(worker.name, (worker, []))[1].append((device, run))
         for worker, _ in jobs.values():
-            if worker.waiting >= worker.command_queue:
-                worker.counters["commands_busy"] += 1
-                return {"ok": False, "error": refusal("busy", worker.name, worker.waiting), "value": None,
-                        "reason": "busy"}
+            full = worker.full()
+            if full is not None:
+                return full
         if before is not None:
             before()
         watched = []
@@ -140,7 +139,7 @@ class Dispatcher:
                 if broadcast is not None else _each_job(runs)
             names = [d for d, _ in runs]
             if not worker.offer(job, collect.bus_done(names)):
-                collect.bus_done(names)(None, RuntimeError(refusal("busy", worker.name, worker.waiting)))
+                collect.bus_done(names)(None, RuntimeError(worker.busy()["error"]))
         log.info("event=group_command group=%s devices=%d buses=%d action=%s point=%s", group, len(members),
                  len(jobs), action, point)
         return None

@@ -197,6 +197,19 @@ class BusWorker:
         """Commands queued on this bus and not started."""
         return self._waiting
 
+    def full(self) -> dict | None:
+        """The `busy` refusal (ack fields), counted, when `command_queue` commands already wait on this
+        bus; None when there is room (`offer` still says whether the command got it)."""
+        if self._waiting < self.command_queue:
+            return None
+        self.counters["commands_busy"] += 1
+        return self.busy()
+
+    def busy(self) -> dict:
+        """The ack fields of a command refused because this bus has no room for it."""
+        return {"ok": False, "error": refusal("busy", self.name, self._waiting), "value": None,
+                "reason": "busy"}
+
     # ------------------------------------------------------------------ loop
     def _push(self, state: DeviceState) -> None:
         self._seq += 1
@@ -647,10 +660,9 @@ class Scheduler:
         if isinstance(prepared, dict):
             return prepared
         worker, run = prepared
-        if worker.waiting >= worker.command_queue:
-            worker.counters["commands_busy"] += 1
-            return {"ok": False, "error": refusal("busy", worker.name, worker.waiting), "value": None,
-                    "reason": "busy"}
+        full = worker.full()
+        if full is not None:
+            return full
         if before is not None:
             before()
 
@@ -658,8 +670,7 @@ class Scheduler:
             done(outcome(result, exc))
 
         if not worker.offer(run, finished):
-            return {"ok": False, "error": refusal("busy", worker.name, worker.waiting), "value": None,
-                    "reason": "busy"}
+            return worker.busy()
         return None
 
     def command(self, cmd: dict, timeout: float = 15.0) -> dict:
