@@ -4,6 +4,8 @@
                                                # may write into it (or read it, when strict)
     private_file("/var/lib/fieldlink/x.db")    # created 0600 if missing, else tightened to 0600
     check_secret_file("/etc/fieldlink/gw.key") # PrivateFileError when group or others can read it
+    write_state(path, {"a": 1})                # a state file replaced whole: a 0600 temp file, renamed
+    read_state(path)                           # its dict, or None (missing, unreadable, not a dict)
 
 A folder we create ourselves is made 0700; an existing folder that is not ours (for instance /tmp, or
 a folder a technician made) is left as it is unless others may write into it, which would let them
@@ -12,10 +14,13 @@ swap our files. Every message names the path and what to run to fix it.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import time
 
-__all__ = ["PrivateFileError", "check_secret_file", "private_dir", "private_file"]
+__all__ = ["PrivateFileError", "check_secret_file", "private_dir", "private_file", "read_state",
+           "write_state"]
 
 
 class PrivateFileError(OSError):
@@ -71,3 +76,34 @@ def check_secret_file(path: str, what: str = "key file") -> None:
     if mode & 0o077:
         raise PrivateFileError("%s %s may be read by other users (mode %04o): run chmod 600 %s"
                                % (what, path, mode, path))
+
+
+def write_state(path: str, state: dict) -> None:
+    """Replace the JSON state file `path` with `state` plus the writer's `pid` and the time it was
+    `updated`: written whole to a 0600 temp file beside it, then renamed over it, so a reader never
+    sees half a file. OSError when the disk refuses (the temp file is removed)."""
+    data = dict(state, pid=os.getpid(), updated=round(time.time(), 1))
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        private_file(tmp)
+        with open(tmp, "w", encoding="utf-8") as f:
+            # dumps, then one write: json.dump streams through the pure-Python encoder (a write per
+            # token, thousands per file); dumps uses the C one
+            f.write(json.dumps(data, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_state(path: str) -> dict | None:
+    """The state a `write_state` left in `path`, or None when there is none or it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

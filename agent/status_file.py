@@ -26,16 +26,13 @@ Writing never raises: a disk fault is logged once and the next round tries again
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from agent.diagnosis import line_text
-from agent.private import private_file
+from agent.private import read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +80,7 @@ def status_path(outbox_path: str) -> str | None:
     return outbox_path + ".status.json"
 
 
-def read(path: str) -> dict | None:
-    """The state an agent wrote, or None when there is none or it cannot be read."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+read = read_state  # the state an agent wrote, or None when there is none or it cannot be read
 
 
 def build(
@@ -195,23 +185,12 @@ class StatusFile:
         """Replace the file with `state` (atomically, 0600); False when the disk refused."""
         if self.path is None:
             return False
-        data = dict(state, pid=os.getpid(), updated=round(time.time(), 1))
-        tmp = "%s.%d.tmp" % (self.path, os.getpid())
         try:
-            private_file(tmp)
-            with open(tmp, "w", encoding="utf-8") as f:
-                # dumps, then one write: json.dump streams through the pure-Python encoder (a write
-                # per token, thousands per file); dumps uses the C one
-                f.write(json.dumps(data, sort_keys=True, default=str))
-            os.replace(tmp, self.path)
+            write_state(self.path, state)
         except OSError as exc:
             if not self._failed:
                 log.warning("event=status_file_unwritable path=%s error=%r", self.path, str(exc))
             self._failed = True
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             return False
         self._failed = False
         return True

@@ -14,12 +14,9 @@ fault is logged once and the next change tries again.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import time
 
-from agent.private import private_file
+from agent.private import read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +28,7 @@ def state_path(outbox_path: str) -> str | None:
     return outbox_path + ".uplink.json"
 
 
-def read(path: str) -> dict | None:
-    """The state an agent wrote, or None when there is none or it cannot be read."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+read = read_state  # the state an agent wrote, or None when there is none or it cannot be read
 
 
 class StateFile:
@@ -53,21 +43,12 @@ class StateFile:
     def write(self, state: dict) -> None:
         if self.path is None or state == self._last:
             return
-        data = dict(state, pid=os.getpid(), updated=round(time.time(), 1))
-        tmp = "%s.%d.tmp" % (self.path, os.getpid())
         try:
-            private_file(tmp)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f, sort_keys=True)
-            os.replace(tmp, self.path)
+            write_state(self.path, state)
         except OSError as exc:
             if not self._failed:
                 log.warning("uplink state %s cannot be written: %s", self.path, exc)
             self._failed = True
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             return
         self._failed = False
         self._last = dict(state)

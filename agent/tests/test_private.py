@@ -7,7 +7,14 @@ import stat
 
 import pytest
 
-from agent.private import PrivateFileError, check_secret_file, private_dir, private_file
+from agent.private import (
+    PrivateFileError,
+    check_secret_file,
+    private_dir,
+    private_file,
+    read_state,
+    write_state,
+)
 
 
 def mode(path: str) -> int:
@@ -63,3 +70,27 @@ def test_secret_readable_by_others_is_refused(tmp_path) -> None:
     check_secret_file(str(key))
     with pytest.raises(PrivateFileError, match="cannot be read"):
         check_secret_file(str(tmp_path / "missing.key"))
+
+
+def test_state_file_is_replaced_whole_and_private(tmp_path) -> None:
+    path = str(tmp_path / "outbox.sqlite.status.json")
+    assert read_state(path) is None  # none yet
+    write_state(path, {"a": 1})
+    write_state(path, {"b": [1, 2]})
+    state = read_state(path)
+    assert state is not None and state["b"] == [1, 2] and "a" not in state
+    assert state["pid"] == os.getpid() and state["updated"] > 0
+    assert mode(path) == 0o600
+    assert os.listdir(tmp_path) == ["outbox.sqlite.status.json"]  # no temp file left
+    with open(path, "w") as f:
+        f.write("[1, 2")  # torn by someone else: not a state
+    assert read_state(path) is None
+
+
+def test_state_file_the_disk_refuses_leaves_no_temp_file(tmp_path) -> None:
+    path = tmp_path / "x.json"
+    (path / "in-the-way").mkdir(parents=True)  # a folder where the file should be: the rename fails
+    with pytest.raises(OSError):
+        write_state(str(path), {"a": 1})
+    assert os.listdir(tmp_path) == ["x.json"]
+    assert read_state(str(path)) is None
