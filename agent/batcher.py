@@ -157,11 +157,6 @@ class Batcher:
         with self._lock:
             return self._idle_due if self._pending else None
 
-    def age(self) -> float:
-        """How long (on `clock`) the open pack has been open; 0 when none is."""
-        with self._lock:
-            return self.clock() - self._since if self._pending else 0.0
-
     def flush(self) -> None:
         """Close the open pack now, whatever its age."""
         with self._lock:

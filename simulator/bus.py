@@ -239,7 +239,7 @@ class Bus:
             if not targets:
                 self.counts["unaddressed"] += 1
                 return
-            answers: list[tuple[bytes, float]] = []
+            answers: list[tuple[float, bool, bytes]] = []  # colliding replies: (start, late, bytes)
             for device in targets:
                 device.counts["requests"] += 1
                 if device.down(sim_t):
@@ -258,16 +258,17 @@ class Bus:
                 device.counts["answered"] += 1
                 self.counts["replies"] += 1
                 sent = noise + noise2 + reply
-                if self.collide and len(targets) > 1:
-                    answers.append((sent, start))
-                    continue
                 late = delay + delay2 > 0  # the `late` fault: the reply must not hold the bus's other devices
+                if self.collide and len(targets) > 1:
+                    answers.append((start, late, sent))
+                    continue
                 self.transmit(sent, start, access, apart=late)
                 if not late:
                     request_end = time.monotonic()
             if answers:
                 self.counts["collisions"] = self.counts.get("collisions", 0) + (len(answers) > 1)
-                self.transmit(collision([a for a, _ in answers]), min(s for _, s in answers), access)
+                start, late, _ = min(answers)  # the line carries them from the first one's start
+                self.transmit(collision([a for _, _, a in answers]), start, access, apart=late)
             if self._client_fd >= 0:
                 _park_speed(self._client_fd)
 

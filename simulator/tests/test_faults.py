@@ -227,3 +227,48 @@ def test_a_late_device_does_not_hold_its_neighbours(street) -> None:  # type: ig
     assert time.monotonic() - t0 < 0.7  # the neighbour's reply came before the late one was due
     assert collect(port, 8, 3.0) == modbus.rtu_frame(1, ECHO_PDU)
     assert time.monotonic() - t0 >= 0.75
+
+
+CLASH = """
+[[bus]]
+name = "street"
+line = "9600 8N1"
+instant = true
+address_clash = true
+[[bus.device]]
+id = "lamp-1"
+profile = "generic-lamp"
+address = 1
+[[bus.device]]
+id = "lamp-2"
+profile = "generic-lamp"
+address = 1
+[[bus.device]]
+id = "lamp-3"
+profile = "generic-lamp"
+address = 2
+"""
+
+
+def test_late_colliding_replies_do_not_hold_the_bus(make_site) -> None:  # type: ignore[no-untyped-def]
+    """Two devices at one address, both late: their colliding reply comes when due, and a neighbour
+    asked meanwhile answers at once (the collision was sent from the request's thread, holding the bus)."""
+    site = make_site(CLASH)
+    port = open_port(site, "street", timeout=0.2)
+    control = SimClient(site.describe()["control"])
+    try:
+        for lamp in ("lamp-1", "lamp-2"):
+            control.fault(lamp, "late", delay=0.8)
+        port.reset_input_buffer()
+        t0 = time.monotonic()
+        port.write(modbus.rtu_frame(1, ECHO_PDU))
+        assert read_silence(port, 0.1) == b""
+        port.write(modbus.rtu_frame(2, ECHO_PDU))
+        assert collect(port, 8, 0.5) == modbus.rtu_frame(2, ECHO_PDU)
+        assert time.monotonic() - t0 < 0.7
+        assert collect(port, 8, 3.0) == modbus.rtu_frame(1, ECHO_PDU)  # the same reply twice: AND is itself
+        assert time.monotonic() - t0 >= 0.75
+        assert control.counters()["buses"]["street"]["collisions"] == 1
+    finally:
+        control.close()
+        port.close()
