@@ -75,7 +75,8 @@ ENDPOINT: dict[str, Spec] = {
 TLS_FILES = ("ca_file", "cert_file", "key_file")
 OUTBOX: dict[str, Spec] = {
     "path": string(), "max_bytes": integer(65536), "fsync": choice("normal", "full"),
-    "inflight": integer(1, 1000), "memory_bytes": integer(0, 1024 * 1024 * 1024)}
+    "sync_every": number(0, 3600), "inflight": integer(1, 1000),
+    "memory_bytes": integer(0, 1024 * 1024 * 1024)}
 BATCH: dict[str, Spec] = {
     "max_records": integer(1, 10000), "max_age": number(0, 3600, strict=True),
     "max_bytes": integer(512, 1024 * 1024), "adaptive": boolean(), "linger": number(0, 60)}

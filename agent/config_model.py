@@ -94,7 +94,8 @@ def _url_host(host: str) -> str:
 class OutboxConfig:
     path: str = "/var/lib/fieldlink/outbox.sqlite"
     max_bytes: int = 64 * 1024 * 1024
-    fsync: str = "normal"  # "full": fsync every commit; "normal": WAL, fsync at checkpoints
+    fsync: str = "normal"  # "full": fsync every commit; "normal": the WAL fsynced within `sync_every` s
+    sync_every: float = 1.0  # fsync "normal": seconds a commit may wait for its fsync (0: checkpoints only)
     inflight: int = 20  # packs published and awaiting PUBACK at once
     memory_bytes: int = 8 * 1024 * 1024  # packs held in memory while the disk cannot take them
 

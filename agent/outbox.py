@@ -8,9 +8,12 @@ fsync policy (`fsync`), see docs/store-and-forward.md:
 
 * ``full``   -- ``PRAGMA synchronous=FULL``: the WAL is fsynced at every commit. A pack `put()` has
   returned for survives a process crash, a kernel panic and a power cut.
-* ``normal`` -- ``PRAGMA synchronous=NORMAL`` (the WAL default): a commit is written to the WAL but
-  fsynced only at checkpoints. It survives a process crash; a power cut may lose the commits since the
-  last checkpoint, never the consistency of the database.
+* ``normal`` -- ``PRAGMA synchronous=NORMAL`` (the WAL default): a commit is written to the WAL but not
+  fsynced; the outbox fsyncs the WAL itself within ``sync_every`` seconds of a commit (default 1 s, from
+  `maintain()` on the uplink's batch thread, never holding the outbox's lock: one fsync a second at the
+  most, none while nothing is written). It survives a process crash; a power cut may lose the commits of
+  the last ``sync_every`` seconds, never the consistency of the database. ``sync_every = 0``: SQLite's
+  own fsyncs at checkpoints only (a power cut may then lose every commit since the last checkpoint).
 
 Faults never reach the caller (docs/store-and-forward.md, "Faults"):
 
@@ -46,6 +49,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from agent.lockfile import InUseError, OutboxLock
@@ -56,6 +60,7 @@ log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = {"full": "FULL", "normal": "NORMAL"}
 DELETE_DELAY = 1.0  # seconds `maintain()` leaves the delete of the PUBACK that emptied the outbox unwritten
+SYNC_EVERY = 1.0  # fsync `normal`: the WAL is fsynced within this many seconds of a commit
 OutboxInUse = InUseError
 
 _SCHEMA = """
@@ -79,9 +84,11 @@ _UPSERT_META = (
 )
 
 #: persistent counters (health `outbox.*`): the byte bound's drops, packs dropped from the memory hold,
-#: packs a damaged or deleted file cost, corrupt files moved aside, deleted/replaced files noticed
+#: packs a damaged or deleted file cost, corrupt files moved aside, deleted/replaced files noticed, failed
+#: fsyncs of the WAL
 COUNTERS = ("dropped_packs", "dropped_bytes", "dropped_records", "memory_dropped_packs",
-            "memory_dropped_records", "lost_packs", "lost_records", "corrupt_resets", "file_lost")
+            "memory_dropped_records", "lost_packs", "lost_records", "corrupt_resets", "file_lost",
+            "sync_failures")
 
 # SQLite primary result codes (sqlite3.h) and the extended code for a file moved or deleted under us
 _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL = 8, 10, 11, 13
@@ -139,17 +146,30 @@ class Outbox:
     """A bounded, durable FIFO of MQTT packs. Thread-safe: one connection behind one lock."""
 
     def __init__(self, path: str, max_bytes: int = 64 * 1024 * 1024, fsync: str = "normal",
-                 memory_bytes: int = 8 * 1024 * 1024) -> None:
+                 memory_bytes: int = 8 * 1024 * 1024, sync_every: float = SYNC_EVERY) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError("outbox fsync must be one of %s, not %r" % (sorted(FSYNC_POLICIES), fsync))
         if max_bytes <= 0:
             raise ValueError("outbox max_bytes must be positive, not %r" % max_bytes)
         if memory_bytes < 0:
             raise ValueError("outbox memory_bytes must be >= 0, not %r" % memory_bytes)
+        if not sync_every >= 0:
+            raise ValueError("outbox sync_every must be >= 0, not %r" % sync_every)
         self.path = path
         self.max_bytes = max_bytes
         self.fsync = fsync
         self.memory_bytes = memory_bytes
+        #: `normal` only: the WAL is fsynced within this many seconds of a commit (module docstring)
+        self.sync_every = sync_every if fsync == "normal" and path != ":memory:" else 0.0
+        #: when `maintain()` fsyncs the WAL next if something was committed by then (`_dirty`), else stops
+        #: looking; None while nothing is written (the commit that ends the quiet calls `on_due`)
+        self._sync_at: float | None = None
+        self._dirty = False  # committed since the last fsync
+        self._sync_failed = False
+        #: called (under the outbox's lock, so cheap and non-blocking) when `due()` becomes earlier than the
+        #: caller of `maintain()` can know: the first commit after a quiet stretch; the uplink wakes its
+        #: batch thread with it
+        self.on_due: Callable[[], None] | None = None
         self._lock = threading.RLock()
         self._file_lock = OutboxLock(path) if path != ":memory:" else None
         self._db: sqlite3.Connection | None = None
@@ -417,15 +437,68 @@ class Outbox:
 
     def maintain(self) -> None:
         """Retry a failing disk when its retry time has come; write a delete left for the next write
-        once it waited `DELETE_DELAY` s (the uplink's batch thread calls this when it wakes)."""
+        once it waited `DELETE_DELAY` s; fsync the WAL once a commit waited `sync_every` s (the uplink's
+        batch thread calls this when it wakes, and by `due()`)."""
         with self._lock:
             if self._fault is None:
                 if self._deferred_at is not None and time.monotonic() - self._deferred_at >= DELETE_DELAY:
                     self._save_quietly()
+            elif time.monotonic() >= self._retry_at:
+                self._retry()
+            now = time.monotonic()
+            if self._sync_at is None or now < self._sync_at:
                 return
-            if time.monotonic() < self._retry_at:
+            if not self._dirty:
+                self._sync_at = None  # a quiet stretch: the next commit says when
                 return
-            self._retry()
+            # commits from now on are fsynced at the next turn, `sync_every` from now: in a stream of
+            # commits one wake-up and one fsync serve each period
+            self._dirty = False
+            self._sync_at = now + self.sync_every
+        self._sync_wal()
+
+    def due(self) -> float | None:
+        """When (on time.monotonic()) `maintain()` has work: a delete left for the next write or the WAL's
+        fsync falls due; None when neither waits (a failing disk is retried on the batch thread's tick)."""
+        with self._lock:
+            times = []
+            if self._deferred_at is not None:
+                times.append(self._deferred_at + DELETE_DELAY)
+            if self._sync_at is not None:
+                times.append(self._sync_at)
+            return min(times) if times else None
+
+    def _sync_wal(self) -> None:
+        """fsync the WAL file (what SQLite's NORMAL leaves to its checkpoints): every commit written
+        before this call is on disk after it. Outside the lock: a pack committed meanwhile is not held
+        up by the disk, and is fsynced next time."""
+        wal = self.path + "-wal"
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # no WAL: every commit is in the database file already (checkpointed and fsynced)
+        except OSError as exc:
+            self._sync_trouble(wal, exc)
+            return
+        try:
+            _datasync(fd)
+        except OSError as exc:
+            self._sync_trouble(wal, exc)
+            return
+        finally:
+            os.close(fd)
+        if self._sync_failed:
+            self._sync_failed = False
+            log.warning("outbox %s: the WAL is fsynced again", self.path)
+
+    def _sync_trouble(self, wal: str, exc: OSError) -> None:
+        with self._lock:
+            self._bump("sync_failures", 1)
+            self._dirty = True  # tried again at the next turn, `sync_every` on
+        if not self._sync_failed:
+            self._sync_failed = True
+            log.warning("outbox %s: fsync of %s failed (%s): commits since then may not survive a power cut; "
+                        "retried every %g s", self.path, wal, exc, self.sync_every)
 
     def _retry(self) -> None:
         if self._db is None:
@@ -495,6 +568,12 @@ class Outbox:
         self._unsaved.clear()
         self._read_failures = 0
         self._deferred_at = None
+        if self.sync_every:
+            self._dirty = True
+            if self._sync_at is None:
+                self._sync_at = time.monotonic() + self.sync_every
+                if self.on_due is not None:
+                    self.on_due()
         for i in gone:
             self._gone.pop(i, None)
         if known:
@@ -723,7 +802,7 @@ class Outbox:
         with self._lock:
             packs, size, records = self._logical()
             out = {"packs": packs, "bytes": size, "records": records, "max_bytes": self.max_bytes,
-                   "fsync": self.fsync, "state": self.state,
+                   "fsync": self.fsync, "sync_every": self.sync_every, "state": self.state,
                    "error": None if self._fault is None else self._fault[1],
                    "held_packs": len(self._held), "held_bytes": self._held_bytes,
                    "held_records": sum(p.records for p in self._held.values()),
@@ -736,7 +815,7 @@ class Outbox:
         with self._lock:
             if self._fault is not None:
                 self._retry()
-            elif self._deferred_at is not None:
+            elif self._deferred_at is not None or self._unsaved:  # a delete, a counter not written yet
                 self._save_quietly()
             if self._held:
                 log.error("outbox %s: %d packs (%d readings) held in memory could not be stored (%s) and are "
@@ -750,6 +829,10 @@ class Outbox:
             self._close_db()
             if self._file_lock is not None:
                 self._file_lock.release()
+
+
+#: the WAL's data (and the size needed to read it back), as SQLite syncs it; fsync where there is no fdatasync
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def _identity(path: str) -> tuple[int, int]:

@@ -77,7 +77,8 @@ class Uplink:
         self.config = config
         self.clock = clock
         o = config.outbox
-        self.outbox = Outbox(o.path, o.max_bytes, o.fsync, memory_bytes=o.memory_bytes)  # OutboxInUse
+        self.outbox = Outbox(o.path, o.max_bytes, o.fsync, memory_bytes=o.memory_bytes,
+                             sync_every=o.sync_every)  # OutboxInUse
         devices = [dict(d) for d in inventory]
         self.seq = self._inventory_seq(devices, g.payload)
         #: the inventory map (retained on …/inventory), its bytes and their digest (in every status)
@@ -101,7 +102,8 @@ class Uplink:
         self._devices_online: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._wake = threading.Event()  # stop, or the outbox's disk failed: the batch thread looks now
+        self._wake = threading.Event()  # stop, the outbox's disk failed or its WAL owes an fsync: look now
+        self.outbox.on_due = self._wake.set
         self._ticker: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -261,8 +263,9 @@ class Uplink:
 
     def _sleep_for(self) -> float:
         """How long the batch thread may sleep: until the open pack reaches `max_age`; with none open
-        `max_age` (a pack opening meanwhile is due no sooner than the thread looks); at most `_IDLE`, at
-        most `_TICK` while the outbox's disk fails (the outbox then retries it from `maintain`)."""
+        `max_age` (a pack opening meanwhile is due no sooner than the thread looks); no longer than the
+        outbox's `maintain` waits (a deferred delete, the WAL's fsync); at most `_IDLE`, at most `_TICK`
+        while the outbox's disk fails (the outbox then retries it from `maintain`)."""
         due = self.batcher.due()
         if due is None:
             wait = self.batcher.max_age
@@ -270,6 +273,9 @@ class Uplink:
             wait = max(0.001, due - self.batcher.clock())
         if self.outbox.state != "ok":
             wait = min(wait, _TICK)
+        work = self.outbox.due()
+        if work is not None:
+            wait = min(wait, max(0.001, work - time.monotonic()))
         return min(wait, _IDLE)
 
     def _tick(self) -> None:
@@ -283,7 +289,8 @@ class Uplink:
                 self.batcher.tick()
             except Exception:
                 log.exception("batcher: closing a pack failed")
-            if time.monotonic() >= next_maintain:
+            work = self.outbox.due()
+            if time.monotonic() >= next_maintain or (work is not None and time.monotonic() >= work):
                 next_maintain = time.monotonic() + _TICK
                 try:
                     self.outbox.maintain()  # a failing disk is retried from here too, packs or not

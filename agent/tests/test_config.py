@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from agent.config import ConfigError, load_config, scan_lines, validate
 from agent.tests.conftest import basic_config, write_config
 
@@ -318,3 +320,20 @@ def test_broker_endpoints_errors(tmp_path, profile_dir):
             " or a table with url = ..., got 5") in got
     assert ("broker.ca_file", "ca_file is set but no endpoint uses TLS; expected an mqtts:// endpoint") in got
     assert ("broker.mqtt_version", 'expected one of "auto", "5", "3.1.1", got "4"') in got
+
+
+@pytest.mark.parametrize("value, error", [("0.5", None), ("0", None),
+                                          ("-1", "expected a number 0..3600, got -1"),
+                                          ('"1s"', 'expected a number 0..3600, got "1s"')])
+def test_outbox_sync_every(tmp_path, profile_dir, value, error):
+    path = basic_config(str(tmp_path), "/dev/ttyFAKE0", DEVICE)
+    with open(path) as f:
+        text = f.read().replace('path = "outbox.sqlite"', 'path = "outbox.sqlite"\nsync_every = %s' % value)
+    with open(path, "w") as f:
+        f.write(text)
+    if error is None:
+        assert load_config(path).outbox.sync_every == float(value)
+        return
+    result = check_config(path)
+    assert result.returncode == 2
+    assert "outbox.sync_every: %s" % error in result.stderr, result.stderr
