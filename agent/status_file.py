@@ -70,6 +70,11 @@ def outbox_state(health: dict) -> dict:
         "bytes": outbox.get("bytes", 0),
         "records": outbox.get("records", 0),
         "dropped": readings.get("dropped", 0),
+        # the disk: "ok", else why new packs are held in memory (disk_full, read_only, io_error, cannot_open)
+        "state": outbox.get("state", "ok"),
+        "error": outbox.get("error"),
+        "held_packs": outbox.get("held_packs", 0),
+        "sync_failures": outbox.get("sync_failures", 0),
     }
 
 

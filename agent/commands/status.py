@@ -8,8 +8,9 @@ config (default /etc/fieldlink/fieldlink.toml, the service's); no broker needed.
 retained `…/status` and its next `…/health` (per-device online state is in health under
 `buses.<bus>.devices`).
 
-Exit: 0 all well; 1 a device offline, the broker unreachable (from the agent, or from this command) or
-the agent not renewing its state; 2 wrong input (arguments, config file); 3 no agent running.
+Exit: 0 all well; 1 a device offline, the broker unreachable (from the agent, or from this command), the
+outbox's disk failing (new packs held in memory) or the agent not renewing its state; 2 wrong input
+(arguments, config file); 3 no agent running.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from agent.outbox import FAULTS
 from agent.status_file import outbox_state, part
 from agent.units import show_text
 
@@ -85,6 +87,13 @@ def verdict(state: dict, now: float) -> tuple[int, list[str]]:
             problems.append(
                 "%s offline since %s: %s" % (device, stamp(d.get("since") or 0), d.get("reason", ""))
             )
+    o = state.get("outbox", {})
+    if o.get("state", "ok") != "ok":
+        problems.append(
+            "outbox %s: %s (%s): new packs are held in memory (%d now) and lost if the power goes"
+            % (o["state"], FAULTS.get(o["state"], o["state"]), o.get("error") or "no detail",
+               o.get("held_packs", 0))
+        )
     age = now - float(state.get("updated") or now)
     if state.get("source") == "local" and age > float(state.get("stale_after", 15.0)):
         problems.append("the agent has not renewed its state for %s (hung, or its disk is full?)" % ago(age))
@@ -121,8 +130,15 @@ def render(state: dict, now: float, si: bool = False) -> str:
     )
     out.append("  broker  %s" % broker)
     out.append(
-        "  outbox  %s packs, %s readings waiting, %s dropped"
-        % (o.get("packs", "?"), o.get("records", "?"), o.get("dropped", 0))
+        "  outbox  %s packs, %s readings waiting, %s dropped%s%s"
+        % (
+            o.get("packs", "?"),
+            o.get("records", "?"),
+            o.get("dropped", 0),
+            "" if o.get("state", "ok") == "ok" else "  DISK %s: %d packs held in memory"
+            % (o["state"].upper().replace("_", " "), o.get("held_packs", 0)),
+            ", %d failed fsyncs" % o["sync_failures"] if o.get("sync_failures") else "",
+        )
     )
     devices = state.get("devices", {})
     for name, bus in sorted(state.get("buses", {}).items()):

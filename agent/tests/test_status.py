@@ -123,6 +123,19 @@ def test_status_reads_the_state_file_and_follows_the_exit_codes(tmp_path, profil
     done = status("--config", config)
     assert done.returncode == 1 and "broker  NOT connected since" in done.stdout
 
+    # an SD card gone read-only: the packs are held in memory; the technician sees it and the exit says so
+    broken = state(now)
+    broken["outbox"].update(state="read_only", error="attempt to write a readonly database", held_packs=7,
+                            sync_failures=3)
+    write(config, broken)
+    done = status("--config", config)
+    assert done.returncode == 1, done.stdout
+    assert ("  outbox  2 packs, 40 readings waiting, 0 dropped  DISK READ ONLY: 7 packs held in memory, "
+            "3 failed fsyncs") in done.stdout.splitlines()
+    assert ("outbox read_only: the file system is read-only (attempt to write a readonly database): new "
+            "packs are held in memory (7 now) and lost if the power goes") in done.stdout
+    write(config, state(now, connected=False))
+
     # the uplink's own state file, written by the publisher's StateFile (agent/uplink_state.py) the moment
     # the connection changes, names the endpoint in use
     StateFile(state_path(load_config(config).outbox.path)).write(
@@ -181,7 +194,8 @@ def test_the_state_from_the_health_parts_it_reads_equals_the_state_from_the_whol
         counters = gateway.scheduler.counters()
         state_part = build(config, counters, part, {}, 5.0, {"line1": 0.5}, 1.0)
         assert state_part == build(config, counters, whole, {}, 5.0, {"line1": 0.5}, 1.0)
-        assert state_part["outbox"] == {"packs": 1, "bytes": 20, "records": 3, "dropped": 5}
+        assert state_part["outbox"] == {"packs": 1, "bytes": 20, "records": 3, "dropped": 5, "state": "ok",
+                                        "error": None, "held_packs": 0, "sync_failures": 0}
         assert state_part["broker"]["connected"] is True and state_part["broker"]["since"] == 1796560001.0
         assert state_part["broker"]["endpoint"] == whole["mqtt"]["endpoint"] is not None
         assert set(state_part["devices"]) == {"m1", "m2"}
