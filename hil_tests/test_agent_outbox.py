@@ -19,11 +19,13 @@ The tmpfs tests need root (mount); they skip without it.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import sqlite3
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -371,6 +373,9 @@ def test_full_disk_keeps_polling_publishes_from_memory_and_recovers(
     assert wait_until(lambda: any(t > back + 1.0 for _, t in wire.unique()), 20)
     assert wait_until(lambda: any(h.get("time", 0) >= back + 2 for h in wire.health()), 10)
     during = last_health(wire)
+    # what a technician sees from a desk (the state file beside the outbox cannot be written either)
+    remote = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--broker", mosquitto.url, "--json",
+                             "--timeout", "30"], capture_output=True, text=True, timeout=60)
     time.sleep(4.0)  # a while with PUBACKs arriving while no delete can be written
     # 3. space again: the agent stores what it holds by itself
     disk.free()
@@ -398,6 +403,9 @@ def test_full_disk_keeps_polling_publishes_from_memory_and_recovers(
              mqtt["puback_timeouts"], len(full_lines), len(recovered)))
     assert rc == 0 and took < STOP_LIMIT
     assert during["outbox"]["state"] == "disk_full" and "full" in during["outbox"]["error"]
+    report = json.loads(remote.stdout or "{}")
+    assert remote.returncode == 1 and any(p.startswith("outbox disk_full: the disk is full (")
+                                          for p in report.get("problems", [])), (remote.stdout, remote.stderr)
     assert during["connected"] is True and during["readings"]["dropped"] == 0
     assert during["outbox"]["unsaved_deletes"] > 0, "the backlog's PUBACKs wait for the disk"
     assert len(got) == made, "lost %d readings" % (made - len(got))
