@@ -376,6 +376,9 @@ def test_full_disk_keeps_polling_publishes_from_memory_and_recovers(
     # what a technician sees from a desk (the state file beside the outbox cannot be written either)
     remote = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--broker", mosquitto.url, "--json",
                              "--timeout", "30"], capture_output=True, text=True, timeout=60)
+    local = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--config",
+                            os.path.join(str(tmp_path), "agent.toml"), "--json"],
+                           capture_output=True, text=True, timeout=60)
     time.sleep(4.0)  # a while with PUBACKs arriving while no delete can be written
     # 3. space again: the agent stores what it holds by itself
     disk.free()
@@ -406,6 +409,9 @@ def test_full_disk_keeps_polling_publishes_from_memory_and_recovers(
     report = json.loads(remote.stdout or "{}")
     assert remote.returncode == 1 and any(p.startswith("outbox disk_full: the disk is full (")
                                           for p in report.get("problems", [])), (remote.stdout, remote.stderr)
+    report = json.loads(local.stdout or "{}")  # on the gateway: the disk itself is looked at
+    assert local.returncode == 1 and any(p.startswith("the disk of %s is full (" % os.path.dirname(outbox))
+                                         for p in report.get("problems", [])), (local.stdout, local.stderr)
     assert during["connected"] is True and during["readings"]["dropped"] == 0
     assert during["outbox"]["unsaved_deletes"] > 0, "the backlog's PUBACKs wait for the disk"
     assert len(got) == made, "lost %d readings" % (made - len(got))
@@ -467,6 +473,9 @@ def test_read_only_file_system_publishes_from_memory_and_stores_when_writable(
         assert wait_until(lambda: any(t > began + 1.0 for _, t in wire.unique()), 20), agent.log()[-2000:]
         assert wait_until(lambda: any(h.get("time", 0) >= began + 1 for h in wire.health()), 10)
         during = last_health(wire)
+        # on the gateway: the state file (beside the outbox) is the first run's; status says why
+        local = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--config", config],
+                               capture_output=True, text=True, timeout=60)
     finally:
         disk.remount("rw")
     assert wait_until(lambda: bool(lines(agent.log(), "writable again")), 30), agent.log()[-2000:]
@@ -478,6 +487,8 @@ def test_read_only_file_system_publishes_from_memory_and_stores_when_writable(
           "after %.1f s" % ({k: during["outbox"][k] for k in ("state", "error", "held_packs")}, made_first,
                            made, len(got), rc, took))
     assert during["outbox"]["state"] in ("read_only", "cannot_open"), during["outbox"]
+    assert local.returncode == 1 and "the file system of %s is read-only" % disk.path in local.stderr, (
+        local.returncode, local.stdout, local.stderr)
     assert rc == 0 and len(got) == made_first + made
 
 

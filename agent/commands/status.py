@@ -28,6 +28,8 @@ from agent.units import show_text
 
 DEFAULT_CONFIG = "/etc/fieldlink/fieldlink.toml"
 NO_AGENT = 3
+#: free space below which the outbox's disk counts as full (SQLite needs room for its WAL and pages)
+DISK_LOW = 1024 * 1024
 
 __all__ = ["DEFAULT_CONFIG", "NO_AGENT", "add_arguments", "from_health", "render", "run", "verdict"]
 
@@ -94,6 +96,9 @@ def verdict(state: dict, now: float) -> tuple[int, list[str]]:
             % (o["state"], FAULTS.get(o["state"], o["state"]), o.get("error") or "no detail",
                o.get("held_packs", 0))
         )
+    trouble = disk_problem(state.get("disk") or {})
+    if trouble:
+        problems.append(trouble)
     age = now - float(state.get("updated") or now)
     if state.get("source") == "local" and age > float(state.get("stale_after", 15.0)):
         problems.append("the agent has not renewed its state for %s (hung, or its disk is full?)" % ago(age))
@@ -286,13 +291,14 @@ def run_local(args: Any, out: TextIO) -> int:
             file=sys.stderr,
         )
         return NO_AGENT
+    disk = disk_of(os.path.dirname(os.path.abspath(config.outbox.path)))
     state = read(state_file)
     if state is None:
         print(
             "fieldlink status: no agent running for %s (no state file %s)" % (path, state_file),
             file=sys.stderr,
         )
-        return NO_AGENT
+        return _no_state(disk)
     if not state.get("running") or not _pid_alive(state.get("pid")):
         why = "stopped" if not state.get("running") else "pid %s is gone" % state.get("pid")
         print(
@@ -300,9 +306,10 @@ def run_local(args: Any, out: TextIO) -> int:
             % (path, why, stamp(float(state.get("updated") or 0)), state_file),
             file=sys.stderr,
         )
-        return NO_AGENT
+        return _no_state(disk)
     state["source"] = "local"
     state["stale_after"] = STALE_AFTER
+    state["disk"] = disk
     # the uplink's own state file (agent/uplink_state.py), written the moment the connection changes:
     # fresher than the state above, renewed every STATUS_EVERY s
     uplink_file = state_path(config.outbox.path)
@@ -313,6 +320,39 @@ def run_local(args: Any, out: TextIO) -> int:
             if uplink.get(key) is not None:
                 broker[key] = uplink[key]
     return _print(state, args, out)
+
+
+def _no_state(disk: dict) -> int:
+    """No running agent's state: NO_AGENT, unless the disk itself is in trouble, which an agent started
+    since could not have written its state on either (then 1, a problem, saying so)."""
+    trouble = disk_problem(disk)
+    if trouble is None:
+        return NO_AGENT
+    print("fieldlink status: %s; an agent started since could not have written its state either" % trouble,
+          file=sys.stderr)
+    return 1
+
+
+def disk_problem(disk: dict) -> str | None:
+    """What is wrong with the outbox's file system (`disk_of`), or None."""
+    if disk.get("read_only"):
+        return ("the file system of %s is read-only (the kernel does this after disk errors): the agent "
+                "cannot store packs or its state" % disk["folder"])
+    if disk and disk.get("free", DISK_LOW) < DISK_LOW:
+        return "the disk of %s is full (%d bytes free): the agent cannot store packs or its state" % (
+            disk["folder"], disk["free"])
+    return None
+
+
+def disk_of(folder: str) -> dict:
+    """The file system holding the outbox, as the gateway sees it now: {"folder", "read_only", "free"}
+    (bytes an unprivileged writer may still use); {} when it cannot be looked at. A full or read-only
+    disk stops the agent's state file too, so `status` looks for itself."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return {}
+    return {"folder": folder, "read_only": bool(st.f_flag & os.ST_RDONLY), "free": st.f_bavail * st.f_frsize}
 
 
 def run_remote(args: Any, out: TextIO) -> int:
