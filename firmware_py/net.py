@@ -1,6 +1,19 @@
-"""Bring the network up at boot (Wi-Fi on ESP32 / Pico W) and set the clock by NTP."""
+"""Bring the network up at boot (Wi-Fi on ESP32 / Pico W) and set the clock by NTP.
+
+A board has no battery clock: after a power cut it knows the time only from NTP. The network may come
+up later than the board (a street cabinet's router boots with it and takes a minute), so a failed NTP
+at boot is tried again by the uplink each time it reaches the broker while the clock is not set
+(`clock_due`), and once a day after that against drift: lighting schedules, commands with an expiry
+and reading times all need it (firmware_py/lighting.py, protocols/commands.py `CLOCK_SET_AFTER`).
+"""
 
 import time
+
+from firmware_py import rt
+from protocols.commands import CLOCK_SET_AFTER
+
+RESYNC_S = 24 * 3600  # a clock NTP set is set again after this long (an RTC drifts seconds a day)
+_synced = [False, 0]  # [NTP set the clock since boot, time.ticks_ms() when]
 
 
 def up(cfg: dict, timeout_ms: int = 20000) -> None:
@@ -25,9 +38,25 @@ def up(cfg: dict, timeout_ms: int = 20000) -> None:
                 time.sleep_ms(100)  # type: ignore[attr-defined]
         if sta.isconnected():
             log.info("wifi: connected to %s, address %s" % (wifi["ssid"], sta.ifconfig()[0]))
+    sync_clock()  # without a network: tried again by the uplink once the broker is reached
+
+
+def sync_clock() -> bool:
+    """Set the clock by NTP; True when it was set. Never raises (no network, no server, no ntptime)."""
     try:
         import ntptime  # type: ignore[import-not-found]
 
         ntptime.settime()
     except Exception:
-        pass  # readings keep board time; the platform sees it in bt
+        return False
+    _synced[0] = True
+    _synced[1] = rt.ticks_ms()
+    return True
+
+
+def clock_due(now: int) -> bool:
+    """True when NTP should be asked now: the clock is not set (before 2020), or NTP has not set it for
+    `RESYNC_S` (never, since this boot: a clock set by hand or by the host is set again too)."""
+    if now < CLOCK_SET_AFTER or not _synced[0]:
+        return True
+    return rt.ticks_diff(rt.ticks_ms(), _synced[1]) > RESYNC_S * 1000

@@ -14,9 +14,10 @@ Only this task writes to the socket.
 
 import binascii
 
-from firmware_py import log, rt
+from firmware_py import log, net, rt
 from firmware_py.mqtt import REFUSED, UNREACHABLE, UP, Backoff, Client, MqttError, jitter_bits, topic_item
 from protocols import cbor
+from protocols.commands import CLOCK_SET_AFTER
 
 INVENTORY_PATH = "/inventory.cbor"
 BROKER_RECORD = "/broker.rec"  # "<subscription crc> <inventory crc>" the broker acknowledged
@@ -68,6 +69,7 @@ class Uplink:
         self.ring = packs.ring
         self.commands = commands
         self.counters = counters
+        self.clock_said = False  # "clock not set and NTP failed" was logged (once until NTP works)
         self.health = health
         self.txbuf = bytearray(self.ring.max_payload)
         self.chunk = bytearray(128)  # the inventory is streamed from flash through this
@@ -177,6 +179,21 @@ class Uplink:
             self.inventory_pid = await self.publish_inventory()
             self.counters["inventories"] += 1
 
+    def set_clock(self) -> None:
+        """The network works (the broker answered): set the clock by NTP if it is not set or is a day
+        old (`net.clock_due`); a failure is said once until it works."""
+        if not net.clock_due(rt.now()):
+            return
+        was = rt.now()
+        if net.sync_clock():
+            self.clock_said = False
+            if was < CLOCK_SET_AFTER:
+                log.info("clock set by NTP: %d (it read %d)" % (rt.now(), was))
+        elif was < CLOCK_SET_AFTER and not self.clock_said:
+            self.clock_said = True
+            log.warning("clock not set and NTP failed: schedules, expiring commands and reading times wait "
+                        "for it; tried again at each connect")
+
     async def run(self, beats: list, slot: int, running) -> None:
         """The uplink task: sessions, reconnected on the failover schedule, until `running()` is False."""
         c = self.client
@@ -188,6 +205,7 @@ class Uplink:
                 self.counters["connects"] += 1
                 up = True
                 log.info("broker %s:%d connected" % (self.host, self.port))
+                self.set_clock()
                 await self.begin_session()
                 await self.session(beats, slot, running)
             except (OSError, MqttError) as exc:
