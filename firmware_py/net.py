@@ -3,7 +3,7 @@
 A board has no battery clock: after a power cut it knows the time only from NTP. The network may come
 up later than the board (a street cabinet's router boots with it and takes a minute), so a failed NTP
 at boot is tried again by the uplink each time it reaches the broker while the clock is not set
-(`clock_due`), and once a day after that against drift: lighting schedules, commands with an expiry
+(`clock_due`), and once a day after NTP set it, against drift: lighting schedules, commands with an expiry
 and reading times all need it (firmware_py/lighting.py, protocols/commands.py `CLOCK_SET_AFTER`).
 """
 
@@ -55,8 +55,11 @@ def sync_clock() -> bool:
 
 
 def clock_due(now: int) -> bool:
-    """True when NTP should be asked now: the clock is not set (before 2020), or NTP has not set it for
-    `RESYNC_S` (never, since this boot: a clock set by hand or by the host is set again too)."""
-    if now < CLOCK_SET_AFTER or not _synced[0]:
+    """True when NTP should be asked now: the clock is not set (before 2020), or NTP set it `RESYNC_S`
+    ago. A clock set otherwise (by the host when flashing) is left alone: on a network without NTP each
+    try would hold the uplink for the resolver's and NTP's timeouts at every connect."""
+    if now < CLOCK_SET_AFTER:
         return True
+    if not _synced[0]:
+        return False
     return rt.ticks_diff(rt.ticks_ms(), _synced[1]) > RESYNC_S * 1000

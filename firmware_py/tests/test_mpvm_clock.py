@@ -63,7 +63,8 @@ def test_a_clock_ntp_set_is_set_again_after_a_day(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ntptime", types.SimpleNamespace(settime=lambda: calls.append(1)))
     monkeypatch.setattr(net, "_synced", [False, 0])
     now = 1_800_000_000
-    assert net.clock_due(now)  # set by hand or the host, never by NTP since boot: ask it
+    assert not net.clock_due(now)  # set by the host, never by NTP since boot: left alone
+    assert net.clock_due(1000)  # not set: ask
     ticks = [5_000]
     monkeypatch.setattr(rt, "ticks_ms", lambda: ticks[0])
     assert net.sync_clock() and calls == [1]
