@@ -14,12 +14,14 @@ from protocols.commands import CLOCK_SET_AFTER
 
 RESYNC_S = 24 * 3600  # a clock NTP set is set again after this long (an RTC drifts seconds a day)
 _synced = [False, 0]  # [NTP set the clock since boot, time.ticks_ms() when]
+_server = [""]  # config.json `ntp_host`: the site's NTP server on a network without internet ("": ntptime's)
 
 
 def up(cfg: dict, timeout_ms: int = 20000) -> None:
     from firmware_py import log
 
     log.set_level(cfg.get("log_level", "info"))
+    _server[0] = cfg.get("ntp_host") or ""
     wifi = cfg.get("wifi")
     if wifi:
         import network  # type: ignore[import-not-found]
@@ -46,6 +48,8 @@ def sync_clock() -> bool:
     try:
         import ntptime  # type: ignore[import-not-found]
 
+        if _server[0]:
+            ntptime.host = _server[0]
         ntptime.settime()
     except Exception:
         return False

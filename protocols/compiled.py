@@ -81,6 +81,8 @@ def check(cfg: object) -> None:
     for key in ("site", "id", "prefix", "base_name"):
         if type(cfg["gateway"].get(key)) is not str:  # type: ignore[index]
             _fail("gateway." + key, "expected text")
+    if "ntp_host" in cfg and type(cfg["ntp_host"]) is not str:  # type: ignore[operator,index]
+        _fail("ntp_host", "expected text")
     buses = _list(cfg, "buses")  # type: ignore[arg-type]
     for i in range(len(buses)):
         if type(buses[i]) is not dict or type(buses[i].get("name")) is not str:

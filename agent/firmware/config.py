@@ -137,7 +137,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")  # firmware_py/log.py
 def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None, ring_slots: int = 48,
                    ring_slot_size: int = 1024, bus_pins: dict | None = None, inflight: int = 4,
                    watchdog_ms: int = 30000, now: float | None = None,
-                   log_level: str = "info") -> dict:
+                   log_level: str = "info", ntp_host: str | None = None) -> dict:
     """The firmware JSON (a dict) for a loaded agent `Config`.
 
     Per-point data is stored once in shared tables (`names`, `specs`, `wspecs`) that devices refer
@@ -259,6 +259,8 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
     if log_level not in LOG_LEVELS:
         raise FirmwareConfigError("log level must be one of %s" % ", ".join(LOG_LEVELS))
     out["log_level"] = log_level  # the board's console log (firmware_py/log.py)
+    if ntp_host:
+        out["ntp_host"] = ntp_host  # the NTP server the board asks (firmware_py/net.py)
     try:
         compiled.check(out)  # the board runs the same check at boot
     except compiled.CompiledError as exc:  # pragma: no cover - a bug of this compiler
@@ -295,6 +297,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ring-slot-size", type=int, default=1024, help="bytes per ring slot (default 1024)")
     parser.add_argument("--inflight", type=int, default=4, help="QoS 1 packs awaiting PUBACK at once")
     parser.add_argument("--watchdog-ms", type=int, default=30000)
+    parser.add_argument("--ntp-host", metavar="HOST",
+                        help="the NTP server the board sets its clock from (default MicroPython's "
+                             "pool.ntp.org; on a network without internet, the site's own)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                         help="what the board prints on its console (default info: boot, Wi-Fi, broker, "
                              "devices offline and back, per-bus errors)")
@@ -315,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
         compiled = compile_config(
             config, args.board, (args.wifi_ssid, args.wifi_password) if args.wifi_ssid else None,
             args.ring_slots, args.ring_slot_size, dict(args.bus_pins), args.inflight, args.watchdog_ms,
-            log_level=args.log_level)
+            log_level=args.log_level, ntp_host=args.ntp_host)
     except FirmwareConfigError as exc:
         print("%s: %s" % (args.config, exc), file=sys.stderr)
         return 2

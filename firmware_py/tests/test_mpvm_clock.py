@@ -16,8 +16,11 @@ FAKE_NTP = """
 calls = [0]
 fail = [2]   # the network is not there yet for the first two tries
 ok = [False]
+host = "pool.ntp.org"
+asked = []
 
 def settime():
+    asked.append(host)
     calls[0] += 1
     if fail[0] > 0:
         fail[0] -= 1
@@ -36,11 +39,13 @@ class Stub:
     clock_said = False
 
 u = Stub()
-seen = []
-for connect in range(4):            # four connects to the broker
+net.up({"ntp_host": "10.1.2.3"})    # boot: no Wi-Fi in this config; NTP fails (the router is not up)
+seen = [[ntptime.calls[0], u.clock_said, net.clock_due(rt.now())]]
+for connect in range(3):            # three connects to the broker
     Uplink.set_clock(u)
     seen.append([ntptime.calls[0], u.clock_said, net.clock_due(rt.now())])
 hostio.emit(json.dumps(seen))
+hostio.emit(json.dumps(ntptime.asked))
 """
 
 
@@ -50,9 +55,10 @@ def test_ntp_is_tried_again_at_each_connect_until_the_clock_is_set(tmp_path) -> 
     fake.write_text(FAKE_NTP)
     res = mpvm.run(CODE, files={"/ntptime.py": str(fake)})
     assert res.returncode == 0, res.stderr
-    # [NTP calls so far, "clock not set" said, NTP still due] after each connect: fails, fails (said
-    # once), sets the clock, then not asked again
-    assert res.values() == [[[1, True, True], [2, True, True], [3, False, False], [3, False, False]]]
+    # [NTP calls so far, "clock not set" said, NTP still due] after boot (fails, nothing said: the
+    # uplink says it) and each connect: fails (said once), sets the clock, then not asked again
+    assert res.values() == [[[1, False, True], [2, True, True], [3, False, False], [3, False, False]],
+                            ["10.1.2.3"] * 3]  # the site's NTP server from config.json
     out = res.stdout + res.stderr
     assert out.count("clock not set and NTP failed") == 1, out
     assert out.count("clock set by NTP: 1800000000 (it read 1000)") == 1, out

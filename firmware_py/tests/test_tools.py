@@ -34,6 +34,9 @@ def test_firmware_config_cli_compiles_and_rejects(tmp_path, capsys):
     assert rc == 0
     x = json.load(open(tmp_path / "x.json"))
     assert x["buses"][0]["uart"] == 1 and x["buses"][0]["de"] is None and x["safe_pin"] == 22
+    assert "ntp_host" not in x  # MicroPython's default server
+    assert fieldlink(["firmware-config", toml, "--ntp-host", "10.1.2.3", "-o", str(tmp_path / "y.json")]) == 0
+    assert json.load(open(tmp_path / "y.json"))["ntp_host"] == "10.1.2.3"  # the site's own NTP server
     with open(toml, "a") as f:
         f.write('[[devices]]\nid = "bad"\nbus = "nope"\nprofile = "fw-meter"\naddress = 3\n')
     assert fieldlink(["firmware-config", toml]) == 2  # docs/cli.md: a config it cannot compile is wrong input
