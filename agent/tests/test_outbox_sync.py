@@ -17,6 +17,7 @@ from agent import uplink as uplink_mod
 from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
 from agent.outbox import Outbox
 from agent.uplink import Uplink
+from hil_tests.link import wait_until
 
 INVENTORY = [{"id": "lamp-1", "kind": "lamp", "model": "generic-lamp", "protocol": "modbus",
               "address": 1, "points": [{"name": "dim", "unit": "/"}]}]
@@ -34,15 +35,6 @@ def synced(monkeypatch) -> list[tuple[str, float]]:
 
     monkeypatch.setattr(outbox_mod, "_datasync", spy)
     return calls
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 def after_maintain(ob: Outbox, predicate):  # type: ignore[no-untyped-def]
@@ -66,17 +58,17 @@ def test_a_commit_is_fsynced_once_it_waited_sync_every(tmp_path, synced) -> None
         assert synced == []  # not due yet: the next packs share the fsync
         ob.put("t", b"y" * 100, records=1)
         assert ob.due() == due  # the first unsynced commit sets when
-        assert wait_for(after_maintain(ob, lambda: bool(synced)))
+        assert wait_until(after_maintain(ob, lambda: bool(synced)), 10, 0.01)
         (file, when), = synced
         assert file == path + "-wal"
         assert when >= due
         turn = ob.due()  # the next turn, `sync_every` on: a commit before it is fsynced then
         assert turn is not None and turn >= when + 0.3 - 0.01
-        assert wait_for(after_maintain(ob, lambda: ob.due() is None))  # a turn with nothing written
+        assert wait_until(after_maintain(ob, lambda: ob.due() is None), 10, 0.01)  # nothing written
         assert len(synced) == 1  # no write, no fsync
         ob.put("t", b"z" * 100, records=1)
         assert ob.due() is not None
-        assert wait_for(after_maintain(ob, lambda: len(synced) == 2))
+        assert wait_until(after_maintain(ob, lambda: len(synced) == 2), 10, 0.01)
     finally:
         ob.close()
 
@@ -110,12 +102,12 @@ def test_a_failed_fsync_is_counted_said_once_and_tried_again(tmp_path, monkeypat
     caplog.set_level(logging.WARNING, "agent.outbox")
     try:
         ob.put("t", b"x", records=1)
-        assert wait_for(after_maintain(ob, lambda: ob.stats()["sync_failures"] >= 2))
+        assert wait_until(after_maintain(ob, lambda: ob.stats()["sync_failures"] >= 2), 10, 0.01)
         assert ob.due() is not None  # still owed
         said = [r.getMessage() for r in caplog.records if "fsync" in r.getMessage()]
         assert len(said) == 1 and "may not survive a power cut" in said[0], said
         failing[0] = False
-        assert wait_for(after_maintain(ob, lambda: ob.due() is None))
+        assert wait_until(after_maintain(ob, lambda: ob.due() is None), 10, 0.01)
         assert any("fsynced again" in r.getMessage() for r in caplog.records)
         failures = ob.stats()["sync_failures"]
     finally:
@@ -143,10 +135,10 @@ def test_the_batch_thread_fsyncs_a_pack_with_nothing_else_to_do(tmp_path, synced
     uplink = Uplink(config, INVENTORY)
     uplink.start()
     try:
-        assert wait_for(lambda: uplink.outbox.due() is None)  # what starting wrote is fsynced: quiet
+        assert wait_until(lambda: uplink.outbox.due() is None, 10, 0.01)  # starting is fsynced: quiet
         del synced[:]
         uplink.submit([("lamp-1", "dim", 0.5, 1_700_000_000.0)])  # max_records 1: committed at once
         assert len(uplink.outbox) == 1
-        assert wait_for(lambda: any(f == path + "-wal" for f, _ in synced), 10), synced
+        assert wait_until(lambda: any(f == path + "-wal" for f, _ in synced), 10, 0.01), synced
     finally:
         uplink.stop(flush=False)
