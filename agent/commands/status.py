@@ -9,8 +9,8 @@ retained `…/status` and its next `…/health` (per-device online state is in h
 `buses.<bus>.devices`).
 
 Exit: 0 all well; 1 a device offline, the broker unreachable (from the agent, or from this command), the
-outbox's disk failing (new packs held in memory) or the agent not renewing its state; 2 wrong input
-(arguments, config file); 3 no agent running.
+outbox's disk failing (new packs held in memory), the gateway's clock not set (before 2020) or the agent
+not renewing its state; 2 wrong input (arguments, config file); 3 no agent running.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from agent.outbox import FAULTS
 from agent.status_file import outbox_state, part
 from agent.units import show_text
+from protocols.commands import CLOCK_SET_AFTER
 
 DEFAULT_CONFIG = "/etc/fieldlink/fieldlink.toml"
 NO_AGENT = 3
@@ -99,7 +100,14 @@ def verdict(state: dict, now: float) -> tuple[int, list[str]]:
     trouble = disk_problem(state.get("disk") or {})
     if trouble:
         problems.append(trouble)
-    age = now - float(state.get("updated") or now)
+    updated = state.get("updated")
+    if updated is not None and float(updated) < CLOCK_SET_AFTER:
+        problems.append(
+            "the gateway's clock is not set (it reads %s UTC): readings carry that time and commands with an "
+            "expiry are refused; set it by NTP (on a Pi: timedatectl set-ntp true)"
+            % time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(updated)))
+        )
+    age = now - float(updated or now)
     if state.get("source") == "local" and age > float(state.get("stale_after", 15.0)):
         problems.append("the agent has not renewed its state for %s (hung, or its disk is full?)" % ago(age))
     return (1 if problems else 0), problems

@@ -206,3 +206,19 @@ def test_the_state_from_the_health_parts_it_reads_equals_the_state_from_the_whol
     finally:
         publisher.connected = False
         outbox.close()
+
+
+def test_a_clock_that_is_not_set_is_a_problem() -> None:
+    """A Pi without a clock battery and without NTP reads 1970: readings would carry that time (the
+    gateway's own state, or its health read from a broker at a desk whose clock is right)."""
+    from agent.commands.status import verdict
+
+    now = time.time()
+    fine = state(now)
+    assert verdict(fine, now) == (0, [])
+    unset = state(now)
+    unset["updated"] = 600.0
+    code, problems = verdict(unset, now)
+    assert code == 1 and problems == [
+        "the gateway's clock is not set (it reads 1970-01-01 00:10 UTC): readings carry that time and "
+        "commands with an expiry are refused; set it by NTP (on a Pi: timedatectl set-ntp true)"]
