@@ -95,7 +95,7 @@ class SumFrame:
         length = buf[i + self.head - 1]
         end = i + self.least + length
         at = i + self.address_at
-        address = hex_upper(reversed_bytes(bytes(buf[at:at + self.address_size])))
+        address = self.printed(bytes(buf[at:at + self.address_size]))
         if n < end:
             raise FrameError("%s frame from %s truncated: L=%d needs %d bytes, got %d"
                              % (name, address, length, end - i, n - i))
