@@ -279,7 +279,6 @@ class Uplink:
         return min(wait, _IDLE)
 
     def _tick(self) -> None:
-        next_maintain = time.monotonic() + _TICK
         while not self._stopping.is_set():
             self._wake.wait(self._sleep_for())
             self._wake.clear()
@@ -289,13 +288,12 @@ class Uplink:
                 self.batcher.tick()
             except Exception:
                 log.exception("batcher: closing a pack failed")
-            work = self.outbox.due()
-            if time.monotonic() >= next_maintain or (work is not None and time.monotonic() >= work):
-                next_maintain = time.monotonic() + _TICK
-                try:
-                    self.outbox.maintain()  # a failing disk is retried from here too, packs or not
-                except Exception:
-                    log.exception("outbox: retrying the disk failed")
+            try:
+                # a failing disk is retried from here too, packs or not; a deferred delete and the WAL's
+                # fsync when due (maintain looks at each one's time itself)
+                self.outbox.maintain()
+            except Exception:
+                log.exception("outbox: retrying the disk failed")
 
 
 __all__ = ["Uplink", "versions"]
