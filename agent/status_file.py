@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.diagnosis import line_text
-from agent.private import read_state, write_state
+from agent.private import write_state
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ __all__ = [
     "StatusFile",
     "outbox_state",
     "part",
-    "read",
     "status_path",
 ]
 
@@ -83,9 +82,6 @@ def status_path(outbox_path: str) -> str | None:
     if not outbox_path or outbox_path == ":memory:":
         return None
     return outbox_path + ".status.json"
-
-
-read = read_state  # the state an agent wrote, or None when there is none or it cannot be read
 
 
 def build(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from agent.private import read_state, write_state
+from agent.private import write_state
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,6 @@ def state_path(outbox_path: str) -> str | None:
     if outbox_path == ":memory:":
         return None
     return outbox_path + ".uplink.json"
-
-
-read = read_state  # the state an agent wrote, or None when there is none or it cannot be read
 
 
 class StateFile:
@@ -54,4 +51,4 @@ class StateFile:
         self._last = dict(state)
 
 
-__all__ = ["StateFile", "read", "state_path"]
+__all__ = ["StateFile", "state_path"]

@@ -275,8 +275,8 @@ def _pid_alive(pid: Any) -> bool:
 
 def run_local(args: Any, out: TextIO) -> int:
     from agent.config import ConfigError, load_config
-    from agent.status_file import STALE_AFTER, read, status_path
-    from agent.uplink_state import read as read_uplink
+    from agent.private import read_state
+    from agent.status_file import STALE_AFTER, status_path
     from agent.uplink_state import state_path
 
     path = args.config or DEFAULT_CONFIG
@@ -300,7 +300,7 @@ def run_local(args: Any, out: TextIO) -> int:
         )
         return NO_AGENT
     disk = disk_of(os.path.dirname(os.path.abspath(config.outbox.path)))
-    state = read(state_file)
+    state = read_state(state_file)
     if state is None:
         print(
             "fieldlink status: no agent running for %s (no state file %s)" % (path, state_file),
@@ -321,7 +321,7 @@ def run_local(args: Any, out: TextIO) -> int:
     # the uplink's own state file (agent/uplink_state.py), written the moment the connection changes:
     # fresher than the state above, renewed every STATUS_EVERY s
     uplink_file = state_path(config.outbox.path)
-    uplink = read_uplink(uplink_file) if uplink_file else None
+    uplink = read_state(uplink_file) if uplink_file else None
     if uplink is not None and uplink.get("pid") == state.get("pid"):
         broker = state.setdefault("broker", {})
         for key in ("connected", "endpoint", "since"):

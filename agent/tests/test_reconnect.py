@@ -22,8 +22,9 @@ import pytest
 from agent.command_gate import CommandGate
 from agent.command_store import IdStore
 from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
+from agent.private import read_state
 from agent.uplink import Uplink
-from agent.uplink_state import read, state_path
+from agent.uplink_state import state_path
 from hil_tests.broker import Subscriber, broker_or_skip
 from hil_tests.relay import Relay, publish_topic
 
@@ -223,7 +224,7 @@ def test_a_dns_name_with_several_addresses_is_tried_address_by_address(tmp_path,
         mqtt = uplink.counters["mqtt"]
 
         def written():  # the state file follows the connection on its own beat
-            found = read(state_path(uplink.config.outbox.path) or "")
+            found = read_state(state_path(uplink.config.outbox.path) or "")
             return found if found and found.get("connected") is True else None
         assert wait(lambda: written() is not None)
         state = written()
