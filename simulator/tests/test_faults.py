@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -23,14 +24,23 @@ def collect(port, n: int, timeout: float = 3.0) -> bytes:  # type: ignore[no-unt
     return out
 
 
-@pytest.fixture
-def street(make_site):  # type: ignore[no-untyped-def]
-    site = make_site(LAMPS_AND_METER)
+@contextlib.contextmanager
+def on_street(make_site, scenario: str):  # type: ignore[no-untyped-def]
+    """A site of `scenario` with a client on its bus "street" and its control channel, both closed after."""
+    site = make_site(scenario)
     port = open_port(site, "street", timeout=0.2)
     control = SimClient(site.describe()["control"])
-    yield site, port, control
-    control.close()
-    port.close()
+    try:
+        yield site, port, control
+    finally:
+        control.close()
+        port.close()
+
+
+@pytest.fixture
+def street(make_site):  # type: ignore[no-untyped-def]
+    with on_street(make_site, LAMPS_AND_METER) as opened:
+        yield opened
 
 
 def echo(port, unit: int = 1, timeout: float = 1.0) -> bytes:  # type: ignore[no-untyped-def]
@@ -253,10 +263,7 @@ address = 2
 def test_late_colliding_replies_do_not_hold_the_bus(make_site) -> None:  # type: ignore[no-untyped-def]
     """Two devices at one address, both late: their colliding reply comes when due, and a neighbour
     asked meanwhile answers at once (the collision was sent from the request's thread, holding the bus)."""
-    site = make_site(CLASH)
-    port = open_port(site, "street", timeout=0.2)
-    control = SimClient(site.describe()["control"])
-    try:
+    with on_street(make_site, CLASH) as (_site, port, control):
         for lamp in ("lamp-1", "lamp-2"):
             control.fault(lamp, "late", delay=0.8)
         port.reset_input_buffer()
@@ -269,6 +276,3 @@ def test_late_colliding_replies_do_not_hold_the_bus(make_site) -> None:  # type:
         assert collect(port, 8, 3.0) == modbus.rtu_frame(1, ECHO_PDU)  # the same reply twice: AND is itself
         assert time.monotonic() - t0 >= 0.75
         assert control.counters()["buses"]["street"]["collisions"] == 1
-    finally:
-        control.close()
-        port.close()
