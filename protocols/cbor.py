@@ -486,5 +486,46 @@ def loads(data: bytes | bytearray | memoryview) -> object:
     return value
 
 
+def head(data: "bytes | bytearray | memoryview", pos: int, end: int) -> tuple:
+    """(major type, argument, position after the head) of the definite-length item at `pos`, without
+    decoding it; a float's argument is its bit pattern, a simple value's its number. CborError for an
+    indefinite length, a reserved head or a head cut off by `end`."""
+    if pos >= end:
+        raise CborError("truncated: a data item is missing at offset %d" % pos)
+    ib = data[pos]
+    major = ib >> 5
+    ai = ib & 0x1F
+    if ai < 24:
+        return major, ai, pos + 1
+    if ai > 27:
+        raise CborError("indefinite length or reserved head %02x at offset %d" % (ib, pos))
+    n = 1 << (ai - 24)
+    if pos + 1 + n > end:
+        raise CborError("truncated: %d bytes needed at offset %d, %d left" % (n, pos + 1, end - pos - 1))
+    arg = 0
+    for i in range(pos + 1, pos + 1 + n):
+        arg = (arg << 8) | data[i]
+    return major, arg, pos + 1 + n
+
+
+def skip(data: "bytes | bytearray | memoryview", pos: int, end: int, depth: int = MAX_DEPTH) -> int:
+    """The position after the definite-length item at `pos` (nothing decoded, nothing allocated
+    but the call); CborError as `head`, or for an item running past `end`."""
+    major, arg, pos = head(data, pos, end)
+    if major == 2 or major == 3:
+        pos += arg
+    elif major == 4 or major == 5 or major == 6:
+        if depth <= 0:
+            raise CborError("nesting deeper than %d levels at offset %d" % (MAX_DEPTH, pos))
+        items = 1 if major == 6 else arg * (2 if major == 5 else 1)
+        if items > end - pos:
+            raise CborError("%d items cannot fit in the %d bytes left at offset %d" % (items, end - pos, pos))
+        for _ in range(items):
+            pos = skip(data, pos, end, depth - 1)
+    if pos > end:
+        raise CborError("truncated: an item runs %d bytes past the end" % (pos - end))
+    return pos
+
+
 __all__ = ["MAX_DEPTH", "UNDEFINED", "Tag", "append", "append_head", "decimal_fraction", "dumps",
-           "float_size", "loads"]
+           "float_size", "head", "loads", "skip"]
