@@ -7,6 +7,7 @@ one byte per polled point (its quality code, 0 good) and a count of bad answers 
 
 import array
 
+from firmware_py import clock
 from protocols import alarms, cbor, quality
 
 
@@ -35,8 +36,8 @@ class Alarms:
         """An alarm map (the agent's) into the ring, after the readings made before it."""
         self.count += 1
         n = (self.boot << 16) + (self.count & 0xFFFF)
-        msg = alarms.alarm(self.inv.device_id(d), point, kind, value, raised, now, n)
-        self.packs.add_alarm(cbor.dumps(msg))
+        msg = alarms.alarm(self.inv.device_id(d), point, kind, value, raised, clock.stamp(now), n)
+        self.packs.add_alarm(cbor.dumps(msg), not clock.is_set(now))
         self.counters["alarms"] += 1
 
     def point_quality(self, d: int, k: int, text, now: int) -> None:

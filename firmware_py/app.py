@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 COUNTERS = ("made", "connects", "disconnects", "connect_failures", "packs", "alarms", "commands",
-            "commands_bad", "acks", "acks_dropped", "inventories", "subscribes")
+            "commands_bad", "acks", "acks_dropped", "inventories", "subscribes", "mended", "unmended")
 
 
 class Firmware:
@@ -60,6 +60,7 @@ class Firmware:
         self.inv = inv
         self.buses = [UartBus(spec, hw.uart(spec), self.stats) for spec in cfg["buses"]]
         self.boot = boots.count()
+        self.packs.boot = self.boot  # marks what is recorded before the clock is set (firmware_py/clock.py)
         self.alarms = Alarms(inv, self.packs, self.counters, self.boot)
         self.quality = self.alarms.quality
         self.bad_answers = self.alarms.bad_answers

@@ -30,7 +30,7 @@ a power cut leaves the old list or the new one.
 import binascii
 import os
 
-from firmware_py import rt
+from firmware_py import clock, rt
 from protocols import cbor
 from protocols import commands as rules
 from protocols.commands import IdMemory, Refused
@@ -43,6 +43,9 @@ MAX_ACKS = 8  # encoded acks waiting for the uplink
 LIMIT = 32  # ids remembered on the board (the ones that expire first are forgotten beyond that)
 COUNTERS = ("received", "queued", "done", "failed", "repeats", "refused")
 NO_VALUE = "point has no value (not read)"
+FOREVER = 0xFFFFFFFF  # an id remembered until the memory is full
+NO_CLOCK = ("the board's clock is not set (no NTP since power-up): the meter would get a validity time "
+            "that has passed; nothing was sent")
 SCHEDULE = "schedule"  # the action that replaces a lighting schedule on the agent
 NO_SCHEDULE_COMMANDS = ("this gateway is a board: it runs the schedules compiled into its config.json; "
                         "change [[schedules]] in the config and flash it again (fieldlink firmware flash)")
@@ -132,7 +135,7 @@ class Remote:
     def check(self, cmd, switching: bool, now: int):
         """Refused when the policy or the expiry rules it out; the original ack (bytes; b"" while it
         runs) when it is a repeat; None for a command to run."""
-        rules.check_policy(cmd, self.mode, switching, now, self.id_window)
+        rules.check_policy(cmd, self.mode, switching, now, self.id_window, clock.floor())
         prior = self.memory.check(cmd)
         if prior is not None:
             self.counters["repeats"] += 1
@@ -140,7 +143,10 @@ class Remote:
 
     def begin(self, cmd, now: int) -> None:
         self.memory.expire(now)
-        self.memory.begin(cmd, rules.remember_until(cmd, now, self.id_window))
+        # with the clock not set, now + id_window would pass the moment NTP sets it, and a replay
+        # would run again: such an id is kept until the memory is full (then it goes last)
+        until = rules.remember_until(cmd, now, self.id_window) if clock.is_set(now) else FOREVER
+        self.memory.begin(cmd, until)
         self.save()
         self.counters["queued"] += 1
 
@@ -294,7 +300,10 @@ class Commands:
                 if not found:
                     return self.done(cid, False, NO_VALUE)
             elif ni < 0:  # an action: its validity deadline in the board's local time
-                v = await bus.action(inv, d, ws, rt.localtime(rt.now() + ACTION_VALID_S))
+                now = rt.now()
+                if not clock.is_set(now):
+                    return self.done(cid, False, NO_CLOCK)
+                v = await bus.action(inv, d, ws, rt.localtime(now + ACTION_VALID_S))
             else:
                 v = await bus.write(inv, d, ws, value)
             ok = True

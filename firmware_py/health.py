@@ -2,7 +2,7 @@
 
 import gc
 
-from firmware_py import rt
+from firmware_py import clock, rt
 from protocols import cbor
 from protocols.quality import QUALITY
 
@@ -55,6 +55,8 @@ def health(fw) -> bytes:
     client = fw.uplink.client
     msg = {
         "gateway": fw.gateway_id, "site": fw.site, "time": rt.now(),
+        "clock": {"set": clock.is_set(rt.now()), "floor": clock.floor(), "mended": c["mended"],
+                  "unmended": c["unmended"]},
         "uptime": rt.ticks_diff(rt.ticks_ms(), fw.started) // 1000, "connected": client.connected,
         "readings": {"made": c["made"], "published": c["packs"], "buffered": fw.packs.writer.count,
                      "dropped": ring.dropped},

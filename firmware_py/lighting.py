@@ -16,17 +16,16 @@ its own clock.
   `lighting` alarm (burning by day, dark at night).
 * A hand write (a command) of a scheduled point holds until the next step.
 * Every application is an `…/event` record in the flash ring, in order with the data and alarms.
-* While the board's clock is not set (before 2020: no NTP and no RTC since power-up) it writes
+* While the board's clock is not set (firmware_py/clock.py: no NTP since power-up) it writes
   nothing: it cannot know which step is in force. `…/health` → `lighting.clock_set` says so.
 
 The compiled config's `lighting` (agent/firmware/config.py) carries the place, the zone and the
 schedules with their groups resolved to device ids; `lamps` the control and lit points.
 """
 
-from firmware_py import log, rt
+from firmware_py import clock, log, rt
 from firmware_py.commands import checked, failure
 from protocols import cbor, lighting
-from protocols.commands import CLOCK_SET_AFTER
 from protocols.compiled import CompiledError
 from protocols.lighting_run import COUNTERS, IDLE_RECHECK, Machine, Run
 from protocols.schedule import Place, ScheduleError, parse_schedule
@@ -251,7 +250,7 @@ class Lighting:
         while running():
             beats[slot] = rt.ticks_ms()
             now = rt.now()
-            if now < CLOCK_SET_AFTER:
+            if not clock.is_set(now):
                 if self.clock_set or not wait:
                     log.warning("lighting: the clock is not set; no schedule is applied until it is")
                 self.clock_set = False

@@ -4,13 +4,12 @@ A board has no battery clock: after a power cut it knows the time only from NTP.
 up later than the board (a street cabinet's router boots with it and takes a minute), so a failed NTP
 at boot is tried again by the uplink each time it reaches the broker while the clock is not set
 (`clock_due`), and once a day after NTP set it, against drift: lighting schedules, commands with an expiry
-and reading times all need it (firmware_py/lighting.py, protocols/commands.py `CLOCK_SET_AFTER`).
+and reading times all need it (firmware_py/clock.py says when the clock is set).
 """
 
 import time
 
-from firmware_py import rt
-from protocols.commands import CLOCK_SET_AFTER
+from firmware_py import clock, rt
 
 RESYNC_S = 24 * 3600  # a clock NTP set is set again after this long (an RTC drifts seconds a day)
 _synced = [False, 0]  # [NTP set the clock since boot, time.ticks_ms() when]
@@ -22,6 +21,7 @@ def up(cfg: dict, timeout_ms: int = 20000) -> None:
 
     log.set_level(cfg.get("log_level", "info"))
     _server[0] = cfg.get("ntp_host") or ""
+    clock.set_floor(cfg.get("clock_floor"))
     wifi = cfg.get("wifi")
     if wifi:
         import network  # type: ignore[import-not-found]
@@ -50,19 +50,21 @@ def sync_clock() -> bool:
 
         if _server[0]:
             ntptime.host = _server[0]
+        before = rt.now()
         ntptime.settime()
     except Exception:
         return False
+    clock.jumped(before, rt.now())
     _synced[0] = True
     _synced[1] = rt.ticks_ms()
     return True
 
 
 def clock_due(now: int) -> bool:
-    """True when NTP should be asked now: the clock is not set (before 2020), or NTP set it `RESYNC_S`
+    """True when NTP should be asked now: the clock is not set (`clock.is_set`), or NTP set it `RESYNC_S`
     ago. A clock set otherwise (by the host when flashing) is left alone: on a network without NTP each
     try would hold the uplink for the resolver's and NTP's timeouts at every connect."""
-    if now < CLOCK_SET_AFTER:
+    if not clock.is_set(now):
         return True
     if not _synced[0]:
         return False

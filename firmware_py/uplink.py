@@ -14,10 +14,12 @@ Only this task writes to the socket.
 
 import binascii
 
-from firmware_py import log, net, rt
+from firmware_py import clock, log, net, rt
 from firmware_py.mqtt import REFUSED, UNREACHABLE, UP, Backoff, Client, MqttError, jitter_bits, topic_item
-from protocols import cbor
+from firmware_py.packs import UNTIMED
+from protocols import cbor, stamps
 from protocols.commands import CLOCK_SET_AFTER
+from protocols.errors import ProtocolError
 
 INVENTORY_PATH = "/inventory.cbor"
 BROKER_RECORD = "/broker.rec"  # "<subscription crc> <inventory crc>" the broker acknowledged
@@ -187,9 +189,9 @@ class Uplink:
         was = rt.now()
         if net.sync_clock():
             self.clock_said = False
-            if was < CLOCK_SET_AFTER:
+            if not clock.is_set(was):
                 log.info("clock set by NTP: %d (it read %d)" % (rt.now(), was))
-        elif was < CLOCK_SET_AFTER and not self.clock_said:
+        elif not clock.is_set(was) and not self.clock_said:
             self.clock_said = True
             log.warning("clock not set and NTP failed: schedules, expiring commands and reading times wait "
                         "for it; tried again at each connect")
@@ -262,10 +264,31 @@ class Uplink:
             if not seq or view is None:
                 return
             self.cursor = seq
-            topic = self.topics[view[0]] if view[0] < 3 else self.topics[0]
-            pid = await self.client.publish(topic, view[1:], 1, False)
+            kind = view[0]
+            body = 1
+            if kind & UNTIMED:  # recorded before the clock was set: mended when this boot's clock was
+                kind &= ~UNTIMED
+                body = 3
+                self.mend(view, view[1] | (view[2] << 8))
+            topic = self.topics[kind] if kind < 3 else self.topics[0]
+            pid = await self.client.publish(topic, view[body:], 1, False)
             self.inflight_seq[i] = seq
             self.inflight_pid[i] = pid
+
+    def mend(self, view, boot: int) -> None:
+        """Move the unset-clock times of a record (after its 3 front bytes) to POSIX time when it was
+        made in this boot and NTP has set the clock since; counted in `clock` of the health."""
+        shift = clock.shift()
+        if boot != self.boot & 0xFFFF or not shift:
+            self.counters["unmended"] += 1  # an earlier boot's, or no clock yet: its times stay in 2000
+            return
+        try:
+            stamps.mend(view, 3, len(view), stamps.UNSET_BASE, CLOCK_SET_AFTER, shift)
+        except (ProtocolError, ValueError, IndexError) as exc:  # not a record the board writes
+            self.counters["unmended"] += 1
+            log.error("record of unset-clock times not mended: %r" % (exc,))
+            return
+        self.counters["mended"] += 1
 
     async def stop(self) -> None:
         """A clean stop says offline itself (DISCONNECT discards the will), then disconnects."""

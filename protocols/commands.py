@@ -260,8 +260,10 @@ def needs_signature(mode: str, switching: bool) -> bool:
     return mode == "all" or (mode == "switching" and switching)
 
 
-def check_policy(cmd: Command, mode: str, switching: bool, now: int, id_window: int) -> None:
-    """Refused when the command lacks a signature `mode` asks for, or its `exp` rules it out at `now`."""
+def check_policy(cmd: Command, mode: str, switching: bool, now: int, id_window: int,
+                 clock_floor: int = CLOCK_SET_AFTER) -> None:
+    """Refused when the command lacks a signature `mode` asks for, or its `exp` rules it out at `now`;
+    a clock earlier than `clock_floor` is not set (a board passes its config's, firmware_py/clock.py)."""
     if not cmd.signed and needs_signature(mode, switching):
         raise _refuse("unsigned", cmd.id, cmd.what, "switching" if mode == "switching" else "all")
     if cmd.signed and cmd.exp is None:
@@ -269,7 +271,7 @@ def check_policy(cmd: Command, mode: str, switching: bool, now: int, id_window: 
     exp = cmd.exp
     if exp is None:
         return
-    if now < CLOCK_SET_AFTER:
+    if now < clock_floor:
         raise _refuse("no_clock", cmd.id, now)
     if now > exp:
         raise _refuse("expired", cmd.id, exp, now - exp)

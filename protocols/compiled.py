@@ -26,6 +26,8 @@ refused on the laptop with the same words. Per-point data sits once in shared ta
                 lit name index | -1, lit_above]]
     lighting  (only with schedules) {latitude, longitude, zone (protocols/zone.py's JSON form),
                 alarm_after, schedules: [{name, devices: [device id, ...], steps: [{at, set, days?}]}]}
+    clock_floor  POSIX seconds, the day before the config was compiled: the board's clock reads
+              earlier only when it was not set since power-up (firmware_py/clock.py; optional)
     inventory the retained inventory as CBOR (hex); inventory_crc its CRC-32; seq its sequence number
               (the status and the will are small maps the board makes per connection)
 
@@ -83,6 +85,8 @@ def check(cfg: object) -> None:
             _fail("gateway." + key, "expected text")
     if "ntp_host" in cfg and type(cfg["ntp_host"]) is not str:  # type: ignore[operator,index]
         _fail("ntp_host", "expected text")
+    if "clock_floor" in cfg and type(cfg["clock_floor"]) is not int:  # type: ignore[operator,index]
+        _fail("clock_floor", "expected POSIX seconds (an integer)")
     buses = _list(cfg, "buses")  # type: ignore[arg-type]
     for i in range(len(buses)):
         if type(buses[i]) is not dict or type(buses[i].get("name")) is not str:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from agent import planner
 from protocols import __version__, birth, compiled, registry
+from protocols.commands import CLOCK_SET_AFTER
 from protocols.compiled import FORMAT
 from protocols.family import number as _number
 
@@ -114,7 +116,6 @@ def _lighting(config: Any, now: float | None) -> dict | None:
     YEARS_AHEAD years ahead (protocols/zone.py says when it expired)."""
     if not config.schedules:
         return None
-    import time
 
     from agent.lighting.zones import compile_zone
     from protocols import solar
@@ -142,7 +143,8 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
 
     Per-point data is stored once in shared tables (`names`, `specs`, `wspecs`) that devices refer
     to by index, so 16 meters of one model cost the board one copy of the model's point list. `now`
-    (POSIX seconds, default the clock) picks the first year of the compiled time zone."""
+    (POSIX seconds, default the clock) picks the first year of the compiled time zone and the board's
+    `clock_floor`: a day before it (a host clock a little ahead is no harm)."""
     if board not in BOARDS:
         raise FirmwareConfigError("board must be one of %s" % ", ".join(BOARDS))
     plans = planner.plan_config(config)
@@ -214,12 +216,14 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
     groups = [[name, [index[d] for d in members]] for name, members in sorted(config.groups.items())]
     lamps = _lamps(config, index, names)
     lighting = _lighting(config, now)
+    made = int(time.time() if now is None else now)
     base_name = "%s:" % g.id
     seq = 0
     inventory = inventory_bytes(g, birth_devices, base_name, seq)
     out: dict = {
         "format": FORMAT,
         "board": board,
+        "clock_floor": max(CLOCK_SET_AFTER, made - 86400),
         "gateway": {"site": g.site, "id": g.id, "prefix": g.prefix, "payload": g.payload,
                     "health": _number(g.health_interval), "base_name": base_name},
         "broker": {"host": ep.host, "port": ep.port,

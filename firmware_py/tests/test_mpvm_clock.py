@@ -7,6 +7,8 @@ CPython with the tick clock moved on."""
 from __future__ import annotations
 
 import sys
+import threading
+import time
 import types
 
 from firmware_py import net, rt
@@ -82,3 +84,100 @@ def test_a_clock_ntp_set_is_set_again_after_a_day(monkeypatch) -> None:
     assert net.clock_due(now)
     monkeypatch.setitem(sys.modules, "ntptime", types.SimpleNamespace(settime=lambda: 1 / 0))
     assert net.sync_clock() is False  # never raises
+
+
+# -- an RP2040 after a power cut, the router and the broker up later --------------------------------
+RP2_RUN = """
+import json, hostio, time, ntptime
+import hw_host
+from firmware_py import app, net, rt
+
+T0 = time.ticks_ms()
+def rp2_clock():   # MicroPython's rp2 port starts the clock at 2021-01-01 at power-up
+    if ntptime.ok[0]:
+        return int(time.time())
+    return 1609459200 + time.ticks_diff(time.ticks_ms(), T0) // 1000
+rt.now = rp2_clock
+
+cfg = json.load(open('/config.json'))
+net.up(cfg)                          # NTP fails at boot: the network is not there yet
+gw = app.Firmware(cfg, hw_host.Host())
+await gw.main(run_ms=%(run_ms)d)
+hostio.emit(json.dumps({"counters": gw.counters, "pending": gw.ring.pending(), "ntp": ntptime.calls[0]}))
+"""
+
+
+@mpvm.needs_vm
+def test_an_rp2040_publishes_what_it_read_before_ntp_in_posix_time(tmp_path) -> None:
+    """The board reads its meter with the clock at 2021 and no broker; the broker comes back, NTP
+    answers at that connect, and every reading and alarm on the broker has the time it was taken."""
+    from agent.firmware.config import dumps
+    from firmware_py.tests.test_quality import GOOD, Meter, PtyMeter, compiled
+    from hil_tests.broker import Mosquitto, Subscriber, find_mosquitto
+    from hil_tests.link import wait_until
+
+    if find_mosquitto() is None:
+        import pytest
+
+        pytest.skip("mosquitto is not installed")
+    fake = tmp_path / "ntptime.py"
+    fake.write_text(FAKE_NTP.replace("fail = [2]", "fail = [1]"))
+    read_at: list = []
+    errors: list = []
+    broker = Mosquitto(persistence=True).start()
+    try:
+        sub = Subscriber(broker, "fieldlink/lab/fw-01/#", client_id="clock-test", persistent=True)
+        broker.stop()  # the board powers up without its broker; the subscription is kept
+        meter = Meter(GOOD)  # voltage_a all FF: a quality alarm, raised while the clock is not set
+        answer = meter.answer
+
+        def timed(frame):
+            reply = answer(frame)
+            if reply is not None:
+                read_at.append(time.time())
+            return reply
+
+        meter.answer = timed
+        back = []
+
+        def director() -> None:
+            try:
+                assert wait_until(lambda: len(read_at) >= 24, 30), "the board did not poll its meter"
+                back.append(time.time())
+                broker.start()
+                mended = lambda: any(h.get("clock", {}).get("mended") for h in sub.decoded("health"))  # noqa: E731
+                assert wait_until(mended, 30), "no mended record reported"
+            except AssertionError as exc:
+                errors.append(exc)
+
+        with PtyMeter(meter) as pty:
+            cfg = tmp_path / "fw.json"
+            cfg.write_text(dumps(compiled(str(tmp_path), pty.path, broker.port)))
+            t = threading.Thread(target=director, daemon=True)
+            t.start()
+            res = mpvm.run(RP2_RUN % {"run_ms": 16000},
+                           files={"/config.json": str(cfg), "/ntptime.py": str(fake)})
+            t.join(30)
+        wait_until(lambda: sub.readings() and max(r[2] for r in sub.readings()) >= back[0], 5)
+        readings = sub.readings()
+        got_alarms = sub.decoded("alarm")
+        health = sub.decoded("health")
+        sub.close()
+    finally:
+        broker.close()
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not errors, (errors, res.values())
+    out = res.stdout + res.stderr
+    assert "clock set by NTP" in out, out[-3000:]
+    summary = res.values()[-1]
+    assert summary["ntp"] == 2  # at boot (failed), at the first connect (set)
+
+    before = [r for r in readings if r[2] < back[0] - 1]
+    assert len(before) >= 12, "readings taken while the broker was away: %d" % len(before)  # 3 a poll
+    for name, _value, t in readings:  # each at the time the meter answered, not in 2000 or 2021
+        assert min(abs(t - at) for at in read_at) <= 2.5, (name, t, read_at[0], read_at[-1])
+    assert [a["point"] for a in got_alarms] == ["voltage_a"]
+    assert abs(got_alarms[0]["time"] - read_at[0]) <= 5, (got_alarms[0], read_at[0])
+    last = health[-1]["clock"]
+    assert last["set"] is True and last["unmended"] == 0 and last["mended"] >= 3, last
+    assert summary["counters"]["mended"] >= 3 and summary["counters"]["unmended"] == 0

@@ -1,0 +1,197 @@
+"""The board's clock after power-up (firmware_py/clock.py): an RP2040 starts it at 2021-01-01, which
+the built-in 2020 floor took for a set clock; the compiled config's `clock_floor` does not. What the
+board records before NTP sets the clock is stamped from 2000-01-01 and marked in the ring with its
+boot; the uplink moves those times to POSIX time when NTP set the clock in the same boot, and sends
+an earlier boot's as they are (CPython; the same code under MicroPython: test_mpvm_clock.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from types import SimpleNamespace
+
+import cbor2
+import pytest
+
+from firmware_py import clock, net
+from firmware_py.packs import UNTIMED, Packs
+from firmware_py.uplink import Uplink
+from protocols import alarms, cbor, senml
+from protocols.commands import CLOCK_SET_AFTER
+from protocols.stamps import UNSET_BASE
+
+RP2_START = 1609459200  # 2021-01-01: what MicroPython's rp2 port sets its clock to at power-up
+MADE = 1_796_000_000  # when the host compiled the config
+REAL = MADE + 3 * 86400  # the real time at this power-up
+
+
+@pytest.fixture(autouse=True)
+def fresh_clock():
+    clock.reset()
+    clock.set_floor(MADE - 86400)
+    yield
+    clock.reset()
+
+
+def test_an_rp2040_clock_after_power_up_is_not_set() -> None:
+    assert RP2_START > CLOCK_SET_AFTER  # the built-in floor alone would take it for a set clock
+    assert not clock.is_set(RP2_START + 120)
+    assert net.clock_due(RP2_START + 120)  # so NTP is asked again at each connect
+    assert clock.is_set(REAL) and not net.clock_due(REAL)
+    clock.reset()
+    clock.set_floor(None)  # a config compiled before clock_floor: the built-in floor
+    assert clock.floor() == CLOCK_SET_AFTER and clock.is_set(RP2_START)
+    clock.set_floor(MADE - 86400)
+    assert clock.floor() == MADE - 86400
+
+
+def test_stamps_count_from_2000_until_the_clock_is_set_and_the_jump_mends_them() -> None:
+    assert [clock.stamp(RP2_START + s) for s in (30, 31, 45)] == [UNSET_BASE, UNSET_BASE + 1, UNSET_BASE + 15]
+    assert clock.shift() == 0  # not known before NTP
+    clock.jumped(RP2_START + 50, REAL)  # NTP: the clock read 50 s after the first stamp's 30
+    assert UNSET_BASE + 15 + clock.shift() == REAL - 5  # the third stamp, 5 s before NTP
+    assert clock.stamp(REAL + 1) == REAL + 1
+    clock.jumped(REAL + 86400, REAL + 86401)  # the daily resync of a set clock changes nothing
+    assert UNSET_BASE + clock.shift() == REAL - 20
+
+
+class FakeHw:
+    def open_ring(self, path: str, slots: int, slot_size: int):
+        return io.BytesIO(b"\xff" * (slots * slot_size))
+
+
+CFG = {"ring": {"path": "/r", "slots": 8, "slot_size": 256}, "gateway": {"base_name": "gw:"},
+       "batch": {"max_records": 50, "max_age": 5, "max_bytes": 1024}}
+
+
+def pump(packs: Packs, boot: int) -> tuple:
+    """Everything in the ring, as the uplink publishes it: [(topic, payload)], counters."""
+    sent: list = []
+
+    async def publish(topic, payload, qos, retain):
+        sent.append((topic, bytes(payload)))
+        return len(sent)
+
+    counters = {"mended": 0, "unmended": 0}
+    up = SimpleNamespace(window=16, inflight_pid=[0] * 16, inflight_seq=[0] * 16, cursor=0, ring=packs.ring,
+                         txbuf=bytearray(packs.ring.max_payload), topics=("data", "alarm", "event"),
+                         client=SimpleNamespace(publish=publish), boot=boot, counters=counters)
+    up.mend = lambda view, b: Uplink.mend(up, view, b)
+    asyncio.run(Uplink._pump(up))
+    return sent, counters
+
+
+def times(payload: bytes) -> list:
+    return [r["t"] for r in senml.resolve(cbor.loads(payload))]
+
+
+def test_what_was_recorded_before_ntp_goes_out_in_posix_time() -> None:
+    packs = Packs(CFG, FakeHw())
+    packs.boot = 7
+    packs.add(b"e1/", b"p", 1.5, RP2_START + 30)
+    packs.add(b"e1/", b"q", 2, RP2_START + 40)
+    alarm = alarms.alarm("e1", None, "comms", "no answer", True, clock.stamp(RP2_START + 41), 7 << 16 | 1)
+    packs.add_alarm(cbor.dumps(alarm), True)
+    packs.add(b"e1/", b"p", 1.6, RP2_START + 45)
+    clock.jumped(RP2_START + 50, REAL)
+    packs.add(b"e1/", b"p", 1.7, REAL + 2)  # a new pack: the clock is set now
+    packs.commit()
+    assert [r[0] & UNTIMED for r in raw_records(packs)] == [UNTIMED, UNTIMED, UNTIMED, 0]
+    sent, counters = pump(packs, 7)
+    assert [topic for topic, _ in sent] == ["data", "alarm", "data", "data"]
+    assert times(sent[0][1]) == [REAL - 20, REAL - 10]  # 20 and 10 s before NTP, as they were read
+    assert cbor2.loads(sent[1][1])["time"] == REAL - 9
+    assert times(sent[2][1]) == [REAL - 5]
+    assert times(sent[3][1]) == [REAL + 2]
+    assert counters == {"mended": 3, "unmended": 0}
+    assert [r[0] & UNTIMED for r in raw_records(packs)] == [UNTIMED, UNTIMED, UNTIMED, 0]  # the ring kept
+
+
+def test_an_earlier_boots_or_a_still_unset_clocks_times_go_out_as_they_are() -> None:
+    packs = Packs(CFG, FakeHw())
+    packs.boot = 6  # recorded in boot 6, which lost power before NTP
+    packs.add(b"e1/", b"p", 1.5, RP2_START + 30)
+    packs.commit()
+    sent, counters = pump(packs, 7)
+    assert times(sent[0][1]) == [UNSET_BASE] and counters == {"mended": 0, "unmended": 1}
+    clock.reset()
+    clock.set_floor(MADE - 86400)
+    packs = Packs(CFG, FakeHw())
+    packs.boot = 7
+    packs.add(b"e1/", b"p", 1.5, RP2_START + 30)
+    packs.commit()
+    sent, counters = pump(packs, 7)  # this boot's, but NTP has not answered yet
+    assert times(sent[0][1]) == [UNSET_BASE] and counters == {"mended": 0, "unmended": 1}
+
+
+def raw_records(packs: Packs) -> list:
+    ring = packs.ring
+    buf = bytearray(ring.max_payload)
+    out = []
+    seq = ring.next_pending(0)
+    while seq:
+        out.append(bytes(ring.read(seq, buf)))
+        seq = ring.next_pending(seq)
+    return out
+
+
+def test_a_relay_action_waits_for_the_clock() -> None:
+    """A DL/T 645 relay command carries a validity time from the board's clock: with the clock at
+    2021 the meter would refuse it (or worse); the board refuses it itself and sends nothing."""
+    from firmware_py import commands, rt
+
+    sent: list = []
+
+    class Bus:
+        async def action(self, inv, d, ws, until):
+            sent.append(until)
+            return 1
+
+    finished: list = []
+    remote = SimpleNamespace(finish=lambda cid, ok, ack: finished.append(cbor2.loads(ack)))
+    box = commands.Commands(SimpleNamespace(), [], {"acks_dropped": 0}, remote)
+    now = [RP2_START + 60]
+    saved = rt.now
+    rt.now = lambda: now[0]
+    try:
+        asyncio.run(box.run_job(Bus(), ["c1", 0, -1, "relay_trip", None, False]))
+        assert sent == [] and finished[-1]["ok"] is False and finished[-1]["error"] == commands.NO_CLOCK
+        now[0] = REAL
+        asyncio.run(box.run_job(Bus(), ["c2", 0, -1, "relay_trip", None, False]))
+        assert len(sent) == 1 and sent[0][0] == rt.localtime(REAL)[0] and finished[-1]["ok"] is True
+    finally:
+        rt.now = saved
+
+
+def test_the_compiled_config_carries_the_day_before_it_was_made() -> None:
+    import tempfile
+
+    from agent.config import load_config
+    from agent.firmware.config import compile_config
+    from firmware_py.tests.test_quality import site_toml
+    from protocols import compiled
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compile_config(load_config(site_toml(tmp, "/dev/null")), board="host", now=MADE)
+    assert cfg["clock_floor"] == MADE - 86400
+    compiled.check(cfg)
+    cfg["clock_floor"] = "yesterday"
+    with pytest.raises(compiled.CompiledError, match="clock_floor"):
+        compiled.check(cfg)
+
+
+def test_an_id_taken_before_the_clock_was_set_is_not_forgotten_when_ntp_sets_it(tmp_path) -> None:
+    """An unsigned command without `exp` is remembered for `id_window` from the board's now; with the
+    clock at 2021 that time passes the moment NTP sets it, and a replay would run again."""
+    from firmware_py import commands
+    from protocols import commands as rules
+
+    remote = commands.Remote({"signed": "switching", "id_window": 3600}, "fw-01", str(tmp_path / "ids"))
+    cmd = rules.open_command(cbor.dumps({"id": "c1", "device": "e1", "point": "p", "value": 1}), [], "fw-01")
+    assert remote.check(cmd, False, RP2_START + 60) is None
+    remote.begin(cmd, RP2_START + 60)
+    remote.finish("c1", True, b"\xa0")
+    remote.memory.expire(REAL)  # NTP set the clock; the next command expires old ids
+    again = commands.Remote({"signed": "switching", "id_window": 3600}, "fw-01", str(tmp_path / "ids"))
+    for r in (remote, again):  # in memory, and from flash after a reboot
+        assert r.check(cmd, False, REAL) == b"\xa0"  # a repeat: the original ack, not a second run
