@@ -101,7 +101,14 @@ def verdict(state: dict, now: float) -> tuple[int, list[str]]:
     if trouble:
         problems.append(trouble)
     updated = state.get("updated")
-    if updated is not None and float(updated) < CLOCK_SET_AFTER:
+    if state.get("clock_set") is False:  # a board says so itself (its config's floor: firmware_py/clock.py)
+        problems.append(
+            "the board's clock is not set (it reads %s UTC): NTP has not answered since power-up; schedules "
+            "wait, relay commands and commands with an expiry are refused, and readings are stamped from "
+            "2000-01-01 until NTP answers (then mended); check its network's NTP server (--ntp-host)"
+            % time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(updated or 0)))
+        )
+    elif updated is not None and float(updated) < CLOCK_SET_AFTER:
         problems.append(
             "the gateway's clock is not set (it reads %s UTC): readings carry that time and commands with an "
             "expiry are refused; set it by NTP (on a Pi: timedatectl set-ntp true)"
@@ -240,6 +247,7 @@ def from_health(status: dict | None, health: dict, url: str) -> dict:
         "gateway": health.get("gateway"),
         "uptime": health.get("uptime"),
         "updated": health.get("time"),
+        "clock_set": part(health, "clock").get("set"),  # a board's own verdict (None from an agent)
         "online": (status or {}).get("online"),
         "broker": {
             "connected": bool(health.get("connected", True)),

@@ -222,3 +222,21 @@ def test_a_clock_that_is_not_set_is_a_problem() -> None:
     assert code == 1 and problems == [
         "the gateway's clock is not set (it reads 1970-01-01 00:10 UTC): readings carry that time and "
         "commands with an expiry are refused; set it by NTP (on a Pi: timedatectl set-ntp true)"]
+
+
+def test_a_boards_clock_that_it_says_is_not_set_is_a_problem() -> None:
+    """An RP2040 starts its clock at 2021-01-01: a time no fixed year tells from a set clock. The board
+    judges by its config's floor (firmware_py/clock.py) and says so in its health (`clock.set`)."""
+    from agent.commands.status import from_health, verdict
+
+    now = time.time()
+    board_clock: dict = {"set": False, "floor": int(now) - 86400, "mended": 0, "unmended": 0}
+    health = {"gateway": "fw-01", "site": "lab", "time": 1609459260, "connected": True, "clock": board_clock}
+    code, problems = verdict(from_health({"online": True}, health, "b:1883"), now)
+    assert code == 1 and problems == [
+        "the board's clock is not set (it reads 2021-01-01 00:01 UTC): NTP has not answered since power-up; "
+        "schedules wait, relay commands and commands with an expiry are refused, and readings are stamped "
+        "from 2000-01-01 until NTP answers (then mended); check its network's NTP server (--ntp-host)"]
+    board_clock["set"] = True
+    health["time"] = int(now)
+    assert verdict(from_health({"online": True}, health, "b:1883"), now) == (0, [])
