@@ -12,7 +12,7 @@ import time
 from firmware_py import clock, rt
 
 RESYNC_S = 24 * 3600  # a clock NTP set is set again after this long (an RTC drifts seconds a day)
-_synced = [False, 0]  # [NTP set the clock since boot, time.ticks_ms() when]
+_synced = [False, 0]  # [NTP set the clock since boot, rt.now() just after]
 _server = [""]  # config.json `ntp_host`: the site's NTP server on a network without internet ("": ntptime's)
 
 
@@ -56,7 +56,7 @@ def sync_clock() -> bool:
         return False
     clock.jumped(before, rt.now())
     _synced[0] = True
-    _synced[1] = rt.ticks_ms()
+    _synced[1] = rt.now()
     return True
 
 
@@ -68,4 +68,5 @@ def clock_due(now: int) -> bool:
         return True
     if not _synced[0]:
         return False
-    return rt.ticks_diff(rt.ticks_ms(), _synced[1]) > RESYNC_S * 1000
+    # the clock NTP set, not ticks: ticks_diff wraps after 2**29 ms (6.2 days) without a connect
+    return not 0 <= now - _synced[1] <= RESYNC_S
