@@ -43,7 +43,6 @@ MAX_ACKS = 8  # encoded acks waiting for the uplink
 LIMIT = 32  # ids remembered on the board (the ones that expire first are forgotten beyond that)
 COUNTERS = ("received", "queued", "done", "failed", "repeats", "refused")
 NO_VALUE = "point has no value (not read)"
-FOREVER = 0xFFFFFFFF  # an id remembered until the memory is full
 NO_CLOCK = ("the board's clock is not set (no NTP since power-up): the meter would get a validity time "
             "that has passed; nothing was sent")
 SCHEDULE = "schedule"  # the action that replaces a lighting schedule on the agent
@@ -100,9 +99,7 @@ class Remote:
         except Exception:  # none yet (OSError), or torn (CborError): start empty
             return
         if type(rows) is list:
-            from firmware_py import rt
-
-            self.memory.load(rows, rt.now())
+            self.memory.load(rows, 0)  # every id, whatever the clock reads now (`begin`)
 
     def save(self) -> None:
         tmp = self.path + ".new"
@@ -142,11 +139,11 @@ class Remote:
         return prior
 
     def begin(self, cmd, now: int) -> None:
-        self.memory.expire(now)
-        # with the clock not set, now + id_window would pass the moment NTP sets it, and a replay
-        # would run again: such an id is kept until the memory is full (then it goes last)
-        until = rules.remember_until(cmd, now, self.id_window) if clock.is_set(now) else FOREVER
-        self.memory.begin(cmd, until)
+        # Ids are forgotten only when the memory is full (the one that expires first goes), never
+        # because the clock passed their time: the clock is the board's weakest part (unset after
+        # power-up, then set by NTP, which a forged answer can move days ahead and back), and an id
+        # forgotten in such a jump would let a replay of its command run again.
+        self.memory.begin(cmd, rules.remember_until(cmd, now, self.id_window))
         self.save()
         self.counters["queued"] += 1
 

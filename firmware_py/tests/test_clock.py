@@ -180,18 +180,28 @@ def test_the_compiled_config_carries_the_day_before_it_was_made() -> None:
         compiled.check(cfg)
 
 
-def test_an_id_taken_before_the_clock_was_set_is_not_forgotten_when_ntp_sets_it(tmp_path) -> None:
-    """An unsigned command without `exp` is remembered for `id_window` from the board's now; with the
-    clock at 2021 that time passes the moment NTP sets it, and a replay would run again."""
+def test_ids_are_not_forgotten_when_the_clock_jumps(tmp_path) -> None:
+    """An id is remembered for `id_window` from the board's now; with the clock at 2021 that time
+    passes the moment NTP sets it, and a forged NTP answer can move the clock days ahead and back:
+    the board forgets an id only when its memory is full, never because the clock passed its time."""
     from firmware_py import commands
     from protocols import commands as rules
 
-    remote = commands.Remote({"signed": "switching", "id_window": 3600}, "fw-01", str(tmp_path / "ids"))
-    cmd = rules.open_command(cbor.dumps({"id": "c1", "device": "e1", "point": "p", "value": 1}), [], "fw-01")
-    assert remote.check(cmd, False, RP2_START + 60) is None
-    remote.begin(cmd, RP2_START + 60)
-    remote.finish("c1", True, b"\xa0")
-    remote.memory.expire(REAL)  # NTP set the clock; the next command expires old ids
-    again = commands.Remote({"signed": "switching", "id_window": 3600}, "fw-01", str(tmp_path / "ids"))
-    for r in (remote, again):  # in memory, and from flash after a reboot
-        assert r.check(cmd, False, REAL) == b"\xa0"  # a repeat: the original ack, not a second run
+    spec = {"signed": "switching", "id_window": 3600}
+    remote = commands.Remote(spec, "fw-01", str(tmp_path / "ids"))
+
+    def run(cid: str, now: int) -> rules.Command:
+        raw = cbor.dumps({"id": cid, "device": "e1", "point": "p", "value": 1})
+        cmd = rules.open_command(raw, [], "fw-01")
+        assert remote.check(cmd, False, now) is None
+        remote.begin(cmd, now)
+        remote.finish(cid, True, b"\xa0")
+        return cmd
+
+    first = run("c1", RP2_START + 60)  # before NTP
+    run("c2", REAL + 10 * 86400)  # after a forged answer ten days ahead
+    for r in (remote, commands.Remote(spec, "fw-01", str(tmp_path / "ids"))):  # and after a reboot
+        assert r.check(first, False, REAL) == b"\xa0"  # a repeat: the original ack, not a second run
+    for i in range(commands.LIMIT - 1):  # a full memory forgets the id that expires first
+        run("n%d" % i, REAL + i)
+    assert remote.check(first, False, REAL) is None and remote.memory.evicted == 1

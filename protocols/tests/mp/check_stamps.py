@@ -54,3 +54,4 @@ for label, data in (("number", b"\x01"), ("array of a number", b"\x81\x01"), ("t
 nested = cbor.dumps([{"a": [1, 2.5, "x", b"yz", None, {"b": True}]}, -70000, 1.0e300, "é"])
 check("skip", cbor.skip(nested + b"\xf6", 0, len(nested) + 1), len(nested))
 print("stamps done, %d failures" % failures)
+sys.exit(1 if failures else 0)
