@@ -2,9 +2,10 @@
 
 A board has no battery clock: after a power cut it knows the time only from NTP. The network may come
 up later than the board (a street cabinet's router boots with it and takes a minute), so a failed NTP
-at boot is tried again by the uplink each time it reaches the broker while the clock is not set
-(`clock_due`), and once a day after NTP set it, against drift: lighting schedules, commands with an expiry
-and reading times all need it (firmware_py/clock.py says when the clock is set).
+at boot is tried again by the uplink each time it reaches the broker, and every few minutes while it stays
+connected, as long as the clock is not set (`clock_due`), and once a day after NTP set it, against drift:
+lighting schedules, commands with an expiry and reading times all need it (firmware_py/clock.py says when
+the clock is set).
 """
 
 import time

@@ -22,6 +22,8 @@ from protocols.commands import CLOCK_SET_AFTER
 from protocols.errors import ProtocolError
 
 INVENTORY_PATH = "/inventory.cbor"
+NTP_RETRY_MS = 60000  # while connected, NTP is asked again this long after a failure (then doubled)
+NTP_RETRY_MAX_MS = 900000
 BROKER_RECORD = "/broker.rec"  # "<subscription crc> <inventory crc>" the broker acknowledged
 
 
@@ -72,6 +74,8 @@ class Uplink:
         self.commands = commands
         self.counters = counters
         self.clock_said = False  # "clock not set and NTP failed" was logged (once until NTP works)
+        self.ntp_next = rt.ticks_ms()  # while connected, NTP is looked at again from then on
+        self.ntp_wait = NTP_RETRY_MS  # after a failure: doubled up to NTP_RETRY_MAX_MS
         self.health = health
         self.txbuf = bytearray(self.ring.max_payload)
         self.chunk = bytearray(128)  # the inventory is streamed from flash through this
@@ -182,19 +186,26 @@ class Uplink:
             self.counters["inventories"] += 1
 
     def set_clock(self) -> None:
-        """The network works (the broker answered): set the clock by NTP if it is not set or is a day
-        old (`net.clock_due`); a failure is said once until it works."""
+        """The network works (the broker answered, at each connect and then every `ntp_wait` while
+        connected): set the clock by NTP if it is not set or is a day old (`net.clock_due`). A failure
+        doubles the wait (1 min up to 15: NTP blocks the board for up to its timeout) and is said once
+        until it works."""
+        self.ntp_next = rt.ticks_add(rt.ticks_ms(), self.ntp_wait)
         if not net.clock_due(rt.now()):
             return
         was = rt.now()
         if net.sync_clock():
             self.clock_said = False
+            self.ntp_wait = NTP_RETRY_MS
             if not clock.is_set(was):
                 log.info("clock set by NTP: %d (it read %d)" % (rt.now(), was))
-        elif not clock.is_set(was) and not self.clock_said:
+            return
+        self.ntp_next = rt.ticks_add(rt.ticks_ms(), self.ntp_wait)
+        self.ntp_wait = min(self.ntp_wait * 2, NTP_RETRY_MAX_MS)
+        if not clock.is_set(was) and not self.clock_said:
             self.clock_said = True
             log.warning("clock not set and NTP failed: schedules, expiring commands and reading times wait "
-                        "for it; tried again at each connect")
+                        "for it; tried again at each connect and every few minutes")
 
     async def run(self, beats: list, slot: int, running) -> None:
         """The uplink task: sessions, reconnected on the failover schedule, until `running()` is False."""
@@ -247,6 +258,8 @@ class Uplink:
             if rt.ticks_diff(rt.ticks_ms(), self.next_health) >= 0:
                 self.next_health = rt.ticks_add(rt.ticks_ms(), self.health_ms)
                 await c.publish(self.t_health, self.health(), 0, True)  # retained, as the agent's
+            if rt.ticks_diff(rt.ticks_ms(), self.ntp_next) >= 0:  # a day since NTP, or not set yet
+                self.set_clock()
             await c.keep_alive()
             await rt.sleep_ms(10)
 
