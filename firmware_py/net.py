@@ -12,8 +12,8 @@ import time
 
 from firmware_py import clock, rt
 
-RESYNC_S = 24 * 3600  # a clock NTP set is set again after this long (an RTC drifts seconds a day)
-_synced = [False, 0]  # [NTP set the clock since boot, rt.now() just after]
+RESYNC_S = 24 * 3600  # a set clock is set again after this long (an RTC drifts seconds a day)
+_checked = [0]  # rt.now() when NTP last set the clock, or when boot found it set
 _server = [""]  # config.json `ntp_host`: the site's NTP server on a network without internet ("": ntptime's)
 
 
@@ -41,6 +41,7 @@ def up(cfg: dict, timeout_ms: int = 20000) -> None:
                 time.sleep_ms(100)  # type: ignore[attr-defined]
         if sta.isconnected():
             log.info("wifi: connected to %s, address %s" % (wifi["ssid"], sta.ifconfig()[0]))
+    _checked[0] = rt.now()  # a clock set at boot (the host's, or kept over a watchdog reset): a day
     sync_clock()  # without a network: tried again by the uplink once the broker is reached
 
 
@@ -56,18 +57,15 @@ def sync_clock() -> bool:
     except Exception:
         return False
     clock.jumped(before, rt.now())
-    _synced[0] = True
-    _synced[1] = rt.now()
+    _checked[0] = rt.now()
     return True
 
 
 def clock_due(now: int) -> bool:
-    """True when NTP should be asked now: the clock is not set (`clock.is_set`), or NTP set it `RESYNC_S`
-    ago. A clock set otherwise (by the host when flashing) is left alone: on a network without NTP each
-    try would hold the uplink for the resolver's and NTP's timeouts at every connect."""
+    """True when NTP should be asked now: the clock is not set (`clock.is_set`), or it was set (by NTP,
+    or found set at boot: the host's, or an ESP32's kept over a watchdog reset) `RESYNC_S` ago, or it
+    went back since."""
     if not clock.is_set(now):
         return True
-    if not _synced[0]:
-        return False
-    # the clock NTP set, not ticks: ticks_diff wraps after 2**29 ms (6.2 days) without a connect
-    return not 0 <= now - _synced[1] <= RESYNC_S
+    # by the clock, not ticks: ticks_diff wraps after 2**29 ms (6.2 days) without a connect
+    return not 0 <= now - _checked[0] <= RESYNC_S

@@ -24,6 +24,7 @@ from protocols.errors import ProtocolError
 INVENTORY_PATH = "/inventory.cbor"
 NTP_RETRY_MS = 60000  # while connected, NTP is asked again this long after a failure (then doubled)
 NTP_RETRY_MAX_MS = 900000
+NTP_RESYNC_RETRY_MS = 3600000  # a set clock whose daily NTP failed (a network without NTP): an hour
 BROKER_RECORD = "/broker.rec"  # "<subscription crc> <inventory crc>" the broker acknowledged
 
 
@@ -200,9 +201,12 @@ class Uplink:
             if not clock.is_set(was):
                 log.info("clock set by NTP: %d (it read %d)" % (rt.now(), was))
             return
+        if clock.is_set(was):
+            self.ntp_next = rt.ticks_add(rt.ticks_ms(), NTP_RESYNC_RETRY_MS)
+            return
         self.ntp_next = rt.ticks_add(rt.ticks_ms(), self.ntp_wait)
         self.ntp_wait = min(self.ntp_wait * 2, NTP_RETRY_MAX_MS)
-        if not clock.is_set(was) and not self.clock_said:
+        if not self.clock_said:
             self.clock_said = True
             log.warning("clock not set and NTP failed: schedules, expiring commands and reading times wait "
                         "for it; tried again at each connect and every few minutes")

@@ -79,15 +79,15 @@ def test_ntp_is_asked_again_while_connected_with_a_growing_wait(monkeypatch) -> 
 
     def sync() -> bool:
         tries.append(ticks[0] // 1000)
-        if len(tries) < 6:
+        if len(tries) != 6:  # the sixth works
             return False
-        now[0] = 1_800_000_000
+        now[0] = net._checked[0] = 1_800_000_000  # as sync_clock does
         return True
 
     monkeypatch.setattr(rt, "ticks_ms", lambda: ticks[0])
     monkeypatch.setattr(rt, "now", lambda: now[0])
     monkeypatch.setattr(net, "sync_clock", sync)
-    monkeypatch.setattr(net, "_synced", [False, 0])
+    monkeypatch.setattr(net, "_checked", [0])
     up = types.SimpleNamespace(clock_said=False, ntp_wait=NTP_RETRY_MS, ntp_next=0)
     for second in range(3600):  # the session's check, once a second for an hour
         ticks[0] = second * 1000
@@ -95,23 +95,26 @@ def test_ntp_is_asked_again_while_connected_with_a_growing_wait(monkeypatch) -> 
             Uplink.set_clock(up)
     assert tries == [0, 60, 180, 420, 900, 1800]  # waits of 1, 2, 4, 8 and 15 min after each failure
     assert NTP_RETRY_MAX_MS == 15 * 60000 and up.ntp_wait == NTP_RETRY_MS  # reset once it worked
-    monkeypatch.setattr(net, "_synced", [True, 1_800_000_000])
+    monkeypatch.setattr(net, "_checked", [1_800_000_000])
     now[0] = 1_800_000_000 + net.RESYNC_S + 1  # a day later, still connected
-    for second in range(3600, 3700):
+    for second in range(3600, 3600 + 3 * 3600):  # NTP fails now (a set clock): asked once an hour
         ticks[0] = second * 1000
         if rt.ticks_diff(rt.ticks_ms(), up.ntp_next) >= 0:
             Uplink.set_clock(up)
-    assert tries[6:] == [3600]
+    assert tries[6:] == [3600, 7200, 10800]
 
 
-def test_a_clock_ntp_set_is_set_again_after_a_day(monkeypatch) -> None:
+def test_a_set_clock_is_set_again_after_a_day(monkeypatch) -> None:
     calls = []
-    monkeypatch.setitem(sys.modules, "ntptime", types.SimpleNamespace(settime=lambda: calls.append(1)))
-    monkeypatch.setattr(net, "_synced", [False, 0])
+    monkeypatch.setitem(sys.modules, "ntptime", types.SimpleNamespace(settime=lambda: 1 / 0))
     now = 1_800_000_000
-    assert not net.clock_due(now)  # set by the host, never by NTP since boot: left alone
-    assert net.clock_due(1000)  # not set: ask
     monkeypatch.setattr(rt, "now", lambda: now)
+    monkeypatch.setattr(net, "_checked", [0])
+    net.up({})  # the clock is set at boot (the host's, or an ESP32's kept over a watchdog reset)
+    assert not net.clock_due(now) and not net.clock_due(now + net.RESYNC_S)  # left alone for a day
+    assert net.clock_due(now + net.RESYNC_S + 1)  # then NTP, against drift
+    assert net.clock_due(1000)  # not set: ask
+    monkeypatch.setitem(sys.modules, "ntptime", types.SimpleNamespace(settime=lambda: calls.append(1)))
     assert net.sync_clock() and calls == [1]
     assert not net.clock_due(now)
     assert net.clock_due(1000)  # a clock that went back before 2020
