@@ -25,6 +25,10 @@ log = logging.getLogger("fieldlink.commands")
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS ids (key BLOB PRIMARY KEY, digest BLOB, until INTEGER, ack BLOB)"
 _PURGE_EVERY = 60.0
+#: an id is kept this long after its time passed: a clock that jumps ahead (a Pi that booted with the
+#: time it last shut down and then gets NTP, or a forged NTP answer) must not forget an id whose command
+#: could then be replayed (the board keeps its 32 ids until they are evicted: firmware_py/commands.py)
+KEEP_AFTER = 7 * 86400
 
 
 class IdStore:
@@ -41,10 +45,10 @@ class IdStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
-        now = int(clock())
+        horizon = int(clock()) - KEEP_AFTER
         rows = self._db.execute("SELECT key, digest, until, ack FROM ids").fetchall()
-        interrupted = self.memory.load([list(r) for r in rows], now)
-        self._db.execute("DELETE FROM ids WHERE until < ?", (now,))
+        interrupted = self.memory.load([list(r) for r in rows], horizon)
+        self._db.execute("DELETE FROM ids WHERE until < ?", (horizon,))
         if interrupted:
             self._write_all()
             log.warning("event=commands_interrupted count=%d: commands were running when the agent stopped; "
@@ -105,8 +109,7 @@ class IdStore:
         if time.monotonic() - self._purged < _PURGE_EVERY:
             return
         self._purged = time.monotonic()
-        now = int(self.clock())
-        gone = self.memory.expire(now)
+        gone = self.memory.expire(int(self.clock()) - KEEP_AFTER)
         if gone:
             self._db.executemany("DELETE FROM ids WHERE key = ?", [(k,) for k in gone])
 
