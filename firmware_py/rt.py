@@ -27,12 +27,22 @@ except AttributeError:  # CPython
         return asyncio.sleep(ms / 1000)
 
 
+def epoch_of(clock) -> int:
+    """POSIX seconds at the start of `clock`'s epoch: MicroPython counts `time.time()` from 2000-01-01 on
+    an ESP32 (and STM32: MICROPY_EPOCH_IS_2000), from 1970 on an RP2040, unix and CPython."""
+    return 946684800 if clock.gmtime(0)[0] == 2000 else 0
+
+
+EPOCH = epoch_of(time)
+
+
 def now() -> int:
-    """POSIX seconds (integer); boards set their RTC by NTP or from the host at boot."""
-    t = time.time()
-    return int(t)
+    """POSIX seconds (integer), whatever the port's epoch; boards set their RTC by NTP or from the
+    host at boot."""
+    return int(time.time()) + EPOCH
 
 
 def localtime(t: int) -> tuple:
-    """(year, month, day, hour, minute, second) of POSIX time `t` in the board's local time."""
-    return tuple(time.localtime(t)[:6])
+    """(year, month, day, hour, minute, second) of POSIX time `t` as the board's `time.localtime` gives
+    it (MicroPython has no time zones: UTC)."""
+    return tuple(time.localtime(t - EPOCH)[:6])

@@ -206,3 +206,31 @@ def test_ids_are_not_forgotten_when_the_clock_jumps(tmp_path) -> None:
     for i in range(commands.LIMIT - 1):  # a full memory forgets the id that expires first
         run("n%d" % i, REAL + i)
     assert remote.check(first, False, REAL) is None and remote.memory.evicted == 1
+
+
+def test_posix_time_on_a_port_whose_epoch_is_2000(monkeypatch) -> None:
+    """MicroPython's esp32 port counts time.time() from 2000-01-01 (its ntptime sets the clock so): the
+    board must still stamp, judge its clock and date relay deadlines in POSIX seconds. Before rt.EPOCH,
+    an ESP32 read 2026 as 1996, took its clock for never set and stamped every reading 30 years early."""
+    from firmware_py import rt
+
+    posix = 1_796_600_000  # 2026-12-06 23:33:20 UTC
+
+    class Esp32Time:  # the esp32 port's time module after NTP
+        @staticmethod
+        def gmtime(t):
+            import time as host
+
+            return host.gmtime(t + 946684800)
+
+        localtime = gmtime
+
+        @staticmethod
+        def time():
+            return posix - 946684800
+
+    assert rt.epoch_of(Esp32Time) == 946684800 and rt.epoch_of(__import__("time")) == 0
+    monkeypatch.setattr(rt, "time", Esp32Time)
+    monkeypatch.setattr(rt, "EPOCH", rt.epoch_of(Esp32Time))
+    assert rt.now() == posix and clock.is_set(rt.now())
+    assert rt.localtime(posix) == (2026, 12, 6, 23, 33, 20)
