@@ -73,8 +73,10 @@ def scaled(raw: Any, point: Point) -> Any:
 class Driver:
     """Runs a device's protocol steps on a link; knows the device's plan, options and point specs."""
 
-    #: a relay command's validity at the meter: now + this (seconds), in local time
+    #: a relay command's validity at the meter: now + this (seconds), in the meter's local time
     action_valid_s = 300
+    #: the meters' time zone ([gateway] timezone, an IANA name; set by the scheduler); None: the system's
+    timezone: str | None = None
 
     def __init__(self, device: Any, profile: Profile, bus: Any) -> None:
         self.device = device
@@ -241,9 +243,19 @@ class Driver:
         """Run an action the profile allows (checked first; nothing is sent when refused); the state read
         back, or None when the device has no point for it."""
         self.check_action(name)
-        until = tuple(time.localtime(time.time() + self.action_valid_s)[:6])
-        return self.run(link, self.steps.action(self.id, self.address, self.opts, name, until,
+        return self.run(link, self.steps.action(self.id, self.address, self.opts, name, self.deadline(),
                                                 self._next_seq()))
+
+    def deadline(self, now: float | None = None) -> tuple:
+        """(year, month, day, hour, minute, second) until which an action is valid at the meter:
+        `action_valid_s` from `now`, in the meters' local time (`timezone`, else the system's)."""
+        t = (time.time() if now is None else now) + self.action_valid_s
+        if self.timezone is None:
+            return tuple(time.localtime(t)[:6])
+        import datetime
+        import zoneinfo
+
+        return tuple(datetime.datetime.fromtimestamp(t, zoneinfo.ZoneInfo(self.timezone)).timetuple()[:6])
 
 
 def run_step(link: Link, reader: Any, opts: Any, step: Any) -> Any:

@@ -563,9 +563,12 @@ class Scheduler:
         self.drivers: dict[str, tuple[BusWorker, Driver]] = {}
         by_bus: dict[str, list[Driver]] = {bus.name: [] for bus in config.buses}
         buses = {bus.name: bus for bus in config.buses}
+        timezone = getattr(getattr(config, "gateway", None), "timezone", None)
         for device in config.devices:
             profile = config.profiles[device.profile]
-            by_bus[device.bus].append(make_driver(device, profile, buses[device.bus]))
+            driver = make_driver(device, profile, buses[device.bus])
+            driver.timezone = timezone  # relay deadlines in the meters' local time
+            by_bus[device.bus].append(driver)
         for bus in config.buses:
             if not by_bus[bus.name]:
                 continue

@@ -75,7 +75,12 @@ class Firmware:
             from protocols import profiles  # noqa: F401  (Point.check_write for commands)
         spec = cfg.get("commands") or {}
         self.remote = Remote(spec, self.gateway_id, spec.get("path", "/cmdids.cbor"))
-        self.commands = Commands(inv, self.buses, self.counters, self.remote)
+        zone = None
+        if "zone" in cfg:  # relay deadlines in the meters' local time
+            from protocols.zone import zone_from_dict
+
+            zone = zone_from_dict(cfg["zone"])
+        self.commands = Commands(inv, self.buses, self.counters, self.remote, zone)
         self.poller = Poller(inv, self.buses, self.packs, self.alarms, self.commands, self.counters)
         self.online = self.poller.online
         self.lighting: Any = None  # firmware_py.lighting.Lighting when the config has schedules

@@ -169,8 +169,9 @@ class Remote:
 class Commands:
     """The command inbox and the acks waiting for the uplink."""
 
-    def __init__(self, inv, buses: list, counters: dict, remote: Remote) -> None:
+    def __init__(self, inv, buses: list, counters: dict, remote: Remote, zone=None) -> None:
         self.inv = inv
+        self.zone = zone  # the meters' local time (protocols/zone.Zone), for relay deadlines; None: UTC
         self.buses = buses
         self.counters = counters
         self.remote = remote
@@ -300,7 +301,10 @@ class Commands:
                 now = rt.now()
                 if not clock.is_set(now):
                     return self.done(cid, False, NO_CLOCK)
-                v = await bus.action(inv, d, ws, rt.localtime(now + ACTION_VALID_S))
+                until = now + ACTION_VALID_S
+                if self.zone is not None:
+                    until = self.zone.local(until)
+                v = await bus.action(inv, d, ws, rt.localtime(until))
             else:
                 v = await bus.write(inv, d, ws, value)
             ok = True

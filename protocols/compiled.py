@@ -26,6 +26,8 @@ refused on the laptop with the same words. Per-point data sits once in shared ta
                 lit name index | -1, lit_above]]
     lighting  (only with schedules) {latitude, longitude, zone (protocols/zone.py's JSON form),
                 alarm_after, schedules: [{name, devices: [device id, ...], steps: [{at, set, days?}]}]}
+    zone      (only with actions and [gateway] timezone) the compiled time zone of a relay command's
+              deadline, the meter's local time (protocols/zone.py's JSON form)
     clock_floor  POSIX seconds, the day before the config was compiled: the board's clock reads
               earlier only when it was not set since power-up (firmware_py/clock.py; optional)
     inventory the retained inventory as CBOR (hex); inventory_crc its CRC-32; seq its sequence number
@@ -87,6 +89,8 @@ def check(cfg: object) -> None:
         _fail("ntp_host", "expected text")
     if "clock_floor" in cfg and type(cfg["clock_floor"]) is not int:  # type: ignore[operator,index]
         _fail("clock_floor", "expected POSIX seconds (an integer)")
+    if "zone" in cfg and type(cfg["zone"]) is not dict:  # type: ignore[operator,index]
+        _fail("zone", "expected a compiled time zone (an object)")
     buses = _list(cfg, "buses")  # type: ignore[arg-type]
     for i in range(len(buses)):
         if type(buses[i]) is not dict or type(buses[i].get("name")) is not str:

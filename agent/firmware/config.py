@@ -116,20 +116,24 @@ def _lighting(config: Any, now: float | None) -> dict | None:
     YEARS_AHEAD years ahead (protocols/zone.py says when it expired)."""
     if not config.schedules:
         return None
-
-    from agent.lighting.zones import compile_zone
-    from protocols import solar
-
     g = config.gateway
-    year = solar.civil_from_days(int((time.time() if now is None else now) // 86400))[0]
     schedules = []
     for table in config.schedules:
         devices = list(config.groups[table["group"]]) if "group" in table else list(table["devices"])
         steps = [{k: step[k] for k in ("at", "set", "days") if k in step} for step in table["steps"]]
         schedules.append({"name": table["name"], "devices": devices, "steps": steps})
-    return {"latitude": float(g.latitude), "longitude": float(g.longitude),
-            "zone": compile_zone(g.timezone, year - 1).to_dict(),
+    return {"latitude": float(g.latitude), "longitude": float(g.longitude), "zone": _zone(g.timezone, now),
             "alarm_after": _number(config.lighting.alarm_after), "schedules": schedules}
+
+
+def _zone(name: str, now: float | None) -> dict:
+    """Time zone `name` compiled from 1 January of last year, YEARS_AHEAD years on (protocols/zone.py
+    says when it expired)."""
+    from agent.lighting.zones import compile_zone
+    from protocols import solar
+
+    year = solar.civil_from_days(int((time.time() if now is None else now) // 86400))[0]
+    return compile_zone(name, year - 1).to_dict()
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")  # firmware_py/log.py
@@ -258,6 +262,8 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
     }
     if lighting is not None:
         out["lighting"] = lighting
+    if actions and g.timezone:  # a relay command's deadline is the meter's local time
+        out["zone"] = _zone(g.timezone, now)
     if wifi:
         out["wifi"] = {"ssid": wifi[0], "password": wifi[1]}
     if log_level not in LOG_LEVELS:
@@ -328,6 +334,10 @@ def run(args: argparse.Namespace) -> int:
     except FirmwareConfigError as exc:
         print("%s: %s" % (args.config, exc), file=sys.stderr)
         return 2
+    if compiled["actions"] and "zone" not in compiled:
+        print("%s: warning: relay commands carry a deadline in the meter's local time, and a board knows "
+              "only UTC: set [gateway] timezone (with latitude and longitude) so that it sends local time"
+              % args.config, file=sys.stderr)
     text = dumps(compiled)
     if args.output:
         with open(args.output, "w") as f:

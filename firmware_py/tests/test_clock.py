@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from types import SimpleNamespace
 
 import cbor2
@@ -234,3 +235,70 @@ def test_posix_time_on_a_port_whose_epoch_is_2000(monkeypatch) -> None:
     monkeypatch.setattr(rt, "EPOCH", rt.epoch_of(Esp32Time))
     assert rt.now() == posix and clock.is_set(rt.now())
     assert rt.localtime(posix) == (2026, 12, 6, 23, 33, 20)
+
+
+def test_a_relay_deadline_is_the_meters_local_time_on_board_and_agent(tmp_path) -> None:
+    """A DL/T 645 relay command carries until when it is valid, which the meter compares with its own
+    clock, set to local time. MicroPython has no time zones: the board sent UTC, 8 h in the past for a
+    meter in Shandong. With [gateway] timezone the board gets the compiled zone (config `zone`) and the
+    agent the same name; both send the same local deadline."""
+    from agent.config import load_config
+    from agent.drivers import make_driver
+    from agent.firmware.config import compile_config
+    from firmware_py import commands, rt
+    from protocols.zone import zone_from_dict
+
+    text = """format = 1
+[gateway]
+site = "lab"
+id = "fw-01"
+latitude = 36.65
+longitude = 117.12
+timezone = "Asia/Shanghai"
+[broker]
+host = "127.0.0.1"
+[[buses]]
+name = "meters"
+port = "/dev/null"
+baud = 2400
+[[devices]]
+id = "e1"
+bus = "meters"
+profile = "dlt645-1p"
+address = "000000000161"
+"""
+    (tmp_path / "site.toml").write_text(text)
+    config = load_config(str(tmp_path / "site.toml"))
+    cfg = compile_config(config, board="host", now=REAL)
+    assert cfg["zone"]["name"] == "Asia/Shanghai"
+    sent: list = []
+
+    class Bus:
+        async def action(self, inv, d, ws, until):
+            sent.append(until)
+            return 1
+
+    remote = SimpleNamespace(finish=lambda cid, ok, ack: None)
+    box = commands.Commands(SimpleNamespace(), [], {"acks_dropped": 0}, remote, zone_from_dict(cfg["zone"]))
+    saved = rt.now
+    rt.now = lambda: REAL
+    try:
+        asyncio.run(box.run_job(Bus(), ["c1", 0, -1, "relay_trip", None, False]))
+    finally:
+        rt.now = saved
+    driver = make_driver(config.devices[0], config.profiles["dlt645-1p"], config.buses[0])
+    driver.timezone = config.gateway.timezone
+    assert sent == [driver.deadline(REAL)] == [rt.localtime(REAL + 300 + 8 * 3600)]
+
+
+def test_firmware_config_warns_of_relays_without_a_time_zone(tmp_path, capsys) -> None:
+    from agent.cli import main
+
+    site = tmp_path / "relay.toml"
+    site.write_text('format = 1\n[gateway]\nsite = "lab"\nid = "fw-01"\n[broker]\nhost = "127.0.0.1"\n'
+                    '[[buses]]\nname = "meters"\nport = "/dev/null"\nbaud = 2400\n[[devices]]\nid = "e1"\n'
+                    'bus = "meters"\nprofile = "dlt645-1p"\naddress = "000000000161"\n')
+    assert main(["firmware", "config", str(site), "-o", str(tmp_path / "fw.json")]) == 0
+    err = capsys.readouterr().err
+    assert "%s: warning: relay commands carry a deadline in the meter's local time" % site in err
+    assert "zone" not in json.loads((tmp_path / "fw.json").read_text())
