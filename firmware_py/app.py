@@ -18,6 +18,7 @@ short-lived values the codecs and steps return.
 """
 
 import asyncio
+import sys
 
 from firmware_py import boots, health, log, rt
 from firmware_py.alarms import Alarms
@@ -29,6 +30,17 @@ from firmware_py.packs import Packs
 from firmware_py.poller import Poller
 from firmware_py.uplink import Uplink
 from protocols.quality import QUALITY  # noqa: F401  (a point's quality code -> its name)
+
+#: the longest hardware watchdog a port has: an RP2040 counts at most 8388 ms (an RP2350 16777), and
+#: machine.WDT refuses more ("timeout exceeds 8388"); an ESP32 takes any
+WDT_MAX_MS = {"rp2": 8000}
+
+
+def wdt_timeout(watchdog_ms: int, platform: str = sys.platform) -> int:
+    """The hardware watchdog's timeout for config `watchdog_ms` on `platform`. The main loop stops
+    feeding it when a task shows no progress for `watchdog_ms` // 2, whatever the hardware's timeout."""
+    return min(watchdog_ms, WDT_MAX_MS.get(platform, watchdog_ms))
+
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,8 +127,8 @@ class Firmware:
         if self.lighting is not None:
             slot = len(self.buses) + 1
             tasks.append(asyncio.create_task(self.lighting.run(self.beats, slot, self._running)))
-        wdt = self.hw.wdt(self.watchdog_ms)
-        limit = self.watchdog_ms // 2
+        wdt = self.hw.wdt(wdt_timeout(self.watchdog_ms))
+        limit = self.watchdog_ms // 2  # a task this long without progress: no more feeding
         start = rt.ticks_ms()
         while self.running:
             now = rt.ticks_ms()

@@ -302,3 +302,14 @@ def test_firmware_config_warns_of_relays_without_a_time_zone(tmp_path, capsys) -
     err = capsys.readouterr().err
     assert "%s: warning: relay commands carry a deadline in the meter's local time" % site in err
     assert "zone" not in json.loads((tmp_path / "fw.json").read_text())
+
+
+def test_an_rp2040_gets_a_watchdog_it_can_arm() -> None:
+    """machine.WDT on an RP2040 refuses more than 8388 ms ("timeout exceeds 8388"), and the default is
+    30 s: the firmware raised at start, main.py printed it and spun with no watchdog armed, for ever.
+    The hardware timeout is capped per port; a stuck task is still one silent for watchdog_ms / 2."""
+    from firmware_py.app import wdt_timeout
+
+    assert wdt_timeout(30000, "rp2") == 8000 <= 8388
+    assert wdt_timeout(5000, "rp2") == 5000
+    assert wdt_timeout(30000, "esp32") == 30000 and wdt_timeout(30000, "webassembly") == 30000

@@ -140,6 +140,7 @@ def rp2_clock():   # MicroPython's rp2 port starts the clock at 2021-01-01 at po
     return 1609459200 + time.ticks_diff(time.ticks_ms(), T0) // 1000
 rt.now = rp2_clock
 
+app.WDT_MAX_MS["webassembly"] = 8000    # an RP2040's watchdog counts at most 8388 ms
 cfg = json.load(open('/config.json'))
 net.up(cfg)                          # NTP fails at boot: the network is not there yet
 gw = app.Firmware(cfg, hw_host.Host())
@@ -214,6 +215,7 @@ def test_an_rp2040_publishes_what_it_read_before_ntp_in_posix_time(tmp_path) -> 
     summary = res.values()[-1]
     assert summary["ntp"] == 2  # at boot (failed), at the first connect (set)
     assert summary["epoch"] == 0  # this port counts from 1970, as an RP2040 (an ESP32: test_clock.py)
+    assert res.host["wdt_timeout"] == 8000 and res.host["wdt_max_gap_ms"] < 8000  # armed, and fed
 
     before = [r for r in readings if r[2] < back[0] - 2]  # mended times are right within a second
     assert len(before) >= 6, "readings taken while the broker was away: %d" % len(before)  # 3 a poll
