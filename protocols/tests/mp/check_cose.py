@@ -10,17 +10,7 @@ import binascii
 
 from protocols import cbor, commands, cose
 from protocols.commands import IdMemory, Refused, open_command
-
-failures = 0
-
-
-def check(case, got, want):
-    global failures
-    if got == want:
-        print("ok %s %s" % (case, got))
-    else:
-        failures += 1
-        print("FAIL %s got %r want %r" % (case, got, want))
+from protocols.tests.mp.vectors import check, done
 
 
 def h(text):
@@ -107,5 +97,4 @@ check("load", restored.load(memory.rows(), NOW), 0)
 check("restored-repeat", restored.check(cmd) == commands.ack_bytes("c9", True), True)
 check("expire", len(restored.expire(NOW + 61)), 1)
 
-if failures:
-    print("FAIL %d checks" % failures)
+done()

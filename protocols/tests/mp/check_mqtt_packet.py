@@ -11,17 +11,7 @@ sys.path.insert(0, ".")
 from protocols import mqtt_packet as mp
 from protocols.errors import ProtocolError
 from protocols.mqtt_packet import MqttError
-
-failures = 0
-
-
-def check(case, got, want):
-    global failures
-    if got == want:
-        print("ok %s %s" % (case, got))
-    else:
-        failures += 1
-        print("FAIL %s got %r want %r" % (case, got, want))
+from protocols.tests.mp.vectors import check, done
 
 
 def hexs(b):
@@ -160,5 +150,4 @@ for cut in range(len(everything) + 1):
     counts.append(len(got))
 check("prefixes", (counts[-1], counts == sorted(counts)), (len(GOOD), True))
 
-print("done %d failures" % failures)
-sys.exit(1 if failures else 0)
+done()

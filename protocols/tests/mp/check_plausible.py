@@ -8,17 +8,7 @@ sys.path.insert(0, ".")
 
 from protocols.plausible import REBASE_AFTER, Plausible, check_spec, for_points, from_spec
 from protocols.profiles import parse_profile
-
-failures = 0
-
-
-def check(case, got, want):
-    global failures
-    if got == want:
-        print("ok %s %s" % (case, got))
-    else:
-        failures += 1
-        print("FAIL %s got %r want %r" % (case, got, want))
+from protocols.tests.mp.vectors import check, done
 
 
 def feed(p, values):
@@ -66,5 +56,4 @@ try:
 except Exception as exc:
     check("profile-refuses", "min 1 is above max 0" in str(exc), True)
 
-print("done %d failures" % failures)
-sys.exit(1 if failures else 0)
+done()

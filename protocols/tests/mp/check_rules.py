@@ -7,17 +7,7 @@ import sys
 sys.path.insert(0, ".")
 
 from protocols.rules import Rule, RuleSet
-
-failures = 0
-
-
-def check(case, got, want):
-    global failures
-    if got == want:
-        print("ok %s %s" % (case, got))
-    else:
-        failures += 1
-        print("FAIL %s got %r want %r" % (case, got, want))
+from protocols.tests.mp.vectors import check, done
 
 
 def feed(rule, values):
@@ -42,5 +32,4 @@ try:
 except ValueError:
     check("refused", "ValueError", "ValueError")
 
-print("done %d failures" % failures)
-sys.exit(1 if failures else 0)
+done()

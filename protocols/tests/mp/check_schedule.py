@@ -11,19 +11,8 @@ sys.path.insert(0, ".")
 
 from protocols import solar
 from protocols.schedule import Place, ScheduleError, parse_schedule
+from protocols.tests.mp.vectors import check, done
 from protocols.zone import fixed_zone, zone_from_dict
-
-failures = 0
-
-
-def check(case, got, want):
-    global failures
-    if got == want:
-        print("ok %s %s" % (case, got))
-    else:
-        failures += 1
-        print("FAIL %s got %r want %r" % (case, got, want))
-
 
 BERLIN = zone_from_dict(json.loads(
     '{"name": "Europe/Berlin", "until": 1830297600, "changes": [[1767225600, 3600], [1774746000, 7200],'
@@ -104,5 +93,4 @@ for bad, key in (({"at": "sunset+10", "set": {"on": True}}, "at"), ({"at": "18:0
         check("refused %s" % key, (e.step, e.key), (1, key))
         print("message %s" % e)
 
-print("done %d failures" % failures)
-sys.exit(1 if failures else 0)
+done()

@@ -9,18 +9,7 @@ import sys
 sys.path.insert(0, ".")
 
 from protocols import solar
-
-failures = 0
-
-
-def check(case, got, want):
-    global failures
-    if got == want:
-        print("ok %s %s" % (case, got))
-    else:
-        failures += 1
-        print("FAIL %s got %r want %r" % (case, got, want))
-
+from protocols.tests.mp.vectors import check, done
 
 check("days 1970", solar.days_from_civil(1970, 1, 1), 0)
 check("days 2000", solar.days_from_civil(2000, 1, 1), 10957)
@@ -73,5 +62,4 @@ for bad in ((91.0, 0.0, "sunset"), (0.0, 200.0, "sunset"), (0.0, 0.0, "noon")):
     except ValueError as e:
         check("refused %r" % (bad,), str(e)[:20], str(e)[:20])
 
-print("done %d failures" % failures)
-sys.exit(1 if failures else 0)
+done()

@@ -12,19 +12,10 @@ import binascii
 from protocols import alarms, cbor, senml, stamps
 from protocols.commands import CLOCK_SET_AFTER
 from protocols.errors import CborError
+from protocols.tests.mp.vectors import check, done
 
 UNSET = stamps.UNSET_BASE
 SHIFT = 1796000000 - UNSET
-failures = 0
-
-
-def check(case, got, want):
-    global failures
-    if got == want:
-        print("ok %s %s" % (case, got))
-    else:
-        failures += 1
-        print("FAIL %s got %r want %r" % (case, got, want))
 
 
 times = [UNSET, UNSET, UNSET + 7, 1796000100]
@@ -53,5 +44,4 @@ for label, data in (("number", b"\x01"), ("array of a number", b"\x81\x01"), ("t
 
 nested = cbor.dumps([{"a": [1, 2.5, "x", b"yz", None, {"b": True}]}, -70000, 1.0e300, "é"])
 check("skip", cbor.skip(nested + b"\xf6", 0, len(nested) + 1), len(nested))
-print("stamps done, %d failures" % failures)
-sys.exit(1 if failures else 0)
+done()
