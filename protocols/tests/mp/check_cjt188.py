@@ -9,6 +9,7 @@ import binascii
 from protocols import cjt188 as c
 from protocols.errors import AbnormalReply, ProtocolError
 from protocols.tests.meter_cases import frames_each_byte, missing_each_byte
+from protocols.tests.mp.vectors import check, done
 
 A = "00000000123456"
 READ = "fefefefe68105634120000000001031f9001c816"
@@ -24,11 +25,6 @@ def un(text):
     return binascii.unhexlify(text)
 
 
-def check(case, got, want):
-    if got != want:
-        print("FAIL %s got %s want %s" % (case, got, want))
-    else:
-        print("%s %s" % (case, got))
 
 
 def error_name(fn, *args):
@@ -120,3 +116,4 @@ check("reader missing", missing_each_byte(c.Cjt188FrameReader(), b"\xfe" + un(RE
 # the reply behind it still comes whole at its last byte
 check("reader behind a noise 68", frames_each_byte(c.Cjt188FrameReader(), b"\x68" + un(REPLY)),
       "35:00000000123456")
+done()

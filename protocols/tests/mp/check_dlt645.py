@@ -9,6 +9,7 @@ import binascii
 from protocols import dlt645 as d
 from protocols.errors import AbnormalReply, ProtocolError
 from protocols.tests.meter_cases import frames_each_byte, missing_each_byte
+from protocols.tests.mp.vectors import check, done
 
 A = "000000000161"
 
@@ -21,11 +22,6 @@ def un(text):
     return binascii.unhexlify(text.replace(" ", ""))
 
 
-def check(case, got, want):
-    if got != want:
-        print("FAIL %s got %s want %s" % (case, got, want))
-    else:
-        print("%s %s" % (case, got))
 
 
 def error_name(fn, *args):
@@ -151,3 +147,4 @@ check("followup bound", error_name(loop.feed, again), "FrameError")
 torn = un(REPLIES[2][1])
 check("reader behind a torn frame", frames_each_byte(d.Dlt645FrameReader(), torn[:len(torn) // 2] + torn),
       "%d:000000000161" % (len(torn) // 2 + len(torn) - 1))
+done()

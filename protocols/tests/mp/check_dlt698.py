@@ -12,6 +12,7 @@ from protocols import axdr
 from protocols import dlt698 as d
 from protocols.errors import ProtocolError
 from protocols.tests.meter_cases import missing_each_byte
+from protocols.tests.mp.vectors import check, done
 
 
 def hx(data):
@@ -22,11 +23,6 @@ def un(text):
     return binascii.unhexlify(text.replace(" ", ""))
 
 
-def check(case, got, want):
-    if got != want:
-        print("FAIL %s got %s want %s" % (case, got, want))
-    else:
-        print("%s %s" % (case, got))
 
 
 def error_name(fn, *args):
@@ -138,3 +134,4 @@ check("reader frames", " ".join(f.address for f in frames), "000039200933 000000
 check("reader errors", str(all(isinstance(e, ProtocolError) for e in reader.take_errors())), "True")
 check("reader missing", missing_each_byte(d.Dlt698FrameReader(), b"\xfe\xfe" + un(H3_RSP)),
       "12 12 11 10 9 8 12 11 10 9 8 7 6 5 4 21 20 19 18 17 16 15 14 13 12 11 10 9 8 7 6 5 4 3 2 1 0")
+done()

@@ -10,18 +10,7 @@ sys.path.insert(0, ".")
 from protocols import cbor, lighting
 from protocols.commands import group_outcome
 from protocols.lighting import AS_SCHEDULED, BURNING, DARK, LightWatch
-
-failures = 0
-
-
-def check(case, got, want):
-    global failures
-    if got == want:
-        print("ok %s %r" % (case, got))
-    else:
-        failures += 1
-        print("FAIL %s got %r want %r" % (case, got, want))
-
+from protocols.tests.mp.vectors import check, done
 
 # the order of a device's writes: dim before the lamp lights, the lamp dark before anything else
 check("on last", lighting.ordered({"on": True, "dim": 0.8, "colour": 3}, "on"),
@@ -77,6 +66,4 @@ want = "2 of 3 devices failed: b: timeout: no reply within 100 ms; \u2026"
 missing = out["value"]["c"] == {"ok": False, "error": "not run", "value": None}
 check("group failed", (out["ok"], out["error"] == want, missing), (False, True, True))
 print("group error %s" % out["error"][:-2])
-
-print("done %d failures" % failures)
-sys.exit(1 if failures else 0)
+done()

@@ -9,6 +9,7 @@ import binascii
 from protocols import modbus as mb
 from protocols.errors import ExceptionResponse, ProtocolError
 from protocols.modbus import device as mbdev
+from protocols.tests.mp.vectors import check, done
 
 
 def hx(data):
@@ -19,11 +20,6 @@ def un(text):
     return binascii.unhexlify(text)
 
 
-def check(case, got, want):
-    if got != want:
-        print("FAIL %s got %s want %s" % (case, got, want))
-    else:
-        print("%s %s" % (case, got))
 
 
 def error_name(fn, *args):
@@ -190,3 +186,4 @@ for pdu in (un("0600010002"), un("10000000020400010002"), un("2b0e0100")):
     sizer.expect_reply(mb.rtu_frame(1, pdu))
     sizes.append(sizer.reply_size)
 check("reply sizes", ",".join(["%d" % n for n in sizes]), "6,7,7,25,255,7,8,8,0")
+done()

@@ -10,17 +10,13 @@ import struct
 from protocols import points
 from protocols.bcd import bcd_to_int, int_to_bcd
 from protocols.errors import ProtocolError
+from protocols.tests.mp.vectors import check, done
 
 
 def regs_hex(regs):
     return ",".join(["%04x" % r for r in regs])
 
 
-def check(case, got, want):
-    if got != want:
-        print("FAIL %s got %s want %s" % (case, got, want))
-    else:
-        print("%s %s" % (case, got))
 
 
 def outcome(fn, *args):
@@ -119,3 +115,4 @@ for kind in ("u16", "s16", "u32", "s32", "u64", "s64", "bcd16", "bcd32"):
                 print("FAIL roundtrip %s %s %d" % (kind, order, value))
             total += 1
 print("roundtrip %d" % total)
+done()

@@ -13,17 +13,7 @@ sys.path.insert(0, ".")
 from protocols import alarms, axdr, cjt188, dlt645, dlt698, modbus, poll, quality, registry
 from protocols.errors import NoReply, WriteRefused, error_kind
 from protocols.scaling import scaled
-
-failures = 0
-
-
-def check(case, got, want):
-    global failures
-    if got == want:
-        print("ok %s %r" % (case, got))
-    else:
-        failures += 1
-        print("FAIL %s got %r want %r" % (case, got, want))
+from protocols.tests.mp.vectors import check, done
 
 
 def run(step, answer, reader):
@@ -200,4 +190,4 @@ check("quality rule", [quality.change(False, "bad_bcd"), quality.change(True, "b
 check("alarm", sorted(alarms.alarm("e", None, "comms", "no reply", True, 1700000000.5).items()),
       sorted({"device": "e", "point": None, "kind": "comms", "value": "no reply", "state": "raised",
               "time": 1700000000}.items()))
-print("failures %d" % failures)
+done()
