@@ -136,6 +136,28 @@ def _zone(name: str, now: float | None) -> dict:
     return compile_zone(name, year - 1).to_dict()
 
 
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def name_warnings(compiled: dict) -> list:
+    """On an RP2040 a DNS lookup blocks the whole board, and its hardware watchdog allows 8 s
+    (firmware_py/app.py WDT_MAX_MS): a host name whose lookup times out resets it. One warning per name."""
+    if compiled.get("board") != "rp2040":
+        return []
+    names = [("broker host", compiled["broker"]["host"])]
+    names.append(("NTP host (--ntp-host)", compiled.get("ntp_host") or "pool.ntp.org"))
+    return ["%s %s is a name: on an RP2040 a DNS lookup that takes more than 8 s (no DNS answering) "
+            "resets the board; give an IP address, or make sure DNS answers" % (what, host)
+            for what, host in names if not _is_address(host)]
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")  # firmware_py/log.py
 
 
@@ -338,6 +360,8 @@ def run(args: argparse.Namespace) -> int:
         print("%s: warning: relay commands carry a deadline in the meter's local time, and a board knows "
               "only UTC: set [gateway] timezone (with latitude and longitude) so that it sends local time"
               % args.config, file=sys.stderr)
+    for warning in name_warnings(compiled):
+        print("%s: warning: %s" % (args.config, warning), file=sys.stderr)
     text = dumps(compiled)
     if args.output:
         with open(args.output, "w") as f:

@@ -313,3 +313,24 @@ def test_an_rp2040_gets_a_watchdog_it_can_arm() -> None:
     assert wdt_timeout(30000, "rp2") == 8000 <= 8388
     assert wdt_timeout(5000, "rp2") == 5000
     assert wdt_timeout(30000, "esp32") == 30000 and wdt_timeout(30000, "webassembly") == 30000
+
+
+def test_firmware_config_warns_of_host_names_on_an_rp2040(tmp_path, capsys) -> None:
+    """An RP2040's watchdog allows 8 s, and a DNS lookup blocks the board: a name whose lookup times out
+    resets it. `fieldlink firmware config --board rp2040` names each host that is not an address."""
+    from agent.cli import main
+
+    site = tmp_path / "site.toml"
+    site.write_text('format = 1\n[gateway]\nsite = "lab"\nid = "fw-01"\n[broker]\nhost = "mqtt.example"\n')
+    out = str(tmp_path / "fw.json")
+    assert main(["firmware", "config", str(site), "--board", "rp2040", "-o", out]) == 0
+    err = capsys.readouterr().err
+    assert "broker host mqtt.example is a name: on an RP2040 a DNS lookup" in err
+    assert "NTP host (--ntp-host) pool.ntp.org is a name" in err
+    site.write_text(site.read_text().replace("mqtt.example", "10.0.0.2"))
+    args = ["firmware", "config", str(site), "--board", "rp2040", "--ntp-host", "10.0.0.1", "-o", out]
+    assert main(args) == 0
+    assert "is a name" not in capsys.readouterr().err
+    site.write_text(site.read_text().replace("10.0.0.2", "mqtt.example"))
+    assert main(["firmware", "config", str(site), "--board", "esp32", "-o", out]) == 0
+    assert "is a name" not in capsys.readouterr().err  # an ESP32's watchdog is the 30 s asked for
