@@ -53,9 +53,10 @@ def health(fw) -> bytes:
     ring = fw.ring
     c = fw.counters
     client = fw.uplink.client
+    now = rt.now()
     msg = {
-        "gateway": fw.gateway_id, "site": fw.site, "time": rt.now(),
-        "clock": {"set": clock.is_set(rt.now()), "floor": clock.floor(), "mended": c["mended"],
+        "gateway": fw.gateway_id, "site": fw.site, "time": now,
+        "clock": {"set": clock.is_set(now), "floor": clock.floor(), "mended": c["mended"],
                   "unmended": c["unmended"]},
         "uptime": rt.ticks_diff(rt.ticks_ms(), fw.started) // 1000, "connected": client.connected,
         "readings": {"made": c["made"], "published": c["packs"], "buffered": fw.packs.writer.count,

@@ -56,8 +56,9 @@ def sync_clock() -> bool:
         ntptime.settime()
     except Exception:
         return False
-    clock.jumped(before, rt.now())
-    _checked[0] = rt.now()
+    after = rt.now()
+    clock.jumped(before, after)
+    _checked[0] = after
     return True
 
 

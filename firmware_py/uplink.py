@@ -191,25 +191,24 @@ class Uplink:
         connected): set the clock by NTP if it is not set or is a day old (`net.clock_due`). A failure
         doubles the wait (1 min up to 15: NTP blocks the board for up to its timeout) and is said once
         until it works."""
-        self.ntp_next = rt.ticks_add(rt.ticks_ms(), self.ntp_wait)
-        if not net.clock_due(rt.now()):
-            return
         was = rt.now()
-        if net.sync_clock():
+        wait = self.ntp_wait
+        if not net.clock_due(was):
+            pass  # not due: looked at again after the wait
+        elif net.sync_clock():
             self.clock_said = False
-            self.ntp_wait = NTP_RETRY_MS
+            wait = self.ntp_wait = NTP_RETRY_MS
             if not clock.is_set(was):
                 log.info("clock set by NTP: %d (it read %d)" % (rt.now(), was))
-            return
-        if clock.is_set(was):
-            self.ntp_next = rt.ticks_add(rt.ticks_ms(), NTP_RESYNC_RETRY_MS)
-            return
-        self.ntp_next = rt.ticks_add(rt.ticks_ms(), self.ntp_wait)
-        self.ntp_wait = min(self.ntp_wait * 2, NTP_RETRY_MAX_MS)
-        if not self.clock_said:
-            self.clock_said = True
-            log.warning("clock not set and NTP failed: schedules, expiring commands and reading times wait "
-                        "for it; tried again at each connect and every few minutes")
+        elif clock.is_set(was):
+            wait = NTP_RESYNC_RETRY_MS
+        else:
+            self.ntp_wait = min(wait * 2, NTP_RETRY_MAX_MS)
+            if not self.clock_said:
+                self.clock_said = True
+                log.warning("clock not set and NTP failed: schedules, expiring commands and reading times "
+                            "wait for it; tried again at each connect and every few minutes")
+        self.ntp_next = rt.ticks_add(rt.ticks_ms(), wait)
 
     async def run(self, beats: list, slot: int, running) -> None:
         """The uplink task: sessions, reconnected on the failover schedule, until `running()` is False."""

@@ -9,6 +9,8 @@ unsigned integers in CBOR (head 0x1a), before and after the move, so the record 
 nothing is allocated; a time encoded otherwise is left alone.
 """
 
+import struct
+
 from protocols import cbor
 from protocols.errors import CborError
 
@@ -31,13 +33,9 @@ def _mend_map(buf, pos: int, end: int, low: int, high: int, delta: int) -> tuple
         timed = _is_time_key(buf, pos, end)
         pos = cbor.skip(buf, pos, end)
         if timed and pos + 5 <= end and buf[pos] == 0x1A:
-            t = (buf[pos + 1] << 24) | (buf[pos + 2] << 16) | (buf[pos + 3] << 8) | buf[pos + 4]
+            t = struct.unpack_from(">I", buf, pos + 1)[0]
             if low <= t < high:
-                t += delta
-                buf[pos + 1] = (t >> 24) & 0xFF
-                buf[pos + 2] = (t >> 16) & 0xFF
-                buf[pos + 3] = (t >> 8) & 0xFF
-                buf[pos + 4] = t & 0xFF
+                struct.pack_into(">I", buf, pos + 1, t + delta)
                 mended += 1
         pos = cbor.skip(buf, pos, end)
     return mended, pos

@@ -101,18 +101,17 @@ def verdict(state: dict, now: float) -> tuple[int, list[str]]:
     if trouble:
         problems.append(trouble)
     updated = state.get("updated")
+    reads = time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(updated or 0)))
     if state.get("clock_set") is False:  # a board says so itself (its config's floor: firmware_py/clock.py)
         problems.append(
             "the board's clock is not set (it reads %s UTC): NTP has not answered since power-up; schedules "
             "wait, relay commands and commands with an expiry are refused, and readings are stamped from "
-            "2000-01-01 until NTP answers (then mended); check its network's NTP server (--ntp-host)"
-            % time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(updated or 0)))
+            "2000-01-01 until NTP answers (then mended); check its network's NTP server (--ntp-host)" % reads
         )
     elif updated is not None and float(updated) < CLOCK_SET_AFTER:
         problems.append(
             "the gateway's clock is not set (it reads %s UTC): readings carry that time and commands with an "
-            "expiry are refused; set it by NTP (on a Pi: timedatectl set-ntp true)"
-            % time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(updated)))
+            "expiry are refused; set it by NTP (on a Pi: timedatectl set-ntp true)" % reads
         )
     age = now - float(updated or now)
     if state.get("source") == "local" and age > float(state.get("stale_after", 15.0)):
