@@ -88,10 +88,14 @@ class Firmware:
         spec = cfg.get("commands") or {}
         self.remote = Remote(spec, self.gateway_id, spec.get("path", "/cmdids.cbor"))
         zone = None
-        if "zone" in cfg:  # relay deadlines in the meters' local time
+        if "zone" in cfg:  # the schedules' local time, and relay deadlines in the meters' local time
+            from protocols.compiled import CompiledError
             from protocols.zone import zone_from_dict
 
-            zone = zone_from_dict(cfg["zone"])
+            try:
+                zone = zone_from_dict(cfg["zone"])
+            except ValueError as exc:
+                raise CompiledError("config.json: zone: %s" % exc) from None
         self.commands = Commands(inv, self.buses, self.counters, self.remote, zone)
         self.poller = Poller(inv, self.buses, self.packs, self.alarms, self.commands, self.counters)
         self.online = self.poller.online
@@ -99,8 +103,8 @@ class Firmware:
         if "lighting" in cfg:  # protocols/schedule, solar, zone and lighting are loaded only then
             from firmware_py.lighting import Lighting
 
-            self.lighting = Lighting(cfg["lighting"], inv, self.buses, self.poller, self.alarms, self.packs,
-                                     self.ring.max_payload)
+            self.lighting = Lighting(cfg["lighting"], zone, inv, self.buses, self.poller, self.alarms,
+                                     self.packs, self.ring.max_payload)
             self.poller.lighting = self.lighting
             self.commands.lighting = self.lighting
         self.uplink = Uplink(cfg, hw, self.packs, self.commands, self.counters, lambda: health.health(self),

@@ -19,8 +19,9 @@ its own clock.
 * While the board's clock is not set (firmware_py/clock.py: no NTP since power-up) it writes
   nothing: it cannot know which step is in force. `…/health` → `lighting.clock_set` says so.
 
-The compiled config's `lighting` (agent/firmware/config.py) carries the place, the zone and the
-schedules with their groups resolved to device ids; `lamps` the control and lit points.
+The compiled config's `lighting` (agent/firmware/config.py) carries the place and the schedules with
+their groups resolved to device ids; its top-level `zone` the time zone (the app builds one Zone for
+the schedules and relay deadlines); `lamps` the control and lit points.
 """
 
 from firmware_py import clock, log, rt
@@ -29,7 +30,6 @@ from protocols import cbor, lighting
 from protocols.compiled import CompiledError
 from protocols.lighting_run import COUNTERS, IDLE_RECHECK, Machine, Run
 from protocols.schedule import Place, ScheduleError, parse_schedule
-from protocols.zone import zone_from_dict
 
 
 class Apply:
@@ -64,16 +64,16 @@ class Apply:
 class Lighting:
     """The schedules of one board; `run` is its task, the poller and commands call the hooks."""
 
-    def __init__(self, spec: dict, inv, buses: list, poller, alarms, packs, max_event: int) -> None:
+    def __init__(self, spec: dict, zone, inv, buses: list, poller, alarms, packs, max_event: int) -> None:
         self.inv = inv
         self.buses = buses
         self.poller = poller
         self.alarms = alarms
         self.packs = packs
         self.max_event = max_event  # bytes an event record may have (a ring slot)
+        self.zone = zone  # protocols/zone.Zone, the config's top-level zone (the app builds it once)
         try:
-            self.zone = zone_from_dict(spec["zone"])
-            place = Place(spec["latitude"], spec["longitude"], self.zone)
+            place = Place(spec["latitude"], spec["longitude"], zone)
         except ValueError as exc:
             raise CompiledError("config.json: lighting: %s" % exc) from None
         self.alarm_after = spec["alarm_after"]

@@ -24,10 +24,11 @@ refused on the laptop with the same words. Per-point data sits once in shared ta
     groups    [[group name, [device index, ...]]]
     lamps     [[device index, control name index | -1, control writable 0/1, fault alarm armed 0/1,
                 lit name index | -1, lit_above]]
-    lighting  (only with schedules) {latitude, longitude, zone (protocols/zone.py's JSON form),
-                alarm_after, schedules: [{name, devices: [device id, ...], steps: [{at, set, days?}]}]}
-    zone      (only with actions and [gateway] timezone) the compiled time zone of a relay command's
-              deadline, the meter's local time (protocols/zone.py's JSON form)
+    lighting  (only with schedules) {latitude, longitude, alarm_after,
+                schedules: [{name, devices: [device id, ...], steps: [{at, set, days?}]}]}
+    zone      (with schedules, and with actions and [gateway] timezone) the gateway's time zone compiled
+              to an offset table (protocols/zone.py's JSON form): the schedules' local time and a relay
+              command's deadline, the meter's local time; one copy for both
     clock_floor  POSIX seconds, the day before the config was compiled: the board's clock reads
               earlier only when it was not set since power-up (firmware_py/clock.py; optional)
     inventory the retained inventory as CBOR (hex); inventory_crc its CRC-32; seq its sequence number
@@ -43,8 +44,9 @@ sides.
 from protocols import registry
 
 # the layout; a board refuses any other (4 came in two kinds, one with groups, lamps, lighting and
-# writes' broadcast, one with the inventory apart from the status; 5 holds both)
-FORMAT = 5
+# writes' broadcast, one with the inventory apart from the status; 5 holds both; 6 has one time zone,
+# top-level, where 5 had lighting.zone and a second copy for relay deadlines)
+FORMAT = 6
 
 
 class CompiledError(ValueError):
@@ -90,7 +92,7 @@ def check(cfg: object) -> None:
     if "clock_floor" in cfg and type(cfg["clock_floor"]) is not int:  # type: ignore[operator,index]
         _fail("clock_floor", "expected POSIX seconds (an integer)")
     if "zone" in cfg and type(cfg["zone"]) is not dict:  # type: ignore[operator,index]
-        _fail("zone", "expected a compiled time zone (an object)")
+        _fail("zone", "expected a compiled time zone {name, until, changes}")
     buses = _list(cfg, "buses")  # type: ignore[arg-type]
     for i in range(len(buses)):
         if type(buses[i]) is not dict or type(buses[i].get("name")) is not str:
@@ -149,6 +151,8 @@ def check(cfg: object) -> None:
     _check_groups(cfg, len(devices), len(names))  # type: ignore[arg-type]
     if "lighting" in cfg:  # type: ignore[operator]
         _check_lighting(cfg["lighting"])  # type: ignore[index]
+        if "zone" not in cfg:  # type: ignore[operator]
+            _fail("zone", "lighting schedules need the gateway's compiled time zone")
     _hex("inventory", cfg.get("inventory"))  # type: ignore[attr-defined]
     for key, top in (("inventory_crc", 0xFFFFFFFF), ("seq", 0xFFFFFFFF)):
         v = cfg.get(key)  # type: ignore[attr-defined]
@@ -181,8 +185,6 @@ def _check_lighting(lighting: object) -> None:
     for key in ("latitude", "longitude", "alarm_after"):
         if type(lighting.get(key)) not in (int, float):  # type: ignore[attr-defined]
             _fail("lighting." + key, "expected a number")
-    if type(lighting.get("zone")) is not dict:  # type: ignore[attr-defined]
-        _fail("lighting.zone", "expected a compiled time zone {name, until, changes}")
     schedules = lighting.get("schedules")  # type: ignore[attr-defined]
     if type(schedules) is not list or not schedules:
         _fail("lighting.schedules", "expected a non-empty list")

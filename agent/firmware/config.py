@@ -109,11 +109,11 @@ def _lamps(config: Any, index: dict, names: _Table) -> list:
 
 
 def _lighting(config: Any, now: float | None) -> dict | None:
-    """The schedules the board runs, its place and its compiled time zone; None without schedules.
+    """The schedules the board runs and its place; None without schedules (its time zone is the
+    compiled config's top-level `zone`, which relay deadlines use too).
 
     Each schedule is the config's table with its group resolved to device ids (the board parses it
-    with the same protocols/schedule.py); the zone's table starts on 1 January of last year and runs
-    YEARS_AHEAD years ahead (protocols/zone.py says when it expired)."""
+    with the same protocols/schedule.py)."""
     if not config.schedules:
         return None
     g = config.gateway
@@ -122,13 +122,13 @@ def _lighting(config: Any, now: float | None) -> dict | None:
         devices = list(config.groups[table["group"]]) if "group" in table else list(table["devices"])
         steps = [{k: step[k] for k in ("at", "set", "days") if k in step} for step in table["steps"]]
         schedules.append({"name": table["name"], "devices": devices, "steps": steps})
-    return {"latitude": float(g.latitude), "longitude": float(g.longitude), "zone": _zone(g.timezone, now),
+    return {"latitude": float(g.latitude), "longitude": float(g.longitude),
             "alarm_after": _number(config.lighting.alarm_after), "schedules": schedules}
 
 
 def _zone(name: str, now: float | None) -> dict:
     """Time zone `name` compiled from 1 January of last year, YEARS_AHEAD years on (protocols/zone.py
-    says when it expired)."""
+    says when it expired): the board's one zone, for lighting schedules and relay deadlines."""
     from agent.lighting.zones import compile_zone
     from protocols import solar
 
@@ -284,7 +284,7 @@ def compile_config(config: Any, board: str = "esp32", wifi: tuple | None = None,
     }
     if lighting is not None:
         out["lighting"] = lighting
-    if actions and g.timezone:  # a relay command's deadline is the meter's local time
+    if (lighting is not None or actions) and g.timezone:  # schedules; a relay deadline's local time
         out["zone"] = _zone(g.timezone, now)
     if wifi:
         out["wifi"] = {"ssid": wifi[0], "password": wifi[1]}

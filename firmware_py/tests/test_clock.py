@@ -334,3 +334,28 @@ def test_firmware_config_warns_of_host_names_on_an_rp2040(tmp_path, capsys) -> N
     site.write_text(site.read_text().replace("10.0.0.2", "mqtt.example"))
     assert main(["firmware", "config", str(site), "--board", "esp32", "-o", out]) == 0
     assert "is a name" not in capsys.readouterr().err  # an ESP32's watchdog is the 30 s asked for
+
+
+def test_a_site_with_schedules_and_relays_compiles_one_time_zone(tmp_path) -> None:
+    """Lighting schedules and relay deadlines read the same local time: the compiled config carries the
+    zone once, top-level (format 6; format 5 had it in `lighting` and again for relays), and a config
+    with schedules but no zone is refused, naming the key."""
+    import pytest
+
+    from agent.config import load_config
+    from agent.firmware.config import compile_config, dumps
+    from hil_tests.sample_configs import SUN, bus, group, lamp, schedule, site_head
+    from protocols import compiled
+
+    meter = ('[[buses]]\nname = "meters"\nport = "/dev/null"\nbaud = 2400\n[[devices]]\nid = "e1"\n'
+             'bus = "meters"\nprofile = "dlt645-1p"\naddress = "000000000161"\n')
+    text = "\n".join([site_head(signed=None), bus(), lamp(1), group("street", ["lamp-01"]),
+                      schedule("street", SUN, group="street"), meter])
+    (tmp_path / "site.toml").write_text(text)
+    cfg = compile_config(load_config(str(tmp_path / "site.toml")), board="host", now=REAL)
+    assert cfg["actions"] and "schedules" in cfg["lighting"]  # both users of the zone
+    assert "zone" not in cfg["lighting"] and cfg["zone"]["name"] == "Asia/Shanghai"
+    assert dumps(cfg).count('"Asia/Shanghai"') == 1
+    del cfg["zone"]
+    with pytest.raises(compiled.CompiledError, match=r"config\.json: zone: lighting schedules need"):
+        compiled.check(cfg)

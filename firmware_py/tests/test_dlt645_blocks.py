@@ -60,7 +60,7 @@ def test_block_points_compile_to_one_request_with_byte_offsets(tmp_path):
          "points": TARIFFS, "options": {"followup_seq_start": 0, "followup_reply_seq": False,
                                         "max_followups": 3, "preamble": 2}},
     ])
-    assert cfg["format"] == FORMAT == 5
+    assert cfg["format"] == FORMAT == 6
     e1, e2 = cfg["devices"]
     assert len(e1["requests"]) == 2  # the block once, voltage_a once
     frame, idx = e1["requests"][0]
@@ -82,11 +82,11 @@ def test_the_board_refuses_a_config_of_another_format(tmp_path):
     cfg = compiled_for(str(tmp_path), "/dev/null", [
         {"id": "e1", "bus": "meters", "profile": "dlt645-3p", "address": "161", "points": TARIFFS}])
     assert Inventory(cfg).count == 1
-    for old in (2, 4):  # 4: either kind made before the merge (lighting's or the uplink's split)
+    for old in (2, 4, 5):  # 4: either kind made before the merge; 5: lighting.zone and a second zone
         cfg["format"] = old
         with pytest.raises(ValueError) as err:
             Inventory(cfg)
-        want = "config.json is format %d, this firmware reads format 5: compile" % old
+        want = "config.json is format %d, this firmware reads format 6: compile" % old
         assert str(err.value).startswith(want)
 
 
@@ -212,7 +212,7 @@ def test_tariff_points_and_split_values_under_micropython(tmp_path):
         refused, got = poll_all(str(tmp_path), bus.path, devices)
     log = {m.address[-3:]: m.log for m in meters}
     joules = [round(k * J_PER_KWH, 9) for k in KWH]
-    assert refused.startswith("config.json is format 2, this firmware reads format 5")
+    assert refused.startswith("config.json is format 2, this firmware reads format 6")
 
     # one request for the block, each point its own member
     assert got["plain"]["values"] == dict(zip(TARIFFS, joules, strict=True), voltage_a=230.1)

@@ -101,6 +101,7 @@ def test_nothing_is_written_until_the_boards_clock_is_set(tmp_path, monkeypatch)
     from firmware_py import lighting as board_lighting
     from firmware_py import rt
     from firmware_py.inventory import Inventory
+    from protocols.zone import zone_from_dict
 
     path = tmp_path / "site.toml"
     path.write_text(SITE)
@@ -108,7 +109,9 @@ def test_nothing_is_written_until_the_boards_clock_is_set(tmp_path, monkeypatch)
     inv = Inventory(cfg)
     bus = SimpleNamespace(jobs=[], devices=[0, 1])
     poller = SimpleNamespace(online=bytearray(b"\x01\x01"), last_error=[None, None])
-    task = board_lighting.Lighting(cfg["lighting"], inv, [bus], poller, SimpleNamespace(), Packs(), SLOT)
+    zone = zone_from_dict(cfg["zone"])  # the config's one zone: the app builds it, for relays too
+    task = board_lighting.Lighting(cfg["lighting"], zone, inv, [bus], poller, SimpleNamespace(), Packs(),
+                                   SLOT)
     clock = {"now": 86400 * 365}  # 1971: no NTP, no RTC
     monkeypatch.setattr(rt, "now", lambda: clock["now"])
     seen: dict = {}

@@ -129,7 +129,7 @@ def test_the_board_switches_its_lamps_on_schedule_without_a_broker(tmp_path):
             cfg = sim.firmware_config(broker.port, interval=0.5, timeout_ms=100, rules=rules,
                                       extra=schedule_toml(steps), gateway=PLACE, ring_slots=160)
             compiled = json.load(open(cfg))
-            assert compiled["lighting"]["zone"]["name"] == "Asia/Shanghai"
+            assert compiled["zone"]["name"] == "Asia/Shanghai"
             assert compiled["lighting"]["schedules"][0]["devices"] == LAMPS
             client.fault("lamp-04", "lamp_failure")  # dark whatever it is told
 
