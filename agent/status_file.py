@@ -12,7 +12,7 @@ clean stop) knows no agent is running.
      "site": "demo", "gateway": "gw1", "config": "/etc/fieldlink/site.toml",
      "broker": {"connected": true, "since": 1796560001.0, "url": "mqtt://127.0.0.1:1883",
                 "endpoint": "mqtt://127.0.0.1:1883"},
-     "outbox": {"packs": 0, "bytes": 0, "records": 0, "dropped": 0},
+     "outbox": {"packs": 0, "bytes": 0, "records": 0, "dropped": 0}, "clock_synced": true,
      "buses": {"meters": {"port": "/dev/ttyUSB0", "line": "2400 8E1", "port_up": true, "polls": 120,
                           "polls_per_s": 0.4, "errors": {"timeout": 3}, "echoes": 0, "line_errors": 0}},
      "devices": {"flat-101-power": {"bus": "meters", "online": true, "since": 1796560002.0,
@@ -41,7 +41,7 @@ STATUS_EVERY = 2.0  # seconds between writes
 STALE_AFTER = 15.0  # a state not renewed for this long: the agent is hung (or the disk full)
 # the parts of the health map `build` reads (the rest, the buses' counters above all, comes from the
 # scheduler directly): a round asks the uplink for these only
-HEALTH_PARTS = ("connected", "mqtt", "outbox", "readings")
+HEALTH_PARTS = ("clock", "connected", "mqtt", "outbox", "readings")
 
 __all__ = [
     "FORMAT",
@@ -166,6 +166,7 @@ def build(
             "endpoint": mqtt.get("endpoint"),
         },
         "outbox": outbox_state(health),
+        "clock_synced": part(health, "clock").get("synced"),  # the kernel's NTP state; None: unknown
         "buses": buses,
         "devices": devices,
     }

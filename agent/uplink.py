@@ -47,7 +47,7 @@ import paho.mqtt
 
 import agent
 import protocols
-from agent import seams
+from agent import seams, system_clock
 from agent.batcher import Batcher, Reading, make_encoder
 from agent.config_model import Config
 from agent.health import Health
@@ -99,6 +99,7 @@ class Uplink:
         self.health.add("readings", self._reading_counters)
         self.health.add("outbox", self.outbox.stats)
         self.health.add("mqtt", self.publisher.stats)
+        self.health.add("clock", system_clock.health)  # the kernel's NTP state (agent/system_clock.py)
         self._devices_online: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()

@@ -148,6 +148,12 @@ def render(state: dict, now: float, si: bool = False) -> str:
         )
     )
     out.append("  broker  %s" % broker)
+    synced = state.get("clock_synced")
+    if synced is True:
+        out.append("  clock   synchronized (NTP)")
+    elif synced is False:  # shown, not a problem: a site may run without NTP on purpose
+        out.append("  clock   NOT synchronized: the kernel has no NTP sync since boot, readings carry the "
+                   "system time as it is (on a Pi: timedatectl set-ntp true, or give it an NTP server)")
     out.append(
         "  outbox  %s packs, %s readings waiting, %s dropped%s%s"
         % (
@@ -247,6 +253,7 @@ def from_health(status: dict | None, health: dict, url: str) -> dict:
         "uptime": health.get("uptime"),
         "updated": health.get("time"),
         "clock_set": part(health, "clock").get("set"),  # a board's own verdict (None from an agent)
+        "clock_synced": part(health, "clock").get("synced"),  # an agent's kernel NTP state (None: a board)
         "online": (status or {}).get("online"),
         "broker": {
             "connected": bool(health.get("connected", True)),
