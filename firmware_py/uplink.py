@@ -1,15 +1,15 @@
 """The board's uplink: the MQTT session that empties the ring.
 
-A persistent session (clean session off unless broker.persistent_session is false): the broker keeps
-the `…/cmd` subscription and queues commands while the board is away. At each connect: the will (the
-offline status, with this connection's number), then SUBSCRIBE `…/cmd` only when the broker holds no
-session of ours (the backlog waits for the SUBACK, so no command is missed), the status (a small
-retained map), the retained inventory (streamed from flash) only when the broker does not hold this
-one (the agent's rule, agent/broker_memory.py; the board records in BROKER_RECORD what the broker
-acknowledged), then the packs from the ring with a window of QoS 1 publishes in flight, acknowledged
-in the ring on PUBACK; the acks of commands; health on its own schedule; ping on schedule. On any
-error close and reconnect on the agent's schedule for one endpoint (mqtt.Backoff, seeded per board).
-Only this task writes to the socket.
+A persistent session (clean session off unless broker.persistent_session is false): the broker keeps the
+`…/cmd` subscription and queues commands while the board is away. At each connect: the will (the offline
+status, with this connection's number), then SUBSCRIBE `…/cmd` only when the broker holds no session of
+ours (the backlog waits for the SUBACK, so no command is missed), the status (a small retained map), the
+retained inventory (streamed from flash) only when the broker does not hold this one (the agent's rule,
+agent/broker_memory.py; the board records in BROKER_RECORD what the broker acknowledged), then the packs
+from the ring with a window of QoS 1 publishes in flight, acknowledged in the ring on PUBACK (this
+boot's records of unset-clock times wait a while for NTP, `holding`); the acks of commands; health on
+its own schedule; ping on schedule. On any error close and reconnect on the agent's schedule for one
+endpoint (mqtt.Backoff, seeded per board). Only this task writes to the socket.
 """
 
 import binascii
@@ -25,6 +25,9 @@ INVENTORY_PATH = "/inventory.cbor"
 NTP_RETRY_MS = 60000  # while connected, NTP is asked again this long after a failure (then doubled)
 NTP_RETRY_MAX_MS = 900000
 NTP_RESYNC_RETRY_MS = 3600000  # a set clock whose daily NTP failed (a network without NTP): an hour
+# this boot's records of unset-clock times wait this long after the first connect for NTP to answer (at
+# the connect, then 1, 3 and 7 min later), so that they go out mended, while the ring is under half full
+UNTIMED_HOLD_MS = 600000
 BROKER_RECORD = "/broker.rec"  # "<subscription crc> <inventory crc>" the broker acknowledged
 
 
@@ -112,6 +115,9 @@ class Uplink:
         self.inflight_pid = [0] * self.window
         self.inflight_seq = [0] * self.window
         self.cursor = 0
+        self.up_since = -1  # ticks of this boot's first connect (-1: not yet)
+        self.hold_seq = 0  # the first record that waits for NTP (0: none waits)
+        self.hold_over = False  # the wait is over for this boot (time or room)
 
     def _on_open(self) -> None:
         """TCP is up, CONNECT goes next: number this connection, register its will (the offline status)."""
@@ -220,6 +226,8 @@ class Uplink:
                 await c.connect(self.host, self.port)
                 self.counters["connects"] += 1
                 up = True
+                if self.up_since < 0:
+                    self.up_since = rt.ticks_ms()
                 log.info("broker %s:%d connected" % (self.host, self.port))
                 self.set_clock()
                 await self.begin_session()
@@ -266,7 +274,26 @@ class Uplink:
             await c.keep_alive()
             await rt.sleep_ms(10)
 
+    def holding(self) -> bool:
+        """This boot's records of unset-clock times wait for NTP (they go out mended once it answers),
+        once per boot: until UNTIMED_HOLD_MS after the first connect or the ring is half full; from then
+        on they go out as they come, mended when NTP has answered by then, else with their times from
+        2000 (counted `unmended`)."""
+        if clock.shift() or self.hold_over:
+            return False
+        if rt.ticks_diff(rt.ticks_ms(), self.up_since) < UNTIMED_HOLD_MS and \
+                self.ring.pending() * 2 < self.ring.slots:
+            return True
+        self.hold_over = True
+        log.warning("clock still not set: publishing readings with times counted from 2000-01-01 "
+                    "(mended if NTP answers before they go out)")
+        return False
+
     async def _pump(self) -> None:
+        if self.hold_seq:  # waiting for NTP: nothing is read from the ring meanwhile
+            if self.holding():
+                return
+            self.hold_seq = 0
         for i in range(self.window):
             if self.inflight_pid[i]:
                 continue
@@ -279,13 +306,17 @@ class Uplink:
                 seq = self.ring.next_pending(seq)
             if not seq or view is None:
                 return
-            self.cursor = seq
             kind = view[0]
             body = 1
             if kind & UNTIMED:  # recorded before the clock was set: mended when this boot's clock was
+                boot = view[1] | (view[2] << 8)
+                if boot == self.boot & 0xFFFF and self.holding():
+                    self.hold_seq = seq  # this and what follows (all unset-clock times) wait for NTP
+                    return
                 kind &= ~UNTIMED
                 body = 3
-                self.mend(view, view[1] | (view[2] << 8))
+                self.mend(view, boot)
+            self.cursor = seq
             topic = self.topics[kind] if kind < 3 else self.topics[0]
             pid = await self.client.publish(topic, view[body:], 1, False)
             self.inflight_seq[i] = seq

@@ -1,8 +1,9 @@
-"""The board's clock after power-up (firmware_py/clock.py): an RP2040 starts it at 2021-01-01, which
-the built-in 2020 floor took for a set clock; the compiled config's `clock_floor` does not. What the
-board records before NTP sets the clock is stamped from 2000-01-01 and marked in the ring with its
-boot; the uplink moves those times to POSIX time when NTP set the clock in the same boot, and sends
-an earlier boot's as they are (CPython; the same code under MicroPython: test_mpvm_clock.py)."""
+"""The board's clock after power-up (firmware_py/clock.py): an RP2040 starts it at 2021-01-01, which the
+built-in 2020 floor took for a set clock; the compiled config's `clock_floor` does not. What the board
+records before NTP sets the clock is stamped from 2000-01-01 and marked in the ring with its boot; the
+uplink holds this boot's for a while for NTP, moves those times to POSIX time when NTP set the clock in
+the same boot, and sends an earlier boot's as they are (CPython; the same code under MicroPython:
+test_mpvm_clock.py)."""
 
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ CFG = {"ring": {"path": "/r", "slots": 8, "slot_size": 256}, "gateway": {"base_n
        "batch": {"max_records": 50, "max_age": 5, "max_bytes": 1024}}
 
 
-def pump(packs: Packs, boot: int) -> tuple:
-    """Everything in the ring, as the uplink publishes it: [(topic, payload)], counters."""
+def uplink(packs: Packs, boot: int) -> SimpleNamespace:
+    """The uplink's pump on `packs`' ring, first connected at ticks 0; `sent` [(topic, payload)]."""
     sent: list = []
 
     async def publish(topic, payload, qos, retain):
@@ -77,10 +78,18 @@ def pump(packs: Packs, boot: int) -> tuple:
     counters = {"mended": 0, "unmended": 0}
     up = SimpleNamespace(window=16, inflight_pid=[0] * 16, inflight_seq=[0] * 16, cursor=0, ring=packs.ring,
                          txbuf=bytearray(packs.ring.max_payload), topics=("data", "alarm", "event"),
-                         client=SimpleNamespace(publish=publish), boot=boot, counters=counters)
+                         client=SimpleNamespace(publish=publish), boot=boot, counters=counters, sent=sent,
+                         up_since=0, hold_seq=0, hold_over=False)
     up.mend = lambda view, b: Uplink.mend(up, view, b)
+    up.holding = lambda: Uplink.holding(up)
+    return up
+
+
+def pump(packs: Packs, boot: int) -> tuple:
+    """Everything in the ring, as the uplink publishes it: [(topic, payload)], counters."""
+    up = uplink(packs, boot)
     asyncio.run(Uplink._pump(up))
-    return sent, counters
+    return up.sent, up.counters
 
 
 def times(payload: bytes) -> list:
@@ -109,21 +118,82 @@ def test_what_was_recorded_before_ntp_goes_out_in_posix_time() -> None:
     assert [r[0] & UNTIMED for r in raw_records(packs)] == [UNTIMED, UNTIMED, UNTIMED, 0]  # the ring kept
 
 
-def test_an_earlier_boots_or_a_still_unset_clocks_times_go_out_as_they_are() -> None:
+def test_an_earlier_boots_times_go_out_as_they_are() -> None:
     packs = Packs(CFG, FakeHw())
     packs.boot = 6  # recorded in boot 6, which lost power before NTP
     packs.add(b"e1/", b"p", 1.5, RP2_START + 30)
     packs.commit()
-    sent, counters = pump(packs, 7)
+    sent, counters = pump(packs, 7)  # at once: no NTP answer can mend them
     assert times(sent[0][1]) == [UNSET_BASE] and counters == {"mended": 0, "unmended": 1}
-    clock.reset()
-    clock.set_floor(MADE - 86400)
+
+
+def unset_records(n: int) -> Packs:
     packs = Packs(CFG, FakeHw())
     packs.boot = 7
-    packs.add(b"e1/", b"p", 1.5, RP2_START + 30)
+    for i in range(n):  # one pack each: a poll 10 s apart, max_age 5 s
+        packs.add(b"e1/", b"p", 1.5 + i, RP2_START + 30 + 10 * i)
+        packs.commit()
+    return packs
+
+
+def test_this_boots_unset_times_wait_for_ntp_and_go_out_mended(monkeypatch) -> None:
+    """NTP failed at the connect (one lost UDP answer, the router's NTP not up yet): what was read
+    before waits in the ring instead of going out dated 2000, and goes out in POSIX time once NTP
+    answers a minute later. Nothing is read from the ring while it waits."""
+    from firmware_py import rt
+
+    ticks = [1000]
+    monkeypatch.setattr(rt, "ticks_ms", lambda: ticks[0])
+    packs = unset_records(2)
+    up = uplink(packs, 7)
+    asyncio.run(Uplink._pump(up))
+    assert up.sent == [] and up.hold_seq
+    reads = []
+    read = packs.ring.read
+    monkeypatch.setattr(packs.ring, "read", lambda seq, buf: reads.append(seq) or read(seq, buf))
+    ticks[0] = 60000
+    asyncio.run(Uplink._pump(up))  # the session pumps every 10 ms while it waits
+    assert up.sent == [] and reads == []
+    clock.jumped(RP2_START + 70, REAL)  # NTP answers at the retry
+    asyncio.run(Uplink._pump(up))
+    assert [times(p) for _, p in up.sent] == [[REAL - 40], [REAL - 30]]
+    assert up.counters == {"mended": 2, "unmended": 0} and not up.hold_seq
+
+
+@pytest.mark.parametrize("why", ["time", "room"])
+def test_unset_times_go_out_as_they_are_after_the_wait_or_when_the_ring_fills(monkeypatch, why) -> None:
+    """A network without NTP: after UNTIMED_HOLD_MS connected, or once the ring is half full (the wait
+    must not cost readings), they go out with their times from 2000, said once, and nothing waits again
+    in this boot."""
+    from firmware_py import rt
+    from firmware_py.uplink import UNTIMED_HOLD_MS
+
+    ticks = [0]
+    monkeypatch.setattr(rt, "ticks_ms", lambda: ticks[0])
+    said: list = []
+    monkeypatch.setattr("firmware_py.log.warning", said.append)
+    packs = unset_records(3)
+    up = uplink(packs, 7)
+    asyncio.run(Uplink._pump(up))
+    assert up.sent == []
+    if why == "time":
+        ticks[0] = UNTIMED_HOLD_MS - 1
+        asyncio.run(Uplink._pump(up))
+        assert up.sent == []
+        ticks[0] = UNTIMED_HOLD_MS
+    else:
+        ticks[0] = 120000
+        packs.add(b"e1/", b"p", 4.5, RP2_START + 60)  # a fourth: the ring (8 slots) half full
+        packs.commit()
+    asyncio.run(Uplink._pump(up))
+    sent = len(up.sent)
+    assert sent == (3 if why == "time" else 4) and times(up.sent[0][1]) == [UNSET_BASE]
+    assert up.counters == {"mended": 0, "unmended": sent}
+    assert len(said) == 1 and said[0].startswith("clock still not set: publishing readings")
+    packs.add(b"e1/", b"p", 9, RP2_START + 100)  # read after the wait: out at once
     packs.commit()
-    sent, counters = pump(packs, 7)  # this boot's, but NTP has not answered yet
-    assert times(sent[0][1]) == [UNSET_BASE] and counters == {"mended": 0, "unmended": 1}
+    asyncio.run(Uplink._pump(up))
+    assert len(up.sent) == sent + 1 and len(said) == 1
 
 
 def raw_records(packs: Packs) -> list:

@@ -11,6 +11,8 @@ import threading
 import time
 import types
 
+import pytest
+
 from firmware_py import net, rt
 from firmware_py.tests import mpvm
 
@@ -131,7 +133,7 @@ def test_a_set_clock_is_set_again_after_a_day(monkeypatch) -> None:
 RP2_RUN = """
 import json, hostio, time, ntptime
 import hw_host
-from firmware_py import app, net, rt
+from firmware_py import app, net, rt, uplink
 
 T0 = time.ticks_ms()
 def rp2_clock():   # MicroPython's rp2 port starts the clock at 2021-01-01 at power-up
@@ -141,6 +143,7 @@ def rp2_clock():   # MicroPython's rp2 port starts the clock at 2021-01-01 at po
 rt.now = rp2_clock
 
 app.WDT_MAX_MS["webassembly"] = 8000    # an RP2040's watchdog counts at most 8388 ms
+uplink.NTP_RETRY_MS = 2000               # NTP asked again 2 s after a failure, not a minute
 cfg = json.load(open('/config.json'))
 net.up(cfg)                          # NTP fails at boot: the network is not there yet
 gw = app.Firmware(cfg, hw_host.Host())
@@ -151,20 +154,21 @@ hostio.emit(json.dumps({"counters": gw.counters, "pending": gw.ring.pending(), "
 
 
 @mpvm.needs_vm
-def test_an_rp2040_publishes_what_it_read_before_ntp_in_posix_time(tmp_path) -> None:
+@pytest.mark.parametrize("fails", [1, 2])
+def test_an_rp2040_publishes_what_it_read_before_ntp_in_posix_time(tmp_path, fails) -> None:
     """The board reads its meter with the clock at 2021 and no broker; the broker comes back, NTP
-    answers at that connect, and every reading and alarm on the broker has the time it was taken."""
+    answers at that connect (fails=1) or at its retry while connected (fails=2: what was read waits in
+    the ring meanwhile, firmware_py/uplink.py `holding`), and every reading and alarm on the broker has
+    the time it was taken."""
     from agent.firmware.config import dumps
     from firmware_py.tests.test_quality import GOOD, Meter, PtyMeter, compiled
     from hil_tests.broker import Mosquitto, Subscriber, find_mosquitto
     from hil_tests.link import wait_until
 
     if find_mosquitto() is None:
-        import pytest
-
         pytest.skip("mosquitto is not installed")
     fake = tmp_path / "ntptime.py"
-    fake.write_text(FAKE_NTP.replace("fail = [2]", "fail = [1]"))
+    fake.write_text(FAKE_NTP.replace("fail = [2]", "fail = [%d]" % fails))
     read_at: list = []
     errors: list = []
     broker = Mosquitto(persistence=True).start()
@@ -197,7 +201,9 @@ def test_an_rp2040_publishes_what_it_read_before_ntp_in_posix_time(tmp_path) -> 
 
         with PtyMeter(meter) as pty:
             cfg = tmp_path / "fw.json"
-            cfg.write_text(dumps(compiled(str(tmp_path), pty.path, broker.port)))
+            board = compiled(str(tmp_path), pty.path, broker.port)
+            board["ring"]["slots"] = 64  # room to wait for NTP: the wait ends when the ring is half full
+            cfg.write_text(dumps(board))
             t = threading.Thread(target=director, daemon=True)
             t.start()
             res = mpvm.run(RP2_RUN % {"run_ms": 20000},
@@ -215,7 +221,7 @@ def test_an_rp2040_publishes_what_it_read_before_ntp_in_posix_time(tmp_path) -> 
     out = res.stdout + res.stderr
     assert "clock set by NTP" in out, out[-3000:]
     summary = res.values()[-1]
-    assert summary["ntp"] == 2  # at boot (failed), at the first connect (set)
+    assert summary["ntp"] == fails + 1  # at boot (failed), at the first connect (set, or failed and retried)
     assert summary["epoch"] == 0  # this port counts from 1970, as an RP2040 (an ESP32: test_clock.py)
     assert res.host["wdt_timeout"] == 8000 and res.host["wdt_max_gap_ms"] < 8000  # armed, and fed
 
