@@ -75,6 +75,7 @@ class Uplink:
         self.health_ms = int(g.get("health", 60) * 1000)
         self.next_health = rt.ticks_ms()  # health keeps its schedule across reconnects
         self.ring = packs.ring
+        self.packs = packs
         self.commands = commands
         self.counters = counters
         self.clock_said = False  # "clock not set and NTP failed" was logged (once until NTP works)
@@ -276,13 +277,14 @@ class Uplink:
 
     def holding(self) -> bool:
         """This boot's records of unset-clock times wait for NTP (they go out mended once it answers),
-        once per boot: until UNTIMED_HOLD_MS after the first connect or the ring is half full; from then
-        on they go out as they come, mended when NTP has answered by then, else with their times from
-        2000 (counted `unmended`)."""
+        once per boot: until UNTIMED_HOLD_MS after the first connect, the ring is half full or an alarm
+        was raised (an alarm does not wait: a gas or water warning matters now, its time less); from
+        then on they go out as they come, in order, mended when NTP has answered by then, else with
+        their times from 2000 (counted `unmended`)."""
         if clock.shift() or self.hold_over:
             return False
         if rt.ticks_diff(rt.ticks_ms(), self.up_since) < UNTIMED_HOLD_MS and \
-                self.ring.pending() * 2 < self.ring.slots:
+                self.ring.pending() * 2 < self.ring.slots and not self.packs.untimed_alarms:
             return True
         self.hold_over = True
         log.warning("clock still not set: publishing readings with times counted from 2000-01-01 "

@@ -79,7 +79,7 @@ def uplink(packs: Packs, boot: int) -> SimpleNamespace:
     up = SimpleNamespace(window=16, inflight_pid=[0] * 16, inflight_seq=[0] * 16, cursor=0, ring=packs.ring,
                          txbuf=bytearray(packs.ring.max_payload), topics=("data", "alarm", "event"),
                          client=SimpleNamespace(publish=publish), boot=boot, counters=counters, sent=sent,
-                         up_since=0, hold_seq=0, hold_over=False)
+                         up_since=0, hold_seq=0, hold_over=False, packs=packs)
     up.mend = lambda view, b: Uplink.mend(up, view, b)
     up.holding = lambda: Uplink.holding(up)
     return up
@@ -158,6 +158,25 @@ def test_this_boots_unset_times_wait_for_ntp_and_go_out_mended(monkeypatch) -> N
     asyncio.run(Uplink._pump(up))
     assert [times(p) for _, p in up.sent] == [[REAL - 40], [REAL - 30]]
     assert up.counters == {"mended": 2, "unmended": 0} and not up.hold_seq
+
+
+def test_an_alarm_raised_before_ntp_does_not_wait(monkeypatch) -> None:
+    """A gas or water warning matters now: with an alarm of unset-clock time in the ring nothing waits;
+    all goes out at once, in order, with times from 2000."""
+    from firmware_py import rt
+
+    monkeypatch.setattr(rt, "ticks_ms", lambda: 1000)
+    monkeypatch.setattr("firmware_py.log.warning", lambda text: None)
+    packs = unset_records(1)
+    alarm = alarms.alarm("e1", None, "comms", "no answer", True, clock.stamp(RP2_START + 45), 7 << 16 | 1)
+    packs.add_alarm(cbor.dumps(alarm), True)
+    packs.add(b"e1/", b"p", 9, RP2_START + 50)
+    packs.commit()
+    up = uplink(packs, 7)
+    asyncio.run(Uplink._pump(up))
+    assert [topic for topic, _ in up.sent] == ["data", "alarm", "data"]
+    assert cbor2.loads(up.sent[1][1])["time"] == UNSET_BASE + 15
+    assert up.counters == {"mended": 0, "unmended": 3}
 
 
 @pytest.mark.parametrize("why", ["time", "room"])
