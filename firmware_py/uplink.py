@@ -118,7 +118,8 @@ class Uplink:
         self.cursor = 0
         self.up_since = -1  # ticks of this boot's first connect (-1: not yet)
         self.hold_seq = 0  # the first record that waits for NTP (0: none waits)
-        self.hold_over = False  # the wait is over for this boot (time or room)
+        self.hold_over = False  # the wait is over for this boot (time, room or an alarm)
+        self.hold_looked = 0  # ticks the wait was last looked at
 
     def _on_open(self) -> None:
         """TCP is up, CONNECT goes next: number this connection, register its will (the offline status)."""
@@ -292,7 +293,11 @@ class Uplink:
         return False
 
     async def _pump(self) -> None:
-        if self.hold_seq:  # waiting for NTP: nothing is read from the ring meanwhile
+        if self.hold_seq:  # waiting for NTP: nothing is read from the ring meanwhile, looked at each second
+            now = rt.ticks_ms()
+            if rt.ticks_diff(now, self.hold_looked) < 1000:
+                return
+            self.hold_looked = now
             if self.holding():
                 return
             self.hold_seq = 0
@@ -314,6 +319,7 @@ class Uplink:
                 boot = view[1] | (view[2] << 8)
                 if boot == self.boot & 0xFFFF and self.holding():
                     self.hold_seq = seq  # this and what follows (all unset-clock times) wait for NTP
+                    self.hold_looked = rt.ticks_ms()
                     return
                 kind &= ~UNTIMED
                 body = 3

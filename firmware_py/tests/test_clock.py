@@ -79,7 +79,7 @@ def uplink(packs: Packs, boot: int) -> SimpleNamespace:
     up = SimpleNamespace(window=16, inflight_pid=[0] * 16, inflight_seq=[0] * 16, cursor=0, ring=packs.ring,
                          txbuf=bytearray(packs.ring.max_payload), topics=("data", "alarm", "event"),
                          client=SimpleNamespace(publish=publish), boot=boot, counters=counters, sent=sent,
-                         up_since=0, hold_seq=0, hold_over=False, packs=packs)
+                         up_since=0, hold_seq=0, hold_over=False, hold_looked=0, packs=packs)
     up.mend = lambda view, b: Uplink.mend(up, view, b)
     up.holding = lambda: Uplink.holding(up)
     return up
@@ -156,6 +156,9 @@ def test_this_boots_unset_times_wait_for_ntp_and_go_out_mended(monkeypatch) -> N
     assert up.sent == [] and reads == []
     clock.jumped(RP2_START + 70, REAL)  # NTP answers at the retry
     asyncio.run(Uplink._pump(up))
+    assert up.sent == []  # the wait is looked at once a second
+    ticks[0] += 1000
+    asyncio.run(Uplink._pump(up))
     assert [times(p) for _, p in up.sent] == [[REAL - 40], [REAL - 30]]
     assert up.counters == {"mended": 2, "unmended": 0} and not up.hold_seq
 
@@ -196,7 +199,7 @@ def test_unset_times_go_out_as_they_are_after_the_wait_or_when_the_ring_fills(mo
     asyncio.run(Uplink._pump(up))
     assert up.sent == []
     if why == "time":
-        ticks[0] = UNTIMED_HOLD_MS - 1
+        ticks[0] = UNTIMED_HOLD_MS - 1000
         asyncio.run(Uplink._pump(up))
         assert up.sent == []
         ticks[0] = UNTIMED_HOLD_MS
