@@ -106,7 +106,9 @@ def verdict(state: dict, now: float) -> tuple[int, list[str]]:
         problems.append(
             "the board's clock is not set (it reads %s UTC): NTP has not answered since power-up; schedules "
             "wait, relay commands and commands with an expiry are refused, and readings are stamped from "
-            "2000-01-01 until NTP answers (then mended); check its network's NTP server (--ntp-host)" % reads
+            "2000-01-01 until NTP answers (then mended%s); check its network's NTP server (--ntp-host)"
+            % (reads, "; they wait for it in the board's ring now, up to 10 min" if state.get("clock_waiting")
+               else "")
         )
     elif updated is not None and float(updated) < CLOCK_SET_AFTER:
         problems.append(
@@ -253,6 +255,7 @@ def from_health(status: dict | None, health: dict, url: str) -> dict:
         "uptime": health.get("uptime"),
         "updated": health.get("time"),
         "clock_set": part(health, "clock").get("set"),  # a board's own verdict (None from an agent)
+        "clock_waiting": part(health, "clock").get("waiting"),  # a board's records wait for NTP
         "clock_synced": part(health, "clock").get("synced"),  # an agent's kernel NTP state (None: a board)
         "online": (status or {}).get("online"),
         "broker": {

@@ -230,13 +230,17 @@ def test_a_boards_clock_that_it_says_is_not_set_is_a_problem() -> None:
     from agent.commands.status import from_health, verdict
 
     now = time.time()
-    board_clock: dict = {"set": False, "floor": int(now) - 86400, "mended": 0, "unmended": 0}
+    board_clock: dict = {"set": False, "floor": int(now) - 86400, "mended": 0, "unmended": 0,
+                         "waiting": False}
     health = {"gateway": "fw-01", "site": "lab", "time": 1609459260, "connected": True, "clock": board_clock}
     code, problems = verdict(from_health({"online": True}, health, "b:1883"), now)
     assert code == 1 and problems == [
         "the board's clock is not set (it reads 2021-01-01 00:01 UTC): NTP has not answered since power-up; "
         "schedules wait, relay commands and commands with an expiry are refused, and readings are stamped "
         "from 2000-01-01 until NTP answers (then mended); check its network's NTP server (--ntp-host)"]
+    board_clock["waiting"] = True  # connected, its readings wait in the ring for NTP (firmware_py/uplink.py)
+    _code, problems = verdict(from_health({"online": True}, health, "b:1883"), now)
+    assert "(then mended; they wait for it in the board's ring now, up to 10 min); check" in problems[0]
     board_clock["set"] = True
     health["time"] = int(now)
     assert verdict(from_health({"online": True}, health, "b:1883"), now) == (0, [])
