@@ -154,7 +154,7 @@ def render(state: dict, now: float, si: bool = False) -> str:
     if synced is True:
         out.append("  clock   synchronized (NTP)")
     elif synced is False:  # shown, not a problem: a site may run without NTP on purpose
-        out.append("  clock   NOT synchronized: the kernel has no NTP sync since boot, readings carry the "
+        out.append("  clock   NOT synchronized: the kernel does not count it set by NTP, readings carry the "
                    "system time as it is (on a Pi: timedatectl set-ntp true, or give it an NTP server)")
     out.append(
         "  outbox  %s packs, %s readings waiting, %s dropped%s%s"

@@ -61,7 +61,7 @@ def test_status_shows_the_clocks_sync_without_calling_it_a_problem() -> None:
     what to do, the exit code stays what the rest says."""
     now = time.time()
     for synced, line in ((True, "  clock   synchronized (NTP)"),
-                         (False, "  clock   NOT synchronized: the kernel has no NTP sync since boot")):
+                         (False, "  clock   NOT synchronized: the kernel does not count it set by NTP")):
         s = state(now)
         s["clock_synced"] = synced
         lines = render(s, now).splitlines()
