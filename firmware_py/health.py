@@ -57,7 +57,7 @@ def health(fw) -> bytes:
     msg = {
         "gateway": fw.gateway_id, "site": fw.site, "time": now,
         "clock": {"set": clock.is_set(now), "floor": clock.floor(), "mended": c["mended"],
-                  "unmended": c["unmended"], "waiting": fw.uplink.hold_seq != 0},
+                  "unmended": c["unmended"], "waiting": fw.uplink.waiting},
         "uptime": rt.ticks_diff(rt.ticks_ms(), fw.started) // 1000, "connected": client.connected,
         "readings": {"made": c["made"], "published": c["packs"], "buffered": fw.packs.writer.count,
                      "dropped": ring.dropped},

@@ -117,7 +117,7 @@ class Uplink:
         self.inflight_seq = [0] * self.window
         self.cursor = 0
         self.up_since = -1  # ticks of this boot's first connect (-1: not yet)
-        self.hold_seq = 0  # the first record that waits for NTP (0: none waits)
+        self.waiting = False  # the next record to publish waits for NTP (health clock.waiting)
         self.hold_over = False  # the wait is over for this boot (time, room or an alarm)
         self.hold_looked = 0  # ticks the wait was last looked at
 
@@ -293,14 +293,14 @@ class Uplink:
         return False
 
     async def _pump(self) -> None:
-        if self.hold_seq:  # waiting for NTP: nothing is read from the ring meanwhile, looked at each second
+        if self.waiting:  # for NTP: nothing is read from the ring meanwhile, looked at each second
             now = rt.ticks_ms()
             if rt.ticks_diff(now, self.hold_looked) < 1000:
                 return
             self.hold_looked = now
             if self.holding():
                 return
-            self.hold_seq = 0
+            self.waiting = False
         for i in range(self.window):
             if self.inflight_pid[i]:
                 continue
@@ -318,7 +318,7 @@ class Uplink:
             if kind & UNTIMED:  # recorded before the clock was set: mended when this boot's clock was
                 boot = view[1] | (view[2] << 8)
                 if boot == self.boot & 0xFFFF and self.holding():
-                    self.hold_seq = seq  # this and what follows (all unset-clock times) wait for NTP
+                    self.waiting = True  # this and what follows (all unset-clock times) wait for NTP
                     self.hold_looked = rt.ticks_ms()
                     return
                 kind &= ~UNTIMED

@@ -248,15 +248,16 @@ def from_health(status: dict | None, health: dict, url: str) -> dict:
                 "alarms": [],
             }
     mqtt: dict = part(health, "mqtt")
+    clock: dict = part(health, "clock")
     return {
         "source": "broker",
         "site": health.get("site"),
         "gateway": health.get("gateway"),
         "uptime": health.get("uptime"),
         "updated": health.get("time"),
-        "clock_set": part(health, "clock").get("set"),  # a board's own verdict (None from an agent)
-        "clock_waiting": part(health, "clock").get("waiting"),  # a board's records wait for NTP
-        "clock_synced": part(health, "clock").get("synced"),  # an agent's kernel NTP state (None: a board)
+        "clock_set": clock.get("set"),  # a board's own verdict (None from an agent)
+        "clock_waiting": clock.get("waiting"),  # a board's records wait for NTP
+        "clock_synced": clock.get("synced"),  # an agent's kernel NTP state (None: a board)
         "online": (status or {}).get("online"),
         "broker": {
             "connected": bool(health.get("connected", True)),

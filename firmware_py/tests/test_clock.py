@@ -79,7 +79,7 @@ def uplink(packs: Packs, boot: int) -> SimpleNamespace:
     up = SimpleNamespace(window=16, inflight_pid=[0] * 16, inflight_seq=[0] * 16, cursor=0, ring=packs.ring,
                          txbuf=bytearray(packs.ring.max_payload), topics=("data", "alarm", "event"),
                          client=SimpleNamespace(publish=publish), boot=boot, counters=counters, sent=sent,
-                         up_since=0, hold_seq=0, hold_over=False, hold_looked=0, packs=packs)
+                         up_since=0, waiting=False, hold_over=False, hold_looked=0, packs=packs)
     up.mend = lambda view, b: Uplink.mend(up, view, b)
     up.holding = lambda: Uplink.holding(up)
     return up
@@ -147,7 +147,7 @@ def test_this_boots_unset_times_wait_for_ntp_and_go_out_mended(monkeypatch) -> N
     packs = unset_records(2)
     up = uplink(packs, 7)
     asyncio.run(Uplink._pump(up))
-    assert up.sent == [] and up.hold_seq
+    assert up.sent == [] and up.waiting
     reads = []
     read = packs.ring.read
     monkeypatch.setattr(packs.ring, "read", lambda seq, buf: reads.append(seq) or read(seq, buf))
@@ -160,7 +160,7 @@ def test_this_boots_unset_times_wait_for_ntp_and_go_out_mended(monkeypatch) -> N
     ticks[0] += 1000
     asyncio.run(Uplink._pump(up))
     assert [times(p) for _, p in up.sent] == [[REAL - 40], [REAL - 30]]
-    assert up.counters == {"mended": 2, "unmended": 0} and not up.hold_seq
+    assert up.counters == {"mended": 2, "unmended": 0} and not up.waiting
 
 
 def test_an_alarm_raised_before_ntp_does_not_wait(monkeypatch) -> None:
