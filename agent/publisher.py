@@ -67,6 +67,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from agent import os_thread
 from agent.broker_errors import (
     CONNACK_V311,
     TlsSetupError,
@@ -210,7 +211,7 @@ class Publisher:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._thread = threading.Thread(target=self._run, name="fieldlink-mqtt", daemon=True)
+        self._thread = os_thread.thread(self._run, "fieldlink-mqtt")
         self._thread.start()
 
     def stop(self, drain: float = 0.0, timeout: float = 5.0) -> None:

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from agent import seams
+from agent import os_thread, seams
 from agent.config_model import BusConfig, Config
 from agent.diagnosis import Where, explain
 from agent.drivers import Driver, WriteRefused, error_kind, make_driver
@@ -147,7 +147,7 @@ class BusWorker:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="bus-%s" % self.name, daemon=True)
+        self._thread = os_thread.thread(self._run, "bus-%s" % self.name)
         self._thread.start()
 
     def request_stop(self) -> None:

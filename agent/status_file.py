@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from agent import os_thread
 from agent.diagnosis import line_text
 from agent.private import write_state
 
@@ -214,7 +215,7 @@ class StatusFile:
         if self.path is None:
             return
         self._round()
-        self._thread = threading.Thread(target=self._run, name="status-file", daemon=True)
+        self._thread = os_thread.thread(self._run, "status-file")
         self._thread.start()
 
     def stop(self) -> None:

@@ -47,7 +47,7 @@ import paho.mqtt
 
 import agent
 import protocols
-from agent import seams, system_clock
+from agent import os_thread, seams, system_clock
 from agent.batcher import Batcher, Reading, make_encoder
 from agent.config_model import Config
 from agent.health import Health
@@ -113,7 +113,7 @@ class Uplink:
         """Connect in the background and start the batch-age timer."""
         if self._ticker is not None:
             return
-        self._ticker = threading.Thread(target=self._tick, name="fieldlink-batch", daemon=True)
+        self._ticker = os_thread.thread(self._tick, "fieldlink-batch")
         self._ticker.start()
         self.publisher.start()
 

@@ -238,6 +238,18 @@ def wait_connected(agent: Process, wire: Wire, timeout: float = 20.0) -> None:
     assert ok, "no status within %.0f s:\n%s" % (timeout, agent.log()[-3000:])
 
 
+def thread_names(pid: int) -> list[str]:
+    """The kernel's names of a process's threads (what `ps -L -p PID` shows)."""
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                names.append(f.read().rstrip("\n"))
+        except OSError:  # a thread that just ended
+            pass
+    return names
+
+
 def stop_agent(agent: Process) -> int:
     rc = agent.stop(timeout=20)
     assert rc == 0, "the agent exited %s on SIGTERM:\n%s" % (rc, agent.log()[-3000:])
@@ -257,6 +269,11 @@ def test_values_arrive_with_names_units_and_ground_truth(sim_site: Callable[...,
                               str(tmp_path / "outbox.sqlite"), settings=FAST)
     agent = start(procs, config, str(tmp_path / "agent.log"))
     wait_connected(agent, wire)
+    # each bus owner and the uplink's threads by name in the kernel (`top -H`, `ps -L`), one per bus
+    buses = {b["name"] for b in site.ports["buses"]}
+    threads = thread_names(agent.pid)
+    assert {"fieldlink-mqtt", "fieldlink-batch"} <= set(threads), threads
+    assert sorted(t for t in threads if t.startswith("bus-")) == sorted(("bus-" + b)[:15] for b in buses), threads
     ids = [d["id"] for d in site.devices()]
     started = time.monotonic()
     # two polls of every device at least (a 2400-baud meter bus is polled every few seconds)

@@ -47,6 +47,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from agent import os_thread
 from agent.config_lighting import check_schedule
 from agent.config_model import Config
 from agent.lighting.lamps import LampFacts, lamp_facts, light_watch
@@ -427,7 +428,7 @@ class LightingTask:
     def start(self) -> None:
         if self._thread is not None or (not self.running and self.place is None):
             return
-        self._thread = threading.Thread(target=self._run, name="fieldlink-lighting", daemon=True)
+        self._thread = os_thread.thread(self._run, "fieldlink-lighting")
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
