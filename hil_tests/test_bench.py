@@ -63,6 +63,13 @@ def test_bench_quick_run_reports_every_row(tmp_path: object) -> None:
         assert re.search(r"^  %s +\d+ +[\d.]+ +[\d.]+ +[\d.]+" % site, out, re.M), site
     for devices in (10, 100):
         assert re.search(r"^ +%d +[\d.]+ +[\d.]+ " % devices, out, re.M), devices
+    # what work costs right after a sleep on this machine, and where the agent's CPU went, thread by thread
+    assert re.search(r"This machine after a sleep: .* [\d.]+ µs back to back, .* [\d.]+ µs after 10 ms "
+                     r"asleep \([\d.]+x\)", out), out
+    by_thread = re.findall(r"CPU per Modbus transaction by thread: (.*)", out)
+    assert len(by_thread) == 3, out
+    for line in by_thread:
+        assert re.search(r"bus-\S+ [\d.]+ µs", line) and "fieldlink-mqtt" in line, line
     # the ThingsBoard gateway is measured when installed, and said to be missing otherwise
     assert "ThingsBoard IoT Gateway 3.8.5" in out or "peer not installed: run make bench-peers" in out
     # the floor reads every reply, on the instant and on the line-timed simulator (a floor that skipped

@@ -24,7 +24,7 @@ import sys
 import time
 
 from hil_tests.bench import codec, e2e, poll
-from hil_tests.bench.common import load_average, machine, ratio, say
+from hil_tests.bench.common import load_average, machine, ratio, say, wake_costs
 from hil_tests.bench.e2e import print_sizes
 from hil_tests.link import ROOT
 
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         say("poll CPU on a pty")
         poll.report(200 if quick else 3000, 1 if quick else 3)
     if "cpu" in rows:
+        print("\nThis machine after a sleep: %s" % wake_costs(quick))
         e2e.street_cpu(args.dir, 3.0 if quick else 30.0)
         e2e.street_planned_line_timed(args.dir, 3.0 if quick else 30.0)
         e2e.street_full_rate(args.dir, 3.0 if quick else 30.0)

@@ -26,6 +26,53 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15 of proc(5))
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of process `pid` by its kernel name (the agent names its threads:
+    agent/os_thread.py; threads of one name are summed), from /proc/PID/task/*/schedstat (nanoseconds on a
+    CPU, not the 10 ms ticks of /proc/PID/stat)."""
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().rstrip("\n")
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                ns = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):  # a thread that just ended
+            continue
+        out[name] = out.get(name, 0.0) + ns / 1e9
+    return out
+
+
+def wake_cost(pause: float, rounds: int) -> float:
+    """µs of CPU the same pure-Python work (SenML-encoding a pack of 40 readings) takes when the thread
+    slept `pause` s before it (0: back to back): on a machine whose caches and clocks go cold while a
+    thread sleeps, work done right after a wake-up costs more, and every agent transaction is such work."""
+    from protocols import senml
+
+    readings = [("lamp-%02d" % (i // 4), ("voltage", "current", "power", "level")[i % 4], 230.5 + i,
+                 1765000000.0 + i // 4) for i in range(40)]
+    senml.encode(readings, "gw1:")
+    spent = 0.0
+    for _ in range(rounds):
+        if pause:
+            time.sleep(pause)
+        began = time.thread_time()
+        senml.encode(readings, "gw1:")
+        spent += time.thread_time() - began
+    return spent / rounds * 1e6
+
+
+def wake_costs(quick: bool) -> str:
+    """One line: `wake_cost` back to back and after 1, 10 and 30 ms asleep, with the ratio to back to back."""
+    rounds = 20 if quick else 200
+    warm = wake_cost(0.0, rounds)
+    parts = ["%.1f µs back to back" % warm]
+    for pause in (0.001, 0.01, 0.03):
+        cold = wake_cost(pause, rounds)
+        parts.append("%.1f µs after %g ms asleep (%.2fx)" % (cold, pause * 1000, cold / warm if warm else 0))
+    return "the same work (a SenML pack of 40 readings) costs " + ", ".join(parts)
+
+
 def rss_kib(pid: int) -> tuple[int, int]:
     """(current, peak) resident set size of `pid` in KiB (VmRSS, VmHWM)."""
     now = peak = 0

@@ -74,6 +74,7 @@ def street_cpu(workdir: str, seconds: float) -> None:
         print("  %-34s %9.2f %9d %11d %11.1fms %12s %7.1fMB" % (
             "ThingsBoard IoT Gateway %s" % tb["version"], tb["cpu"], tb["values"], tb["transactions"],
             tb_per_1k * 1000, per_txn, tb["rss"] / 1024))
+    print("  the agent's CPU per Modbus transaction by thread: %s" % w.by_thread())
     print("  agent CPU per Modbus transaction vs pymodbus reads only, flat out: %s (acceptance: <= 0.5x)"
           % ratio(w.per_transaction, pm_per))
     print("  agent CPU per Modbus transaction vs pymodbus reads only, paced at the agent's schedule: %s "
@@ -110,6 +111,7 @@ def street_planned_line_timed(workdir: str, seconds: float) -> None:
     for (name, _client, _paced), result in zip(CLIENTS, results, strict=True):
         print_rate_row(name, result["cpu"], result["transactions"], per_transaction(result),
                        result["transactions"] / seconds)
+    print("  the agent's CPU per Modbus transaction by thread: %s" % w.by_thread())
     print("  agent CPU per Modbus transaction on a line-timed bus vs pymodbus reads only, flat out: %s "
           "(acceptance: <= 0.5x)" % ratio(w.per_transaction, per_transaction(peer)))
     print("  agent CPU per Modbus transaction on a line-timed bus vs pymodbus reads only, paced at the "
@@ -212,6 +214,7 @@ def street_full_rate(workdir: str, seconds: float) -> None:
                    w.transactions / (w.end - w.start))
     print_rate_row("pymodbus sync, reads only, flat out", peer["cpu"], peer["transactions"], pm_per,
                    peer["transactions"] / seconds)
+    print("  the agent's CPU per Modbus transaction by thread: %s" % w.by_thread())
     print("  agent CPU per Modbus transaction at full bus rate vs pymodbus flat out: %s (acceptance: <= 0.5x)"
           % ratio(w.per_transaction, pm_per))
     if peer["errors"]:

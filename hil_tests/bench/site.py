@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from hil_tests.bench.common import Tap, cpu_seconds, rss_kib, say
+from hil_tests.bench.common import Tap, cpu_seconds, rss_kib, say, thread_cpu
 from hil_tests.bench.wire import data_records
 from hil_tests.broker import Mosquitto
 from hil_tests.link import Process, SimSite, sim_agent_config, start_agent
@@ -32,6 +32,15 @@ class Window:
     transactions: int  # requests the simulated devices received in the window
     peak_rss_kib: int
     readings: int = 0  # readings whose time lies in the window (counted after they were published)
+    threads: dict[str, float] = field(default_factory=dict)  # CPU seconds in the window by agent thread
+
+    def by_thread(self) -> str:
+        """Each agent thread's CPU per Modbus transaction, the busiest first."""
+        if not self.transactions:
+            return "-"
+        return ", ".join("%s %.1f µs" % (name, cpu / self.transactions * 1e6)
+                         for name, cpu in sorted(self.threads.items(), key=lambda kv: -kv[1])
+                         if cpu / self.transactions >= 0.5e-6)
 
     @property
     def per_1k_readings(self) -> float:
@@ -104,11 +113,13 @@ class SiteRun:
         """Measure the agent for `seconds`; then wait `settle` s for the window's readings to be published."""
         assert self.agent is not None and self.site is not None
         sim = self.site.client
-        cpu0, req0, t0 = cpu_seconds(self.agent.pid), requests(sim), time.time()
+        pid = self.agent.pid
+        cpu0, threads0, req0, t0 = cpu_seconds(pid), thread_cpu(pid), requests(sim), time.time()
         time.sleep(seconds)
-        cpu1, req1, t1 = cpu_seconds(self.agent.pid), requests(sim), time.time()
-        peak = rss_kib(self.agent.pid)[1]
-        w = Window(t0, t1, cpu1 - cpu0, req1 - req0, peak)
+        cpu1, threads1, req1, t1 = cpu_seconds(pid), thread_cpu(pid), requests(sim), time.time()
+        peak = rss_kib(pid)[1]
+        w = Window(t0, t1, cpu1 - cpu0, req1 - req0, peak,
+                   threads={name: cpu - threads0.get(name, 0.0) for name, cpu in threads1.items()})
         time.sleep(settle)
         w.readings = self.readings_between(t0, t1)
         return w
