@@ -13,6 +13,7 @@ clean stop) knows no agent is running.
      "broker": {"connected": true, "since": 1796560001.0, "url": "mqtt://127.0.0.1:1883",
                 "endpoint": "mqtt://127.0.0.1:1883"},
      "outbox": {"packs": 0, "bytes": 0, "records": 0, "dropped": 0}, "clock_synced": true,
+     "clock_step": {"at": 1796560100.4, "by": 7212.6, "made": 480, "synced": true},
      "buses": {"meters": {"port": "/dev/ttyUSB0", "line": "2400 8E1", "port_up": true, "polls": 120,
                           "polls_per_s": 0.4, "errors": {"timeout": 3}, "echoes": 0, "line_errors": 0}},
      "devices": {"flat-101-power": {"bus": "meters", "online": true, "since": 1796560002.0,
@@ -100,6 +101,7 @@ def build(
     profiles = {d.id: config.profiles.get(d.profile) for d in config.devices}
     health = health or {}
     mqtt: dict = part(health, "mqtt")
+    clock: dict = part(health, "clock")
     by_device: dict[str, list] = {}  # the active alarms, sorted once, by device
     for (d, point, kind), a in sorted(alarms.items(), key=lambda kv: str(kv[0])):
         by_device.setdefault(d, []).append((point, kind, a))
@@ -167,7 +169,8 @@ def build(
             "endpoint": mqtt.get("endpoint"),
         },
         "outbox": outbox_state(health),
-        "clock_synced": part(health, "clock").get("synced"),  # the kernel's NTP state; None: unknown
+        "clock_synced": clock.get("synced"),  # the kernel's NTP state; None: unknown
+        "clock_step": clock.get("step"),  # the clock's last step (agent/system_clock.py); None: none seen
         "buses": buses,
         "devices": devices,
     }

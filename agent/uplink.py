@@ -99,7 +99,9 @@ class Uplink:
         self.health.add("readings", self._reading_counters)
         self.health.add("outbox", self.outbox.stats)
         self.health.add("mqtt", self.publisher.stats)
-        self.health.add("clock", system_clock.health)  # the kernel's NTP state (agent/system_clock.py)
+        #: the kernel's NTP state and the clock's last step (agent/system_clock.py); the batch thread looks
+        self.clock_watch = system_clock.StepWatch()
+        self.health.add("clock", self.clock_watch.health)
         self._devices_online: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -289,6 +291,7 @@ class Uplink:
                 self.batcher.tick()
             except Exception:
                 log.exception("batcher: closing a pack failed")
+            self.clock_watch.look(self.batcher.counters["readings"])  # a step: logged, in health
             try:
                 # a failing disk is retried from here too, packs or not; a deferred delete and the WAL's
                 # fsync when due (maintain looks at each one's time itself)

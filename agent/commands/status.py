@@ -156,6 +156,13 @@ def render(state: dict, now: float, si: bool = False) -> str:
     elif synced is False:  # shown, not a problem: a site may run without NTP on purpose
         out.append("  clock   NOT synchronized: the kernel does not count it set by NTP, readings carry the "
                    "system time as it is (on a Pi: timedatectl set-ntp true, or give it an NTP server)")
+    step = state.get("clock_step")
+    if isinstance(step, dict) and isinstance(step.get("by"), (int, float)):
+        by = float(step["by"])
+        size = ("+" if by >= 0 else "-") + (ago(abs(by)) if abs(by) >= 120 else "%.1f s" % abs(by))
+        at = stamp(float(step.get("at") or 0))
+        out.append("  clock   stepped %s at %s: the readings made before it (of %s made by then) carry the "
+                   "old clock, off by that much" % (size, at, step.get("made", "?")))
     out.append(
         "  outbox  %s packs, %s readings waiting, %s dropped%s%s"
         % (
@@ -258,6 +265,7 @@ def from_health(status: dict | None, health: dict, url: str) -> dict:
         "clock_set": clock.get("set"),  # a board's own verdict (None from an agent)
         "clock_waiting": clock.get("waiting"),  # a board's records wait for NTP
         "clock_synced": clock.get("synced"),  # an agent's kernel NTP state (None: a board)
+        "clock_step": clock.get("step"),  # an agent's clock's last step (agent/system_clock.py)
         "online": (status or {}).get("online"),
         "broker": {
             "connected": bool(health.get("connected", True)),
