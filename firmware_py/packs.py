@@ -34,7 +34,7 @@ class Packs:
         self.started = 0  # ticks of the pack's first record
         self.untimed = False  # the pack being filled has times from an unset clock
         self.boot = 0  # this boot's number (firmware_py/boots.py), for records with UNTIMED
-        self.untimed_alarms = 0  # alarms recorded with an unset clock's time in this boot
+        self.untimed_alarm = False  # an alarm was recorded with an unset clock's time in this boot
 
     def add(self, front: bytes, point: bytes, value, now: int) -> bool:
         """One reading (`front` b"<device>/", `point` its name) taken when the board's clock read
@@ -83,7 +83,7 @@ class Packs:
         clock's (`clock.stamp`)."""
         self.commit()
         if untimed:
-            self.untimed_alarms += 1
+            self.untimed_alarm = True
         front = bytearray(3)
         n = self._front(KIND_ALARM, untimed, front, 3)
         self.ring.append(bytes(front[3 - n :]) + payload)

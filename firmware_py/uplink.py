@@ -285,7 +285,7 @@ class Uplink:
         if clock.shift() or self.hold_over:
             return False
         if rt.ticks_diff(rt.ticks_ms(), self.up_since) < UNTIMED_HOLD_MS and \
-                self.ring.pending() * 2 < self.ring.slots and not self.packs.untimed_alarms:
+                self.ring.pending() * 2 < self.ring.slots and not self.packs.untimed_alarm:
             return True
         self.hold_over = True
         log.warning("clock still not set: publishing readings with times counted from 2000-01-01 "
