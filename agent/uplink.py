@@ -26,7 +26,8 @@ load packs therefore grow to the batch limits. ``linger = 0`` publishes each pol
 done: every pack then costs an outbox row written and deleted, a PUBLISH and a PUBACK
 (docs/benchmarks.md measures the trade).
 
-The batch thread closes packs at ``max_age`` (the idle rule above aside) and retries a failing disk: it
+The batch thread closes packs at ``max_age`` (the idle rule above aside), retries a failing disk and
+looks whether the system clock was stepped (agent/system_clock.py `StepWatch`, health `clock.step`): it
 sleeps until the open pack reaches ``max_age``, with no pack open for ``max_age`` (a pack opening
 meanwhile falls due later than that) but at most ``_IDLE`` seconds, and every ``_TICK`` while the
 outbox's disk fails. A pack committed to the outbox by another thread wakes the publisher's network
