@@ -6,11 +6,12 @@ published and no outbox is opened: it runs beside a stopped agent (the ports mus
 
 from __future__ import annotations
 
+import functools
 import sys
-import threading
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from agent import os_thread
 from agent.commands.read import read_with_retries
 from agent.config_model import Config
 from agent.diagnosis import Where, explain
@@ -89,9 +90,7 @@ def poll_once(config: Config, retries: int = 1, si: bool = False) -> list[Device
         finally:
             link.close()
 
-    threads = [
-        threading.Thread(target=poll_bus, args=(name,), name="once-%s" % name, daemon=True) for name in by_bus
-    ]
+    threads = [os_thread.thread(functools.partial(poll_bus, name), "once-%s" % name) for name in by_bus]
     for t in threads:
         t.start()
     for t in threads:
