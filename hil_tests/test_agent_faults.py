@@ -184,13 +184,21 @@ class Bench:
         return self.truth_cache[key]
 
     def wrong_readings(self, records: list[Record]) -> tuple[int, list[tuple]]:
-        """(readings checked, the ones that equal neither the truth at their time nor a step before)."""
+        """(readings checked, the ones equal to the truth at no instant of the second before their time).
+
+        The device takes a value when the request reaches it, the agent stamps it after the reply: the
+        truth to compare with is the one at some instant up to a second before the stamp. The truth at the
+        stamp or a whole step before (the simulator's values change in 1 s steps) is asked first; only when
+        neither matches, every 10 ms of that second, since a write in it changes the truth mid-step (a
+        reading taken just after a dim, stamped just after the next step began, matches neither)."""
         wrong = []
         for r in records:
             device, point = point_of(r)
             if same(r.value, self.truths(device, r.time)[point]):
                 continue
             if same(r.value, self.truths(device, r.time - 1.0)[point]):
+                continue
+            if any(same(r.value, self.truths(device, r.time - k / 100)[point]) for k in range(1, 100)):
                 continue
             wrong.append((r.name, r.time, r.value, self.truths(device, r.time)[point]))
         return len(records), wrong
