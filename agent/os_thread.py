@@ -5,6 +5,7 @@ of the agent uses the CPU. Linux keeps the first 15 bytes of a thread's name; el
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -27,6 +28,23 @@ def name_this_thread(name: str) -> bool:
         return False
 
 
+def kernel_names(pid: int | str = "self") -> dict[int, str]:
+    """The kernel's name of each thread of process `pid` (what `ps -L -p PID` shows), by thread id; a thread
+    that ends meanwhile is left out. Empty where there is no /proc."""
+    names: dict[int, str] = {}
+    try:
+        tids = os.listdir("/proc/%s/task" % pid)
+    except OSError:
+        return names
+    for tid in tids:
+        try:
+            with open("/proc/%s/task/%s/comm" % (pid, tid)) as f:
+                names[int(tid)] = f.read().rstrip("\n")
+        except OSError:
+            pass
+    return names
+
+
 def named(target: Callable[[], None], name: str) -> Callable[[], None]:
     """`target` as a thread's body that first names its thread `name` in the kernel."""
     def run() -> None:
@@ -40,4 +58,4 @@ def thread(target: Callable[[], None], name: str) -> threading.Thread:
     return threading.Thread(target=named(target, name), name=name, daemon=True)
 
 
-__all__ = ["KERNEL_NAME_BYTES", "kernel_name", "name_this_thread", "named", "thread"]
+__all__ = ["KERNEL_NAME_BYTES", "kernel_name", "kernel_names", "name_this_thread", "named", "thread"]

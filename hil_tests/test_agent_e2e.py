@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from agent.os_thread import kernel_name, kernel_names
 from hil_tests.broker import Mosquitto, Subscriber
 from hil_tests.link import (
     PYTHON,
@@ -238,18 +239,6 @@ def wait_connected(agent: Process, wire: Wire, timeout: float = 20.0) -> None:
     assert ok, "no status within %.0f s:\n%s" % (timeout, agent.log()[-3000:])
 
 
-def thread_names(pid: int) -> list[str]:
-    """The kernel's names of a process's threads (what `ps -L -p PID` shows)."""
-    names = []
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                names.append(f.read().rstrip("\n"))
-        except OSError:  # a thread that just ended
-            pass
-    return names
-
-
 def stop_agent(agent: Process) -> int:
     rc = agent.stop(timeout=20)
     assert rc == 0, "the agent exited %s on SIGTERM:\n%s" % (rc, agent.log()[-3000:])
@@ -270,9 +259,11 @@ def test_values_arrive_with_names_units_and_ground_truth(sim_site: Callable[...,
     agent = start(procs, config, str(tmp_path / "agent.log"))
     wait_connected(agent, wire)
     # each bus owner and the uplink's threads by name in the kernel (`top -H`, `ps -L`), one per bus
-    named = {"fieldlink-mqtt", "fieldlink-batch"} | {("bus-" + b["name"])[:15] for b in site.ports["buses"]}
-    assert wait_until(lambda: named <= set(thread_names(agent.pid)), 10), (named, thread_names(agent.pid))
-    assert len([t for t in thread_names(agent.pid) if t.startswith("bus-")]) == len(site.ports["buses"])
+    buses = site.ports["buses"]
+    named = {"fieldlink-mqtt", "fieldlink-batch"} | {kernel_name("bus-" + b["name"]) for b in buses}
+    assert wait_until(lambda: named <= set(kernel_names(agent.pid).values()), 10), \
+        (named, kernel_names(agent.pid))
+    assert len([t for t in kernel_names(agent.pid).values() if t.startswith("bus-")]) == len(buses)
     ids = [d["id"] for d in site.devices()]
     started = time.monotonic()
     # two polls of every device at least (a 2400-baud meter bus is polled every few seconds)

@@ -3,24 +3,12 @@ tell `bus-lamps` from `fieldlink-mqtt`."""
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 
 import pytest
 
 from agent import os_thread
-
-
-def kernel_names() -> dict[int, str]:
-    names = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open("/proc/self/task/%s/comm" % tid) as f:
-                names[int(tid)] = f.read().rstrip("\n")
-        except OSError:
-            pass
-    return names
 
 
 def test_the_kernel_keeps_15_bytes_and_never_half_a_character() -> None:
@@ -46,8 +34,8 @@ def test_a_thread_is_named_in_the_kernel_while_it_runs() -> None:
     t.start()
     try:
         assert started.wait(10)
-        assert kernel_names()[seen["tid"]] == "bus-cabinet-nor"  # type: ignore[index]
-        assert kernel_names()[threading.get_native_id()] != "bus-cabinet-nor"  # only that thread
+        assert os_thread.kernel_names()[seen["tid"]] == "bus-cabinet-nor"  # type: ignore[index]
+        assert os_thread.kernel_names()[threading.get_native_id()] != "bus-cabinet-nor"  # only that thread
     finally:
         release.set()
         t.join(10)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from agent.os_thread import kernel_names
 from hil_tests.link import ROOT
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -31,11 +32,9 @@ def thread_cpu(pid: int) -> dict[str, float]:
     agent/os_thread.py; threads of one name are summed), from /proc/PID/task/*/schedstat (nanoseconds on a
     CPU, not the 10 ms ticks of /proc/PID/stat)."""
     out: dict[str, float] = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
+    for tid, name in kernel_names(pid).items():
         try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                name = f.read().rstrip("\n")
-            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+            with open("/proc/%d/task/%d/schedstat" % (pid, tid)) as f:
                 ns = int(f.read().split()[0])
         except (OSError, ValueError, IndexError):  # a thread that just ended
             continue
