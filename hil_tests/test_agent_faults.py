@@ -158,6 +158,11 @@ def point_of(record: Record) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------------------- the bench
+#: how long before a reading's stamp `Bench.wrong_readings` asks the truth (s): at the stamp, a whole step
+#: before, then every 10 ms of that second
+TRUTH_BACK = (0.0, 1.0, *(k / 100 for k in range(1, 100)))
+
+
 @dataclass
 class Bench:
     """One simulator + Mosquitto + `fieldlink run` for a module; `feed` sees everything published."""
@@ -194,11 +199,7 @@ class Bench:
         wrong = []
         for r in records:
             device, point = point_of(r)
-            if same(r.value, self.truths(device, r.time)[point]):
-                continue
-            if same(r.value, self.truths(device, r.time - 1.0)[point]):
-                continue
-            if any(same(r.value, self.truths(device, r.time - k / 100)[point]) for k in range(1, 100)):
+            if any(same(r.value, self.truths(device, r.time - back)[point]) for back in TRUTH_BACK):
                 continue
             wrong.append((r.name, r.time, r.value, self.truths(device, r.time)[point]))
         return len(records), wrong
