@@ -316,25 +316,25 @@ class Uplink:
             kind = view[0]
             body = 1
             if kind & UNTIMED:  # recorded before the clock was set: mended when this boot's clock was
-                boot = view[1] | (view[2] << 8)
-                if boot == self.boot & 0xFFFF and self.holding():
+                mine = (view[1] | (view[2] << 8)) == self.boot & 0xFFFF  # recorded in this boot
+                if mine and self.holding():
                     self.waiting = True  # this and what follows (all unset-clock times) wait for NTP
                     self.hold_looked = rt.ticks_ms()
                     return
                 kind &= ~UNTIMED
                 body = 3
-                self.mend(view, boot)
+                self.mend(view, mine)
             self.cursor = seq
             topic = self.topics[kind] if kind < 3 else self.topics[0]
             pid = await self.client.publish(topic, view[body:], 1, False)
             self.inflight_seq[i] = seq
             self.inflight_pid[i] = pid
 
-    def mend(self, view, boot: int) -> None:
+    def mend(self, view, mine: bool) -> None:
         """Move the unset-clock times of a record (after its 3 front bytes) to POSIX time when it was
-        made in this boot and NTP has set the clock since; counted in `clock` of the health."""
+        made in this boot (`mine`) and NTP has set the clock since; counted in `clock` of the health."""
         shift = clock.shift()
-        if boot != self.boot & 0xFFFF or not shift:
+        if not mine or not shift:
             self.counters["unmended"] += 1  # an earlier boot's, or no clock yet: its times stay in 2000
             return
         try:

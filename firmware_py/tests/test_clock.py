@@ -80,7 +80,7 @@ def uplink(packs: Packs, boot: int) -> SimpleNamespace:
                          txbuf=bytearray(packs.ring.max_payload), topics=("data", "alarm", "event"),
                          client=SimpleNamespace(publish=publish), boot=boot, counters=counters, sent=sent,
                          up_since=0, waiting=False, hold_over=False, hold_looked=0, packs=packs)
-    up.mend = lambda view, b: Uplink.mend(up, view, b)
+    up.mend = lambda view, mine: Uplink.mend(up, view, mine)
     up.holding = lambda: Uplink.holding(up)
     return up
 
