@@ -1,4 +1,5 @@
-"""The durable outbox: every pack is committed here before it is published, and leaves only on PUBACK.
+"""The durable outbox: every pack is committed here before it is published (with ``fsync = normal``, one the
+broker acknowledges at once excepted: below), and leaves only on PUBACK.
 
 SQLite in WAL mode, one row per pack, oldest first by an increasing id the outbox assigns itself. The
 outbox is bounded by the sum of payload sizes; when a new pack would exceed the bound, the oldest packs
@@ -36,6 +37,17 @@ committed on its own but with the next write, normally the next pack a `linger` 
 between sends that one pack again after the restart (nothing else is in flight then: docs/payload.md,
 "Deduplication"). A PUBACK that leaves packs in the outbox (a backlog) commits its delete at once.
 
+**A pack the broker acknowledges at once is never written** (``fsync = normal`` only): a pack `put` with
+``defer`` (the uplink's, when it is idle and publishes the pack at once) into an otherwise empty outbox is
+kept in memory, published from there like any other, and leaves on its PUBACK without touching the file.
+It is written when the next write comes (a pack into a backlog, a delete, a counter: it goes first, so
+the order holds) or when `maintain()` finds it still unacknowledged, within ``write_within`` s
+(``sync_every``, or ``DELETE_DELAY`` when that is 0), or at `close()`. So a connected gateway writes and
+fsyncs nothing per pack (an SD card's wear, and most of a pack's CPU); what a power cut may cost is
+unchanged (the last ``sync_every`` s either way), and a crash of the process may now also cost the pack
+that was waiting for its PUBACK (milliseconds, with a broker that answers), as a power cut already could.
+``fsync = full`` writes every pack before it is published, as before.
+
 One process per outbox: `<path>.lock` is locked at open (agent/lockfile.py); a second one gets
 `OutboxInUse` ("outbox PATH is in use by pid N"). The folder is created 0700 and every file 0600
 (agent/private.py); SQLite gives its `-wal` and `-shm` files the database file's mode.
@@ -60,6 +72,7 @@ log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = {"full": "FULL", "normal": "NORMAL"}
 DELETE_DELAY = 1.0  # seconds `maintain()` leaves the delete of the PUBACK that emptied the outbox unwritten
+_FRESH_MAX = 8  # packs kept unwritten at once (`put` with `defer`); one at a time on an idle uplink
 SYNC_EVERY = 1.0  # fsync `normal`: the WAL is fsynced within this many seconds of a commit
 OutboxInUse = InUseError
 
@@ -180,6 +193,16 @@ class Outbox:
         self._gone: dict[int, tuple[int, int] | None] = {}
         self._deferred_at: float | None = None  # when a delete was left for the next write (module doc)
         self._held: dict[int, _Held] = {}  # not on disk: stored when the disk works again
+        #: `put` with `defer`: not written unless still unacknowledged by the next write or `maintain()`
+        #: (module docstring); only while the file holds no live pack and nothing is held
+        self._fresh: dict[int, _Held] = {}
+        self._fresh_at: dict[int, float] = {}  # when (monotonic) each was kept unwritten
+        #: `normal` only: how long an unwritten pack may wait for its PUBACK before it is written (0: never
+        #: kept unwritten)
+        self.write_within = (self.sync_every or DELETE_DELAY) if fsync == "normal" and path != ":memory:" \
+            else 0.0
+        self._fresh_look: float | None = None  # when `maintain()` writes the unwritten packs still there
+        self._fresh_put = False  # a pack was kept unwritten since that look was set
         self._held_bytes = 0
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._meta: dict[str, int] = {}  # x.* keys (get_meta / set_meta)
@@ -336,6 +359,7 @@ class Outbox:
         except (sqlite3.Error, OSError) as exc:
             if isinstance(exc, InUseError):
                 log.error("outbox %s: %s; keeping the packs in memory", self.path, exc)
+            self._fresh_to_held()
             for p in packs:  # nowhere to write them: they wait in memory like any pack on a failing disk
                 self._held[p[0]] = _Held(p[1], p[2], p[3], p[4], p[5])
                 self._held_bytes += len(p[2])
@@ -446,6 +470,19 @@ class Outbox:
             elif time.monotonic() >= self._retry_at:
                 self._retry()
             now = time.monotonic()
+            if self._fresh_look is not None and now >= self._fresh_look:
+                if self._fresh and now - min(self._fresh_at.values()) >= self.write_within:
+                    self._save_quietly()  # no PUBACK yet: written now (held in memory if the disk fails)
+                    self._fresh_to_held()
+                    if self._dirty:
+                        self._sync_at = now  # and fsynced below: on disk `write_within` after its `put`
+                # the oldest still unwritten is looked at when it is due; while packs keep coming and
+                # leaving on their PUBACKs, one look every `write_within` serves them all
+                if self._fresh:
+                    self._fresh_look = min(self._fresh_at.values()) + self.write_within
+                else:
+                    self._fresh_look = now + self.write_within if self._fresh_put else None
+                self._fresh_put = False
             if self._sync_at is None or now < self._sync_at:
                 return
             if not self._dirty:
@@ -458,12 +495,15 @@ class Outbox:
         self._sync_wal()
 
     def due(self) -> float | None:
-        """When (on time.monotonic()) `maintain()` has work: a delete left for the next write or the WAL's
-        fsync falls due; None when neither waits (a failing disk is retried on the batch thread's tick)."""
+        """When (on time.monotonic()) `maintain()` has work: a delete left for the next write, a look at
+        the unwritten packs or the WAL's fsync falls due; None when none waits (a failing disk is retried
+        on the batch thread's tick)."""
         with self._lock:
             times = []
             if self._deferred_at is not None:
                 times.append(self._deferred_at + DELETE_DELAY)
+            if self._fresh_look is not None:
+                times.append(self._fresh_look)
             if self._sync_at is not None:
                 times.append(self._sync_at)
             return min(times) if times else None
@@ -540,6 +580,8 @@ class Outbox:
         db = self._db
         if db is None:
             raise sqlite3.OperationalError("unable to open database file")
+        if self._fresh:  # older than `packs`: written first, with them
+            packs = [*self._fresh.items(), *packs]
         gone = dict(self._gone)
         known = all(v is not None for v in gone.values())
         packs_after = self._disk[0] - len(gone) + len(packs)
@@ -566,6 +608,8 @@ class Outbox:
                     pass
             raise
         self._unsaved.clear()
+        self._fresh.clear()
+        self._fresh_at.clear()
         self._read_failures = 0
         self._deferred_at = None
         if self.sync_every:
@@ -582,7 +626,7 @@ class Outbox:
         else:
             self._recount()
         if packs:
-            self._next_id = max(self._next_id, packs[-1][0] + 1)
+            self._next_id = max(self._next_id, max(i for i, _ in packs) + 1)
 
     def _recount(self) -> None:
         assert self._db is not None
@@ -599,12 +643,14 @@ class Outbox:
 
     # -- the FIFO ---------------------------------------------------------------------------------
 
-    def put(self, topic: str, payload: bytes, qos: int = 1, records: int = 0) -> int:
+    def put(self, topic: str, payload: bytes, qos: int = 1, records: int = 0, defer: bool = False) -> int:
         """Commit one pack (durably, per the fsync policy) and return its id; never raises on a disk fault.
 
         If the outbox would exceed `max_bytes`, the oldest packs are dropped first and counted. A single
         payload larger than `max_bytes` is itself dropped and counted (returns 0). While the disk fails
-        the pack is held in memory (see the module docstring).
+        the pack is held in memory (see the module docstring). With `defer` (the caller publishes it at
+        once) a pack into an otherwise empty outbox is written only if its PUBACK has not come by the next
+        write or within `write_within` s (module docstring, `fsync = normal` only).
         """
         payload = bytes(payload)
         with self._lock:
@@ -623,6 +669,16 @@ class Outbox:
             self._next_id += 1
             pack = _Held(topic, payload, qos, records, time.time())
             self._make_room(size)
+            if defer and self.write_within and self._healthy() and not self._held \
+                    and self._disk[0] == len(self._gone) and len(self._fresh) < _FRESH_MAX:
+                self._fresh[pack_id] = pack
+                self._fresh_at[pack_id] = time.monotonic()
+                self._fresh_put = True
+                if self._fresh_look is None:  # the first after a quiet stretch: the look is news
+                    self._fresh_look = time.monotonic() + self.write_within
+                    if self.on_due is not None:
+                        self.on_due()
+                return pack_id
             if self._healthy():
                 try:
                     self._commit([(pack_id, pack)])
@@ -647,9 +703,9 @@ class Outbox:
 
     def _logical(self) -> tuple[int, int, int]:
         gone = [v for v in self._gone.values() if v]
-        held = self._held.values()
-        return (self._disk[0] - len(self._gone) + len(self._held),
-                self._disk[1] - sum(v[0] for v in gone) + self._held_bytes,
+        held = [*self._held.values(), *self._fresh.values()]
+        return (self._disk[0] - len(self._gone) + len(held),
+                self._disk[1] - sum(v[0] for v in gone) + sum(len(p.payload) for p in held),
                 self._disk[2] - sum(v[1] for v in gone) + sum(p.records for p in held))
 
     def _make_room(self, size: int) -> None:
@@ -688,7 +744,17 @@ class Outbox:
             log.warning("outbox full (%d bytes): dropping the oldest packs; %d packs (%d readings) dropped "
                         "so far", self.max_bytes, c["dropped_packs"], c["dropped_records"])
 
+    def _fresh_to_held(self) -> None:
+        """The unwritten packs could not be written (the disk fails): held in memory like any pack then,
+        before anything newer (they are older)."""
+        for pack_id, pack in self._fresh.items():
+            self._held[pack_id] = pack
+            self._held_bytes += len(pack.payload)
+        self._fresh.clear()
+        self._fresh_at.clear()
+
     def _hold(self, pack_id: int, pack: _Held) -> None:
+        self._fresh_to_held()
         self._held[pack_id] = pack
         self._held_bytes += len(pack.payload)
         while self._held_bytes > self.memory_bytes and self._held:
@@ -725,11 +791,12 @@ class Outbox:
                        if int(r[0]) not in self._gone][:n]
                 if len(rows) == limit:
                     return out
-            for pack_id, p in self._held.items():
-                if len(out) >= n:
-                    break
-                if pack_id > after:
-                    out.append(Pack(pack_id, p.topic, p.payload, p.qos, p.records))
+            for memory in (self._held, self._fresh):  # never both at once: held ones first all the same
+                for pack_id, p in memory.items():
+                    if len(out) >= n:
+                        break
+                    if pack_id > after:
+                        out.append(Pack(pack_id, p.topic, p.payload, p.qos, p.records))
             return out
 
     def ack(self, pack_id: int, generation: int | None = None) -> bool:
@@ -742,6 +809,9 @@ class Outbox:
         with self._lock:
             if generation is not None and generation != self.generation:
                 return False
+            if self._fresh.pop(pack_id, None) is not None:
+                del self._fresh_at[pack_id]
+                return True  # acknowledged before it was written: nothing to delete
             held = self._held.pop(pack_id, None)
             if held is not None:
                 self._held_bytes -= len(held.payload)
@@ -784,7 +854,7 @@ class Outbox:
 
     def __len__(self) -> int:
         with self._lock:  # `_logical()[0]` without its byte and reading sums (asked on every turn)
-            return self._disk[0] - len(self._gone) + len(self._held)
+            return self._disk[0] - len(self._gone) + len(self._held) + len(self._fresh)
 
     @property
     def size(self) -> int:
@@ -806,7 +876,8 @@ class Outbox:
                    "error": None if self._fault is None else self._fault[1],
                    "held_packs": len(self._held), "held_bytes": self._held_bytes,
                    "held_records": sum(p.records for p in self._held.values()),
-                   "memory_bytes": self.memory_bytes, "unsaved_deletes": len(self._gone)}
+                   "memory_bytes": self.memory_bytes, "unsaved_deletes": len(self._gone),
+                   "unwritten_packs": len(self._fresh), "write_within": self.write_within}
             out.update(self._counters)
         return out
 
@@ -815,8 +886,9 @@ class Outbox:
         with self._lock:
             if self._fault is not None:
                 self._retry()
-            elif self._deferred_at is not None or self._unsaved:  # a delete, a counter not written yet
+            elif self._deferred_at is not None or self._unsaved or self._fresh:  # not written yet
                 self._save_quietly()
+            self._fresh_to_held()  # could not be written: counted with the held packs below
             if self._held:
                 log.error("outbox %s: %d packs (%d readings) held in memory could not be stored (%s) and are "
                           "lost with this process", self.path, len(self._held),

@@ -9,7 +9,8 @@
     uplink.stop()                             # flush, drain briefly, offline status, disconnect
 
 Wiring: ``submit`` -> Batcher (pack by count, size, age; encoded with the gateway's payload profile)
--> Outbox (committed; bounded) -> Publisher (QoS 1 window, delete on PUBACK, replay in order after
+-> Outbox (committed, or with ``fsync = normal`` an idle uplink's pack kept unwritten until its PUBACK
+is late; bounded) -> Publisher (QoS 1 window, delete on PUBACK, replay in order after
 reconnect). ``submit`` never blocks on the network; it returns once the readings are queued in the
 batcher (a full pack is committed to the outbox inside the call).
 
@@ -199,7 +200,8 @@ class Uplink:
 
     def _store(self, payload: bytes, records: int) -> None:
         try:
-            self.outbox.put(self.publisher.topic_data, payload, 1, records)
+            # an idle uplink publishes the pack now: the outbox writes it only if no PUBACK comes soon
+            self.outbox.put(self.publisher.topic_data, payload, 1, records, defer=self.idle)
         finally:
             self.publisher.wake()  # the network thread publishes it now
             self._watch_disk()

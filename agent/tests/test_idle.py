@@ -22,6 +22,7 @@ from agent import publisher as publisher_mod
 from agent import uplink as uplink_mod
 from agent.config_model import BatchConfig, BrokerConfig, Config, GatewayConfig, OutboxConfig
 from agent.publisher import Publisher
+from agent.tests.test_outbox_faults import inserted
 from agent.uplink import Uplink
 from hil_tests.broker import Subscriber
 
@@ -149,9 +150,11 @@ def test_a_stream_of_polls_costs_one_network_turn_per_pack_and_a_batch_turn_a_se
     """Polls every 50 ms for 5 s on an idle uplink (linger 0.25 s): the network thread closes a pack a
     linger after the last one and publishes it in the same turn, and reads that pack's PUBACK in the turn
     of the next pack rather than waking for it; no poll wakes it and the batch thread (batch age an hour)
-    turns only to fsync the outbox's WAL, once a `sync_every` (1 s) for all the packs of that second. It
-    used to take the batch thread two turns per pack (the pack opening, its due time) and the network
-    thread two (the pack, its PUBACK). A command sent meanwhile is still taken."""
+    turns only to look whether the pack in flight is still unacknowledged (agent/outbox.py: an idle
+    uplink's packs are written only then), once a `sync_every` (1 s) after the oldest such pack, which is
+    at most a linger old: about once a second for all the packs of that second. It used to take the batch
+    thread two turns per pack (the pack opening, its due time) and the network thread two (the pack, its
+    PUBACK). A command sent meanwhile is still taken."""
     turns = count_turns(monkeypatch)
     class Gate:
         def __init__(self) -> None:
@@ -167,6 +170,7 @@ def test_a_stream_of_polls_costs_one_network_turn_per_pack_and_a_batch_turn_a_se
         assert sub.wait_for(lambda: uplink.idle and uplink.publisher.stats()["inflight"] == 0, 10)
         time.sleep(0.5)  # the health message and status go out, their PUBACKs come back
         before, packs_before = dict(turns), len(sub.on("data"))
+        written_before = inserted(uplink.config.outbox.path)
         for i in range(100):
             uplink.submit(poll(time.time()))
             if i == 50:
@@ -176,13 +180,17 @@ def test_a_stream_of_polls_costs_one_network_turn_per_pack_and_a_batch_turn_a_se
         assert sub.wait_for(lambda: uplink.idle and uplink.publisher.stats()["inflight"] == 0, 10)
         loop_turns, batch_turns = turns["loop"] - before["loop"], turns["batch"] - before["batch"]
         packs = len(sub.on("data")) - packs_before
+        written = inserted(uplink.config.outbox.path) - written_before
         assert sub.wait_for(lambda: gate.taken == [b"\xa0"], 10)  # read at the next pack's turn
     finally:
         uplink.stop()
+    assert written == 0, "%d of %d packs were written to the outbox file" % (written, packs)
     print("\n100 polls: %d packs, %d network turns, %d batch turns" % (packs, loop_turns, batch_turns))
     assert packs < 100  # polls were packed together
-    # its longest sleep, and the WAL's fsync once a `sync_every` (one turn serves every pack of a period)
-    assert batch_turns <= 5.5 / uplink_mod._IDLE + 5.5 / outbox_mod.SYNC_EVERY + 2, batch_turns
+    # its longest sleep, and the look at the unwritten pack once a `sync_every` after the oldest one (at
+    # most a linger old then): one turn serves every pack of a period
+    looks = 5.5 / (outbox_mod.SYNC_EVERY - uplink.config.batch.linger)
+    assert batch_turns <= 5.5 / uplink_mod._IDLE + looks + 2, batch_turns
     # one per pack, plus: the first pack's opening, its PUBACK and the last one's (no pack follows to
     # read them with), the command, a stall of this thread longer than the linger (the stream stops,
     # the next poll wakes the network thread; a busy machine), and the IDLE_WAIT turns of 5.5 s

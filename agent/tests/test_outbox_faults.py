@@ -132,6 +132,17 @@ def stored(path: str) -> list[tuple[int, bytes]]:
         db.close()
 
 
+def inserted(path: str) -> int:
+    """The highest id ever inserted into the file (its AUTOINCREMENT counter), read with plain sqlite3:
+    0 when none was."""
+    db = sqlite3.connect(path)
+    try:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        db.close()
+
+
 # ------------------------------------------------------------------------ disk full, read-only, EIO
 @pytest.mark.parametrize(("fault", "state"), [(FULL, "disk_full"), (READ_ONLY, "read_only"),
                                               (IO_ERROR, "io_error")])
