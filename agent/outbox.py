@@ -38,7 +38,7 @@ between sends that one pack again after the restart (nothing else is in flight t
 "Deduplication"). A PUBACK that leaves packs in the outbox (a backlog) commits its delete at once.
 
 **A pack the broker acknowledges at once is never written** (``fsync = normal`` only): a pack `put` with
-``defer`` (the uplink's, when it is idle and publishes the pack at once) into an otherwise empty outbox is
+``defer`` (the uplink's, connected and publishing it at once) into an otherwise empty outbox is
 kept in memory, published from there like any other, and leaves on its PUBACK without touching the file.
 It is written when the next write comes (a pack into a backlog, a delete, a counter: it goes first, so
 the order holds) or when `maintain()` finds it still unacknowledged, within ``write_within`` s
@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = {"full": "FULL", "normal": "NORMAL"}
 DELETE_DELAY = 1.0  # seconds `maintain()` leaves the delete of the PUBACK that emptied the outbox unwritten
-_FRESH_MAX = 8  # packs kept unwritten at once (`put` with `defer`); one at a time on an idle uplink
+_FRESH_MAX = 8  # packs kept unwritten at once (`put` with `defer`); one at a time while the broker answers
 SYNC_EVERY = 1.0  # fsync `normal`: the WAL is fsynced within this many seconds of a commit
 OutboxInUse = InUseError
 
@@ -703,10 +703,12 @@ class Outbox:
 
     def _logical(self) -> tuple[int, int, int]:
         gone = [v for v in self._gone.values() if v]
-        held = [*self._held.values(), *self._fresh.values()]
-        return (self._disk[0] - len(self._gone) + len(held),
-                self._disk[1] - sum(v[0] for v in gone) + sum(len(p.payload) for p in held),
-                self._disk[2] - sum(v[1] for v in gone) + sum(p.records for p in held))
+        fresh = self._fresh.values()
+        memory_bytes = self._held_bytes + sum(len(p.payload) for p in fresh)
+        memory_records = sum(p.records for p in self._held.values()) + sum(p.records for p in fresh)
+        return (self._disk[0] - len(self._gone) + len(self._held) + len(fresh),
+                self._disk[1] - sum(v[0] for v in gone) + memory_bytes,
+                self._disk[2] - sum(v[1] for v in gone) + memory_records)
 
     def _make_room(self, size: int) -> None:
         need = self._logical()[1] + size - self.max_bytes

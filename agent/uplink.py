@@ -9,9 +9,9 @@
     uplink.stop()                             # flush, drain briefly, offline status, disconnect
 
 Wiring: ``submit`` -> Batcher (pack by count, size, age; encoded with the gateway's payload profile)
--> Outbox (committed, or with ``fsync = normal`` an idle uplink's pack kept unwritten until its PUBACK
-is late; bounded) -> Publisher (QoS 1 window, delete on PUBACK, replay in order after
-reconnect). ``submit`` never blocks on the network; it returns once the readings are queued in the
+-> Outbox (committed; with ``fsync = normal`` a pack closed while connected with nothing waiting is kept
+unwritten until its PUBACK is late; bounded) -> Publisher (QoS 1 window, delete on PUBACK, replay in
+order after reconnect). ``submit`` never blocks on the network; it returns once the readings are queued in the
 batcher (a full pack is committed to the outbox inside the call).
 
 Latency adapts like Nagle's algorithm: while the uplink is idle (connected, every pack acknowledged)
@@ -200,8 +200,10 @@ class Uplink:
 
     def _store(self, payload: bytes, records: int) -> None:
         try:
-            # an idle uplink publishes the pack now: the outbox writes it only if no PUBACK comes soon
-            self.outbox.put(self.publisher.topic_data, payload, 1, records, defer=self.idle)
+            # connected with nothing waiting, the pack goes out now: the outbox writes it only if its PUBACK
+            # is late (with `batch.adaptive = false` too: the pack is published at once all the same)
+            defer = self.publisher.connected and len(self.outbox) == 0
+            self.outbox.put(self.publisher.topic_data, payload, 1, records, defer=defer)
         finally:
             self.publisher.wake()  # the network thread publishes it now
             self._watch_disk()

@@ -112,7 +112,8 @@ def test_a_committed_pack_wakes_the_network_thread(broker, sub, tmp_path, monkey
 
 def test_an_open_pack_closes_at_its_age_not_at_the_longest_sleep(broker, sub, tmp_path, monkeypatch):
     """Adaptive batching off, batch age 0.3 s, the batch thread's longest sleep an hour: the pack goes
-    out at its age because with no pack open the thread sleeps no longer than the batch age."""
+    out at its age because with no pack open the thread sleeps no longer than the batch age. Published at
+    once and acknowledged, neither pack is ever written to the outbox file (agent/outbox.py)."""
     monkeypatch.setattr(uplink_mod, "_IDLE", HOUR)
     uplink = make_uplink(broker, tmp_path, max_age=0.3, adaptive=False)
     uplink.start()
@@ -123,6 +124,8 @@ def test_an_open_pack_closes_at_its_age_not_at_the_longest_sleep(broker, sub, tm
         assert sub.wait_for(lambda: count(sub) == 2, 30)
         uplink.submit(poll(T0 + 1))  # and again: the next pack gets its own deadline
         assert sub.wait_for(lambda: count(sub) == 4, 30)
+        assert sub.wait_for(lambda: len(uplink.outbox) == 0, 10)
+        assert inserted(uplink.config.outbox.path) == 0
     finally:
         uplink.stop()
 
