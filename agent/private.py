@@ -83,13 +83,20 @@ def write_state(path: str, state: dict) -> None:
     `updated`: written whole to a 0600 temp file beside it, then renamed over it, so a reader never
     sees half a file. OSError when the disk refuses (the temp file is removed)."""
     data = dict(state, pid=os.getpid(), updated=round(time.time(), 1))
+    # dumps, then one write: json.dump streams through the pure-Python encoder (a write per token,
+    # thousands per file); dumps uses the C one
+    text = json.dumps(data, sort_keys=True, default=str).encode("utf-8")
     tmp = "%s.%d.tmp" % (path, os.getpid())
     try:
-        private_file(tmp)
-        with open(tmp, "w", encoding="utf-8") as f:
-            # dumps, then one write: json.dump streams through the pure-Python encoder (a write per
-            # token, thousands per file); dumps uses the C one
-            f.write(json.dumps(data, sort_keys=True, default=str))
+        # one open, made 0600 (a temp file left by a crash too), never through a link planted there
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(text)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError:
         try:

@@ -87,6 +87,25 @@ def test_state_file_is_replaced_whole_and_private(tmp_path) -> None:
     assert read_state(path) is None
 
 
+def test_state_file_over_a_leftover_temp_file_or_a_planted_link(tmp_path) -> None:
+    path = str(tmp_path / "x.json")
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w") as f:  # left by a crash, readable by others
+        f.write("x" * 5000)
+    os.chmod(tmp, 0o644)
+    write_state(path, {"a": 1})
+    state = read_state(path)
+    assert state is not None and state["a"] == 1 and mode(path) == 0o600
+    assert os.listdir(tmp_path) == ["x.json"]
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    os.symlink(str(target), tmp)  # a link where the temp file goes: refused, the target untouched
+    with pytest.raises(OSError):
+        write_state(path, {"b": 2})
+    assert target.read_text() == "keep"
+    assert read_state(path) == state
+
+
 def test_state_file_the_disk_refuses_leaves_no_temp_file(tmp_path) -> None:
     path = tmp_path / "x.json"
     (path / "in-the-way").mkdir(parents=True)  # a folder where the file should be: the rename fails
