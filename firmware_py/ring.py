@@ -19,12 +19,25 @@ Reads check the CRC again, so a pack that rotted on flash is skipped, never sent
 
 The file object needs only seek/write/readinto/flush: a MicroPython or CPython binary file, or a
 test double that cuts the power at a chosen byte.
+
+On the board the ring is one file per slot (`SlotFiles`, made by `create`): `<path>.0` to
+`<path>.<slots-1>`, used through one handle at a time as if they were the one file above. littlefs
+(MicroPython's file system on ESP32 and RP2040 flash) rewrites a file from a changed byte to its end
+at each flush, so one 48-slot file cost about 15 erased flash blocks and 52 KB written per pack (the
+append's two flushes and the ack's one); a slot's own file costs about 2 blocks and 2 KB
+(docs/flashing.md, "Offline buffer"). A ring kept in one file by an earlier version is moved into the
+slot files when it is opened.
 """
 
 import binascii
+import os
 import struct
 
 from protocols.compat import const
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = const(16)
 TRAILER = const(3)
@@ -222,23 +235,136 @@ class Ring:
         return n
 
 
-def create(path: str, slots: int, slot_size: int):
-    """Open the ring file at `path`, creating it blank (0xFF) at its full size when missing."""
-    size = slots * slot_size
+class SlotFiles:
+    """One file per slot (`<path>.<i>`, `slot_size` bytes each) seen as one file of `slots` ×
+    `slot_size` bytes: seek/write/readinto/flush/close, as `Ring` uses a file. One slot file is open at
+    a time; moving to another closes it (the ring has flushed what it wrote by then). A slot file that
+    has gone missing is made again, blank."""
+
+    def __init__(self, path: str, slots: int, slot_size: int) -> None:
+        self.path = path
+        self.slots = slots
+        self.slot_size = slot_size
+        self.pos = 0
+        self._i = -1  # the slot whose file is open
+        self._f: Any = None
+
+    def _file(self, i: int):
+        if i != self._i:
+            self.close()
+            name = slot_name(self.path, i)
+            try:
+                f = open(name, "r+b")
+            except OSError:
+                _blank(name, self.slot_size)
+                f = open(name, "r+b")
+            self._f = f
+            self._i = i
+        return self._f
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 1:
+            pos += self.pos
+        elif whence == 2:
+            pos += self.slots * self.slot_size
+        self.pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            i = self.pos // self.slot_size
+            if i >= self.slots:
+                raise OSError("write past the end of the ring")
+            at = self.pos - i * self.slot_size
+            n = min(len(view) - done, self.slot_size - at)
+            f = self._file(i)
+            f.seek(at)
+            f.write(view[done:done + n])
+            self.pos += n
+            done += n
+        return done
+
+    def readinto(self, buf) -> int:
+        view = memoryview(buf)
+        done = 0
+        while done < len(view):
+            i = self.pos // self.slot_size
+            if i >= self.slots:
+                break
+            at = self.pos - i * self.slot_size
+            n = min(len(view) - done, self.slot_size - at)
+            f = self._file(i)
+            f.seek(at)
+            got = f.readinto(view[done:done + n]) or 0
+            self.pos += got
+            done += got
+            if got < n:
+                break
+        return done
+
+    def flush(self) -> None:
+        if self._f is not None:
+            self._f.flush()
+
+    def close(self) -> None:
+        f, self._f, self._i = self._f, None, -1
+        if f is not None:
+            f.close()
+
+
+def slot_name(path: str, i: int) -> str:
+    return "%s.%d" % (path, i)
+
+
+def _size(path: str) -> int:
+    """The size of the file at `path`; -1 when there is none."""
     try:
-        f = open(path, "r+b")
-        f.seek(0, 2)
-        if f.tell() >= size:
-            f.seek(0)
-            return f
-        f.close()
+        return os.stat(path)[6]
     except OSError:
-        pass
-    f = open(path, "wb")
+        return -1
+
+
+def _blank(name: str, size: int) -> None:
+    f = open(name, "wb")
     blank = b"\xff" * 256
     left = size
     while left > 0:
         f.write(blank[: min(256, left)])
         left -= 256
     f.close()
-    return open(path, "r+b")
+
+
+def create(path: str, slots: int, slot_size: int) -> SlotFiles:
+    """Open the ring at `path`: its slot files, each made blank (0xFF) when missing or short. A ring an
+    earlier version kept in the one file `path` is copied into the slot files first and then removed
+    (a power cut meanwhile leaves `path` in place, and the next start copies it again)."""
+    legacy = _size(path)
+    whole = legacy >= slots * slot_size  # the old file holds every slot: its packs are kept
+    buf = bytearray(256)
+    if whole:
+        src = open(path, "rb")
+        for i in range(slots):
+            dst = open(slot_name(path, i), "wb")
+            src.seek(i * slot_size)
+            left = slot_size
+            while left > 0:
+                n = src.readinto(memoryview(buf)[: min(256, left)])
+                if not n:
+                    break
+                dst.write(memoryview(buf)[:n])
+                left -= n
+            dst.close()
+        src.close()
+    else:
+        for i in range(slots):
+            name = slot_name(path, i)
+            if _size(name) < slot_size:
+                _blank(name, slot_size)
+    if legacy >= 0:
+        os.remove(path)
+    return SlotFiles(path, slots, slot_size)

@@ -1,5 +1,6 @@
 """Flash ring: power cuts at every kind of point never yield a corrupted pack or lose a committed one."""
 
+import os
 import random
 
 import pytest
@@ -100,3 +101,96 @@ def test_oversized_pack_refused(tmp_path):
     f.close()
     f = ringmod.create(str(tmp_path / "ring.bin"), 3, 64)
     assert Ring(f, 3, 64).pending() == 1
+
+
+# ------------------------------------------------------------------ one file per slot (on the board)
+def joined(path: str, slots: int) -> bytes:
+    out = b""
+    for i in range(slots):
+        with open(ringmod.slot_name(path, i), "rb") as f:
+            out += f.read()
+    return out
+
+
+def test_slot_files_hold_exactly_what_one_file_holds(tmp_path):
+    """The same operations on a ring over one file and over slot files give the same answers, also
+    across restarts, and the slot files side by side are the one file's bytes."""
+    rng = random.Random(3)
+    path = str(tmp_path / "outbox.ring")
+    flash = Flash(5 * 64)
+    files = ringmod.create(path, 5, 64)
+    one, split = Ring(flash, 5, 64), Ring(files, 5, 64)
+    buf_one, buf_split = bytearray(one.max_payload), bytearray(split.max_payload)
+    for step in range(400):
+        op = rng.randrange(3)
+        if op == 0:
+            payload = payload_for(step, rng.randrange(one.max_payload + 1))
+            assert one.append(payload) == split.append(payload)
+        elif op == 1:
+            after = rng.randrange(step + 2)
+            assert one.next_pending(after) == split.next_pending(after)
+            oldest = one.next_pending()
+            assert oldest == split.next_pending()
+            if oldest:
+                assert one.ack(oldest) == split.ack(oldest)
+        else:
+            seq = one.next_pending()
+            a, b = one.read(seq, buf_one), split.read(seq, buf_split)
+            assert (a is None) == (b is None) and (a is None or bytes(a) == bytes(b))
+        if step % 60 == 59:  # a restart
+            files.close()
+            files = ringmod.create(path, 5, 64)
+            one, split = Ring(flash, 5, 64), Ring(files, 5, 64)
+        assert (one.pending(), one.dropped, one.next_seq) == (split.pending(), split.dropped, split.next_seq)
+    files.close()
+    assert joined(path, 5) == bytes(flash.data)
+
+
+def test_a_ring_kept_in_one_file_moves_into_slot_files(tmp_path):
+    path = str(tmp_path / "outbox.ring")
+    with open(path, "wb") as f:  # the one-file ring of earlier versions, with packs in it
+        f.write(b"\xff" * 4 * 64)
+    with open(path, "r+b") as f:
+        old = Ring(f, 4, 64)
+        seqs = [old.append(payload_for(n, 20 + n)) for n in range(1, 4)]
+        assert old.ack(seqs[0])
+    with open(path, "rb") as f:
+        image = f.read()
+    with open(ringmod.slot_name(path, 1), "wb") as f:  # a move cut short by a power cut, earlier
+        f.write(b"\x00" * 10)
+    files = ringmod.create(path, 4, 64)
+    assert not os.path.exists(path)
+    ring = Ring(files, 4, 64)
+    buf = bytearray(ring.max_payload)
+    assert ring.pending() == 2 and ring.next_seq == 4
+    assert [bytes(ring.read(s, buf)) for s in seqs[1:]] == [payload_for(n, 20 + n) for n in (2, 3)]
+    files.close()
+    assert joined(path, 4) == image
+
+
+def test_a_ring_file_too_short_to_hold_its_slots_is_replaced_blank(tmp_path):
+    path = str(tmp_path / "outbox.ring")
+    with open(path, "wb") as f:
+        f.write(b"\x00" * 100)
+    files = ringmod.create(path, 3, 64)
+    assert not os.path.exists(path) and Ring(files, 3, 64).pending() == 0
+    files.close()
+    assert joined(path, 3) == b"\xff" * 3 * 64
+
+
+def test_a_slot_file_gone_is_made_again_blank(tmp_path):
+    path = str(tmp_path / "outbox.ring")
+    files = ringmod.create(path, 3, 64)
+    ring = Ring(files, 3, 64)
+    first = ring.append(payload_for(1, 30))  # slot 0: its file is the one open now
+    os.remove(ringmod.slot_name(path, 1))
+    os.remove(ringmod.slot_name(path, 2))
+    second = ring.append(payload_for(2, 30))  # slot 1: its file is made again
+    files.close()
+    files = ringmod.create(path, 3, 64)  # slot 2's file made again at the start
+    again = Ring(files, 3, 64)
+    buf = bytearray(again.max_payload)
+    assert again.pending() == 2 and bytes(again.read(second, buf)) == payload_for(2, 30)
+    assert bytes(again.read(first, buf)) == payload_for(1, 30)
+    files.close()
+    assert os.path.getsize(ringmod.slot_name(path, 2)) == 64
