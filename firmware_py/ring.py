@@ -273,17 +273,24 @@ class SlotFiles:
     def tell(self) -> int:
         return self.pos
 
+    def _piece(self, left: int):
+        """The file of the slot at `pos`, sought to it, and how many of `left` bytes that slot holds from
+        there; (None, 0) past the ring's end."""
+        i = self.pos // self.slot_size
+        if i >= self.slots:
+            return None, 0
+        at = self.pos - i * self.slot_size
+        f = self._file(i)
+        f.seek(at)
+        return f, min(left, self.slot_size - at)
+
     def write(self, data) -> int:
         view = memoryview(data)
         done = 0
         while done < len(view):
-            i = self.pos // self.slot_size
-            if i >= self.slots:
+            f, n = self._piece(len(view) - done)
+            if f is None:
                 raise OSError("write past the end of the ring")
-            at = self.pos - i * self.slot_size
-            n = min(len(view) - done, self.slot_size - at)
-            f = self._file(i)
-            f.seek(at)
             f.write(view[done:done + n])
             self.pos += n
             done += n
@@ -293,13 +300,9 @@ class SlotFiles:
         view = memoryview(buf)
         done = 0
         while done < len(view):
-            i = self.pos // self.slot_size
-            if i >= self.slots:
+            f, n = self._piece(len(view) - done)
+            if f is None:
                 break
-            at = self.pos - i * self.slot_size
-            n = min(len(view) - done, self.slot_size - at)
-            f = self._file(i)
-            f.seek(at)
             got = f.readinto(view[done:done + n]) or 0
             self.pos += got
             done += got
