@@ -345,7 +345,9 @@ def _blank(name: str, size: int) -> None:
 def create(path: str, slots: int, slot_size: int) -> SlotFiles:
     """Open the ring at `path`: its slot files, each made blank (0xFF) when missing or short. A ring an
     earlier version kept in the one file `path` is copied into the slot files first and then removed
-    (a power cut meanwhile leaves `path` in place, and the next start copies it again)."""
+    (a power cut meanwhile leaves `path` in place, and the next start copies it again). Slot files
+    beyond `slots` (a bigger ring configured before) are removed: their packs were not kept before
+    either, when the ring was one file that `slots` covered only in part."""
     legacy = _size(path)
     whole = legacy >= slots * slot_size  # the old file holds every slot: its packs are kept
     buf = bytearray(256)
@@ -370,4 +372,8 @@ def create(path: str, slots: int, slot_size: int) -> SlotFiles:
                 _blank(name, slot_size)
     if legacy >= 0:
         os.remove(path)
+    i = slots
+    while _size(slot_name(path, i)) >= 0:  # slots of a bigger ring configured before: their flash back
+        os.remove(slot_name(path, i))
+        i += 1
     return SlotFiles(path, slots, slot_size)

@@ -194,3 +194,18 @@ def test_a_slot_file_gone_is_made_again_blank(tmp_path):
     assert bytes(again.read(first, buf)) == payload_for(1, 30)
     files.close()
     assert os.path.getsize(ringmod.slot_name(path, 2)) == 64
+
+
+def test_a_smaller_ring_gives_the_slot_files_beyond_it_back(tmp_path):
+    path = str(tmp_path / "outbox.ring")
+    files = ringmod.create(path, 6, 64)
+    ring = Ring(files, 6, 64)
+    seqs = [ring.append(payload_for(n, 20)) for n in range(1, 6)]
+    files.close()
+    files = ringmod.create(path, 4, 64)  # configured smaller: slots 4 and 5 go
+    assert sorted(os.listdir(tmp_path)) == ["outbox.ring.%d" % i for i in range(4)]
+    again = Ring(files, 4, 64)
+    buf = bytearray(again.max_payload)
+    assert again.pending() == 4 and [bytes(again.read(s, buf)) for s in seqs[:4]] == [
+        payload_for(n, 20) for n in range(1, 5)]
+    files.close()
