@@ -142,6 +142,7 @@ class Firmware:
                     stuck = True
             if not stuck:
                 wdt.feed()
+            self.packs.write_late()  # a pack kept in RAM whose PUBACK is late goes to flash
             if run_ms and rt.ticks_diff(now, start) >= run_ms:
                 break
             await rt.sleep_ms(200)
@@ -151,3 +152,4 @@ class Firmware:
         for t in tasks:
             t.cancel()
         await self.uplink.stop()
+        self.ring.write_fresh()  # still not acknowledged: on flash for the next start

@@ -63,7 +63,7 @@ def health(fw) -> bytes:
                      "dropped": ring.dropped},
         "outbox": {"packs": ring.pending(), "bytes": ring.used_bytes(),
                    "max_bytes": ring.slots * ring.max_payload, "dropped_packs": ring.dropped,
-                   "corrupt_skipped": ring.skipped},
+                   "corrupt_skipped": ring.skipped, "written_packs": ring.written},
         "mqtt": {"connects": c["connects"], "disconnects": c["disconnects"],
                  "connect_failures": c["connect_failures"], "packs_published": c["packs"],
                  "pings": client.pings, "commands": c["commands"], "commands_bad": c["commands_bad"],

@@ -7,6 +7,11 @@ What was recorded while the board's clock was not set (firmware_py/clock.py) car
 2000-01-01: its kind byte has `UNTIMED` set and two bytes of the boot's number (little-endian) follow,
 so that the uplink can mend those times once NTP set the clock in the same boot (`untimed`). A pack
 holds readings of one kind only: the first reading after the clock was set starts a new one.
+
+A data pack committed while the uplink publishes it at once (`defer`, set by the uplink: connected, not
+waiting for NTP) and nothing else waits in the ring is kept in RAM (firmware_py/ring.py `append` with
+`defer`): it leaves on its PUBACK without touching the flash, and is written only if that PUBACK is
+`WRITE_WITHIN_MS` late (`write_late`, from the main loop) or another record comes first.
 """
 
 from firmware_py import clock, rt
@@ -18,6 +23,7 @@ KIND_ALARM = 1
 KIND_EVENT = 2
 UNTIMED = 0x80  # kind flag: times from an unset clock; the boot's number (u16 LE) follows
 _FRONT = 3  # room in front of a pack: its kind and a boot number
+WRITE_WITHIN_MS = 1000  # a data pack kept in RAM is written to flash once its PUBACK is this late
 
 
 class Packs:
@@ -35,6 +41,8 @@ class Packs:
         self.untimed = False  # the pack being filled has times from an unset clock
         self.boot = 0  # this boot's number (firmware_py/boots.py), for records with UNTIMED
         self.untimed_alarm = False  # an alarm was recorded with an unset clock's time in this boot
+        self.defer = None  # the uplink's: True while a pack committed now is published at once
+        self.fresh_since = 0  # ticks the pack kept in RAM was committed
 
     def add(self, front: bytes, point: bytes, value, now: int) -> bool:
         """One reading (`front` b"<device>/", `point` its name) taken when the board's clock read
@@ -60,8 +68,17 @@ class Packs:
         if not w.count:
             return
         head = w.pos - len(w.finish())  # 3..5: the pack starts after its kind byte (and boot)
-        self.ring.append(w.view[head - self._front(KIND_DATA, self.untimed, w.buf, head) : w.pos])
+        defer = self.defer is not None and self.defer()
+        front = self._front(KIND_DATA, self.untimed, w.buf, head)
+        seq = self.ring.append(w.view[head - front : w.pos], defer)
+        if seq == self.ring.fresh_seq:
+            self.fresh_since = rt.ticks_ms()
         w.reset()
+
+    def write_late(self) -> None:
+        """Write the pack kept in RAM to flash once its PUBACK is `WRITE_WITHIN_MS` late."""
+        if self.ring.fresh_seq and rt.ticks_diff(rt.ticks_ms(), self.fresh_since) >= WRITE_WITHIN_MS:
+            self.ring.write_fresh()
 
     def _front(self, kind: int, untimed: bool, buf, head: int) -> int:
         """Write the record's kind (and boot) into `buf` just before `head`; how many bytes."""

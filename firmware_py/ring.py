@@ -26,7 +26,8 @@ On the board the ring is one file per slot (`SlotFiles`, made by `create`): `<pa
 at each flush, so one 48-slot file cost about 15 erased flash blocks and 52 KB written per pack (the
 append's two flushes and the ack's one); a slot's own file costs about 2 blocks and 2 KB
 (docs/flashing.md, "Offline buffer"). A ring kept in one file by an earlier version is moved into the
-slot files when it is opened.
+slot files when it is opened. A connected board's data pack is not written at all unless its PUBACK is
+late (`append` with `defer`, `write_fresh`; firmware_py/packs.py).
 """
 
 import binascii
@@ -68,6 +69,12 @@ class Ring:
         self.skipped = 0  # torn or corrupt slots seen by recovery and reads
         self.next_seq = 1
         self.head = 0  # slot the next append writes
+        #: a pack kept in RAM (`append` with `defer`): its sequence number (0: none) and length; on flash
+        #: only if `write_fresh` comes before its `ack`
+        self.fresh_seq = 0
+        self.fresh_len = 0
+        self._fresh: Any = None  # its bytes: a buffer of max_payload, made at the first deferred append
+        self.written = 0  # packs written to flash since start (health: outbox.written_packs)
         self._hdr = bytearray(HEADER)
         self._one = bytearray(1)
         self._two = bytearray(2)
@@ -135,16 +142,40 @@ class Ring:
         return crc & 0xFFFFFFFF
 
     # -- writing ----------------------------------------------------------------------------
-    def append(self, payload) -> int:
-        """Store one pack durably; returns its sequence number. Drops the oldest when full."""
+    def append(self, payload, defer: bool = False) -> int:
+        """Store one pack durably; returns its sequence number. Drops the oldest when full.
+
+        With `defer` (the uplink publishes it at once), a pack into a ring with nothing pending is kept in
+        RAM instead: read, published and acknowledged from there, and written only by `write_fresh` (the
+        caller's, when its PUBACK is late) or by the next append, before that one (so the order holds).
+        A power cut before then loses it, as it loses a pack not committed yet."""
         length = len(payload)
         if length > self.max_payload:
             raise ValueError("pack of %d bytes exceeds the slot payload %d" % (length, self.max_payload))
+        self.write_fresh()
+        if defer and self.pending() == 0:
+            if self._fresh is None:
+                self._fresh = bytearray(self.max_payload)
+            self._fresh[:length] = payload
+            self.fresh_seq = self.next_seq
+            self.fresh_len = length
+            self.next_seq += 1
+            return self.fresh_seq
+        return self._append(payload, self.next_seq)
+
+    def write_fresh(self) -> None:
+        """Write the pack kept in RAM, if any, to flash under its own sequence number."""
+        seq = self.fresh_seq
+        if seq:
+            self.fresh_seq = 0
+            self._append(memoryview(self._fresh)[: self.fresh_len], seq)
+
+    def _append(self, payload, seq: int) -> int:
+        length = len(payload)
         i = self.head
         if self.state[i] == PENDING:
             self.dropped += 1
         self.state[i] = EMPTY
-        seq = self.next_seq
         hdr = self._hdr
         struct.pack_into(_FMT, hdr, 0, MAGIC, seq, length, 0, self.dropped)
         crc = binascii.crc32(memoryview(hdr)[2:8])
@@ -163,12 +194,17 @@ class Ring:
         self.seqs[i] = seq
         self.lens[i] = length
         self.state[i] = PENDING
-        self.next_seq = seq + 1
+        self.written += 1
+        if seq >= self.next_seq:
+            self.next_seq = seq + 1
         self.head = (i + 1) % self.slots
         return seq
 
     def ack(self, seq: int) -> bool:
         """Mark the pack `seq` delivered (PUBACK). False when it is no longer in the ring."""
+        if seq and seq == self.fresh_seq:
+            self.fresh_seq = 0  # acknowledged before it was written: nothing to write
+            return True
         i = self._slot_of(seq)
         if i < 0:
             return False
@@ -194,11 +230,18 @@ class Ring:
                 s = self.seqs[i]
                 if s > after and (best == 0 or s < best):
                     best = s
+        s = self.fresh_seq  # the newest of all when there is one
+        if s > after and best == 0:
+            best = s
         return best
 
     def read(self, seq: int, buf):
         """Copy pack `seq` into `buf` (bytearray of >= max_payload); a memoryview of it, or None
         when it is gone or fails its CRC (then it is skipped for good)."""
+        if seq and seq == self.fresh_seq:
+            view = memoryview(buf)[: self.fresh_len]
+            view[:] = memoryview(self._fresh)[: self.fresh_len]
+            return view
         i = self._slot_of(seq)
         if i < 0:
             return None
@@ -220,7 +263,7 @@ class Ring:
 
     def pending(self) -> int:
         """How many packs wait for a PUBACK."""
-        n = 0
+        n = 1 if self.fresh_seq else 0
         for st in self.state:
             if st == PENDING:
                 n += 1
@@ -228,7 +271,7 @@ class Ring:
 
     def used_bytes(self) -> int:
         """Bytes of pending packs (for health: store size)."""
-        n = 0
+        n = self.fresh_len if self.fresh_seq else 0
         for i in range(self.slots):
             if self.state[i] == PENDING:
                 n += self.lens[i]

@@ -120,6 +120,8 @@ class Uplink:
         self.waiting = False  # the next record to publish waits for NTP (health clock.waiting)
         self.hold_over = False  # the wait is over for this boot (time, room or an alarm)
         self.hold_looked = 0  # ticks the wait was last looked at
+        # a data pack committed while connected (and not waiting for NTP) goes out at once: kept in RAM
+        packs.defer = lambda: self.client.connected and not self.waiting
 
     def _on_open(self) -> None:
         """TCP is up, CONNECT goes next: number this connection, register its will (the offline status)."""

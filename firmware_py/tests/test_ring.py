@@ -209,3 +209,49 @@ def test_a_smaller_ring_gives_the_slot_files_beyond_it_back(tmp_path):
     assert again.pending() == 4 and [bytes(again.read(s, buf)) for s in seqs[:4]] == [
         payload_for(n, 20) for n in range(1, 5)]
     files.close()
+
+
+# ------------------------------------------------------------------ a pack kept in RAM (append with defer)
+def test_a_pack_acknowledged_from_ram_never_reaches_the_flash():
+    flash = Flash(4 * 64)
+    blank = bytes(flash.data)
+    ring = Ring(flash, 4, 64)
+    buf = bytearray(ring.max_payload)
+    for n in range(1, 6):  # a stream: each pack published and acknowledged before the next one
+        seq = ring.append(payload_for(n, 30), defer=True)
+        assert seq == ring.fresh_seq == n and ring.next_pending() == seq and ring.next_pending(seq) == 0
+        assert (ring.pending(), ring.used_bytes()) == (1, 30)
+        assert bytes(ring.read(seq, buf)) == payload_for(n, 30)
+        assert ring.ack(seq) and not ring.ack(seq)
+        assert ring.pending() == 0
+    assert bytes(flash.data) == blank and ring.written == 0
+
+
+def test_a_late_pack_is_written_under_its_number_and_before_the_next():
+    flash = Flash(4 * 64)
+    ring = Ring(flash, 4, 64)
+    first = ring.append(payload_for(1, 20), defer=True)
+    ring.write_fresh()  # its PUBACK is late: on flash now, under its own number
+    assert ring.fresh_seq == 0 and ring.written == 1 and ring.ack(first)  # the PUBACK acks the slot
+    second = ring.append(payload_for(2, 20), defer=True)  # nothing pending: kept in RAM
+    third = ring.append(payload_for(3, 20), defer=True)  # the second goes first; the third is not kept
+    fourth = ring.append(payload_for(4, 20))
+    assert ring.fresh_seq == 0 and ring.written == 4 and (second, third, fourth) == (2, 3, 4)
+    again = Ring(flash, 4, 64)  # what a restart finds: in order, each under its number
+    buf = bytearray(again.max_payload)
+    got = []
+    seq = again.next_pending()
+    while seq:
+        got.append((seq, bytes(again.read(seq, buf))))
+        seq = again.next_pending(seq)
+    assert got == [(n, payload_for(n, 20)) for n in (2, 3, 4)] and again.next_seq == 5
+
+
+def test_a_pack_kept_in_ram_is_lost_to_a_power_cut_and_nothing_else():
+    flash = Flash(4 * 64)
+    ring = Ring(flash, 4, 64)
+    kept = ring.append(payload_for(1, 20))
+    assert ring.ack(kept)
+    ring.append(payload_for(2, 20), defer=True)
+    again = Ring(flash, 4, 64)  # the power goes: the flash has the first (acknowledged) only
+    assert again.pending() == 0 and again.next_seq == 2
