@@ -72,7 +72,6 @@ log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = {"full": "FULL", "normal": "NORMAL"}
 DELETE_DELAY = 1.0  # seconds `maintain()` leaves the delete of the PUBACK that emptied the outbox unwritten
-_FRESH_MAX = 8  # packs kept unwritten at once (`put` with `defer`); one at a time while the broker answers
 SYNC_EVERY = 1.0  # fsync `normal`: the WAL is fsynced within this many seconds of a commit
 OutboxInUse = InUseError
 
@@ -194,7 +193,7 @@ class Outbox:
         self._deferred_at: float | None = None  # when a delete was left for the next write (module doc)
         self._held: dict[int, _Held] = {}  # not on disk: stored when the disk works again
         #: `put` with `defer`: not written unless still unacknowledged by the next write or `maintain()`
-        #: (module docstring); only while the file holds no live pack and nothing is held
+        #: (module docstring); only while the outbox holds nothing else: one pack at most
         self._fresh: dict[int, _Held] = {}
         self._fresh_at: dict[int, float] = {}  # when (monotonic) each was kept unwritten
         #: `normal` only: how long an unwritten pack may wait for its PUBACK before it is written (0: never
@@ -669,8 +668,9 @@ class Outbox:
             self._next_id += 1
             pack = _Held(topic, payload, qos, records, time.time())
             self._make_room(size)
-            if defer and self.write_within and self._healthy() and not self._held \
-                    and self._disk[0] == len(self._gone) and len(self._fresh) < _FRESH_MAX:
+            # only into an empty outbox (nothing in the file, held or unwritten): one at a time
+            if defer and self.write_within and self._healthy() and not self._held and not self._fresh \
+                    and self._disk[0] == len(self._gone):
                 self._fresh[pack_id] = pack
                 self._fresh_at[pack_id] = time.monotonic()
                 self._fresh_put = True

@@ -200,10 +200,9 @@ class Uplink:
 
     def _store(self, payload: bytes, records: int) -> None:
         try:
-            # connected with nothing waiting, the pack goes out now: the outbox writes it only if its PUBACK
-            # is late (with `batch.adaptive = false` too: the pack is published at once all the same)
-            defer = self.publisher.connected and len(self.outbox) == 0
-            self.outbox.put(self.publisher.topic_data, payload, 1, records, defer=defer)
+            # connected, the pack goes out now if nothing waits before it (the outbox judges that): it is
+            # then written only if its PUBACK is late (with `batch.adaptive = false` too)
+            self.outbox.put(self.publisher.topic_data, payload, 1, records, defer=self.publisher.connected)
         finally:
             self.publisher.wake()  # the network thread publishes it now
             self._watch_disk()

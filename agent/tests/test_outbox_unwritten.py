@@ -88,6 +88,11 @@ def test_the_next_write_takes_the_unwritten_packs_first(tmp_path) -> None:
         fourth = ob.put("t/alarm", b"d", 1, defer=True)
         ob.set_meta("n", 7)  # any write (a counter here) takes it along
         assert stored(path) == [(fourth, b"d")]
+        assert ob.ack(fourth)
+        fifth = ob.put("t/data", b"e", 1, defer=True)  # nothing waits: kept unwritten
+        assert stored(path) == [(fourth, b"d")] and ob.stats()["unwritten_packs"] == 1
+        sixth = ob.put("t/data", b"f", 1, defer=True)  # one is unwritten already: both written, in order
+        assert stored(path) == [(fifth, b"e"), (sixth, b"f")] and ob.stats()["unwritten_packs"] == 0
     finally:
         ob.close()
 
