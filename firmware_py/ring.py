@@ -279,9 +279,9 @@ class Ring:
 
 
 class SlotFiles:
-    """One file per slot (`<path>.<i>`, `slot_size` bytes each) seen as one file of `slots` ×
-    `slot_size` bytes: seek/write/readinto/flush/close, as `Ring` uses a file. One slot file is open at
-    a time; moving to another closes it (the ring has flushed what it wrote by then). A slot file that
+    """One file per slot (`<path>.<i>`, `slot_size` bytes each) seen as one file of `slots` × `slot_size`
+    bytes: seek (from the start)/write/readinto/flush/close, as `Ring` uses a file. One slot file is open
+    at a time; moving to another closes it (the ring has flushed what it wrote by then). A slot file that
     has gone missing is made again, blank."""
 
     def __init__(self, path: str, slots: int, slot_size: int) -> None:
@@ -305,16 +305,9 @@ class SlotFiles:
             self._i = i
         return self._f
 
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == 1:
-            pos += self.pos
-        elif whence == 2:
-            pos += self.slots * self.slot_size
+    def seek(self, pos: int) -> int:
         self.pos = pos
         return pos
-
-    def tell(self) -> int:
-        return self.pos
 
     def _piece(self, left: int):
         """The file of the slot at `pos`, sought to it, and how many of `left` bytes that slot holds from
